@@ -1,0 +1,51 @@
+"""Typed errors. Every message should tell the user what to do next."""
+
+from __future__ import annotations
+
+
+class Lab4fError(Exception):
+    """Base class of every error lab4f raises on purpose."""
+
+
+class ConfigError(Lab4fError):
+    """A bench or run configuration is invalid (names the field and the allowed values)."""
+
+
+class DataError(Lab4fError):
+    """A dataset file is missing, corrupt or of the wrong format."""
+
+
+class CheckpointError(Lab4fError):
+    """A checkpoint cannot be loaded, or does not fit the architecture it is loaded into."""
+
+
+class CompileError(Lab4fError):
+    """A kernel bank cannot be compiled into an optical program for this bench."""
+
+
+class DeviceError(Lab4fError):
+    """A device refused a command or reported an error."""
+
+
+class DeviceTimeout(DeviceError):
+    """A device did not answer (no frame, no reply) within its timeout."""
+
+
+class DeviceDisconnected(DeviceError):
+    """A device is not connected (unplugged, closed, or never opened)."""
+
+
+class SafetyLimitError(DeviceError):
+    """A command would exceed a configured safety limit; nothing was sent."""
+
+
+class CalibrationError(Lab4fError):
+    """A calibration step failed or produced a result that must not be used."""
+
+
+class CalibrationCancelled(CalibrationError):
+    """A calibration step was cancelled by the user; the previous record is untouched."""
+
+
+class MismatchError(Lab4fError):
+    """Checkpoint, optical program and calibration record do not belong together."""
