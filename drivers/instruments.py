@@ -1,0 +1,433 @@
+"""SCPI bench instruments (light source, shutter) over pyvisa, as short declarative classes.
+
+Every set is validated (device range, then configured safety limit) before anything reaches the bus,
+and is followed by an error-queue read-back (``SYST:ERR?``), so a refused command never passes silently
+and a queued error never corrupts the next query. Simulated with pyvisa-sim: ``sim_instruments.yaml``.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import logging
+from collections.abc import Callable
+from typing import Any, ClassVar, NamedTuple, Self
+
+import pyvisa
+from pydantic import BaseModel, ConfigDict, Field
+from pyvisa import constants, rname
+
+from lab4f.errors import DeviceDisconnected, DeviceError, DeviceTimeout, SafetyLimitError
+
+logger = logging.getLogger(__name__)
+
+#: ``visa_library`` value meaning "pyvisa-sim with lab4f's packaged sim_instruments.yaml".
+SIM_VISA_LIBRARY = "@lab4f-sim"
+_MAX_QUEUED_ERRORS = 32
+
+
+def sim_instruments_path() -> str:
+    """Filesystem path of the packaged pyvisa-sim device file."""
+    return str(importlib.resources.files("lab4f.drivers") / "sim_instruments.yaml")
+
+
+def sim_resource_manager() -> pyvisa.ResourceManager:
+    """A pyvisa ResourceManager whose backend simulates lab4f's bench instruments."""
+    return pyvisa.ResourceManager(f"{sim_instruments_path()}@sim")
+
+
+def resolve_visa_library(visa_library: str) -> str:
+    """Expand SIM_VISA_LIBRARY into the pyvisa-sim spec; other values pass through unchanged."""
+    return f"{sim_instruments_path()}@sim" if visa_library == SIM_VISA_LIBRARY else visa_library
+
+
+# --- declarative SCPI properties (after pymeasure's Instrument.control) ---------------------------------
+
+
+def strict_range(low: float, high: float) -> Callable[[float], None]:
+    """Validator: the value must lie in [low, high]."""
+
+    def check(value: float) -> None:
+        if not low <= value <= high:
+            raise ValueError(f"{value:g} is outside the device range [{low:g}, {high:g}]")
+
+    return check
+
+
+class scpi_property:  # noqa: N801 - lower case, like the built-in property it extends
+    """A device setting read with ``get_cmd`` and written with ``set_cmd.format(to_device(value))``."""
+
+    def __init__(
+        self,
+        get_cmd: str,
+        set_cmd: str | None = None,
+        doc: str = "",
+        *,
+        validator: Callable[[Any], None] | None = None,
+        unit: str = "",
+        to_device: Callable[[Any], Any] = lambda v: v,
+        from_device: Callable[[str], Any] = float,
+    ) -> None:
+        self.get_cmd, self.set_cmd, self.unit = get_cmd, set_cmd, unit
+        self.validator, self.to_device, self.from_device = validator, to_device, from_device
+        self.__doc__ = f"{doc} [{unit}]" if unit else doc
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = f"{owner.__name__}.{name}"
+
+    def __get__(self, inst: ScpiInstrument | None, owner: type) -> Any:
+        if inst is None:
+            return self
+        reply = inst.query(self.get_cmd)
+        try:
+            return self.from_device(reply)
+        except ValueError as exc:
+            raise DeviceError(f"{self.name}: cannot parse reply {reply!r} to {self.get_cmd!r}") from exc
+
+    def __set__(self, inst: ScpiInstrument, value: Any) -> None:
+        if self.set_cmd is None:
+            raise AttributeError(f"{self.name} is read-only")
+        command = self.set_cmd.format(self.to_device(value))
+        inst.check_safety(command)  # safety first: its message is the one the user must see
+        if self.validator is not None:
+            try:
+                self.validator(value)
+            except ValueError as exc:
+                raise DeviceError(f"{self.name} = {value} {self.unit}: {exc} {self.unit}; nothing was sent.") from exc
+        inst._send_checked(command)
+
+
+# --- bus session and instrument base ------------------------------------------------------------------
+
+
+class ScpiSession:
+    """A pyvisa resource that records every exchange, so tests can pin the exact protocol."""
+
+    def __init__(self, resource: Any, resource_name: str) -> None:
+        self._resource = resource
+        self.resource_name = resource_name
+        #: (message sent, reply or None for a write), in order.
+        self.exchanges: list[tuple[str, str | None]] = []
+        self.writes = 0
+
+    def write(self, message: str) -> None:
+        """Send one message that expects no reply."""
+        self.exchanges.append((message, None))
+        self.writes += 1
+        self._call(self._resource.write, message)
+
+    def query(self, message: str) -> str:
+        """Send one message and return its reply, stripped."""
+        reply = str(self._call(self._resource.query, message)).strip()
+        self.exchanges.append((message, reply))
+        return reply
+
+    def close(self) -> None:
+        self._resource.close()
+
+    def _call(self, method: Callable[[str], Any], message: str) -> Any:
+        try:
+            return method(message)
+        except pyvisa.errors.InvalidSession as exc:
+            raise DeviceDisconnected(f"{self.resource_name}: session closed; call connect() again.") from exc
+        except pyvisa.errors.VisaIOError as exc:
+            if exc.error_code == constants.StatusCode.error_timeout:
+                raise DeviceTimeout(
+                    f"{self.resource_name} did not answer {message!r} within {self._resource.timeout} ms: "
+                    "check that it is powered and cabled, or raise timeout_ms in its settings."
+                ) from exc
+            raise DeviceError(f"{self.resource_name}: VISA error on {message!r}: {exc}") from exc
+
+
+class InstrumentIdentity(NamedTuple):
+    """The four fields of an ``*IDN?`` reply."""
+
+    vendor: str
+    model: str
+    serial: str
+    firmware: str
+
+    @classmethod
+    def parse(cls, reply: str) -> InstrumentIdentity:
+        fields = [f.strip() for f in reply.split(",")] + ["", "", "", ""]
+        return cls(*fields[:4])
+
+
+class VisaSettings(BaseModel):
+    """Where and how to reach a VISA instrument."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    resource: str = Field(description="VISA resource string, e.g. 'ASRL1::INSTR' or 'USB0::...::INSTR'")
+    visa_library: str = Field(
+        SIM_VISA_LIBRARY, description=f"pyvisa backend: '@py', '@ivi', 'file.yaml@sim' or {SIM_VISA_LIBRARY!r}"
+    )
+    timeout_ms: int = Field(2000, gt=0)
+    read_termination: str = "\n"
+    write_termination: str = "\n"
+
+
+def parse_scpi_error(reply: str) -> tuple[int, str]:
+    """Split a ``SYST:ERR?`` reply such as ``-222,"Data out of range"`` into (code, message)."""
+    code, _, message = reply.partition(",")
+    try:
+        return int(code.strip()), message.strip().strip('"')
+    except ValueError as exc:
+        raise DeviceError(f"Unexpected SYST:ERR? reply {reply!r}; is this a SCPI instrument?") from exc
+
+
+class ScpiInstrument:
+    """Connection, error read-back and safety checking shared by lab4f's SCPI instruments."""
+
+    #: SCPI header (short form) -> (settings field holding the limit, factor from wire unit to limit unit).
+    safety_limits: ClassVar[dict[str, tuple[str, float]]] = {}
+
+    def __init__(self, settings: VisaSettings) -> None:
+        self.settings = settings
+        self._rm: pyvisa.ResourceManager | None = None
+        self._session: ScpiSession | None = None
+        self._identity: InstrumentIdentity | None = None
+
+    def connect(self) -> Self:
+        """Open the VISA session, read ``*IDN?`` and drain stale errors."""
+        if self._session is not None:
+            return self
+        s = self.settings
+        self._rm = pyvisa.ResourceManager(resolve_visa_library(s.visa_library))
+        listed = self._list_resources()
+        # pyvisa-sim opens unknown names without complaint; only its listing is authoritative.
+        if s.visa_library.endswith("@sim") or s.visa_library == SIM_VISA_LIBRARY:
+            if not any(_same_resource(s.resource, r) for r in listed):
+                self._release()
+                raise DeviceDisconnected(
+                    f"VISA resource {s.resource!r} not found; backend {s.visa_library!r} lists {listed}. "
+                    "Fix 'resource' in the bench config."
+                )
+        try:
+            resource = self._rm.open_resource(
+                s.resource,
+                timeout=s.timeout_ms,
+                read_termination=s.read_termination,
+                write_termination=s.write_termination,
+            )
+        except (pyvisa.errors.VisaIOError, ValueError) as exc:
+            self._release()
+            raise DeviceDisconnected(
+                f"Cannot open VISA resource {s.resource!r} ({exc}); backend {s.visa_library!r} lists {listed}. "
+                "Check the cable and power, or fix 'resource' in the bench config."
+            ) from exc
+        self._session = ScpiSession(resource, s.resource)
+        try:
+            self._identity = InstrumentIdentity.parse(self._session.query("*IDN?"))
+            stale = self.read_errors()
+        except DeviceError:
+            self.close()
+            raise
+        if stale:
+            logger.warning("%s: cleared stale errors on connect: %s", s.resource, stale)
+        logger.info("Connected %s at %s: %s", type(self).__name__, s.resource, self._identity)
+        return self
+
+    def close(self) -> None:
+        """Close the session; safe to call twice."""
+        if self._session is not None:
+            try:
+                self._session.close()
+            finally:
+                self._session = None
+        self._release()
+
+    def __enter__(self) -> Self:
+        return self.connect()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def session(self) -> ScpiSession:
+        if self._session is None:
+            raise DeviceDisconnected(f"{type(self).__name__} at {self.settings.resource} is not connected; "
+                                     "call connect() or use it as a context manager.")
+        return self._session
+
+    @property
+    def identity(self) -> InstrumentIdentity:
+        """Vendor, model, serial and firmware from ``*IDN?`` (read at connect)."""
+        if self._identity is None:
+            raise DeviceDisconnected(f"{type(self).__name__} is not connected; identity unknown.")
+        return self._identity
+
+    def query(self, message: str) -> str:
+        return self.session.query(message)
+
+    def command(self, message: str) -> None:
+        """Write one command (after the safety check) and raise DeviceError if the device queued an error."""
+        self.check_safety(message)
+        self._send_checked(message)
+
+    def _send_checked(self, message: str) -> None:
+        """Write a command that already passed check_safety, then read back the error queue."""
+        self.session.write(message)
+        errors = self.read_errors()
+        if errors:
+            text = "; ".join(f"{code},{msg}" for code, msg in errors)
+            raise DeviceError(f"{self.settings.resource} refused {message!r}: {text}. Check the value and units.")
+
+    def read_errors(self) -> list[tuple[int, str]]:
+        """Drain the instrument's error queue (``SYST:ERR?`` until code 0)."""
+        errors = []
+        for _ in range(_MAX_QUEUED_ERRORS):
+            code, message = parse_scpi_error(self.session.query("SYST:ERR?"))
+            if code == 0:
+                return errors
+            errors.append((code, message))
+        raise DeviceError(f"{self.settings.resource}: error queue does not empty ({errors[-3:]}); power-cycle it.")
+
+    def check_safety(self, message: str) -> None:
+        """Raise SafetyLimitError if any command in ``message`` would exceed a configured limit."""
+        for part in message.split(";"):
+            header, _, argument = part.strip().partition(" ")
+            if header.endswith("?"):
+                continue
+            for pattern, (field, factor) in self.safety_limits.items():
+                if _header_matches(header, pattern):
+                    self._check_limit(part.strip(), argument.strip(), field, factor)
+
+    def _check_limit(self, command: str, argument: str, field: str, factor: float) -> None:
+        limit = float(getattr(self.settings, field))
+        try:
+            value = float(argument) * factor
+        except ValueError:
+            raise SafetyLimitError(
+                f"{command!r}: only a plain number can be checked against {field}={limit:g}; nothing was sent."
+            ) from None
+        if value > limit:
+            raise SafetyLimitError(
+                f"{command!r} asks for {value:g}, above the safety limit {field}={limit:g}; nothing was sent. "
+                f"Raise {field} in the bench config only if the optics can take it."
+            )
+
+    def settings_snapshot(self) -> dict[str, Any]:
+        """Configuration and identity as flat scalars (for HDF5 attributes)."""
+        snap: dict[str, Any] = {"driver": type(self).__name__, **self.settings.model_dump()}
+        if self._identity is not None:
+            snap.update({f"idn_{k}": v for k, v in self._identity._asdict().items()})
+        return snap
+
+    def _list_resources(self) -> list[str]:
+        try:
+            return list(self._rm.list_resources()) if self._rm is not None else []
+        except pyvisa.errors.VisaIOError:  # raised when nothing is attached
+            return []
+
+    def _release(self) -> None:
+        self._rm = None
+
+
+def _header_matches(header: str, pattern: str) -> bool:
+    """SCPI header match: long or short forms, any case, numeric suffixes ignored, sub-nodes included."""
+    parts = [p.rstrip("0123456789") for p in header.upper().lstrip(":").split(":")]
+    wanted = pattern.upper().split(":")
+    return len(parts) >= len(wanted) and all(p.startswith(w) for p, w in zip(parts, wanted, strict=False))
+
+
+def _same_resource(a: str, b: str) -> bool:
+    try:
+        return rname.to_canonical_name(a) == rname.to_canonical_name(b)
+    except rname.InvalidResourceName:
+        return a == b
+
+
+def _to_bool(reply: str) -> bool:
+    return bool(int(float(reply)))
+
+
+# --- the instruments ----------------------------------------------------------------------------------
+
+
+class LightSourceSettings(VisaSettings):
+    """A laser/LED source: where it is, and the most light the optics may receive."""
+
+    resource: str = "ASRL1::INSTR"
+    max_power_mw: float = Field(5.0, gt=0, description="safety limit on the optical power setpoint")
+    max_current_ma: float = Field(100.0, gt=0, description="safety limit on the drive current setpoint")
+
+
+class LightSource(ScpiInstrument):
+    """Laser or LED source: emission on/off and a power or current setpoint, never above the safety limits."""
+
+    POWER_RANGE_MW: ClassVar[tuple[float, float]] = (0.0, 50.0)
+    CURRENT_RANGE_MA: ClassVar[tuple[float, float]] = (0.0, 200.0)
+    safety_limits = {"SOUR:POW": ("max_power_mw", 1e3), "SOUR:CURR": ("max_current_ma", 1e3)}
+
+    settings: LightSourceSettings
+
+    def __init__(self, settings: LightSourceSettings | None = None) -> None:
+        super().__init__(settings or LightSourceSettings())
+
+    power_mw = scpi_property(
+        "SOUR:POW?", "SOUR:POW {:.6f}", "Optical power setpoint", validator=strict_range(*POWER_RANGE_MW),
+        unit="mW", to_device=lambda mw: mw * 1e-3, from_device=lambda s: float(s) * 1e3,
+    )
+    current_ma = scpi_property(
+        "SOUR:CURR?", "SOUR:CURR {:.6f}", "Drive current setpoint", validator=strict_range(*CURRENT_RANGE_MA),
+        unit="mA", to_device=lambda ma: ma * 1e-3, from_device=lambda s: float(s) * 1e3,
+    )
+    output_on = scpi_property("OUTP?", "OUTP {:d}", "Emission enabled", to_device=int, from_device=_to_bool)
+
+    def check_safety(self, message: str) -> None:
+        """Also refuse to enable emission while a setpoint already on the device exceeds a limit."""
+        super().check_safety(message)
+        for part in message.split(";"):
+            header, _, argument = part.strip().partition(" ")
+            enabling = argument.strip().upper() in {"1", "ON"}
+            state_header = header.count(":") == 0 or _header_matches(header, "OUTP:STAT")
+            if _header_matches(header, "OUTP") and state_header and enabling:
+                self._check_limit("SOUR:POW (on device)", self.query("SOUR:POW?"), "max_power_mw", 1e3)
+                self._check_limit("SOUR:CURR (on device)", self.query("SOUR:CURR?"), "max_current_ma", 1e3)
+
+    def on(self) -> None:
+        self.output_on = True
+
+    def off(self) -> None:
+        self.output_on = False
+
+    def settings_snapshot(self) -> dict[str, Any]:
+        snap = super().settings_snapshot()
+        if self._session is not None:
+            snap.update(power_mw=self.power_mw, current_ma=self.current_ma, output_on=self.output_on)
+        return snap
+
+
+class ShutterSettings(VisaSettings):
+    """A beam shutter."""
+
+    resource: str = "ASRL2::INSTR"
+
+
+class Shutter(ScpiInstrument):
+    """Beam shutter: open, shut and read its state."""
+
+    settings: ShutterSettings
+
+    def __init__(self, settings: ShutterSettings | None = None) -> None:
+        super().__init__(settings or ShutterSettings())
+
+    is_open = scpi_property("SHUT?", "SHUT {:d}", "Shutter open", to_device=int, from_device=_to_bool)
+
+    def open_shutter(self) -> None:
+        self.is_open = True
+
+    def close_shutter(self) -> None:
+        self.is_open = False
+
+    @property
+    def state(self) -> str:
+        """``"open"`` or ``"closed"``, as read from the device."""
+        return "open" if self.is_open else "closed"
+
+    def settings_snapshot(self) -> dict[str, Any]:
+        snap = super().settings_snapshot()
+        if self._session is not None:
+            snap["shutter_open"] = self.is_open
+        return snap
