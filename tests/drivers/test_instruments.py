@@ -1,0 +1,173 @@
+"""SCPI instruments against pyvisa-sim: exact message exchange, ranges, safety limit, error read-back."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from lab4f.drivers.instruments import (
+    LightSource,
+    LightSourceSettings,
+    Shutter,
+    ShutterSettings,
+    parse_scpi_error,
+    sim_instruments_path,
+    sim_resource_manager,
+)
+
+from lab4f.errors import DeviceDisconnected, DeviceError, SafetyLimitError
+
+NO_ERROR = '0,"No error"'
+
+
+@pytest.fixture
+def sim_library(tmp_path: Path) -> str:
+    """A private copy of the sim file: pyvisa caches one backend (and device state) per path."""
+    copy = tmp_path / "sim_instruments.yaml"
+    shutil.copy(sim_instruments_path(), copy)
+    return f"{copy}@sim"
+
+
+@pytest.fixture
+def source(sim_library: str):
+    with LightSource(LightSourceSettings(visa_library=sim_library, max_power_mw=5.0)) as ls:
+        ls.session.exchanges.clear()
+        yield ls
+
+
+def test_sim_resource_manager_lists_both_instruments():
+    rm = sim_resource_manager()
+    assert set(rm.list_resources()) == {"ASRL1::INSTR", "ASRL2::INSTR"}
+
+
+def test_connect_reads_identity_then_drains_error_queue(sim_library):
+    ls = LightSource(LightSourceSettings(visa_library=sim_library)).connect()
+    try:
+        assert ls.session.exchanges == [("*IDN?", "LAB4F-SIM,LS-450,SIM0001,1.2.0"), ("SYST:ERR?", NO_ERROR)]
+        assert ls.identity.model == "LS-450" and ls.identity.serial == "SIM0001"
+    finally:
+        ls.close()
+    with pytest.raises(DeviceDisconnected, match="not connected"):
+        _ = ls.power_mw
+
+
+def test_set_power_exchange_is_pinned(source):
+    source.power_mw = 3.25
+    assert source.power_mw == pytest.approx(3.25, abs=1e-9)
+    assert source.session.exchanges == [
+        ("SOUR:POW 0.003250", None),  # SI units on the wire: watts
+        ("SYST:ERR?", NO_ERROR),
+        ("SOUR:POW?", "3.250000E-03"),
+    ]
+
+
+def test_output_on_checks_setpoints_against_limits_first(source):
+    source.current_ma = 40.0
+    source.session.exchanges.clear()
+    source.on()
+    assert source.session.exchanges == [
+        ("SOUR:POW?", "1.000000E-03"),
+        ("SOUR:CURR?", "4.000000E-02"),
+        ("OUTP 1", None),
+        ("SYST:ERR?", NO_ERROR),
+    ]
+    assert source.output_on is True
+    source.off()
+    assert source.output_on is False
+
+
+@pytest.mark.parametrize("power_mw", [5.01, 20.0, 80.0])
+def test_safety_limit_refused_before_anything_is_written(source, power_mw):
+    before = source.power_mw
+    writes = source.session.writes
+    with pytest.raises(SafetyLimitError, match="max_power_mw=5"):
+        source.power_mw = power_mw
+    assert source.session.writes == writes
+    assert source.power_mw == before
+
+
+@pytest.mark.parametrize(
+    "raw", ["SOUR:POW 0.0051", "source:power 0.02", ":SOUR1:POW:LEV:IMM:AMPL 0.01", "SOUR:POW MAX", "*CLS;SOUR:POW 1"]
+)
+def test_safety_limit_covers_raw_commands_in_any_spelling(source, raw):
+    with pytest.raises(SafetyLimitError, match="nothing was sent"):
+        source.command(raw)
+    assert source.session.writes == 0
+
+
+def test_power_at_exactly_the_limit_is_allowed(source):
+    source.power_mw = 5.0
+    assert source.power_mw == pytest.approx(5.0, abs=1e-9)
+
+
+def test_enabling_output_refused_when_device_setpoint_exceeds_limit(sim_library):
+    with LightSource(LightSourceSettings(visa_library=sim_library, max_power_mw=40.0)) as ls:
+        ls.power_mw = 30.0  # set earlier by a user with a looser limit
+    with LightSource(LightSourceSettings(visa_library=sim_library, max_power_mw=5.0)) as ls:
+        with pytest.raises(SafetyLimitError, match="on device"):
+            ls.on()
+        assert ls.output_on is False
+
+
+def test_device_range_validated_before_writing(sim_library):
+    # A safety limit above the device maximum leaves the device range (0-50 mW) in charge.
+    with LightSource(LightSourceSettings(visa_library=sim_library, max_power_mw=100.0)) as ls:
+        writes = ls.session.writes
+        with pytest.raises(DeviceError, match=r"outside the device range \[0, 50\] mW"):
+            ls.power_mw = 60.0
+        with pytest.raises(DeviceError, match=r"\[0, 200\] mA"):
+            ls.current_ma = -1.0
+        assert ls.session.writes == writes
+
+
+def test_device_error_is_read_back_and_next_query_is_clean(source):
+    # Bypass the driver's range check: the device itself refuses a negative power.
+    source.power_mw = 2.0
+    with pytest.raises(DeviceError, match=r"refused 'SOUR:POW -0\.001': -222,Data out of range"):
+        source.command("SOUR:POW -0.001")
+    assert source.power_mw == pytest.approx(2.0, abs=1e-9)  # unchanged, and the query is not corrupted
+    assert source.session.exchanges[-3:] == [
+        ("SYST:ERR?", '-222,"Data out of range or undefined header"'),
+        ("SYST:ERR?", NO_ERROR),
+        ("SOUR:POW?", "2.000000E-03"),
+    ]
+
+
+def test_missing_resource_names_wanted_and_listed(sim_library):
+    ls = LightSource(LightSourceSettings(resource="ASRL7::INSTR", visa_library=sim_library))
+    with pytest.raises(DeviceDisconnected) as info:
+        ls.connect()
+    message = str(info.value)
+    assert "'ASRL7::INSTR'" in message and "ASRL1::INSTR" in message and "ASRL2::INSTR" in message
+
+
+def test_shutter_open_close_state(sim_library):
+    with Shutter(ShutterSettings(visa_library=sim_library)) as sh:
+        assert sh.identity.model == "SH-25"
+        sh.session.exchanges.clear()
+        sh.open_shutter()
+        assert sh.state == "open"
+        sh.close_shutter()
+        assert sh.state == "closed"
+        assert sh.session.exchanges == [
+            ("SHUT 1", None), ("SYST:ERR?", NO_ERROR), ("SHUT?", "1"),
+            ("SHUT 0", None), ("SYST:ERR?", NO_ERROR), ("SHUT?", "0"),
+        ]
+        assert sh.settings_snapshot()["shutter_open"] is False
+
+
+def test_settings_snapshot_is_flat_with_units(source):
+    source.power_mw = 1.5
+    snap = source.settings_snapshot()
+    assert snap["driver"] == "LightSource"
+    assert snap["max_power_mw"] == 5.0 and snap["idn_serial"] == "SIM0001"
+    assert snap["power_mw"] == pytest.approx(1.5, abs=1e-9)
+    assert all(isinstance(v, str | int | float | bool) for v in snap.values())
+
+
+def test_parse_scpi_error():
+    assert parse_scpi_error('-222,"Data out of range"') == (-222, "Data out of range")
+    assert parse_scpi_error("0,No error") == (0, "No error")
+    with pytest.raises(DeviceError, match="SCPI"):
+        parse_scpi_error("garbage")
