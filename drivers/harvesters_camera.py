@@ -120,8 +120,8 @@ class HarvestersCamera(Camera):
             self._set_enum("PixelFormat", s.pixel_format)
         if s.roi is not None:
             self._set_roi(*s.roi)
-        for auto in ("ExposureAuto", "GainAuto"):
-            if self._has_node(auto):
+        for auto in ("ExposureAuto", "GainAuto"):  # manual control, where the camera offers it
+            if self._has_node(auto) and "Off" in getattr(self._node(auto), "symbolics", ()):
                 self._set_enum(auto, "Off")
         self._exposure_node = next((n for n in _EXPOSURE_NODES if self._has_node(n)), None)
         if self._exposure_node is None:

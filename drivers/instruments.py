@@ -218,7 +218,13 @@ class ScpiInstrument:
             ) from exc
         self._session = ScpiSession(resource, s.resource)
         try:
-            self._identity = InstrumentIdentity.parse(self._session.query("*IDN?"))
+            idn = self._session.query("*IDN?")
+            if not idn:
+                raise DeviceDisconnected(
+                    f"{s.resource} gave an empty *IDN? reply; backend {s.visa_library!r} lists {listed}. "
+                    "Check that the right instrument is on this port and powered."
+                )
+            self._identity = InstrumentIdentity.parse(idn)
             stale = self.read_errors()
         except DeviceError:
             self.close()

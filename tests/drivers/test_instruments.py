@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
+import pyvisa
 from lab4f.drivers.instruments import (
     LightSource,
     LightSourceSettings,
+    ScpiSession,
     Shutter,
     ShutterSettings,
     parse_scpi_error,
@@ -16,7 +19,7 @@ from lab4f.drivers.instruments import (
     sim_resource_manager,
 )
 
-from lab4f.errors import DeviceDisconnected, DeviceError, SafetyLimitError
+from lab4f.errors import DeviceDisconnected, DeviceError, DeviceTimeout, SafetyLimitError
 
 NO_ERROR = '0,"No error"'
 
@@ -140,6 +143,18 @@ def test_missing_resource_names_wanted_and_listed(sim_library):
         ls.connect()
     message = str(info.value)
     assert "'ASRL7::INSTR'" in message and "ASRL1::INSTR" in message and "ASRL2::INSTR" in message
+
+
+def test_unanswered_query_becomes_device_timeout(sim_library):
+    # A setter sent as a query: the device answers nothing, so the read must time out.
+    rm = pyvisa.ResourceManager(sim_library)
+    resource = rm.open_resource("ASRL1::INSTR", timeout=50, read_termination="\n", write_termination="\n")
+    session = ScpiSession(resource, "ASRL1::INSTR")
+    start = time.perf_counter()
+    with pytest.raises(DeviceTimeout, match=r"ASRL1::INSTR did not answer 'OUTP 0' within 50 ms"):
+        session.query("OUTP 0")
+    assert time.perf_counter() - start < 1.0
+    resource.close()
 
 
 def test_shutter_open_close_state(sim_library):
