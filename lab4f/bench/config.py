@@ -1,0 +1,102 @@
+"""The bench config: which driver runs each device, with which settings (TOML or YAML, pydantic-validated).
+
+The built-in default is the simulated bench, so every command works on a fresh machine::
+
+    [slm]
+    driver = "SimulatedFourierSLM"        # or an slmsuite SLM: Meadowlark, Holoeye, Santec, Hamamatsu, ...
+    [camera]
+    driver = "Simulated4fCamera"          # or HarvestersCamera
+    settings = { exposure_s = 0.002 }
+    [light_source]
+    driver = "LightSource"
+    settings = { resource = "ASRL1::INSTR", visa_library = "sim", max_power_mw = 5.0 }
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lab4f.errors import ConfigError
+
+
+class DeviceConfig(BaseModel):
+    """One device: the driver's registered name and its settings (validated by the driver's own model)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    driver: str
+    settings: dict[str, Any] = Field(default_factory=dict)
+    enabled: bool = True
+
+
+class GeometryConfig(BaseModel):
+    """Lenses of the 4f system (the SLM's pixel count and pitch come from the SLM itself)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    focal_length_1_mm: float = Field(100.0, gt=0)
+    focal_length_2_mm: float = Field(100.0, gt=0)
+    aperture_radius: float | None = Field(None, gt=0)
+
+
+class BenchConfig(BaseModel):
+    """Every device of the bench; the defaults are the built-in simulated bench."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "simulated bench"
+    mode: str = Field("incoherent", pattern="^(incoherent|coherent)$")
+    slm: DeviceConfig = DeviceConfig(driver="SimulatedFourierSLM")
+    display: DeviceConfig = DeviceConfig(driver="SimulatedDisplay")
+    camera: DeviceConfig = DeviceConfig(driver="Simulated4fCamera")
+    light_source: DeviceConfig | None = DeviceConfig(
+        driver="LightSource", settings={"visa_library": "sim", "max_power_mw": 5.0}
+    )
+    shutter: DeviceConfig | None = DeviceConfig(driver="Shutter", settings={"visa_library": "sim"})
+    geometry: GeometryConfig = GeometryConfig()
+    calibration_dir: str = "calibrations"
+
+
+def _format_validation(exc: ValidationError, source: str) -> str:
+    lines = [f"invalid bench config {source}:"]
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"  {where}: {err['msg']}" + (f" (got {err['input']!r})" if "input" in err else ""))
+    return "\n".join(lines)
+
+
+def load_bench_config(path: str | os.PathLike[str] | None = None) -> BenchConfig:
+    """Read a TOML/YAML bench config; ``None`` gives the built-in simulated bench."""
+    if path is None:
+        return BenchConfig()
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"bench config {path} does not exist (omit --config for the built-in simulated bench)")
+    text = path.read_text()
+    try:
+        if path.suffix.lower() == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix.lower() in {".yaml", ".yml"}:
+            data = yaml.safe_load(text) or {}
+        else:
+            raise ConfigError(f"bench config {path} must end in .toml, .yaml or .yml")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"bench config {path} is not valid {path.suffix[1:].upper()}: {exc}") from exc
+    try:
+        return BenchConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(exc, str(path))) from exc
+
+
+def validate_settings(model: type[BaseModel], settings: dict[str, Any], where: str) -> BaseModel:
+    """Validate one device's settings with its driver's pydantic model, naming the field on failure."""
+    try:
+        return model.model_validate(settings)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(exc, f"({where}.settings)")) from exc

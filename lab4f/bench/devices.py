@@ -1,0 +1,215 @@
+"""Driver registry and the :class:`Bench`: the devices of one bench, built from a :class:`BenchConfig`.
+
+Simulated drivers (the default) and lab4f's own drivers validate their settings with pydantic models;
+vendor SLMs and cameras are slmsuite classes, imported only when chosen (their SDKs are optional) and
+given their settings as keyword arguments.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from lab4f.bench.config import BenchConfig, DeviceConfig, validate_settings
+from lab4f.errors import ConfigError, DeviceError
+from lab4f.optics.geometry import FourfGeometry
+
+log = logging.getLogger(__name__)
+
+ROLES = ("slm", "display", "camera", "light_source", "shutter")
+
+
+@dataclass(frozen=True)
+class Driver:
+    """How to build one kind of device from its settings and the devices built before it."""
+
+    role: str
+    build: Callable[[dict[str, Any], dict[str, Any]], Any]
+    doc: str
+
+
+def _lab4f(module: str, cls: str, settings_cls: str | None, needs: tuple[str, ...] = ()) -> Callable:
+    def build(settings: dict[str, Any], built: dict[str, Any]) -> Any:
+        mod = importlib.import_module(f"lab4f.drivers.{module}")
+        args = [built[n] for n in needs]
+        if settings_cls is None:
+            return getattr(mod, cls)(*args, **settings)
+        model = validate_settings(getattr(mod, settings_cls), settings, cls)
+        return getattr(mod, cls)(*args, settings=model)
+
+    return build
+
+
+def _slmsuite(module: str, cls: str) -> Callable:
+    def build(settings: dict[str, Any], built: dict[str, Any]) -> Any:
+        try:
+            mod = importlib.import_module(f"slmsuite.hardware.{module}")
+        except ImportError as exc:
+            raise ConfigError(f"driver {cls} needs its vendor SDK, which failed to import: {exc}") from exc
+        try:
+            return getattr(mod, cls)(**settings)
+        except TypeError as exc:
+            raise ConfigError(f"{cls} settings {sorted(settings)} do not fit its constructor: {exc}") from exc
+        except Exception as exc:  # vendor SDKs raise anything
+            raise DeviceError(f"{cls} failed to open: {exc}; check it is connected and its SDK installed") from exc
+
+    return build
+
+
+DRIVERS: dict[str, Driver] = {
+    "SimulatedFourierSLM": Driver("slm", _lab4f("sim_slm", "SimulatedFourierSLM", "SimulatedSLMSettings"),
+                                  "simulated phase SLM (nonlinear LUT, crosstalk, settle time)"),
+    "SimulatedDisplay": Driver("display", _lab4f("sim_display", "SimulatedDisplay", "SimulatedDisplaySettings"),
+                               "simulated input display (DMD/monitor)"),
+    "Simulated4fCamera": Driver("camera", _lab4f("sim_camera", "Simulated4fCamera", "SimulatedCameraSettings",
+                                                 needs=("slm", "display")),
+                                "simulated camera rendering the 4f physics"),
+    "HarvestersCamera": Driver("camera", _lab4f("harvesters_camera", "HarvestersCamera", "HarvestersCameraSettings"),
+                               "GenICam camera through a GenTL producer (.cti)"),
+    "LightSource": Driver("light_source", _lab4f("instruments", "LightSource", "LightSourceSettings"),
+                          "SCPI laser/LED source over VISA"),
+    "Shutter": Driver("shutter", _lab4f("instruments", "Shutter", "ShutterSettings"), "SCPI shutter over VISA"),
+}
+for _name, _mod in [("Meadowlark", "meadowlark"), ("Holoeye", "holoeye"), ("Santec", "santec"),
+                    ("Hamamatsu", "hamamatsu"), ("Thorlabs", "thorlabs"), ("ScreenMirrored", "screenmirrored")]:
+    DRIVERS[_name] = Driver("slm", _slmsuite(f"slms.{_mod}", _name), f"slmsuite {_name} SLM")
+    if _name == "ScreenMirrored":
+        DRIVERS["ScreenMirroredDisplay"] = Driver("display", _slmsuite("slms.screenmirrored", _name),
+                                                  "a monitor/DMD through slmsuite ScreenMirrored")
+for _name, _mod in [("AlliedVision", "alliedvision"), ("Basler", "basler"), ("FLIR", "flir"), ("ThorCam", "thorlabs"),
+                    ("PyLabLib", "pylablib"), ("MMCore", "mmcore")]:
+    DRIVERS[_name] = Driver("camera", _slmsuite(f"cameras.{_mod}", _name), f"slmsuite {_name} camera")
+
+
+def drivers_for(role: str) -> list[str]:
+    return sorted(n for n, d in DRIVERS.items() if d.role == role)
+
+
+def build_device(role: str, cfg: DeviceConfig, built: dict[str, Any]) -> Any:
+    driver = DRIVERS.get(cfg.driver)
+    if driver is None or driver.role != role:
+        raise ConfigError(
+            f"unknown {role} driver {cfg.driver!r}; available: {', '.join(drivers_for(role))}"
+        )
+    device = driver.build(dict(cfg.settings), built)
+    if role in ("light_source", "shutter") and hasattr(device, "connect"):
+        device.connect()
+    return device
+
+
+def identity_of(device: Any) -> dict[str, Any]:
+    """Best-effort identity of any device (lab4f drivers expose ``identity``; slmsuite ones ``name``)."""
+    ident = getattr(device, "identity", None)
+    if ident is not None and not callable(ident):
+        return ident._asdict() if hasattr(ident, "_asdict") else {"identity": str(ident)}
+    return {"class": type(device).__name__, "name": getattr(device, "name", None)}
+
+
+def settings_of(device: Any) -> dict[str, Any]:
+    snap = getattr(device, "settings_snapshot", None)
+    if callable(snap):
+        return snap()
+    settings = getattr(device, "settings", None)
+    if hasattr(settings, "model_dump"):
+        return settings.model_dump(mode="json")
+    return {}
+
+
+class Bench:
+    """All devices of one bench. Synchronous and Qt-free; use as a context manager so devices close."""
+
+    def __init__(self, config: BenchConfig | None = None) -> None:
+        self.config = config or BenchConfig()
+        self.devices: dict[str, Any] = {}
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    def connect(self) -> Bench:
+        try:
+            for role in ROLES:
+                cfg: DeviceConfig | None = getattr(self.config, role)
+                if cfg is not None and cfg.enabled:
+                    self.devices[role] = build_device(role, cfg, self.devices)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        for role in reversed(ROLES):
+            device = self.devices.pop(role, None)
+            close = getattr(device, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception as exc:  # closing must go on for the other devices
+                    log.warning("closing %s failed: %s", role, exc)
+
+    def __enter__(self) -> Bench:
+        return self.connect() if not self.devices else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- devices ------------------------------------------------------------------------------------
+    def _get(self, role: str) -> Any:
+        if role not in self.devices:
+            raise DeviceError(f"the bench has no connected {role}: connect() first, or enable it in the bench config")
+        return self.devices[role]
+
+    @property
+    def slm(self) -> Any:
+        return self._get("slm")
+
+    @property
+    def camera(self) -> Any:
+        return self._get("camera")
+
+    @property
+    def display(self) -> Any:
+        return self._get("display")
+
+    @property
+    def light_source(self) -> Any:
+        return self._get("light_source")
+
+    @property
+    def shutter(self) -> Any:
+        return self._get("shutter")
+
+    @property
+    def geometry(self) -> FourfGeometry:
+        """The 4f geometry: the lenses from the config, pixel count and pitch from the SLM itself."""
+        slm = self.slm
+        g = self.config.geometry
+        pitch = float(np.atleast_1d(slm.pitch_um)[0])
+        wav_nm = float(slm.wav_um) * 1e3
+        return FourfGeometry(slm_shape=tuple(int(s) for s in slm.shape), slm_pitch_um=pitch, wavelength_nm=wav_nm,
+                             focal_length_1_mm=g.focal_length_1_mm, focal_length_2_mm=g.focal_length_2_mm,
+                             aperture_radius=g.aperture_radius)
+
+    def info(self) -> dict[str, Any]:
+        """Devices, identities and settings: what `lab4f bench info` prints and every record snapshots."""
+        return {
+            "name": self.config.name,
+            "mode": self.config.mode,
+            "devices": {
+                role: {"driver": getattr(self.config, role).driver, "identity": identity_of(dev),
+                       "settings": settings_of(dev)}
+                for role, dev in self.devices.items()
+            },
+        }
+
+    def show(self, image: np.ndarray) -> None:
+        self.display.show(image)
+
+    def upload_phase(self, phase: np.ndarray) -> None:
+        """Write a Fourier-plane phase (radians) to the SLM; slmsuite applies the phase LUT and waits to settle."""
+        self.slm.set_phase(phase, settle=True)
+
+    def snap(self) -> np.ndarray:
+        return np.asarray(self.camera.get_image())
