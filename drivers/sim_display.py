@@ -1,0 +1,106 @@
+"""Simulated input display (DMD, monitor or amplitude SLM) that shows the input image of the 4f system.
+
+Geometry: display pixel (row i, col j) lands on output-plane cell
+    (row, col) = (Ny // 2 + i - H // 2 + y0, Nx // 2 + j - W // 2 + x0)
+of the Fourier SLM's far-field grid (Ny, Nx), where (Ny // 2, Nx // 2) is the optical axis and
+(x0, y0) = `position_px`. One display pixel maps onto one far-field cell; the display's centre pixel
+(H // 2, W // 2) sits on the optical axis when `position_px` is (0, 0).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from lab4f.drivers.faults import FaultPlan, check_connected
+from pydantic import BaseModel, ConfigDict, Field
+
+from lab4f.errors import DeviceDisconnected
+
+
+class SimulatedDisplaySettings(BaseModel):
+    """Bench parameters of the simulated input display."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    shape: tuple[int, int] = Field((28, 28), description="(height, width) in pixels")
+    bitdepth: int = Field(8, ge=1, le=16)
+    gamma: float = Field(1.0, gt=0, description="intensity = black + (1 - black) * level ** gamma")
+    black_level: float = Field(0.001, ge=0, lt=1, description="relative intensity of gray 0 (contrast)")
+    position_px: tuple[float, float] = Field(
+        (0.0, 0.0), description="(x, y) offset of the centre pixel from the optical axis, in output cells"
+    )
+    name: str = "sim-input-display"
+
+
+class SimulatedDisplay:
+    """Shows an image quantised to its bit depth through its intensity response; the camera reads `image`."""
+
+    def __init__(self, settings: SimulatedDisplaySettings | None = None, faults: FaultPlan | None = None):
+        self.settings = settings or SimulatedDisplaySettings()
+        self.faults = faults or FaultPlan()
+        self.name = self.settings.name
+        self.write_count = 0
+        self.version = 0
+        self._closed = False
+        self._levels = np.zeros(self.shape, dtype=np.uint16 if self.settings.bitdepth > 8 else np.uint8)
+        self._image = self._response(self._levels)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width) in pixels."""
+        return tuple(self.settings.shape)  # type: ignore[return-value]
+
+    @property
+    def position_px(self) -> tuple[float, float]:
+        """(x, y) offset of the centre pixel (H // 2, W // 2) from the optical axis, in output cells."""
+        return tuple(self.settings.position_px)  # type: ignore[return-value]
+
+    @property
+    def image(self) -> np.ndarray:
+        """Displayed relative intensity (float32, shape `shape`), after quantisation and response."""
+        return self._image
+
+    @property
+    def levels(self) -> np.ndarray:
+        """The integer gray levels currently shown."""
+        return self._levels
+
+    def _response(self, levels: np.ndarray) -> np.ndarray:
+        s = self.settings
+        drive = levels.astype(np.float32) / np.float32(2**s.bitdepth - 1)
+        return (s.black_level + (1 - s.black_level) * drive**s.gamma).astype(np.float32)
+
+    def show(self, image: np.ndarray) -> None:
+        """Show `image` (values in [0, 1], shape `shape`), quantised to the display's gray levels."""
+        if self._closed:
+            raise DeviceDisconnected(f"{self.name} was closed; create a new display object.")
+        check_connected(self.faults, self.write_count, self.name)
+        image = np.asarray(image, dtype=np.float32)
+        if image.shape != self.shape:
+            raise ValueError(f"{self.name} shows {self.shape} images; got {image.shape}. Resize or pad first.")
+        if not np.all(np.isfinite(image)) or image.min() < -1e-6 or image.max() > 1 + 1e-6:
+            raise ValueError(f"{self.name} shows intensities in [0, 1]; normalise the image first.")
+        top = 2**self.settings.bitdepth - 1
+        self._levels = np.rint(np.clip(image, 0, 1) * top).astype(self._levels.dtype)
+        self._image = self._response(self._levels)
+        self.write_count += 1
+        self.version += 1
+
+    def show_point(self, y: int | None = None, x: int | None = None) -> None:
+        """Show one full-on pixel (default: the centre pixel, on the optical axis): the camera sees the PSF."""
+        image = np.zeros(self.shape, dtype=np.float32)
+        image[self.shape[0] // 2 if y is None else y, self.shape[1] // 2 if x is None else x] = 1.0
+        self.show(image)
+
+    def blank(self) -> None:
+        """Show gray level 0 everywhere (the black level remains)."""
+        self.show(np.zeros(self.shape, dtype=np.float32))
+
+    def cell_offsets(self) -> tuple[np.ndarray, np.ndarray]:
+        """(x, y) offsets from the optical axis, in output cells, of every display pixel (float64 (H, W))."""
+        rows, cols = np.indices(self.shape, dtype=np.float64)
+        x0, y0 = self.position_px
+        return cols - self.shape[1] // 2 + x0, rows - self.shape[0] // 2 + y0
+
+    def close(self) -> None:
+        """Disconnect; later `show` calls raise `DeviceDisconnected`."""
+        self._closed = True

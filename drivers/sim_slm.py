@@ -1,0 +1,179 @@
+"""Simulated phase SLM in the Fourier plane of the 4f system: a slmsuite `SimulatedSLM` with bench realism.
+
+Realism on top of slmsuite's model: a nonlinear gray -> phase response (the truth a phase-LUT
+calibration must recover, stored as slmsuite's `gamma_sim`), fringing-field crosstalk (Gaussian blur
+of the realised phase), a settle time after each write, and injected faults. Because it IS a slmsuite
+SLM, `FourierSLM.fourier_calibrate`, `pixel_calibrate` and `wavefront_calibrate` run on it unchanged.
+
+Settle model: a write reaches the light `settle_s` after it was sent. Until then the light (and so
+the camera) sees the previously settled pattern -- a step response, where a real liquid crystal relaxes
+roughly exponentially. `settle_time_s` is set to `settle_s`, so slmsuite's `set_phase(settle=True)`
+waits long enough.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from lab4f.drivers.faults import FaultPlan, check_connected, check_write
+from pydantic import BaseModel, ConfigDict, Field
+from scipy.ndimage import gaussian_filter
+from slmsuite.hardware.slms.simulated import SimulatedSLM
+
+from lab4f.errors import DeviceDisconnected
+
+
+class SimulatedSLMSettings(BaseModel):
+    """Bench parameters of the simulated Fourier-plane SLM (defaults: a typical 8-bit LCoS at 633 nm)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    resolution: tuple[int, int] = Field((512, 512), description="(width, height) in pixels, as slmsuite")
+    pitch_um: float = Field(8.0, gt=0)
+    wav_um: float = Field(0.633, gt=0)
+    bitdepth: int = Field(8, ge=1, le=12)
+    phase_max_2pi: float = Field(1.05, gt=0, description="true phase at the top gray level, units of 2 pi")
+    phase_response_gamma: float = Field(1.3, gt=0, description="exponent of the gray -> phase power law")
+    crosstalk_sigma_px: float = Field(0.5, ge=0, description="fringing field: Gaussian blur of the phase")
+    settle_s: float = Field(0.02, ge=0, description="time after a write until the light sees it")
+    name: str = "sim-fourier-slm"
+
+
+def true_phase_response(settings: SimulatedSLMSettings) -> np.ndarray:
+    """The true phase (units of 2 pi, magnitude) realised by each gray level: slmsuite's `gamma_sim`."""
+    levels = 2**settings.bitdepth
+    gray = np.arange(levels, dtype=np.float64) / (levels - 1)
+    return settings.phase_max_2pi * gray**settings.phase_response_gamma
+
+
+class SimulatedFourierSLM(SimulatedSLM):
+    """Phase SLM with a nonlinear response, crosstalk, settle time and faults; a slmsuite SLM."""
+
+    def __init__(
+        self,
+        settings: SimulatedSLMSettings | None = None,
+        source: dict | None = None,
+        faults: FaultPlan | None = None,
+    ) -> None:
+        self.settings = settings or SimulatedSLMSettings()
+        self.faults = faults or FaultPlan()
+        self.write_count = 0
+        self._closed = False
+        # Hardware state: (write index, time sent, display copy). `_settled` is what the light sees.
+        self._settled: tuple[int, float, np.ndarray] | None = None
+        self._pending: tuple[int, float, np.ndarray] | None = None
+        self._next_write = 0
+        self._field_cache: dict[int, np.ndarray] = {}
+        self._last_good_phase: np.ndarray | None = None
+        s = self.settings
+        super().__init__(
+            s.resolution,
+            pitch_um=(s.pitch_um, s.pitch_um),
+            source=source,
+            gamma_sim=true_phase_response(s),
+            bitdepth=s.bitdepth,
+            wav_um=s.wav_um,
+            settle_time_s=s.settle_s,
+            name=s.name,
+            gpu=False,
+        )
+        self.write_count = 0  # the constructor's blank write does not count
+
+    # --- slmsuite hooks -------------------------------------------------------------------------
+
+    def _set_phase_hw(self, display: np.ndarray) -> None:
+        """Accept the pattern into the simulated hardware, or fail like a real controller would."""
+        if self._closed:
+            self._restore_last_good()
+            raise DeviceDisconnected(f"{self.name} was closed; create a new SLM object to write again.")
+        try:
+            check_connected(self.faults, self.write_count, self.name)
+            check_write(self.faults, self.write_count, self.name)
+        except Exception:
+            self._restore_last_good()
+            raise
+        self._promote_settled()
+        state = (self._next_write, time.perf_counter(), np.array(display, copy=True))
+        self._next_write += 1
+        self.write_count += 1
+        self._last_good_phase = np.array(self.phase, copy=True)
+        if self.settings.settle_s <= 0 or self._settled is None:
+            self._settled, self._pending = state, None
+        else:
+            self._pending = state
+
+    def _display2phase(self, display: np.ndarray, dtype=np.float32) -> np.ndarray:
+        """True phase for gray levels: slmsuite's `gamma_sim` lookup, then fringing-field crosstalk."""
+        phase = super()._display2phase(display, dtype=dtype)
+        sigma = self.settings.crosstalk_sigma_px
+        if sigma > 0:
+            phase = gaussian_filter(phase, sigma, mode="nearest").astype(dtype, copy=False)
+        return phase
+
+    def close(self) -> None:
+        """Disconnect; later writes raise `DeviceDisconnected`."""
+        self._closed = True
+
+    # --- what the light sees --------------------------------------------------------------------
+
+    def _restore_last_good(self) -> None:
+        """A failed write leaves the previous pattern: undo slmsuite's in-place phase/display update."""
+        latest = self._pending or self._settled
+        if latest is not None:
+            np.copyto(self.display, latest[2])
+        if self._last_good_phase is not None:
+            np.copyto(self.phase, self._last_good_phase)
+
+    def _promote_settled(self) -> None:
+        if self._pending is not None and time.perf_counter() - self._pending[1] >= self.settings.settle_s:
+            self._settled, self._pending = self._pending, None
+
+    @property
+    def visible_write_index(self) -> int:
+        """Index of the write the light sees now (the previous one while the latest is settling)."""
+        self._promote_settled()
+        assert self._settled is not None
+        return self._settled[0]
+
+    @property
+    def latest_write_index(self) -> int:
+        """Index of the latest accepted write (settled or not)."""
+        latest = self._pending or self._settled
+        assert latest is not None
+        return latest[0]
+
+    def _state(self, index: int) -> tuple[int, float, np.ndarray]:
+        for state in (self._pending, self._settled):
+            if state is not None and state[0] == index:
+                return state
+        raise KeyError(f"write {index} is no longer held by the SLM")
+
+    def true_phase(self, write_index: int | None = None) -> np.ndarray:
+        """Phase (radians, float32) the light sees for a write: nonlinear response + crosstalk."""
+        index = self.latest_write_index if write_index is None else write_index
+        return self._display2phase(self._state(index)[2])
+
+    def field_of_write(self, index: int) -> np.ndarray:
+        """Complex transmittance (complex64) for a write: source amplitude x exp(i true phase)."""
+        field = self._field_cache.get(index)
+        if field is None:
+            amp = np.asarray(self.source["amplitude_sim"], dtype=np.float32)
+            phase = self.true_phase(index) + np.asarray(self.source["phase_sim"], dtype=np.float32)
+            field = (amp * np.exp(1j * phase)).astype(np.complex64)
+            self._field_cache = {k: v for k, v in self._field_cache.items() if k >= index - 1}
+            self._field_cache[index] = field
+        return field
+
+    def realised_field(self) -> np.ndarray:
+        """Complex transmittance of the latest accepted write (what the light sees once settled)."""
+        return self.field_of_write(self.latest_write_index)
+
+    def visible_field(self) -> np.ndarray:
+        """Complex transmittance the light sees right now (honours the settle time)."""
+        return self.field_of_write(self.visible_write_index)
+
+    def gray_to_phase_rad(self, gray: np.ndarray | int) -> np.ndarray:
+        """True phase delay (radians, positive) of gray levels, before crosstalk: the LUT to recover."""
+        gamma = np.asarray(self.gamma_sim)
+        return 2 * np.pi * gamma[np.asarray(gray, dtype=np.int64)]
