@@ -1,0 +1,119 @@
+"""`lab4f train`: train the teacher, the linear counterpart (no KD) or the SCLC student (KD) → checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from lab4f.detection import DETECTION_MODELS
+from lab4f.errors import ConfigError
+from lab4f.models import KINDS
+
+DEFAULT_OUT_DIR = Path("runs")
+
+
+def parse_int_list(text: str) -> tuple[int, ...]:
+    """'16,32,32' → (16, 32, 32)."""
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ConfigError(f"expected comma-separated integers like 16,32,32, got {text!r}") from None
+    if not values:
+        raise ConfigError("expected at least one integer")
+    return values
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    """The training options, shared by `lab4f train` and `python -m lab4f.distributed`."""
+    from lab4f.training import TrainConfig
+
+    d = TrainConfig()
+    p.add_argument("--kind", choices=KINDS, default="teacher",
+                   help="teacher (nonlinear, CE), linear (SCLC, CE only), student (SCLC + KD)")
+    p.add_argument("--teacher", type=Path, help="teacher checkpoint (required for --kind student)")
+    p.add_argument("--dataset", default="mnist5k", help="dataset name (see lab4f.data.available_datasets)")
+    p.add_argument("--data-dir", type=Path, default=None, help="folder holding downloaded dataset files")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split")
+    p.add_argument("--limit", type=int, default=None, help="cap each split at this many images")
+    p.add_argument("--image-size", type=int, default=None, help="resize images to this size")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--seed", type=int, default=0, help="seed of weights init, shuffling and dropout")
+    p.add_argument("--T", type=float, default=d.T, help="KD temperature")
+    p.add_argument("--alpha", type=float, default=d.alpha, help="KD weight of the soft-target term")
+    p.add_argument("--detection", choices=DETECTION_MODELS, default=None,
+                   help="what the camera measures, for linear/student (default ideal)")
+    p.add_argument("--widths", default=None, help="conv channel widths, e.g. 16,32,32 (student: teacher's)")
+    p.add_argument("--out", type=Path, default=None, help="checkpoint path (default runs/<kind>-...pt)")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint at --out")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--ddp", action="store_true",
+                   help="data-parallel under torchrun (reads RANK/WORLD_SIZE); only rank 0 writes")
+
+
+def default_out(args: argparse.Namespace) -> Path:
+    det = f"-{args.detection or 'ideal'}" if args.kind != "teacher" else ""
+    return DEFAULT_OUT_DIR / f"{args.dataset}-{args.kind}{det}-seed{args.seed}.pt"
+
+
+def run_train(args: argparse.Namespace) -> Any:
+    """Build everything from parsed arguments and train; returns the TrainResult."""
+    from lab4f.checkpoint import load_checkpoint
+    from lab4f.data import load_dataset
+    from lab4f.distributed import init_from_env
+    from lab4f.training import TrainConfig, model_config_for, train_model
+
+    ctx = init_from_env() if args.ddp else None
+    if ctx is not None and not ctx.is_main:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 — only rank 0 prints
+    splits = load_dataset(args.dataset, data_dir=args.data_dir, split_seed=args.split_seed,
+                          limit=args.limit, image_size=args.image_size)
+    overrides: dict[str, Any] = {}
+    teacher = None
+    if args.kind == "student":
+        if args.teacher is None:
+            raise ConfigError("--kind student needs --teacher CKPT (train one with `lab4f train --kind teacher`)")
+        teacher, tcfg, tmeta = load_checkpoint(args.teacher)
+        tdata = tmeta.get("dataset", {})
+        if tdata.get("name") != splits.name or tdata.get("split_seed") != splits.split_seed:
+            raise ConfigError(
+                f"teacher {args.teacher} was trained on {tdata.get('name')} split {tdata.get('split_seed')}, "
+                f"not {splits.name} split {splits.split_seed}: its knowledge may include this test set. "
+                "Train the teacher on the same dataset and --split-seed."
+            )
+        overrides.update(widths=tcfg.widths, kernel_size=tcfg.kernel_size, hidden=tcfg.hidden,
+                         pool_size=tcfg.pool_size, dropout=tcfg.dropout)
+    if args.widths:
+        overrides["widths"] = parse_int_list(args.widths)
+    if args.detection and args.kind != "teacher":
+        overrides["detection"] = args.detection
+    model_cfg = model_config_for(splits, args.kind, **overrides)
+    train_cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                            T=args.T, alpha=args.alpha, num_threads=args.threads)
+    out = args.out or default_out(args)
+    return train_model(model_cfg, splits, train_cfg, teacher=teacher, checkpoint_path=out,
+                       resume=args.resume, progress=not args.no_progress)
+
+
+def _cmd(args: argparse.Namespace) -> dict[str, Any]:
+    result = run_train(args)
+    s = result.summary()
+    if not args.json:
+        print(f"{s['kind']} ({s['detection']}): {s['epochs_completed']} epochs, "
+              f"val {s['last_val_accuracy']:.4f}, test {s['test_accuracy']:.4f}, "
+              f"{s['wall_time_s']:.1f} s → {s['checkpoint']}")
+        if s["stopped_reason"] != "completed":
+            print(f"stopped early: {s['stop_detail']}")
+    return {**s, "history": result.history}
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("train", parents=[common], help="train teacher / linear / student → checkpoint",
+                       description=__doc__)
+    add_train_arguments(p)
+    p.set_defaults(func=_cmd)
