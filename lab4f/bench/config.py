@@ -9,7 +9,7 @@ The built-in default is the simulated bench, so every command works on a fresh m
     settings = { exposure_s = 0.002 }
     [light_source]
     driver = "LightSource"
-    settings = { resource = "ASRL1::INSTR", visa_library = "sim", max_power_mw = 5.0 }
+    settings = { resource = "ASRL1::INSTR", visa_library = "@lab4f-sim", max_power_mw = 5.0 }
 """
 
 from __future__ import annotations
@@ -56,9 +56,9 @@ class BenchConfig(BaseModel):
     display: DeviceConfig = DeviceConfig(driver="SimulatedDisplay")
     camera: DeviceConfig = DeviceConfig(driver="Simulated4fCamera")
     light_source: DeviceConfig | None = DeviceConfig(
-        driver="LightSource", settings={"visa_library": "sim", "max_power_mw": 5.0}
+        driver="LightSource", settings={"visa_library": "@lab4f-sim", "max_power_mw": 5.0}
     )
-    shutter: DeviceConfig | None = DeviceConfig(driver="Shutter", settings={"visa_library": "sim"})
+    shutter: DeviceConfig | None = DeviceConfig(driver="Shutter", settings={"visa_library": "@lab4f-sim"})
     geometry: GeometryConfig = GeometryConfig()
     calibration_dir: str = "calibrations"
 
