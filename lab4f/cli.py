@@ -10,6 +10,7 @@ exactly one JSON object.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import logging
@@ -54,9 +55,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, stream=sys.stderr)
+    from lab4f.drivers import quiet_slmsuite
+
+    quiet_slmsuite(logging.DEBUG if args.verbose else logging.WARNING)
     as_json = getattr(args, "json", False)
+    # with --json, stdout carries exactly one JSON object: anything else a command prints goes to stderr
+    quiet = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
     try:
-        result = args.func(args)
+        with quiet:
+            result = args.func(args)
     except Lab4fError as exc:
         if as_json:
             print(json.dumps({"ok": False, "error": type(exc).__name__, "message": str(exc)}))
