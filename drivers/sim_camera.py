@@ -198,7 +198,7 @@ class Simulated4fCamera(Camera):
                 ny, nx = field.shape
                 yy, xx = np.ogrid[:ny, :nx]
                 field = field * (((yy - ny // 2) ** 2 + (xx - nx // 2) ** 2) <= radius**2)
-            h = sfft.fftshift(sfft.fft2(sfft.ifftshift(field), workers=self.settings.fft_workers))
+            h = sfft.fftshift(sfft.fft2(sfft.fftshift(field), workers=self.settings.fft_workers))
             self._psf_cache = {key: (h / norm).astype(np.complex64)}
         return self._psf_cache[key]
 
