@@ -1,0 +1,207 @@
+"""Camera frames → the back end's feature maps: dark/flat correction, tiles cut with the calibrated
+registration, k⁺ − k⁻ with the compiled tile gains, per-channel gain/offset, resampled to the back end's
+grid.
+
+Everything per frame is a handful of batched torch ops: one ``grid_sample`` call cuts every tile of every
+frame of a batch (the batch rides in the channel dimension, so the bilinear weights are computed once per
+tile pixel, not once per frame), and only the camera region the tiles cover is converted to float.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lab4f.errors import ConfigError
+from lab4f.optics.layout import TileLayout
+from lab4f.optics.program import OpticalProgram
+from lab4f.optics.registration import PlaneToCamera, tile_sampling_grid
+
+_OUTSIDE = -4.0  # normalised grid coordinate far outside the frame: grid_sample's zero padding returns 0
+
+
+def _as_list(value, n: int, what: str) -> list:  # noqa: ANN001 — array, list of arrays or None
+    """One entry per program frame: a single value is accepted for a single-frame program."""
+    if value is None:
+        return [None] * n
+    if isinstance(value, (list, tuple)) and len(value) == n and (n > 1 or np.ndim(value[0]) >= 1):
+        return list(value)
+    if n == 1:
+        return [value]
+    raise ConfigError(f"{what} needs one entry per program frame ({n}); got {type(value).__name__}")
+
+
+class FeatureExtractor:
+    """Turns camera frames (B, H, W) — or (B, F, H, W) for an F-frame program — into features (B, C, N, N).
+
+    Per tile the map is sampled at the registered camera positions and multiplied by the registration's
+    pixel area |det A| (a camera pixel collects 1/|det A| of an output cell), so an ideal bench returns
+    plane intensities. Then feature_c = channel_gain_c · kernel_scale · (T⁺/g⁺ − T⁻/g⁻) + channel_offset_c,
+    with T the dark-subtracted, flat-divided tile divided by ``exposure_scale`` and g the compiled tile gains.
+    """
+
+    def __init__(
+        self,
+        layout: TileLayout | Sequence[TileLayout],
+        registration: PlaneToCamera,
+        camera_shape: tuple[int, int],
+        tile_gain: np.ndarray | Sequence[np.ndarray],
+        kernel_scale: float,
+        dark: np.ndarray | float | None = None,
+        flat: np.ndarray | None = None,
+        channel_gain: np.ndarray | None = None,
+        channel_offset: np.ndarray | None = None,
+        tile_shifts: np.ndarray | Sequence[np.ndarray | None] | None = None,
+        exposure_scale: float = 1.0,
+        output_size: int | None = None,
+    ) -> None:
+        layouts = [layout] if isinstance(layout, TileLayout) else list(layout)
+        if not layouts:
+            raise ConfigError("a feature extractor needs at least one tile layout")
+        gains = _as_list(tile_gain, len(layouts), "tile_gain")
+        shifts = _as_list(tile_shifts, len(layouts), "tile_shifts")
+        self.layouts = layouts
+        self.camera_shape = (int(camera_shape[0]), int(camera_shape[1]))
+        self.input_size = layouts[0].input_size
+        self.output_size = output_size or self.input_size
+        self.frames = len(layouts)
+        n = self.input_size
+        channels = sorted({c for lay in layouts for c in lay.channels})
+        if channels != list(range(len(channels))):
+            raise ConfigError(f"the layouts cover channels {channels}; they must cover 0..C-1 exactly once")
+        self.channels = len(channels)
+
+        # the sampling grid of every frame, padded to the same tile count with points outside the camera
+        t_max = max(len(lay.tiles) for lay in layouts)
+        grids = torch.full((self.frames, t_max * n, n, 2), _OUTSIDE)
+        where: dict[tuple[int, int], tuple[int, int, float]] = {}  # (channel, sign) → (frame, tile, gain)
+        for f, (lay, g, s) in enumerate(zip(layouts, gains, shifts, strict=True)):
+            if g is None or len(g) != len(lay.tiles):
+                raise ConfigError(f"frame {f}: tile_gain needs one value per tile ({len(lay.tiles)})")
+            if lay.input_size != n:
+                raise ConfigError(f"frame {f} has input size {lay.input_size}, frame 0 has {n}")
+            grids[f, : len(lay.tiles) * n] = tile_sampling_grid(lay, registration, self.camera_shape, s)[0]
+            for t_idx, (t, gain) in enumerate(zip(lay.tiles, g, strict=True)):
+                if (t.channel, t.sign) in where:
+                    raise ConfigError(f"channel {t.channel} sign {t.sign:+d} is in more than one layout")
+                where[(t.channel, t.sign)] = (f, t_idx, float(gain))
+        missing = [(c, s) for c in channels for s in (1, -1) if (c, s) not in where]
+        if missing:
+            raise ConfigError(f"the layouts lack tiles for (channel, sign) {missing}; recompile the program")
+        if np.any(np.asarray([where[k][2] for k in where]) <= 0):
+            raise ConfigError("a compiled tile gain is ≤ 0 (a tile gets no light); recompile the program")
+
+        self._crop = self._crop_box(grids)
+        self._grid = self._renormalise(grids, self._crop)
+        y0, y1, x0, x1 = self._crop
+        self._correction = self._prepare_correction(dark, flat, exposure_scale)
+
+        c_n = self.channels
+        cg = np.ones(c_n) if channel_gain is None else np.asarray(channel_gain, float).reshape(-1)
+        off = np.zeros(c_n) if channel_offset is None else np.asarray(channel_offset, float).reshape(-1)
+        if len(cg) != c_n or len(off) != c_n:
+            raise ConfigError(f"channel_gain/channel_offset need {c_n} values each, got {len(cg)}/{len(off)}")
+        area = abs(float(np.linalg.det(registration.matrix)))
+        common = float(kernel_scale) * area
+        self._pos_idx = (torch.tensor([where[(c, 1)][0] for c in channels]),
+                         torch.tensor([where[(c, 1)][1] for c in channels]))
+        self._neg_idx = (torch.tensor([where[(c, -1)][0] for c in channels]),
+                         torch.tensor([where[(c, -1)][1] for c in channels]))
+        w_pos = [cg[c] * common / where[(c, 1)][2] for c in channels]
+        w_neg = [-cg[c] * common / where[(c, -1)][2] for c in channels]
+        self._w_pos = torch.tensor(w_pos, dtype=torch.float32).view(-1, 1, 1, 1)
+        self._w_neg = torch.tensor(w_neg, dtype=torch.float32).view(-1, 1, 1, 1)
+        self._offset = torch.tensor(off, dtype=torch.float32).view(1, -1, 1, 1)
+        self._t_max = t_max
+
+    @classmethod
+    def for_program(
+        cls, program: OpticalProgram, registration: PlaneToCamera, camera_shape: tuple[int, int], **kwargs
+    ) -> FeatureExtractor:
+        """An extractor for every frame of a compiled program (its layouts, tile gains and kernel scale)."""
+        return cls([f.layout for f in program.frames], registration, camera_shape,
+                   [f.tile_gain for f in program.frames], program.kernel_scale, **kwargs)
+
+    # -- set-up ---------------------------------------------------------------------------------------
+    def _crop_box(self, grids: torch.Tensor) -> tuple[int, int, int, int]:
+        """Camera rows/cols (y0, y1, x0, x1) that bilinear sampling can touch; the rest is never converted."""
+        h, w = self.camera_shape
+        valid = grids[..., 0] > _OUTSIDE / 2
+        xs = ((grids[..., 0][valid] + 1) * w - 1) / 2
+        ys = ((grids[..., 1][valid] + 1) * h - 1) / 2
+        if xs.max() < -1 or ys.max() < -1 or xs.min() > w or ys.min() > h:
+            raise ConfigError("the registered tiles fall entirely outside the camera frame; recalibrate")
+        x0, x1 = max(int(np.floor(float(xs.min()))), 0), min(int(np.floor(float(xs.max()))) + 2, w)
+        y0, y1 = max(int(np.floor(float(ys.min()))), 0), min(int(np.floor(float(ys.max()))) + 2, h)
+        return y0, y1, x0, x1
+
+    def _renormalise(self, grids: torch.Tensor, crop: tuple[int, int, int, int]) -> torch.Tensor:
+        """Express the full-frame grid in the crop's normalised coordinates (align_corners=False)."""
+        h, w = self.camera_shape
+        y0, y1, x0, x1 = crop
+        out = grids.clone()
+        valid = grids[..., 0] > _OUTSIDE / 2
+        px = ((grids[..., 0] + 1) * w - 1) / 2 - x0
+        py = ((grids[..., 1] + 1) * h - 1) / 2 - y0
+        out[..., 0] = torch.where(valid, (2 * px + 1) / (x1 - x0) - 1, grids[..., 0])
+        out[..., 1] = torch.where(valid, (2 * py + 1) / (y1 - y0) - 1, grids[..., 1])
+        return out.contiguous()
+
+    def _prepare_correction(self, dark, flat, exposure_scale: float):  # noqa: ANN001, ANN202
+        """(scale, bias) on the crop: frame · scale + bias = (frame − dark) / flat / exposure_scale."""
+        y0, y1, x0, x1 = self._crop
+        if exposure_scale <= 0:
+            raise ConfigError(f"exposure_scale must be > 0, got {exposure_scale}")
+        scale = torch.full((y1 - y0, x1 - x0), 1.0 / exposure_scale, dtype=torch.float32)
+        if flat is not None:
+            if np.shape(flat) != self.camera_shape:
+                raise ConfigError(f"flat must be a {self.camera_shape} array, got shape {np.shape(flat)}")
+            flat_t = torch.as_tensor(np.asarray(flat, np.float64)[y0:y1, x0:x1])
+            if bool((flat_t <= 0).any()):
+                raise ConfigError("the flat field is ≤ 0 under the tiles; redo the flat-field calibration")
+            scale = scale / flat_t.float()
+        if dark is None:
+            return scale, None
+        if np.ndim(dark) == 0:
+            dark_t = torch.full_like(scale, float(dark))
+        elif np.shape(dark) == self.camera_shape:
+            dark_t = torch.as_tensor(np.asarray(dark, np.float32)[y0:y1, x0:x1])
+        else:
+            raise ConfigError(f"dark must be a scalar or a {self.camera_shape} array, got {np.shape(dark)}")
+        return scale, (-dark_t * scale).contiguous()
+
+    # -- the hot path -----------------------------------------------------------------------------------
+    def __call__(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Features (B, C, n, n) float32 for frames (B, H, W) or (B, F, H, W), uint16 or float."""
+        x = torch.from_numpy(frames) if isinstance(frames, np.ndarray) else frames
+        if x.ndim == 3 and self.frames == 1:
+            x = x[:, None]
+        if x.ndim != 4 or tuple(x.shape[1:]) != (self.frames, *self.camera_shape):
+            raise ConfigError(
+                f"expected camera frames (B, {self.frames}, {self.camera_shape[0]}, {self.camera_shape[1]}) "
+                f"(or (B, H, W) for a single-frame program), got {tuple(x.shape)}"
+            )
+        b, n = x.shape[0], self.input_size
+        y0, y1, x0, x1 = self._crop
+        # (F, B, h, w): the batch rides in grid_sample's channel dimension, one grid per program frame
+        crop = torch.empty((self.frames, b, y1 - y0, x1 - x0), dtype=torch.float32)
+        crop.copy_(x[:, :, y0:y1, x0:x1].transpose(0, 1))  # one pass: crop, reorder and convert
+        scale, bias = self._correction
+        crop = torch.addcmul(bias, crop, scale) if bias is not None else crop.mul_(scale)
+        tiles = F.grid_sample(crop, self._grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        tiles = tiles.view(self.frames, b, self._t_max, n, n)
+        pos = tiles[self._pos_idx[0], :, self._pos_idx[1]]  # (C, B, n, n)
+        neg = tiles[self._neg_idx[0], :, self._neg_idx[1]]
+        out = pos.mul_(self._w_pos).addcmul_(neg, self._w_neg).transpose(0, 1).add_(self._offset)
+        if self.output_size != n:
+            out = F.interpolate(out, size=(self.output_size, self.output_size), mode="bilinear",
+                                align_corners=False, antialias=self.output_size < n)
+        return out.contiguous()
+
+    @property
+    def crop_box(self) -> tuple[int, int, int, int]:
+        """Camera (y0, y1, x0, x1) the extractor reads; a camera ROI may be set to it."""
+        return self._crop
