@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 import scipy.fft as sfft
+
 from lab4f.drivers.sim_camera import Simulated4fCamera, SimulatedCameraSettings
 from lab4f.drivers.sim_display import SimulatedDisplay
 from lab4f.drivers.sim_slm import SimulatedFourierSLM, SimulatedSLMSettings

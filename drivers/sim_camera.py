@@ -24,15 +24,15 @@ from typing import Literal
 
 import numpy as np
 import scipy.fft as sfft
-from lab4f.drivers.faults import FaultPlan, check_connected, check_frame_timeout
-from lab4f.drivers.sim_display import SimulatedDisplay
-from lab4f.drivers.sim_slm import SimulatedFourierSLM
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import sparse
 from scipy.ndimage import map_coordinates
 from scipy.special import ndtri
 from slmsuite.hardware.cameras.camera import Camera
 
+from lab4f.drivers.faults import FaultPlan, check_connected, check_frame_timeout
+from lab4f.drivers.sim_display import SimulatedDisplay
+from lab4f.drivers.sim_slm import SimulatedFourierSLM
 from lab4f.errors import DeviceDisconnected
 
 

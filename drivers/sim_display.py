@@ -10,9 +10,9 @@ of the Fourier SLM's far-field grid (Ny, Nx), where (Ny // 2, Nx // 2) is the op
 from __future__ import annotations
 
 import numpy as np
-from lab4f.drivers.faults import FaultPlan, check_connected
 from pydantic import BaseModel, ConfigDict, Field
 
+from lab4f.drivers.faults import FaultPlan, check_connected
 from lab4f.errors import DeviceDisconnected
 
 

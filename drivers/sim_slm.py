@@ -16,11 +16,11 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from lab4f.drivers.faults import FaultPlan, check_connected, check_write
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.ndimage import gaussian_filter
 from slmsuite.hardware.slms.simulated import SimulatedSLM
 
+from lab4f.drivers.faults import FaultPlan, check_connected, check_write
 from lab4f.errors import DeviceDisconnected
 
 
