@@ -1,7 +1,8 @@
 """The 4f forward model in ``torch.fft``: batched, differentiable.
 
 Conventions (shared with slmsuite's holography): the far field of a Fourier-plane transmittance T is
-``fftshift(fft2(fftshift(T), norm="ortho"))`` on the SLM's own grid, optical axis at index (M//2, M//2).
+``fftshift(fft2(fftshift(T), norm="forward"))`` on the SLM's own grid (so the PSF sums to the
+fraction of light the pupil transmits), optical axis at index (M//2, M//2).
 The amplitude PSF h is that far field, the intensity PSF is |h|². An input centred on the axis produces
 
 * incoherent mode: I_out = I_in ⊛ |h|²  (intensity in, intensity out, linear in I_in),
@@ -23,7 +24,7 @@ MODES = ("incoherent", "coherent")
 def amplitude_psf(transmittance: torch.Tensor) -> torch.Tensor:
     """Complex amplitude PSF of a Fourier-plane transmittance (..., M, M)."""
     shifted = torch.fft.fftshift(transmittance, dim=(-2, -1))
-    return torch.fft.fftshift(torch.fft.fft2(shifted, norm="ortho"), dim=(-2, -1))
+    return torch.fft.fftshift(torch.fft.fft2(shifted, norm="forward"), dim=(-2, -1))
 
 
 def intensity_psf(transmittance: torch.Tensor) -> torch.Tensor:
@@ -34,7 +35,7 @@ def intensity_psf(transmittance: torch.Tensor) -> torch.Tensor:
 def transmittance_for_psf(amplitude: torch.Tensor) -> torch.Tensor:
     """The (complex, ideal-modulator) transmittance whose amplitude PSF is exactly ``amplitude``."""
     ff = torch.fft.ifftshift(amplitude.to(torch.complex128), dim=(-2, -1))
-    return torch.fft.ifftshift(torch.fft.ifft2(ff, norm="ortho"), dim=(-2, -1))
+    return torch.fft.ifftshift(torch.fft.ifft2(ff, norm="forward"), dim=(-2, -1))
 
 
 def place_on_grid(image: torch.Tensor, shape: tuple[int, int], centre: tuple[int, int] | None = None) -> torch.Tensor:
