@@ -94,28 +94,37 @@ class FeatureExtractor:
         if np.any(np.asarray([where[k][2] for k in where]) <= 0):
             raise ConfigError("a compiled tile gain is ≤ 0 (a tile gets no light); recompile the program")
 
-        self._crop = self._crop_box(grids)
-        self._grid = self._renormalise(grids, self._crop)
-        y0, y1, x0, x1 = self._crop
-        self._correction = self._prepare_correction(dark, flat, exposure_scale)
-
         c_n = self.channels
         cg = np.ones(c_n) if channel_gain is None else np.asarray(channel_gain, float).reshape(-1)
         off = np.zeros(c_n) if channel_offset is None else np.asarray(channel_offset, float).reshape(-1)
         if len(cg) != c_n or len(off) != c_n:
             raise ConfigError(f"channel_gain/channel_offset need {c_n} values each, got {len(cg)}/{len(off)}")
-        area = abs(float(np.linalg.det(registration.matrix)))
-        common = float(kernel_scale) * area
-        self._pos_idx = (torch.tensor([where[(c, 1)][0] for c in channels]),
-                         torch.tensor([where[(c, 1)][1] for c in channels]))
-        self._neg_idx = (torch.tensor([where[(c, -1)][0] for c in channels]),
-                         torch.tensor([where[(c, -1)][1] for c in channels]))
-        w_pos = [cg[c] * common / where[(c, 1)][2] for c in channels]
-        w_neg = [-cg[c] * common / where[(c, -1)][2] for c in channels]
-        self._w_pos = torch.tensor(w_pos, dtype=torch.float32).view(-1, 1, 1, 1)
-        self._w_neg = torch.tensor(w_neg, dtype=torch.float32).view(-1, 1, 1, 1)
-        self._offset = torch.tensor(off, dtype=torch.float32).view(1, -1, 1, 1)
+        if exposure_scale <= 0:
+            raise ConfigError(f"exposure_scale must be > 0, got {exposure_scale}")
+        # one weight per tile: sign × channel gain × kernel scale × pixel area / (tile gain × exposure)
+        common = float(kernel_scale) * abs(float(np.linalg.det(registration.matrix))) / exposure_scale
+        self._w_pos = torch.tensor([cg[c] * common / where[(c, 1)][2] for c in channels]).float()
+        self._w_neg = torch.tensor([-cg[c] * common / where[(c, -1)][2] for c in channels]).float()
+        self._w_pos, self._w_neg = self._w_pos.view(1, -1, 1, 1), self._w_neg.view(1, -1, 1, 1)
         self._t_max = t_max
+        self._single = self.frames == 1
+        if self._single:
+            # rows ordered [k⁺ of channels 0..C-1, k⁻ of channels 0..C-1]: k⁺ − k⁻ needs no gather
+            order = [where[(c, 1)][1] for c in channels] + [where[(c, -1)][1] for c in channels]
+            grids = grids.view(1, t_max, n, n, 2)[:, order].reshape(1, t_max * n, n, 2)
+        else:
+            self._pos_idx = (torch.tensor([where[(c, 1)][0] for c in channels]),
+                             torch.tensor([where[(c, 1)][1] for c in channels]))
+            self._neg_idx = (torch.tensor([where[(c, -1)][0] for c in channels]),
+                             torch.tensor([where[(c, -1)][1] for c in channels]))
+
+        self._crop = self._crop_box(grids)
+        self._grid = self._renormalise(grids, self._crop)
+        self._inv_flat = self._inverse_flat(flat)
+        # the dark frame enters linearly, so its features are a constant folded into the channel offset
+        self._const = torch.zeros(1, c_n, n, n)
+        dark_features = self._dark_features(dark)
+        self._const = torch.tensor(off, dtype=torch.float32).view(1, -1, 1, 1) - dark_features
 
     @classmethod
     def for_program(
@@ -150,28 +159,31 @@ class FeatureExtractor:
         out[..., 1] = torch.where(valid, (2 * py + 1) / (y1 - y0) - 1, grids[..., 1])
         return out.contiguous()
 
-    def _prepare_correction(self, dark, flat, exposure_scale: float):  # noqa: ANN001, ANN202
-        """(scale, bias) on the crop: frame · scale + bias = (frame − dark) / flat / exposure_scale."""
+    def _inverse_flat(self, flat: np.ndarray | None) -> torch.Tensor | None:
+        """1 / flat on the crop, or None (no flat-field correction)."""
+        if flat is None:
+            return None
+        if np.shape(flat) != self.camera_shape:
+            raise ConfigError(f"flat must be a {self.camera_shape} array, got shape {np.shape(flat)}")
         y0, y1, x0, x1 = self._crop
-        if exposure_scale <= 0:
-            raise ConfigError(f"exposure_scale must be > 0, got {exposure_scale}")
-        scale = torch.full((y1 - y0, x1 - x0), 1.0 / exposure_scale, dtype=torch.float32)
-        if flat is not None:
-            if np.shape(flat) != self.camera_shape:
-                raise ConfigError(f"flat must be a {self.camera_shape} array, got shape {np.shape(flat)}")
-            flat_t = torch.as_tensor(np.asarray(flat, np.float64)[y0:y1, x0:x1])
-            if bool((flat_t <= 0).any()):
-                raise ConfigError("the flat field is ≤ 0 under the tiles; redo the flat-field calibration")
-            scale = scale / flat_t.float()
+        flat_crop = np.asarray(flat, np.float64)[y0:y1, x0:x1]
+        if np.any(flat_crop <= 0):
+            raise ConfigError("the flat field is ≤ 0 under the tiles; redo the flat-field calibration")
+        return torch.from_numpy(1.0 / flat_crop).float()
+
+    def _dark_features(self, dark: np.ndarray | float | None) -> torch.Tensor:
+        """What the dark frame alone would contribute to the features (1, C, n, n)."""
         if dark is None:
-            return scale, None
+            return torch.zeros(1, self.channels, self.input_size, self.input_size)
+        y0, y1, x0, x1 = self._crop
         if np.ndim(dark) == 0:
-            dark_t = torch.full_like(scale, float(dark))
+            dark_crop = np.full((y1 - y0, x1 - x0), float(dark))
         elif np.shape(dark) == self.camera_shape:
-            dark_t = torch.as_tensor(np.asarray(dark, np.float32)[y0:y1, x0:x1])
+            dark_crop = np.asarray(dark, np.float64)[y0:y1, x0:x1]
         else:
             raise ConfigError(f"dark must be a scalar or a {self.camera_shape} array, got {np.shape(dark)}")
-        return scale, (-dark_t * scale).contiguous()
+        crop = torch.from_numpy(dark_crop).float().expand(self.frames, 1, -1, -1).contiguous()
+        return self._features(crop)
 
     # -- the hot path -----------------------------------------------------------------------------------
     def __call__(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -189,17 +201,26 @@ class FeatureExtractor:
         # (F, B, h, w): the batch rides in grid_sample's channel dimension, one grid per program frame
         crop = torch.empty((self.frames, b, y1 - y0, x1 - x0), dtype=torch.float32)
         crop.copy_(x[:, :, y0:y1, x0:x1].transpose(0, 1))  # one pass: crop, reorder and convert
-        scale, bias = self._correction
-        crop = torch.addcmul(bias, crop, scale) if bias is not None else crop.mul_(scale)
-        tiles = F.grid_sample(crop, self._grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        tiles = tiles.view(self.frames, b, self._t_max, n, n)
-        pos = tiles[self._pos_idx[0], :, self._pos_idx[1]]  # (C, B, n, n)
-        neg = tiles[self._neg_idx[0], :, self._neg_idx[1]]
-        out = pos.mul_(self._w_pos).addcmul_(neg, self._w_neg).transpose(0, 1).add_(self._offset)
+        out = self._features(crop)
         if self.output_size != n:
             out = F.interpolate(out, size=(self.output_size, self.output_size), mode="bilinear",
                                 align_corners=False, antialias=self.output_size < n)
         return out.contiguous()
+
+    def _features(self, crop: torch.Tensor) -> torch.Tensor:
+        """Flat-corrected crop (F, B, h, w) → features (B, C, n, n): sample every tile, weigh, k⁺ − k⁻."""
+        if self._inv_flat is not None:
+            crop.mul_(self._inv_flat)
+        b, n = crop.shape[1], self.input_size
+        tiles = F.grid_sample(crop, self._grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        if self._single:
+            tiles = tiles.view(b, 2, self.channels, n, n)
+            pos, neg = tiles[:, 0], tiles[:, 1]
+        else:
+            tiles = tiles.view(self.frames, b, self._t_max, n, n)
+            pos = tiles[self._pos_idx[0], :, self._pos_idx[1]].transpose(0, 1)  # (B, C, n, n)
+            neg = tiles[self._neg_idx[0], :, self._neg_idx[1]].transpose(0, 1)
+        return torch.addcmul(self._const, pos, self._w_pos).addcmul_(neg, self._w_neg)
 
     @property
     def crop_box(self) -> tuple[int, int, int, int]:
