@@ -132,7 +132,7 @@ def load_state(
     ckpt_cfg: ModelConfig | None = None,
     source: str = "checkpoint",
 ) -> None:
-    """Load ``state_dict`` strictly into ``model``; on any mismatch raise :class:`CheckpointError` saying what.
+    """Load ``state_dict`` strictly into ``model``; a mismatch raises :class:`CheckpointError` saying what.
 
     The message lists missing and unexpected keys, keys whose shapes differ, and (if both configs are
     given) the config fields that differ.

@@ -142,9 +142,10 @@ def evaluate(model: nn.Module, dataset: Any, batch_size: int = 512, device: str 
         logits = model(x)
         if n_classes == 0:
             n_classes = logits.shape[1]
-            correct, total = torch.zeros(n_classes), torch.zeros(n_classes)
+            correct = torch.zeros(n_classes, dtype=torch.float64)
+            total = torch.zeros(n_classes, dtype=torch.float64)
         loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
-        hit = (logits.argmax(1) == y).float().cpu()
+        hit = (logits.argmax(1) == y).double().cpu()
         correct.index_add_(0, y.cpu(), hit)
         total.index_add_(0, y.cpu(), torch.ones_like(hit))
     model.train(was_training)
@@ -199,14 +200,14 @@ def train_model(
     checkpoint_path: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
-    on_epoch_end: Callable[[dict[str, float]], None] | None = None,
+    on_epoch_end: Callable[[dict[str, float], nn.Module], None] | None = None,
 ) -> TrainResult:
     """Train ``model_cfg.kind`` on ``splits``; save the last good epoch to ``checkpoint_path`` (rank 0).
 
     kind "teacher" and "linear" train with cross-entropy; "student" needs ``teacher`` and trains by KD.
     ``resume`` continues from ``checkpoint_path`` (weights, optimizer, scheduler, epoch, history).
     Training stops early, keeping the last finite weights and checkpoint, if the loss becomes NaN/inf.
-    ``on_epoch_end`` is called with each epoch's record (progress reporting; may raise to interrupt).
+    ``on_epoch_end(record, model)`` runs after each epoch's checkpoint (progress; may raise to interrupt).
     """
     cfg = train_cfg or TrainConfig()
     _check_splits(model_cfg, splits)
@@ -221,7 +222,8 @@ def train_model(
 
 def _train(model_cfg: ModelConfig, splits: DatasetSplits, cfg: TrainConfig, teacher: nn.Module | None,
            checkpoint_path: str | Path | None, resume: bool, progress: bool,
-           on_epoch_end: Callable[[dict[str, float]], None] | None, ctx: DistContext) -> TrainResult:
+           on_epoch_end: Callable[[dict[str, float], nn.Module], None] | None,
+           ctx: DistContext) -> TrainResult:
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     model = build_model(model_cfg).to(cfg.device)
     kd = model_cfg.kind == "student"
@@ -241,7 +243,8 @@ def _train(model_cfg: ModelConfig, splits: DatasetSplits, cfg: TrainConfig, teac
     if resume:
         start_epoch = _resume(checkpoint_path, model, opt, sched, result)
     net = ctx.wrap(model)
-    dataset_meta = {"name": splits.name, "split_seed": splits.split_seed, "image_size": list(splits.image_size)}
+    dataset_meta = {"name": splits.name, "split_seed": splits.split_seed,
+                    "image_size": list(splits.image_size)}
     last_good = copy.deepcopy(model.state_dict())
     bar = tqdm(total=cfg.epochs, initial=start_epoch, desc=f"train {model_cfg.kind}", unit="epoch",
                disable=not (progress and ctx.is_main and sys.stderr.isatty()), file=sys.stderr)
@@ -263,7 +266,8 @@ def _train(model_cfg: ModelConfig, splits: DatasetSplits, cfg: TrainConfig, teac
             else:
                 loss = F.cross_entropy(logits, y)
             if not ctx.all_finite(loss):
-                bad = f"non-finite loss ({float(loss)}) at epoch {epoch + 1}, step {step + 1} (lr={cfg.lr})"
+                bad = (f"non-finite loss ({float(loss.detach())}) at epoch {epoch + 1}, step {step + 1} "
+                       f"(lr={cfg.lr})")
                 break
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -277,7 +281,8 @@ def _train(model_cfg: ModelConfig, splits: DatasetSplits, cfg: TrainConfig, teac
             model.load_state_dict(last_good)
             result.stopped_reason, result.stop_detail = "nonfinite_loss", bad
             if ctx.is_main:
-                print(f"stopping: {bad}; keeping the weights of epoch {result.epochs_completed}", file=sys.stderr)
+                kept = f"epoch {result.epochs_completed}" if result.epochs_completed else "initial weights"
+                print(f"stopping: {bad}; keeping {kept}", file=sys.stderr)
             break
         sync_buffers(model, ctx)
         val = evaluate(model, splits.val, cfg.eval_batch_size, cfg.device)
@@ -294,14 +299,15 @@ def _train(model_cfg: ModelConfig, splits: DatasetSplits, cfg: TrainConfig, teac
         bar.update(1)
         bar.set_postfix(loss=f"{record['train_loss']:.3f}", val=f"{val['accuracy']:.3f}")
         if on_epoch_end is not None:
-            on_epoch_end(record)
+            on_epoch_end(record, model)
     bar.close()
     elapsed = time.perf_counter() - t0
     result.wall_time_s = elapsed
     result.train_images_per_s = seen * ctx.world_size / elapsed if elapsed > 0 else 0.0
     model.eval()
     result.test = evaluate(model, splits.test, cfg.eval_batch_size, cfg.device)
-    if checkpoint_path and ctx.is_main and result.epochs_completed > 0 and result.stopped_reason == "completed":
+    completed = result.stopped_reason == "completed"
+    if checkpoint_path and ctx.is_main and result.epochs_completed > 0 and completed:
         # re-save with the test metrics; after a NaN stop the last good epoch's checkpoint stays as it is
         _save(checkpoint_path, model, model_cfg, cfg, dataset_meta, result, opt, sched)
     return result

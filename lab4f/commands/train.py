@@ -77,7 +77,7 @@ def run_train(args: argparse.Namespace) -> Any:
     teacher = None
     if args.kind == "student":
         if args.teacher is None:
-            raise ConfigError("--kind student needs --teacher CKPT (train one with `lab4f train --kind teacher`)")
+            raise ConfigError("--kind student needs --teacher CKPT (make one: `lab4f train --kind teacher`)")
         teacher, tcfg, tmeta = load_checkpoint(args.teacher)
         tdata = tmeta.get("dataset", {})
         if tdata.get("name") != splits.name or tdata.get("split_seed") != splits.split_seed:
