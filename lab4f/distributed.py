@@ -43,7 +43,7 @@ class DistContext:
 
     def wrap(self, model: nn.Module) -> nn.Module:
         """DistributedDataParallel around ``model`` in a multi-process job, else ``model`` itself."""
-        return DistributedDataParallel(model, broadcast_buffers=True) if self.distributed else model
+        return DistributedDataParallel(model) if self.distributed else model  # syncs buffers each forward
 
     def all_finite(self, loss: torch.Tensor) -> bool:
         """True if the loss is finite on EVERY rank (all must stop together, or the others hang)."""

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 class TrainConfig:
     """Optimisation settings; defaults measured to train the small models well in a few epochs on CPU."""
 
-    epochs: int = 8
+    epochs: int = 10
     batch_size: int = 64
     lr: float = 0.02
     momentum: float = 0.9
