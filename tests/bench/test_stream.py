@@ -1,0 +1,128 @@
+"""The streaming pipeline: policies, counters, faults and clean shutdown, with a fake frame source."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from lab4f.bench.stream import Pipeline, StreamStats
+from lab4f.errors import ConfigError, DeviceDisconnected, DeviceTimeout
+
+
+class FakeCamera:
+    """Frames (4×4 uint16 filled with the index) at most every ``period_s``; optional skips and a fault."""
+
+    def __init__(self, n: int | None = None, period_s: float = 0.0, skip: tuple[int, ...] = (),
+                 fault_at: int | None = None, fault: type[Exception] = DeviceTimeout) -> None:
+        self.n, self.period_s, self.skip, self.fault_at, self.fault = n, period_s, set(skip), fault_at, fault
+        self.index, self.delivered = -1, 0
+
+    def __call__(self):
+        if self.fault_at is not None and self.delivered >= self.fault_at:
+            raise self.fault("camera: no frame within 1 s; check the trigger cable")
+        if self.n is not None and self.delivered >= self.n:
+            return None
+        if self.period_s:
+            time.sleep(self.period_s)
+        self.index += 1
+        while self.index in self.skip:  # the camera lost this frame
+            self.index += 1
+        self.delivered += 1
+        return self.index, np.full((4, 4), self.index, np.uint16), f"label-{self.index}"
+
+
+def slow_process(delay_s: float):
+    def process(frames: np.ndarray) -> list[int]:
+        time.sleep(delay_s)
+        return [int(f[0, 0]) * 2 for f in frames]
+    return process
+
+
+def no_pipeline_threads() -> bool:
+    return not any(t.name.startswith("lab4f-") for t in threading.enumerate())
+
+
+def test_evaluate_with_a_slow_consumer_drops_nothing_and_keeps_order() -> None:
+    pipe = Pipeline(FakeCamera(n=60), slow_process(0.01), policy="evaluate", capacity=8, batch_size=4)
+    summary = pipe.run(timeout=20)
+    s = summary.stats
+    assert s.stop_reason == "source_exhausted" and summary.ok
+    assert (s.acquired, s.processed, s.dropped, s.unprocessed) == (60, 60, 0, 0)
+    assert [r[0] for r in summary.results] == list(range(60))
+    assert all(out == 2 * idx and payload == f"label-{idx}" for idx, payload, out in summary.results)
+    assert no_pipeline_threads()
+
+
+def test_live_with_a_slow_consumer_counts_every_drop() -> None:
+    pipe = Pipeline(FakeCamera(n=200, period_s=0.0005), slow_process(0.02), policy="live", capacity=4,
+                    batch_size=2, max_wait_s=0.0)
+    s = pipe.run(timeout=20).stats
+    assert s.acquired == 200 and s.dropped_overflow > 100  # consumer ~100 frames/s, source ~2000 frames/s
+    assert s.acquired == s.processed + s.dropped_overflow + s.unprocessed
+    indices = [r[0] for r in pipe.results]
+    assert indices == sorted(indices) and indices[-1] == 199  # the newest frames won
+    assert no_pipeline_threads()
+
+
+def test_stop_mid_run_accounts_for_frames_in_flight_and_is_idempotent() -> None:
+    pipe = Pipeline(FakeCamera(period_s=0.001), slow_process(0.03), policy="live", capacity=16, batch_size=4)
+    with pipe:
+        time.sleep(0.3)
+        live = pipe.stats()
+        assert live.running and live.stop_reason is None and live.acquired > 0
+    s = pipe.stats()
+    assert s.stop_reason == "stopped" and not s.running
+    assert s.acquired == s.processed + s.dropped_overflow + s.unprocessed
+    pipe.stop()
+    pipe.stop()
+    assert pipe.stats() == s
+    assert no_pipeline_threads()
+
+
+@pytest.mark.parametrize("fault", [DeviceTimeout, DeviceDisconnected])
+def test_device_fault_stops_cleanly_and_keeps_results(fault: type[Exception]) -> None:
+    pipe = Pipeline(FakeCamera(fault_at=37, fault=fault), slow_process(0.002), capacity=8, batch_size=5)
+    summary = pipe.run(timeout=20)
+    assert summary.stop_reason == "device_error" and not summary.ok
+    assert summary.error.startswith(f"{fault.__name__}: camera: no frame")
+    assert summary.stats.processed == 37 and [r[0] for r in summary.results] == list(range(37))
+    assert no_pipeline_threads()
+
+
+def test_camera_index_gaps_count_as_drops() -> None:
+    s = Pipeline(FakeCamera(n=50, skip=(3, 10, 11, 12)), slow_process(0.0)).run(timeout=20).stats
+    assert (s.acquired, s.processed, s.dropped_camera, s.dropped_overflow, s.dropped) == (50, 50, 4, 0, 4)
+
+
+def test_latency_percentiles_and_fps_are_plausible() -> None:
+    # source 200 frames/s, processing 5 ms per batch of ≤ 4: latency ≈ waiting for a batch + 5 ms
+    summary = Pipeline(FakeCamera(n=100, period_s=0.005), slow_process(0.005), batch_size=4,
+                       max_wait_s=0.002).run(timeout=20)
+    s = summary.stats
+    assert 5.0 <= s.latency_p50_ms <= s.latency_p95_ms <= s.latency_p99_ms < 100.0
+    assert 100 < s.mean_fps < 210  # sleep overshoot only slows the source
+    assert isinstance(s, StreamStats) and summary.to_dict()["processed"] == 100
+
+
+def test_max_items_stops_the_source() -> None:
+    s = Pipeline(FakeCamera(), slow_process(0.0), max_items=25).run(timeout=20).stats
+    assert (s.stop_reason, s.acquired, s.processed) == ("max_items", 25, 25)
+
+
+def test_a_bug_in_process_stops_the_run_and_is_raised() -> None:
+    def broken(frames: np.ndarray) -> list[int]:
+        raise ZeroDivisionError("bug")
+    pipe = Pipeline(FakeCamera(n=10), broken)
+    with pytest.raises(ZeroDivisionError):
+        pipe.run(timeout=20)
+    s = pipe.stats()
+    assert s.stop_reason == "error" and s.processed == 0 and s.acquired == s.unprocessed
+    assert no_pipeline_threads()
+
+
+def test_bad_configuration_is_refused() -> None:
+    with pytest.raises(ConfigError, match="policy"):
+        Pipeline(FakeCamera(), slow_process(0.0), policy="fast")
+    with pytest.raises(ConfigError, match="capacity"):
+        Pipeline(FakeCamera(), slow_process(0.0), capacity=0)
