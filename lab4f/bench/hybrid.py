@@ -1,0 +1,167 @@
+"""The hybrid network on the bench: checkpoint + calibration + optical program → live predictions.
+
+Orchestration only (Qt-free, synchronous API): load and cross-check what belongs together, upload the
+phase, then either capture feature maps synchronously (calibration, fine-tuning) or stream a data set through
+the acquisition thread / ring buffer / batched back end of :mod:`lab4f.bench.stream`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from lab4f.bench.devices import Bench
+from lab4f.bench.extract import FeatureExtractor
+from lab4f.checkpoint import load_checkpoint
+from lab4f.errors import CompileError, MismatchError
+from lab4f.models import ModelConfig
+from lab4f.optics.compile import compile_bank
+from lab4f.optics.program import OpticalProgram
+from lab4f.optics.registration import PlaneToCamera
+
+log = logging.getLogger(__name__)
+
+
+def bank_hash(bank: np.ndarray) -> str:
+    """Short content hash of a kernel bank: ties a program (and calibration) to the checkpoint it came from."""
+    return hashlib.sha256(np.ascontiguousarray(bank, dtype=np.float32).tobytes()).hexdigest()[:16]
+
+
+def check_compatible(model_cfg: ModelConfig, bank: np.ndarray, program: OpticalProgram, record: Any | None) -> None:
+    """Refuse a checkpoint / program / calibration trio that does not belong together, saying what differs."""
+    problems = []
+    if program.channels != bank.shape[0]:
+        problems.append(f"kernel count: checkpoint {bank.shape[0]}, program {program.channels}")
+    if program.kernel_size != bank.shape[-1]:
+        problems.append(f"kernel size: checkpoint {bank.shape[-1]}, program {program.kernel_size}")
+    if program.input_size != model_cfg.image_size:
+        problems.append(f"input size: checkpoint {model_cfg.image_size}, program {program.input_size}")
+    if not problems and bank_hash(bank) != bank_hash(program.bank):
+        problems.append("kernel values: the program was compiled from a different checkpoint")
+    if record is not None:
+        want = getattr(record, "program_hash", None)
+        if want and want != bank_hash(program.bank):
+            problems.append("calibration: the record's tile registration/gains were measured for another program")
+        shifts = getattr(record, "tile_shifts", None)
+        if shifts is not None and len(program.frames) == 1:
+            first = np.asarray(shifts[0] if isinstance(shifts, list) else shifts)
+            if first.shape[0] != len(program.frames[0].layout.tiles):
+                problems.append("tile layout: the record's tile count differs from the program's")
+        gains = getattr(record, "channel_gain", None)
+        if gains is not None and len(gains) != program.channels:
+            problems.append(f"channel gains: record has {len(gains)}, program has {program.channels} channels")
+    if problems:
+        raise MismatchError(
+            "checkpoint, optical program and calibration do not belong together: " + "; ".join(problems)
+            + ". Recompile the checkpoint (lab4f compile) and recalibrate with --program (lab4f calibrate tiles/gains)."
+        )
+
+
+@dataclass
+class HybridSetup:
+    """Everything a run needs, checked to belong together, with the phase uploaded."""
+
+    bench: Bench
+    student: torch.nn.Module
+    model_cfg: ModelConfig
+    meta: dict[str, Any]
+    program: OpticalProgram
+    extractor: FeatureExtractor
+    record: Any | None = None
+    program_path: Path | None = None
+    calibration_path: Path | None = None
+    uploaded_frame: int = field(default=-1)
+
+    def upload(self, frame: int = 0) -> None:
+        phase = self.program.frames[frame].phase
+        if phase is None:
+            raise CompileError("the program was compiled for a complex modulator; compile with modulation='phase'")
+        if frame != self.uploaded_frame:
+            self.bench.upload_phase(phase)
+            self.uploaded_frame = frame
+
+    def grab(self, image: np.ndarray) -> np.ndarray:
+        """Show one input and grab its camera frame(s): (F, H, W), one per program frame."""
+        frames = []
+        for f in range(len(self.program.frames)):
+            self.upload(f)
+            self.bench.show(image)
+            frames.append(np.asarray(self.bench.camera.get_image()))
+        return np.stack(frames)
+
+    def features(self, frames: np.ndarray) -> torch.Tensor:
+        """(B, F, H, W) camera frames → (B, C, N, N) features for the back end."""
+        x = frames if len(self.program.frames) > 1 else frames[:, 0]
+        return self.extractor(x)
+
+
+def extractor_for(program: OpticalProgram, record: Any | None, camera_shape: tuple[int, int],
+                  registration: PlaneToCamera | None = None) -> FeatureExtractor:
+    """Feature extractor from a program and a calibration record (or an explicit registration)."""
+    if record is None:
+        reg = registration or PlaneToCamera.identity(camera_shape)
+        return FeatureExtractor.for_program(program, reg, camera_shape)
+    return FeatureExtractor.for_program(
+        program, registration or record.registration, camera_shape,
+        dark=getattr(record, "dark", None), flat=getattr(record, "flat", None),
+        channel_gain=getattr(record, "channel_gain", None), channel_offset=getattr(record, "channel_offset", None),
+        tile_shifts=getattr(record, "tile_shifts", None),
+    )
+
+
+def prepare(
+    bench: Bench,
+    checkpoint: str | Path,
+    record: Any | None = None,
+    program: OpticalProgram | str | Path | None = None,
+    registration: PlaneToCamera | None = None,
+    compile_kwargs: dict[str, Any] | None = None,
+) -> HybridSetup:
+    """Load the student, compile (or load) its program, check the trio, upload the phase, build the extractor."""
+    student, cfg, meta = load_checkpoint(checkpoint)
+    if not hasattr(student, "kernel_bank"):
+        raise MismatchError(f"{checkpoint} is a {cfg.kind} checkpoint; the bench runs SCLC (student/linear) ones")
+    bank = student.kernel_bank().to_numpy()
+    program_path = None
+    if program is None:
+        program = compile_bank(student.kernel_bank(), cfg.image_size, bench.geometry, **(compile_kwargs or {}))
+    elif not isinstance(program, OpticalProgram):
+        program_path = Path(program)
+        program = OpticalProgram.load(program_path)
+    check_compatible(cfg, bank, program, record)
+    if getattr(record, "exposure_s", None):
+        bench.camera.set_exposure(record.exposure_s)
+    camera_shape = tuple(int(s) for s in bench.camera.shape)
+    setup = HybridSetup(bench, student, cfg, meta, program, extractor_for(program, record, camera_shape, registration),
+                        record, program_path)
+    setup.upload(0)
+    return setup
+
+
+def iterate_grabs(setup: HybridSetup, images: torch.Tensor) -> Iterator[tuple[int, np.ndarray]]:
+    for i in range(len(images)):
+        yield i, setup.grab(images[i, 0].numpy())
+
+
+def capture_features(setup: HybridSetup, images: torch.Tensor, batch_size: int = 32, progress: bool = True,
+                     on_batch: Callable[[int, int], None] | None = None) -> torch.Tensor:
+    """Synchronously run images through the optics: (B, 1, N, N) → (B, C, N, N) features."""
+    out = []
+    buf: list[np.ndarray] = []
+    for i, frames in tqdm(iterate_grabs(setup, images), total=len(images), desc="optics", disable=not progress,
+                          leave=False):
+        buf.append(frames)
+        if len(buf) == batch_size or i == len(images) - 1:
+            out.append(setup.features(np.stack(buf)))
+            buf = []
+            if on_batch:
+                on_batch(i + 1, len(images))
+    return torch.cat(out) if out else torch.empty(0)

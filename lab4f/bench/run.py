@@ -1,0 +1,119 @@
+"""`lab4f run`: a data set through the bench, streamed, held against the digital student, saved to a run file."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lab4f.bench.hybrid import HybridSetup
+from lab4f.bench.stream import Pipeline, RunSummary
+from lab4f.storage import atomic_h5, write_json_attr
+
+RUN_SCHEMA = 1
+
+
+@dataclass
+class RunResult:
+    """Predictions of the optical and the digital path on the same inputs, and the stream's counters."""
+
+    indices: np.ndarray  # which inputs were processed (a faulted run keeps what it did)
+    labels: np.ndarray
+    optical_probs: np.ndarray  # (n, classes)
+    digital_probs: np.ndarray
+    summary: RunSummary
+    sample_frames: np.ndarray  # a few raw camera frames
+    sample_features: np.ndarray  # their feature maps (B, C, N, N)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def optical_accuracy(self) -> float:
+        return float((self.optical_probs.argmax(1) == self.labels).mean()) if len(self.labels) else float("nan")
+
+    @property
+    def digital_accuracy(self) -> float:
+        return float((self.digital_probs.argmax(1) == self.labels).mean()) if len(self.labels) else float("nan")
+
+    @property
+    def agreement(self) -> float:
+        return float((self.optical_probs.argmax(1) == self.digital_probs.argmax(1)).mean()) if len(self.labels) \
+            else float("nan")
+
+    def metrics(self) -> dict[str, Any]:
+        s = self.summary.stats
+        return {
+            "n": int(len(self.labels)), "optical_accuracy": self.optical_accuracy,
+            "digital_accuracy": self.digital_accuracy, "agreement": self.agreement,
+            "frames_per_s": s.mean_fps, "latency_p50_ms": s.latency_p50_ms, "latency_p95_ms": s.latency_p95_ms,
+            "latency_p99_ms": s.latency_p99_ms, "acquired": s.acquired, "processed": s.processed,
+            "dropped": s.dropped, "policy": s.policy, "stop_reason": s.stop_reason, "error": s.error,
+        } | self.extra
+
+
+def run_dataset(
+    setup: HybridSetup,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    policy: str = "evaluate",
+    batch_size: int = 32,
+    capacity: int = 64,
+    samples: int = 8,
+    back: torch.nn.Module | None = None,
+) -> RunResult:
+    """Stream ``images`` (B, 1, N, N) through the optics and the back end (``back`` overrides the student's)."""
+    back = back or setup.student.back
+    back.eval()
+    single = len(setup.program.frames) == 1
+    position = iter(range(len(images)))
+    sample_frames: list[np.ndarray] = []
+
+    def acquire() -> tuple[int, np.ndarray, int] | None:
+        i = next(position, None)
+        if i is None:
+            return None
+        frames = setup.grab(images[i, 0].numpy())
+        if len(sample_frames) < samples:
+            sample_frames.append(frames[0].copy())
+        # the camera's own frame counter reveals frames it lost; time-multiplexed runs count images
+        index = int(getattr(setup.bench.camera, "last_frame_index", i)) if single else i
+        return index, frames, i
+
+    def process(frames: np.ndarray) -> list[np.ndarray]:
+        with torch.no_grad():
+            feats = setup.features(frames)
+            probs = torch.softmax(back(feats), dim=1).numpy()
+        return list(probs)
+
+    summary = Pipeline(acquire, process, policy=policy, capacity=capacity, batch_size=batch_size).run()
+    done = np.array([payload for _, payload, _ in summary.results], dtype=np.int64)
+    optical = np.stack([out for _, _, out in summary.results]) if len(done) else np.zeros((0, 1))
+    with torch.no_grad():
+        digital = torch.softmax(setup.student(images[done]), dim=1).numpy() if len(done) else np.zeros((0, 1))
+        sample_idx = done[: len(sample_frames)]
+        sample_feats = setup.features(np.stack(sample_frames)[:, None]).numpy() if sample_frames and single \
+            else np.zeros((0,))
+    return RunResult(done, labels[done].numpy(), optical, digital, summary, np.stack(sample_frames) if sample_frames
+                     else np.zeros((0,)), sample_feats, {"sample_indices": sample_idx.tolist()})
+
+
+def save_run(path: str | os.PathLike[str], result: RunResult, setup: HybridSetup,
+             checkpoint: str | None = None) -> Path:
+    """One HDF5 file per run: predictions, labels, sampled frames and features, metrics, what produced it."""
+    with atomic_h5(path, "run", RUN_SCHEMA) as f:
+        f.create_dataset("indices", data=result.indices)
+        f.create_dataset("labels", data=result.labels)
+        f.create_dataset("optical_probs", data=result.optical_probs.astype(np.float32))
+        f.create_dataset("digital_probs", data=result.digital_probs.astype(np.float32))
+        f.create_dataset("sample_frames", data=result.sample_frames, compression="gzip")
+        f.create_dataset("sample_features", data=result.sample_features.astype(np.float32), compression="gzip")
+        write_json_attr(f, "metrics", result.metrics())
+        write_json_attr(f, "bench", setup.bench.info())
+        f.attrs["checkpoint"] = str(checkpoint or "")
+        f.attrs["program"] = str(setup.program_path or "")
+        f.attrs["calibration"] = str(setup.calibration_path or "")
+        write_json_attr(f, "program_summary", setup.program.summary())
+    return Path(path)
