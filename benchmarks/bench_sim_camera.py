@@ -21,16 +21,25 @@ from lab4f.drivers.sim_display import SimulatedDisplay
 from lab4f.drivers.sim_slm import SimulatedFourierSLM, SimulatedSLMSettings
 
 
-def _best_of(fn, repeats: int, rounds: int = 5) -> float:
-    """Median over rounds of the mean time per call, in seconds."""
-    fn()
-    times = []
+def _per_call_s(fn, repeats: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - t0) / repeats
+
+
+def _interleaved_min(fn_a, fn_b, repeats: int, rounds: int = 7) -> tuple[float, float]:
+    """Best (minimum) mean time per call of two functions measured in alternating rounds.
+
+    The minimum over rounds is the least disturbed by other processes sharing the CPU; alternating
+    keeps both measurements exposed to the same machine state.
+    """
+    fn_a(), fn_b()
+    times_a, times_b = [], []
     for _ in range(rounds):
-        t0 = time.perf_counter()
-        for _ in range(repeats):
-            fn()
-        times.append((time.perf_counter() - t0) / repeats)
-    return float(np.median(times))
+        times_a.append(_per_call_s(fn_a, repeats))
+        times_b.append(_per_call_s(fn_b, repeats))
+    return min(times_a), min(times_b)
 
 
 def bench(size: int, repeats: int) -> dict:
@@ -53,8 +62,7 @@ def bench(size: int, repeats: int) -> dict:
     def fft_pair() -> None:
         sfft.ifft2(sfft.fft2(field, workers=workers), workers=workers)
 
-    t_fft = _best_of(fft_pair, repeats)
-    t_frame = _best_of(frame, repeats)
+    t_fft, t_frame = _interleaved_min(fft_pair, frame, repeats)
     return {"size": size, "frame_ms": t_frame * 1e3, "fft_pair_ms": t_fft * 1e3, "ratio": t_frame / t_fft}
 
 
