@@ -186,8 +186,13 @@ class FeatureExtractor:
         return self._features(crop)
 
     # -- the hot path -----------------------------------------------------------------------------------
-    def __call__(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Features (B, C, n, n) float32 for frames (B, H, W) or (B, F, H, W), uint16 or float."""
+    def __call__(self, frames: np.ndarray | torch.Tensor | Sequence[np.ndarray]) -> torch.Tensor:
+        """Features (B, C, n, n) float32 for frames (B, H, W) or (B, F, H, W), uint16 or float.
+
+        A list of B frames is read directly (only the crop is copied), which saves stacking whole frames.
+        """
+        if isinstance(frames, (list, tuple)):
+            return self._from_list(frames)
         x = torch.from_numpy(frames) if isinstance(frames, np.ndarray) else frames
         if x.ndim == 3 and self.frames == 1:
             x = x[:, None]
@@ -196,12 +201,26 @@ class FeatureExtractor:
                 f"expected camera frames (B, {self.frames}, {self.camera_shape[0]}, {self.camera_shape[1]}) "
                 f"(or (B, H, W) for a single-frame program), got {tuple(x.shape)}"
             )
-        b, n = x.shape[0], self.input_size
+        b = x.shape[0]
         y0, y1, x0, x1 = self._crop
         # (F, B, h, w): the batch rides in grid_sample's channel dimension, one grid per program frame
         crop = torch.empty((self.frames, b, y1 - y0, x1 - x0), dtype=torch.float32)
         crop.copy_(x[:, :, y0:y1, x0:x1].transpose(0, 1))  # one pass: crop, reorder and convert
-        out = self._features(crop)
+        return self._resize(self._features(crop))
+
+    def _from_list(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
+        y0, y1, x0, x1 = self._crop
+        crop = torch.empty((self.frames, len(frames), y1 - y0, x1 - x0), dtype=torch.float32)
+        expected = (self.frames, *self.camera_shape) if self.frames > 1 else self.camera_shape
+        for i, frame in enumerate(frames):
+            if np.shape(frame) != expected:
+                raise ConfigError(f"expected camera frames of shape {expected}, got {np.shape(frame)}")
+            x = torch.as_tensor(frame)
+            crop[:, i].copy_(x[..., y0:y1, x0:x1])
+        return self._resize(self._features(crop))
+
+    def _resize(self, out: torch.Tensor) -> torch.Tensor:
+        n = self.input_size
         if self.output_size != n:
             out = F.interpolate(out, size=(self.output_size, self.output_size), mode="bilinear",
                                 align_corners=False, antialias=self.output_size < n)

@@ -29,7 +29,7 @@ POLICIES = ("live", "evaluate")
 # acquire() returns (index, frame) or (index, frame, payload), or None when the source is exhausted
 Acquired = tuple[int, np.ndarray] | tuple[int, np.ndarray, Any] | None
 AcquireFn = Callable[[], Acquired]
-ProcessFn = Callable[[np.ndarray], Sequence[Any]]
+ProcessFn = Callable[[np.ndarray | list[np.ndarray]], Sequence[Any]]
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,8 @@ class Pipeline:
     """Acquisition thread → bounded ring → batched ``process`` → ``results`` [(index, payload, output)].
 
     ``acquire()`` returns (index, frame[, payload]) or None at the end of the source; ``process(frames)``
-    gets the frames of a batch stacked (B, ...) and returns one output per frame. A
+    gets the frames of a batch stacked (B, ...) — or as a list with ``stack=False``, which saves a copy
+    when ``process`` reads only part of each frame — and returns one output per frame. A
     :class:`~lab4f.errors.DeviceError` in ``acquire`` ends the run cleanly: frames already in the ring are
     still processed, results are kept and ``stop_reason`` / ``error`` say what happened.
     """
@@ -113,6 +114,7 @@ class Pipeline:
         fps_window_s: float = 1.0,
         latency_window: int = 2048,
         join_timeout_s: float = 10.0,
+        stack: bool = True,
     ) -> None:
         if policy not in POLICIES:
             raise ConfigError(f"stream policy {policy!r} is unknown; choose one of {', '.join(POLICIES)}")
@@ -121,7 +123,7 @@ class Pipeline:
         self.acquire, self.process = acquire, process
         self.policy, self.capacity, self.batch_size = policy, capacity, batch_size
         self.max_items, self.max_wait_s = max_items, max_wait_s
-        self.fps_window_s, self.join_timeout_s = fps_window_s, join_timeout_s
+        self.fps_window_s, self.join_timeout_s, self.stack = fps_window_s, join_timeout_s, stack
         self.results: list[tuple[int, Any, Any]] = []
         self._ring: deque[tuple[int, np.ndarray, Any, float]] = deque()
         self._cond = threading.Condition()
@@ -309,7 +311,8 @@ class Pipeline:
     def _consume(self) -> None:
         try:
             while (batch := self._take_batch()) is not None:
-                outputs = self.process(np.stack([item[1] for item in batch]))
+                frames = [item[1] for item in batch]
+                outputs = self.process(np.stack(frames) if self.stack else frames)
                 if len(outputs) != len(batch):
                     raise ConfigError(f"process() gave {len(outputs)} outputs for a batch of {len(batch)}")
                 t_done = time.perf_counter()

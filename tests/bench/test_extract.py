@@ -129,3 +129,12 @@ def test_resamples_to_the_back_end_grid_and_rejects_wrong_frames(bank: KernelBan
         ex(frames[:, :100])
     with pytest.raises(ConfigError, match="channel_gain"):
         FeatureExtractor.for_program(prog, PlaneToCamera.identity(CAMERA), CAMERA, channel_gain=[1.0])
+
+
+def test_a_list_of_frames_gives_the_same_features_as_a_stack(bank: KernelBank) -> None:
+    prog = program(bank)
+    frames = place_identity(planes(prog, images())[:, 0], CAMERA).astype(np.float32)
+    rng = np.random.default_rng(3)
+    ex = FeatureExtractor.for_program(prog, PlaneToCamera.identity(CAMERA), CAMERA, dark=rng.random(CAMERA),
+                                      flat=0.9 + 0.2 * rng.random(CAMERA))
+    torch.testing.assert_close(ex(list(frames)), ex(frames), rtol=0, atol=0)
