@@ -1,0 +1,215 @@
+"""The calibration record: what the bench was when it was calibrated, saved as schema-versioned HDF5.
+
+Records live side by side in a folder (``cal-YYYYmmdd-HHMMSS.h5``, never overwritten); :func:`latest_record`
+resolves the newest by its timestamp and skips unreadable files, so a corrupt or truncated file never
+hides the previous good record. Loading compares device identities with the bench in use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lab4f.calibration.base import StepResult
+from lab4f.errors import CalibrationError, MismatchError
+from lab4f.optics.registration import PlaneToCamera
+from lab4f.storage import StorageError, atomic_h5, now_iso, open_h5, read_json_attr, write_json_attr
+
+log = logging.getLogger(__name__)
+
+RECORD_KIND = "calibration_record"
+RECORD_SCHEMA = 1
+RECORD_GLOB = "cal-*.h5"
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class CalibrationRecord:
+    """Every step's result plus the bench snapshot; accessors give what the live pipeline needs."""
+
+    bench_info: dict[str, Any] = field(default_factory=dict)
+    steps: dict[str, StepResult] = field(default_factory=dict)
+    created: str = field(default_factory=now_iso)
+    program_path: str | None = None
+    program_sha256: str | None = None
+    path: Path | None = None
+
+    # -- accessors ---------------------------------------------------------------------------------
+    def _array(self, step: str, name: str) -> np.ndarray | None:
+        result = self.steps.get(step)
+        return None if result is None else result.arrays.get(name)
+
+    @property
+    def dark(self) -> np.ndarray | None:
+        """Dark frame (ADU, float32, camera shape) to subtract from raw frames."""
+        return self._array("camera", "dark")
+
+    @property
+    def flat(self) -> np.ndarray | None:
+        """Relative pixel throughput to divide (raw − dark) by."""
+        return self._array("camera", "flat")
+
+    @property
+    def exposure_s(self) -> float | None:
+        result = self.steps.get("camera")
+        return None if result is None else float(result.values["exposure_s"])
+
+    @property
+    def registration(self) -> PlaneToCamera | None:
+        """Output-plane cell (x, y) → camera pixel (x, y) affine, from the display fiducials."""
+        a = self._array("registration", "registration")
+        if a is None:
+            return None
+        return PlaneToCamera.from_array(a, self.steps["registration"].quality.get("rms_residual_px", float("nan")))
+
+    @property
+    def fourier(self) -> dict | None:
+        """slmsuite's kxy → camera-pixel calibration ({"M", "b", "a"})."""
+        result = self.steps.get("fourier")
+        return None if result is None else result.values["fourier"]
+
+    @property
+    def phase_response(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(gray levels, phase in units of 2π) as measured; apply with ``slm.set_gamma(gamma, levels)``."""
+        lv, g = self._array("phase", "gamma_levels"), self._array("phase", "gamma")
+        return None if lv is None or g is None else (lv, g)
+
+    def tile_shifts(self, frame: int = 0) -> np.ndarray | None:
+        """Per-tile correction (T, 2) in plane cells (x, y) for ``tile_sampling_grid``, for a program frame."""
+        return self._array("tiles", f"tile_shifts/{frame}")
+
+    @property
+    def channel_gain(self) -> np.ndarray | None:
+        """digital ≈ channel_gain · (k⁺ tile − k⁻ tile) + channel_offset, per channel (C,)."""
+        return self._array("gains", "channel_gain")
+
+    @property
+    def channel_offset(self) -> np.ndarray | None:
+        return self._array("gains", "channel_offset")
+
+    @property
+    def channel_r2(self) -> np.ndarray | None:
+        return self._array("gains", "channel_r2")
+
+    def summary(self) -> dict[str, Any]:
+        return {"path": str(self.path) if self.path else None, "created": self.created,
+                "bench": self.bench_info.get("name"), "program_path": self.program_path,
+                "program_sha256": self.program_sha256,
+                "steps": {name: r.summary() for name, r in self.steps.items()}}
+
+    def merged_with(self, newer: CalibrationRecord) -> CalibrationRecord:
+        """This record's steps overlaid by ``newer``'s (a partial calibration keeps the older steps)."""
+        steps = {**self.steps, **newer.steps}
+        return CalibrationRecord(newer.bench_info, steps, newer.created,
+                                 newer.program_path or self.program_path, newer.program_sha256 or self.program_sha256)
+
+    def apply(self, bench: Any) -> None:
+        """Put the calibrated state on the devices: the camera exposure and the SLM's phase LUT."""
+        if self.exposure_s is not None:
+            bench.camera.set_exposure(self.exposure_s)
+        if self.phase_response is not None:
+            levels, gamma = self.phase_response
+            bench.slm.set_gamma(gamma, levels=levels)
+
+    # -- storage -----------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write atomically (temporary file, then rename); refuses to overwrite an existing record."""
+        path = Path(path)
+        if path.exists():
+            raise CalibrationError(f"{path} already exists; calibration records are never overwritten")
+        with atomic_h5(path, RECORD_KIND, RECORD_SCHEMA) as f:
+            f.attrs["record_created"] = self.created
+            write_json_attr(f, "bench_info", self.bench_info)
+            write_json_attr(f, "program", {"path": self.program_path, "sha256": self.program_sha256})
+            for name, result in self.steps.items():
+                g = f.create_group(f"steps/{name}")
+                write_json_attr(g, "quality", result.quality)
+                write_json_attr(g, "values", result.values)
+                g.attrs["duration_s"] = result.duration_s
+                g.attrs["message"] = result.message
+                for key, arr in result.arrays.items():
+                    g.create_dataset(f"arrays/{key}", data=np.asarray(arr), compression="gzip")
+        self.path = path
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], bench: Any | None = None, strict: bool = False) -> CalibrationRecord:
+        """Read and validate a record; with ``bench``, warn (or with ``strict`` refuse) on other devices."""
+        path = Path(path)
+        try:
+            with open_h5(path, RECORD_KIND, RECORD_SCHEMA) as f:
+                steps: dict[str, StepResult] = {}
+                for name, g in f.get("steps", {}).items():
+                    arrays: dict[str, np.ndarray] = {}
+                    if "arrays" in g:
+                        g["arrays"].visititems(
+                            lambda key, obj, arrays=arrays: arrays.__setitem__(key, obj[()]) if hasattr(obj, "shape")
+                            else None)
+                    steps[name] = StepResult(name, read_json_attr(g, "quality", {}), arrays,
+                                             read_json_attr(g, "values", {}), float(g.attrs.get("duration_s", 0.0)),
+                                             str(g.attrs.get("message", "")))
+                program = read_json_attr(f, "program", {})
+                record = cls(read_json_attr(f, "bench_info", {}), steps, str(f.attrs["record_created"]),
+                             program.get("path"), program.get("sha256"), path)
+        except StorageError as exc:
+            raise CalibrationError(f"{exc}. Use an earlier record (they are kept side by side) or calibrate "
+                                   "again with `lab4f calibrate all`.") from exc
+        except (KeyError, OSError, ValueError) as exc:
+            raise CalibrationError(f"{path} is a damaged calibration record ({exc}); use an earlier record or "
+                                   "calibrate again with `lab4f calibrate all`.") from exc
+        if bench is not None:
+            record.check_identities(bench.info(), strict=strict)
+        return record
+
+    def check_identities(self, info: dict[str, Any], strict: bool = False) -> list[str]:
+        """Roles whose device identity differs from ``info``; a warning, or a MismatchError if ``strict``."""
+        mine = self.bench_info.get("devices", {})
+        theirs = info.get("devices", {})
+        differ = [role for role in ("slm", "camera", "display")
+                  if role in mine and role in theirs and mine[role].get("identity") != theirs[role].get("identity")]
+        if differ:
+            msg = (f"calibration record {self.path} was measured with other devices ({', '.join(differ)}) than the "
+                   "bench in use; calibrate this bench with `lab4f calibrate all`")
+            if strict:
+                raise MismatchError(msg)
+            log.warning(msg)
+        return differ
+
+
+def new_record_path(folder: str | os.PathLike[str], when: datetime | None = None) -> Path:
+    """``folder/cal-YYYYmmdd-HHMMSS.h5`` (a ``-N`` suffix if that second is taken)."""
+    folder = Path(folder)
+    stamp = (when or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
+    path, n = folder / f"cal-{stamp}.h5", 1
+    while path.exists():
+        path, n = folder / f"cal-{stamp}-{n}.h5", n + 1
+    return path
+
+
+def list_records(folder: str | os.PathLike[str]) -> list[Path]:
+    """Record files in ``folder``, oldest first (by name, which is their timestamp)."""
+    return sorted(Path(folder).glob(RECORD_GLOB))
+
+
+def latest_record(folder: str | os.PathLike[str], bench: Any | None = None) -> CalibrationRecord | None:
+    """The newest readable record in ``folder`` (damaged files are skipped with a warning), or None."""
+    for path in reversed(list_records(folder)):
+        try:
+            return CalibrationRecord.load(path, bench)
+        except CalibrationError as exc:
+            log.warning("skipping %s: %s", path, exc)
+    return None
