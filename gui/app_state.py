@@ -1,0 +1,59 @@
+"""What the panels share, owned by the GUI thread: model, program, calibration and the test images."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PySide6 import QtCore
+
+from lab4f.gui.calibration_steps import CalibrationState
+
+
+class AppState(QtCore.QObject):
+    """Shared state; signals tell panels what changed. Touched only from the GUI thread."""
+
+    model_changed = QtCore.Signal()
+    program_changed = QtCore.Signal()
+    calibration_changed = QtCore.Signal()
+    status = QtCore.Signal(str)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.checkpoint: Loaded | None = None
+        self.program: Any = None  # OpticalProgram, compiled and uploaded
+        self.program_path: str | None = None
+        self.calibration = CalibrationState()
+        self.calibration_path: str | None = None
+        self.camera_shape: tuple[int, int] | None = None
+
+
+@dataclass
+class Loaded:
+    """A loaded checkpoint with the test images the live run shows (in [0, 1], at the model's input size)."""
+
+    path: str
+    model: Any
+    cfg: Any
+    meta: dict[str, Any]
+    kernels: np.ndarray  # (C_out, C_in, K, K)
+    images: np.ndarray = field(default_factory=lambda: np.zeros((0, 1, 1), np.float32))
+    labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+
+def load_for_gui(path: str, n_images: int = 200) -> Loaded:
+    """Load a checkpoint and a slice of its dataset's test split (runs in the job thread)."""
+    from lab4f.checkpoint import load_checkpoint
+    from lab4f.data import load_dataset
+
+    model, cfg, meta = load_checkpoint(path)
+    if not hasattr(model, "kernel_bank"):
+        from lab4f.errors import CheckpointError
+
+        raise CheckpointError(f"{path} is a {cfg.kind} checkpoint; load a 'student' or 'linear' (SCLC) checkpoint")
+    kernels = model.kernel_bank().weights.numpy()
+    name = (meta.get("dataset") or {}).get("name", "mnist5k")
+    splits = load_dataset(name, limit=n_images, image_size=cfg.image_size)
+    images, labels = splits.test.tensors
+    return Loaded(path, model, cfg, meta, kernels, images[:, 0].numpy().astype(np.float32), labels.numpy())

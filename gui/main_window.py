@@ -1,0 +1,147 @@
+"""The main window: dockable panels, a status line, remembered layout and settings, clean shutdown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from lab4f.gui.app_state import AppState
+from lab4f.gui.panels.bench_panel import BenchPanel
+from lab4f.gui.panels.calibration_panel import CalibrationPanel
+from lab4f.gui.panels.inference_panel import InferencePanel
+from lab4f.gui.panels.kernels_panel import KernelsPanel
+from lab4f.gui.panels.live_panel import LivePanel
+from lab4f.gui.workers import ADVICE, BenchWorker, InferenceWorker, Worker, start_in_thread
+
+ORGANISATION, APPLICATION = "lab4f", "lab4f-gui"
+SETTINGS_VERSION = 1
+KNOWN_KEYS = {"version", "geometry", "window_state", "bench/config", "kernels/checkpoint", "calibration/record"}
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    """Owns the worker threads; every panel is a dock whose place is saved in QSettings."""
+
+    def __init__(self, config_path: str | None = None, restore: bool = True) -> None:
+        super().__init__()
+        self.setWindowTitle("lab4f — hybrid optical-electronic CNN bench")
+        self.setDockNestingEnabled(True)
+        self.notes: list[str] = []
+        self.state = AppState()
+        self.bench_worker = BenchWorker(None)
+        self.jobs, self.inference = Worker(), InferenceWorker()
+        self.threads = [start_in_thread(self.bench_worker, "lab4f-devices"), start_in_thread(self.jobs, "lab4f-jobs"),
+                        start_in_thread(self.inference, "lab4f-inference")]
+        self.bench_panel = BenchPanel(self.bench_worker)
+        self.calibration_panel = CalibrationPanel(self.state, self.bench_worker)
+        self.kernels_panel = KernelsPanel(self.state, self.bench_worker, self.jobs)
+        self.live_panel = LivePanel(self.state, self.bench_worker)
+        self.inference_panel = InferencePanel(self.state, self.bench_worker, self.inference)
+        self.docks: dict[str, QtWidgets.QDockWidget] = {}
+        area = QtCore.Qt.DockWidgetArea
+        for name, panel, where in (("Bench", self.bench_panel, area.LeftDockWidgetArea),
+                                   ("Calibration", self.calibration_panel, area.LeftDockWidgetArea),
+                                   ("Kernels", self.kernels_panel, area.RightDockWidgetArea),
+                                   ("Live", self.live_panel, area.RightDockWidgetArea),
+                                   ("Inference", self.inference_panel, area.RightDockWidgetArea)):
+            dock = QtWidgets.QDockWidget(name, self)
+            dock.setObjectName(f"dock_{name.lower()}")
+            dock.setWidget(panel)
+            self.addDockWidget(where, dock)
+            self.docks[name] = dock
+        self.tabifyDockWidget(self.docks["Bench"], self.docks["Calibration"])
+        self.tabifyDockWidget(self.docks["Kernels"], self.docks["Inference"])
+        self.docks["Bench"].raise_()
+        self.status_line = QtWidgets.QLabel("ready")
+        self.statusBar().addWidget(self.status_line, 1)
+        for w in (self.bench_worker, self.jobs, self.inference):
+            w.failed.connect(self.on_failed)
+        self.bench_worker.state.connect(self._on_bench_state)
+        self.state.status.connect(self.show_status)
+        self.resize(1400, 900)
+        if restore:
+            config_path = self.restore_settings(config_path)
+        if config_path:
+            self.bench_panel.open_config(config_path)
+        self.config_path = config_path
+        self.bench_worker.submit(self.bench_worker.emit_state, where="bench")
+
+    # -- messages ----------------------------------------------------------------------------------
+    @QtCore.Slot(str)
+    def show_status(self, text: str) -> None:
+        self.status_line.setText(text)
+
+    @QtCore.Slot(str, str)
+    def on_failed(self, where: str, message: str) -> None:
+        """Device or job errors: a status line that says what happened and what to do; the window stays."""
+        advice = ADVICE.get(where, "")
+        self.status_line.setText(f"⚠ {where}: {message} {advice if advice not in message else ''}".strip())
+        self.status_line.setStyleSheet("color: #a40000")
+        QtCore.QTimer.singleShot(15_000, lambda: self.status_line.setStyleSheet(""))
+
+    def _on_bench_state(self, st: dict) -> None:
+        if "camera" in st:
+            self.state.camera_shape = tuple(st["camera"]["shape"])
+
+    # -- settings ----------------------------------------------------------------------------------
+    def _note(self, text: str) -> None:
+        self.notes.append(text)
+        self.status_line.setText(text)
+
+    def restore_settings(self, config_path: str | None) -> str | None:
+        """Restore layout and last paths; anything missing, stale or unknown is ignored with a note."""
+        s = QtCore.QSettings(ORGANISATION, APPLICATION)
+        version = s.value("version")
+        if version is None:
+            return config_path
+        if str(version) != str(SETTINGS_VERSION):
+            self._note(f"saved settings are version {version}, this lab4f writes {SETTINGS_VERSION}: ignored")
+            return config_path
+        unknown = sorted(set(s.allKeys()) - KNOWN_KEYS)
+        if unknown:
+            self._note(f"ignored unknown saved settings: {', '.join(unknown)}")
+        for key, restore in (("geometry", self.restoreGeometry), ("window_state", self.restoreState)):
+            value = s.value(key)
+            if value is not None and not (isinstance(value, QtCore.QByteArray) and restore(value)):
+                self._note(f"saved window {key} could not be restored (stale): using the default layout")
+        saved = s.value("bench/config")
+        if config_path is None and saved:
+            if Path(str(saved)).is_file():
+                config_path = str(saved)
+            else:
+                self._note(f"saved bench config {saved} no longer exists: using the simulated bench")
+        record = s.value("calibration/record")
+        if record:
+            if Path(str(record)).is_file():
+                self.calibration_panel.load(str(record))
+            else:
+                self._note(f"saved calibration record {record} no longer exists: not loaded")
+        return config_path
+
+    def save_settings(self) -> None:
+        s = QtCore.QSettings(ORGANISATION, APPLICATION)
+        s.clear()
+        s.setValue("version", SETTINGS_VERSION)
+        s.setValue("geometry", self.saveGeometry())
+        s.setValue("window_state", self.saveState())
+        if self.bench_worker.config_path:
+            s.setValue("bench/config", self.bench_worker.config_path)
+        if self.state.checkpoint is not None:
+            s.setValue("kernels/checkpoint", self.state.checkpoint.path)
+        if self.state.calibration_path:
+            s.setValue("calibration/record", self.state.calibration_path)
+        s.sync()
+
+    # -- shutdown ----------------------------------------------------------------------------------
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802 — Qt's name
+        self.save_settings()
+        self.live_panel.timer.stop()
+        self.bench_worker.cancel.set()  # a running calibration step stops at its next check
+        self.inference.submit(self.inference.stop, where="inference")
+        self.bench_worker.submit(self.bench_worker.shutdown, where="bench")
+        for thread in self.threads:
+            thread.quit()  # processed after the queued shutdown requests
+        for thread in self.threads:
+            if not thread.wait(10_000):
+                self.notes.append(f"thread {thread.objectName()} did not stop within 10 s")
+        super().closeEvent(event)

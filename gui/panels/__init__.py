@@ -1,0 +1,1 @@
+"""One module per dockable panel of the main window."""

@@ -1,0 +1,153 @@
+"""Bench panel: open a bench config, connect/disconnect each device, identities, camera exposure/gain,
+light-source power (the configured safety maximum is enforced by the driver; a refusal is shown), shutter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6 import QtCore, QtWidgets
+
+from lab4f.bench.devices import ROLES
+from lab4f.gui.workers import BenchWorker
+
+
+class BenchPanel(QtWidgets.QWidget):
+    """Every control sends a request to the device thread; the table redraws from its `state` signal."""
+
+    def __init__(self, worker: BenchWorker, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.worker = worker
+        self.last_state: dict[str, Any] = {}
+        layout = QtWidgets.QVBoxLayout(self)
+
+        row = QtWidgets.QHBoxLayout()
+        self.config_label = QtWidgets.QLabel("(built-in simulated bench)")
+        open_btn = QtWidgets.QPushButton("Open config…")
+        open_btn.clicked.connect(self._choose_config)
+        default_btn = QtWidgets.QPushButton("Simulated bench")
+        default_btn.clicked.connect(lambda: self.open_config(None))
+        row.addWidget(QtWidgets.QLabel("Config:"))
+        row.addWidget(self.config_label, 1)
+        row.addWidget(open_btn)
+        row.addWidget(default_btn)
+        layout.addLayout(row)
+
+        self.table = QtWidgets.QTableWidget(len(ROLES), 4)
+        self.table.setHorizontalHeaderLabels(["device", "driver", "status / identity", ""])
+        self.table.verticalHeader().hide()
+        self.table.horizontalHeader().setStretchLastSection(False)
+        self.table.horizontalHeader().setSectionResizeMode(2, QtWidgets.QHeaderView.ResizeMode.Stretch)
+        self.toggle: dict[str, QtWidgets.QPushButton] = {}
+        for i, role in enumerate(ROLES):
+            self.table.setItem(i, 0, QtWidgets.QTableWidgetItem(role))
+            btn = QtWidgets.QPushButton("Connect")
+            btn.clicked.connect(lambda _=False, r=role: self._toggle(r))
+            self.toggle[role] = btn
+            self.table.setCellWidget(i, 3, btn)
+        layout.addWidget(self.table)
+        both = QtWidgets.QHBoxLayout()
+        self.connect_all_btn = QtWidgets.QPushButton("Connect all")
+        self.connect_all_btn.clicked.connect(self.connect_all)
+        self.disconnect_all_btn = QtWidgets.QPushButton("Disconnect all")
+        self.disconnect_all_btn.clicked.connect(lambda: self.worker.submit(lambda: self.worker.disconnect_device(),
+                                                                           where="bench"))
+        both.addWidget(self.connect_all_btn)
+        both.addWidget(self.disconnect_all_btn)
+        layout.addLayout(both)
+
+        form = QtWidgets.QFormLayout()
+        self.exposure_ms = QtWidgets.QDoubleSpinBox(decimals=3, minimum=0.001, maximum=10_000.0, suffix=" ms")
+        self.exposure_ms.editingFinished.connect(self._set_exposure)
+        self.gain = QtWidgets.QDoubleSpinBox(decimals=3, minimum=0.001, maximum=100.0, suffix=" ADU/e⁻")
+        self.gain.editingFinished.connect(self._set_gain)
+        self.power_mw = QtWidgets.QDoubleSpinBox(decimals=3, minimum=0.0, maximum=1000.0, suffix=" mW")
+        self.power_mw.setKeyboardTracking(False)
+        self.power_btn = QtWidgets.QPushButton("Set power")
+        self.power_btn.clicked.connect(lambda: self.set_power(self.power_mw.value()))
+        self.light_on = QtWidgets.QCheckBox("emission on")
+        self.light_on.clicked.connect(lambda on: self.worker.submit(lambda: self.worker.set_light(on),
+                                                                    where="light_source"))
+        self.shutter_open = QtWidgets.QCheckBox("shutter open")
+        self.shutter_open.clicked.connect(lambda o: self.worker.submit(lambda: self.worker.set_shutter(o),
+                                                                       where="shutter"))
+        power_row = QtWidgets.QHBoxLayout()
+        for w in (self.power_mw, self.power_btn, self.light_on):
+            power_row.addWidget(w)
+        self.max_label = QtWidgets.QLabel("safety max: –")
+        form.addRow("Camera exposure", self.exposure_ms)
+        form.addRow("Camera gain", self.gain)
+        form.addRow("Light source", power_row)
+        form.addRow("", self.max_label)
+        form.addRow("Shutter", self.shutter_open)
+        layout.addLayout(form)
+        self.message = QtWidgets.QLabel("")
+        self.message.setWordWrap(True)
+        self.message.setStyleSheet("color: #a40000")
+        layout.addWidget(self.message)
+        layout.addStretch(1)
+        worker.state.connect(self.on_state)
+        worker.failed.connect(self.on_failed)
+
+    # -- requests ----------------------------------------------------------------------------------
+    def open_config(self, path: str | None) -> None:
+        self.worker.submit(lambda: self.worker.open_config(path), where="bench")
+
+    def connect_all(self) -> None:
+        self.worker.submit(lambda: self.worker.connect_device(), where="bench")
+
+    def set_power(self, power_mw: float) -> None:
+        self.message.setText("")
+        self.worker.submit(lambda: self.worker.set_power(power_mw), where="light_source")
+
+    def _choose_config(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Bench config", "", "Bench config (*.toml *.yaml *.yml)")
+        if path:
+            self.open_config(path)
+
+    def _toggle(self, role: str) -> None:
+        connected = self.last_state.get("devices", {}).get(role, {}).get("connected", False)
+        fn = self.worker.disconnect_device if connected else self.worker.connect_device
+        self.worker.submit(lambda: fn(role), where=role)
+
+    def _set_exposure(self) -> None:
+        s = self.exposure_ms.value() / 1e3
+        self.worker.submit(lambda: self.worker.set_exposure(s), where="camera")
+
+    def _set_gain(self) -> None:
+        g = self.gain.value()
+        self.worker.submit(lambda: self.worker.set_gain(g), where="camera")
+
+    # -- results -----------------------------------------------------------------------------------
+    @QtCore.Slot(dict)
+    def on_state(self, state: dict[str, Any]) -> None:
+        self.last_state = state
+        self.config_label.setText(f"{state['name']} — {state['config']}")
+        for i, role in enumerate(ROLES):
+            dev = state["devices"][role]
+            self.table.setItem(i, 1, QtWidgets.QTableWidgetItem(dev["driver"] or "(none)"))
+            text = dev.get("identity", "connected") if dev["connected"] else \
+                ("disconnected" if dev["configured"] else "not in config")
+            self.table.setItem(i, 2, QtWidgets.QTableWidgetItem(text))
+            self.toggle[role].setText("Disconnect" if dev["connected"] else "Connect")
+            self.toggle[role].setEnabled(dev["configured"])
+        cam, ls, sh = state.get("camera"), state.get("light_source"), state.get("shutter")
+        for w, ok in ((self.exposure_ms, cam), (self.gain, cam and cam["gain"] is not None),
+                      (self.power_mw, ls), (self.power_btn, ls), (self.light_on, ls), (self.shutter_open, sh)):
+            w.setEnabled(bool(ok))
+        blockers = [QtCore.QSignalBlocker(w) for w in (self.exposure_ms, self.gain, self.light_on, self.shutter_open)]
+        if cam:
+            self.exposure_ms.setValue(cam["exposure_s"] * 1e3)
+            if cam["gain"] is not None:
+                self.gain.setValue(cam["gain"])
+        if ls:
+            self.power_mw.setValue(ls["power_mw"])
+            self.light_on.setChecked(ls["on"])
+            self.max_label.setText(f"safety max: {ls['max_power_mw']:g} mW (from the bench config)")
+        if sh:
+            self.shutter_open.setChecked(sh["open"])
+        del blockers
+
+    @QtCore.Slot(str, str)
+    def on_failed(self, where: str, message: str) -> None:
+        prefix = "Refused" if "SafetyLimitError" in message else "Error"
+        self.message.setText(f"{prefix} ({where}): {message}")

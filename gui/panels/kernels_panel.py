@@ -1,0 +1,126 @@
+"""Kernels panel: load a checkpoint, view its kernel bank, compile it for the bench (target and achieved
+PSF, SLM phase) and upload the phase after confirming what changes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from PySide6 import QtCore, QtWidgets
+
+from lab4f.gui.app_state import AppState, Loaded, load_for_gui
+from lab4f.gui.views import image_view, montage, show_image
+from lab4f.gui.workers import BenchWorker, Worker
+
+
+def upload_changes(new: Any, old: Any, uploaded_phase: np.ndarray | None) -> str:
+    """A few lines saying what the upload changes: kernels, tiles, tile quality, phase difference."""
+    s = new.summary()
+    lines = [f"{s['channels']} kernels {s['kernel_size']}×{s['kernel_size']} in {s['frames']} frame(s), "
+             f"{s['tiles']} tiles, min tile correlation {s['min_tile_correlation']:.4f}, "
+             f"{100 * s['energy_in_tiles']:.1f} % of light in tiles"]
+    if old is None:
+        lines.append("No program was uploaded before.")
+    else:
+        o = old.summary()
+        diff = [f"{k}: {o[k]} → {s[k]}" for k in ("channels", "kernel_size", "tiles", "frames") if o[k] != s[k]]
+        lines.append("Changes: " + ("; ".join(diff) if diff else "same layout, new kernels"))
+    if uploaded_phase is not None and new.frames[0].phase is not None:
+        d = np.angle(np.exp(1j * (new.frames[0].phase - uploaded_phase)))
+        lines.append(f"Phase change on the SLM: RMS {np.sqrt(np.mean(d ** 2)):.3f} rad")
+    lines.append("Tile registration and channel gains must be recalibrated after a layout change.")
+    return "\n".join(lines)
+
+
+class KernelsPanel(QtWidgets.QWidget):
+    """Checkpoint → kernel bank view → compile (device thread) → confirm → upload."""
+
+    def __init__(self, state: AppState, bench: BenchWorker, jobs: Worker, parent=None) -> None:  # noqa: ANN001
+        super().__init__(parent)
+        self.state, self.bench, self.jobs = state, bench, jobs
+        self.pending: Any = None
+        self.auto_confirm = False  # tests and scripts skip the confirmation dialog
+        layout = QtWidgets.QVBoxLayout(self)
+        row = QtWidgets.QHBoxLayout()
+        self.load_btn = QtWidgets.QPushButton("Load checkpoint…")
+        self.load_btn.clicked.connect(self._choose)
+        self.iterations = QtWidgets.QSpinBox(minimum=1, maximum=1000, value=30, prefix="WGS iterations ")
+        self.compile_btn = QtWidgets.QPushButton("Compile and upload")
+        self.compile_btn.setEnabled(False)
+        self.compile_btn.clicked.connect(self.compile)
+        for w in (self.load_btn, self.iterations, self.compile_btn):
+            row.addWidget(w)
+        layout.addLayout(row)
+        self.info = QtWidgets.QLabel("no checkpoint loaded")
+        self.info.setWordWrap(True)
+        layout.addWidget(self.info)
+        grid = QtWidgets.QGridLayout()
+        self.views = {}
+        for k, name in enumerate(("kernel bank", "target PSF", "achieved PSF", "SLM phase")):
+            plot, item = image_view(name)
+            plot.setMinimumSize(160, 160)
+            self.views[name] = item
+            grid.addWidget(plot, k // 2, k % 2)
+        layout.addLayout(grid, 1)
+        jobs.done.connect(self._on_done)
+        bench.done.connect(self._on_done)
+
+    def _choose(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Checkpoint", "", "Checkpoint (*.pt *.pth)")
+        if path:
+            self.load_checkpoint(path)
+
+    def load_checkpoint(self, path: str) -> None:
+        self.info.setText(f"loading {path} …")
+        self.jobs.submit(lambda: load_for_gui(path), name="checkpoint", where="checkpoint")
+
+    def compile(self) -> None:
+        if self.state.checkpoint is None:
+            return
+        from lab4f.commands.compile import compile_checkpoint
+
+        path, iters, bench = self.state.checkpoint.path, self.iterations.value(), self.bench
+        self.info.setText("compiling …")
+        bench.submit(lambda: compile_checkpoint(path, bench.bench, iterations=iters, progress=False),
+                     name="compiled", where="compile")
+
+    @QtCore.Slot(str, object)
+    def _on_done(self, name: str, result: Any) -> None:
+        if name == "checkpoint":
+            self._show_checkpoint(result)
+        elif name == "compiled":
+            program, program_path, _report = result
+            self._show_program(program)
+            self.pending = (program, str(program_path))
+            text = upload_changes(program, self.state.program, self.bench.uploaded_phase)
+            if self.auto_confirm or self._confirm(text):
+                phase = program.frames[0].phase
+                self.bench.submit(lambda: self.bench.upload_phase(phase), name="uploaded", where="slm")
+            self.info.setText(text)
+        elif name == "uploaded" and self.pending is not None:
+            self.state.program, self.state.program_path = self.pending
+            self.pending = None
+            self.state.program_changed.emit()
+            self.state.status.emit(f"program uploaded to the SLM ({self.state.program_path})")
+
+    def _confirm(self, text: str) -> bool:
+        answer = QtWidgets.QMessageBox.question(self, "Upload to the SLM?", text)
+        return answer == QtWidgets.QMessageBox.StandardButton.Yes
+
+    def _show_checkpoint(self, loaded: Loaded) -> None:
+        self.state.checkpoint = loaded
+        k = loaded.kernels
+        show_image(self.views["kernel bank"], montage(k.reshape(-1, *k.shape[-2:])), levels=(-1.0, 1.0))
+        m = loaded.meta
+        self.info.setText(f"{loaded.path}: {loaded.cfg.kind}, {k.shape[0]} kernels {k.shape[-1]}×{k.shape[-1]}, "
+                          f"dataset {(m.get('dataset') or {}).get('name', '?')}, created {m.get('created', '?')}; "
+                          f"{len(loaded.labels)} test images for the live run")
+        self.compile_btn.setEnabled(True)
+        self.state.model_changed.emit()
+
+    def _show_program(self, program: Any) -> None:
+        f = program.frames[0]
+        show_image(self.views["target PSF"], np.sqrt(f.target_psf))
+        show_image(self.views["achieved PSF"], np.sqrt(f.achieved_psf))
+        if f.phase is not None:
+            show_image(self.views["SLM phase"], f.phase, levels=(0.0, 2 * np.pi))

@@ -1,0 +1,129 @@
+"""Live panel: the camera stream with the tile layout drawn over it, frames/s, pause, snapshot to file."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from lab4f.gui.app_state import AppState
+from lab4f.gui.views import image_view, show_image
+from lab4f.gui.workers import BenchWorker
+from lab4f.optics.registration import PlaneToCamera
+
+
+def tile_rectangles(program, registration: PlaneToCamera) -> list[tuple[float, float, float, float]]:  # noqa: ANN001
+    """(x, y, w, h) camera-pixel boxes of every tile of the program's first frame."""
+    layout = program.frames[0].layout
+    n = layout.input_size
+    boxes = []
+    for t in layout.tiles:
+        dy, dx = t.offset
+        corners = registration.apply(np.array([[dx - n / 2, dy - n / 2], [dx + n / 2, dy + n / 2]]))
+        (x0, y0), (x1, y1) = corners.min(0), corners.max(0)
+        boxes.append((float(x0), float(y0), float(x1 - x0), float(y1 - y0)))
+    return boxes
+
+
+class LivePanel(QtWidgets.QWidget):
+    """A 30 Hz timer draws only the newest frame the device thread left in `worker.latest`."""
+
+    def __init__(self, state: AppState, worker: BenchWorker, parent=None, draw_hz: float = 30.0) -> None:  # noqa: ANN001
+        super().__init__(parent)
+        self.state, self.worker = state, worker
+        self.drawn, self._seen, self._t0, self._n0 = 0, 0, time.perf_counter(), 0
+        self.display_fps = self.camera_fps = 0.0
+        self.levels: tuple[float, float] | None = None
+        layout = QtWidgets.QVBoxLayout(self)
+        row = QtWidgets.QHBoxLayout()
+        self.start_btn = QtWidgets.QPushButton("Start")
+        self.start_btn.setCheckable(True)
+        self.start_btn.toggled.connect(self._start_pause)
+        self.snap_btn = QtWidgets.QPushButton("Snapshot…")
+        self.snap_btn.clicked.connect(self._choose_snapshot)
+        self.fps_label = QtWidgets.QLabel("–")
+        for w in (self.start_btn, self.snap_btn, self.fps_label):
+            row.addWidget(w)
+        row.addStretch(1)
+        layout.addLayout(row)
+        self.plot, self.image = image_view()
+        layout.addWidget(self.plot, 1)
+        self.boxes: list[QtWidgets.QGraphicsRectItem] = []
+        self.timer = QtCore.QTimer(self)
+        self.timer.setInterval(int(1000 / draw_hz))
+        self.timer.timeout.connect(self.draw)
+        self.timer.start()
+        worker.streaming.connect(self._on_streaming)
+        state.program_changed.connect(self.draw_tiles)
+        state.calibration_changed.connect(self.draw_tiles)
+
+    def _start_pause(self, on: bool) -> None:
+        if on and not self.worker.queue:
+            self.worker.submit(self.worker.start_stream, where="camera")
+        elif not on:
+            self.worker.submit(self.worker.stop_stream, where="camera")
+
+    @QtCore.Slot(bool)
+    def _on_streaming(self, on: bool) -> None:
+        blocker = QtCore.QSignalBlocker(self.start_btn)
+        self.start_btn.setChecked(on)
+        self.start_btn.setText("Pause" if on else "Start")
+        del blocker
+
+    def draw(self) -> None:
+        """Draw the newest frame if there is one we have not drawn; update the rates once a second."""
+        frame, count = self.worker.latest.get()
+        if frame is not None and count != self._seen:
+            self._seen = count
+            if self.levels is None or self.drawn % 30 == 0:
+                lo, hi = float(frame.min()), float(np.percentile(frame[::8, ::8], 99.9))
+                self.levels = (lo, max(hi, lo + 1.0))
+            show_image(self.image, frame, self.levels)
+            self.drawn += 1
+        now = time.perf_counter()
+        if now - self._t0 >= 1.0:
+            self.display_fps = (self.drawn - self._n0) / (now - self._t0)
+            self.camera_fps = (count - getattr(self, "_c0", count)) / (now - self._t0)
+            self._t0, self._n0, self._c0 = now, self.drawn, count
+            self.fps_label.setText(f"displayed {self.display_fps:.1f} frames/s · camera {self.camera_fps:.1f} frames/s")
+
+    def draw_tiles(self) -> None:
+        for box in self.boxes:
+            self.plot.removeItem(box)
+        self.boxes = []
+        program = self.state.program
+        if program is None:
+            return
+        reg = self.state.calibration.registration
+        if reg is None:
+            shape = self.state.camera_shape or (512, 512)
+            reg = PlaneToCamera.identity(shape)
+        pen = pg.mkPen((0, 200, 255), width=1)
+        for x, y, w, h in tile_rectangles(program, reg):
+            box = QtWidgets.QGraphicsRectItem(x, y, w, h)
+            box.setPen(pen)
+            self.plot.addItem(box)
+            self.boxes.append(box)
+
+    def _choose_snapshot(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Snapshot", "snapshot.png", "16-bit PNG (*.png)")
+        if path:
+            self.snapshot(path)
+
+    def snapshot(self, path: str | Path) -> Path | None:
+        """Save the newest frame losslessly as a 16-bit grayscale PNG."""
+        frame, _ = self.worker.latest.get()
+        if frame is None:
+            self.state.status.emit("no frame yet: start the camera first")
+            return None
+        data = np.ascontiguousarray(frame, dtype=np.uint16)
+        h, w = data.shape
+        qimg = QtGui.QImage(data.data, w, h, 2 * w, QtGui.QImage.Format.Format_Grayscale16)
+        if not qimg.save(str(path)):
+            self.state.status.emit(f"could not write {path}: check the folder exists and is writable")
+            return None
+        self.state.status.emit(f"snapshot saved to {path}")
+        return Path(path)

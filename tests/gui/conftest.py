@@ -1,0 +1,54 @@
+"""Headless Qt for the GUI tests, settings in a temporary folder, and a tiny trained SCLC checkpoint."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before anything imports Qt
+
+from pathlib import Path
+
+import pytest
+from PySide6 import QtCore
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+@pytest.fixture(autouse=True)
+def temp_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """QSettings go to an INI file under tmp_path; the working folder too (calibrations/, runs)."""
+    folder = tmp_path / "settings"
+    for fmt in (QtCore.QSettings.Format.IniFormat, QtCore.QSettings.Format.NativeFormat):
+        QtCore.QSettings.setPath(fmt, QtCore.QSettings.Scope.UserScope, str(folder))
+    QtCore.QSettings.setDefaultFormat(QtCore.QSettings.Format.IniFormat)
+    monkeypatch.chdir(tmp_path)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A linear SCLC (4 kernels 5×5) trained for 2 epochs on 1,000 mnist5k digits (~8 s on 2 cores)."""
+    from lab4f.checkpoint import make_metadata, save_checkpoint
+    from lab4f.data import load_dataset
+    from lab4f.models import ModelConfig
+    from lab4f.training import TrainConfig, train_model
+
+    splits = load_dataset("mnist5k", limit=1000)
+    cfg = ModelConfig(kind="linear", widths=(4,), kernel_size=5, hidden=(64,), dropout=0.0)
+    result = train_model(cfg, splits, TrainConfig(epochs=2, batch_size=64), progress=False)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_checkpoint(path, result.model, make_metadata(cfg, dataset={"name": "mnist5k"}))
+    return path
+
+
+@pytest.fixture
+def screenshot():  # noqa: ANN201
+    """save(widget, name): a PNG of the widget in docs/screenshots for the README (a few hundred pixels)."""
+
+    def save(widget, name: str) -> Path:  # noqa: ANN001
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        path = SCREENSHOTS / f"{name}.png"
+        assert widget.grab().save(str(path))
+        return path
+
+    return save
