@@ -149,8 +149,11 @@ def reproduce(
     from lab4f.data import load_dataset
 
     unknown = [d for d in detections if d not in DETECTION_MODELS]
-    if unknown or not detections or not seeds:
-        raise ConfigError(f"need >= 1 seed and detections from {', '.join(DETECTION_MODELS)} (got {unknown})")
+    if unknown or not detections:
+        raise ConfigError(f"unknown detection model(s) {unknown or 'none given'}; "
+                          f"choose from {', '.join(DETECTION_MODELS)}")
+    if not seeds:
+        raise ConfigError("reproduce needs at least one seed (3 or more for a meaningful std)")
     log = log or (lambda msg: print(msg, file=sys.stderr))
     out = Path(out_dir)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,87 @@
+"""`reproduce` on tiny digits8 settings: files exist, the table parses, the verdicts match the numbers."""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+
+from lab4f.cli import main
+from lab4f.errors import ConfigError
+from lab4f.reproduce import reproduce
+from lab4f.training import TrainConfig
+
+TINY = {"widths": (4, 8), "hidden": (32,)}
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    out = tmp_path_factory.mktemp("rep")
+    return reproduce("digits8", seeds=(0, 1, 2), detections=("ideal", "coherent"), epochs=1, out_dir=out,
+                     limit=200, train_cfg=TrainConfig(lr=0.05, batch_size=32, num_threads=1),
+                     model_overrides=TINY, progress=False, log=lambda _: None)
+
+
+def test_results_folder_has_every_file_and_checkpoint(result) -> None:
+    out = result.out_dir
+    for name in ("table.md", "table.csv", "accuracy.png", "summary.json"):
+        assert (out / name).stat().st_size > 0, name
+    assert (out / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    ckpts = sorted(p.name for p in (out / "checkpoints").glob("*.pt"))
+    assert len(ckpts) == 3 * (1 + 2 * 2)  # per seed: teacher + (linear, student) per detection
+    assert "teacher-seed2.pt" in ckpts and "student-coherent-seed0.pt" in ckpts
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["seeds"] == [0, 1, 2] and len(summary["rows"]) == 15
+
+
+def test_csv_means_and_stds_match_per_seed_rows(result) -> None:
+    rows = list(csv.DictReader((result.out_dir / "table.csv").open()))
+    per_seed = [r for r in rows if r["seed"] != "mean"]
+    means = [r for r in rows if r["seed"] == "mean"]
+    assert len(per_seed) == 15 and len(means) == 5
+    for m in means:
+        accs = [float(r["test_accuracy"]) for r in per_seed if (r["model"], r["detection"]) ==
+                (m["model"], m["detection"])]
+        assert len(accs) == 3 == int(m["n_seeds"])
+        assert float(m["test_accuracy"]) == pytest.approx(statistics.fmean(accs), abs=1e-6)
+        assert float(m["test_accuracy_std"]) == pytest.approx(statistics.stdev(accs), abs=1e-6)
+        assert all(0.0 <= a <= 1.0 for a in accs)
+
+
+def test_table_md_parses_and_ordering_statements_match_the_numbers(result) -> None:
+    text = (result.out_dir / "table.md").read_text()
+    table = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[3].isdigit():  # data rows: seeds column is a count
+            mean, std = (float(v) for v in cells[2].split("±"))
+            table[(cells[0], cells[1])] = (mean, std)
+    assert len(table) == 5
+    for det in ("ideal", "coherent"):
+        t = table[("teacher (nonlinear)", "-")][0]
+        s = table[("SCLC+KD", det)][0]
+        lin = table[("linear, no KD", det)][0]
+        holds = t > s > lin
+        verdict = result.ordering[det]
+        # the 4-decimal table agrees with the stored verdict (exact means decide it)
+        assert verdict["holds"] == (verdict["teacher"] > verdict["student"] > verdict["linear"])
+        if abs(t - s) > 1e-4 and abs(s - lin) > 1e-4:
+            assert verdict["holds"] == holds
+        statement = next(line for line in text.splitlines() if line.startswith(f"- {det}:"))
+        assert ("HOLDS" in statement) == verdict["holds"]
+        assert ("does NOT hold" in statement) == (not verdict["holds"])
+        assert f"SCLC+KD {s:.4f}" in statement and f"linear without KD {lin:.4f}" in statement
+
+
+def test_reproduce_cli_json_and_bad_detection(tmp_path: Path, capsys) -> None:
+    args = ["reproduce", "--dataset", "digits8", "--limit", "120", "--seeds", "0,1",
+            "--detections", "incoherent", "--epochs", "1", "--widths", "4", "--out", str(tmp_path),
+            "--no-progress", "--json"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ok"] and set(out["ordering"]) == {"incoherent"} and len(out["rows"]) == 2 * 3
+    with pytest.raises(ConfigError, match="unknown detection"):
+        reproduce("digits8", detections=("optical",), out_dir=tmp_path)
