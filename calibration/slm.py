@@ -78,8 +78,8 @@ def fourier_step(
     array_shape: int = 9,
     array_pitch: int = 30,
     array_center: tuple[float, float] | None = None,
-    max_rms_px: float = 1.0,
-    min_found_fraction: float = 0.95,
+    max_rms_px: float = 2.0,
+    min_found_fraction: float = 0.9,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
 ) -> StepResult:
@@ -119,7 +119,7 @@ def fourier_step(
     cents, peaks = _spot_centroids(img, predicted, half)
     noise = float(np.std(img[: img.shape[0] // 8, : img.shape[1] // 8])) + 1e-9
     typical = float(np.median(peaks[peaks > 0])) if np.any(peaks > 0) else 0.0
-    found = (peaks > max(8 * noise, 0.2 * typical)) & np.all(np.isfinite(cents), axis=1)
+    found = (peaks > max(8 * noise, 0.05 * typical)) & np.all(np.isfinite(cents), axis=1)
     n, n_found = len(predicted), int(found.sum())
     resid = np.linalg.norm(cents[found] - predicted[found], axis=1) if n_found else np.array([np.inf])
     rms = float(np.sqrt(np.mean(resid**2)))

@@ -1,0 +1,72 @@
+"""PNG plots of a calibration record (matplotlib Agg): phase response, registration, residuals, channel fits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from lab4f.calibration.record import CalibrationRecord  # noqa: E402
+
+
+def write_plots(record: CalibrationRecord, out_dir: str | Path) -> list[Path]:
+    """One PNG per available step; returns the paths written."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+
+    def save(fig: plt.Figure, name: str) -> None:
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=100)
+        plt.close(fig)
+        paths.append(out / name)
+
+    if record.phase_response is not None:
+        lv, g = record.phase_response
+        fig, ax = plt.subplots(figsize=(5, 4))
+        ax.plot(lv, g, "o-", label="measured")
+        ax.set_xlabel("gray level")
+        ax.set_ylabel("phase / 2π")
+        ax.set_title(f"SLM phase response (fit R² {record.steps['phase'].quality.get('fit_r2', np.nan):.4f})")
+        ax.legend()
+        save(fig, "phase_response.png")
+    reg = record.steps.get("registration")
+    if reg is not None:
+        plane, cam = reg.arrays["fiducial_plane_xy"], reg.arrays["fiducial_camera_xy"]
+        fit = record.registration.apply(plane)
+        fig, axs = plt.subplots(1, 2, figsize=(10, 4.5))
+        if record.dark is not None:
+            axs[0].imshow(record.dark, cmap="gray")
+        axs[0].plot(cam[:, 0], cam[:, 1], "r+", label="measured")
+        axs[0].plot(fit[:, 0], fit[:, 1], "bx", label="affine fit")
+        axs[0].set_title("display fiducials on the camera")
+        axs[0].legend()
+        resid = cam - fit
+        axs[1].quiver(fit[:, 0], fit[:, 1], resid[:, 0], resid[:, 1], angles="xy")
+        axs[1].invert_yaxis()
+        axs[1].set_title(f"residuals ({reg.quality['rms_residual_px']:.3f} px RMS)")
+        save(fig, "registration.png")
+    gains = record.steps.get("gains")
+    if gains is not None:
+        cap, dig = gains.arrays["captured_sample"], gains.arrays["digital_sample"]
+        chans = cap.shape[1]
+        fig, axs = plt.subplots(1, chans, figsize=(3 * chans, 3), squeeze=False)
+        for c in range(chans):
+            pred = record.channel_gain[c] * cap[:, c].ravel() + record.channel_offset[c]
+            axs[0, c].plot(dig[:, c].ravel(), pred, ",", alpha=0.5)
+            axs[0, c].set_title(f"ch {c}: R² {record.channel_r2[c]:.3f}")
+            axs[0, c].set_xlabel("digital")
+        axs[0, 0].set_ylabel("captured (fitted)")
+        save(fig, "channel_fits.png")
+        fig, axs = plt.subplots(1, chans, figsize=(3 * chans, 3), squeeze=False)
+        for c in range(chans):
+            res = record.channel_gain[c] * cap[0, c] + record.channel_offset[c] - dig[0, c]
+            im = axs[0, c].imshow(res, cmap="RdBu")
+            fig.colorbar(im, ax=axs[0, c])
+            axs[0, c].set_title(f"ch {c} residual")
+        save(fig, "residual_maps.png")
+    return paths

@@ -1,0 +1,74 @@
+"""`lab4f calibrate STEP|all` (run calibration steps, save a new record) and `lab4f calibration show RECORD`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    from lab4f.calibration.runner import STEP_ORDER
+
+    p = sub.add_parser("calibrate", parents=[common], help="calibrate the bench; saves a new calibration record")
+    p.add_argument("step", choices=[*STEP_ORDER, "all"], help="one step, or all of them in bench order")
+    p.add_argument("--config", type=Path, default=None, help="bench config (default: the simulated bench)")
+    p.add_argument("--program", type=Path, default=None, help="compiled optical program (for tiles/gains)")
+    p.add_argument("--out", type=Path, default=None, help="record folder (default: the config's calibration_dir)")
+    p.set_defaults(func=run_calibrate)
+    s = sub.add_parser("calibration", parents=[common], help="inspect calibration records")
+    ssub = s.add_subparsers(dest="action", required=True)
+    show = ssub.add_parser("show", parents=[common], help="summary and PNG plots of a record")
+    show.add_argument("record", type=Path, help="a record file, or a folder (its latest record)")
+    show.add_argument("--plots", type=Path, default=None, help="folder for PNGs (default: next to the record)")
+    show.set_defaults(func=run_show)
+
+
+def run_calibrate(args: argparse.Namespace) -> dict[str, Any]:
+    from lab4f.bench.config import load_bench_config
+    from lab4f.bench.devices import Bench
+    from lab4f.calibration.runner import run_calibration
+    from lab4f.optics.program import OpticalProgram
+
+    program = OpticalProgram.load(args.program) if args.program is not None else None
+    t0 = time.perf_counter()
+
+    def progress(fraction: float, message: str) -> None:
+        if not args.json:
+            print(f"\r[{100 * fraction:5.1f} %] {message[:90]:<90}", end="", file=sys.stderr, flush=True)
+
+    with Bench(load_bench_config(args.config)) as bench:
+        record = run_calibration(bench, args.step, program=program, program_path=args.program,
+                                 out_dir=args.out, progress=progress)
+    elapsed_s = time.perf_counter() - t0
+    if not args.json:
+        print(file=sys.stderr)
+        for r in record.steps.values():
+            print(f"{r.name:>12}: {r.message}")
+        print(f"saved {record.path} in {elapsed_s:.1f} s")
+    return {"record": str(record.path), "elapsed_s": elapsed_s, **record.summary()}
+
+
+def run_show(args: argparse.Namespace) -> dict[str, Any]:
+    from lab4f.calibration.plots import write_plots
+    from lab4f.calibration.record import CalibrationRecord, latest_record
+    from lab4f.errors import CalibrationError
+
+    if args.record.is_dir():
+        record = latest_record(args.record)
+        if record is None:
+            raise CalibrationError(f"no readable calibration record in {args.record}; run `lab4f calibrate all`")
+    else:
+        record = CalibrationRecord.load(args.record)
+    plots = write_plots(record, args.plots or record.path.with_suffix(""))
+    summary = record.summary()
+    if not args.json:
+        print(f"{record.path}  created {record.created}  bench {summary['bench']}")
+        for name, s in summary["steps"].items():
+            q = ", ".join(f"{k}={v:.4g}" for k, v in s["quality"].items())
+            print(f"  {name:>12}: {s['message']}  [{q}]")
+        for p in plots:
+            print(f"  plot: {p}")
+    return {**summary, "plots": [str(p) for p in plots]}

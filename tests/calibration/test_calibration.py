@@ -1,0 +1,140 @@
+"""Calibration on the simulated bench: recovered numbers against the simulator's truth, and the record's safety."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from lab4f.bench.config import BenchConfig, DeviceConfig
+from lab4f.bench.devices import Bench
+from lab4f.calibration import (
+    CalibrationRecord,
+    check_frame,
+    fourier_step,
+    latest_record,
+    list_records,
+    run_calibration,
+)
+from lab4f.drivers.sim_slm import true_phase_response
+from lab4f.errors import CalibrationCancelled, CalibrationError
+from lab4f.optics import compile_bank
+from lab4f.spectral import KernelBank
+
+MISREGISTERED = {"affine_shift_px": (6.5, -4.25), "affine_rotation_deg": 3.0, "affine_scale": 1.04, "seed": 3}
+
+
+def make_bench(noise: bool = True, **camera: object) -> Bench:
+    settings = {**MISREGISTERED, "noise": noise, **camera}
+    return Bench(BenchConfig(camera=DeviceConfig(driver="Simulated4fCamera", settings=settings))).connect()
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory):
+    """One full calibration (all steps, 4-channel program) on a noisy, misregistered bench."""
+    out = tmp_path_factory.mktemp("cal")
+    bench = make_bench(noise=True)
+    torch.manual_seed(0)
+    program = compile_bank(KernelBank(torch.randn(4, 1, 5, 5)), 28, geometry=bench.geometry, iterations=30)
+    record = run_calibration(bench, "all", program=program, out_dir=out)
+    yield bench, program, record, out
+    bench.close()
+
+
+@pytest.mark.slow
+def test_registration_recovers_injected_misregistration(calibrated):
+    bench, _, record, _ = calibrated
+    cam = bench.camera
+    pts = np.stack(np.meshgrid(np.arange(-120, 121, 10.0), np.arange(-120, 121, 10.0)), -1).reshape(-1, 2)
+    truth = pts @ cam.A.T + cam.b.ravel()
+    rms = np.sqrt(np.mean(np.sum((record.registration.apply(pts) - truth) ** 2, axis=1)))
+    assert rms < 0.5
+    assert record.registration.rotation_deg == pytest.approx(3.0, abs=0.05)
+    assert record.registration.scale == pytest.approx(1.04, abs=0.002)
+
+
+@pytest.mark.slow
+def test_phase_response_recovered(calibrated):
+    bench, _, record, _ = calibrated
+    truth = true_phase_response(bench.slm.settings)
+    assert np.max(np.abs(np.asarray(bench.slm.gamma) - truth)) < 0.02  # units of 2π, every gray level
+    levels, gamma = record.phase_response
+    assert np.max(np.abs(gamma - truth[levels])) < 0.02
+
+
+@pytest.mark.slow
+def test_fourier_tiles_gains_and_record_round_trip(calibrated):
+    bench, program, record, out = calibrated
+    assert record.steps["fourier"].quality["rms_residual_px"] < 2.0
+    assert record.tile_shifts(0).shape == (len(program.frames[0].layout.tiles), 2)
+    assert np.max(np.abs(record.tile_shifts(0))) < 1.0
+    r2 = record.channel_r2
+    print("channel R² with noise:", np.round(r2, 4))
+    assert r2.shape == (4,) and np.all(r2 > 0.8)
+    assert 0.5 < record.steps["camera"].quality["peak_fraction"] < 0.8
+    loaded = CalibrationRecord.load(record.path, bench)
+    np.testing.assert_array_equal(loaded.dark, record.dark)
+    np.testing.assert_allclose(loaded.registration.to_array(), record.registration.to_array())
+    np.testing.assert_allclose(loaded.channel_gain, record.channel_gain)
+    assert loaded.exposure_s == record.exposure_s
+    assert latest_record(out).path == record.path
+
+
+def test_badly_placed_spot_grid_is_refused():
+    with make_bench(noise=True) as bench:
+        with pytest.raises(CalibrationError, match="refused|failed"):
+            fourier_step(bench, array_shape=9, array_pitch=30, array_center=(420.0, 0.0))
+
+
+def test_cancel_leaves_previous_record(tmp_path):
+    with make_bench(noise=False) as bench:
+        first = run_calibration(bench, ["camera", "registration"], out_dir=tmp_path)
+        cancel = threading.Event()
+
+        def progress(fraction: float, message: str) -> None:
+            if "fiducial 3" in message:
+                cancel.set()
+
+        with pytest.raises(CalibrationCancelled, match="previous calibration record"):
+            run_calibration(bench, "registration", out_dir=tmp_path, progress=progress, cancel=cancel)
+    assert list_records(tmp_path) == [first.path]
+    assert latest_record(tmp_path).path == first.path
+
+
+def test_truncated_record_is_a_clear_error_and_previous_stays_usable(tmp_path):
+    with make_bench(noise=False) as bench:
+        first = run_calibration(bench, ["camera"], out_dir=tmp_path)
+        second = run_calibration(bench, ["camera"], out_dir=tmp_path)
+    data = second.path.read_bytes()
+    second.path.write_bytes(data[: len(data) // 3])
+    with pytest.raises(CalibrationError, match="corrupt or truncated"):
+        CalibrationRecord.load(second.path)
+    assert latest_record(tmp_path).path == first.path
+
+
+def test_identity_mismatch_warns(tmp_path, caplog):
+    with make_bench(noise=False) as bench:
+        rec = run_calibration(bench, ["camera"], out_dir=tmp_path)
+    other = Bench(BenchConfig(camera=DeviceConfig(driver="Simulated4fCamera", settings={"name": "other-camera"})))
+    with other.connect():
+        with caplog.at_level(logging.WARNING):
+            loaded = CalibrationRecord.load(rec.path, other)
+        assert "camera" in caplog.text and "calibrate" in caplog.text
+        assert loaded.check_identities(other.info()) == ["camera"]
+        with pytest.raises(Exception, match="other devices"):
+            CalibrationRecord.load(rec.path, other, strict=True)
+
+
+def test_saturated_and_dark_frames_say_what_to_do():
+    with make_bench(noise=False) as bench:
+        cam = bench.camera
+        full = 2**cam.bitdepth - 1
+        frame = np.full(cam.shape, 100.0, np.float32)
+        frame[10, 10] = full
+        with pytest.raises(CalibrationError, match="saturated.*lab4f calibrate camera"):
+            check_frame(frame, cam, np.full(cam.shape, 100.0, np.float32), "test")
+        with pytest.raises(CalibrationError, match="too dark.*light source"):
+            check_frame(np.full(cam.shape, 101.0, np.float32), cam, np.full(cam.shape, 100.0, np.float32), "test")
