@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from lab4f.calibration.base import Progress, StepControl, StepResult
-from lab4f.calibration.camera import DarkCorrectedCamera, check_frame, grab, light_on
+from lab4f.calibration.camera import DarkCorrectedCamera, autoexpose, check_frame, grab, light_on
 from lab4f.errors import CalibrationError
 
 
@@ -166,7 +166,10 @@ def phase_response_step(
         with light_on(bench):
             bench.display.show_point()
             kw = {"levels": lv, "periods": [period_px], "directions": "x", "orders": 1}
-            fs.pixel_calibrate(test_index=True, autoexpose=0.7, **kw)
+            # Exposure on the uniform pattern (all light in the 0th order: the brightest spot of the sweep);
+            # slmsuite's own sweep autoexposure can run away to the longest exposure when its windows are dark.
+            slm.set_phase(np.zeros(slm.shape, dtype=slm.display.dtype), phase_correct=False, settle=True)
+            autoexpose(bench.camera, 0.7, "phase response")
             fs.pixel_calibrate(**kw)
             gamma = np.asarray(fs.pixel_calibration_process(apply=True), dtype=float)
     except CalibrationError:
