@@ -70,7 +70,10 @@ def run_train(args: argparse.Namespace) -> Any:
 
     ctx = init_from_env() if args.ddp else None
     if ctx is not None and not ctx.is_main:
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 — only rank 0 prints
+        # only rank 0 prints: silence this process's stdout at the file-descriptor level, which also
+        # covers the CLI's --json line printed after the command returns
+        sys.stdout.flush()
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
     splits = load_dataset(args.dataset, data_dir=args.data_dir, split_seed=args.split_seed,
                           limit=args.limit, image_size=args.image_size)
     overrides: dict[str, Any] = {}

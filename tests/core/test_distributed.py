@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -56,3 +57,20 @@ def test_two_gloo_ranks_end_with_identical_weights_and_buffers(tmp_path: Path) -
     assert all(torch.equal(saved["state_dict"][k], r0[k]) for k in r0)
     assert saved["train_state"]["epoch"] == 1
     assert not list(tmp_path.glob(".*tmp*"))
+
+
+@pytest.mark.slow
+def test_cli_train_ddp_prints_one_json_object_from_rank_zero(tmp_path: Path) -> None:
+    out = tmp_path / "cli.pt"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+           "-m", "lab4f.cli", "train", "--ddp", "--dataset", "digits8", "--limit", "200", "--epochs", "1",
+           "--widths", "4,8", "--out", str(out), "--no-progress", "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stdout
+    summary = json.loads(lines[0])
+    assert summary["ok"] and summary["epochs_completed"] == 1 and summary["checkpoint"] == str(out)
+    assert read_checkpoint(out)["metadata"]["model_config"]["widths"] == [4, 8]
