@@ -132,7 +132,7 @@ def fit_channel_gain(bench: Any, state: CalibrationState, progress: Progress, ca
         gain.append(g)
         offset.append(o)
         r2.append(1 - resid.var() / max(y.var(), 1e-30))
-        pick = np.linspace(0, x.size - 1, min(400, x.size)).astype(int)
+        pick = np.linspace(0, x.size - 1, min(150, x.size)).astype(int)
         samples.append((x[pick], y[pick]))
     state.channel_gain, state.channel_offset = np.asarray(gain), np.asarray(offset)
     state.channel_r2, state.fit_samples = np.asarray(r2), samples

@@ -12,6 +12,7 @@ from lab4f.gui.panels.calibration_panel import CalibrationPanel
 from lab4f.gui.panels.inference_panel import InferencePanel
 from lab4f.gui.panels.kernels_panel import KernelsPanel
 from lab4f.gui.panels.live_panel import LivePanel
+from lab4f.gui.views import status_label
 from lab4f.gui.workers import ADVICE, BenchWorker, InferenceWorker, Worker, start_in_thread
 
 ORGANISATION, APPLICATION = "lab4f", "lab4f-gui"
@@ -52,7 +53,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.tabifyDockWidget(self.docks["Bench"], self.docks["Calibration"])
         self.tabifyDockWidget(self.docks["Kernels"], self.docks["Inference"])
         self.docks["Bench"].raise_()
-        self.status_line = QtWidgets.QLabel("ready")
+        self.status_line = status_label("ready")
         self.statusBar().addWidget(self.status_line, 1)
         for w in (self.bench_worker, self.jobs, self.inference):
             w.failed.connect(self.on_failed)
@@ -137,10 +138,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.save_settings()
         self.live_panel.timer.stop()
         self.bench_worker.cancel.set()  # a running calibration step stops at its next check
-        self.inference.submit(self.inference.stop, where="inference")
-        self.bench_worker.submit(self.bench_worker.shutdown, where="bench")
-        for thread in self.threads:
-            thread.quit()  # processed after the queued shutdown requests
+        self.inference.finish(self.inference.stop)
+        self.bench_worker.finish(self.bench_worker.shutdown)
+        self.jobs.finish(lambda: None)
         for thread in self.threads:
             if not thread.wait(10_000):
                 self.notes.append(f"thread {thread.objectName()} did not stop within 10 s")

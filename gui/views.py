@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
+from PySide6 import QtWidgets
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
@@ -41,3 +42,11 @@ def montage(stack: np.ndarray, columns: int | None = None, pad: int = 1) -> np.n
         peak = float(np.abs(stack[k]).max()) or 1.0
         out[r * (h + pad) : r * (h + pad) + h, c * (w + pad) : c * (w + pad) + w] = stack[k] / peak
     return np.nan_to_num(out, nan=0.0)
+
+
+def status_label(text: str = "") -> QtWidgets.QLabel:
+    """A one-line label whose changing text never re-lays-out the panel (that would repaint every plot)."""
+    label = QtWidgets.QLabel(text)
+    label.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Fixed)
+    label.setMinimumWidth(1)
+    return label

@@ -46,6 +46,17 @@ class Worker(QtCore.QObject):
         """Run `fn()` in the worker thread; its return value arrives as `done(name, result)` if `name`."""
         self._run.emit(lambda: self._call(fn, name, where), name)
 
+    def finish(self, fn: Callable[[], Any]) -> None:
+        """Run `fn()` in the worker thread, then end the thread's event loop (requests queued before run first)."""
+
+        def last() -> None:
+            try:
+                fn()
+            finally:
+                QtCore.QThread.currentThread().quit()
+
+        self.submit(last, where="shutdown")
+
     @QtCore.Slot(object, str)
     def _execute(self, fn: Callable[[], None], _name: str) -> None:
         fn()
@@ -139,7 +150,8 @@ class BenchWorker(Worker):
             if dev is not None:
                 entry["identity"] = ", ".join(f"{k}={v}" for k, v in identity_of(dev).items() if v)
             devices[role] = entry
-        st: dict[str, Any] = {"config": self.config_path or "(built-in simulated bench)", "name": self.bench.config.name,
+        st: dict[str, Any] = {"config": self.config_path or "(built-in simulated bench)",
+                              "name": self.bench.config.name,
                               "devices": devices, "streaming": self._timer is not None and self._timer.isActive()}
         try:
             if "camera" in self.bench.devices:
@@ -265,7 +277,11 @@ class InferenceWorker(Worker):
         self._timer: QtCore.QTimer | None = None
         self._t_report = 0.0
 
-    def start(self, engine: LiveInference) -> None:
+    def start(self, engine: LiveInference, torch_threads: int = 1) -> None:
+        """Small batches gain nothing from intra-op threads, which would starve the GUI thread of a core."""
+        import torch
+
+        torch.set_num_threads(torch_threads)
         self.engine = engine
         if self._timer is None:
             self._timer = QtCore.QTimer(self)

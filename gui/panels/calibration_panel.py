@@ -139,7 +139,8 @@ class CalibrationPanel(QtWidgets.QWidget):
     # -- drawing -----------------------------------------------------------------------------------
     def draw(self) -> None:
         c = self.state.calibration
-        text = ", ".join(f"{k} = {np.round(v, 4) if isinstance(v, (float, list)) else v}" for k, v in c.summary().items())
+        items = c.summary().items()
+        text = ", ".join(f"{k} = {np.round(v, 4) if isinstance(v, (float, list)) else v}" for k, v in items)
         self.summary.setText(text or "not calibrated")
         frame, _ = self.worker.latest.get()
         if c.dark is not None or frame is not None:
@@ -187,6 +188,7 @@ class CalibrationPanel(QtWidgets.QWidget):
             self.save(path)
 
     def _choose_load(self) -> None:
-        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Load calibration", str(self.folder), "Calibration (*.h5)")
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Load calibration", str(self.folder),
+                                                        "Calibration (*.h5)")
         if path:
             self.load(path)

@@ -12,7 +12,7 @@ from PySide6 import QtCore, QtWidgets
 from lab4f.bench.extract import FeatureExtractor
 from lab4f.gui.app_state import AppState
 from lab4f.gui.live import FrameQueue, LiveInference
-from lab4f.gui.views import image_view, show_image
+from lab4f.gui.views import image_view, show_image, status_label
 from lab4f.gui.workers import BenchWorker, InferenceWorker
 from lab4f.optics.registration import PlaneToCamera
 
@@ -40,8 +40,7 @@ class InferencePanel(QtWidgets.QWidget):
         for w in (self.start_btn, self.stop_btn, self.record, self.record_path):
             row.addWidget(w)
         layout.addLayout(row)
-        self.counters = QtWidgets.QLabel("not running")
-        self.counters.setWordWrap(True)
+        self.counters = status_label("not running")
         layout.addWidget(self.counters)
         top = QtWidgets.QHBoxLayout()
         self.input_plot, self.input_image = image_view("current input")

@@ -10,7 +10,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from lab4f.gui.app_state import AppState
-from lab4f.gui.views import image_view, show_image
+from lab4f.gui.views import image_view, show_image, status_label
 from lab4f.gui.workers import BenchWorker
 from lab4f.optics.registration import PlaneToCamera
 
@@ -44,7 +44,7 @@ class LivePanel(QtWidgets.QWidget):
         self.start_btn.toggled.connect(self._start_pause)
         self.snap_btn = QtWidgets.QPushButton("Snapshot…")
         self.snap_btn.clicked.connect(self._choose_snapshot)
-        self.fps_label = QtWidgets.QLabel("–")
+        self.fps_label = status_label("–")
         for w in (self.start_btn, self.snap_btn, self.fps_label):
             row.addWidget(w)
         row.addStretch(1)

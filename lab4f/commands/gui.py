@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from typing import Any
 
@@ -17,11 +18,13 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def cmd_gui(args: argparse.Namespace) -> dict[str, Any]:
+    from lab4f.errors import ConfigError
+
+    if not any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")):
+        raise ConfigError("no display: run the GUI on a desktop, or headless with QT_QPA_PLATFORM=offscreen")
     try:
         from lab4f.gui.app import run
     except ImportError as exc:
-        from lab4f.errors import ConfigError
-
         raise ConfigError(f"the GUI needs PySide6 and pyqtgraph ({exc}); install lab4f[gui]") from None
     t0 = time.perf_counter()
     quit_ms = None if args.quit_after_s is None else int(args.quit_after_s * 1000)

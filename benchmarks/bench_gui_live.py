@@ -1,0 +1,96 @@
+"""Displayed frames/s of the Live panel (512² frames, offscreen) while live inference runs, with the
+event-loop ping gaps; `--json` prints one JSON object. Trains a tiny SCLC unless --checkpoint is given."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import numpy as np  # noqa: E402
+from PySide6 import QtCore, QtWidgets  # noqa: E402
+
+
+def tiny_checkpoint(folder: str) -> str:
+    from lab4f.checkpoint import make_metadata, save_checkpoint
+    from lab4f.data import load_dataset
+    from lab4f.models import ModelConfig
+    from lab4f.training import TrainConfig, train_model
+
+    cfg = ModelConfig(kind="linear", widths=(4,), kernel_size=5, hidden=(64,), dropout=0.0)
+    res = train_model(cfg, load_dataset("mnist5k", limit=1000), TrainConfig(epochs=2), progress=False)
+    meta = make_metadata(cfg, dataset={"name": "mnist5k"})
+    return str(save_checkpoint(os.path.join(folder, "tiny.pt"), res.model, meta))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint")
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    QtCore.QSettings.setPath(QtCore.QSettings.Format.NativeFormat, QtCore.QSettings.Scope.UserScope,
+                             tempfile.mkdtemp())
+    from lab4f.gui.main_window import MainWindow
+
+    tmp = tempfile.mkdtemp()
+    ckpt = args.checkpoint or tiny_checkpoint(tmp)
+    win = MainWindow(restore=False)
+    win.show()
+
+    def wait(cond, timeout_s: float = 120.0) -> None:  # noqa: ANN001
+        t0 = time.perf_counter()
+        while not cond():
+            if time.perf_counter() - t0 > timeout_s:
+                raise TimeoutError(win.status_line.text())
+            app.processEvents()
+            time.sleep(0.002)
+
+    win.bench_panel.connect_all()
+    wait(lambda: "camera" in win.bench_panel.last_state.get("devices", {})
+         and win.bench_panel.last_state["devices"]["camera"]["connected"])
+    win.kernels_panel.auto_confirm = True
+    win.kernels_panel.load_checkpoint(ckpt)
+    wait(lambda: win.state.checkpoint is not None)
+    win.kernels_panel.compile()
+    wait(lambda: win.state.program is not None)
+    win.calibration_panel.run(["dark", "registration", "channel_gain"])
+    wait(lambda: not win.calibration_panel.running)
+    win.inference_panel.start()
+    wait(lambda: win.inference_panel.latest.get("processed", 0) > 20)
+    gaps, last = [], [time.perf_counter()]
+    ping = QtCore.QTimer()
+    ping.setInterval(10)
+    ping.timeout.connect(lambda: (gaps.append(time.perf_counter() - last[0]), last.__setitem__(0, time.perf_counter())))
+    ping.start()
+    drawn0, t0 = win.live_panel.drawn, time.perf_counter()
+    wait(lambda: time.perf_counter() - t0 > args.seconds, args.seconds + 10)
+    displayed_fps = (win.live_panel.drawn - drawn0) / (time.perf_counter() - t0)
+    ping.stop()
+    u = win.inference_panel.latest
+    win.inference_panel.stop()
+    wait(lambda: not win.inference_panel.stop_btn.isEnabled())
+    win.close()
+    result = {"displayed_fps": round(displayed_fps, 1), "target_displayed_fps": 30,
+              "frame_shape": list(win.state.camera_shape or ()), "inference_fps": round(u["fps"], 1),
+              "processed": u["processed"], "dropped": u["dropped"], "latency_p50_ms": round(u["latency_p50_ms"], 1),
+              "optical_accuracy": u["optical_accuracy"], "digital_accuracy": u["digital_accuracy"],
+              "ping_gap_p99_ms": round(1e3 * float(np.percentile(gaps, 99)), 1),
+              "ping_gap_max_ms": round(1e3 * max(gaps), 1), "cpus": os.cpu_count(),
+              "load_average_1min": round(os.getloadavg()[0], 2)}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for k, v in result.items():
+            print(f"{k:22s} {v}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
