@@ -31,7 +31,7 @@ def tile_rectangles(program, registration: PlaneToCamera) -> list[tuple[float, f
 class LivePanel(QtWidgets.QWidget):
     """A 30 Hz timer draws only the newest frame the device thread left in `worker.latest`."""
 
-    def __init__(self, state: AppState, worker: BenchWorker, parent=None, draw_hz: float = 30.0) -> None:  # noqa: ANN001
+    def __init__(self, state: AppState, worker: BenchWorker, parent=None, draw_hz: float = 33.0) -> None:  # noqa: ANN001
         super().__init__(parent)
         self.state, self.worker = state, worker
         self.drawn, self._seen, self._t0, self._n0 = 0, 0, time.perf_counter(), 0
