@@ -121,11 +121,12 @@ def run_demo(cfg: DemoConfig | None = None, bench_config: BenchConfig | None = N
         result.timings_s["compile_s"] = time.perf_counter() - t0
         result.files |= {"program": str(program_path), "compile_report": str(report)}
         t0 = time.perf_counter()
-        record = run_calibration(bench, "all", program=program, save_dir=out / "calibrations")
+        record = run_calibration(bench, "all", program=program, program_path=program_path,
+                                 out_dir=out / "calibrations")
         result.timings_s["calibrate_s"] = time.perf_counter() - t0
         result.files["calibration"] = str(getattr(record, "path", ""))
-        setup = prepare(bench, s_path, record=record, program=program)
-        setup.program_path, setup.calibration_path = program_path, getattr(record, "path", None)
+        setup = prepare(bench, s_path, record=record, program=program_path)
+        setup.calibration_path = getattr(record, "path", None)
 
         t0 = time.perf_counter()
         run = run_dataset(setup, test_x, test_y, policy="evaluate")

@@ -35,7 +35,17 @@ def bank_hash(bank: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(bank, dtype=np.float32).tobytes()).hexdigest()[:16]
 
 
-def check_compatible(model_cfg: ModelConfig, bank: np.ndarray, program: OpticalProgram, record: Any | None) -> None:
+def _record_tile_shifts(record: Any, frames: int) -> list[np.ndarray | None] | None:
+    """Per-frame tile shifts of a calibration record (None where tile registration was not run)."""
+    getter = getattr(record, "tile_shifts", None)
+    if getter is None:
+        return None
+    shifts = [getter(f) for f in range(frames)] if callable(getter) else list(getter)
+    return None if all(s is None for s in shifts) else shifts
+
+
+def check_compatible(model_cfg: ModelConfig, bank: np.ndarray, program: OpticalProgram, record: Any | None,
+                     program_path: Path | None = None) -> None:
     """Refuse a checkpoint / program / calibration trio that does not belong together, saying what differs."""
     problems = []
     if program.channels != bank.shape[0]:
@@ -47,14 +57,17 @@ def check_compatible(model_cfg: ModelConfig, bank: np.ndarray, program: OpticalP
     if not problems and bank_hash(bank) != bank_hash(program.bank):
         problems.append("kernel values: the program was compiled from a different checkpoint")
     if record is not None:
-        want = getattr(record, "program_hash", None)
-        if want and want != bank_hash(program.bank):
-            problems.append("calibration: the record's tile registration/gains were measured for another program")
-        shifts = getattr(record, "tile_shifts", None)
-        if shifts is not None and len(program.frames) == 1:
-            first = np.asarray(shifts[0] if isinstance(shifts, list) else shifts)
-            if first.shape[0] != len(program.frames[0].layout.tiles):
-                problems.append("tile layout: the record's tile count differs from the program's")
+        want = getattr(record, "program_sha256", None)
+        if want and program_path is not None:
+            from lab4f.calibration.record import file_sha256
+
+            if file_sha256(program_path) != want:
+                problems.append(f"calibration: the record's tiles/gains were measured for another program "
+                                f"({getattr(record, 'program_path', '?')}), not {program_path}")
+        shifts = _record_tile_shifts(record, len(program.frames))
+        for f, (frame, sh) in enumerate(zip(program.frames, shifts or [], strict=False)):
+            if sh is not None and len(sh) != len(frame.layout.tiles):
+                problems.append(f"tile layout: frame {f} has {len(frame.layout.tiles)} tiles, the record {len(sh)}")
         gains = getattr(record, "channel_gain", None)
         if gains is not None and len(gains) != program.channels:
             problems.append(f"channel gains: record has {len(gains)}, program has {program.channels} channels")
@@ -109,12 +122,15 @@ def extractor_for(program: OpticalProgram, record: Any | None, camera_shape: tup
     if record is None:
         reg = registration or PlaneToCamera.identity(camera_shape)
         return FeatureExtractor.for_program(program, reg, camera_shape)
-    return FeatureExtractor.for_program(
-        program, registration or record.registration, camera_shape,
-        dark=getattr(record, "dark", None), flat=getattr(record, "flat", None),
-        channel_gain=getattr(record, "channel_gain", None), channel_offset=getattr(record, "channel_offset", None),
-        tile_shifts=getattr(record, "tile_shifts", None),
-    )
+    kwargs: dict[str, Any] = {
+        "dark": getattr(record, "dark", None), "flat": getattr(record, "flat", None),
+        "channel_gain": getattr(record, "channel_gain", None),
+        "channel_offset": getattr(record, "channel_offset", None),
+        "tile_shifts": _record_tile_shifts(record, len(program.frames)),
+    }
+    if getattr(record, "channel_filter", None) is not None:
+        kwargs["channel_filter"] = record.channel_filter
+    return FeatureExtractor.for_program(program, registration or record.registration, camera_shape, **kwargs)
 
 
 def prepare(
@@ -130,13 +146,13 @@ def prepare(
     if not hasattr(student, "kernel_bank"):
         raise MismatchError(f"{checkpoint} is a {cfg.kind} checkpoint; the bench runs SCLC (student/linear) ones")
     bank = student.kernel_bank().to_numpy()
-    program_path = None
+    program_path = getattr(program, "path", None) if isinstance(program, OpticalProgram) else None
     if program is None:
         program = compile_bank(student.kernel_bank(), cfg.image_size, bench.geometry, **(compile_kwargs or {}))
     elif not isinstance(program, OpticalProgram):
         program_path = Path(program)
         program = OpticalProgram.load(program_path)
-    check_compatible(cfg, bank, program, record)
+    check_compatible(cfg, bank, program, record, program_path)
     if getattr(record, "exposure_s", None):
         bench.camera.set_exposure(record.exposure_s)
     camera_shape = tuple(int(s) for s in bench.camera.shape)

@@ -1,0 +1,36 @@
+"""Shared fixtures: small trained teacher/student checkpoints on the built-in MNIST digits (session-scoped)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+TEST_WIDTHS = (8, 16, 16)
+
+
+@pytest.fixture(scope="session")
+def mnist_splits():
+    from lab4f.data import load_dataset
+
+    return load_dataset("mnist5k", split_seed=0)
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoints(tmp_path_factory, mnist_splits) -> dict[str, Path]:
+    """Teacher and SCLC student (KD, incoherent detection) trained for a few epochs: real, small, ~30 s."""
+    from lab4f.checkpoint import load_checkpoint
+    from lab4f.training import TrainConfig, model_config_for, train_model
+
+    folder = tmp_path_factory.mktemp("checkpoints")
+    teacher_path, student_path = folder / "teacher.pt", folder / "student.pt"
+    train_model(model_config_for(mnist_splits, "teacher", widths=TEST_WIDTHS), mnist_splits,
+                TrainConfig(epochs=2, seed=0), checkpoint_path=teacher_path, progress=False)
+    teacher, _, _ = load_checkpoint(teacher_path)
+    train_model(model_config_for(mnist_splits, "student", widths=TEST_WIDTHS, detection="incoherent"),
+                mnist_splits, TrainConfig(epochs=3, seed=0), teacher=teacher, checkpoint_path=student_path,
+                progress=False)
+    return {"teacher": teacher_path, "student": student_path}
