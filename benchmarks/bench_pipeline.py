@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from lab4f.bench.extract import FeatureExtractor
-from lab4f.bench.stream import Pipeline
+from lab4f.bench.stream import Pipeline, warm_up
 from lab4f.models import SCLC, ModelConfig
 from lab4f.optics import compile_bank
 from lab4f.optics.registration import PlaneToCamera
@@ -115,6 +115,7 @@ def sustained(student: SCLC, extractor: FeatureExtractor, frames: np.ndarray, ra
         with torch.inference_mode():
             return student.back(extractor(batch)).argmax(1)
 
+    warm_up(process, frames[0], BATCH, stack=False)
     source = TimedSource(frames, rate_hz, buffer_frames)
     pipe = Pipeline(source, process, policy="evaluate", capacity=64, batch_size=BATCH,
                     max_items=int(rate_hz * seconds), stack=False)

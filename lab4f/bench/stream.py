@@ -90,6 +90,19 @@ def _percentiles_ms(latencies_s: Sequence[float]) -> tuple[float, float, float]:
     return float(p[0]), float(p[1]), float(p[2])
 
 
+def warm_up(process: ProcessFn, frame: np.ndarray, batch_size: int, stack: bool = True) -> float:
+    """Call ``process`` once with every batch size 1..batch_size; returns the seconds it took.
+
+    The first call of a new batch shape can take ~0.1 s (oneDNN builds its kernels per shape); without a
+    warm-up that stall lands in the first seconds of a run and a free-running camera drops frames.
+    """
+    t0 = time.perf_counter()
+    for n in range(1, batch_size + 1):
+        frames = [frame] * n
+        process(np.stack(frames) if stack else frames)
+    return time.perf_counter() - t0
+
+
 class Pipeline:
     """Acquisition thread → bounded ring → batched ``process`` → ``results`` [(index, payload, output)].
 

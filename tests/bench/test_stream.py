@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from lab4f.bench.stream import Pipeline, StreamStats
+from lab4f.bench.stream import Pipeline, StreamStats, warm_up
 from lab4f.errors import ConfigError, DeviceDisconnected, DeviceTimeout
 
 
@@ -126,3 +126,9 @@ def test_bad_configuration_is_refused() -> None:
         Pipeline(FakeCamera(), slow_process(0.0), policy="fast")
     with pytest.raises(ConfigError, match="capacity"):
         Pipeline(FakeCamera(), slow_process(0.0), capacity=0)
+
+
+def test_warm_up_calls_every_batch_size_once() -> None:
+    sizes: list[int] = []
+    assert warm_up(lambda frames: sizes.append(len(frames)) or list(frames), np.zeros((4, 4)), 5) >= 0
+    assert sizes == [1, 2, 3, 4, 5]
