@@ -67,6 +67,8 @@ def _ordering(aggs: list[dict[str, Any]], detections: Sequence[str]) -> dict[str
         holds = t_gt_s and s_gt_l
         nums = (f"teacher {t['mean']:.4f} ± {t['std']:.4f}, SCLC+KD {s['mean']:.4f} ± {s['std']:.4f}, "
                 f"linear without KD {lin['mean']:.4f} ± {lin['std']:.4f}")
+        margins = "; ".join(_margin(a, b, na, nb) for a, b, na, nb in
+                            ((t, s, "teacher", "SCLC+KD"), (s, lin, "SCLC+KD", "linear")))
         if holds:
             verdict = "HOLDS"
         else:
@@ -74,8 +76,18 @@ def _ordering(aggs: list[dict[str, Any]], detections: Sequence[str]) -> dict[str
             verdict = f"does NOT hold ({' and '.join(broken)} fails)"
         out[det] = {"holds": holds, "teacher_gt_student": t_gt_s, "student_gt_linear": s_gt_l,
                     "teacher": t["mean"], "student": s["mean"], "linear": lin["mean"],
-                    "statement": f"{det}: teacher > SCLC+KD > linear-without-KD {verdict}: {nums}"}
+                    "student_minus_linear": s["mean"] - lin["mean"],
+                    "student_linear_spread": s["std"] + lin["std"],
+                    "statement": f"{det}: teacher > SCLC+KD > linear-without-KD {verdict}: {nums} "
+                                 f"({margins})"}
     return out
+
+
+def _margin(a: dict[str, Any], b: dict[str, Any], name_a: str, name_b: str) -> str:
+    """The difference of two means, and whether it exceeds the seed spread (sum of the two stds)."""
+    diff, spread = a["mean"] - b["mean"], a["std"] + b["std"]
+    clear = "larger than" if abs(diff) > spread else "within"
+    return f"{name_a} − {name_b} = {diff:+.4f}, {clear} the seed spread {spread:.4f}"
 
 
 def _write_table_md(path: Path, aggs: list[dict[str, Any]], rows: list[dict[str, Any]],
@@ -118,8 +130,8 @@ def _plot(path: Path, aggs: list[dict[str, Any]], title: str) -> None:
     fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(aggs), 4.2))
     means, stds = [a["mean"] for a in aggs], [a["std"] for a in aggs]
     ax.bar(range(len(aggs)), means, yerr=stds, capsize=4, color=[colors[a["model"]] for a in aggs])
-    for i, m in enumerate(means):
-        ax.text(i, m, f"{m:.3f}", ha="center", va="bottom", fontsize=8)
+    for i, (m, s) in enumerate(zip(means, stds, strict=True)):
+        ax.text(i, m + s + 0.002, f"{m:.3f}", ha="center", va="bottom", fontsize=8)
     lo = min(m - s for m, s in zip(means, stds, strict=True))
     ax.set_ylim(max(0.0, lo - 0.05), min(1.0, max(means) + 0.03))
     ax.set_xticks(range(len(aggs)), names, fontsize=8)
@@ -185,22 +197,30 @@ def reproduce(
         for det in detections:
             run("linear", det, seed)
             run("student", det, seed, teacher)
+    config = {"dataset": dataset, "split_seed": split_seed, "seeds": list(seeds),
+              "detections": list(detections), "epochs": epochs, "limit": limit,
+              "sizes": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
+              "train_config": base.to_dict(), "model_overrides": overrides}
+    return write_report(out, rows, config, time.perf_counter() - t0)
+
+
+def write_report(out: Path, rows: list[dict[str, Any]], config: dict[str, Any],
+                 wall: float) -> ReproduceResult:
+    """Write table.md, table.csv, accuracy.png and summary.json from per-seed rows (re-runnable)."""
     aggs = _aggregate(rows)
+    detections, seeds, base = config["detections"], config["seeds"], config["train_config"]
     ordering = _ordering(aggs, detections)
-    wall = time.perf_counter() - t0
-    header = (f"# Teacher vs SCLC+KD vs linear without KD — {dataset} (split seed {split_seed}: "
-              f"{len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test), seeds "
-              f"{', '.join(map(str, seeds))}, {epochs} epochs, lr {base.lr}, T {base.T}, alpha {base.alpha}; "
-              f"wall time {wall:.0f} s")
+    n = config["sizes"]
+    header = (f"# Teacher vs SCLC+KD vs linear without KD — {config['dataset']} (split seed "
+              f"{config['split_seed']}: {n['train']} train / {n['val']} val / {n['test']} test), seeds "
+              f"{', '.join(map(str, seeds))}, {config['epochs']} epochs, lr {base['lr']}, T {base['T']}, "
+              f"alpha {base['alpha']}; wall time {wall:.0f} s")
     files = {"table_md": str(out / "table.md"), "table_csv": str(out / "table.csv"),
              "plot": str(out / "accuracy.png"), "summary": str(out / "summary.json")}
     _write_table_md(out / "table.md", aggs, rows, ordering, header)
     _write_csv(out / "table.csv", aggs, rows)
-    _plot(out / "accuracy.png", aggs, f"{dataset}: {len(seeds)} seeds, {epochs} epochs")
+    _plot(out / "accuracy.png", aggs, f"{config['dataset']}: {len(seeds)} seeds, {config['epochs']} epochs")
     result = ReproduceResult(out, rows, aggs, ordering, wall, files)
-    config = {"dataset": dataset, "split_seed": split_seed, "seeds": list(seeds),
-              "detections": list(detections), "epochs": epochs, "limit": limit,
-              "train_config": base.to_dict(), "model_overrides": overrides}
     summary = {"config": config, **result.summary(), "lab4f_version": __version__, "git_commit": git_commit()}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return result
