@@ -1,0 +1,137 @@
+"""`lab4f run` and `lab4f finetune`: data through the calibrated bench; hardware-in-the-loop fine-tuning."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lab4f.bench.config import load_bench_config
+from lab4f.bench.devices import Bench
+from lab4f.bench.finetune import finetune_backend
+from lab4f.bench.hybrid import HybridSetup, capture_features, prepare
+from lab4f.bench.run import run_dataset, save_run
+from lab4f.errors import ConfigError
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="SCLC student checkpoint")
+    p.add_argument("--calibration", help="calibration record (.h5) or folder (latest record); default: none")
+    p.add_argument("--program", help="compiled optical program (.h5); default: compile the checkpoint now")
+    p.add_argument("--config", help="bench config (TOML/YAML); default: the built-in simulated bench")
+    p.add_argument("--dataset", default=None, help="dataset name (default: the checkpoint's)")
+    p.add_argument("--data-dir", default=None, help="local data directory (or $LAB4F_DATA)")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N images")
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("run", help="run data through the bench and the back end → run file", parents=[common])
+    _common(p)
+    p.add_argument("--images", help="a folder of images instead of a dataset (subfolders = class names)")
+    p.add_argument("--split", choices=["train", "val", "test"], default="test")
+    p.add_argument("--policy", choices=["evaluate", "live"], default="evaluate")
+    p.add_argument("--back", help="fine-tuned back end (.pt from lab4f finetune) to use instead of the checkpoint's")
+    p.add_argument("--out", default="runs/run.h5", help="run file (HDF5)")
+    p.set_defaults(func=cmd_run)
+    f = sub.add_parser("finetune", help="retrain the back end on features captured through the optics",
+                       parents=[common])
+    _common(f)
+    f.add_argument("--train-images", type=int, default=1500, help="training images captured through the optics")
+    f.add_argument("--epochs", type=int, default=15)
+    f.add_argument("--out", default="runs/finetuned_back.pt", help="fine-tuned back end state dict")
+    f.set_defaults(func=cmd_finetune)
+
+
+def _load_record(path: str | None, bench: Bench) -> Any | None:
+    if not path:
+        return None
+    from lab4f.calibration import CalibrationRecord, latest_record
+
+    p = Path(path)
+    if p.is_dir():
+        record = latest_record(p, bench=bench)
+        if record is None:
+            raise ConfigError(f"no readable calibration record in {p}; run `lab4f calibrate all --out {p}`")
+        return record
+    return CalibrationRecord.load(p, bench=bench)
+
+
+def _setup(args: argparse.Namespace, bench: Bench) -> HybridSetup:
+    record = _load_record(args.calibration, bench)
+    if record is None:
+        import sys
+
+        print("warning: no calibration record (--calibration): tiles are cut at the nominal positions and the "
+              "optical predictions will be poor; run `lab4f calibrate all --program PROGRAM` first", file=sys.stderr)
+    if record is not None and hasattr(record, "apply"):
+        record.apply(bench)
+    setup = prepare(bench, args.checkpoint, record=record, program=args.program)
+    setup.calibration_path = getattr(record, "path", None)
+    return setup
+
+
+def _split(setup: HybridSetup, args: argparse.Namespace, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    from lab4f.data import load_dataset
+
+    name = args.dataset or setup.meta.get("dataset", {}).get("name", "mnist5k")
+    seed = setup.meta.get("dataset", {}).get("split_seed", 0)
+    splits = load_dataset(name, data_dir=args.data_dir, split_seed=seed, image_size=setup.model_cfg.image_size)
+    x, y = getattr(splits, split).tensors
+    return (x[: args.limit], y[: args.limit]) if args.limit else (x, y)
+
+
+def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
+    with Bench(load_bench_config(args.config)) as bench:
+        setup = _setup(args, bench)
+        if args.images:
+            from lab4f.imagefolder import load_image_folder
+
+            x, y, _ = load_image_folder(args.images, setup.model_cfg.image_size)
+            x, y = (x[: args.limit], y[: args.limit]) if args.limit else (x, y)
+        else:
+            x, y = _split(setup, args, args.split)
+        back = None
+        if args.back:
+            import copy
+
+            back = copy.deepcopy(setup.student.back)
+            back.load_state_dict(torch.load(args.back, weights_only=True))
+        result = run_dataset(setup, x, y, policy=args.policy, back=back)
+        path = save_run(args.out, result, setup, checkpoint=args.checkpoint)
+    m = result.metrics() | {"run_file": str(path)}
+    if not args.json:
+        print(f"{m['n']} inputs: digital accuracy {m['digital_accuracy']:.4f}, optical {m['optical_accuracy']:.4f} "
+              f"(agreement {m['agreement']:.4f}); {m['frames_per_s']:.1f} frames/s, latency p50 "
+              f"{m['latency_p50_ms']:.1f} ms p95 {m['latency_p95_ms']:.1f} ms; dropped {m['dropped']}; → {path}")
+        if m["error"]:
+            print(f"the run stopped early: {m['error']} ({m['processed']} inputs were processed and saved)")
+    return m
+
+
+def cmd_finetune(args: argparse.Namespace) -> dict[str, Any]:
+    with Bench(load_bench_config(args.config)) as bench:
+        setup = _setup(args, bench)
+        tr_x, tr_y = _split(setup, args, "train")
+        tr_x, tr_y = tr_x[: args.train_images], tr_y[: args.train_images]
+        va_x, va_y = _split(setup, args, "val")
+        te_x, te_y = _split(setup, args, "test")
+        tr_f = capture_features(setup, tr_x, progress=not args.json)
+        va_f = capture_features(setup, va_x, progress=not args.json)
+        te_f = capture_features(setup, te_x, progress=not args.json)
+    from lab4f.bench.finetune import accuracy
+
+    result = finetune_backend(setup.student.back, tr_f, tr_y, va_f, va_y, epochs=args.epochs, progress=not args.json)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(result.back.state_dict(), out)
+    summary = {"test_accuracy_before": accuracy(setup.student.back, te_f, te_y),
+               "test_accuracy_after": accuracy(result.back, te_f, te_y),
+               "val_accuracy_before": result.accuracy_before, "val_accuracy_after": result.accuracy_after,
+               "train_images": len(tr_x), "epochs": args.epochs, "back_end": str(out), "history": result.history}
+    if not args.json:
+        print(f"optical test accuracy {summary['test_accuracy_before']:.4f} → {summary['test_accuracy_after']:.4f} "
+              f"after fine-tuning the back end on {len(tr_x)} captured images → {out} "
+              f"(use it with lab4f run --back {out})")
+    return summary
