@@ -8,6 +8,7 @@ plane-to-camera affine), ``tiles`` (per-tile shifts for a program), ``gains`` (p
 
 from lab4f.calibration.base import Progress, StepControl, StepResult
 from lab4f.calibration.camera import DarkCorrectedCamera, camera_step, check_frame, corrected, grab
+from lab4f.calibration.fourier import fourier_step
 from lab4f.calibration.gains import calibration_images, channel_gain_step, fit_channels, tile_features
 from lab4f.calibration.record import (
     RECORD_SCHEMA,
@@ -18,7 +19,7 @@ from lab4f.calibration.record import (
 )
 from lab4f.calibration.registration import display_registration_step, tile_registration_step
 from lab4f.calibration.runner import STEP_ORDER, resolve_steps, run_calibration
-from lab4f.calibration.slm import cameraslm, fourier_step, phase_response_step
+from lab4f.calibration.slm import cameraslm, phase_response_step
 
 __all__ = [
     "RECORD_SCHEMA", "STEP_ORDER", "CalibrationRecord", "DarkCorrectedCamera", "Progress", "StepControl",

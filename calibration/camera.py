@@ -192,8 +192,9 @@ def camera_step(
 
     ``flat_frames`` > 0 measures a flat field from diffuse light (random SLM phases, white display; needs the
     phase LUT, else the zero order dominates); the default 0 keeps a unity flat, as the per-channel gains of
-    step 7 absorb each tile's throughput. The brightest scene is a white input through the program's SLM frames (PSFs are nonnegative, so no
-    input in [0, 1] makes a tile brighter) or, without a program, through a flat SLM phase (direct image).
+    step 7 absorb each tile's throughput. The brightest scene is a white input through the program's SLM
+    frames (PSFs are nonnegative, so no input in [0, 1] makes a tile brighter) or, without a program,
+    through a flat SLM phase (direct image).
     """
     ctl = StepControl("camera", progress, cancel)
     camera, slm = bench.camera, bench.slm

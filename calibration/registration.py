@@ -33,7 +33,8 @@ def spot_centroid(img: np.ndarray, half: int = 3, near_xy: np.ndarray | None = N
     smooth = gaussian_filter(img.astype(np.float32), 1.0)
     if near_xy is not None and search_px is not None:
         x, y = int(round(near_xy[0])), int(round(near_xy[1]))
-        y0, y1, x0, x1 = max(y - search_px, 0), min(y + search_px + 1, h), max(x - search_px, 0), min(x + search_px + 1, w)
+        y0, y1 = max(y - search_px, 0), min(y + search_px + 1, h)
+        x0, x1 = max(x - search_px, 0), min(x + search_px + 1, w)
         sub = smooth[y0:y1, x0:x1]
         yi, xi = np.unravel_index(int(np.argmax(sub)), sub.shape)
         yi, xi = yi + y0, xi + x0

@@ -14,10 +14,11 @@ from typing import Any
 
 from lab4f.calibration.base import Progress, StepResult
 from lab4f.calibration.camera import camera_step
+from lab4f.calibration.fourier import fourier_step
 from lab4f.calibration.gains import channel_gain_step
 from lab4f.calibration.record import CalibrationRecord, file_sha256, latest_record, new_record_path
 from lab4f.calibration.registration import display_registration_step, tile_registration_step
-from lab4f.calibration.slm import fourier_step, phase_response_step
+from lab4f.calibration.slm import phase_response_step
 from lab4f.errors import CalibrationError
 
 log = logging.getLogger(__name__)
