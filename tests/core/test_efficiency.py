@@ -1,0 +1,86 @@
+"""Efficiency report: MAC counts against a hand count and forward hooks, crossover, bench timing, files."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from lab4f.efficiency import (
+    bench_rates,
+    bench_time_per_image_s,
+    crossover_statement,
+    efficiency_report,
+    hybrid_macs,
+    mac_crossover,
+    measure_macs,
+    teacher_macs,
+)
+from lab4f.models import ModelConfig, TeacherCNN
+
+TINY = ModelConfig(widths=(2, 3), kernel_size=3, pool_size=2, hidden=(4,), num_classes=5)
+
+
+def test_mac_counts_equal_a_hand_count() -> None:
+    # teacher at 8x8: conv 64·1·2·9 = 1152, conv 64·2·3·9 = 3456; BN 3·64 + pool 3·64 = 384; FC 12·4 + 4·5 = 68
+    t = teacher_macs(TINY, 8)
+    assert (t.front, t.extraction, t.back, t.total) == (4608, 0, 452, 5060)
+    # hybrid: collapsed 5x5 bank, 3 channels, k⁺ and k⁻ tiles of pitch 8 + 5 − 1 + 2 = 14:
+    # dark/flat 3·2·14² = 1176; per feature element 2·(4 + 1) + 1 = 11 → 3·64·11 = 2112
+    h = hybrid_macs(TINY, 8)
+    assert (h.front, h.extraction, h.back) == (0, 1176 + 2112, 452)
+    # ideal detection reads one tile per channel: 3·14² + 3·64·(4 + 1 + 1)
+    assert hybrid_macs(TINY, 8, "ideal").extraction == 3 * 196 + 3 * 64 * 6
+
+
+@pytest.mark.parametrize("size", [8, 28, 56])
+def test_analytic_teacher_macs_match_forward_hooks(size: int) -> None:
+    cfg = ModelConfig()
+    model = TeacherCNN(cfg)
+    assert measure_macs(model, torch.rand(2, 1, size, size)) == teacher_macs(cfg, size).total
+    assert measure_macs(TeacherCNN(TINY), torch.rand(1, 1, size, size)) == teacher_macs(TINY, size).total
+
+
+def test_crossover_is_where_the_formulas_cross() -> None:
+    # widths (1, 2): teacher 27 MACs/px; hybrid 22/px + dark/flat 4·(N + 6)² → lower once (1 + 6/N)² < 1.25
+    cfg = ModelConfig(widths=(1, 2), kernel_size=3)
+    n = mac_crossover(cfg, 224)
+    assert n == 51
+    assert hybrid_macs(cfg, 51).total < teacher_macs(cfg, 51).total
+    assert hybrid_macs(cfg, 50).total >= teacher_macs(cfg, 50).total
+    rows = [{"resolution": r, "t": teacher_macs(cfg, r).total, "h": hybrid_macs(cfg, r).total} for r in (28, 56, 112)]
+    first, text = crossover_statement(rows, n, "t", "h", "MACs")
+    assert first == 56 and "from 56 px upward" in text and "N = 51 px" in text
+    assert mac_crossover(ModelConfig(widths=(2,)), 224) is None  # 18 MACs/px never beats extraction
+
+
+def test_bench_time_per_image_from_the_simulated_bench_defaults() -> None:
+    rates = bench_rates()
+    assert rates.camera_max_fps == 200.0 and rates.camera_exposure_s == 0.01 and rates.slm_settle_s == 0.02
+    assert rates.camera_frame_s == pytest.approx(0.01)  # exposure-limited: 100 frames/s, not 200
+    assert bench_time_per_image_s(rates, 32, 28, 7) == (pytest.approx(0.01), 1)
+    # 56 px: pitch 64 on a 512 grid → 7x7 slots − 1 = 48 tiles = 24 kernels per frame → 2 frames, SLM-settle bound
+    assert bench_time_per_image_s(rates, 32, 56, 7) == (pytest.approx(0.04), 2)
+    assert bench_time_per_image_s(rates, 32, 224, 7) == (None, 0)
+
+
+def test_report_files_and_crossover_consistent_with_table(tmp_path: Path) -> None:
+    res = efficiency_report((16, 28, 56, 112, 224), tmp_path, train_resolutions=(16,), epochs=1, limit=100,
+                            cfg=ModelConfig(widths=(4, 8), hidden=(32,)), timing=False)
+    for f in ("table.md", "table.csv", "efficiency.png"):
+        assert (tmp_path / f).is_file()
+    rows = list(csv.DictReader((tmp_path / "table.csv").open()))
+    assert [int(r["resolution"]) for r in rows] == [16, 28, 56, 112, 224]
+    assert 0.0 < float(rows[0]["teacher_accuracy"]) <= 1.0 and rows[1]["teacher_accuracy"] == ""
+    assert "not measured" in (tmp_path / "table.md").read_text()
+    at = res["mac_crossover_resolution"]
+    lower = [int(r["hybrid_macs"]) < int(r["teacher_macs"]) for r in rows]
+    assert at is not None and all(lower[[int(r["resolution"]) for r in rows].index(at):])
+    assert res["statements"][0] in (tmp_path / "table.md").read_text()
+    json.dumps(res)  # the --json summary is plain data
+    for r in rows:
+        assert int(r["teacher_macs"]) == teacher_macs(ModelConfig(widths=(4, 8), hidden=(32,)),
+                                                      int(r["resolution"])).total
