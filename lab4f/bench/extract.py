@@ -41,6 +41,10 @@ class FeatureExtractor:
     pixel area |det A| (a camera pixel collects 1/|det A| of an output cell), so an ideal bench returns
     plane intensities. Then feature_c = channel_gain_c · kernel_scale · (T⁺/g⁺ − T⁻/g⁻) + channel_offset_c,
     with T the dark-subtracted, flat-divided tile divided by ``exposure_scale`` and g the compiled tile gains.
+    With ``channel_filter`` (C, k, k) the gain becomes a small FIR filter (calibration step 7): feature_c =
+    filter_c ⋆ (kernel_scale · (T⁺/g⁺ − T⁻/g⁻)) + channel_offset_c, a depthwise cross-correlation with zero
+    padding k//2 (``F.conv2d``) that undoes the camera path's blur and sub-pixel shift; ``channel_gain``
+    is then ignored (a calibration record keeps it as the filter's sum).
     """
 
     def __init__(
@@ -54,9 +58,11 @@ class FeatureExtractor:
         flat: np.ndarray | None = None,
         channel_gain: np.ndarray | None = None,
         channel_offset: np.ndarray | None = None,
+        channel_filter: np.ndarray | None = None,
         tile_shifts: np.ndarray | Sequence[np.ndarray | None] | None = None,
         exposure_scale: float = 1.0,
         output_size: int | None = None,
+        chunk_frames: int = 4,
     ) -> None:
         layouts = [layout] if isinstance(layout, TileLayout) else list(layout)
         if not layouts:
@@ -68,6 +74,7 @@ class FeatureExtractor:
         self.input_size = layouts[0].input_size
         self.output_size = output_size or self.input_size
         self.frames = len(layouts)
+        self.chunk_frames = max(int(chunk_frames), 1)
         n = self.input_size
         channels = sorted({c for lay in layouts for c in lay.channels})
         if channels != list(range(len(channels))):
@@ -101,6 +108,9 @@ class FeatureExtractor:
             raise ConfigError(f"channel_gain/channel_offset need {c_n} values each, got {len(cg)}/{len(off)}")
         if exposure_scale <= 0:
             raise ConfigError(f"exposure_scale must be > 0, got {exposure_scale}")
+        self._filter = self._channel_filter(channel_filter, c_n)
+        if self._filter is not None:
+            cg = np.ones(c_n)  # the filter carries the gain
         # one weight per tile: sign × channel gain × kernel scale × pixel area / (tile gain × exposure)
         common = float(kernel_scale) * abs(float(np.linalg.det(registration.matrix))) / exposure_scale
         self._w_pos = torch.tensor([cg[c] * common / where[(c, 1)][2] for c in channels]).float()
@@ -125,6 +135,17 @@ class FeatureExtractor:
         self._const = torch.zeros(1, c_n, n, n)
         dark_features = self._dark_features(dark)
         self._const = torch.tensor(off, dtype=torch.float32).view(1, -1, 1, 1) - dark_features
+
+    @staticmethod
+    def _channel_filter(channel_filter: np.ndarray | None, channels: int) -> torch.Tensor | None:
+        """Depthwise conv2d weight (C, 1, k, k) from a (C, k, k) filter bank, or None."""
+        if channel_filter is None:
+            return None
+        filt = np.asarray(channel_filter, dtype=np.float32)
+        if filt.ndim != 3 or filt.shape[0] != channels or filt.shape[1] != filt.shape[2] or filt.shape[1] % 2 == 0:
+            raise ConfigError(f"channel_filter must be ({channels}, k, k) with k odd, got {filt.shape}; "
+                              "recalibrate the channel gains (`lab4f calibrate gains`)")
+        return torch.from_numpy(filt.copy())[:, None]
 
     @classmethod
     def for_program(
@@ -190,34 +211,44 @@ class FeatureExtractor:
         """Features (B, C, n, n) float32 for frames (B, H, W) or (B, F, H, W), uint16 or float.
 
         A list of B frames is read directly (only the crop is copied), which saves stacking whole frames.
+        The batch is worked through ``chunk_frames`` frames at a time so the float crop stays in cache.
         """
+        y0, y1, x0, x1 = self._crop
         if isinstance(frames, (list, tuple)):
-            return self._from_list(frames)
-        x = torch.from_numpy(frames) if isinstance(frames, np.ndarray) else frames
-        if x.ndim == 3 and self.frames == 1:
-            x = x[:, None]
-        if x.ndim != 4 or tuple(x.shape[1:]) != (self.frames, *self.camera_shape):
-            raise ConfigError(
-                f"expected camera frames (B, {self.frames}, {self.camera_shape[0]}, {self.camera_shape[1]}) "
-                f"(or (B, H, W) for a single-frame program), got {tuple(x.shape)}"
-            )
-        b = x.shape[0]
-        y0, y1, x0, x1 = self._crop
-        # (F, B, h, w): the batch rides in grid_sample's channel dimension, one grid per program frame
-        crop = torch.empty((self.frames, b, y1 - y0, x1 - x0), dtype=torch.float32)
-        crop.copy_(x[:, :, y0:y1, x0:x1].transpose(0, 1))  # one pass: crop, reorder and convert
-        return self._resize(self._features(crop))
+            views = [self._check_frame(f) for f in frames]
 
-    def _from_list(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
-        y0, y1, x0, x1 = self._crop
-        crop = torch.empty((self.frames, len(frames), y1 - y0, x1 - x0), dtype=torch.float32)
+            def fill(crop: torch.Tensor, start: int) -> None:
+                for i in range(crop.shape[1]):
+                    crop[:, i].copy_(views[start + i][:, y0:y1, x0:x1])
+            b = len(views)
+        else:
+            x = torch.from_numpy(frames) if isinstance(frames, np.ndarray) else frames
+            if x.ndim == 3 and self.frames == 1:
+                x = x[:, None]
+            if x.ndim != 4 or tuple(x.shape[1:]) != (self.frames, *self.camera_shape):
+                h, w = self.camera_shape
+                raise ConfigError(f"expected camera frames (B, {self.frames}, {h}, {w}) (or (B, H, W) for a "
+                                  f"single-frame program), got {tuple(x.shape)}")
+
+            def fill(crop: torch.Tensor, start: int) -> None:
+                crop.copy_(x[start : start + crop.shape[1], :, y0:y1, x0:x1].transpose(0, 1))
+            b = x.shape[0]
+        n = self.input_size
+        out = torch.empty((b, self.channels, n, n), dtype=torch.float32)
+        for start in range(0, b, self.chunk_frames):
+            m = min(self.chunk_frames, b - start)
+            # (F, m, h, w): the frames ride in grid_sample's channel dimension, one grid per program frame
+            crop = torch.empty((self.frames, m, y1 - y0, x1 - x0), dtype=torch.float32)
+            fill(crop, start)  # one pass: crop, reorder and convert
+            self._features(crop, out=out[start : start + m])
+        return self._resize(out)
+
+    def _check_frame(self, frame: np.ndarray | torch.Tensor) -> torch.Tensor:
         expected = (self.frames, *self.camera_shape) if self.frames > 1 else self.camera_shape
-        for i, frame in enumerate(frames):
-            if np.shape(frame) != expected:
-                raise ConfigError(f"expected camera frames of shape {expected}, got {np.shape(frame)}")
-            x = torch.as_tensor(frame)
-            crop[:, i].copy_(x[..., y0:y1, x0:x1])
-        return self._resize(self._features(crop))
+        if tuple(np.shape(frame)) != expected:
+            raise ConfigError(f"expected camera frames of shape {expected}, got {tuple(np.shape(frame))}")
+        x = torch.as_tensor(frame)
+        return x if self.frames > 1 else x[None]
 
     def _resize(self, out: torch.Tensor) -> torch.Tensor:
         n = self.input_size
@@ -226,7 +257,7 @@ class FeatureExtractor:
                                 align_corners=False, antialias=self.output_size < n)
         return out.contiguous()
 
-    def _features(self, crop: torch.Tensor) -> torch.Tensor:
+    def _features(self, crop: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """Flat-corrected crop (F, B, h, w) → features (B, C, n, n): sample every tile, weigh, k⁺ − k⁻."""
         if self._inv_flat is not None:
             crop.mul_(self._inv_flat)
@@ -239,7 +270,14 @@ class FeatureExtractor:
             tiles = tiles.view(self.frames, b, self._t_max, n, n)
             pos = tiles[self._pos_idx[0], :, self._pos_idx[1]].transpose(0, 1)  # (B, C, n, n)
             neg = tiles[self._neg_idx[0], :, self._neg_idx[1]].transpose(0, 1)
-        return torch.addcmul(self._const, pos, self._w_pos).addcmul_(neg, self._w_neg)
+        if out is None:
+            out = torch.empty((b, self.channels, n, n), dtype=torch.float32)
+        if self._filter is None:
+            return torch.addcmul(self._const, pos, self._w_pos, out=out).addcmul_(neg, self._w_neg)
+        lin = torch.mul(pos, self._w_pos).addcmul_(neg, self._w_neg)
+        k = self._filter.shape[-1]
+        filtered = F.conv2d(lin, self._filter, padding=k // 2, groups=self.channels)
+        return torch.add(filtered, self._const, out=out)
 
     @property
     def crop_box(self) -> tuple[int, int, int, int]:

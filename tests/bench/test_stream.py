@@ -1,5 +1,6 @@
 """The streaming pipeline: policies, counters, faults and clean shutdown, with a fake frame source."""
 
+import gc
 import threading
 import time
 
@@ -71,13 +72,14 @@ def test_stop_mid_run_accounts_for_frames_in_flight_and_is_idempotent() -> None:
         time.sleep(0.3)
         live = pipe.stats()
         assert live.running and live.stop_reason is None and live.acquired > 0
+        assert gc.get_freeze_count() > 0  # no full collection over the whole heap mid-run
     s = pipe.stats()
     assert s.stop_reason == "stopped" and not s.running
     assert s.acquired == s.processed + s.dropped_overflow + s.unprocessed
     pipe.stop()
     pipe.stop()
     assert pipe.stats() == s
-    assert no_pipeline_threads()
+    assert no_pipeline_threads() and gc.get_freeze_count() == 0
 
 
 @pytest.mark.parametrize("fault", [DeviceTimeout, DeviceDisconnected])
