@@ -51,9 +51,12 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
     if args.kind == "student":
         if args.teacher is None:
             raise ConfigError("--kind student needs --teacher CKPT (make one: `lab4f segment train --kind teacher`)")
-        teacher, tcfg, _ = load_seg_checkpoint(args.teacher)
+        teacher, tcfg, tmeta = load_seg_checkpoint(args.teacher)
         cfg = replace(cfg, widths=tcfg.widths, decoder_width=tcfg.decoder_width)
     data = generated_splits(cfg.kind, cfg.n_train, cfg.n_val, cfg.n_test, cfg.canvas_size, cfg.data_seed)
+    if teacher is not None and tmeta.get("dataset", {}).get("source") != data.train.source:
+        raise ConfigError(f"teacher {args.teacher} was trained on {tmeta.get('dataset', {}).get('source')!r}, not "
+                          f"{data.train.source!r}: pass the same --scenes/--canvas/--data-seed as for the teacher")
     mcfg = SegConfig(kind=args.kind, in_channels=data.train.in_channels, num_classes=data.train.num_classes,
                      widths=cfg.widths, decoder_width=cfg.decoder_width,
                      detection=cfg.detection if args.kind != "teacher" else "ideal")

@@ -84,3 +84,13 @@ def test_report_files_and_crossover_consistent_with_table(tmp_path: Path) -> Non
     for r in rows:
         assert int(r["teacher_macs"]) == teacher_macs(ModelConfig(widths=(4, 8), hidden=(32,)),
                                                       int(r["resolution"])).total
+
+
+def test_cli_report_efficiency_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lab4f.cli import main
+
+    code = main(["report", "efficiency", "--resolutions", "28,56", "--no-train", "--no-timing",
+                 "--out", str(tmp_path), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["ok"] and [r["resolution"] for r in out["rows"]] == [28, 56]
+    assert out["rows"][0]["teacher_macs"] == teacher_macs(ModelConfig(), 28).total
