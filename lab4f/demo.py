@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from lab4f.bench.config import BenchConfig
 from lab4f.bench.devices import Bench
@@ -121,8 +122,15 @@ def run_demo(cfg: DemoConfig | None = None, bench_config: BenchConfig | None = N
         result.timings_s["compile_s"] = time.perf_counter() - t0
         result.files |= {"program": str(program_path), "compile_report": str(report)}
         t0 = time.perf_counter()
-        record = run_calibration(bench, "all", program=program, program_path=program_path,
-                                 out_dir=out / "calibrations")
+        with tqdm(total=100, desc="calibrate", disable=not progress, leave=False) as bar:
+
+            def step(fraction: float, message: str) -> None:
+                bar.n = round(100 * fraction)
+                bar.set_postfix_str(message[:60])
+                bar.refresh()
+
+            record = run_calibration(bench, "all", program=program, program_path=program_path,
+                                     out_dir=out / "calibrations", progress=step)
         result.timings_s["calibrate_s"] = time.perf_counter() - t0
         result.files["calibration"] = str(getattr(record, "path", ""))
         setup = prepare(bench, s_path, record=record, program=program_path)
