@@ -13,6 +13,21 @@ import numpy as np  # noqa: E402
 from lab4f.calibration.record import CalibrationRecord  # noqa: E402
 
 
+def _corrected(record: CalibrationRecord, captured: np.ndarray) -> np.ndarray:
+    """The recorded channel correction (filter, or gain for old records) + offset applied to (B, C, N, N)."""
+    import torch
+    import torch.nn.functional as F
+
+    offset = np.asarray(record.channel_offset)[None, :, None, None]
+    filt = record.channel_filter
+    if filt is None:
+        return np.asarray(record.channel_gain)[None, :, None, None] * captured + offset
+    k = filt.shape[-1]
+    weight = torch.from_numpy(np.asarray(filt, np.float64))[:, None]
+    out = F.conv2d(torch.from_numpy(np.asarray(captured, np.float64)), weight, padding=k // 2, groups=filt.shape[0])
+    return out.numpy() + offset
+
+
 def write_plots(record: CalibrationRecord, out_dir: str | Path) -> list[Path]:
     """One PNG per available step; returns the paths written."""
     out = Path(out_dir)
@@ -54,9 +69,10 @@ def write_plots(record: CalibrationRecord, out_dir: str | Path) -> list[Path]:
     if gains is not None:
         cap, dig = gains.arrays["captured_sample"], gains.arrays["digital_sample"]
         chans = cap.shape[1]
+        fitted = _corrected(record, cap)
         fig, axs = plt.subplots(1, chans, figsize=(3 * chans, 3), squeeze=False)
         for c in range(chans):
-            pred = record.channel_gain[c] * cap[:, c].ravel() + record.channel_offset[c]
+            pred = fitted[:, c].ravel()
             axs[0, c].plot(dig[:, c].ravel(), pred, ",", alpha=0.5)
             axs[0, c].set_title(f"ch {c}: R² {record.channel_r2[c]:.3f}")
             axs[0, c].set_xlabel("digital")
@@ -64,7 +80,7 @@ def write_plots(record: CalibrationRecord, out_dir: str | Path) -> list[Path]:
         save(fig, "channel_fits.png")
         fig, axs = plt.subplots(1, chans, figsize=(3 * chans, 3), squeeze=False)
         for c in range(chans):
-            res = record.channel_gain[c] * cap[0, c] + record.channel_offset[c] - dig[0, c]
+            res = fitted[0, c] - dig[0, c]
             im = axs[0, c].imshow(res, cmap="RdBu")
             fig.colorbar(im, ax=axs[0, c])
             axs[0, c].set_title(f"ch {c} residual")

@@ -93,8 +93,16 @@ class CalibrationRecord:
         return self._array("tiles", f"tile_shifts/{frame}")
 
     @property
+    def channel_filter(self) -> np.ndarray | None:
+        """Per-channel FIR filter (C, k, k): digital ≈ channel_filter ⋆ extractor features + channel_offset.
+
+        Pass it as ``FeatureExtractor(channel_filter=...)``; None for records from before the filter (gain only).
+        """
+        return self._array("gains", "channel_filter")
+
+    @property
     def channel_gain(self) -> np.ndarray | None:
-        """digital ≈ channel_gain · (k⁺ tile − k⁻ tile) + channel_offset, per channel (C,)."""
+        """Scalar gain per channel (C,): the filter's sum (for readers that cannot apply the filter)."""
         return self._array("gains", "channel_gain")
 
     @property
@@ -103,6 +111,7 @@ class CalibrationRecord:
 
     @property
     def channel_r2(self) -> np.ndarray | None:
+        """R² per channel on the calibration images held out of the fit."""
         return self._array("gains", "channel_r2")
 
     def summary(self) -> dict[str, Any]:

@@ -138,3 +138,31 @@ def test_a_list_of_frames_gives_the_same_features_as_a_stack(bank: KernelBank) -
     ex = FeatureExtractor.for_program(prog, PlaneToCamera.identity(CAMERA), CAMERA, dark=rng.random(CAMERA),
                                       flat=0.9 + 0.2 * rng.random(CAMERA))
     torch.testing.assert_close(ex(list(frames)), ex(frames), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("multiplex", ["never", "always"])
+def test_channel_filter_is_a_depthwise_correlation_after_k_plus_minus_k_minus(bank: KernelBank, multiplex: str) -> None:
+    """feature = filter ⋆ (k⁺ − k⁻ features) + offset, zero padded, with the dark frame still subtracted."""
+    prog = program(bank, multiplex)
+    imgs = images()
+    clean = place_identity(planes(prog, imgs), CAMERA)
+    dark = 100 + 5 * np.random.default_rng(0).random(CAMERA)
+    frames = (clean + dark).astype(np.float32)
+    frames = frames if multiplex == "always" else frames[:, 0]
+    filt = np.random.default_rng(1).normal(size=(4, 3, 3))
+    offset = np.array([0.0, 0.1, -0.2, 0.3])
+    ex = FeatureExtractor.for_program(prog, PlaneToCamera.identity(CAMERA), CAMERA, dark=dark,
+                                      channel_gain=np.full(4, 7.0), channel_offset=offset, channel_filter=filt)
+    got = ex(frames)
+    plain = prog.simulate(imgs).double()
+    ref = torch.nn.functional.conv2d(plain, torch.from_numpy(filt)[:, None], padding=1, groups=4)
+    ref = ref + torch.from_numpy(offset).view(1, -1, 1, 1)
+    # float32 frames: plane intensities of ~0.1 on a 100-count dark keep ~5 digits; channel_gain is ignored
+    assert float((got.double() - ref).abs().max() / ref.abs().max()) < 1e-3
+    delta = np.zeros((4, 1, 1))
+    delta[:] = 1.0  # a 1×1 filter of ones is the plain extractor
+    same = FeatureExtractor.for_program(prog, PlaneToCamera.identity(CAMERA), CAMERA, dark=dark, channel_filter=delta)
+    base = FeatureExtractor.for_program(prog, PlaneToCamera.identity(CAMERA), CAMERA, dark=dark)(frames)
+    assert float((same(frames) - base).abs().max() / base.abs().max()) < 1e-4
+    with pytest.raises(ConfigError, match="channel_filter"):
+        FeatureExtractor.for_program(prog, PlaneToCamera.identity(CAMERA), CAMERA, channel_filter=np.ones((4, 2, 2)))

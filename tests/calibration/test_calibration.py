@@ -13,6 +13,7 @@ from lab4f.bench.config import BenchConfig, DeviceConfig
 from lab4f.bench.devices import Bench
 from lab4f.calibration import (
     CalibrationRecord,
+    channel_gain_step,
     check_frame,
     fourier_step,
     latest_record,
@@ -83,13 +84,16 @@ def test_fourier_tiles_gains_and_record_round_trip(calibrated):
     assert record.tile_shifts(0).shape == (len(program.frames[0].layout.tiles), 2)
     assert np.max(np.abs(record.tile_shifts(0))) < 1.0
     r2 = record.channel_r2
-    print("channel R² with noise:", np.round(r2, 4))
-    assert r2.shape == (4,) and np.all(r2 > 0.8)
+    print("held-out channel R² with noise (3×3 filter):", np.round(r2, 4))
+    assert r2.shape == (4,) and np.all(r2 > 0.9)  # measured 0.931..0.974 (seed 3)
+    assert record.channel_filter.shape == (4, 3, 3)
+    np.testing.assert_allclose(record.channel_gain, record.channel_filter.sum(axis=(1, 2)))
     assert 0.5 < record.steps["camera"].quality["peak_fraction"] < 0.8
     loaded = CalibrationRecord.load(record.path, bench)
     np.testing.assert_array_equal(loaded.dark, record.dark)
     np.testing.assert_allclose(loaded.registration.to_array(), record.registration.to_array())
     np.testing.assert_allclose(loaded.channel_gain, record.channel_gain)
+    np.testing.assert_allclose(loaded.channel_filter, record.channel_filter)
     assert loaded.exposure_s == record.exposure_s
     assert latest_record(out).path == record.path
 
@@ -149,3 +153,44 @@ def test_saturated_and_dark_frames_say_what_to_do():
             check_frame(frame, cam, np.full(cam.shape, 100.0, np.float32), "test")
         with pytest.raises(CalibrationError, match="too dark.*light source"):
             check_frame(np.full(cam.shape, 101.0, np.float32), cam, np.full(cam.shape, 100.0, np.float32), "test")
+
+
+def _noise_free_fit(bench, program, record, filter_size: int, crosstalk_sigma_px: float) -> np.ndarray:
+    """Held-out R² per channel of step 7 on the calibrated bench with camera noise off (settings restored)."""
+    cam, slm = bench.camera.settings, bench.slm.settings
+    noise, sigma = cam.noise, slm.crosstalk_sigma_px
+    cam.noise, slm.crosstalk_sigma_px = False, crosstalk_sigma_px
+    try:
+        shifts = [record.tile_shifts(i) for i in range(len(program.frames))]
+        result = channel_gain_step(bench, program, record.registration, shifts, dark=record.dark,
+                                   flat=record.flat, filter_size=filter_size)
+    finally:
+        cam.noise, slm.crosstalk_sigma_px = noise, sigma
+    return result.arrays["channel_r2"]
+
+
+@pytest.mark.slow
+def test_channel_r2_without_noise(calibrated):
+    """Noise off, the misregistered camera (3°, ×1.04), 48 digits with every second one held out.
+
+    Measured (held-out R², min / median): scalar gain 0.882 / 0.915; 3×3 filter 0.935 / 0.966 with the default
+    crosstalk (σ 0.5 px) and 0.946 / 0.970 without. The rest is the camera path's spatially varying resampling:
+    the same ideal SLM gives 0.998 on an aligned camera (0°, ×1.0) and 0.938 at 3° with ×1.0, which no
+    shift-invariant filter undoes.
+    """
+    bench, program, record, _ = calibrated
+    scalar = _noise_free_fit(bench, program, record, 1, 0.5)
+    filt = _noise_free_fit(bench, program, record, 3, 0.5)
+    clean = _noise_free_fit(bench, program, record, 3, 0.0)
+    print("noise-free held-out R²: scalar", np.round(scalar, 4), "3×3", np.round(filt, 4),
+          "3×3 no crosstalk", np.round(clean, 4))
+    assert np.min(filt) > 0.92 and np.median(filt) > 0.95
+    assert np.min(clean) > 0.93
+    assert np.min(filt) > np.min(scalar) + 0.03  # the filter, not a gain, is what recovers the blur
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="issue 4 asks R² ≥ 0.99 without noise; the 3° camera path gives min 0.946")
+def test_issue_requirement_channel_r2_099_without_noise(calibrated):
+    bench, program, record, _ = calibrated
+    assert np.min(_noise_free_fit(bench, program, record, 3, 0.0)) >= 0.99
