@@ -63,7 +63,7 @@ def finetune_backend(
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         acc = accuracy(model, val_features, val_labels)
         history.append({"epoch": epoch + 1, "loss": total / len(order), "val_accuracy": acc})
         if acc > best:
