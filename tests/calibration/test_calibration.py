@@ -194,3 +194,18 @@ def test_channel_r2_without_noise(calibrated):
 def test_issue_requirement_channel_r2_099_without_noise(calibrated):
     bench, program, record, _ = calibrated
     assert np.min(_noise_free_fit(bench, program, record, 3, 0.0)) >= 0.99
+
+
+@pytest.mark.slow
+def test_calibration_show_writes_the_plots(calibrated, tmp_path):
+    """`lab4f calibration show FOLDER` on the fixture's record: summary and four non-trivial PNGs."""
+    import argparse
+
+    from lab4f.commands.calibrate import run_show
+
+    _, _, record, out = calibrated
+    result = run_show(argparse.Namespace(record=out, plots=tmp_path / "plots", json=True))
+    names = sorted(p.name for p in (tmp_path / "plots").iterdir())
+    assert names == ["channel_fits.png", "phase_response.png", "registration.png", "residual_maps.png"]
+    assert len(result["plots"]) == 4 and all((tmp_path / "plots" / n).stat().st_size > 10_000 for n in names)
+    assert result["path"] == str(record.path) and set(result["steps"]) >= {"fourier", "phase", "gains"}
