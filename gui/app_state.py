@@ -1,4 +1,4 @@
-"""What the panels share, owned by the GUI thread: model, program, calibration and the test images."""
+"""What the panels share, owned by the GUI thread: model, program, calibration record and the test images."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from PySide6 import QtCore
 
-from lab4f.gui.calibration_steps import CalibrationState
+from lab4f.calibration import CalibrationRecord
 
 
 class AppState(QtCore.QObject):
@@ -24,8 +24,7 @@ class AppState(QtCore.QObject):
         self.checkpoint: Loaded | None = None
         self.program: Any = None  # OpticalProgram, compiled and uploaded
         self.program_path: str | None = None
-        self.calibration = CalibrationState()
-        self.calibration_path: str | None = None
+        self.calibration: CalibrationRecord | None = None  # the record in use (run here or loaded)
         self.camera_shape: tuple[int, int] | None = None
 
 

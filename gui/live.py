@@ -1,15 +1,11 @@
-"""Qt-free live-inference engine the GUI workers drive: a bounded newest-wins frame queue, feature
-extraction + back end on batches, the digital reference, and the counters the Inference panel shows.
-
-Stand-in until ``lab4f.bench.stream.Pipeline`` lands; it uses the same core pieces (FeatureExtractor,
-the student's back end) so swapping it for the pipeline changes no panel.
+"""Qt-free glue between the GUI and the streaming core: the newest frame for the live view, and a live run
+(:class:`lab4f.bench.stream.Pipeline` around a :class:`lab4f.bench.hybrid.HybridSetup`) whose running
+accuracies the Inference panel reads and which is recorded through :func:`lab4f.bench.run.save_run`.
 """
 
 from __future__ import annotations
 
-import collections
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,53 +13,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from lab4f.bench.extract import FeatureExtractor
-from lab4f.storage import atomic_h5, write_json_attr
+from lab4f.bench.hybrid import HybridSetup
+from lab4f.bench.run import RunResult, save_run
+from lab4f.bench.stream import Pipeline, StreamStats
 
-RUN_SCHEMA = 1
-
-
-@dataclass
-class Acquired:
-    """One camera frame with the input shown for it (label -1 when unknown) and its acquisition time."""
-
-    index: int
-    frame: np.ndarray
-    image: np.ndarray
-    label: int
-    t_acquired_s: float
-
-
-class FrameQueue:
-    """Bounded queue between acquisition and inference; `live` policy: the newest frame wins, drops counted."""
-
-    def __init__(self, capacity: int = 8) -> None:
-        self._items: collections.deque[Acquired] = collections.deque()
-        self._capacity = capacity
-        self._lock = threading.Lock()
-        self.acquired = 0
-        self.dropped = 0
-
-    def put(self, item: Acquired) -> None:
-        with self._lock:
-            self.acquired += 1
-            if len(self._items) >= self._capacity:
-                self._items.popleft()
-                self.dropped += 1
-            self._items.append(item)
-
-    def take(self, max_items: int) -> list[Acquired]:
-        with self._lock:
-            n = min(max_items, len(self._items))
-            return [self._items.popleft() for _ in range(n)]
-
-    def depth(self) -> int:
-        with self._lock:
-            return len(self._items)
+SAMPLE_FRAMES = 4  # raw camera frames kept for the run file
 
 
 class LatestFrame:
-    """The newest camera frame, written by the device thread and read by the GUI's draw timer."""
+    """The newest camera frame, written by the acquisition thread and read by the GUI's draw timer."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -80,78 +38,127 @@ class LatestFrame:
             return self._frame, self.count
 
 
-@dataclass
-class RunStats:
-    """Running counters of one live-inference run."""
+def camera_pipeline(bench: Any, latest: LatestFrame, device_lock: Any, capacity: int = 4) -> Pipeline:
+    """Live view only: grab as fast as the camera delivers; frames go to ``latest``, nothing is processed."""
+    camera = bench.camera
 
-    processed: int = 0
+    def acquire() -> tuple[int, np.ndarray]:
+        with device_lock:
+            frame = np.asarray(camera.get_image())
+        latest.put(frame)
+        return int(getattr(camera, "last_frame_index", latest.count)), frame
+
+    return Pipeline(acquire, lambda frames: [None] * len(frames), policy="live", capacity=capacity,
+                    batch_size=capacity, stack=False)
+
+
+@dataclass
+class Tally:
+    """Running counts over the results read so far (the GUI thread owns it)."""
+
+    read: int = 0
     labelled: int = 0
     optical_correct: int = 0
     digital_correct: int = 0
     agree: int = 0
-    latencies_s: collections.deque = field(default_factory=lambda: collections.deque(maxlen=500))
-    t_start_s: float = field(default_factory=time.perf_counter)
-    predictions: list[tuple[int, int, int, int]] = field(default_factory=list)  # (index, label, optical, digital)
+    last: dict[str, Any] | None = None
 
-    def as_dict(self, queue: FrameQueue) -> dict[str, Any]:
-        elapsed = max(time.perf_counter() - self.t_start_s, 1e-9)
-        lat = np.asarray(self.latencies_s, dtype=np.float64) * 1e3
-        return {
-            "acquired": queue.acquired, "processed": self.processed, "dropped": queue.dropped,
-            "queue_depth": queue.depth(), "fps": self.processed / elapsed,
-            "latency_p50_ms": float(np.percentile(lat, 50)) if lat.size else float("nan"),
-            "latency_p95_ms": float(np.percentile(lat, 95)) if lat.size else float("nan"),
-            "optical_accuracy": self.optical_correct / self.labelled if self.labelled else float("nan"),
-            "digital_accuracy": self.digital_correct / self.labelled if self.labelled else float("nan"),
-            "agreement": self.agree / self.processed if self.processed else float("nan"),
+
+@dataclass
+class LiveRun:
+    """A live-inference run: the feed's inputs shown in turn, frames through features + back end + softmax.
+
+    The digital reference is the student on the same inputs, computed once for the whole feed at start.
+    """
+
+    setup: HybridSetup
+    images: np.ndarray  # (N, h, w) in [0, 1]
+    labels: np.ndarray  # (N,), −1 where unknown
+    latest: LatestFrame
+    device_lock: Any = field(default_factory=threading.RLock)  # held while showing and grabbing
+    checkpoint: str | None = None
+    capacity: int = 8
+    batch_size: int = 8
+    back: torch.nn.Module = field(init=False)
+    pipeline: Pipeline = field(init=False)
+    digital_probs: np.ndarray = field(init=False)
+    tally: Tally = field(default_factory=Tally, init=False)
+    _samples: list[np.ndarray] = field(default_factory=list, init=False)
+    _position: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        student = self.setup.student.eval()
+        self.back = student.back
+        with torch.no_grad():
+            x = torch.from_numpy(self.images[:, None].astype(np.float32))
+            self.digital_probs = torch.softmax(student(x), dim=1).numpy()
+        single = len(self.setup.program.frames) == 1
+        camera = self.setup.bench.camera
+
+        def acquire() -> tuple[int, np.ndarray, int]:
+            k = self._position % len(self.images)
+            with self.device_lock:
+                frames = self.setup.grab(self.images[k])
+            self.latest.put(frames[0])
+            if len(self._samples) < SAMPLE_FRAMES:
+                self._samples.append(frames[0].copy())
+            # the camera's own counter reveals frames it lost; time-multiplexed runs count inputs
+            index = int(getattr(camera, "last_frame_index", self._position)) if single else self._position
+            self._position += 1
+            return index, frames, k
+
+        self.pipeline = Pipeline(acquire, self.process, policy="live", capacity=self.capacity,
+                                 batch_size=self.batch_size)
+
+    def process(self, frames: np.ndarray) -> list[np.ndarray]:
+        """(B, F, H, W) camera frames → class probabilities of the optical path, one row per frame."""
+        with torch.no_grad():
+            return list(torch.softmax(self.back(self.setup.features(frames)), dim=1).numpy())
+
+    def start(self) -> LiveRun:
+        self.pipeline.start()
+        return self
+
+    def stop(self) -> None:
+        self.pipeline.stop()
+
+    def poll(self) -> dict[str, Any]:
+        """Counters now: the pipeline's stats plus running accuracies over the results since the last poll."""
+        stats: StreamStats = self.pipeline.stats()
+        t = self.tally
+        new = self.pipeline.results[t.read :]  # the consumer only appends: a slice is a consistent prefix
+        t.read += len(new)
+        for _, k, probs in new:
+            optical, digital, label = int(np.argmax(probs)), int(np.argmax(self.digital_probs[k])), int(self.labels[k])
+            t.agree += optical == digital
+            if label >= 0:
+                t.labelled += 1
+                t.optical_correct += optical == label
+                t.digital_correct += digital == label
+        if new:
+            _, k, probs = new[-1]
+            t.last = {"image": self.images[k], "label": int(self.labels[k]), "optical_probs": probs,
+                      "digital_probs": self.digital_probs[k], "input": k}
+        nan = float("nan")
+        return stats.to_dict() | {
+            "optical_accuracy": t.optical_correct / t.labelled if t.labelled else nan,
+            "digital_accuracy": t.digital_correct / t.labelled if t.labelled else nan,
+            "agreement": t.agree / t.read if t.read else nan, "last": t.last,
         }
 
+    def result(self) -> RunResult:
+        """The run so far as the core's RunResult (what `lab4f run` saves), sampled features included."""
+        summary = self.pipeline.summary()
+        done = np.array([k for _, k, _ in summary.results], dtype=np.int64)
+        optical = np.stack([p for _, _, p in summary.results]) if len(done) else np.zeros((0, 1), np.float32)
+        digital = self.digital_probs[done] if len(done) else np.zeros((0, 1), np.float32)
+        samples = np.stack(self._samples) if self._samples else np.zeros((0,), np.float32)
+        features = np.zeros((0,), np.float32)
+        if len(self._samples) and len(self.setup.program.frames) == 1:
+            with torch.no_grad():
+                features = self.setup.features(samples[:, None]).numpy()
+        return RunResult(done, self.labels[done], optical, digital, summary, samples, features,
+                         {"source": "gui live run", "inputs": int(len(self.images))})
 
-class LiveInference:
-    """Frames → features (calibrated extractor) → back end → probabilities, beside the digital student."""
-
-    def __init__(self, model: torch.nn.Module, extractor: FeatureExtractor, queue: FrameQueue,
-                 max_batch: int = 16) -> None:
-        self.model, self.extractor, self.queue, self.max_batch = model.eval(), extractor, queue, max_batch
-        self.stats = RunStats()
-        self.last: dict[str, Any] | None = None
-
-    @torch.no_grad()
-    def step(self) -> int:
-        """Process whatever is queued (up to one batch); returns how many frames were processed."""
-        items = self.queue.take(self.max_batch)
-        if not items:
-            return 0
-        frames = np.stack([it.frame for it in items])
-        optical = torch.softmax(self.model.back(self.extractor(frames)), dim=1)
-        images = torch.from_numpy(np.stack([it.image for it in items])[:, None].astype(np.float32))
-        digital = torch.softmax(self.model(images), dim=1)
-        now = time.perf_counter()
-        s = self.stats
-        for k, it in enumerate(items):
-            p_opt, p_dig = int(optical[k].argmax()), int(digital[k].argmax())
-            s.processed += 1
-            s.agree += p_opt == p_dig
-            if it.label >= 0:
-                s.labelled += 1
-                s.optical_correct += p_opt == it.label
-                s.digital_correct += p_dig == it.label
-            s.latencies_s.append(now - it.t_acquired_s)
-            s.predictions.append((it.index, it.label, p_opt, p_dig))
-        last = items[-1]
-        self.last = {"image": last.image, "label": last.label, "optical_probs": optical[-1].numpy(),
-                     "digital_probs": digital[-1].numpy(), "index": last.index}
-        return len(items)
-
-    def save_run(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
-        """Predictions, labels and the counters of this run as HDF5 (atomic)."""
-        path = Path(path)
-        rows = np.asarray(self.stats.predictions, dtype=np.int64).reshape(-1, 4)
-        with atomic_h5(path, "gui-live-run", RUN_SCHEMA) as f:
-            f.create_dataset("index", data=rows[:, 0])
-            f.create_dataset("labels", data=rows[:, 1])
-            f.create_dataset("optical_predictions", data=rows[:, 2])
-            f.create_dataset("digital_predictions", data=rows[:, 3])
-            write_json_attr(f, "metrics", self.stats.as_dict(self.queue))
-            write_json_attr(f, "context", extra or {})
-        return path
+    def save(self, path: str | Path) -> Path:
+        return save_run(path, self.result(), self.setup, checkpoint=self.checkpoint)

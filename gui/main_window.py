@@ -13,7 +13,7 @@ from lab4f.gui.panels.inference_panel import InferencePanel
 from lab4f.gui.panels.kernels_panel import KernelsPanel
 from lab4f.gui.panels.live_panel import LivePanel
 from lab4f.gui.views import status_label
-from lab4f.gui.workers import ADVICE, BenchWorker, InferenceWorker, Worker, start_in_thread
+from lab4f.gui.workers import ADVICE, BenchWorker, Worker, start_in_thread
 
 ORGANISATION, APPLICATION = "lab4f", "lab4f-gui"
 SETTINGS_VERSION = 1
@@ -30,14 +30,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.notes: list[str] = []
         self.state = AppState()
         self.bench_worker = BenchWorker(None)
-        self.jobs, self.inference = Worker(), InferenceWorker()
-        self.threads = [start_in_thread(self.bench_worker, "lab4f-devices"), start_in_thread(self.jobs, "lab4f-jobs"),
-                        start_in_thread(self.inference, "lab4f-inference")]
+        self.jobs = Worker()
+        self.threads = [start_in_thread(self.bench_worker, "lab4f-devices"), start_in_thread(self.jobs, "lab4f-jobs")]
         self.bench_panel = BenchPanel(self.bench_worker)
         self.calibration_panel = CalibrationPanel(self.state, self.bench_worker)
         self.kernels_panel = KernelsPanel(self.state, self.bench_worker, self.jobs)
         self.live_panel = LivePanel(self.state, self.bench_worker)
-        self.inference_panel = InferencePanel(self.state, self.bench_worker, self.inference)
+        self.inference_panel = InferencePanel(self.state, self.bench_worker)
         self.docks: dict[str, QtWidgets.QDockWidget] = {}
         area = QtCore.Qt.DockWidgetArea
         for name, panel, where in (("Bench", self.bench_panel, area.LeftDockWidgetArea),
@@ -55,7 +54,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.docks["Bench"].raise_()
         self.status_line = status_label("ready")
         self.statusBar().addWidget(self.status_line, 1)
-        for w in (self.bench_worker, self.jobs, self.inference):
+        for w in (self.bench_worker, self.jobs):
             w.failed.connect(self.on_failed)
         self.bench_worker.state.connect(self._on_bench_state)
         self.state.status.connect(self.show_status)
@@ -129,16 +128,17 @@ class MainWindow(QtWidgets.QMainWindow):
             s.setValue("bench/config", self.bench_worker.config_path)
         if self.state.checkpoint is not None:
             s.setValue("kernels/checkpoint", self.state.checkpoint.path)
-        if self.state.calibration_path:
-            s.setValue("calibration/record", self.state.calibration_path)
+        record = self.state.calibration
+        if record is not None and record.path is not None:
+            s.setValue("calibration/record", str(record.path))
         s.sync()
 
     # -- shutdown ----------------------------------------------------------------------------------
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802 — Qt's name
         self.save_settings()
         self.live_panel.timer.stop()
+        self.inference_panel.timer.stop()
         self.bench_worker.cancel.set()  # a running calibration step stops at its next check
-        self.inference.finish(self.inference.stop)
         self.bench_worker.finish(self.bench_worker.shutdown)
         self.jobs.finish(lambda: None)
         for thread in self.threads:

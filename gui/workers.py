@@ -1,6 +1,7 @@
-"""Worker objects, each living in its own QThread: the device thread (owns the Bench and every device),
-the job thread (checkpoint loading) and the inference thread. The GUI never calls them directly: it
-`submit`s a callable that runs in the worker's thread, and results come back as queued signals.
+"""Worker objects, each living in its own QThread: the device thread (owns the Bench and every device,
+runs calibration and starts/stops the streaming pipeline) and the job thread (checkpoint loading). The GUI
+never calls them directly: it `submit`s a callable that runs in the worker's thread, and results come back
+as queued signals. Acquisition and inference run in :class:`lab4f.bench.stream.Pipeline`'s own threads.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from PySide6 import QtCore
 
 from lab4f.bench.config import load_bench_config
 from lab4f.bench.devices import ROLES, Bench, build_device, identity_of
-from lab4f.errors import CalibrationCancelled, DeviceError, Lab4fError, SafetyLimitError
-from lab4f.gui.live import Acquired, FrameQueue, LatestFrame, LiveInference
+from lab4f.bench.stream import Pipeline
+from lab4f.calibration import CalibrationRecord, resolve_steps, run_calibration
+from lab4f.errors import CalibrationCancelled, DeviceError, Lab4fError
+from lab4f.gui.live import LatestFrame, LiveRun, camera_pipeline
 
 #: What to do when a device of this role fails (shown under the error).
 ADVICE = {
@@ -84,30 +87,33 @@ def start_in_thread(worker: Worker, name: str) -> QtCore.QThread:
 
 
 class BenchWorker(Worker):
-    """Owns the Bench: every device call happens in this thread, and so does the acquisition loop."""
+    """Owns the Bench: device calls, calibration, and the start/stop of the streaming pipeline happen here."""
 
     state = QtCore.Signal(dict)
-    progress = QtCore.Signal(str, float, str)
+    progress = QtCore.Signal(str, float, str)  # step, fraction of that step, message
     streaming = QtCore.Signal(bool)
+    run_ended = QtCore.Signal(dict)  # stop reason, error, processed, record path
 
     def __init__(self, config_path: str | None = None) -> None:
         super().__init__()
         self.config_path = config_path
         self.bench = Bench(load_bench_config(config_path))
         self.latest = LatestFrame()
-        self.queue: FrameQueue | None = None
-        self.feed: tuple[np.ndarray, np.ndarray] | None = None  # images (N, h, w) in [0, 1], labels (N,)
+        self.device_lock = threading.RLock()  # the pipeline's acquisition thread holds it while grabbing
+        self.view: Pipeline | None = None  # live view only
+        self.run: LiveRun | None = None  # live inference
+        self.record_path: str | None = None
         self.cancel = threading.Event()
-        self._timer: QtCore.QTimer | None = None
-        self._feed_index = 0
         self.uploaded_phase: np.ndarray | None = None
+        self._watch: QtCore.QTimer | None = None
+        self._torch_threads = 1
 
     # -- device lifecycle (run in the worker thread through submit) ----------------------------------
     def open_config(self, path: str | None) -> dict[str, Any]:
         self.stop_stream()
         config = load_bench_config(path)  # a bad file raises before the current bench is touched
         self.bench.close()
-        self.bench, self.config_path = Bench(config), path
+        self.bench, self.config_path, self.uploaded_phase = Bench(config), path, None
         return self.emit_state()
 
     def connect_device(self, role: str | None = None) -> dict[str, Any]:
@@ -129,7 +135,7 @@ class BenchWorker(Worker):
             self.bench.close()
             return self.emit_state()
         for r in (*DEPENDENTS.get(role, ()), role):
-            if r == "camera":
+            if r in ("camera", "display", "slm"):
                 self.stop_stream()
             device = self.bench.devices.pop(r, None)
             close = getattr(device, "close", None)
@@ -151,114 +157,194 @@ class BenchWorker(Worker):
                 entry["identity"] = ", ".join(f"{k}={v}" for k, v in identity_of(dev).items() if v)
             devices[role] = entry
         st: dict[str, Any] = {"config": self.config_path or "(built-in simulated bench)",
-                              "name": self.bench.config.name,
-                              "devices": devices, "streaming": self._timer is not None and self._timer.isActive()}
+                              "name": self.bench.config.name, "devices": devices,
+                              "streaming": self.view is not None or self.run is not None}
         try:
-            if "camera" in self.bench.devices:
-                cam = self.bench.camera
-                st["camera"] = {"exposure_s": float(cam.get_exposure()), "shape": list(cam.shape),
-                                "gain": getattr(getattr(cam, "settings", None), "gain", None)}
-            if "light_source" in self.bench.devices:
-                ls = self.bench.light_source
-                st["light_source"] = {"power_mw": ls.power_mw, "on": ls.output_on,
-                                      "max_power_mw": ls.settings.max_power_mw}
-            if "shutter" in self.bench.devices:
-                st["shutter"] = {"open": self.bench.shutter.is_open}
+            with self.device_lock:
+                if "camera" in self.bench.devices:
+                    cam = self.bench.camera
+                    st["camera"] = {"exposure_s": float(cam.get_exposure()), "shape": list(cam.shape),
+                                    "gain": getattr(getattr(cam, "settings", None), "gain", None)}
+                if "light_source" in self.bench.devices:
+                    ls = self.bench.light_source
+                    st["light_source"] = {"power_mw": ls.power_mw, "on": ls.output_on,
+                                          "max_power_mw": ls.settings.max_power_mw}
+                if "shutter" in self.bench.devices:
+                    st["shutter"] = {"open": self.bench.shutter.is_open}
         except DeviceError as exc:
             self.failed.emit("bench", f"reading the device status failed: {exc}")
         self.state.emit(st)
         return st
 
-    # -- settings ----------------------------------------------------------------------------------
+    # -- settings (under the device lock: a running pipeline grabs from another thread) ---------------
     def set_exposure(self, exposure_s: float) -> dict[str, Any]:
-        self.bench.camera.set_exposure(exposure_s)
+        with self.device_lock:
+            self.bench.camera.set_exposure(exposure_s)
         return self.emit_state()
 
     def set_gain(self, gain: float) -> dict[str, Any]:
         settings = getattr(self.bench.camera, "settings", None)
         if settings is None or not hasattr(settings, "gain"):
             raise DeviceError("this camera driver offers no gain setting; adjust the exposure instead")
-        settings.gain = float(gain)
+        with self.device_lock:
+            settings.gain = float(gain)
         return self.emit_state()
 
     def set_power(self, power_mw: float) -> dict[str, Any]:
         try:
-            self.bench.light_source.power_mw = power_mw
+            with self.device_lock:
+                self.bench.light_source.power_mw = power_mw
         finally:
             self.emit_state()  # a refused setpoint shows the value the device really holds
         return {}
 
     def set_light(self, on: bool) -> dict[str, Any]:
-        ls = self.bench.light_source
-        ls.on() if on else ls.off()
+        with self.device_lock:
+            ls = self.bench.light_source
+            ls.on() if on else ls.off()
         return self.emit_state()
 
     def set_shutter(self, open_: bool) -> dict[str, Any]:
-        sh = self.bench.shutter
-        sh.open_shutter() if open_ else sh.close_shutter()
+        with self.device_lock:
+            sh = self.bench.shutter
+            sh.open_shutter() if open_ else sh.close_shutter()
         return self.emit_state()
 
     def upload_phase(self, phase: np.ndarray) -> np.ndarray:
-        self.bench.upload_phase(phase)
+        with self.device_lock:
+            self.bench.upload_phase(phase)
         self.uploaded_phase = np.asarray(phase)
         return self.uploaded_phase
 
-    # -- acquisition loop --------------------------------------------------------------------------
-    def start_stream(self, queue: FrameQueue | None = None,
-                     feed: tuple[np.ndarray, np.ndarray] | None = None) -> None:
-        """Grab frames as fast as the camera gives them; with a feed, show its images and queue the frames."""
-        self.bench.camera  # noqa: B018 — raises DeviceError with advice when not connected
-        self.queue, self.feed, self._feed_index = queue, feed, 0
-        if self._timer is None:
-            self._timer = QtCore.QTimer(self)
-            self._timer.setInterval(0)
-            self._timer.timeout.connect(self._tick)
-        self._timer.start()
+    # -- streaming ---------------------------------------------------------------------------------
+    def start_stream(self) -> None:
+        """Live view only: the pipeline's acquisition thread grabs as fast as the camera delivers."""
+        if self.view is not None or self.run is not None:
+            return
+        self.view = camera_pipeline(self.bench, self.latest, self.device_lock).start()
+        self._watch_streams()
+
+    def start_run(self, checkpoint: str, program_path: str, record: CalibrationRecord | None,
+                  images: np.ndarray, labels: np.ndarray, record_path: str | None = None) -> LiveRun:
+        """Live inference: check checkpoint/program/calibration belong together, upload, start the pipeline."""
+        import torch
+
+        from lab4f.bench.hybrid import prepare
+
+        self.stop_stream()
+        with self.device_lock:
+            setup = prepare(self.bench, checkpoint, record=record, program=program_path)
+        setup.calibration_path = getattr(record, "path", None)
+        self.uploaded_phase = setup.program.frames[0].phase
+        # small batches gain nothing from intra-op threads, which would take the GUI thread's core; restored at
+        # stop, because prepare()'s checkpoint/program hash check is exact and kernel_bank() rounds differently
+        # with another thread count
+        self._torch_threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        self.run = LiveRun(setup, images, labels, self.latest, self.device_lock, checkpoint=checkpoint).start()
+        self.record_path = record_path
+        self._watch_streams()
+        return self.run
+
+    def stop_stream(self) -> dict[str, Any]:
+        """Stop the live view or the run (recorded to file if asked at its start); returns how the run ended."""
+        was_active = self.view is not None or self.run is not None
+        ended: dict[str, Any] = {}
+        if self.view is not None:
+            view, self.view = self.view, None
+            view.stop()
+        if self.run is not None:
+            run, self.run = self.run, None
+            run.stop()
+            import torch
+
+            torch.set_num_threads(self._torch_threads)
+            s = run.pipeline.stats()
+            ended = {"stop_reason": s.stop_reason, "error": s.error, "processed": s.processed}
+            if self.record_path:
+                try:
+                    ended["record"] = str(run.save(self.record_path))
+                except (Lab4fError, OSError) as exc:
+                    self.failed.emit("inference", f"recording the run to {self.record_path} failed: {exc}")
+            self.run_ended.emit(ended)
+        if self._watch is not None:
+            self._watch.stop()
+        if was_active:
+            self.streaming.emit(False)
+        return ended
+
+    def _watch_streams(self) -> None:
+        if self._watch is None:
+            self._watch = QtCore.QTimer(self)
+            self._watch.setInterval(100)
+            self._watch.timeout.connect(self._check_streams)
+        self._watch.start()
         self.streaming.emit(True)
 
-    def stop_stream(self) -> None:
-        if self._timer is not None and self._timer.isActive():
-            self._timer.stop()
-            self.streaming.emit(False)
-        self.queue = self.feed = None
-
-    def _tick(self) -> None:
-        try:
-            image, label = None, -1
-            if self.feed is not None:
-                images, labels = self.feed
-                k = self._feed_index % len(images)
-                image, label = images[k], int(labels[k])
-                self.bench.show(image)
-            frame = self.bench.snap()
-        except Lab4fError as exc:
-            self.stop_stream()
-            self.failed.emit("camera", f"{type(exc).__name__}: {exc}")
-            self.emit_state()
+    def _check_streams(self) -> None:
+        """A pipeline that ended by itself (device fault, bug) is stopped here and its error reported."""
+        pipeline = self.run.pipeline if self.run is not None else self.view
+        if pipeline is None:
             return
-        self.latest.put(frame)
-        if self.queue is not None and image is not None:
-            self.queue.put(Acquired(self._feed_index, frame, image, label, time.perf_counter()))
-        self._feed_index += 1
+        s = pipeline.stats()
+        if s.running:
+            return
+        self.stop_stream()
+        if s.error:
+            self.failed.emit("camera" if s.stop_reason == "device_error" else "inference", s.error)
+            self.emit_state()
 
     # -- calibration -------------------------------------------------------------------------------
-    def run_steps(self, steps: list[tuple[str, Callable[..., None]]]) -> str:
-        """Run calibration steps `(name, fn(bench, progress, cancel))` in order; streaming pauses meanwhile."""
-        was_streaming = self._timer is not None and self._timer.isActive()
-        queue, feed = self.queue, self.feed
+    def calibrate(self, steps: str | list[str], program: Any = None, program_path: str | None = None,
+                  base: CalibrationRecord | None = None, out_dir: str | None = None) -> CalibrationRecord:
+        """`run_calibration` with per-step progress; the live view pauses meanwhile, a run is ended."""
+        names = resolve_steps(steps, program)  # a bad request is refused before anything stops
+        resume_view = self.view is not None
         self.stop_stream()
         self.cancel.clear()
+        last_emit = [0.0]
+
+        def progress(fraction: float, message: str) -> None:
+            step = message.split(":", 1)[0]
+            if step not in names:
+                return
+            own = min(max(fraction * len(names) - names.index(step), 0.0), 1.0)
+            now = time.perf_counter()
+            if own >= 1.0 or now - last_emit[0] > 0.05:  # ≤ 20 updates/s reach the GUI
+                last_emit[0] = now
+                self.progress.emit(step, own, message)
+
         try:
-            for name, fn in steps:
-                fn(self.bench, lambda f, m, n=name: self.progress.emit(n, float(f), m), self.cancel)
-                self.progress.emit(name, 1.0, "done")
+            record = run_calibration(self.bench, steps, program=program, program_path=program_path,
+                                     out_dir=out_dir, base=base, progress=progress, cancel=self.cancel)
         except CalibrationCancelled as exc:
             self.progress.emit("cancelled", 0.0, str(exc))
             raise
         finally:
-            if was_streaming:
-                self.start_stream(queue, feed)
-        return ", ".join(n for n, _ in steps)
+            if self.uploaded_phase is not None and "slm" in self.bench.devices:
+                self.bench.upload_phase(self.uploaded_phase)  # the steps left their own patterns on the SLM
+            if resume_view:
+                self.start_stream()
+        self.emit_state()
+        return record
+
+    def load_record(self, path: str) -> tuple[CalibrationRecord, str]:
+        """Read a record and put its exposure and phase LUT on the bench (when camera and SLM are connected)."""
+        record = CalibrationRecord.load(path)
+        note = ""
+        if self.bench.devices:
+            differ = record.check_identities(self.bench.info())
+            if differ:
+                note = f"measured with other devices ({', '.join(differ)}): calibrate this bench again. "
+        if {"camera", "slm"} <= set(self.bench.devices):
+            with self.device_lock:
+                record.apply(self.bench)
+                if self.uploaded_phase is not None:
+                    self.bench.upload_phase(self.uploaded_phase)  # through the record's phase LUT
+            self.emit_state()
+        else:
+            note += "Not applied to the bench yet: connect the camera and SLM, then load it again."
+        return record, note
 
     def shutdown(self) -> None:
         self.cancel.set()
@@ -266,59 +352,4 @@ class BenchWorker(Worker):
         self.bench.close()
 
 
-class InferenceWorker(Worker):
-    """Consumes the frame queue in batches (extraction + back end) and reports at most ~10 times a second."""
-
-    update = QtCore.Signal(dict)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.engine: LiveInference | None = None
-        self._timer: QtCore.QTimer | None = None
-        self._t_report = 0.0
-
-    def start(self, engine: LiveInference, torch_threads: int = 1) -> None:
-        """Small batches gain nothing from intra-op threads, which would starve the GUI thread of a core."""
-        import torch
-
-        torch.set_num_threads(torch_threads)
-        self.engine = engine
-        if self._timer is None:
-            self._timer = QtCore.QTimer(self)
-            self._timer.setInterval(1)
-            self._timer.timeout.connect(self._tick)
-        self._timer.start()
-
-    def stop(self, record_path: str | None = None, context: dict | None = None) -> dict[str, Any]:
-        if self._timer is not None:
-            self._timer.stop()
-        if self.engine is None:
-            return {}
-        self.engine.step()
-        result = self._report()
-        if record_path:
-            result["record"] = str(self.engine.save_run(record_path, context))
-        return result
-
-    def _tick(self) -> None:
-        if self.engine is None:
-            return
-        try:
-            self.engine.step()
-        except Lab4fError as exc:
-            self._timer.stop()
-            self.failed.emit("inference", f"{type(exc).__name__}: {exc}")
-            return
-        now = time.perf_counter()
-        if now - self._t_report > 0.1:
-            self._t_report = now
-            self._report()
-
-    def _report(self) -> dict[str, Any]:
-        assert self.engine is not None
-        out = self.engine.stats.as_dict(self.engine.queue) | {"last": self.engine.last, "t_s": time.perf_counter()}
-        self.update.emit(out)
-        return out
-
-
-__all__ = ["BenchWorker", "InferenceWorker", "Worker", "start_in_thread", "SafetyLimitError"]
+__all__ = ["ADVICE", "BenchWorker", "Worker", "start_in_thread"]

@@ -1,71 +1,101 @@
-"""Calibration panel: each step with a progress bar, Run and Cancel; the results drawn (registration
-overlay, per-channel fits); records loaded and saved, with their history."""
+"""Calibration panel: each step of :func:`lab4f.calibration.run_calibration` with a progress bar, Run and
+Cancel; the record drawn with pyqtgraph (phase response, registration overlay on the camera image,
+per-channel fit R², residual maps); records loaded, copied and listed from the calibration folder."""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
+import torch
+import torch.nn.functional as F
 from PySide6 import QtCore, QtWidgets
 
-from lab4f.gui import calibration_steps as cs
+from lab4f.calibration import STEP_ORDER, CalibrationRecord, list_records
+from lab4f.calibration.runner import NEEDS_PROGRAM
 from lab4f.gui.app_state import AppState
-from lab4f.gui.views import image_view, show_image
+from lab4f.gui.views import image_view, montage, show_image
 from lab4f.gui.workers import BenchWorker
 
-TITLES = {"dark": "Dark frame", "registration": "Display → camera registration",
-          "channel_gain": "Per-channel gain and offset"}
+TITLES = {"camera": "Camera: exposure, dark, flat", "fourier": "Fourier calibration (slmsuite)",
+          "phase": "SLM phase response (LUT)", "registration": "Display → camera registration",
+          "tiles": "Tile registration (program)", "gains": "Per-channel filter and offset (program)"}
+RESIDUAL_GAIN = 100.0  # registration residual vectors are drawn this many times longer
+
+
+def fitted_features(record: CalibrationRecord, captured: np.ndarray) -> np.ndarray:
+    """The record's channel correction on captured features (B, C, N, N): the extractor's depthwise filter
+    (or the scalar gain of records made before the filter) plus the offset."""
+    offset = np.asarray(record.channel_offset)[None, :, None, None]
+    filt = getattr(record, "channel_filter", None)
+    if filt is None:
+        return np.asarray(record.channel_gain)[None, :, None, None] * captured + offset
+    weight = torch.from_numpy(np.asarray(filt, np.float64))[:, None]
+    out = F.conv2d(torch.from_numpy(np.asarray(captured, np.float64)), weight, padding=filt.shape[-1] // 2,
+                   groups=filt.shape[0])
+    return out.numpy() + offset
 
 
 class CalibrationPanel(QtWidgets.QWidget):
-    """Steps run in the device thread on a copy of the current calibration; it replaces it when all succeed."""
+    """Runs happen in the device thread; each successful run saves a new record, which becomes the one in use."""
 
-    def __init__(self, state: AppState, worker: BenchWorker, folder: str = "calibrations", parent=None) -> None:  # noqa: ANN001
+    def __init__(self, state: AppState, worker: BenchWorker, folder: str | None = None, parent=None) -> None:  # noqa: ANN001
         super().__init__(parent)
-        self.state, self.worker, self.folder = state, worker, Path(folder)
+        self.state, self.worker, self._folder = state, worker, folder
         self.running = False
         layout = QtWidgets.QVBoxLayout(self)
         grid = QtWidgets.QGridLayout()
         self.bars: dict[str, QtWidgets.QProgressBar] = {}
         self.run_btns: dict[str, QtWidgets.QPushButton] = {}
-        for i, step in enumerate(cs.STEPS):
+        for i, step in enumerate(STEP_ORDER):
             grid.addWidget(QtWidgets.QLabel(TITLES[step]), i, 0)
             self.bars[step] = QtWidgets.QProgressBar(maximum=1000, textVisible=True)
+            self.bars[step].setFormat("–")
             grid.addWidget(self.bars[step], i, 1)
             self.run_btns[step] = QtWidgets.QPushButton("Run")
             self.run_btns[step].clicked.connect(lambda _=False, s=step: self.run([s]))
             grid.addWidget(self.run_btns[step], i, 2)
+        grid.setColumnStretch(1, 1)
         layout.addLayout(grid)
         row = QtWidgets.QHBoxLayout()
         self.run_all_btn = QtWidgets.QPushButton("Run all")
-        self.run_all_btn.clicked.connect(lambda: self.run(list(cs.STEPS)))
+        self.run_all_btn.clicked.connect(lambda: self.run("all"))
         self.cancel_btn = QtWidgets.QPushButton("Cancel")
         self.cancel_btn.setEnabled(False)
         self.cancel_btn.clicked.connect(self.cancel)
-        save_btn, load_btn = QtWidgets.QPushButton("Save record…"), QtWidgets.QPushButton("Load record…")
+        save_btn, load_btn = QtWidgets.QPushButton("Save copy…"), QtWidgets.QPushButton("Load record…")
         save_btn.clicked.connect(self._choose_save)
         load_btn.clicked.connect(self._choose_load)
         for w in (self.run_all_btn, self.cancel_btn, save_btn, load_btn):
             row.addWidget(w)
         layout.addLayout(row)
-        self.summary = QtWidgets.QLabel("not calibrated")
-        self.summary.setWordWrap(True)
+        self.summary = QtWidgets.QPlainTextEdit("not calibrated")
+        self.summary.setReadOnly(True)
+        self.summary.setMaximumHeight(110)
         layout.addWidget(self.summary)
-        plots = QtWidgets.QHBoxLayout()
-        self.reg_plot, self.reg_image = image_view("registration: fiducials (o measured, + fitted)")
+        plots = QtWidgets.QGridLayout()
+        self.phase_plot = pg.PlotWidget(title="SLM phase response")
+        self.phase_plot.setLabel("bottom", "gray level")
+        self.phase_plot.setLabel("left", "phase / 2π")
+        self.phase_curve = self.phase_plot.plot(pen=pg.mkPen("#1f77b4", width=2), symbol="o", symbolSize=4)
+        self.reg_plot, self.reg_image = image_view("registration (o measured, + fit, lines: residual ×100)")
         self.reg_points = pg.ScatterPlotItem(symbol="o", pen=pg.mkPen("c"), brush=None, size=10)
         self.reg_fit = pg.ScatterPlotItem(symbol="+", pen=pg.mkPen("m"), size=10)
-        self.reg_plot.addItem(self.reg_points)
-        self.reg_plot.addItem(self.reg_fit)
-        self.fit_plot = pg.PlotWidget(title="per-channel fit: digital vs captured feature")
-        self.fit_plot.addLegend(offset=(5, 5))
-        plots.addWidget(self.reg_plot)
-        plots.addWidget(self.fit_plot)
+        self.reg_resid = pg.PlotDataItem(pen=pg.mkPen("y", width=2), connect="pairs")
+        for item in (self.reg_points, self.reg_fit, self.reg_resid):
+            self.reg_plot.addItem(item)
+        self.r2_plot = pg.PlotWidget(title="per-channel fit R² (held-out images)")
+        self.r2_plot.setLabel("bottom", "channel")
+        self.r2_bars = pg.BarGraphItem(x=[], height=[], width=0.6, brush="#2ca02c")
+        self.r2_plot.addItem(self.r2_bars)
+        self.resid_plot, self.resid_image = image_view("residual maps (fitted − digital, image 0, per channel)")
+        for k, w in enumerate((self.phase_plot, self.reg_plot, self.r2_plot, self.resid_plot)):
+            w.setMinimumSize(180, 150)
+            plots.addWidget(w, k // 2, k % 2)
         layout.addLayout(plots, 1)
-        layout.addWidget(QtWidgets.QLabel("History (double-click to load):"))
+        layout.addWidget(QtWidgets.QLabel("History of this bench's records (double-click to use one):"))
         self.history = QtWidgets.QListWidget()
         self.history.setMaximumHeight(90)
         self.history.itemDoubleClicked.connect(lambda item: self.load(item.data(QtCore.Qt.ItemDataRole.UserRole)))
@@ -75,32 +105,28 @@ class CalibrationPanel(QtWidgets.QWidget):
         worker.failed.connect(self._on_failed)
         self.refresh_history()
 
+    @property
+    def folder(self) -> Path:
+        """Where runs save their records: the bench config's ``calibration_dir`` unless given."""
+        return Path(self._folder or self.worker.bench.config.calibration_dir).absolute()
+
     # -- running -----------------------------------------------------------------------------------
-    def run(self, steps: list[str]) -> None:
-        st = self.state
-        new = copy.copy(st.calibration)
-        phase = st.program.frames[0].phase if st.program is not None else None
-        funcs = {"dark": lambda b, p, c: cs.measure_dark(b, new, p, c),
-                 "registration": lambda b, p, c: cs.measure_registration(b, new, p, c, restore_phase=phase)}
-        if "channel_gain" in steps:
-            if st.checkpoint is None or st.program is None:
-                self.summary.setText("Per-channel gain needs a loaded checkpoint and an uploaded program: "
-                                     "use the Kernels panel first.")
-                return
-            ck, program = st.checkpoint, st.program
-            funcs["channel_gain"] = lambda b, p, c: cs.fit_channel_gain(b, new, p, c, ck.model, program,
-                                                                        ck.images[:24])
-        for s in steps:
+    def run(self, steps: str | list[str]) -> None:
+        """Run ``steps`` ('all' or names) in the device thread; tiles/gains use the uploaded program."""
+        st, names = self.state, list(STEP_ORDER) if steps == "all" else list(steps)
+        program, program_path = st.program, st.program_path
+        if program is None and steps != "all" and any(s in NEEDS_PROGRAM for s in names):
+            self.summary.setPlainText("Tile registration and channel fits need a compiled program: load a checkpoint "
+                                      "and Compile and upload it (Kernels panel) first.")
+            return
+        for s in names:
             self.bars[s].setValue(0)
+            needs = s in NEEDS_PROGRAM and program is None
+            self.bars[s].setFormat("skipped: no program uploaded" if needs else "waiting")
         self._set_running(True)
-        w = self.worker
-
-        def job() -> cs.CalibrationState:
-            w.run_steps([(s, funcs[s]) for s in steps])
-            new.bench = w.bench.info()
-            return new
-
-        w.submit(job, name="calibration", where="calibration")
+        w, base, out = self.worker, st.calibration, str(self.folder)
+        w.submit(lambda: w.calibrate(steps, program, program_path, base, out), name="calibration",
+                 where="calibration")
 
     def cancel(self) -> None:
         self.worker.cancel.set()  # a threading.Event: safe to set from the GUI thread
@@ -115,77 +141,114 @@ class CalibrationPanel(QtWidgets.QWidget):
     def _on_progress(self, step: str, fraction: float, message: str) -> None:
         if step in self.bars:
             self.bars[step].setValue(int(1000 * fraction))
-            self.bars[step].setFormat(f"{message} (%p %)")
+            self.bars[step].setFormat(f"{message[len(step) + 2:]} (%p %)")
         else:
-            self.summary.setText(message)
+            self.summary.setPlainText(message)
 
     @QtCore.Slot(str, object)
     def _on_done(self, name: str, result: Any) -> None:
         if name == "calibration":
             self._set_running(False)
-            self.apply(result)
+            self.use(result, f"calibration saved to {result.path}")
+            self.refresh_history()
+        elif name == "record_loaded":
+            record, note = result
+            self.use(record, f"calibration record {record.path} in use. {note}".strip())
 
     @QtCore.Slot(str, str)
     def _on_failed(self, where: str, message: str) -> None:
         if where == "calibration":
             self._set_running(False)
-            self.summary.setText(f"Calibration stopped: {message}")
+            for bar in self.bars.values():
+                if bar.value() < 1000 and bar.format() not in ("–",):
+                    bar.setFormat("stopped (%p %)")
+            self.summary.setPlainText(f"Calibration stopped: {message}")
+        elif where == "record":
+            self.summary.setPlainText(f"{message} The calibration in use is unchanged.")
 
-    def apply(self, new: cs.CalibrationState) -> None:
-        self.state.calibration = new
+    def use(self, record: CalibrationRecord, status: str) -> None:
+        """Make ``record`` the calibration in use and draw it."""
+        self.state.calibration = record
         self.state.calibration_changed.emit()
+        self.state.status.emit(status)
         self.draw()
 
     # -- drawing -----------------------------------------------------------------------------------
     def draw(self) -> None:
-        c = self.state.calibration
-        items = c.summary().items()
-        text = ", ".join(f"{k} = {np.round(v, 4) if isinstance(v, (float, list)) else v}" for k, v in items)
-        self.summary.setText(text or "not calibrated")
+        rec = self.state.calibration
+        if rec is None:
+            return
+        lines = [f"{rec.path.name if rec.path else '(not saved)'} · created {rec.created}"]
+        for name in STEP_ORDER:
+            if name in rec.steps:
+                r = rec.steps[name]
+                self.bars[name].setValue(1000)
+                self.bars[name].setFormat(f"done in {r.duration_s:.1f} s")
+                lines.append(f"{name}: {r.message}")
+        self.summary.setPlainText("\n".join(lines))
+        if rec.phase_response is not None:
+            levels, gamma = rec.phase_response
+            self.phase_curve.setData(np.asarray(levels, float), np.asarray(gamma, float))
+        self._draw_registration(rec)
+        gains = rec.steps.get("gains")
+        if gains is not None and rec.channel_r2 is not None:
+            r2 = np.nan_to_num(np.asarray(rec.channel_r2, float))
+            self.r2_bars.setOpts(x=np.arange(len(r2)), height=r2, width=0.6)
+            self.r2_plot.setYRange(min(0.8, float(r2.min()) - 0.02), 1.0)
+            cap, dig = gains.arrays.get("captured_sample"), gains.arrays.get("digital_sample")
+            if cap is not None and dig is not None and len(cap):
+                resid = fitted_features(rec, cap[:1])[0] - dig[0]
+                show_image(self.resid_image, montage(resid), levels=(-1.0, 1.0))
+
+    def _draw_registration(self, rec: CalibrationRecord) -> None:
         frame, _ = self.worker.latest.get()
-        if c.dark is not None or frame is not None:
-            show_image(self.reg_image, frame if frame is not None else c.dark)
-        if c.fiducials is not None and c.registration is not None:
-            pts = c.fiducials
-            self.reg_points.setData(pts[:, 2], pts[:, 3])
-            fit = c.registration.apply(pts[:, :2])
-            self.reg_fit.setData(fit[:, 0], fit[:, 1])
-        self.fit_plot.clear()
-        for ch, (x, y) in enumerate(c.fit_samples):
-            r2 = c.channel_r2[ch] if c.channel_r2 is not None else float("nan")
-            self.fit_plot.plot(x, y, pen=None, symbol="o", symbolSize=3, symbolPen=None,
-                               symbolBrush=pg.intColor(ch, len(c.fit_samples)), name=f"ch {ch}: R² {r2:.4f}")
+        background = frame if frame is not None else rec.flat if rec.flat is not None else rec.dark
+        if background is not None:
+            show_image(self.reg_image, background)
+        reg = rec.steps.get("registration")
+        if reg is None or rec.registration is None:
+            return
+        plane, cam = reg.arrays["fiducial_plane_xy"], reg.arrays["fiducial_camera_xy"]
+        fit = rec.registration.apply(plane)
+        self.reg_points.setData(cam[:, 0], cam[:, 1])
+        self.reg_fit.setData(fit[:, 0], fit[:, 1])
+        tips = fit + RESIDUAL_GAIN * (cam - fit)
+        pairs = np.stack([fit, tips], axis=1).reshape(-1, 2)
+        self.reg_resid.setData(pairs[:, 0], pairs[:, 1])
 
     # -- records -----------------------------------------------------------------------------------
-    def save(self, path: str | Path) -> Path:
-        path = cs.save_state(self.state.calibration, path)
-        self.state.calibration_path = str(path)
-        self.state.status.emit(f"calibration saved to {path}")
-        self.refresh_history()
-        return path
+    def save_copy(self, path: str | Path) -> Path | None:
+        """Write the record in use to another file (records are never overwritten)."""
+        rec = self.state.calibration
+        if rec is None:
+            self.summary.setPlainText("nothing to save: run or load a calibration first")
+            return None
+        copy = CalibrationRecord(rec.bench_info, rec.steps, rec.created, rec.program_path, rec.program_sha256)
+        try:
+            saved = copy.save(path)
+        except Exception as exc:  # an existing file, a read-only folder: say so, keep the window
+            self.summary.setPlainText(f"Cannot save {path}: {exc}")
+            return None
+        self.state.status.emit(f"calibration copied to {saved}")
+        return saved
 
     def load(self, path: str | Path) -> None:
-        try:
-            state = cs.load_state(path)
-        except Exception as exc:  # a corrupt file must not take the window down
-            self.summary.setText(f"Cannot load {path}: {exc}. The current calibration is unchanged.")
-            return
-        self.state.calibration_path = str(path)
-        self.apply(state)
+        """Read a record in the device thread and apply it to the bench (exposure, phase LUT)."""
+        w, p = self.worker, str(path)
+        w.submit(lambda: w.load_record(p), name="record_loaded", where="record")
 
     def refresh_history(self) -> None:
         self.history.clear()
-        for p in cs.history(self.folder):
+        for p in reversed(list_records(self.folder)):
             item = QtWidgets.QListWidgetItem(f"{p.name}  ({p.stat().st_size // 1024} kB)")
             item.setData(QtCore.Qt.ItemDataRole.UserRole, str(p))
             self.history.addItem(item)
 
     def _choose_save(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save calibration", str(self.folder / "calibration.h5"),
-                                                        "Calibration (*.h5)")
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save a copy of the calibration",
+                                                        str(self.folder / "calibration-copy.h5"), "Calibration (*.h5)")
         if path:
-            self.save(path)
+            self.save_copy(path)
 
     def _choose_load(self) -> None:
         path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Load calibration", str(self.folder),

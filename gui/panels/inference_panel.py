@@ -1,30 +1,30 @@
 """Inference panel: current input, class probabilities (optical beside digital), running accuracies,
-frames/s and latency over time, drops; start/stop; record the run to a file."""
+frames/s and latency over time, drops; start/stop; record the run to a file. It reads the streaming
+pipeline's `stats()` and results through :class:`lab4f.gui.live.LiveRun` ten times a second."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
-from lab4f.bench.extract import FeatureExtractor
 from lab4f.gui.app_state import AppState
-from lab4f.gui.live import FrameQueue, LiveInference
+from lab4f.gui.live import LiveRun
 from lab4f.gui.views import image_view, show_image, status_label
-from lab4f.gui.workers import BenchWorker, InferenceWorker
-from lab4f.optics.registration import PlaneToCamera
+from lab4f.gui.workers import BenchWorker
 
 HISTORY = 300  # points kept in the time plots
 
 
 class InferencePanel(QtWidgets.QWidget):
-    """Start builds the extractor from program + calibration, then starts acquisition and inference threads."""
+    """Start asks the device thread for a LiveRun (HybridSetup + Pipeline); a timer draws its counters."""
 
-    def __init__(self, state: AppState, bench: BenchWorker, inference: InferenceWorker, parent=None) -> None:  # noqa: ANN001
+    def __init__(self, state: AppState, bench: BenchWorker, parent=None) -> None:  # noqa: ANN001
         super().__init__(parent)
-        self.state, self.bench, self.inference = state, bench, inference
+        self.state, self.bench = state, bench
         self.latest: dict[str, Any] = {}
         self.updates = 0
         self.series: dict[str, list[float]] = {"t": [], "fps": [], "p50": [], "p95": []}
@@ -59,43 +59,39 @@ class InferencePanel(QtWidgets.QWidget):
         self.p50_curve = self.rate_plot.plot(pen=pg.mkPen("#ff7f0e"))
         self.p95_curve = self.rate_plot.plot(pen=pg.mkPen("#d62728"))
         layout.addWidget(self.rate_plot, 1)
-        inference.update.connect(self.on_update)
-        inference.done.connect(self._on_done)
+        self.run: LiveRun | None = None
+        self.timer = QtCore.QTimer(self)
+        self.timer.setInterval(100)
+        self.timer.timeout.connect(self.poll)
+        bench.done.connect(self._on_done)
+        bench.run_ended.connect(self._on_run_ended)
         bench.failed.connect(self._on_failed)
 
-    def _extractor(self) -> FeatureExtractor:
-        st, cal = self.state, self.state.calibration
-        shape = tuple(self.bench.latest.get()[0].shape) if self.bench.latest.get()[0] is not None else \
-            tuple(st.camera_shape or (512, 512))
-        reg = cal.registration
-        if reg is None:
-            self.state.status.emit("not calibrated: using the nominal registration (identity); expect poor accuracy")
-            reg = PlaneToCamera.identity(shape)
-        return FeatureExtractor.for_program(st.program, reg, shape, dark=cal.dark, channel_gain=cal.channel_gain,
-                                            channel_offset=cal.channel_offset)
-
     def start(self) -> None:
+        """Build the run in the device thread (checkpoint, program and calibration checked to belong together)."""
         st = self.state
         if st.checkpoint is None or st.program is None:
             self.counters.setText("Load a checkpoint, then compile and upload it (Kernels panel) before starting.")
             return
-        engine = LiveInference(st.checkpoint.model, self._extractor(), FrameQueue(capacity=8))
-        feed = (st.checkpoint.images, st.checkpoint.labels)
-        self.series = {k: [] for k in self.series}
-        self.inference.submit(lambda: self.inference.start(engine), where="inference")
-        self.bench.submit(lambda: self.bench.start_stream(engine.queue, feed), where="camera")
+        if st.calibration is None:
+            self.state.status.emit("not calibrated: the run uses the nominal registration; expect poor accuracy")
+        ck, w = st.checkpoint, self.bench
+        args = (ck.path, st.program_path, st.calibration, ck.images, ck.labels,
+                self.record_path.text() if self.record.isChecked() else None)
+        self.run, self.series = None, {k: [] for k in self.series}
+        w.submit(lambda: w.start_run(*args), name="run_started", where="inference")
         self.start_btn.setEnabled(False)
         self.stop_btn.setEnabled(True)
 
     def stop(self) -> None:
-        path = self.record_path.text() if self.record.isChecked() else None
-        context = {"checkpoint": getattr(self.state.checkpoint, "path", None), "program": self.state.program_path,
-                   "calibration": self.state.calibration_path}
-        self.bench.submit(self.bench.stop_stream, where="camera")
-        self.inference.submit(lambda: self.inference.stop(path, context), name="inference_stopped",
-                              where="inference")
-        self.start_btn.setEnabled(True)
+        """Stop the run; the device thread records it to file if that was asked at the start."""
+        self.bench.submit(self.bench.stop_stream, where="inference")
         self.stop_btn.setEnabled(False)
+
+    def poll(self) -> None:
+        """Read the pipeline's counters and the new results (10 times a second, GUI thread)."""
+        if self.run is not None:
+            self.on_update(self.run.poll() | {"t_s": time.perf_counter()})
 
     @QtCore.Slot(dict)
     def on_update(self, u: dict[str, Any]) -> None:
@@ -123,10 +119,23 @@ class InferencePanel(QtWidgets.QWidget):
 
     @QtCore.Slot(str, object)
     def _on_done(self, name: str, result: Any) -> None:
-        if name == "inference_stopped" and result.get("record"):
-            self.state.status.emit(f"run recorded to {result['record']}")
+        if name == "run_started":
+            self.run = result
+            self.timer.start()
+
+    @QtCore.Slot(dict)
+    def _on_run_ended(self, ended: dict[str, Any]) -> None:
+        """The run stopped (Stop, a device fault, or a new job on the bench): last counters, buttons back."""
+        self.poll()
+        self.timer.stop()
+        self.run = None
+        self.start_btn.setEnabled(True)
+        self.stop_btn.setEnabled(False)
+        if ended.get("record"):
+            self.state.status.emit(f"run recorded to {ended['record']} ({ended['processed']} frames)")
 
     @QtCore.Slot(str, str)
     def _on_failed(self, where: str, _message: str) -> None:
-        if where == "camera" and self.stop_btn.isEnabled():
-            self.stop()  # the acquisition stopped on a device error: stop inference too, keep what was done
+        if where == "inference" and self.run is None:  # the run could not start
+            self.start_btn.setEnabled(True)
+            self.stop_btn.setEnabled(False)
