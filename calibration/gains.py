@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from lab4f.calibration.base import Progress, StepControl, StepResult
-from lab4f.calibration.camera import check_frame, grab, light_on
+from lab4f.calibration.camera import check_frame, full_scale_adu, grab, light_on
 from lab4f.errors import CalibrationError
 from lab4f.optics.registration import PlaneToCamera, tile_sampling_grid
 
@@ -88,6 +88,32 @@ def fit_channels(captured: np.ndarray, digital: np.ndarray, filter_size: int = 3
     return {"channel_filter": filt, "channel_offset": offset, "channel_r2": r2, "channel_r2_fit": r2_fit}
 
 
+def _fit_exposure(bench: Any, program: Any, images: torch.Tensor, dark: np.ndarray | None,
+                  target_fraction: float = 0.7, probe: int = 8) -> float:
+    """Shorten the exposure if the calibration images saturate it (or nearly): the phase LUT applied after the
+    camera step redistributes light, so the camera step's exposure can be too long by now."""
+    camera = bench.camera
+    full = full_scale_adu(camera)
+    offset = 0.0 if dark is None else float(np.mean(dark))
+    for _ in range(12):
+        peak_adu = 0.0
+        for frame in program.frames:
+            bench.upload_phase(frame.phase)
+            for b in range(min(probe, len(images))):
+                bench.show(images[b, 0].numpy())
+                peak_adu = max(peak_adu, float(np.asarray(camera.get_image()).max()))
+        exposure = float(camera.get_exposure())
+        if peak_adu >= full:
+            camera.set_exposure(exposure / 2)  # saturated: the true peak is unknown, halve and look again
+            continue
+        fraction = (peak_adu - offset) / (full - offset)
+        if fraction > 0.9:
+            camera.set_exposure(exposure * target_fraction / fraction)
+        return float(camera.get_exposure())
+    raise CalibrationError("calibration images saturate the camera even at a 4000× shorter exposure: lower the "
+                           "light source power or add an ND filter, then run `lab4f calibrate all` again")
+
+
 def capture_features(bench: Any, program: Any, images: torch.Tensor, registration: PlaneToCamera,
                      tile_shifts: list[np.ndarray] | None, dark: np.ndarray | None, flat: np.ndarray | None,
                      frames: int, ctl: StepControl) -> np.ndarray:
@@ -100,6 +126,7 @@ def capture_features(bench: Any, program: Any, images: torch.Tensor, registratio
     raw = np.zeros((len(images), len(program.frames), *cam_shape), dtype=np.float32)
     total = len(program.frames) * len(images)
     with light_on(bench):
+        _fit_exposure(bench, program, images, dark)
         for f_idx, frame in enumerate(program.frames):
             bench.upload_phase(frame.phase)
             for b in range(len(images)):
@@ -159,7 +186,8 @@ def channel_gain_step(
         "gains", quality=quality,
         arrays={**fit, "channel_gain": gain, "captured_sample": captured[:sample],
                 "digital_sample": digital[:sample]},
-        values={"filter_size": int(filter_size), "frames": int(frames)},
+        values={"filter_size": int(filter_size), "frames": int(frames),
+                "exposure_s": float(bench.camera.get_exposure())},
         message=f"held-out R² per channel {np.nanmin(r2):.4f}..{np.nanmax(r2):.4f} "
                 f"({filter_size}×{filter_size} filter, {int(holdout.sum())}/{len(images)} images held out)",
     ))

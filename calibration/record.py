@@ -65,8 +65,12 @@ class CalibrationRecord:
 
     @property
     def exposure_s(self) -> float | None:
-        result = self.steps.get("camera")
-        return None if result is None else float(result.values["exposure_s"])
+        """The exposure the channel fit was measured at (gains step), else the camera step's."""
+        for step in ("gains", "camera"):
+            result = self.steps.get(step)
+            if result is not None and "exposure_s" in result.values:
+                return float(result.values["exposure_s"])
+        return None
 
     @property
     def registration(self) -> PlaneToCamera | None:
