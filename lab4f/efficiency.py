@@ -319,7 +319,7 @@ def _plot(path: Any, rows: list[dict[str, Any]], notes: list[str], statements: l
     ax1.loglog(res, [r["teacher_macs"] for r in rows], "o-", color="#444444", label="teacher (all electronic)")
     ax1.loglog(res, [r["hybrid_macs"] for r in rows], "s-", color="#3a7dd9", label="hybrid (optics free)")
     for r in rows:
-        for key, y, dy in (("teacher_accuracy", r["teacher_macs"], 1.3), ("hybrid_accuracy", r["hybrid_macs"], 0.6)):
+        for key, y, dy in (("teacher_accuracy", r["teacher_macs"], 1.3), ("hybrid_accuracy", r["hybrid_macs"], 1.3)):
             if r[key] is not None:
                 ax1.annotate(f"{r[key]:.3f}", (r["resolution"], y * dy), fontsize=7, ha="center")
     ax1.set(xlabel="input resolution (px)", ylabel="electronic MACs per image", title="MACs (labels: test accuracy)")
@@ -332,6 +332,9 @@ def _plot(path: Any, rows: list[dict[str, Any]], notes: list[str], statements: l
     ax2.loglog(res, [r["bench_one_frame_s_per_image"] for r in rows], ":", color="#3a7dd9",
                label="bench, one camera frame per image")
     ax2.set(xlabel="input resolution (px)", ylabel="time per image (s)", title="time per image")
+    for ax in (ax1, ax2):
+        ax.set_xticks(res, [str(r) for r in res])
+        ax.minorticks_off()
     ax2.legend(fontsize=7)
     text = "\n".join(textwrap.fill(s, 70) for s in [*statements, "", "Assumptions:", *notes])
     fig.text(0.66, 0.95, text, fontsize=6.5, va="top", family="monospace")
