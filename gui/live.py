@@ -6,6 +6,7 @@ accuracies the Inference panel reads and which is recorded through :func:`lab4f.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,26 @@ from lab4f.bench.run import RunResult, save_run
 from lab4f.bench.stream import Pipeline, StreamStats
 
 SAMPLE_FRAMES = 4  # raw camera frames kept for the run file
+#: Inputs (and live-view frames) per second by default, like a 60 Hz input monitor. Unpaced, the simulated
+#: bench runs at ~180 frames/s and its acquisition and inference threads take both cores of a small PC.
+DEFAULT_RATE_HZ = 60.0
+
+
+class Pacer:
+    """Sleeps so that calls happen at most ``rate_hz`` times a second (None or 0: never sleeps)."""
+
+    def __init__(self, rate_hz: float | None) -> None:
+        self.interval_s = 1.0 / rate_hz if rate_hz else 0.0
+        self._due = 0.0
+
+    def wait(self) -> None:
+        if not self.interval_s:
+            return
+        now = time.perf_counter()
+        if now < self._due:
+            time.sleep(self._due - now)
+        # keep the schedule after a late call, without a burst after a long stall
+        self._due = max(self._due + self.interval_s, time.perf_counter())
 
 
 class LatestFrame:
@@ -38,11 +59,13 @@ class LatestFrame:
             return self._frame, self.count
 
 
-def camera_pipeline(bench: Any, latest: LatestFrame, device_lock: Any, capacity: int = 4) -> Pipeline:
-    """Live view only: grab as fast as the camera delivers; frames go to ``latest``, nothing is processed."""
-    camera = bench.camera
+def camera_pipeline(bench: Any, latest: LatestFrame, device_lock: Any, rate_hz: float | None = DEFAULT_RATE_HZ,
+                    capacity: int = 4) -> Pipeline:
+    """Live view only: grab at most ``rate_hz`` frames/s; frames go to ``latest``, nothing is processed."""
+    camera, pacer = bench.camera, Pacer(rate_hz)
 
     def acquire() -> tuple[int, np.ndarray]:
+        pacer.wait()
         with device_lock:
             frame = np.asarray(camera.get_image())
         latest.put(frame)
@@ -77,6 +100,7 @@ class LiveRun:
     latest: LatestFrame
     device_lock: Any = field(default_factory=threading.RLock)  # held while showing and grabbing
     checkpoint: str | None = None
+    rate_hz: float | None = DEFAULT_RATE_HZ  # inputs shown per second (None or 0: as fast as the camera)
     capacity: int = 8
     batch_size: int = 8
     back: torch.nn.Module = field(init=False)
@@ -93,9 +117,10 @@ class LiveRun:
             x = torch.from_numpy(self.images[:, None].astype(np.float32))
             self.digital_probs = torch.softmax(student(x), dim=1).numpy()
         single = len(self.setup.program.frames) == 1
-        camera = self.setup.bench.camera
+        camera, pacer = self.setup.bench.camera, Pacer(self.rate_hz)
 
         def acquire() -> tuple[int, np.ndarray, int]:
+            pacer.wait()
             k = self._position % len(self.images)
             with self.device_lock:
                 frames = self.setup.grab(self.images[k])

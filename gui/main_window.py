@@ -77,7 +77,7 @@ class MainWindow(QtWidgets.QMainWindow):
         advice = ADVICE.get(where, "")
         self.status_line.setText(f"⚠ {where}: {message} {advice if advice not in message else ''}".strip())
         self.status_line.setStyleSheet("color: #a40000")
-        QtCore.QTimer.singleShot(15_000, lambda: self.status_line.setStyleSheet(""))
+        QtCore.QTimer.singleShot(15_000, self.status_line, lambda: self.status_line.setStyleSheet(""))
 
     def _on_bench_state(self, st: dict) -> None:
         if "camera" in st:

@@ -20,7 +20,7 @@ from lab4f.bench.devices import ROLES, Bench, build_device, identity_of
 from lab4f.bench.stream import Pipeline
 from lab4f.calibration import CalibrationRecord, resolve_steps, run_calibration
 from lab4f.errors import CalibrationCancelled, DeviceError, Lab4fError
-from lab4f.gui.live import LatestFrame, LiveRun, camera_pipeline
+from lab4f.gui.live import DEFAULT_RATE_HZ, LatestFrame, LiveRun, camera_pipeline
 
 #: What to do when a device of this role fails (shown under the error).
 ADVICE = {
@@ -217,15 +217,16 @@ class BenchWorker(Worker):
         return self.uploaded_phase
 
     # -- streaming ---------------------------------------------------------------------------------
-    def start_stream(self) -> None:
-        """Live view only: the pipeline's acquisition thread grabs as fast as the camera delivers."""
+    def start_stream(self, rate_hz: float | None = DEFAULT_RATE_HZ) -> None:
+        """Live view only: the pipeline's acquisition thread grabs up to ``rate_hz`` frames/s."""
         if self.view is not None or self.run is not None:
             return
-        self.view = camera_pipeline(self.bench, self.latest, self.device_lock).start()
+        self.view = camera_pipeline(self.bench, self.latest, self.device_lock, rate_hz).start()
         self._watch_streams()
 
     def start_run(self, checkpoint: str, program_path: str, record: CalibrationRecord | None,
-                  images: np.ndarray, labels: np.ndarray, record_path: str | None = None) -> LiveRun:
+                  images: np.ndarray, labels: np.ndarray, record_path: str | None = None,
+                  rate_hz: float | None = DEFAULT_RATE_HZ) -> LiveRun:
         """Live inference: check checkpoint/program/calibration belong together, upload, start the pipeline."""
         import torch
 
@@ -241,7 +242,8 @@ class BenchWorker(Worker):
         # with another thread count
         self._torch_threads = torch.get_num_threads()
         torch.set_num_threads(1)
-        self.run = LiveRun(setup, images, labels, self.latest, self.device_lock, checkpoint=checkpoint).start()
+        self.run = LiveRun(setup, images, labels, self.latest, self.device_lock, checkpoint=checkpoint,
+                           rate_hz=rate_hz).start()
         self.record_path = record_path
         self._watch_streams()
         return self.run

@@ -110,6 +110,11 @@ class CalibrationPanel(QtWidgets.QWidget):
         """Where runs save their records: the bench config's ``calibration_dir`` unless given."""
         return Path(self._folder or self.worker.bench.config.calibration_dir).absolute()
 
+    @folder.setter
+    def folder(self, path: str | Path | None) -> None:
+        self._folder = None if path is None else str(path)
+        self.refresh_history()
+
     # -- running -----------------------------------------------------------------------------------
     def run(self, steps: str | list[str]) -> None:
         """Run ``steps`` ('all' or names) in the device thread; tiles/gains use the uploaded program."""

@@ -12,7 +12,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from lab4f.gui.app_state import AppState
-from lab4f.gui.live import LiveRun
+from lab4f.gui.live import DEFAULT_RATE_HZ, LiveRun
 from lab4f.gui.views import image_view, show_image, status_label
 from lab4f.gui.workers import BenchWorker
 
@@ -35,9 +35,11 @@ class InferencePanel(QtWidgets.QWidget):
         self.stop_btn = QtWidgets.QPushButton("Stop")
         self.stop_btn.setEnabled(False)
         self.stop_btn.clicked.connect(self.stop)
+        self.rate_hz = QtWidgets.QSpinBox(minimum=0, maximum=2000, value=int(DEFAULT_RATE_HZ), suffix=" inputs/s")
+        self.rate_hz.setSpecialValueText("camera rate")  # 0: as fast as the camera delivers
         self.record = QtWidgets.QCheckBox("record run to")
         self.record_path = QtWidgets.QLineEdit("live_run.h5")
-        for w in (self.start_btn, self.stop_btn, self.record, self.record_path):
+        for w in (self.start_btn, self.stop_btn, self.rate_hz, self.record, self.record_path):
             row.addWidget(w)
         layout.addLayout(row)
         self.counters = status_label("not running")
@@ -77,7 +79,7 @@ class InferencePanel(QtWidgets.QWidget):
             self.state.status.emit("not calibrated: the run uses the nominal registration; expect poor accuracy")
         ck, w = st.checkpoint, self.bench
         args = (ck.path, st.program_path, st.calibration, ck.images, ck.labels,
-                self.record_path.text() if self.record.isChecked() else None)
+                self.record_path.text() if self.record.isChecked() else None, float(self.rate_hz.value()))
         self.run, self.series = None, {k: [] for k in self.series}
         w.submit(lambda: w.start_run(*args), name="run_started", where="inference")
         self.start_btn.setEnabled(False)

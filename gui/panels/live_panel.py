@@ -1,9 +1,10 @@
 """Live panel: the camera stream with the tile layout drawn over it, frames/s, pause, snapshot to file.
 
 Drawing costs the GUI thread ~1 ms per 512² frame (measured offscreen), so frames are drawn at full
-resolution, without a copy; what limits the displayed rate is when the GUI thread gets the CPU. A 10 ms
-timer therefore checks for a new frame and draws the newest one once ``1/draw_hz`` has passed: a late tick
-still draws, instead of being lost as a tick of a 30 ms timer would be.
+resolution (no downsampling), without a copy, with fixed levels; what limits the displayed rate is when the
+GUI thread gets the CPU. A 5 ms timer therefore checks for a new frame and draws the newest one when its
+slot on a ``draw_hz`` schedule is due: a late tick still draws and the next slot stays on the schedule,
+instead of the tick being lost as with a 30 ms timer (27.6 displayed frames/s on a loaded host).
 """
 
 from __future__ import annotations
@@ -37,11 +38,11 @@ def tile_rectangles(program, registration: PlaneToCamera) -> list[tuple[float, f
 class LivePanel(QtWidgets.QWidget):
     """Draws only the newest frame the acquisition thread left in `worker.latest`, at most `draw_hz` times a second."""
 
-    def __init__(self, state: AppState, worker: BenchWorker, parent=None, draw_hz: float = 40.0) -> None:  # noqa: ANN001
+    def __init__(self, state: AppState, worker: BenchWorker, parent=None, draw_hz: float = 34.0) -> None:  # noqa: ANN001
         super().__init__(parent)
         self.state, self.worker = state, worker
         self.drawn, self._seen, self._t0, self._n0 = 0, 0, time.perf_counter(), 0
-        self.min_interval_s, self._t_drawn = 1.0 / draw_hz, 0.0
+        self.interval_s, self._due = 1.0 / draw_hz, 0.0
         self.display_fps = self.camera_fps = 0.0
         self.levels: tuple[float, float] | None = None
         layout = QtWidgets.QVBoxLayout(self)
@@ -62,7 +63,7 @@ class LivePanel(QtWidgets.QWidget):
         self.boxes: list[QtWidgets.QGraphicsRectItem] = []
         self.timer = QtCore.QTimer(self)
         self.timer.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
-        self.timer.setInterval(10)
+        self.timer.setInterval(5)
         self.timer.timeout.connect(self.draw)
         self.timer.start()
         worker.streaming.connect(self._on_streaming)
@@ -84,9 +85,9 @@ class LivePanel(QtWidgets.QWidget):
         """Draw the newest frame if there is one we have not drawn; update the rates once a second."""
         frame, count = self.worker.latest.get()
         now = time.perf_counter()
-        if frame is not None and count != self._seen and now - self._t_drawn >= self.min_interval_s \
-                and not self.freeze.isChecked():
-            self._seen, self._t_drawn = count, now
+        if frame is not None and count != self._seen and now >= self._due and not self.freeze.isChecked():
+            # the next slot keeps the schedule after a late tick, but a long stall earns one extra frame only
+            self._seen, self._due = count, max(self._due + self.interval_s, now - self.interval_s)
             if self.levels is None or self.drawn % 30 == 0:
                 lo, hi = float(frame.min()), float(np.percentile(frame[::8, ::8], 99.9))
                 self.levels = (lo, max(hi, lo + 1.0))

@@ -93,7 +93,12 @@ def test_full_flow_on_the_simulated_bench(qtbot, screenshot, tiny_checkpoint: Pa
     # 99 % of 10 ms pings answered within 50 ms; the max is bounded loosely because a loaded CI host
     # (other jobs on the 2 cores) can deschedule the GUI thread now and then
     assert gap_calibrating[0] < 0.05 and gap_calibrating[1] < 0.25, f"ping gaps p99/max {gap_calibrating} s"
+    dock = win.docks["Calibration"]  # floated and enlarged so the screenshot shows the plots readably
+    dock.setFloating(True)
+    dock.resize(900, 900)
+    qtbot.wait(200)
     screenshot(cal, "calibration")
+    dock.setFloating(False)
     screenshot(win.kernels_panel, "kernels")
     assert cal.save_copy(tmp_path / "copy.h5") is not None
 
