@@ -51,3 +51,26 @@ def test_bench_snap_writes_png_and_hdf5(capsys, tmp_path) -> None:
         frame = f["frame"][()]
         assert f.attrs["kind"] == "snapshot" and f.attrs["schema_version"] == 1
     assert list(frame.shape) == payload["shape"] and frame.max() > frame.mean()
+
+
+def test_compile_checkpoint_writes_program_and_report(capsys, tmp_path) -> None:
+    import torch
+
+    from lab4f.checkpoint import make_metadata, save_checkpoint
+    from lab4f.models import ModelConfig, build_model
+    from lab4f.optics.program import OpticalProgram
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(kind="student", widths=(4, 8, 8), detection="incoherent")
+    ckpt = save_checkpoint(tmp_path / "s.pt", build_model(cfg), make_metadata(cfg))
+    out = tmp_path / "s.program.h5"
+    assert main(["compile", str(ckpt), "--out", str(out), "--iterations", "20", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["channels"] == 8 and payload["tiles"] == 16 and payload["frames"] == 1
+    assert payload["min_tile_correlation"] > 0.99
+    program = OpticalProgram.load(out)
+    assert program.frames[0].phase is not None and (tmp_path / "s.program.png").stat().st_size > 10_000
+    teacher_cfg = ModelConfig(kind="teacher", widths=(4, 8, 8))
+    teacher = save_checkpoint(tmp_path / "t.pt", build_model(teacher_cfg), make_metadata(teacher_cfg))
+    assert main(["compile", str(teacher), "--json"]) == 2
+    assert "nonlinear front end" in json.loads(capsys.readouterr().out)["message"]
