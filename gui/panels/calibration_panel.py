@@ -199,6 +199,7 @@ class CalibrationPanel(QtWidgets.QWidget):
         if gains is not None and rec.channel_r2 is not None:
             r2 = np.nan_to_num(np.asarray(rec.channel_r2, float))
             self.r2_bars.setOpts(x=np.arange(len(r2)), height=r2, width=0.6)
+            self.r2_plot.getAxis("bottom").setTicks([[(i, str(i)) for i in range(len(r2))]])
             self.r2_plot.setYRange(min(0.8, float(r2.min()) - 0.02), 1.0)
             cap, dig = gains.arrays.get("captured_sample"), gains.arrays.get("digital_sample")
             if cap is not None and dig is not None and len(cap):
@@ -220,6 +221,9 @@ class CalibrationPanel(QtWidgets.QWidget):
         tips = fit + RESIDUAL_GAIN * (cam - fit)
         pairs = np.stack([fit, tips], axis=1).reshape(-1, 2)
         self.reg_resid.setData(pairs[:, 0], pairs[:, 1])
+        lo, hi = np.minimum(cam.min(0), tips.min(0)), np.maximum(cam.max(0), tips.max(0))
+        margin = 0.2 * float(max(hi - lo)) + 5.0  # zoom onto the fiducials: they span the display's image
+        self.reg_plot.setRange(xRange=(lo[0] - margin, hi[0] + margin), yRange=(lo[1] - margin, hi[1] + margin))
 
     # -- records -----------------------------------------------------------------------------------
     def save_copy(self, path: str | Path) -> Path | None:

@@ -43,7 +43,9 @@ class InferencePanel(QtWidgets.QWidget):
             row.addWidget(w)
         layout.addLayout(row)
         self.counters = status_label("not running")
+        self.rates = status_label("")
         layout.addWidget(self.counters)
+        layout.addWidget(self.rates)
         top = QtWidgets.QHBoxLayout()
         self.input_plot, self.input_image = image_view("current input")
         self.input_plot.setMaximumWidth(220)
@@ -101,9 +103,12 @@ class InferencePanel(QtWidgets.QWidget):
         pct = lambda v: "–" if v != v else f"{100 * v:.1f} %"  # noqa: E731 — NaN shows as a dash
         self.counters.setText(
             f"optical accuracy {pct(u['optical_accuracy'])} · digital {pct(u['digital_accuracy'])} · "
-            f"agreement {pct(u['agreement'])} | {u['fps']:.1f} frames/s · latency p50 {u['latency_p50_ms']:.1f} ms, "
-            f"p95 {u['latency_p95_ms']:.1f} ms | acquired {u['acquired']}, processed {u['processed']}, "
-            f"dropped {u['dropped']}, queue {u['queue_depth']}")
+            f"agreement {pct(u['agreement'])} over {u['processed']} inputs")
+        self.rates.setText(
+            f"{u['fps']:.1f} frames/s · latency p50 {u['latency_p50_ms']:.1f} ms, p95 {u['latency_p95_ms']:.1f} ms | "
+            f"acquired {u['acquired']}, processed {u['processed']}, dropped {u['dropped']} "
+            f"(ring {u['dropped_overflow']}, camera {u['dropped_camera']}), queue {u['queue_depth']}"
+            + ("" if u["running"] else f" | stopped: {u['stop_reason']}"))
         last = u.get("last")
         if last:
             show_image(self.input_image, last["image"], levels=(0.0, 1.0))
