@@ -92,6 +92,12 @@ class CalibrationRecord:
         lv, g = self._array("phase", "gamma_levels"), self._array("phase", "gamma")
         return None if lv is None or g is None else (lv, g)
 
+    @property
+    def wavefront(self) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """(phase correction in radians, measured source amplitude) of the SLM, slmsuite's ``source``; or None."""
+        phase = self._array("wavefront", "phase_correction")
+        return None if phase is None else (phase, self._array("wavefront", "amplitude"))
+
     def tile_shifts(self, frame: int = 0) -> np.ndarray | None:
         """Per-tile correction (T, 2) in plane cells (x, y) for ``tile_sampling_grid``, for a program frame."""
         return self._array("tiles", f"tile_shifts/{frame}")
@@ -131,12 +137,21 @@ class CalibrationRecord:
                                  newer.program_path or self.program_path, newer.program_sha256 or self.program_sha256)
 
     def apply(self, bench: Any) -> None:
-        """Put the calibrated state on the devices: the camera exposure and the SLM's phase LUT."""
+        """Put the calibrated state on the devices: camera exposure, SLM phase LUT and wavefront correction.
+
+        A record without a wavefront step removes a correction an earlier record put on the SLM (the steps were
+        measured without it); a correction lab4f did not set (a vendor file) is left alone.
+        """
+        from lab4f.calibration.wavefront import apply_correction, clear_correction
+
         if self.exposure_s is not None:
             bench.camera.set_exposure(self.exposure_s)
         if self.phase_response is not None:
             levels, gamma = self.phase_response
             bench.slm.set_gamma(gamma, levels=levels)
+        clear_correction(bench.slm)
+        if self.wavefront is not None:
+            apply_correction(bench.slm, *self.wavefront)
 
     # -- storage -----------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:

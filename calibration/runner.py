@@ -19,13 +19,18 @@ from lab4f.calibration.gains import channel_gain_step
 from lab4f.calibration.record import CalibrationRecord, file_sha256, latest_record, new_record_path
 from lab4f.calibration.registration import display_registration_step, tile_registration_step
 from lab4f.calibration.slm import phase_response_step
+from lab4f.calibration.wavefront import clear_correction, wavefront_step
 from lab4f.errors import CalibrationError
 
 log = logging.getLogger(__name__)
 
-#: Bench order. The Fourier calibration precedes the phase response: slmsuite's pixel calibration needs it.
-#: Wavefront (aberration) calibration is not part of this release (see the module docs of calibration).
+#: The steps ``all`` runs, in bench order. The Fourier calibration precedes the phase response: slmsuite's
+#: pixel calibration needs it.
 STEP_ORDER = ("camera", "fourier", "phase", "registration", "tiles", "gains")
+#: Every step in bench order, with the optional wavefront step after the phase LUT; a Fourier refit follows it
+#: (its correction moves spot centres; see :mod:`lab4f.calibration.wavefront`). ``all`` runs it only if asked.
+BENCH_ORDER = ("camera", "fourier", "phase", "wavefront", "registration", "tiles", "gains")
+OPTIONAL_STEPS = ("wavefront",)
 NEEDS_PROGRAM = ("tiles", "gains")
 
 
@@ -37,14 +42,16 @@ def _require(record: CalibrationRecord, what: str, value: Any, step: str) -> Any
 
 
 def _run_step(name: str, bench: Any, rec: CalibrationRecord, program: Any, progress: Progress | None,
-              cancel: threading.Event | None) -> StepResult:
-    kw = {"progress": progress, "cancel": cancel}
+              cancel: threading.Event | None, options: dict[str, Any] | None = None) -> StepResult:
+    kw = {"progress": progress, "cancel": cancel, **(options or {})}
     if name == "camera":
         return camera_step(bench, program=program, **kw)
     if name == "fourier":
         return fourier_step(bench, dark=rec.dark, **kw)
     if name == "phase":
         return phase_response_step(bench, _require(rec, "fourier", rec.fourier, name), dark=rec.dark, **kw)
+    if name == "wavefront":
+        return wavefront_step(bench, _require(rec, "fourier", rec.fourier, name), dark=rec.dark, **kw)
     if name == "registration":
         return display_registration_step(bench, dark=rec.dark, **kw)
     reg = _require(rec, "registration", rec.registration, name)
@@ -54,21 +61,23 @@ def _run_step(name: str, bench: Any, rec: CalibrationRecord, program: Any, progr
         shifts = [rec.tile_shifts(i) for i in range(len(program.frames))]
         return channel_gain_step(bench, program, reg, None if any(s is None for s in shifts) else shifts,
                                  dark=rec.dark, flat=rec.flat, **kw)
-    raise CalibrationError(f"unknown calibration step {name!r}; choose one of {', '.join(STEP_ORDER)} or 'all'")
+    raise CalibrationError(f"unknown calibration step {name!r}; choose one of {', '.join(BENCH_ORDER)} or 'all'")
 
 
-def resolve_steps(steps: str | list[str], program: Any) -> list[str]:
-    """'all' → every step (the program-dependent ones only with a program); else the named steps in bench order."""
+def resolve_steps(steps: str | list[str], program: Any, wavefront: bool = False) -> list[str]:
+    """'all' → every step (program-dependent ones only with a program, wavefront only if asked); else the named
+    steps in bench order."""
     if steps == "all":
-        return [s for s in STEP_ORDER if program is not None or s not in NEEDS_PROGRAM]
+        return [s for s in BENCH_ORDER if (program is not None or s not in NEEDS_PROGRAM)
+                and (wavefront or s not in OPTIONAL_STEPS)]
     names = [steps] if isinstance(steps, str) else list(steps)
-    unknown = [s for s in names if s not in STEP_ORDER]
+    unknown = [s for s in names if s not in BENCH_ORDER]
     if unknown:
-        raise CalibrationError(f"unknown calibration step(s) {unknown}; choose from {', '.join(STEP_ORDER)} or all")
+        raise CalibrationError(f"unknown calibration step(s) {unknown}; choose from {', '.join(BENCH_ORDER)} or all")
     if program is None and any(s in NEEDS_PROGRAM for s in names):
         raise CalibrationError("steps 'tiles' and 'gains' need a compiled optical program: pass --program FILE "
                                "(make one with `lab4f compile`)")
-    return [s for s in STEP_ORDER if s in names]
+    return [s for s in BENCH_ORDER if s in names]
 
 
 def run_calibration(
@@ -82,12 +91,17 @@ def run_calibration(
     cancel: threading.Event | None = None,
     save: bool = True,
     on_step: Callable[[StepResult], None] | None = None,
+    wavefront: bool = False,
+    step_options: dict[str, dict[str, Any]] | None = None,
 ) -> CalibrationRecord:
     """Run ``steps`` on ``bench`` and save a new record in ``out_dir`` (default: the bench config's folder).
 
     A partial run starts from ``base`` (default: the latest record in ``out_dir``) for the steps not run.
+    ``wavefront``: ``all`` includes the (slow, optional) wavefront step. After a wavefront step the Fourier
+    step runs again, as the correction makes the earlier Fourier calibration stale. ``step_options``: keyword
+    arguments per step name (e.g. ``{"wavefront": {"superpixel_size": 128}}``).
     """
-    names = resolve_steps(steps, program)
+    names = resolve_steps(steps, program, wavefront)
     folder = Path(out_dir if out_dir is not None else bench.config.calibration_dir)
     if base is None and steps != "all":
         base = latest_record(folder, bench)
@@ -96,13 +110,17 @@ def run_calibration(
         rec.program_path, rec.program_sha256 = str(program_path), file_sha256(program_path)
     if base is not None:
         rec = base.merged_with(rec)
-        base.apply(bench)  # the earlier steps' exposure and phase LUT are the state later steps assume
+        base.apply(bench)  # the earlier steps' exposure, phase LUT and correction are what later steps assume
+    else:
+        clear_correction(bench.slm)  # a fresh record starts from an uncorrected SLM, as it will be applied
+    if "wavefront" in names:
+        names.insert(names.index("wavefront") + 1, "fourier")  # refit: the correction moved the spots
     for i, name in enumerate(names):
         def step_progress(fraction: float, message: str, i: int = i) -> None:
             if progress is not None:
                 progress((i + fraction) / len(names), message)
 
-        result = _run_step(name, bench, rec, program, step_progress, cancel)
+        result = _run_step(name, bench, rec, program, step_progress, cancel, (step_options or {}).get(name))
         rec.steps[name] = result
         log.info("calibration %s: %s", name, result.message)
         if on_step is not None:

@@ -10,13 +10,15 @@ from typing import Any
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    from lab4f.calibration.runner import STEP_ORDER
+    from lab4f.calibration.runner import BENCH_ORDER
 
     p = sub.add_parser("calibrate", parents=[common], help="calibrate the bench; saves a new calibration record")
-    p.add_argument("step", choices=[*STEP_ORDER, "all"], help="one step, or all of them in bench order")
+    p.add_argument("step", choices=[*BENCH_ORDER, "all"], help="one step, or all of them in bench order")
     p.add_argument("--config", type=Path, default=None, help="bench config (default: the simulated bench)")
     p.add_argument("--program", type=Path, default=None, help="compiled optical program (for tiles/gains)")
     p.add_argument("--out", type=Path, default=None, help="record folder (default: the config's calibration_dir)")
+    p.add_argument("--wavefront", action="store_true",
+                   help="with `all`: include the optional wavefront (aberration) step, ~20 s on a 512² SLM")
     p.set_defaults(func=run_calibrate)
     s = sub.add_parser("calibration", parents=[common], help="inspect calibration records")
     ssub = s.add_subparsers(dest="action", required=True)
@@ -41,7 +43,7 @@ def run_calibrate(args: argparse.Namespace) -> dict[str, Any]:
 
     with Bench(load_bench_config(args.config)) as bench:
         record = run_calibration(bench, args.step, program=program, program_path=args.program,
-                                 out_dir=args.out, progress=progress)
+                                 out_dir=args.out, progress=progress, wavefront=args.wavefront)
     elapsed_s = time.perf_counter() - t0
     if not args.json:
         print(file=sys.stderr)
