@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from lab4f.bench.devices import Bench
 from lab4f.bench.extract import FeatureExtractor
-from lab4f.checkpoint import load_checkpoint
+from lab4f.checkpoint import load_checkpoint, read_checkpoint
 from lab4f.errors import CompileError, MismatchError
 from lab4f.models import ModelConfig
 from lab4f.optics.compile import compile_bank
@@ -42,6 +42,15 @@ def _record_tile_shifts(record: Any, frames: int) -> list[np.ndarray | None] | N
         return None
     shifts = [getter(f) for f in range(frames)] if callable(getter) else list(getter)
     return None if all(s is None for s in shifts) else shifts
+
+
+def load_bench_checkpoint(path: str | Path) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
+    """A classifier or segmentation checkpoint for the bench: (model, config with ``image_size`` and ``kind``, meta)."""
+    if read_checkpoint(path)["metadata"].get("task") == "segmentation":
+        from lab4f.bench.segrun import load_seg_for_bench
+
+        return load_seg_for_bench(path)
+    return load_checkpoint(path)
 
 
 def check_compatible(model_cfg: ModelConfig, bank: np.ndarray, program: OpticalProgram, record: Any | None,
@@ -84,7 +93,7 @@ class HybridSetup:
 
     bench: Bench
     student: torch.nn.Module
-    model_cfg: ModelConfig
+    model_cfg: ModelConfig  # a SegBenchConfig (lab4f.bench.segrun) for a segmentation student
     meta: dict[str, Any]
     program: OpticalProgram
     extractor: FeatureExtractor
@@ -142,7 +151,7 @@ def prepare(
     compile_kwargs: dict[str, Any] | None = None,
 ) -> HybridSetup:
     """Load the student, compile (or load) its program, check the trio, upload the phase, build the extractor."""
-    student, cfg, meta = load_checkpoint(checkpoint)
+    student, cfg, meta = load_bench_checkpoint(checkpoint)
     if not hasattr(student, "kernel_bank"):
         raise MismatchError(f"{checkpoint} is a {cfg.kind} checkpoint; the bench runs SCLC (student/linear) ones")
     bank = student.kernel_bank().to_numpy()

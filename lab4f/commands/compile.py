@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from lab4f.bench.config import load_bench_config
 from lab4f.bench.devices import Bench
-from lab4f.checkpoint import load_checkpoint
+from lab4f.bench.hybrid import load_bench_checkpoint
 from lab4f.errors import CompileError
 from lab4f.optics.compile import compile_bank
 from lab4f.optics.report import save_report_png
@@ -32,7 +32,7 @@ def compile_checkpoint(checkpoint: str | Path, bench: Bench, out: str | Path | N
                        modulation: str = "phase", iterations: int = 50, multiplex: str = "auto",
                        progress: bool = True) -> tuple[Any, Path, Path]:
     """Compile a checkpoint for a connected bench; returns (program, program path, report path)."""
-    model, cfg, meta = load_checkpoint(checkpoint)
+    model, cfg, meta = load_bench_checkpoint(checkpoint)
     if not hasattr(model, "kernel_bank"):
         raise CompileError(f"{checkpoint} is a {cfg.kind} checkpoint with a nonlinear front end; compile a "
                            "'student' or 'linear' (SCLC) checkpoint")
@@ -48,7 +48,8 @@ def compile_checkpoint(checkpoint: str | Path, bench: Bench, out: str | Path | N
         model.kernel_bank(), cfg.image_size, bench.geometry, mode=bench.config.mode, modulation=modulation,
         iterations=iterations, multiplex=multiplex,
         camera_cells=tuple(int(s) for s in bench.camera.shape), progress=step,
-        source={"checkpoint": str(checkpoint), "kind": cfg.kind, "dataset": meta.get("dataset"),
+        source={"checkpoint": str(checkpoint), "kind": cfg.kind, "task": meta.get("task", "classification"),
+                "dataset": meta.get("dataset"),
                 "created": meta.get("created")},
     )
     bar.close()

@@ -14,6 +14,7 @@ from lab4f.bench.finetune import finetune_backend
 from lab4f.bench.hybrid import HybridSetup, capture_features, prepare
 from lab4f.bench.run import run_dataset, save_run
 from lab4f.errors import ConfigError
+from lab4f.segmentation.data import SCENE_KINDS
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -33,6 +34,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--split", choices=["train", "val", "test"], default="test")
     p.add_argument("--policy", choices=["evaluate", "live"], default="evaluate")
     p.add_argument("--back", help="fine-tuned back end (.pt from lab4f finetune) to use instead of the checkpoint's")
+    p.add_argument("--scenes", choices=SCENE_KINDS, default=None,
+                   help="segmentation checkpoint: generated scenes to run (default: the checkpoint's)")
+    p.add_argument("--data-seed", type=int, default=None,
+                   help="segmentation checkpoint: seed of the generated scenes (default: the checkpoint's)")
     p.add_argument("--out", default="runs/run.h5", help="run file (HDF5)")
     p.set_defaults(func=cmd_run)
     f = sub.add_parser("finetune", help="retrain the back end on features captured through the optics",
@@ -82,9 +87,39 @@ def _split(setup: HybridSetup, args: argparse.Namespace, split: str) -> tuple[to
     return (x[: args.limit], y[: args.limit]) if args.limit else (x, y)
 
 
+def _run_segmentation(args: argparse.Namespace, setup: HybridSetup, back: torch.nn.Module | None) -> dict[str, Any]:
+    from lab4f.bench.segrun import run_scenes
+
+    if args.images or args.dataset:
+        raise ConfigError("a segmentation checkpoint runs generated scenes: use --scenes/--data-seed, not "
+                          "--images/--dataset")
+    m = run_scenes(setup, args.out, args.checkpoint, args.split, args.scenes, args.data_seed, args.limit,
+                   args.policy, back)
+    if not args.json:
+        print(f"{m['n']} scenes: digital mean IoU {m['digital_mean_iou']:.4f}, optical {m['optical_mean_iou']:.4f} "
+              f"(pixel agreement {m['pixel_agreement']:.4f}); {m['frames_per_s']:.1f} frames/s, latency p50 "
+              f"{m['latency_p50_ms']:.1f} ms; dropped {m['dropped']}; → {m['run_file']}, "
+              f"{len(m['overlays'])} overlay PNGs")
+        if m["error"]:
+            print(f"the run stopped early: {m['error']} ({m['processed']} scenes were processed and saved)")
+    return m
+
+
 def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
+    from lab4f.bench.segrun import is_segmentation
+
     with Bench(load_bench_config(args.config)) as bench:
         setup = _setup(args, bench)
+        back = None
+        if args.back:
+            import copy
+
+            back = copy.deepcopy(setup.student.back)
+            back.load_state_dict(torch.load(args.back, weights_only=True))
+        if is_segmentation(setup):
+            return _run_segmentation(args, setup, back)
+        if args.scenes is not None or args.data_seed is not None:
+            raise ConfigError("--scenes/--data-seed are for segmentation checkpoints; use --dataset or --images")
         if args.images:
             from lab4f.imagefolder import load_image_folder
 
@@ -92,12 +127,6 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
             x, y = (x[: args.limit], y[: args.limit]) if args.limit else (x, y)
         else:
             x, y = _split(setup, args, args.split)
-        back = None
-        if args.back:
-            import copy
-
-            back = copy.deepcopy(setup.student.back)
-            back.load_state_dict(torch.load(args.back, weights_only=True))
         result = run_dataset(setup, x, y, policy=args.policy, back=back)
         path = save_run(args.out, result, setup, checkpoint=args.checkpoint)
     m = result.metrics() | {"run_file": str(path)}
@@ -111,8 +140,13 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_finetune(args: argparse.Namespace) -> dict[str, Any]:
+    from lab4f.bench.segrun import is_segmentation
+
     with Bench(load_bench_config(args.config)) as bench:
         setup = _setup(args, bench)
+        if is_segmentation(setup):
+            raise ConfigError("lab4f finetune retrains classifier back ends; segmentation decoders are not "
+                              "supported yet")
         tr_x, tr_y = _split(setup, args, "train")
         tr_x, tr_y = tr_x[: args.train_images], tr_y[: args.train_images]
         va_x, va_y = _split(setup, args, "val")

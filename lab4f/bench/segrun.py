@@ -1,0 +1,270 @@
+"""Segmentation on the bench: generated scenes through the optics, the electronic decoder → per-pixel masks.
+
+The SCLC segmentation student runs like the classifier (:mod:`lab4f.bench.run`): the same streamed pipeline
+(:func:`run_dataset` with the masks as labels and the decoder as back end), held against the digital student on
+the same scenes. Scored by mean IoU / Dice from the confusion matrix (:mod:`lab4f.segmentation.train`). The run
+file keeps inputs, true / optical / digital masks and RGB overlays of the optical masks on the inputs; PNGs of
+the overlays go next to it (``<run>_overlay.png`` panel, ``<run>_<index>_overlay.png`` per scene).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lab4f.bench.hybrid import HybridSetup
+from lab4f.bench.run import RunResult, run_dataset
+from lab4f.errors import ConfigError, MismatchError
+from lab4f.segmentation.data import IGNORE_INDEX, SCENE_KINDS, SegmentationSet, generated_splits
+from lab4f.segmentation.models import SegConfig
+from lab4f.segmentation.reproduce import SegReproduceConfig
+from lab4f.segmentation.train import confusion_matrix, load_seg_checkpoint, scores_from_confusion
+from lab4f.storage import atomic_h5, write_json_attr
+
+SEG_RUN_SCHEMA = 1
+OVERLAY_ALPHA = 0.55
+# the scene counts `lab4f segment` trains with by default: regenerating a split with them gives the very scenes
+# (noise included) the checkpoint was tested on
+SPLIT_SIZES = {"train": SegReproduceConfig.n_train, "val": SegReproduceConfig.n_val, "test": SegReproduceConfig.n_test}
+_SOURCE = re.compile(r"generated (\w+) scenes, (\d+)x(\d+), seed (\d+)")
+
+
+@dataclass(frozen=True)
+class SegBenchConfig:
+    """A segmentation checkpoint as the bench sees it: its SegConfig, the input size and scenes it was trained on."""
+
+    seg: SegConfig
+    image_size: int
+    scenes: str | None = None  # "shapes" / "digits" for generated scenes, else None
+    data_seed: int | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.seg.kind
+
+    @property
+    def num_classes(self) -> int:
+        return self.seg.num_classes
+
+
+def scene_spec(meta: dict[str, Any]) -> tuple[str, int, int] | None:
+    """(scene kind, canvas size, data seed) of a checkpoint trained on generated scenes, else None.
+
+    ``generated_splits`` seeds the train split with 3·data_seed, which the training set's source string records.
+    """
+    m = _SOURCE.fullmatch(str(meta.get("dataset", {}).get("source", "")))
+    if m is None or m.group(2) != m.group(3):
+        return None
+    return m.group(1), int(m.group(2)), int(m.group(4)) // 3
+
+
+def load_seg_for_bench(path: str | os.PathLike[str]) -> tuple[torch.nn.Module, SegBenchConfig, dict[str, Any]]:
+    """Load a segmentation checkpoint with what the bench needs: (SegSCLC, SegBenchConfig, metadata)."""
+    model, cfg, meta = load_seg_checkpoint(path)
+    spec = scene_spec(meta)
+    if spec is None:
+        raise ConfigError(f"{path} was trained on {meta.get('dataset', {}).get('source')!r}; the bench runs "
+                          "segmentation students trained on generated scenes (lab4f segment train)")
+    return model, SegBenchConfig(cfg, spec[1], spec[0], spec[2]), meta
+
+
+def is_segmentation(setup: HybridSetup) -> bool:
+    return isinstance(setup.model_cfg, SegBenchConfig)
+
+
+def bench_scenes(cfg: SegBenchConfig, split: str = "test", scenes: str | None = None, data_seed: int | None = None,
+                 limit: int | None = None) -> SegmentationSet:
+    """Generated scenes for a run: the checkpoint's kind, canvas and data seed unless overridden."""
+    kind = scenes or cfg.scenes
+    if kind not in SCENE_KINDS:
+        raise ConfigError(f"scene kind {kind!r} is unknown; choose one of {', '.join(SCENE_KINDS)}")
+    if split not in SPLIT_SIZES:
+        raise ConfigError(f"split {split!r} is unknown; choose one of {', '.join(SPLIT_SIZES)}")
+    seed = cfg.data_seed if data_seed is None else data_seed
+    sizes = {k: 1 for k in SPLIT_SIZES} | {split: max(SPLIT_SIZES[split], limit or 0)}
+    data = getattr(generated_splits(kind, sizes["train"], sizes["val"], sizes["test"], cfg.image_size, seed or 0),
+                   split)
+    if data.num_classes != cfg.num_classes:
+        raise MismatchError(f"{kind} scenes have {data.num_classes} classes but the checkpoint predicts "
+                            f"{cfg.num_classes}; pick the scenes it was trained on (--scenes {cfg.scenes})")
+    return data.subset(slice(0, limit)) if limit else data
+
+
+@dataclass
+class SegRunResult:
+    """Masks of the optical and the digital path on the same scenes, scored against the truth."""
+
+    indices: np.ndarray
+    images: np.ndarray  # (n, H, W) float32 inputs as shown
+    truth: np.ndarray  # (n, H, W) uint8 class indices (IGNORE_INDEX = not scored)
+    optical: np.ndarray  # (n, H, W) uint8 predicted by optics + decoder
+    digital: np.ndarray  # (n, H, W) uint8 predicted by the digital student
+    class_names: tuple[str, ...]
+    run: RunResult  # the stream's counters, sampled frames and features
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def scores(self, pred: np.ndarray, truth: np.ndarray | None = None) -> dict[str, Any]:
+        target = self.truth if truth is None else truth
+        cm = confusion_matrix(torch.from_numpy(pred.astype(np.int64)), torch.from_numpy(target.astype(np.int64)),
+                              len(self.class_names), IGNORE_INDEX)
+        return scores_from_confusion(cm)
+
+    def metrics(self) -> dict[str, Any]:
+        opt, dig = self.scores(self.optical), self.scores(self.digital)
+        vs = self.scores(self.optical, self.digital)  # the digital masks taken as the truth
+        s = self.run.summary.stats
+        n = int(len(self.indices))
+        return {
+            "task": "segmentation", "n": n, "class_names": list(self.class_names),
+            "optical_mean_iou": opt["mean_iou"], "digital_mean_iou": dig["mean_iou"],
+            "mean_iou_gap": dig["mean_iou"] - opt["mean_iou"],
+            "optical_mean_dice": opt["mean_dice"], "digital_mean_dice": dig["mean_dice"],
+            "optical_pixel_accuracy": opt["pixel_accuracy"], "digital_pixel_accuracy": dig["pixel_accuracy"],
+            "optical_iou": opt["iou"], "digital_iou": dig["iou"], "optical_dice": opt["dice"],
+            "digital_dice": dig["dice"],
+            "pixel_agreement": float((self.optical == self.digital).mean()) if n else float("nan"),
+            "optical_vs_digital_mean_iou": vs["mean_iou"],
+            "frames_per_s": s.mean_fps, "latency_p50_ms": s.latency_p50_ms, "latency_p95_ms": s.latency_p95_ms,
+            "latency_p99_ms": s.latency_p99_ms, "acquired": s.acquired, "processed": s.processed,
+            "dropped": s.dropped, "policy": s.policy, "stop_reason": s.stop_reason, "error": s.error,
+        } | self.extra
+
+
+def run_segmentation(setup: HybridSetup, data: SegmentationSet, policy: str = "evaluate", batch_size: int = 16,
+                     capacity: int = 64, samples: int = 8, back: torch.nn.Module | None = None) -> SegRunResult:
+    """Stream ``data``'s scenes through the optics and the decoder (``back`` overrides the student's)."""
+    shape = tuple(getattr(setup.bench.display, "shape", data.images.shape[-2:]))
+    if shape != tuple(data.images.shape[-2:]):
+        raise MismatchError(f"the display shows {shape} images but the scenes are {tuple(data.images.shape[-2:])}; "
+                            f"set the bench config's [display] settings.shape = {list(data.images.shape[-2:])}")
+    if data.in_channels != 1:
+        raise ConfigError(f"the display shows one intensity channel; the scenes have {data.in_channels}")
+    res = run_dataset(setup, data.images, data.masks, policy, batch_size, capacity, samples, back)
+    n = len(res.indices)
+    hw = tuple(data.images.shape[-2:])
+
+    def masks(probs: np.ndarray) -> np.ndarray:
+        return probs.argmax(1).astype(np.uint8) if n else np.zeros((0, *hw), np.uint8)
+
+    optical, digital = masks(res.optical_probs), masks(res.digital_probs)
+    images = data.images[res.indices, 0].numpy() if n else np.zeros((0, *hw), np.float32)
+    truth = data.masks[res.indices].numpy().astype(np.uint8) if n else np.zeros((0, *hw), np.uint8)
+    return SegRunResult(res.indices, images, truth, optical, digital, tuple(data.class_names), res,
+                        {"scenes": data.source})
+
+
+# -- overlays --------------------------------------------------------------------------------------------
+def class_palette(num_classes: int) -> np.ndarray:
+    """(num_classes, 3) RGB in [0, 1]: background black (not drawn), classes in tab10 (tab20 beyond ten)."""
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10" if num_classes <= 11 else "tab20"]
+    colours = [cmap(i % cmap.N)[:3] for i in range(max(num_classes - 1, 0))]
+    return np.array([(0.0, 0.0, 0.0), *colours], dtype=np.float32)
+
+
+def overlay(images: np.ndarray, masks: np.ndarray, num_classes: int, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
+    """(n, H, W) inputs + class masks → (n, H, W, 3) uint8 RGB: gray input, classes ≥ 1 tinted with ``alpha``."""
+    gray = np.repeat(np.clip(images, 0, 1)[..., None], 3, axis=-1)
+    palette = class_palette(num_classes)
+    drawn = (masks > 0) & (masks < num_classes)
+    tint = palette[np.where(drawn, masks, 0)]
+    out = np.where(drawn[..., None], (1 - alpha) * gray + alpha * tint, gray)
+    return np.rint(out * 255).astype(np.uint8)
+
+
+def _save_png(path: Path, rgb: np.ndarray, scale: int) -> None:
+    from PIL import Image
+
+    Image.fromarray(np.kron(rgb, np.ones((scale, scale, 1), np.uint8))).save(path)
+
+
+def save_overlay_pngs(run_path: str | os.PathLike[str], result: SegRunResult, count: int = 8,
+                      scale: int = 4) -> list[Path]:
+    """``<run>_overlay.png``: a panel (rows optical / digital / truth) of the first ``count`` scenes, then one
+    ``<run>_<index>_overlay.png`` strip per scene (input | optical | digital | truth), upscaled ``scale``×."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run_path = Path(run_path)
+    k = min(count, len(result.indices))
+    if k == 0:
+        return []
+    c = len(result.class_names)
+    rows = {name: overlay(result.images[:k], m[:k], c) for name, m in
+            (("optical", result.optical), ("digital", result.digital), ("truth", result.truth))}
+    m = result.metrics()
+    fig, axes = plt.subplots(3, k, figsize=(1.5 * k, 4.9), squeeze=False)
+    for i, (name, rgb) in enumerate(rows.items()):
+        for j in range(k):
+            axes[i, j].imshow(rgb[j], interpolation="nearest")
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
+        axes[i, 0].set_ylabel(name, fontsize=8)
+    for j in range(k):
+        axes[0, j].set_title(f"scene {int(result.indices[j])}", fontsize=7)
+    palette = class_palette(c)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=palette[i]) for i in range(1, c)]
+    fig.legend(handles, result.class_names[1:], loc="lower center", ncol=min(c - 1, 6), fontsize=7, frameon=False)
+    fig.suptitle(f"{m['n']} scenes: mean IoU optical {m['optical_mean_iou']:.3f}, digital "
+                 f"{m['digital_mean_iou']:.3f}; pixel agreement {m['pixel_agreement']:.3f}", fontsize=8)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    panel = run_path.with_name(f"{run_path.stem}_overlay.png")
+    fig.savefig(panel, dpi=100)
+    plt.close(fig)
+    paths = [panel]
+    gap = np.full((result.images.shape[1], 1, 3), 255, np.uint8)
+    for j in range(k):
+        gray = overlay(result.images[j : j + 1], np.zeros_like(result.truth[j : j + 1]), c)[0]
+        strip = np.concatenate([gray, gap, rows["optical"][j], gap, rows["digital"][j], gap, rows["truth"][j]], 1)
+        path = run_path.with_name(f"{run_path.stem}_{int(result.indices[j]):04d}_overlay.png")
+        _save_png(path, strip, scale)
+        paths.append(path)
+    return paths
+
+
+def save_seg_run(path: str | os.PathLike[str], result: SegRunResult, setup: HybridSetup,
+                 checkpoint: str | None = None) -> Path:
+    """One HDF5 file per run: inputs, true / optical / digital masks, optical overlays, metrics, provenance."""
+    c = len(result.class_names)
+    with atomic_h5(path, "segmentation_run", SEG_RUN_SCHEMA) as f:
+        f.create_dataset("indices", data=result.indices)
+        f.create_dataset("images", data=result.images.astype(np.float32), compression="gzip")
+        for name, masks in (("truth_masks", result.truth), ("optical_masks", result.optical),
+                            ("digital_masks", result.digital)):
+            f.create_dataset(name, data=masks, compression="gzip")
+        ds = f.create_dataset("overlays", data=overlay(result.images, result.optical, c), compression="gzip")
+        ds.attrs["what"] = f"optical predicted masks over the input, RGB uint8, alpha {OVERLAY_ALPHA}"
+        f.create_dataset("palette", data=class_palette(c))
+        f.create_dataset("sample_frames", data=result.run.sample_frames, compression="gzip")
+        f.create_dataset("sample_features", data=result.run.sample_features.astype(np.float32), compression="gzip")
+        write_json_attr(f, "metrics", result.metrics())
+        write_json_attr(f, "class_names", list(result.class_names))
+        write_json_attr(f, "bench", setup.bench.info())
+        f.attrs["checkpoint"] = str(checkpoint or "")
+        f.attrs["program"] = str(setup.program_path or "")
+        f.attrs["calibration"] = str(setup.calibration_path or "")
+        write_json_attr(f, "program_summary", setup.program.summary())
+    return Path(path)
+
+
+def run_scenes(setup: HybridSetup, out: str | os.PathLike[str], checkpoint: str | None = None, split: str = "test",
+               scenes: str | None = None, data_seed: int | None = None, limit: int | None = None,
+               policy: str = "evaluate", back: torch.nn.Module | None = None, pngs: int = 8) -> dict[str, Any]:
+    """Generated scenes through the bench → run file + overlay PNGs next to it; returns the metrics and paths."""
+    if not is_segmentation(setup):
+        raise ConfigError("--scenes/--data-seed select generated scenes for a segmentation checkpoint; "
+                          "this checkpoint is a classifier (use --dataset or --images)")
+    data = bench_scenes(setup.model_cfg, split, scenes, data_seed, limit)  # type: ignore[arg-type]
+    result = run_segmentation(setup, data, policy=policy, back=back)
+    path = save_seg_run(out, result, setup, checkpoint)
+    pngs_written = save_overlay_pngs(path, result, pngs)
+    return result.metrics() | {"run_file": str(path), "overlays": [str(p) for p in pngs_written]}
