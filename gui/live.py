@@ -37,8 +37,8 @@ class Pacer:
         now = time.perf_counter()
         if now < self._due:
             time.sleep(self._due - now)
-        # keep the schedule after a late call, without a burst after a long stall
-        self._due = max(self._due + self.interval_s, time.perf_counter())
+        # the next slot is one interval after this one, or after now when this call came late: no burst
+        self._due = max(self._due, now) + self.interval_s
 
 
 class LatestFrame:

@@ -129,7 +129,8 @@ class CalibrationPanel(QtWidgets.QWidget):
             needs = s in NEEDS_PROGRAM and program is None
             self.bars[s].setFormat("skipped: no program uploaded" if needs else "waiting")
         self._set_running(True)
-        w, base, out = self.worker, st.calibration, str(self.folder)
+        # a partial run builds on the record in use; 'all' starts afresh (no stale tiles/gains of another program)
+        w, base, out = self.worker, None if steps == "all" else st.calibration, str(self.folder)
         w.submit(lambda: w.calibrate(steps, program, program_path, base, out), name="calibration",
                  where="calibration")
 
