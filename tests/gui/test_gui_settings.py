@@ -3,6 +3,7 @@ is enforced and the refusal shown; layout survives a restart."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from PySide6 import QtCore
@@ -58,3 +59,11 @@ def test_power_above_the_safety_maximum_is_refused_and_shown(qtbot) -> None:  # 
     qtbot.wait(200)
     assert abs(panel.last_state["light_source"]["power_mw"] - 2.0) < 1e-6  # the device kept 2 mW
     win.close()
+
+
+def test_lab4f_gui_command_opens_and_closes_with_a_json_summary(qtbot, capsys) -> None:  # noqa: ANN001
+    from lab4f.cli import main
+
+    assert main(["gui", "--no-restore", "--quit-after-s", "0.5", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["exit_code"] == 0 and out["status"] == "closed" and 0.5 <= out["open_s"] < 30
