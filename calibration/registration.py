@@ -14,7 +14,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from lab4f.calibration.base import Progress, StepControl, StepResult
-from lab4f.calibration.camera import check_frame, grab, light_on
+from lab4f.calibration.camera import check_frame, full_scale_adu, grab, light_on
 from lab4f.errors import CalibrationError
 from lab4f.optics.registration import PlaneToCamera
 
@@ -59,6 +59,23 @@ def fiducial_pixels(shape: tuple[int, int], grid: int, margin: int) -> list[tupl
     return [(int(r), int(c)) for r in rows for c in cols]
 
 
+def _fiducial_frame(camera: Any, dark: np.ndarray | None, frames: int, expose: bool) -> np.ndarray:
+    """Frame of one fiducial, exposed on this fiducial itself when needed (first one, saturated, or dim).
+
+    One point through a flat phase is far brighter than the program's scenes, and a point landing on exactly
+    one camera pixel is up to 4× brighter than one split over four, so one exposure for all fiducials can
+    saturate; the centroid does not depend on the exposure.
+    """
+    full = full_scale_adu(camera)
+    if not expose:
+        raw = grab(camera, frames)
+        peak = float(np.max(raw - (dark if dark is not None else 0))) / full
+        if float(raw.max()) < 0.98 * full and peak >= 0.1:
+            return raw
+    camera.autoexpose(set_fraction=0.35, verbose=False)
+    return grab(camera, frames)
+
+
 def display_registration_step(
     bench: Any,
     dark: np.ndarray | None = None,
@@ -75,19 +92,19 @@ def display_registration_step(
     pixels = fiducial_pixels(display.shape, grid, margin)
     plane, cam = [], []
     exposure_s = camera.get_exposure()
-    with light_on(bench):
-        bench.slm.set_phase(np.zeros(bench.slm.shape), settle=True)
-        for n, (i, j) in enumerate(pixels):
-            display.show_point(i, j)
-            if n == 0:  # one point through a flat phase is far brighter than the program's scenes; a point
-                camera.autoexpose(set_fraction=0.35, verbose=False)  # centred on a pixel is ~2x brighter
-            raw = grab(camera, frames)
-            check_frame(raw, camera, dark, f"display fiducial ({i}, {j})")
-            xy, _ = spot_centroid(raw - (dark if dark is not None else 0))
-            plane.append(display_cell(display, i, j))
-            cam.append(xy)
-            ctl.report((n + 1) / len(pixels), f"fiducial {n + 1}/{len(pixels)}")
-        display.blank()
+    try:
+        with light_on(bench):
+            bench.slm.set_phase(np.zeros(bench.slm.shape), settle=True)
+            for n, (i, j) in enumerate(pixels):
+                display.show_point(i, j)
+                raw = _fiducial_frame(camera, dark, frames, expose=n == 0)
+                check_frame(raw, camera, dark, f"display fiducial ({i}, {j})")
+                xy, _ = spot_centroid(raw - (dark if dark is not None else 0))
+                plane.append(display_cell(display, i, j))
+                cam.append(xy)
+                ctl.report((n + 1) / len(pixels), f"fiducial {n + 1}/{len(pixels)}")
+            display.blank()
+    finally:
         camera.set_exposure(exposure_s)
     plane_xy, cam_xy = np.array(plane), np.array(cam)
     if not np.all(np.isfinite(cam_xy)):
