@@ -56,7 +56,7 @@ def test_correction_cancels_the_injected_aberration(corrected):
     assert residual_rad < 0.35 * injected_rad  # measured 0.28 rad (16 superpixels of 128 px)
     # the measured aberration is the injected one (piston and tilt aside), within 10 %
     assert q["aberration_rms_waves"] * 2 * np.pi == pytest.approx(injected_rad, rel=0.1)
-    assert q["fit_fraction"] == 1.0
+    assert q["fit_fraction"] == 1.0 and q["applied"] == 1.0
     assert q["spot_peak_gain"] > 1.8  # measured 2.4: the focused spot's peak / window sum
     assert q["spot_rms_radius_px_after"] < q["spot_rms_radius_px_before"] - 0.5
 
