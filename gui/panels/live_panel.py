@@ -54,9 +54,9 @@ class LivePanel(QtWidgets.QWidget):
         self.snap_btn.clicked.connect(self._choose_snapshot)
         self.freeze = QtWidgets.QCheckBox("pause display")
         self.fps_label = status_label("–")
-        for w in (self.start_btn, self.freeze, self.snap_btn, self.fps_label):
+        for w in (self.start_btn, self.freeze, self.snap_btn):
             row.addWidget(w)
-        row.addStretch(1)
+        row.addWidget(self.fps_label, 1)
         layout.addLayout(row)
         self.plot, self.image = image_view()
         layout.addWidget(self.plot, 1)
@@ -112,11 +112,17 @@ class LivePanel(QtWidgets.QWidget):
             shape = self.state.camera_shape or (512, 512)
             reg = PlaneToCamera.identity(shape)
         pen = pg.mkPen((0, 200, 255), width=1)
-        for x, y, w, h in tile_rectangles(program, reg):
+        rects = tile_rectangles(program, reg)
+        for x, y, w, h in rects:
             box = QtWidgets.QGraphicsRectItem(x, y, w, h)
             box.setPen(pen)
             self.plot.addItem(box)
             self.boxes.append(box)
+        if rects:  # zoom onto the tiles (the feature maps); the mouse zooms back out
+            corners = np.array([(x, y, x + w, y + h) for x, y, w, h in rects])
+            (x0, y0), (x1, y1) = corners[:, :2].min(0), corners[:, 2:].max(0)
+            m = 0.5 * max(x1 - x0, y1 - y0)
+            self.plot.setRange(xRange=(x0 - m, x1 + m), yRange=(y0 - m, y1 + m))
 
     def _choose_snapshot(self) -> None:
         path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Snapshot", "snapshot.png", "16-bit PNG (*.png)")
