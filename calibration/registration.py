@@ -76,9 +76,24 @@ def _fiducial_frame(camera: Any, dark: np.ndarray | None, frames: int, expose: b
     return grab(camera, frames)
 
 
+def plane_matrix_from_fourier(fourier: dict, slm: Any) -> np.ndarray:
+    """Plane cell → camera pixel matrix from slmsuite's Fourier calibration (camera = M·k + b).
+
+    Output-plane cells ARE the SLM's DFT grid in k-space: one cell = 1 / (N · pitch) in slmsuite's normalised k
+    (pitch in wavelengths), so A = M · diag(1 / (Nx·pitch_x), 1 / (Ny·pitch_y)). The Fourier spot grid spans most
+    of the tile field, so this matrix holds across it, where an affine fitted to fiducials on the small input
+    display would extrapolate its rotation and scale errors tens of times over.
+    """
+    m = np.asarray(fourier["M"], dtype=np.float64).reshape(2, 2)
+    ny, nx = slm.shape
+    px, py = np.ravel(slm.pitch)[:2]
+    return m @ np.diag([1.0 / (nx * px), 1.0 / (ny * py)])
+
+
 def display_registration_step(
     bench: Any,
     dark: np.ndarray | None = None,
+    fourier: dict | None = None,
     grid: int = 5,
     margin: int = 2,
     frames: int = 2,
@@ -111,6 +126,12 @@ def display_registration_step(
         raise CalibrationError("a display fiducial was not found on the camera; check the display is imaged "
                                "onto the camera and run `lab4f calibrate registration` again")
     reg = PlaneToCamera.fit(plane_xy, cam_xy)
+    fiducial_only = reg
+    if fourier is not None:
+        # the field-wide matrix from the Fourier calibration, the display's offset from the fiducials
+        matrix = plane_matrix_from_fourier(fourier, bench.slm)
+        reg = PlaneToCamera(matrix, np.mean(cam_xy - plane_xy @ matrix.T, axis=0))
+        reg.rms_residual_px = float(np.sqrt(np.mean(np.sum((reg.apply(plane_xy) - cam_xy) ** 2, axis=1))))
     resid = reg.apply(plane_xy) - cam_xy
     if reg.rms_residual_px > max_rms_px:
         raise CalibrationError(
@@ -120,7 +141,10 @@ def display_registration_step(
     return ctl.finish(StepResult(
         "registration",
         quality={"rms_residual_px": reg.rms_residual_px, "max_residual_px": float(np.abs(resid).max()),
-                 "rotation_deg": reg.rotation_deg, "scale": reg.scale, "fiducials": float(len(pixels))},
+                 "rotation_deg": reg.rotation_deg, "scale": reg.scale, "fiducials": float(len(pixels)),
+                 "fiducial_only_rms_px": fiducial_only.rms_residual_px,
+                 "fiducial_only_rotation_deg": fiducial_only.rotation_deg,
+                 "matrix_from_fourier": float(fourier is not None)},
         arrays={"registration": reg.to_array(), "fiducial_plane_xy": plane_xy, "fiducial_camera_xy": cam_xy},
         message=f"rotation {reg.rotation_deg:.2f}°, scale {reg.scale:.4f} px/cell, "
                 f"{reg.rms_residual_px:.3f} px RMS",
@@ -136,6 +160,50 @@ def _tile_centroid_cells(psf: np.ndarray, offset: tuple[int, int], k: int) -> np
         return None
     yy, xx = np.mgrid[0:k, 0:k]
     return np.array([x0 - cx + (xx * win).sum() / win.sum(), y0 - cy + (yy * win).sum() / win.sum()])
+
+
+def predicted_point_image(psf: np.ndarray, registration: PlaneToCamera, point: np.ndarray,
+                          camera_shape: tuple[int, int]) -> np.ndarray:
+    """The camera image the registration predicts for a point input at plane cell ``point`` (PSF warped, bilinear).
+
+    Tile shifts are measured as centroid(measured) − centroid(predicted) with the same window, so the window's
+    bias on an asymmetric kernel tile cancels instead of masquerading as a shift."""
+    from scipy.ndimage import map_coordinates
+
+    h, w = camera_shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    plane = registration.inverse_apply(np.stack([xx.ravel(), yy.ravel()], axis=1)) - point
+    cy, cx = psf.shape[0] // 2, psf.shape[1] // 2
+    img = map_coordinates(psf, [plane[:, 1] + cy, plane[:, 0] + cx], order=1, mode="constant")
+    return img.reshape(h, w).astype(np.float32)
+
+
+def _lsq_shift(img: np.ndarray, predicted: np.ndarray, center_xy: np.ndarray, half: int,
+               iterations: int = 3) -> tuple[np.ndarray, float]:
+    """Sub-pixel shift (x, y) in camera pixels of ``img`` against ``predicted`` in a fixed window (Gauss–Newton on
+    img ≈ a·P(x − d) + c), and the fitted amplitude a; NaN if the window leaves the frame or holds no signal."""
+    from scipy.ndimage import map_coordinates
+
+    x0, y0 = np.round(center_xy).astype(int)
+    h, w = img.shape
+    if x0 - half < 1 or y0 - half < 1 or x0 + half >= w - 1 or y0 + half >= h - 1:
+        return np.full(2, np.nan), float("nan")
+    yy, xx = np.mgrid[y0 - half : y0 + half + 1, x0 - half : x0 + half + 1].astype(np.float64)
+    target = img[y0 - half : y0 + half + 1, x0 - half : x0 + half + 1].astype(np.float64).ravel()
+    d = np.zeros(2)
+    a = float("nan")
+    for _ in range(iterations):
+        coords = [yy - d[1], xx - d[0]]
+        p = map_coordinates(predicted, coords, order=1).ravel()
+        py = map_coordinates(np.gradient(predicted, axis=0), coords, order=1).ravel()
+        px = map_coordinates(np.gradient(predicted, axis=1), coords, order=1).ravel()
+        design = np.stack([p, np.ones_like(p), -px, -py], axis=1)
+        sol, *_ = np.linalg.lstsq(design, target, rcond=None)
+        a = float(sol[0])
+        if not np.isfinite(a) or a <= 0:
+            return np.full(2, np.nan), float("nan")
+        d = d + sol[2:] / a
+    return d, a
 
 
 def tile_registration_step(
@@ -170,17 +238,17 @@ def tile_registration_step(
                 img = raw - (dark if dark is not None else 0)
                 k = frame.layout.kernel_size
                 frame_shifts, frame_peaks = np.zeros((len(frame.layout.tiles), 2)), np.zeros(len(frame.layout.tiles))
+                predicted = predicted_point_image(frame.achieved_psf, registration, point, img.shape)
                 for t_idx, tile in enumerate(frame.layout.tiles):
                     c = _tile_centroid_cells(frame.achieved_psf, tile.offset, k)
                     if c is None:
                         continue
                     pred = registration.apply((point + c)[None])[0]
                     half = max(2, int(np.ceil(scale * k / 2)) + 1)
-                    xy, pk = spot_centroid(img, half=half, near_xy=pred, search_px=half)
-                    if np.all(np.isfinite(xy)):
-                        frame_shifts[t_idx] = registration.inverse_apply(xy[None])[0] - registration.inverse_apply(
-                            pred[None])[0]
-                        frame_peaks[t_idx] = pk
+                    d_cam, amplitude = _lsq_shift(img, predicted, pred, half)
+                    if np.all(np.isfinite(d_cam)):
+                        frame_shifts[t_idx] = np.linalg.solve(registration.matrix, d_cam)  # camera px → plane cells
+                        frame_peaks[t_idx] = amplitude
                 shifts.append(frame_shifts)
                 peaks_all.append(frame_peaks)
                 ctl.report((f_idx + 1) / len(program.frames), f"frame {f_idx + 1}/{len(program.frames)}")

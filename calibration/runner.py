@@ -53,7 +53,7 @@ def _run_step(name: str, bench: Any, rec: CalibrationRecord, program: Any, progr
     if name == "wavefront":
         return wavefront_step(bench, _require(rec, "fourier", rec.fourier, name), dark=rec.dark, **kw)
     if name == "registration":
-        return display_registration_step(bench, dark=rec.dark, **kw)
+        return display_registration_step(bench, dark=rec.dark, fourier=rec.fourier, **kw)
     reg = _require(rec, "registration", rec.registration, name)
     if name == "tiles":
         return tile_registration_step(bench, program, reg, dark=rec.dark, **kw)
