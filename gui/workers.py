@@ -298,27 +298,31 @@ class BenchWorker(Worker):
 
     # -- calibration -------------------------------------------------------------------------------
     def calibrate(self, steps: str | list[str], program: Any = None, program_path: str | None = None,
-                  base: CalibrationRecord | None = None, out_dir: str | None = None) -> CalibrationRecord:
+                  base: CalibrationRecord | None = None, out_dir: str | None = None,
+                  wavefront: bool = False) -> CalibrationRecord:
         """`run_calibration` with per-step progress; the live view pauses meanwhile, a run is ended."""
-        names = resolve_steps(steps, program)  # a bad request is refused before anything stops
+        names = resolve_steps(steps, program, wavefront)  # a bad request is refused before anything stops
         resume_view = self.view is not None
         self.stop_stream()
         self.cancel.clear()
-        last_emit = [0.0]
+        # the runner reports (steps done + fraction of this one) / steps; after a wavefront step it refits fourier
+        total, done, last_emit = len(names) + ("wavefront" in names), [0], [0.0]
 
         def progress(fraction: float, message: str) -> None:
             step = message.split(":", 1)[0]
-            if step not in names:
-                return
-            own = min(max(fraction * len(names) - names.index(step), 0.0), 1.0)
+            own = min(max(fraction * total - done[0], 0.0), 1.0)
             now = time.perf_counter()
             if own >= 1.0 or now - last_emit[0] > 0.05:  # ≤ 20 updates/s reach the GUI
                 last_emit[0] = now
                 self.progress.emit(step, own, message)
 
+        def on_step(_result: Any) -> None:
+            done[0] += 1
+
         try:
             record = run_calibration(self.bench, steps, program=program, program_path=program_path,
-                                     out_dir=out_dir, base=base, progress=progress, cancel=self.cancel)
+                                     out_dir=out_dir, base=base, progress=progress, cancel=self.cancel,
+                                     on_step=on_step, wavefront=wavefront)
         except CalibrationCancelled as exc:
             self.progress.emit("cancelled", 0.0, str(exc))
             raise

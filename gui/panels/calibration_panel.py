@@ -13,14 +13,15 @@ import torch
 import torch.nn.functional as F
 from PySide6 import QtCore, QtWidgets
 
-from lab4f.calibration import STEP_ORDER, CalibrationRecord, list_records
+from lab4f.calibration import BENCH_ORDER, CalibrationRecord, list_records
 from lab4f.calibration.runner import NEEDS_PROGRAM
 from lab4f.gui.app_state import AppState
 from lab4f.gui.views import image_view, montage, show_image
 from lab4f.gui.workers import BenchWorker
 
 TITLES = {"camera": "Camera: exposure, dark, flat", "fourier": "Fourier calibration (slmsuite)",
-          "phase": "SLM phase response (LUT)", "registration": "Display → camera registration",
+          "phase": "SLM phase response (LUT)", "wavefront": "Wavefront correction (optional, ~20 s)",
+          "registration": "Display → camera registration",
           "tiles": "Tile registration (program)", "gains": "Per-channel filter and offset (program)"}
 RESIDUAL_GAIN = 100.0  # registration residual vectors are drawn this many times longer
 
@@ -49,7 +50,7 @@ class CalibrationPanel(QtWidgets.QWidget):
         grid = QtWidgets.QGridLayout()
         self.bars: dict[str, QtWidgets.QProgressBar] = {}
         self.run_btns: dict[str, QtWidgets.QPushButton] = {}
-        for i, step in enumerate(STEP_ORDER):
+        for i, step in enumerate(BENCH_ORDER):
             grid.addWidget(QtWidgets.QLabel(TITLES[step]), i, 0)
             self.bars[step] = QtWidgets.QProgressBar(maximum=1000, textVisible=True)
             self.bars[step].setFormat("–")
@@ -61,14 +62,15 @@ class CalibrationPanel(QtWidgets.QWidget):
         layout.addLayout(grid)
         row = QtWidgets.QHBoxLayout()
         self.run_all_btn = QtWidgets.QPushButton("Run all")
-        self.run_all_btn.clicked.connect(lambda: self.run("all"))
+        self.run_all_btn.clicked.connect(lambda: self.run("all", self.with_wavefront.isChecked()))
+        self.with_wavefront = QtWidgets.QCheckBox("with wavefront")
         self.cancel_btn = QtWidgets.QPushButton("Cancel")
         self.cancel_btn.setEnabled(False)
         self.cancel_btn.clicked.connect(self.cancel)
         save_btn, load_btn = QtWidgets.QPushButton("Save copy…"), QtWidgets.QPushButton("Load record…")
         save_btn.clicked.connect(self._choose_save)
         load_btn.clicked.connect(self._choose_load)
-        for w in (self.run_all_btn, self.cancel_btn, save_btn, load_btn):
+        for w in (self.run_all_btn, self.with_wavefront, self.cancel_btn, save_btn, load_btn):
             row.addWidget(w)
         layout.addLayout(row)
         self.summary = QtWidgets.QPlainTextEdit("not calibrated")
@@ -116,9 +118,11 @@ class CalibrationPanel(QtWidgets.QWidget):
         self.refresh_history()
 
     # -- running -----------------------------------------------------------------------------------
-    def run(self, steps: str | list[str]) -> None:
-        """Run ``steps`` ('all' or names) in the device thread; tiles/gains use the uploaded program."""
-        st, names = self.state, list(STEP_ORDER) if steps == "all" else list(steps)
+    def run(self, steps: str | list[str], wavefront: bool = False) -> None:
+        """Run ``steps`` ('all', with the optional wavefront step if asked, or names) in the device thread;
+        tiles/gains use the uploaded program."""
+        st = self.state
+        names = [s for s in BENCH_ORDER if wavefront or s != "wavefront"] if steps == "all" else list(steps)
         program, program_path = st.program, st.program_path
         if program is None and steps != "all" and any(s in NEEDS_PROGRAM for s in names):
             self.summary.setPlainText("Tile registration and channel fits need a compiled program: load a checkpoint "
@@ -131,7 +135,7 @@ class CalibrationPanel(QtWidgets.QWidget):
         self._set_running(True)
         # a partial run builds on the record in use; 'all' starts afresh (no stale tiles/gains of another program)
         w, base, out = self.worker, None if steps == "all" else st.calibration, str(self.folder)
-        w.submit(lambda: w.calibrate(steps, program, program_path, base, out), name="calibration",
+        w.submit(lambda: w.calibrate(steps, program, program_path, base, out, wavefront), name="calibration",
                  where="calibration")
 
     def cancel(self) -> None:
@@ -185,7 +189,7 @@ class CalibrationPanel(QtWidgets.QWidget):
         if rec is None:
             return
         lines = [f"{rec.path.name if rec.path else '(not saved)'} · created {rec.created}"]
-        for name in STEP_ORDER:
+        for name in BENCH_ORDER:
             if name in rec.steps:
                 r = rec.steps[name]
                 self.bars[name].setValue(1000)

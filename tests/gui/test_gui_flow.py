@@ -80,7 +80,7 @@ def test_full_flow_on_the_simulated_bench(qtbot, screenshot, tiny_checkpoint: Pa
     assert rec is not None, cal.summary.toPlainText()
     assert sorted(rec.steps) == sorted(["camera", "fourier", "phase", "registration", "tiles", "gains"])
     assert rec.path is not None and rec.path.parent == tmp_path / "calibrations" and cal.history.count() == 1
-    assert all(b.value() == 1000 for b in cal.bars.values())
+    assert all(b.value() == 1000 for name, b in cal.bars.items() if name != "wavefront")  # optional, not run
     assert bench.latest.count > 0 and bench.view is not None  # the live view resumed after calibrating
     # the simulated camera's true misregistration: camera_xy = A plane_xy + b
     pts = np.array([[10.0, -7.0], [0.0, 0.0], [-60.0, 40.0]])
