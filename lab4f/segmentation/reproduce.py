@@ -220,7 +220,8 @@ def reproduce(seeds: Sequence[int] = (0, 1, 2), out_dir: str | Path = "results/s
     result = SegReproduceResult(out, rows, aggs, ordering, wall, files)
     summary = {"config": {**asdict(cfg), "seeds": list(seeds), "train_config": asdict(base)},
                "class_names": list(classes), **result.summary(),
-               "bench": "not run: the live pipeline for `lab4f run` with a segmentation checkpoint is not ready",
+               "bench": "run a checkpoint on the bench with `lab4f run --checkpoint CKPT --calibration R --config "
+                        "examples/bench48.toml` (48×48 display)",
                "lab4f_version": __version__, "git_commit": git_commit()}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return result

@@ -72,3 +72,24 @@ def test_bench_without_connect_explains() -> None:
 
     with pytest.raises(DeviceError, match="connect"):
         _ = Bench().camera
+
+
+@pytest.mark.parametrize("name", ["bench48.toml", "lab_bench.toml"])
+def test_example_configs_validate(name) -> None:
+    """The shipped examples parse, name known drivers, and their lab4f drivers' settings validate."""
+    import importlib
+    from pathlib import Path
+
+    from lab4f.bench.config import validate_settings
+
+    cfg = load_bench_config(Path(__file__).parents[2] / "examples" / name)
+    models = {"SimulatedDisplay": ("sim_display", "SimulatedDisplaySettings"),
+              "HarvestersCamera": ("harvesters_camera", "HarvestersCameraSettings"),
+              "LightSource": ("instruments", "LightSourceSettings"), "Shutter": ("instruments", "ShutterSettings")}
+    for role in ("slm", "display", "camera", "light_source", "shutter"):
+        dev = getattr(cfg, role)
+        assert dev.driver in DRIVERS and DRIVERS[dev.driver].role == role
+        if dev.driver in models:
+            module, cls = models[dev.driver]
+            model = getattr(importlib.import_module(f"lab4f.drivers.{module}"), cls)
+            validate_settings(model, dev.settings, role)
