@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from lab4f.calibration.base import Progress, StepControl, StepResult
-from lab4f.calibration.camera import autoexpose, check_frame, grab, light_on
+from lab4f.calibration.camera import DisplayBackground, autoexpose, check_frame, grab, light_on
 from lab4f.calibration.registration import spot_centroid
 from lab4f.calibration.slm import cameraslm, fourier_as_plain
 from lab4f.errors import CalibrationError
@@ -53,7 +53,7 @@ def _probe_spot(bench: Any, phase: np.ndarray, dark: np.ndarray | None, exclude_
     """Centroid (x, y) of the brightest spot for an SLM phase (optionally away from ``exclude_xy``)."""
     bench.slm.set_phase(phase, phase_correct=False, settle=True)
     autoexpose(bench.camera, 0.5, "Fourier probe")
-    img = grab(bench.camera, 2) - (dark if dark is not None else 0)
+    img = grab(bench.camera, 2, background=DisplayBackground(bench.display))
     if exclude_xy is not None:
         yy, xx = np.ogrid[: img.shape[0], : img.shape[1]]
         img = np.where((xx - exclude_xy[0]) ** 2 + (yy - exclude_xy[1]) ** 2 < exclude_px**2, 0, img)
@@ -124,7 +124,8 @@ def fourier_step(
     ctl = StepControl("fourier", progress, cancel)
     advice = ("Centre the grid on the camera (array_center), or reduce array_pitch/array_shape so every spot "
               "lands on the camera, check the camera sees the SLM's far field, then run `lab4f calibrate fourier`.")
-    fs = cameraslm(bench, dark, ctl=ctl, frames=3, span=(0.1, 0.6))
+    background = DisplayBackground(bench.display)  # the display's black level would halo every spot
+    fs = cameraslm(bench, dark, ctl=ctl, frames=3, span=(0.1, 0.6), background=background)
     exposure_s = bench.camera.get_exposure()
     try:
         with light_on(bench):
@@ -140,7 +141,7 @@ def fourier_step(
                 raise CalibrationError(f"slmsuite's Fourier calibration failed ({exc}). {advice}") from exc
             raw = grab(bench.camera, 2)
             check_frame(raw, bench.camera, dark, "Fourier calibration")
-            img = raw - (dark if dark is not None else 0)
+            img = grab(bench.camera, 2, background=background)
             spot_exposure_s = bench.camera.get_exposure()
             # The grid slmsuite projected (the hologram is re-made the same way to know its spots' k).
             shape = SpotHologram.get_padded_shape(fs, padding_order=1, square_padding=True)

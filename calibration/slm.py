@@ -21,9 +21,10 @@ from lab4f.errors import CalibrationError
 class _ReportingCamera(DarkCorrectedCamera):
     """Dark-corrected camera that reports progress (and honours cancel) at every frame slmsuite takes."""
 
-    def __init__(self, camera: Any, dark: np.ndarray | None, ctl: StepControl, frames: int, span: tuple) -> None:
+    def __init__(self, camera: Any, dark: np.ndarray | None, ctl: StepControl, frames: int, span: tuple,
+                 background: Any = None) -> None:
         self._ctl, self._frames, self._span, self._count = ctl, max(frames, 1), span, 0
-        super().__init__(camera, dark)
+        super().__init__(camera, dark, background)
 
     def _get_image_hw(self, timeout_s: float = 1.0) -> np.ndarray:
         if hasattr(self, "_ctl"):
@@ -34,14 +35,14 @@ class _ReportingCamera(DarkCorrectedCamera):
 
 
 def cameraslm(bench: Any, dark: np.ndarray | None, fourier: dict | None = None, ctl: StepControl | None = None,
-              frames: int = 1, span: tuple[float, float] = (0.0, 1.0)) -> Any:
+              frames: int = 1, span: tuple[float, float] = (0.0, 1.0), background: Any = None) -> Any:
     """slmsuite FourierSLM of the bench's SLM and (dark-corrected) camera, with a Fourier calibration loaded."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "cupy is not installed": numpy is the intended backend
         from slmsuite.hardware.cameraslms import FourierSLM
     logging.getLogger("slmsuite").setLevel(logging.WARNING)
-    cam = DarkCorrectedCamera(bench.camera, dark) if ctl is None else _ReportingCamera(
-        bench.camera, dark, ctl, frames, span)
+    cam = DarkCorrectedCamera(bench.camera, dark, background) if ctl is None else _ReportingCamera(
+        bench.camera, dark, ctl, frames, span, background)
     fs = FourierSLM(cam, bench.slm)
     if fourier is not None:
         fs.calibrations["fourier"] = {k: (np.asarray(v) if isinstance(v, list) else v) for k, v in fourier.items()}
