@@ -111,24 +111,23 @@ class TeacherCNN(nn.Module):
         return self.back(self.front(x))
 
 
-class SCLC(nn.Module):
-    """Linear counterpart computed spectrally: bias-free layers collapsed into one kernel bank.
+class LinearFrontEnd(nn.Module):
+    """The SCLC's optical half: bias-free linear conv layers that collapse into one kernel bank.
 
-    The layer kernels are the trainable parameters (as in the paper); every forward pass collapses them
-    (cheap: kernel-sized FFTs) and applies the bank through the configured detection model.
+    The layer kernels are the trainable parameters (as in the paper); every forward pass collapses them (cheap:
+    kernel-sized FFTs) and applies the bank through the configured detection model. Subclasses add ``self.back``.
     """
 
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
+    def _init_front(self, in_channels: int, widths: tuple[int, ...], kernel_size: int, detection: str) -> int:
         self.layers = nn.ParameterList()
-        c = cfg.in_channels
-        for w in cfg.widths:
-            conv = nn.Conv2d(c, w, cfg.kernel_size, bias=False)  # for PyTorch's default init
+        self.detection = detection
+        self.noise_std = 0.0
+        c = in_channels
+        for w in widths:
+            conv = nn.Conv2d(c, w, kernel_size, bias=False)  # for PyTorch's default init
             self.layers.append(nn.Parameter(conv.weight.detach().clone()))
             c = w
-        self.back = BackEnd(c, cfg)
-        self.noise_std = 0.0
+        return c
 
     def collapsed(self) -> torch.Tensor:
         """The effective (C_out, C_in, K_eff, K_eff) kernel, differentiable."""
@@ -139,10 +138,20 @@ class SCLC(nn.Module):
             return KernelBank(self.collapsed())
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return detect(x, self.collapsed(), self.cfg.detection, self.noise_std)
+        return detect(x, self.collapsed(), self.detection, self.noise_std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.back(self.features(x))
+
+
+class SCLC(LinearFrontEnd):
+    """Linear counterpart computed spectrally: the collapsible front end, then the classifier back end."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        channels = self._init_front(cfg.in_channels, cfg.widths, cfg.kernel_size, cfg.detection)
+        self.back = BackEnd(channels, cfg)
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:

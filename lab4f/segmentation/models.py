@@ -19,10 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lab4f.detection import DETECTION_MODELS, detect
+from lab4f.detection import DETECTION_MODELS
 from lab4f.errors import CheckpointError, ConfigError
-from lab4f.models import KINDS
-from lab4f.spectral import KernelBank, collapse_kernels
+from lab4f.models import KINDS, LinearFrontEnd
 
 
 @dataclass
@@ -105,34 +104,14 @@ class SegTeacher(nn.Module):
         return self.back(self.front(x))
 
 
-class SegSCLC(nn.Module):
+class SegSCLC(LinearFrontEnd):
     """Linear collapsible front end (realised optically) + the same electronic decoder as the teacher."""
 
     def __init__(self, cfg: SegConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.layers = nn.ParameterList()
-        c = cfg.in_channels
-        for w in cfg.widths:
-            conv = nn.Conv2d(c, w, cfg.kernel_size, bias=False)  # for PyTorch's default init
-            self.layers.append(nn.Parameter(conv.weight.detach().clone()))
-            c = w
-        self.back = SegDecoder(c, cfg)
-        self.noise_std = 0.0
-
-    def collapsed(self) -> torch.Tensor:
-        """The effective (C_out, C_in, K_eff, K_eff) kernel, differentiable."""
-        return collapse_kernels(list(self.layers))
-
-    def kernel_bank(self) -> KernelBank:
-        with torch.no_grad():
-            return KernelBank(self.collapsed())
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return detect(x, self.collapsed(), self.cfg.detection, self.noise_std)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.back(self.features(x))
+        channels = self._init_front(cfg.in_channels, cfg.widths, cfg.kernel_size, cfg.detection)
+        self.back = SegDecoder(channels, cfg)
 
 
 def build_seg_model(cfg: SegConfig) -> nn.Module:

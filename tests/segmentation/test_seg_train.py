@@ -112,7 +112,7 @@ def test_tiny_reproduce_writes_all_files(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "overlays").glob("*.png")) == [
         "linear-seed0.png", "student-seed0.png", "teacher-seed0.png"]
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert len(summary["rows"]) == 9 and "not run" in summary["bench"]
+    assert len(summary["rows"]) == 9 and "lab4f run" in summary["bench"]
     rows = list(csv.DictReader((tmp_path / "table.csv").open()))
     means = {r["model"]: float(r["mean_iou"]) for r in rows if r["seed"] == "mean"}
     for a in res.aggregates:
