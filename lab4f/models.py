@@ -8,7 +8,7 @@ of the paper: BatchNorm → adaptive average pool → FC layers with ReLU and dr
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import torch
@@ -157,14 +157,3 @@ class SCLC(LinearFrontEnd):
 def build_model(cfg: ModelConfig) -> nn.Module:
     """Teacher for kind 'teacher'; SCLC for 'linear' (trained plainly) and 'student' (trained by KD)."""
     return TeacherCNN(cfg) if cfg.kind == "teacher" else SCLC(cfg)
-
-
-@dataclass
-class ModelSummary:
-    parameters: int
-    front_parameters: int
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

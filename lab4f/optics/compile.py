@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from lab4f.errors import CompileError
-from lab4f.optics.forward import MODES, amplitude_psf, intensity_psf, transmittance_for_psf
+from lab4f.optics.forward import MODES, intensity_psf, transmittance_for_psf
 from lab4f.optics.geometry import FourfGeometry
 from lab4f.optics.layout import TileLayout, plan_layout, slots_per_frame, target_psf
 from lab4f.optics.program import OpticalProgram, ProgramFrame
@@ -150,8 +150,3 @@ def compile_bank(
         bank=bank.to_numpy(), input_size=input_size, mode=mode, modulation=modulation, geometry=geometry,
         frames=frames, kernel_scale=scale * 1.0, source=source or {},
     )
-
-
-def field_psf(program: OpticalProgram, frame: int = 0) -> np.ndarray:
-    """Complex amplitude PSF of a frame (for coherent-mode analysis)."""
-    return amplitude_psf(torch.from_numpy(program.frames[frame].transmittance)).numpy()

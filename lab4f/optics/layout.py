@@ -8,7 +8,6 @@ of the input on the axis.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -138,7 +137,3 @@ def extract_tiles(
         y0, x0 = cy + t.offset[0] - n // 2, cx + t.offset[1] - n // 2
         (pos if t.sign > 0 else neg)[:, index[t.channel]] = output[:, y0 : y0 + n, x0 : x0 + n]
     return pos, neg
-
-
-def frames_needed(channels: int, per_frame_kernels: int) -> int:
-    return math.ceil(channels / max(per_frame_kernels, 1))
