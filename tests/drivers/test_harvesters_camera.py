@@ -6,13 +6,13 @@ import time
 
 import numpy as np
 import pytest
+
 from lab4f.drivers.harvesters_camera import (
     HarvestersCamera,
     HarvestersCameraSettings,
     component_to_array,
     default_cti_path,
 )
-
 from lab4f.errors import ConfigError, DeviceDisconnected, DeviceTimeout
 
 VIKY_SERIALS = ["0", "1", "2"]

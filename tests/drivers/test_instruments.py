@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import pyvisa
+
 from lab4f.drivers.instruments import (
     LightSource,
     LightSourceSettings,
@@ -18,7 +19,6 @@ from lab4f.drivers.instruments import (
     sim_instruments_path,
     sim_resource_manager,
 )
-
 from lab4f.errors import DeviceDisconnected, DeviceError, DeviceTimeout, SafetyLimitError
 
 NO_ERROR = '0,"No error"'
