@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from PySide6 import QtCore
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# Screenshots go to $LAB4F_SCREENSHOTS (set it to docs/screenshots to refresh the README's pictures); by default to
+# a temporary folder, so a test run leaves the work tree clean.
+SCREENSHOTS_ENV = "LAB4F_SCREENSHOTS"
 
 
 @pytest.fixture(autouse=True)
@@ -42,13 +44,19 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def screenshot():  # noqa: ANN201
-    """save(widget, name): a PNG of the widget in docs/screenshots for the README (a few hundred pixels)."""
+def screenshot(tmp_path_factory):  # noqa: ANN001, ANN201
+    """save(widget, name): a PNG of the widget (in $LAB4F_SCREENSHOTS, e.g. docs/screenshots, else a temp folder)."""
+    import os
+
+    wanted = os.environ.get(SCREENSHOTS_ENV)
+    repo = Path(__file__).resolve().parents[2]  # tests chdir into tmp_path: relative paths mean the repository's
+    folder = (repo / wanted) if wanted else tmp_path_factory.mktemp("screenshots")
 
     def save(widget, name: str) -> Path:  # noqa: ANN001
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        path = SCREENSHOTS / f"{name}.png"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{name}.png"
         assert widget.grab().save(str(path))
+        assert path.stat().st_size > 1000
         return path
 
     return save
