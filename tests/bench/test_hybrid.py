@@ -98,3 +98,25 @@ def test_capture_features_match_digital_features(trained_checkpoints, mnist_spli
     assert err < 0.5, err
     corr = np.corrcoef(optical.ravel(), digital.ravel())[0, 1]
     assert corr > 0.85, corr
+
+
+def test_run_command_writes_a_run_file_and_warns_without_calibration(trained_checkpoints, tmp_path, capsys) -> None:
+    import json
+
+    from lab4f.cli import main
+
+    out = tmp_path / "run.h5"
+    code = main(["run", "--checkpoint", str(trained_checkpoints["student"]), "--limit", "20", "--out", str(out),
+                 "--json"])
+    captured = capsys.readouterr()
+    assert code == 0
+    payload = json.loads(captured.out)
+    assert payload["n"] == payload["processed"] == 20 and payload["dropped"] == 0
+    assert "no calibration record" in captured.err
+    with h5py.File(out) as f:
+        assert f.attrs["kind"] == "run" and len(f["labels"]) == 20
+    # a calibration folder without records is refused with what to do
+    (tmp_path / "empty").mkdir()
+    assert main(["run", "--checkpoint", str(trained_checkpoints["student"]), "--calibration",
+                 str(tmp_path / "empty"), "--json"]) == 2
+    assert "lab4f calibrate all" in json.loads(capsys.readouterr().out)["message"]
