@@ -23,7 +23,10 @@ def _corrected(record: CalibrationRecord, captured: np.ndarray) -> np.ndarray:
     if filt is None:
         return np.asarray(record.channel_gain)[None, :, None, None] * captured + offset
     k = filt.shape[-1]
-    weight = torch.from_numpy(np.asarray(filt, np.float64))[:, None]
+    filt = np.asarray(filt, np.float64)
+    weight = torch.from_numpy(filt if filt.ndim == 4 else filt[:, None])  # (C, P, k, k), P tiles per channel
+    captured = np.asarray(captured, np.float64)
+    captured = captured.reshape(captured.shape[0], -1, *captured.shape[-2:])  # (B, C·P, N, N)
     out = F.conv2d(torch.from_numpy(np.asarray(captured, np.float64)), weight, padding=k // 2, groups=filt.shape[0])
     return out.numpy() + offset
 

@@ -104,7 +104,9 @@ class CalibrationRecord:
 
     @property
     def channel_filter(self) -> np.ndarray | None:
-        """Per-channel FIR filter (C, k, k): digital ≈ channel_filter ⋆ extractor features + channel_offset.
+        """Per-channel FIR filters: (C, 2, k, k), one for the k⁺ and one for the k⁻ tile (default; the tiles sit at
+        different field positions, so the camera resamples them differently), or (C, k, k) on k⁺ − k⁻:
+        digital ≈ Σ filter ⋆ extractor tiles + channel_offset.
 
         Pass it as ``FeatureExtractor(channel_filter=...)``; None for records from before the filter (gain only).
         """

@@ -138,14 +138,18 @@ class FeatureExtractor:
 
     @staticmethod
     def _channel_filter(channel_filter: np.ndarray | None, channels: int) -> torch.Tensor | None:
-        """Depthwise conv2d weight (C, 1, k, k) from a (C, k, k) filter bank, or None."""
+        """Grouped conv2d weight (C, P, k, k) from a (C, k, k) bank (P = 1: on k⁺ − k⁻) or a (C, 2, k, k) bank
+        (P = 2: one filter for the k⁺ tile and one for the k⁻ tile, which sit at different field positions)."""
         if channel_filter is None:
             return None
         filt = np.asarray(channel_filter, dtype=np.float32)
-        if filt.ndim != 3 or filt.shape[0] != channels or filt.shape[1] != filt.shape[2] or filt.shape[1] % 2 == 0:
-            raise ConfigError(f"channel_filter must be ({channels}, k, k) with k odd, got {filt.shape}; "
-                              "recalibrate the channel gains (`lab4f calibrate gains`)")
-        return torch.from_numpy(filt.copy())[:, None]
+        if filt.ndim == 3:
+            filt = filt[:, None]
+        if (filt.ndim != 4 or filt.shape[0] != channels or filt.shape[1] not in (1, 2)
+                or filt.shape[2] != filt.shape[3] or filt.shape[2] % 2 == 0):
+            raise ConfigError(f"channel_filter must be ({channels}, k, k) or ({channels}, 2, k, k) with k odd, got "
+                              f"{np.shape(channel_filter)}; recalibrate the channel gains (`lab4f calibrate gains`)")
+        return torch.from_numpy(filt.copy())
 
     @classmethod
     def for_program(
@@ -274,8 +278,11 @@ class FeatureExtractor:
             out = torch.empty((b, self.channels, n, n), dtype=torch.float32)
         if self._filter is None:
             return torch.addcmul(self._const, pos, self._w_pos, out=out).addcmul_(neg, self._w_neg)
-        lin = torch.mul(pos, self._w_pos).addcmul_(neg, self._w_neg)
         k = self._filter.shape[-1]
+        if self._filter.shape[1] == 1:
+            lin = torch.mul(pos, self._w_pos).addcmul_(neg, self._w_neg)
+        else:  # per-tile filters: channels (k⁺_c, k⁻_c) interleaved for the grouped convolution
+            lin = torch.stack([pos * self._w_pos, neg * self._w_neg], dim=2).view(b, 2 * self.channels, n, n)
         filtered = F.conv2d(lin, self._filter, padding=k // 2, groups=self.channels)
         return torch.add(filtered, self._const, out=out)
 
