@@ -69,6 +69,8 @@ DRIVERS: dict[str, Driver] = {
     "Simulated4fCamera": Driver("camera", _lab4f("sim_camera", "Simulated4fCamera", "SimulatedCameraSettings",
                                                  needs=("slm", "display")),
                                 "simulated camera rendering the 4f physics"),
+    "SLMDisplay": Driver("display", _lab4f("slm_display", "SLMDisplay", "SLMDisplaySettings"),
+                         "any slmsuite SLM (DMD, amplitude SLM, monitor via ScreenMirrored) as the input display"),
     "HarvestersCamera": Driver("camera", _lab4f("harvesters_camera", "HarvestersCamera", "HarvestersCameraSettings"),
                                "GenICam camera through a GenTL producer (.cti)"),
     "LightSource": Driver("light_source", _lab4f("instruments", "LightSource", "LightSourceSettings"),
@@ -78,9 +80,6 @@ DRIVERS: dict[str, Driver] = {
 for _name, _mod in [("Meadowlark", "meadowlark"), ("Holoeye", "holoeye"), ("Santec", "santec"),
                     ("Hamamatsu", "hamamatsu"), ("Thorlabs", "thorlabs"), ("ScreenMirrored", "screenmirrored")]:
     DRIVERS[_name] = Driver("slm", _slmsuite(f"slms.{_mod}", _name), f"slmsuite {_name} SLM")
-    if _name == "ScreenMirrored":
-        DRIVERS["ScreenMirroredDisplay"] = Driver("display", _slmsuite("slms.screenmirrored", _name),
-                                                  "a monitor/DMD through slmsuite ScreenMirrored")
 for _name, _mod in [("AlliedVision", "alliedvision"), ("Basler", "basler"), ("FLIR", "flir"), ("ThorCam", "thorlabs"),
                     ("PyLabLib", "pylablib"), ("MMCore", "mmcore")]:
     DRIVERS[_name] = Driver("camera", _slmsuite(f"cameras.{_mod}", _name), f"slmsuite {_name} camera")

@@ -84,6 +84,7 @@ def test_example_configs_validate(name) -> None:
 
     cfg = load_bench_config(Path(__file__).parents[2] / "examples" / name)
     models = {"SimulatedDisplay": ("sim_display", "SimulatedDisplaySettings"),
+              "SLMDisplay": ("slm_display", "SLMDisplaySettings"),
               "HarvestersCamera": ("harvesters_camera", "HarvestersCameraSettings"),
               "LightSource": ("instruments", "LightSourceSettings"), "Shutter": ("instruments", "ShutterSettings")}
     for role in ("slm", "display", "camera", "light_source", "shutter"):

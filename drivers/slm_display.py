@@ -1,0 +1,94 @@
+"""Any slmsuite SLM as the INPUT display — a DMD or amplitude SLM, or a monitor through slmsuite's ScreenMirrored —
+showing intensity images: gray level = intensity × (2^bitdepth − 1), sent as integer data (slmsuite passes integer
+frames to the hardware without its phase LUT). The image sits centred on the device (plus ``position_px``).
+
+It offers the interface lab4f's bench and calibration use for a display (``show``, ``show_point``, ``blank``,
+``shape``, ``levels``, ``position_px``), like the simulated display. A display's own gamma is not corrected here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from lab4f.errors import ConfigError
+
+SLM_MODULES = {"ScreenMirrored": "screenmirrored", "SimulatedSLM": "simulated", "Meadowlark": "meadowlark",
+               "Holoeye": "holoeye", "Santec": "santec", "Hamamatsu": "hamamatsu", "Thorlabs": "thorlabs"}
+
+
+class SLMDisplaySettings(BaseModel):
+    """Which slmsuite SLM shows the input, with its own constructor settings, and the image size shown."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    slm: str = Field("ScreenMirrored", description=f"slmsuite SLM class: {', '.join(SLM_MODULES)}")
+    slm_settings: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of that class")
+    shape: tuple[int, int] = Field((28, 28), description="(H, W) of the input images shown")
+    position_px: tuple[float, float] = Field((0.0, 0.0), description="(x, y) offset of the image centre, pixels")
+    bitdepth: int | None = Field(None, description="filled in from the SLM")
+
+
+class SLMDisplay:
+    """An slmsuite SLM showing intensity images as gray levels."""
+
+    def __init__(self, settings: SLMDisplaySettings | None = None, slm: Any = None) -> None:
+        self.settings = settings or SLMDisplaySettings()
+        if slm is None:
+            module = SLM_MODULES.get(self.settings.slm)
+            if module is None:
+                raise ConfigError(f"SLMDisplay: unknown slmsuite SLM {self.settings.slm!r}; choose one of "
+                                  f"{', '.join(SLM_MODULES)}")
+            cls = getattr(importlib.import_module(f"slmsuite.hardware.slms.{module}"), self.settings.slm)
+            slm = cls(**self.settings.slm_settings)
+        self.slm = slm
+        self.settings.bitdepth = int(slm.bitdepth)
+        h, w = self.shape
+        sh, sw = slm.shape
+        if h > sh or w > sw:
+            raise ConfigError(f"SLMDisplay: {h}×{w} images do not fit the {sh}×{sw} device")
+        self._levels = np.zeros(self.shape, dtype=slm.dtype)
+        self.name = f"{type(slm).__name__}-display"
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(int(s) for s in self.settings.shape)  # type: ignore[return-value]
+
+    @property
+    def position_px(self) -> tuple[float, float]:
+        return tuple(self.settings.position_px)  # type: ignore[return-value]
+
+    @property
+    def levels(self) -> np.ndarray:
+        return self._levels
+
+    def show(self, image: np.ndarray) -> None:
+        image = np.asarray(image, dtype=np.float64)
+        if image.shape != self.shape:
+            raise ValueError(f"{self.name} shows {self.shape} images; got {image.shape}")
+        top = 2**self.settings.bitdepth - 1
+        self._levels = np.rint(np.clip(image, 0.0, 1.0) * top).astype(self.slm.dtype)
+        frame = np.zeros(self.slm.shape, dtype=self.slm.dtype)
+        h, w = self.shape
+        x0, y0 = self.position_px
+        top_row = self.slm.shape[0] // 2 - h // 2 + int(round(y0))
+        left = self.slm.shape[1] // 2 - w // 2 + int(round(x0))
+        frame[top_row : top_row + h, left : left + w] = self._levels
+        self.slm.set_phase(frame, settle=True)
+
+    def show_point(self, y: int | None = None, x: int | None = None) -> None:
+        image = np.zeros(self.shape)
+        image[self.shape[0] // 2 if y is None else y, self.shape[1] // 2 if x is None else x] = 1.0
+        self.show(image)
+
+    def blank(self) -> None:
+        self.show(np.zeros(self.shape))
+
+    def settings_snapshot(self) -> dict[str, Any]:
+        return self.settings.model_dump(mode="json")
+
+    def close(self) -> None:
+        self.slm.close()
