@@ -74,3 +74,12 @@ def test_compile_checkpoint_writes_program_and_report(capsys, tmp_path) -> None:
     teacher = save_checkpoint(tmp_path / "t.pt", build_model(teacher_cfg), make_metadata(teacher_cfg))
     assert main(["compile", str(teacher), "--json"]) == 2
     assert "nonlinear front end" in json.loads(capsys.readouterr().out)["message"]
+
+
+def test_reproduce_task_segmentation_is_the_segment_reproduce_command(capsys, tmp_path) -> None:
+    out = tmp_path / "seg"
+    assert main(["reproduce", "--task", "segmentation", "--seeds", "0", "--epochs", "1", "--out", str(out),
+                 "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert {r["model"] for r in payload["rows"]} == {"teacher", "student", "linear"}
+    assert (out / "table.md").read_text().count("mean IoU") >= 1 and (out / "mean_iou.png").exists()
