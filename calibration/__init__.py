@@ -7,26 +7,25 @@ aberration calibration → SLM phase correction, then a Fourier refit), ``regist
 plane-to-camera affine), ``tiles`` (per-tile shifts for a program), ``gains`` (per-channel gain/offset, R²).
 """
 
-from lab4f.calibration.base import Progress, StepControl, StepResult
-from lab4f.calibration.camera import DarkCorrectedCamera, camera_step, check_frame, corrected, grab
-from lab4f.calibration.fourier import fourier_step
-from lab4f.calibration.gains import calibration_images, channel_gain_step, fit_channels, tile_features
-from lab4f.calibration.record import (
-    RECORD_SCHEMA,
-    CalibrationRecord,
-    latest_record,
-    list_records,
-    new_record_path,
-)
-from lab4f.calibration.registration import display_registration_step, tile_registration_step
-from lab4f.calibration.runner import BENCH_ORDER, OPTIONAL_STEPS, STEP_ORDER, resolve_steps, run_calibration
-from lab4f.calibration.slm import cameraslm, phase_response_step
-from lab4f.calibration.wavefront import wavefront_step
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "BENCH_ORDER", "OPTIONAL_STEPS", "RECORD_SCHEMA", "STEP_ORDER", "CalibrationRecord", "DarkCorrectedCamera",
-    "Progress", "StepControl", "StepResult", "calibration_images", "camera_step", "cameraslm",
-    "channel_gain_step", "check_frame", "corrected", "display_registration_step", "fit_channels",
-    "fourier_step", "grab", "latest_record", "list_records", "new_record_path", "phase_response_step",
-    "resolve_steps", "run_calibration", "tile_features", "tile_registration_step", "wavefront_step",
-]
+# Names are imported on first use (PEP 562): `lab4f --help` should not load slmsuite's calibrations.
+_EXPORTS = {
+    "Progress": "base", "StepControl": "base", "StepResult": "base",
+    "DarkCorrectedCamera": "camera", "camera_step": "camera", "check_frame": "camera", "corrected": "camera",
+    "grab": "camera", "fourier_step": "fourier", "calibration_images": "gains", "channel_gain_step": "gains",
+    "fit_channels": "gains", "tile_features": "gains", "RECORD_SCHEMA": "record", "CalibrationRecord": "record",
+    "latest_record": "record", "list_records": "record", "new_record_path": "record",
+    "display_registration_step": "registration", "tile_registration_step": "registration",
+    "BENCH_ORDER": "runner", "OPTIONAL_STEPS": "runner", "STEP_ORDER": "runner", "resolve_steps": "runner",
+    "run_calibration": "runner", "cameraslm": "slm", "phase_response_step": "slm", "wavefront_step": "wavefront",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)

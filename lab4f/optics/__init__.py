@@ -1,12 +1,23 @@
-"""The optics of the 4f front end: geometry, forward model, tile layout and kernel compilation."""
+"""The optics of the 4f front end: geometry, forward model, tile layout and kernel compilation.
 
-from lab4f.optics.compile import compile_bank
-from lab4f.optics.forward import amplitude_psf, fourf_output, intensity_psf, transmittance_for_psf
-from lab4f.optics.geometry import FourfGeometry
-from lab4f.optics.layout import Tile, TileLayout, extract_tiles, plan_layout, target_psf
-from lab4f.optics.program import OpticalProgram, ProgramFrame
+Names are imported on first use (PEP 562), so importing ``lab4f.optics.geometry`` — e.g. for a bench config —
+does not pull in torch and the compiler.
+"""
 
-__all__ = [
-    "FourfGeometry", "OpticalProgram", "ProgramFrame", "Tile", "TileLayout", "amplitude_psf", "compile_bank",
-    "extract_tiles", "fourf_output", "intensity_psf", "plan_layout", "target_psf", "transmittance_for_psf",
-]
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "compile_bank": "compile", "amplitude_psf": "forward", "fourf_output": "forward", "intensity_psf": "forward",
+    "transmittance_for_psf": "forward", "FourfGeometry": "geometry", "Tile": "layout", "TileLayout": "layout",
+    "extract_tiles": "layout", "plan_layout": "layout", "target_psf": "layout", "OpticalProgram": "program",
+    "ProgramFrame": "program",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)

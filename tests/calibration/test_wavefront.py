@@ -106,3 +106,10 @@ def test_all_includes_wavefront_only_when_asked():
     args = build_parser().parse_args(["calibrate", "all", "--wavefront"])
     assert args.wavefront and args.step == "all"
     assert build_parser().parse_args(["calibrate", "wavefront"]).wavefront is False
+
+
+def test_cli_step_names_are_the_runners_bench_order() -> None:
+    from lab4f.calibration import BENCH_ORDER
+    from lab4f.commands.calibrate import STEP_NAMES
+
+    assert STEP_NAMES == BENCH_ORDER
