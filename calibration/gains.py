@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from lab4f.calibration.base import Progress, StepControl, StepResult
-from lab4f.calibration.camera import check_frame, full_scale_adu, grab, light_on
+from lab4f.calibration.camera import check_frame, full_scale_adu, grab, light_blocked, light_on
 from lab4f.errors import CalibrationError
 from lab4f.optics.registration import PlaneToCamera, tile_sampling_grid
 
@@ -125,9 +125,10 @@ def _fit_exposure(bench: Any, program: Any, images: torch.Tensor, dark: np.ndarr
 
 def capture_features(bench: Any, program: Any, images: torch.Tensor, registration: PlaneToCamera,
                      tile_shifts: list[np.ndarray] | None, dark: np.ndarray | None, flat: np.ndarray | None,
-                     frames: int, ctl: StepControl, per_tile: bool = True) -> np.ndarray:
+                     frames: int, ctl: StepControl, per_tile: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """Uncorrected features through the pipeline's extractor (no channel gain, filter or offset): (B, C, N, N)
-    k⁺ − k⁻, or with ``per_tile`` (B, C, 2, N, N) — the k⁺ and the (negated) k⁻ tile apart, for per-tile filters."""
+    k⁺ − k⁻, or with ``per_tile`` (B, C, 2, N, N) — the k⁺ and the (negated) k⁻ tile apart, for per-tile filters —
+    and the dark frame they were corrected with (measured again if the exposure had to change)."""
     from lab4f.bench.extract import FeatureExtractor
 
     cam_shape = tuple(int(s) for s in bench.camera.shape)
@@ -142,20 +143,30 @@ def capture_features(bench: Any, program: Any, images: torch.Tensor, registratio
                                             tile_shifts=tile_shifts, channel_filter=filt)
     raw = np.zeros((len(images), len(program.frames), *cam_shape), dtype=np.float32)
     total = len(program.frames) * len(images)
-    with light_on(bench):
-        _fit_exposure(bench, program, images, dark)
-        for f_idx, frame in enumerate(program.frames):
-            bench.upload_phase(frame.phase)
-            for b in range(len(images)):
-                bench.show(images[b, 0].numpy())
-                raw[b, f_idx] = grab(bench.camera, frames)
-                check_frame(raw[b, f_idx], bench.camera, dark, f"calibration image {b}")
-                ctl.report(0.95 * (f_idx * len(images) + b + 1) / total, f"image {b + 1}/{len(images)}")
+    try:
+        with light_on(bench):
+            before = float(bench.camera.get_exposure())
+            _fit_exposure(bench, program, images, dark)
+        if dark is not None and float(bench.camera.get_exposure()) != before:
+            # a dark frame belongs to its exposure (dark current): measure it again at the new one
+            with light_blocked(bench):
+                bench.display.blank()
+                dark = grab(bench.camera, 8)
+        with light_on(bench):
+            for f_idx, frame in enumerate(program.frames):
+                bench.upload_phase(frame.phase)
+                for b in range(len(images)):
+                    bench.show(images[b, 0].numpy())
+                    raw[b, f_idx] = grab(bench.camera, frames)
+                    check_frame(raw[b, f_idx], bench.camera, dark, f"calibration image {b}")
+                    ctl.report(0.95 * (f_idx * len(images) + b + 1) / total, f"image {b + 1}/{len(images)}")
+    finally:
         bench.display.blank()
     frames_in = raw if len(program.frames) > 1 else raw[:, 0]
     if not per_tile:
-        return extractor(None)(frames_in).numpy()
-    return np.stack([extractor((1.0, 0.0))(frames_in).numpy(), extractor((0.0, 1.0))(frames_in).numpy()], axis=2)
+        return extractor(None)(frames_in).numpy(), dark
+    parts = [extractor((1.0, 0.0))(frames_in).numpy(), extractor((0.0, 1.0))(frames_in).numpy()]
+    return np.stack(parts, axis=2), dark
 
 
 def channel_gain_step(
@@ -187,8 +198,8 @@ def channel_gain_step(
     if len(images) < 2:
         raise CalibrationError("the channel fit needs at least 2 calibration images (one is held out)")
     digital = program.simulate(images).numpy()
-    captured = capture_features(bench, program, images, registration, tile_shifts, dark, flat, frames, ctl,
-                                per_tile)
+    captured, dark = capture_features(bench, program, images, registration, tile_shifts, dark, flat, frames, ctl,
+                                      per_tile)
     holdout = np.arange(len(images)) % 2 == 1
     fit = fit_channels(captured, digital, filter_size, holdout)
     r2 = fit["channel_r2"]
@@ -207,6 +218,7 @@ def channel_gain_step(
     return ctl.finish(StepResult(
         "gains", quality=quality,
         arrays={**fit, "channel_gain": gain, "captured_sample": captured[:sample],
+                **({} if dark is None else {"dark": np.asarray(dark, np.float32)}),
                 "digital_sample": digital[:sample]},
         values={"filter_size": int(filter_size), "frames": int(frames), "per_tile": bool(per_tile),
                 "exposure_s": float(bench.camera.get_exposure())},

@@ -55,7 +55,10 @@ class CalibrationRecord:
 
     @property
     def dark(self) -> np.ndarray | None:
-        """Dark frame (ADU, float32, camera shape) to subtract from raw frames."""
+        """Dark frame (ADU, float32, camera shape) to subtract from raw frames — the one taken at the exposure the
+        channel fit used (gains step) if that step had to change the exposure, else the camera step's."""
+        if "gains" in self.steps and "dark" in self.steps["gains"].arrays:
+            return self._array("gains", "dark")
         return self._array("camera", "dark")
 
     @property

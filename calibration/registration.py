@@ -118,8 +118,8 @@ def display_registration_step(
                 plane.append(display_cell(display, i, j))
                 cam.append(xy)
                 ctl.report((n + 1) / len(pixels), f"fiducial {n + 1}/{len(pixels)}")
-            display.blank()
     finally:
+        display.blank()
         camera.set_exposure(exposure_s)
     plane_xy, cam_xy = np.array(plane), np.array(cam)
     if not np.all(np.isfinite(cam_xy)):
@@ -241,7 +241,8 @@ def tile_registration_step(
                 predicted = predicted_point_image(frame.achieved_psf, registration, point, img.shape)
                 for t_idx, tile in enumerate(frame.layout.tiles):
                     c = _tile_centroid_cells(frame.achieved_psf, tile.offset, k)
-                    if c is None:
+                    if c is None:  # an empty tile (e.g. k⁻ of an all-positive kernel): nothing to measure
+                        frame_peaks[t_idx] = np.nan
                         continue
                     pred = registration.apply((point + c)[None])[0]
                     half = max(2, int(np.ceil(scale * k / 2)) + 1)
@@ -252,10 +253,15 @@ def tile_registration_step(
                 shifts.append(frame_shifts)
                 peaks_all.append(frame_peaks)
                 ctl.report((f_idx + 1) / len(program.frames), f"frame {f_idx + 1}/{len(program.frames)}")
-            display.blank()
     finally:
+        display.blank()
         camera.set_exposure(exposure_s)
     all_shifts = np.concatenate(shifts)
+    unmeasured = int(sum(np.count_nonzero(p == 0) for p in peaks_all))
+    if unmeasured > 0.1 * len(all_shifts):
+        raise CalibrationError(
+            f"{unmeasured} of {len(all_shifts)} tiles could not be measured (dark, or off the camera): check the "
+            "exposure and that the program fits the camera, then run `lab4f calibrate tiles` again.")
     mag = np.linalg.norm(all_shifts, axis=1)
     if mag.max() > program.frames[0].layout.pitch / 4:
         raise CalibrationError(
@@ -265,6 +271,6 @@ def tile_registration_step(
     arrays = {f"tile_shifts/{i}": s for i, s in enumerate(shifts)}
     return ctl.finish(StepResult(
         "tiles", quality={"rms_shift_cells": float(np.sqrt(np.mean(mag**2))), "max_shift_cells": float(mag.max()),
-                          "tiles": float(len(all_shifts))},
+                          "tiles": float(len(all_shifts)), "tiles_unmeasured": float(unmeasured)},
         arrays=arrays, message=f"{len(all_shifts)} tiles, shifts {np.sqrt(np.mean(mag**2)):.3f} cells RMS",
     ))

@@ -70,6 +70,7 @@ def run_dataset(
     single = len(setup.program.frames) == 1
     position = iter(range(len(images)))
     sample_frames: list[np.ndarray] = []
+    sample_inputs: list[int] = []  # which input each sampled frame shows (a live run may drop frames)
 
     def acquire() -> tuple[int, np.ndarray, int] | None:
         i = next(position, None)
@@ -78,6 +79,7 @@ def run_dataset(
         frames = setup.grab(images[i, 0].numpy())
         if len(sample_frames) < samples:
             sample_frames.append(frames[0].copy())
+            sample_inputs.append(i)
         # the camera's own frame counter reveals frames it lost; time-multiplexed runs count images
         index = int(getattr(setup.bench.camera, "last_frame_index", i)) if single else i
         return index, frames, i
@@ -93,7 +95,7 @@ def run_dataset(
     optical = np.stack([out for _, _, out in summary.results]) if len(done) else np.zeros((0, 1))
     with torch.no_grad():
         digital = torch.softmax(setup.student(images[done]), dim=1).numpy() if len(done) else np.zeros((0, 1))
-        sample_idx = done[: len(sample_frames)]
+        sample_idx = np.asarray(sample_inputs, dtype=np.int64)
         sample_feats = setup.features(np.stack(sample_frames)[:, None]).numpy() if sample_frames and single \
             else np.zeros((0,))
     return RunResult(done, labels[done].numpy(), optical, digital, summary, np.stack(sample_frames) if sample_frames

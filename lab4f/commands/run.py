@@ -159,7 +159,9 @@ def cmd_finetune(args: argparse.Namespace) -> dict[str, Any]:
     result = finetune_backend(setup.student.back, tr_f, tr_y, va_f, va_y, epochs=args.epochs, progress=not args.json)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(result.back.state_dict(), out)
+    tmp = out.with_name(f".{out.name}.tmp")
+    torch.save(result.back.state_dict(), tmp)
+    tmp.replace(out)  # atomic: a crash never leaves a half-written back end
     summary = {"test_accuracy_before": accuracy(setup.student.back, te_f, te_y),
                "test_accuracy_after": accuracy(result.back, te_f, te_y),
                "val_accuracy_before": result.accuracy_before, "val_accuracy_after": result.accuracy_after,
