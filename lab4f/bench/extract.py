@@ -166,8 +166,11 @@ class FeatureExtractor:
         valid = grids[..., 0] > _OUTSIDE / 2
         xs = ((grids[..., 0][valid] + 1) * w - 1) / 2
         ys = ((grids[..., 1][valid] + 1) * h - 1) / 2
-        if xs.max() < -1 or ys.max() < -1 or xs.min() > w or ys.min() > h:
-            raise ConfigError("the registered tiles fall entirely outside the camera frame; recalibrate")
+        if xs.min() < -0.5 or ys.min() < -0.5 or xs.max() > w - 0.5 or ys.max() > h - 0.5:
+            raise ConfigError(
+                f"registered tiles reach camera pixels x {float(xs.min()):.1f}..{float(xs.max()):.1f}, y "
+                f"{float(ys.min()):.1f}..{float(ys.max()):.1f} outside the {w}×{h} frame: part of the feature maps "
+                "would be missing. Recalibrate the registration, or compile for a smaller tile field / larger camera.")
         x0, x1 = max(int(np.floor(float(xs.min()))), 0), min(int(np.floor(float(xs.max()))) + 2, w)
         y0, y1 = max(int(np.floor(float(ys.min()))), 0), min(int(np.floor(float(ys.max()))) + 2, h)
         return y0, y1, x0, x1

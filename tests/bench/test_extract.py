@@ -166,3 +166,10 @@ def test_channel_filter_is_a_depthwise_correlation_after_k_plus_minus_k_minus(ba
     assert float((same(frames) - base).abs().max() / base.abs().max()) < 1e-4
     with pytest.raises(ConfigError, match="channel_filter"):
         FeatureExtractor.for_program(prog, PlaneToCamera.identity(CAMERA), CAMERA, channel_filter=np.ones((4, 2, 2)))
+
+
+def test_tiles_partly_off_the_camera_are_refused(bank: KernelBank) -> None:
+    prog = compile_bank(bank, 28, modulation="complex")
+    shifted = PlaneToCamera(np.eye(2), np.array([CAMERA[1] - 20.0, CAMERA[0] / 2]))  # axis near the right edge
+    with pytest.raises(ConfigError, match="outside the"):
+        FeatureExtractor.for_program(prog, shifted, CAMERA)
