@@ -225,3 +225,19 @@ def channel_gain_step(
         message=f"held-out R² per channel {np.nanmin(r2):.4f}..{np.nanmax(r2):.4f} "
                 f"({filter_size}×{filter_size} filter, {int(holdout.sum())}/{len(images)} images held out)",
     ))
+
+
+def fitted_features(record: Any, captured: np.ndarray) -> np.ndarray:
+    """The recorded channel correction (filters, or the gain of old records) + offset applied to captured tiles
+    (B, C, N, N) or (B, C, 2, N, N): what the live extractor computes, for plots and residual maps."""
+    offset = np.asarray(record.channel_offset)[None, :, None, None]
+    filt = record.channel_filter
+    if filt is None:
+        return np.asarray(record.channel_gain)[None, :, None, None] * captured + offset
+    k = filt.shape[-1]
+    filt = np.asarray(filt, np.float64)
+    weight = torch.from_numpy(filt if filt.ndim == 4 else filt[:, None])  # (C, P, k, k), P tiles per channel
+    captured = np.asarray(captured, np.float64)
+    captured = captured.reshape(captured.shape[0], -1, *captured.shape[-2:])  # (B, C·P, N, N)
+    out = F.conv2d(torch.from_numpy(captured), weight, padding=k // 2, groups=filt.shape[0])
+    return out.numpy() + offset

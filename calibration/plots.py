@@ -10,25 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from lab4f.calibration.gains import fitted_features  # noqa: E402
 from lab4f.calibration.record import CalibrationRecord  # noqa: E402
-
-
-def _corrected(record: CalibrationRecord, captured: np.ndarray) -> np.ndarray:
-    """The recorded channel correction (filter, or gain for old records) + offset applied to (B, C, N, N)."""
-    import torch
-    import torch.nn.functional as F
-
-    offset = np.asarray(record.channel_offset)[None, :, None, None]
-    filt = record.channel_filter
-    if filt is None:
-        return np.asarray(record.channel_gain)[None, :, None, None] * captured + offset
-    k = filt.shape[-1]
-    filt = np.asarray(filt, np.float64)
-    weight = torch.from_numpy(filt if filt.ndim == 4 else filt[:, None])  # (C, P, k, k), P tiles per channel
-    captured = np.asarray(captured, np.float64)
-    captured = captured.reshape(captured.shape[0], -1, *captured.shape[-2:])  # (B, C·P, N, N)
-    out = F.conv2d(torch.from_numpy(np.asarray(captured, np.float64)), weight, padding=k // 2, groups=filt.shape[0])
-    return out.numpy() + offset
 
 
 def write_plots(record: CalibrationRecord, out_dir: str | Path) -> list[Path]:
@@ -72,7 +55,7 @@ def write_plots(record: CalibrationRecord, out_dir: str | Path) -> list[Path]:
     if gains is not None:
         cap, dig = gains.arrays["captured_sample"], gains.arrays["digital_sample"]
         chans = cap.shape[1]
-        fitted = _corrected(record, cap)
+        fitted = fitted_features(record, cap)
         fig, axs = plt.subplots(1, chans, figsize=(3 * chans, 3), squeeze=False)
         for c in range(chans):
             pred = fitted[:, c].ravel()

@@ -90,25 +90,32 @@ class BackEnd(nn.Module):
         return self.net(features)
 
 
-class TeacherCNN(nn.Module):
-    """Nonlinear teacher: conv (same padding) + ReLU per layer, then the back end."""
+class NonlinearFrontEnd(nn.Module):
+    """A teacher's conv stack: conv (same padding) + ReLU per layer. Subclasses add ``self.back``."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
+    def _init_front(self, in_channels: int, widths: tuple[int, ...], kernel_size: int) -> int:
         layers: list[nn.Module] = []
-        c = cfg.in_channels
-        for w in cfg.widths:
-            layers += [nn.Conv2d(c, w, cfg.kernel_size, padding=cfg.kernel_size // 2), nn.ReLU(inplace=True)]
+        c = in_channels
+        for w in widths:
+            layers += [nn.Conv2d(c, w, kernel_size, padding=kernel_size // 2), nn.ReLU(inplace=True)]
             c = w
         self.front = nn.Sequential(*layers)
-        self.back = BackEnd(c, cfg)
+        return c
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.front(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.back(self.front(x))
+
+
+class TeacherCNN(NonlinearFrontEnd):
+    """Nonlinear teacher: the conv + ReLU stack, then the classifier back end."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.back = BackEnd(self._init_front(cfg.in_channels, cfg.widths, cfg.kernel_size), cfg)
 
 
 class LinearFrontEnd(nn.Module):

@@ -9,11 +9,10 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-import torch
-import torch.nn.functional as F
 from PySide6 import QtCore, QtWidgets
 
 from lab4f.calibration import BENCH_ORDER, CalibrationRecord, list_records
+from lab4f.calibration.gains import fitted_features
 from lab4f.calibration.runner import NEEDS_PROGRAM
 from lab4f.gui.app_state import AppState
 from lab4f.gui.views import image_view, montage, show_image
@@ -24,22 +23,6 @@ TITLES = {"camera": "Camera: exposure, dark, flat", "fourier": "Fourier calibrat
           "registration": "Display → camera registration",
           "tiles": "Tile registration (program)", "gains": "Per-channel filter and offset (program)"}
 RESIDUAL_GAIN = 100.0  # registration residual vectors are drawn this many times longer
-
-
-def fitted_features(record: CalibrationRecord, captured: np.ndarray) -> np.ndarray:
-    """The record's channel correction on captured features (B, C, N, N): the extractor's depthwise filter
-    (or the scalar gain of records made before the filter) plus the offset."""
-    offset = np.asarray(record.channel_offset)[None, :, None, None]
-    filt = getattr(record, "channel_filter", None)
-    if filt is None:
-        return np.asarray(record.channel_gain)[None, :, None, None] * captured + offset
-    filt = np.asarray(filt, np.float64)
-    weight = torch.from_numpy(filt if filt.ndim == 4 else filt[:, None])  # (C, P, k, k), P tiles per channel
-    captured = np.asarray(captured, np.float64)
-    captured = captured.reshape(captured.shape[0], -1, *captured.shape[-2:])  # (B, C·P, N, N)
-    out = F.conv2d(torch.from_numpy(np.asarray(captured, np.float64)), weight, padding=filt.shape[-1] // 2,
-                   groups=filt.shape[0])
-    return out.numpy() + offset
 
 
 class CalibrationPanel(QtWidgets.QWidget):

@@ -113,9 +113,14 @@ def save_run(path: str | os.PathLike[str], result: RunResult, setup: HybridSetup
         f.create_dataset("sample_frames", data=result.sample_frames, compression="gzip")
         f.create_dataset("sample_features", data=result.sample_features.astype(np.float32), compression="gzip")
         write_json_attr(f, "metrics", result.metrics())
-        write_json_attr(f, "bench", setup.bench.info())
-        f.attrs["checkpoint"] = str(checkpoint or "")
-        f.attrs["program"] = str(setup.program_path or "")
-        f.attrs["calibration"] = str(setup.calibration_path or "")
-        write_json_attr(f, "program_summary", setup.program.summary())
+        write_provenance(f, setup, checkpoint)
     return Path(path)
+
+
+def write_provenance(f: Any, setup: HybridSetup, checkpoint: str | None) -> None:
+    """What produced a run: the bench (devices, settings), checkpoint, optical program and calibration record."""
+    write_json_attr(f, "bench", setup.bench.info())
+    f.attrs["checkpoint"] = str(checkpoint or "")
+    f.attrs["program"] = str(setup.program_path or "")
+    f.attrs["calibration"] = str(setup.calibration_path or "")
+    write_json_attr(f, "program_summary", setup.program.summary())

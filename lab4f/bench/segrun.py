@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from lab4f.bench.hybrid import HybridSetup
-from lab4f.bench.run import RunResult, run_dataset
+from lab4f.bench.run import RunResult, run_dataset, write_provenance
 from lab4f.errors import ConfigError, MismatchError
 from lab4f.segmentation.data import IGNORE_INDEX, SCENE_KINDS, SegmentationSet, generated_splits
 from lab4f.segmentation.models import SegConfig
@@ -248,11 +248,7 @@ def save_seg_run(path: str | os.PathLike[str], result: SegRunResult, setup: Hybr
         f.create_dataset("sample_features", data=result.run.sample_features.astype(np.float32), compression="gzip")
         write_json_attr(f, "metrics", result.metrics())
         write_json_attr(f, "class_names", list(result.class_names))
-        write_json_attr(f, "bench", setup.bench.info())
-        f.attrs["checkpoint"] = str(checkpoint or "")
-        f.attrs["program"] = str(setup.program_path or "")
-        f.attrs["calibration"] = str(setup.calibration_path or "")
-        write_json_attr(f, "program_summary", setup.program.summary())
+        write_provenance(f, setup, checkpoint)
     return Path(path)
 
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from lab4f.detection import DETECTION_MODELS
 from lab4f.errors import CheckpointError, ConfigError
-from lab4f.models import KINDS, LinearFrontEnd
+from lab4f.models import KINDS, LinearFrontEnd, NonlinearFrontEnd
 
 
 @dataclass
@@ -83,25 +83,13 @@ class SegDecoder(nn.Module):
         return self.head(self.fuse(torch.cat([skip, deep], dim=1)))
 
 
-class SegTeacher(nn.Module):
+class SegTeacher(NonlinearFrontEnd):
     """Nonlinear teacher: conv+ReLU front at full resolution, then the decoder (a small U-Net)."""
 
     def __init__(self, cfg: SegConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        layers: list[nn.Module] = []
-        c = cfg.in_channels
-        for w in cfg.widths:
-            layers += [nn.Conv2d(c, w, cfg.kernel_size, padding=cfg.kernel_size // 2), nn.ReLU(inplace=True)]
-            c = w
-        self.front = nn.Sequential(*layers)
-        self.back = SegDecoder(c, cfg)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.front(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.back(self.front(x))
+        self.back = SegDecoder(self._init_front(cfg.in_channels, cfg.widths, cfg.kernel_size), cfg)
 
 
 class SegSCLC(LinearFrontEnd):
