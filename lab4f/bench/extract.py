@@ -108,7 +108,7 @@ class FeatureExtractor:
             raise ConfigError(f"channel_gain/channel_offset need {c_n} values each, got {len(cg)}/{len(off)}")
         if exposure_scale <= 0:
             raise ConfigError(f"exposure_scale must be > 0, got {exposure_scale}")
-        self._filter = self._channel_filter(channel_filter, c_n)
+        self._filter = self._channel_filter(channel_filter, c_n)  # (C, P, k, k), folded into self._dw below
         if self._filter is not None:
             cg = np.ones(c_n)  # the filter carries the gain
         # one weight per tile: sign × channel gain × kernel scale × pixel area / (tile gain × exposure)
@@ -118,10 +118,15 @@ class FeatureExtractor:
         self._w_pos, self._w_neg = self._w_pos.view(1, -1, 1, 1), self._w_neg.view(1, -1, 1, 1)
         self._t_max = t_max
         self._single = self.frames == 1
+        self._dw = self._depthwise_weight()
         if self._single:
             # rows ordered [k⁺ of channels 0..C-1, k⁻ of channels 0..C-1]: k⁺ − k⁻ needs no gather
             order = [where[(c, 1)][1] for c in channels] + [where[(c, -1)][1] for c in channels]
-            grids = grids.view(1, t_max, n, n, 2)[:, order].reshape(1, t_max * n, n, 2)
+            grids = grids.view(1, t_max, n, n, 2)[:, order]
+            if self._dw is None:
+                grids = grids.reshape(1, len(order) * n, n, 2)
+            else:  # tile index innermost: grid_sample then writes the tiles channels-last for the filter conv
+                grids = grids.permute(0, 2, 3, 1, 4).reshape(1, n, n * len(order), 2)
         else:
             self._pos_idx = (torch.tensor([where[(c, 1)][0] for c in channels]),
                              torch.tensor([where[(c, 1)][1] for c in channels]))
@@ -135,6 +140,18 @@ class FeatureExtractor:
         self._const = torch.zeros(1, c_n, n, n)
         dark_features = self._dark_features(dark)
         self._const = torch.tensor(off, dtype=torch.float32).view(1, -1, 1, 1) - dark_features
+
+    def _depthwise_weight(self) -> torch.Tensor | None:
+        """The channel filters with the tile weights folded in, as one depthwise conv2d weight (2C, 1, k, k):
+        rows [f⁺_c · w⁺_c for every c] then [f⁻_c · w⁻_c] (f⁺ = f⁻ = f_c for a (C, k, k) bank, since
+        f ⋆ (w⁺T⁺ + w⁻T⁻) = (w⁺f) ⋆ T⁺ + (w⁻f) ⋆ T⁻). A depthwise conv on a channels-last tensor runs oneDNN's
+        direct kernel, ~20× faster on a CPU than the (C, 2, k, k) grouped conv it replaces."""
+        if self._filter is None:
+            return None
+        filt = self._filter
+        pos, neg = filt[:, 0], filt[:, -1]
+        w_pos, w_neg = self._w_pos.view(-1, 1, 1), self._w_neg.view(-1, 1, 1)
+        return torch.cat([pos * w_pos, neg * w_neg])[:, None].contiguous()
 
     @staticmethod
     def _channel_filter(channel_filter: np.ndarray | None, channels: int) -> torch.Tensor | None:
@@ -268,26 +285,25 @@ class FeatureExtractor:
         """Flat-corrected crop (F, B, h, w) → features (B, C, n, n): sample every tile, weigh, k⁺ − k⁻."""
         if self._inv_flat is not None:
             crop.mul_(self._inv_flat)
-        b, n = crop.shape[1], self.input_size
+        b, n, c = crop.shape[1], self.input_size, self.channels
         tiles = F.grid_sample(crop, self._grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        if self._single:
-            tiles = tiles.view(b, 2, self.channels, n, n)
+        if out is None:
+            out = torch.empty((b, c, n, n), dtype=torch.float32)
+        if self._single and self._dw is not None:
+            tiles = tiles.view(b, n, n, 2 * c).permute(0, 3, 1, 2)  # (B, 2C, n, n), channels-last in memory
+        elif self._single:
+            tiles = tiles.view(b, 2, c, n, n)
             pos, neg = tiles[:, 0], tiles[:, 1]
         else:
             tiles = tiles.view(self.frames, b, self._t_max, n, n)
             pos = tiles[self._pos_idx[0], :, self._pos_idx[1]].transpose(0, 1)  # (B, C, n, n)
             neg = tiles[self._neg_idx[0], :, self._neg_idx[1]].transpose(0, 1)
-        if out is None:
-            out = torch.empty((b, self.channels, n, n), dtype=torch.float32)
-        if self._filter is None:
+            if self._dw is not None:
+                tiles = torch.cat([pos, neg], 1).contiguous(memory_format=torch.channels_last)
+        if self._dw is None:
             return torch.addcmul(self._const, pos, self._w_pos, out=out).addcmul_(neg, self._w_neg)
-        k = self._filter.shape[-1]
-        if self._filter.shape[1] == 1:
-            lin = torch.mul(pos, self._w_pos).addcmul_(neg, self._w_neg)
-        else:  # per-tile filters: channels (k⁺_c, k⁻_c) interleaved for the grouped convolution
-            lin = torch.stack([pos * self._w_pos, neg * self._w_neg], dim=2).view(b, 2 * self.channels, n, n)
-        filtered = F.conv2d(lin, self._filter, padding=k // 2, groups=self.channels)
-        return torch.add(filtered, self._const, out=out)
+        filtered = F.conv2d(tiles, self._dw, padding=self._dw.shape[-1] // 2, groups=2 * c)
+        return torch.add(filtered[:, :c], filtered[:, c:], out=out).add_(self._const)
 
     @property
     def crop_box(self) -> tuple[int, int, int, int]:
