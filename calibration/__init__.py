@@ -1,7 +1,8 @@
 """Calibration of the 4f bench: each step a function (progress callback, cancellable, quality figures),
 a runner that saves one record at the end, and the schema-versioned calibration record.
 
-Steps in bench order: ``camera`` (exposure, dark, flat), ``fourier`` (slmsuite Fourier calibration,
+Steps in bench order: ``camera`` (exposure, dark, flat), ``display`` (the input display's intensity response →
+the linearisation the bench applies to every image), ``fourier`` (slmsuite Fourier calibration,
 validated), ``phase`` (slmsuite pixel calibration → SLM phase LUT), optional ``wavefront`` (slmsuite superpixel
 aberration calibration → SLM phase correction, then a Fourier refit), ``registration`` (display fiducials →
 plane-to-camera affine), ``tiles`` (per-tile shifts for a program), ``gains`` (per-channel gain/offset, R²).
@@ -14,7 +15,8 @@ from typing import Any
 _EXPORTS = {
     "Progress": "base", "StepControl": "base", "StepResult": "base",
     "DarkCorrectedCamera": "camera", "camera_step": "camera", "check_frame": "camera", "corrected": "camera",
-    "grab": "camera", "fourier_step": "fourier", "calibration_images": "gains", "channel_gain_step": "gains",
+    "grab": "camera", "DisplayLinearizer": "display", "display_step": "display",
+    "fourier_step": "fourier", "calibration_images": "gains", "channel_gain_step": "gains",
     "fit_channels": "gains", "tile_features": "gains", "RECORD_SCHEMA": "record", "CalibrationRecord": "record",
     "latest_record": "record", "list_records": "record", "new_record_path": "record",
     "display_registration_step": "registration", "tile_registration_step": "registration",

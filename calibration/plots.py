@@ -1,4 +1,5 @@
-"""PNG plots of a calibration record (matplotlib Agg): phase response, registration, residuals, channel fits."""
+"""PNG plots of a calibration record (matplotlib Agg): display and phase response, registration, residuals, channel
+fits."""
 
 from __future__ import annotations
 
@@ -26,6 +27,22 @@ def write_plots(record: CalibrationRecord, out_dir: str | Path) -> list[Path]:
         plt.close(fig)
         paths.append(out / name)
 
+    lin = record.display_linearizer
+    if lin is not None:
+        step = record.steps["display"]
+        fig, ax = plt.subplots(figsize=(5, 4))
+        d = np.linspace(0, 1, 201)
+        ax.plot(lin.drive, lin.response, "o", label="measured (uncorrected)")
+        ax.plot(d, lin.forward(d), "-", lw=0.8, color="C0")
+        ax.plot(d, d, "k--", lw=0.8, label="linear target")
+        ax.plot(step.arrays["check_intensity"], step.arrays["check_response"], "s", label="linearised ramp")
+        ax.set_xlabel("image intensity / drive value")
+        ax.set_ylabel("light above gray 0 / white")
+        q = step.quality
+        ax.set_title(f"display: γ ≈ {q['gamma_fit']:.2f}, error {q['linearity_error_before']:.3f} → "
+                     f"{q['linearity_error_after']:.4f}")
+        ax.legend()
+        save(fig, "display_response.png")
     if record.phase_response is not None:
         lv, g = record.phase_response
         fig, ax = plt.subplots(figsize=(5, 4))

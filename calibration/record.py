@@ -96,6 +96,16 @@ class CalibrationRecord:
         return None if lv is None or g is None else (lv, g)
 
     @property
+    def display_linearizer(self) -> Any | None:
+        """The input display's inverse response (a :class:`~lab4f.calibration.display.DisplayLinearizer`), or None."""
+        result = self.steps.get("display")
+        if result is None:
+            return None
+        from lab4f.calibration.display import DisplayLinearizer
+
+        return DisplayLinearizer.from_step(result)
+
+    @property
     def wavefront(self) -> tuple[np.ndarray, np.ndarray | None] | None:
         """(phase correction in radians, measured source amplitude) of the SLM, slmsuite's ``source``; or None."""
         phase = self._array("wavefront", "phase_correction")
@@ -142,10 +152,11 @@ class CalibrationRecord:
                                  newer.program_path or self.program_path, newer.program_sha256 or self.program_sha256)
 
     def apply(self, bench: Any) -> None:
-        """Put the calibrated state on the devices: camera exposure, SLM phase LUT and wavefront correction.
+        """Put the calibrated state on the bench: camera exposure, SLM phase LUT, wavefront correction and the
+        display linearisation (``bench.display_correction``).
 
-        A record without a wavefront step removes a correction an earlier record put on the SLM (the steps were
-        measured without it); a correction lab4f did not set (a vendor file) is left alone.
+        A record without a wavefront (display) step removes a correction an earlier record put on the SLM (the
+        display): the steps were measured without it. A correction lab4f did not set (a vendor file) is left alone.
         """
         from lab4f.calibration.wavefront import apply_correction, clear_correction
 
@@ -157,6 +168,8 @@ class CalibrationRecord:
         clear_correction(bench.slm)
         if self.wavefront is not None:
             apply_correction(bench.slm, *self.wavefront)
+        if hasattr(bench, "display_correction"):
+            bench.display_correction = self.display_linearizer
 
     # -- storage -----------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:

@@ -14,6 +14,7 @@ from typing import Any
 
 from lab4f.calibration.base import Progress, StepResult
 from lab4f.calibration.camera import camera_step
+from lab4f.calibration.display import DisplayLinearizer, display_step
 from lab4f.calibration.fourier import fourier_step
 from lab4f.calibration.gains import channel_gain_step
 from lab4f.calibration.record import CalibrationRecord, file_sha256, latest_record, new_record_path
@@ -24,12 +25,12 @@ from lab4f.errors import CalibrationError
 
 log = logging.getLogger(__name__)
 
-#: The steps ``all`` runs, in bench order. The Fourier calibration precedes the phase response: slmsuite's
-#: pixel calibration needs it.
-STEP_ORDER = ("camera", "fourier", "phase", "registration", "tiles", "gains")
+#: The steps ``all`` runs, in bench order. The display is linearised before anything shows images through it;
+#: the Fourier calibration precedes the phase response: slmsuite's pixel calibration needs it.
+STEP_ORDER = ("camera", "display", "fourier", "phase", "registration", "tiles", "gains")
 #: Every step in bench order, with the optional wavefront step after the phase LUT; a Fourier refit follows it
 #: (its correction moves spot centres; see :mod:`lab4f.calibration.wavefront`). ``all`` runs it only if asked.
-BENCH_ORDER = ("camera", "fourier", "phase", "wavefront", "registration", "tiles", "gains")
+BENCH_ORDER = ("camera", "display", "fourier", "phase", "wavefront", "registration", "tiles", "gains")
 OPTIONAL_STEPS = ("wavefront",)
 NEEDS_PROGRAM = ("tiles", "gains")
 
@@ -46,6 +47,8 @@ def _run_step(name: str, bench: Any, rec: CalibrationRecord, program: Any, progr
     kw = {"progress": progress, "cancel": cancel, **(options or {})}
     if name == "camera":
         return camera_step(bench, program=program, **kw)
+    if name == "display":
+        return display_step(bench, dark=rec.dark, **kw)
     if name == "fourier":
         return fourier_step(bench, dark=rec.dark, **kw)
     if name == "phase":
@@ -113,6 +116,7 @@ def run_calibration(
         base.apply(bench)  # the earlier steps' exposure, phase LUT and correction are what later steps assume
     else:
         clear_correction(bench.slm)  # a fresh record starts from an uncorrected SLM, as it will be applied
+        bench.display_correction = None
     if "wavefront" in names:
         names.insert(names.index("wavefront") + 1, "fourier")  # refit: the correction moved the spots
     for i, name in enumerate(names):
@@ -122,6 +126,8 @@ def run_calibration(
 
         result = _run_step(name, bench, rec, program, step_progress, cancel, (step_options or {}).get(name))
         rec.steps[name] = result
+        if name == "display":  # the later steps show their images linearised, as the pipeline will
+            bench.display_correction = DisplayLinearizer.from_step(result)
         log.info("calibration %s: %s", name, result.message)
         if on_step is not None:
             on_step(result)

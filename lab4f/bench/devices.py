@@ -125,6 +125,9 @@ class Bench:
     def __init__(self, config: BenchConfig | None = None) -> None:
         self.config = config or BenchConfig()
         self.devices: dict[str, Any] = {}
+        #: image → display drive values, set from a calibration record's display step (``record.apply``);
+        #: None shows images as they are
+        self.display_correction: Callable[[np.ndarray], np.ndarray] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def connect(self) -> Bench:
@@ -204,6 +207,9 @@ class Bench:
         }
 
     def show(self, image: np.ndarray) -> None:
+        """Show an intensity image (values in [0, 1]) on the input display, linearised when calibrated."""
+        if self.display_correction is not None:
+            image = self.display_correction(image)
         self.display.show(image)
 
     def upload_phase(self, phase: np.ndarray) -> None:

@@ -229,6 +229,7 @@ def test_calibration_show_writes_the_plots(calibrated, tmp_path):
     _, _, record, out = calibrated
     result = run_show(argparse.Namespace(record=out, plots=tmp_path / "plots", json=True))
     names = sorted(p.name for p in (tmp_path / "plots").iterdir())
-    assert names == ["channel_fits.png", "phase_response.png", "registration.png", "residual_maps.png"]
-    assert len(result["plots"]) == 4 and all((tmp_path / "plots" / n).stat().st_size > 10_000 for n in names)
+    assert names == ["channel_fits.png", "display_response.png", "phase_response.png", "registration.png",
+                     "residual_maps.png"]
+    assert len(result["plots"]) == 5 and all((tmp_path / "plots" / n).stat().st_size > 10_000 for n in names)
     assert result["path"] == str(record.path) and set(result["steps"]) >= {"fourier", "phase", "gains"}

@@ -1,5 +1,5 @@
 """The real flow on the simulated bench, headless: connect → load → compile and upload → calibrate (the
-real `run_calibration`, all six steps) → live inference through the streaming Pipeline (predictions,
+real `run_calibration`, all seven steps) → live inference through the streaming Pipeline (predictions,
 accuracy) → stop and record (`save_run`) → injected camera fault → reconnect → close."""
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def test_full_flow_on_the_simulated_bench(qtbot, screenshot, tiny_checkpoint: Pa
     qtbot.waitUntil(lambda: win.state.program is not None, timeout=60_000)
     assert np.allclose(bench.uploaded_phase, win.state.program.frames[0].phase)
 
-    # calibration (all six steps, with the uploaded program) while the live view streams:
+    # calibration (all seven steps, with the uploaded program) while the live view streams:
     # the event loop must keep answering within 50 ms
     win.live_panel.start_btn.setChecked(True)
     qtbot.waitUntil(lambda: bench.latest.count > 5, timeout=10_000)
@@ -78,7 +78,7 @@ def test_full_flow_on_the_simulated_bench(qtbot, screenshot, tiny_checkpoint: Pa
     gap_calibrating = ping.stop()
     rec = win.state.calibration
     assert rec is not None, cal.summary.toPlainText()
-    assert sorted(rec.steps) == sorted(["camera", "fourier", "phase", "registration", "tiles", "gains"])
+    assert sorted(rec.steps) == sorted(["camera", "display", "fourier", "phase", "registration", "tiles", "gains"])
     assert rec.path is not None and rec.path.parent == tmp_path / "calibrations" and cal.history.count() == 1
     assert all(b.value() == 1000 for name, b in cal.bars.items() if name != "wavefront")  # optional, not run
     assert bench.latest.count > 0 and bench.view is not None  # the live view resumed after calibrating
