@@ -23,7 +23,7 @@ class SimulatedDisplaySettings(BaseModel):
 
     shape: tuple[int, int] = Field((28, 28), description="(height, width) in pixels")
     bitdepth: int = Field(8, ge=1, le=16)
-    gamma: float = Field(1.0, gt=0, description="intensity = black + (1 - black) * level ** gamma")
+    gamma: float = Field(2.2, gt=0, description="intensity = black + (1 - black) * level ** gamma (2.2: an LCD)")
     black_level: float = Field(0.001, ge=0, lt=1, description="relative intensity of gray 0 (contrast)")
     position_px: tuple[float, float] = Field(
         (0.0, 0.0), description="(x, y) offset of the centre pixel from the optical axis, in output cells"

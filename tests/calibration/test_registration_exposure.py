@@ -15,7 +15,8 @@ ALIGNED = {"affine_shift_px": (0.0, 0.0), "affine_rotation_deg": 0.0, "affine_sc
 def test_fiducial_brighter_than_the_first_is_reexposed_not_refused(monkeypatch):
     """The first fiducial shown at 30 % (as a point split over pixels is dimmer than one on a single pixel):
     one exposure for all, pinned at 35 % of full scale on the first, would saturate every later fiducial."""
-    with Bench(BenchConfig(camera=DeviceConfig(driver="Simulated4fCamera", settings=ALIGNED))) as bench:
+    linear = DeviceConfig(driver="SimulatedDisplay", settings={"gamma": 1.0})  # 0.3 shows 0.3 of the light
+    with Bench(BenchConfig(camera=DeviceConfig(driver="Simulated4fCamera", settings=ALIGNED), display=linear)) as bench:
         display, camera = bench.display, bench.camera
         show_point, shown = display.show_point, []
 
