@@ -3,7 +3,8 @@ showing intensity images: gray level = intensity × (2^bitdepth − 1), sent as 
 frames to the hardware without its phase LUT). The image sits centred on the device (plus ``position_px``).
 
 It offers the interface lab4f's bench and calibration use for a display (``show``, ``show_point``, ``blank``,
-``shape``, ``levels``, ``position_px``), like the simulated display. A display's own gamma is not corrected here.
+``shape``, ``levels``, ``position_px``), like the simulated display. The display's own gray → light response is
+measured and linearised by the calibration's ``display`` step (applied in ``Bench.show``).
 """
 
 from __future__ import annotations

@@ -65,10 +65,11 @@ class CalibrationPanel(QtWidgets.QWidget):
         self.summary.setMaximumHeight(110)
         layout.addWidget(self.summary)
         plots = QtWidgets.QGridLayout()
-        self.phase_plot = pg.PlotWidget(title="SLM phase response")
+        self.phase_plot = pg.PlotWidget(title="SLM phase (blue) and display light (orange) vs gray level")
         self.phase_plot.setLabel("bottom", "gray level")
-        self.phase_plot.setLabel("left", "phase / 2π")
+        self.phase_plot.setLabel("left", "phase / 2π · light above gray 0 / white")
         self.phase_curve = self.phase_plot.plot(pen=pg.mkPen("#1f77b4", width=2), symbol="o", symbolSize=4)
+        self.display_curve = self.phase_plot.plot(pen=pg.mkPen("#ff7f0e", width=2), symbol="s", symbolSize=4)
         self.reg_plot, self.reg_image = image_view("registration (o measured, + fit, lines: residual ×100)")
         self.reg_points = pg.ScatterPlotItem(symbol="o", pen=pg.mkPen("c"), brush=None, size=10)
         self.reg_fit = pg.ScatterPlotItem(symbol="+", pen=pg.mkPen("m"), size=10)
@@ -186,6 +187,11 @@ class CalibrationPanel(QtWidgets.QWidget):
         if rec.phase_response is not None:
             levels, gamma = rec.phase_response
             self.phase_curve.setData(np.asarray(levels, float), np.asarray(gamma, float))
+        lin = rec.display_linearizer
+        if lin is not None:
+            display = rec.bench_info.get("devices", {}).get("display", {})
+            top = 2 ** int(display.get("settings", {}).get("bitdepth", 8)) - 1
+            self.display_curve.setData(lin.drive * top, lin.response)
         self._draw_registration(rec)
         gains = rec.steps.get("gains")
         if gains is not None and rec.channel_r2 is not None:

@@ -88,6 +88,8 @@ def test_full_flow_on_the_simulated_bench(qtbot, screenshot, tiny_checkpoint: Pa
     assert np.abs(rec.registration.apply(pts) - truth).max() < 0.5
     levels, gamma = rec.phase_response
     assert np.max(np.abs(gamma - true_phase_response(bench.bench.slm.settings)[levels])) < 0.02  # units of 2π
+    gray, light = cal.display_curve.getData()  # the display's measured response is drawn, gray 0..255
+    assert len(gray) == 17 and gray[-1] == 255 and light[-1] == pytest.approx(1.0)
     # held-out fit quality with the default sensor noise (measured min R² in the report)
     assert rec.channel_r2 is not None and rec.channel_r2.min() > 0.85, rec.channel_r2
     # 99 % of 10 ms pings answered within 50 ms; the max is bounded loosely because a loaded CI host
