@@ -8,7 +8,8 @@ a display's own gamma setting is rarely known. This step shows uniform gray leve
 (:class:`DisplayLinearizer`) that the bench applies to every image it shows (``Bench.show``), so that shown
 intensity = I(0) + (I(1) − I(0))·image. It then checks the result by showing a linearised ramp. The black level
 I(0) itself cannot be undone (nothing is darker than gray 0): it adds a uniform background whose features are a
-constant per channel, which the gains step's offsets absorb.
+constant per channel away from the map border (within K // 2 of it the kernels' zero padding makes them fall off),
+which the gains step's offsets and per-tile filters largely absorb.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from scipy.interpolate import PchipInterpolator
 from scipy.ndimage import binary_dilation
 
 from lab4f.calibration.base import Progress, StepControl, StepResult
-from lab4f.calibration.camera import autoexpose, check_frame, corrected, grab, light_on
+from lab4f.calibration.camera import autoexpose, check_frame, corrected, full_scale_adu, grab, light_on
 from lab4f.errors import CalibrationError
 
 #: A drop of the measured response larger than this (fraction of white) between two gray levels is refused.
 MONOTONIC_TOLERANCE = 0.02
+#: Full drive must give at least this much more light than gray 0 (fraction of the white frame's light).
+MIN_CONTRAST = 0.05
 
 
 class DisplayLinearizer:
@@ -54,16 +57,18 @@ class DisplayLinearizer:
         mono = mono + np.arange(mono.size) * 1e-9
         self._inverse = PchipInterpolator(mono, drive)
         self._forward = PchipInterpolator(drive, mono)
-        self._range = (float(mono[0]), float(mono[-1]))
+        # a dense table of the inverse: np.interp on it costs µs per image where PCHIP costs ms on a 512² display,
+        # and 4097 entries keep its error far below one 8-bit gray level
+        self._table_x = np.linspace(0.0, 1.0, 4097)
+        self._table_drive = np.clip(self._inverse(np.clip(self._table_x, mono[0], mono[-1])), 0.0, 1.0)
 
     def forward(self, drive: np.ndarray) -> np.ndarray:
         """Relative light at a drive value (the measured response, interpolated)."""
         return self._forward(np.clip(np.asarray(drive, dtype=np.float64), 0.0, 1.0))
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        """Drive values (float32, same shape) that show ``image``'s intensities linearly."""
-        want = np.clip(np.asarray(image, dtype=np.float64), *self._range)
-        return np.clip(self._inverse(want), 0.0, 1.0).astype(np.float32)
+        """Drive values (float32, same shape) that show ``image``'s intensities (in [0, 1]) linearly."""
+        return np.interp(image, self._table_x, self._table_drive).astype(np.float32)
 
     def gamma(self) -> float:
         """Least-squares γ of response = drive^γ over drives 0.1–0.95 (a summary figure; ~2.2 for an LCD)."""
@@ -109,7 +114,14 @@ def display_step(
 
     def measure(drive_image: float | np.ndarray) -> float:
         display.show(np.broadcast_to(np.asarray(drive_image, dtype=np.float32), shape).copy())
-        return float(grab(camera, frames)[mask].sum(dtype=np.float64))  # raw: gray 0 is the reference
+        raw = grab(camera, frames)
+        if np.any(raw[mask] >= full_scale_adu(camera)):
+            raise CalibrationError(
+                f"display response refused: drive {float(np.mean(drive_image)):.3f} saturates the camera at the "
+                "exposure set on white, so the display gives more light at a lower drive (an inverted or "
+                "normally-white display?). Check the display's mode and contrast settings, then run "
+                "`lab4f calibrate display` again; the previous record is unchanged.")
+        return float(raw[mask].sum(dtype=np.float64))  # raw: gray 0 is the reference
 
     try:
         with light_on(bench):
@@ -125,6 +137,13 @@ def display_step(
             for n, d in enumerate(drives):
                 light.append(measure(d))
                 ctl.report(0.7 * (n + 1) / len(drives), f"drive {d:.3f}: {light[-1] / white_light:.4f} of white")
+            contrast = (light[-1] - light[0]) / white_light
+            if contrast < MIN_CONTRAST:
+                raise CalibrationError(
+                    f"display response refused: full drive gives {contrast:+.3f} of the white light more than gray 0 "
+                    f"(needs ≥ {MIN_CONTRAST}): the display is inverted (normally white) or has no contrast. Check "
+                    "its mode, contrast and that it is imaged onto the camera, then run `lab4f calibrate display` "
+                    "again; the previous record is unchanged.")
             response = (np.asarray(light) - light[0]) / (light[-1] - light[0])
             drops = np.diff(response)
             if np.any(drops < -MONOTONIC_TOLERANCE):

@@ -105,6 +105,7 @@ def run_calibration(
     arguments per step name (e.g. ``{"wavefront": {"superpixel_size": 128}}``).
     """
     names = resolve_steps(steps, program, wavefront)
+    previous_display_correction = getattr(bench, "display_correction", None)
     folder = Path(out_dir if out_dir is not None else bench.config.calibration_dir)
     if base is None and steps != "all":
         base = latest_record(folder, bench)
@@ -119,18 +120,32 @@ def run_calibration(
         bench.display_correction = None
     if "wavefront" in names:
         names.insert(names.index("wavefront") + 1, "fourier")  # refit: the correction moved the spots
-    for i, name in enumerate(names):
-        def step_progress(fraction: float, message: str, i: int = i) -> None:
-            if progress is not None:
-                progress((i + fraction) / len(names), message)
+    if "display" in names and "gains" not in names and "gains" in rec.steps:
+        # the channel filters were fitted on images shown through the previous display response
+        if program is None:
+            bench.display_correction = previous_display_correction
+            raise CalibrationError(
+                "re-measuring the display makes this record's channel filters stale (they were fitted through the "
+                "previous display response); run `lab4f calibrate display --program P` (the gains step then runs "
+                "again) or `lab4f calibrate all --program P`; the previous record is unchanged")
+        names.append("gains")
+    try:
+        for i, name in enumerate(names):
+            def step_progress(fraction: float, message: str, i: int = i) -> None:
+                if progress is not None:
+                    progress((i + fraction) / len(names), message)
 
-        result = _run_step(name, bench, rec, program, step_progress, cancel, (step_options or {}).get(name))
-        rec.steps[name] = result
-        if name == "display":  # the later steps show their images linearised, as the pipeline will
-            bench.display_correction = DisplayLinearizer.from_step(result)
-        log.info("calibration %s: %s", name, result.message)
-        if on_step is not None:
-            on_step(result)
+            result = _run_step(name, bench, rec, program, step_progress, cancel, (step_options or {}).get(name))
+            rec.steps[name] = result
+            if name == "display":  # the later steps show their images linearised, as the pipeline will
+                bench.display_correction = DisplayLinearizer.from_step(result)
+            log.info("calibration %s: %s", name, result.message)
+            if on_step is not None:
+                on_step(result)
+    except BaseException:
+        # nothing is saved: the display goes back to the correction of the record still in use
+        bench.display_correction = previous_display_correction
+        raise
     rec.bench_info = bench.info()  # after the steps: exposure and LUT as calibrated
     if save:
         rec.save(new_record_path(folder))

@@ -187,11 +187,15 @@ class CalibrationPanel(QtWidgets.QWidget):
         if rec.phase_response is not None:
             levels, gamma = rec.phase_response
             self.phase_curve.setData(np.asarray(levels, float), np.asarray(gamma, float))
+        else:  # a record without the step: no stale curve from the previous one
+            self.phase_curve.setData([], [])
         lin = rec.display_linearizer
         if lin is not None:
             display = rec.bench_info.get("devices", {}).get("display", {})
             top = 2 ** int(display.get("settings", {}).get("bitdepth", 8)) - 1
             self.display_curve.setData(lin.drive * top, lin.response)
+        else:
+            self.display_curve.setData([], [])
         self._draw_registration(rec)
         gains = rec.steps.get("gains")
         if gains is not None and rec.channel_r2 is not None:

@@ -209,6 +209,9 @@ class Bench:
     def show(self, image: np.ndarray) -> None:
         """Show an intensity image (values in [0, 1]) on the input display, linearised when calibrated."""
         if self.display_correction is not None:
+            image = np.asarray(image, dtype=np.float32)
+            if not np.all(np.isfinite(image)) or image.min() < -1e-6 or image.max() > 1 + 1e-6:
+                raise ValueError("the display shows intensities in [0, 1]; normalise the image first")
             image = self.display_correction(image)
         self.display.show(image)
 

@@ -155,7 +155,7 @@ class FeatureExtractor:
 
     @staticmethod
     def _channel_filter(channel_filter: np.ndarray | None, channels: int) -> torch.Tensor | None:
-        """Grouped conv2d weight (C, P, k, k) from a (C, k, k) bank (P = 1: on k⁺ − k⁻) or a (C, 2, k, k) bank
+        """Filters (C, P, k, k) from a (C, k, k) bank (P = 1: on k⁺ − k⁻) or a (C, 2, k, k) bank
         (P = 2: one filter for the k⁺ tile and one for the k⁻ tile, which sit at different field positions)."""
         if channel_filter is None:
             return None

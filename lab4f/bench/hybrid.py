@@ -169,6 +169,12 @@ def prepare(
     check_compatible(cfg, bank, program, record, program_path)
     if getattr(record, "exposure_s", None):
         bench.camera.set_exposure(record.exposure_s)
+    if record is not None and hasattr(bench, "display_correction"):
+        # the display shows images as they were shown when the record's channel filters were fitted
+        bench.display_correction = getattr(record, "display_linearizer", None)
+        if bench.display_correction is None:
+            log.warning("the calibration record has no display step: images are shown without linearising the "
+                        "display's response; run `lab4f calibrate display --program P` if the display is not linear")
     camera_shape = tuple(int(s) for s in bench.camera.shape)
     setup = HybridSetup(bench, student, cfg, meta, program, extractor_for(program, record, camera_shape, registration),
                         record, program_path)

@@ -194,6 +194,8 @@ def test_per_tile_filters_act_on_each_tile_separately(bank: KernelBank, multiple
     neg = extract(delta[:, ::-1].copy())
     plain = extract(None)
     assert float((pos + neg - plain).abs().max() / plain.abs().max()) < 1e-5
+    scale = float(plain.abs().max())
+    assert float(pos.min()) > -1e-5 * scale and float(neg.max()) < 1e-5 * scale  # k⁺ adds light, k⁻ subtracts it
     assert float(neg.abs().max()) > 0.1 * float(pos.abs().max())  # both tiles carry signal
     filt = np.random.default_rng(3).normal(size=(4, 2, 5, 5))
     offset = np.array([0.0, 0.1, -0.2, 0.3])

@@ -8,7 +8,7 @@ import torch
 
 from lab4f.bench.config import BenchConfig, DeviceConfig
 from lab4f.bench.devices import Bench
-from lab4f.calibration import CalibrationRecord, DisplayLinearizer, resolve_steps, run_calibration
+from lab4f.calibration import CalibrationRecord, DisplayLinearizer, list_records, resolve_steps, run_calibration
 from lab4f.errors import CalibrationError
 from lab4f.optics import compile_bank
 from lab4f.spectral import KernelBank
@@ -52,14 +52,23 @@ def test_a_linear_display_is_left_alone(tmp_path):
         assert np.max(np.abs(rec.display_linearizer(x) - x)) < 0.01
 
 
-def test_a_non_monotonic_display_is_refused(tmp_path):
+@pytest.mark.parametrize("response, match", [
+    # a mid-range dip (0.447 → 0.332 of white between drives 0.5 and 0.56) on an otherwise normal display
+    (lambda d: 0.01 + d - 0.3 * np.exp(-(((d - 0.6) / 0.08) ** 2)), "drops by"),
+    # inverted (normally white) with low contrast: more light at gray 0 than at full drive
+    (lambda d: 0.45 - 0.15 * d**2.2, "inverted"),
+])
+def test_displays_that_cannot_be_linearised_are_refused(tmp_path, response, match):
     with make_bench(1.0) as bench:
-        first = run_calibration(bench, ["camera"], out_dir=tmp_path)
+        first = run_calibration(bench, ["camera", "display"], out_dir=tmp_path)
+        kept = bench.display_correction
+        assert kept is not None
         display = bench.display
-        display._response = lambda levels: (0.01 + np.sin(np.pi * levels / 255.0)).astype(np.float32)
-        with pytest.raises(CalibrationError, match="not|drops"):
+        display._response = lambda levels: response(levels.astype(np.float64) / 255.0).astype(np.float32)
+        with pytest.raises(CalibrationError, match=match):
             run_calibration(bench, "display", out_dir=tmp_path)
-    assert CalibrationRecord.load(first.path).display_linearizer is None
+        assert bench.display_correction is kept  # the record in use still describes the display
+    assert list_records(tmp_path) == [first.path]  # nothing saved
 
 
 def test_the_record_keeps_and_applies_the_linearisation(tmp_path):
@@ -99,3 +108,37 @@ def test_linearising_the_display_improves_the_channel_fit(tmp_path):
     assert linear.channel_r2.min() > plain.channel_r2.min()
     assert linear.channel_r2.mean() > plain.channel_r2.mean()
     assert linear.channel_r2.min() > 0.93  # measured 0.949 (without: 0.913)
+
+
+def test_remeasuring_the_display_refits_the_gains_or_is_refused(tmp_path):
+    """The channel filters were fitted through the display response: a new response must not keep old filters."""
+    with make_bench(2.2) as bench:
+        torch.manual_seed(0)
+        program = compile_bank(KernelBank(torch.randn(2, 1, 3, 3)), 28, geometry=bench.geometry, iterations=10)
+        full = run_calibration(bench, "all", program=program, out_dir=tmp_path)
+        with pytest.raises(CalibrationError, match="stale"):
+            run_calibration(bench, "display", out_dir=tmp_path)
+        assert list_records(tmp_path) == [full.path]
+        steps_run = []
+        again = run_calibration(bench, "display", program=program, out_dir=tmp_path,
+                                on_step=lambda r: steps_run.append(r.name))
+        assert steps_run == ["display", "gains"]  # the filters are refitted through the new response
+        np.testing.assert_array_equal(again.steps["registration"].arrays["registration"],
+                                      full.steps["registration"].arrays["registration"])  # the rest is kept
+
+
+def test_a_run_uses_the_display_correction_of_its_record(tmp_path, trained_checkpoints):
+    """prepare() puts the record's linearisation on the bench (a bench built afresh has none)."""
+    from lab4f.bench.hybrid import prepare
+    from lab4f.optics.registration import PlaneToCamera
+
+    with make_bench(2.2) as bench:
+        rec = run_calibration(bench, ["camera", "display"], out_dir=tmp_path)
+    with make_bench(2.2) as fresh:
+        assert fresh.display_correction is None
+        reg = PlaneToCamera.identity(fresh.camera.shape)  # the record has no registration step
+        prepare(fresh, trained_checkpoints["student"], record=CalibrationRecord.load(rec.path), registration=reg)
+        assert isinstance(fresh.display_correction, DisplayLinearizer)
+        prepare(fresh, trained_checkpoints["student"], record=CalibrationRecord(steps={"camera": rec.steps["camera"]}),
+                registration=reg)
+        assert fresh.display_correction is None  # a record measured without the step
