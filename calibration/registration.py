@@ -7,6 +7,7 @@ Output-plane cells are counted from the optical axis, (x, y) = (column, row), as
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
@@ -17,6 +18,8 @@ from lab4f.calibration.base import Progress, StepControl, StepResult
 from lab4f.calibration.camera import check_frame, full_scale_adu, grab, light_on
 from lab4f.errors import CalibrationError
 from lab4f.optics.registration import PlaneToCamera
+
+log = logging.getLogger(__name__)
 
 
 def display_cell(display: Any, i: float, j: float) -> np.ndarray:
@@ -90,6 +93,17 @@ def plane_matrix_from_fourier(fourier: dict, slm: Any) -> np.ndarray:
     return m @ np.diag([1.0 / (nx * px), 1.0 / (ny * py)])
 
 
+def _scale_from_lenses(bench: Any) -> float | None:
+    """Camera pixels per output cell that the bench config's lenses and the camera's pixel pitch predict."""
+    pitch = getattr(bench.camera, "pitch_um", None)
+    if pitch is None:
+        return None
+    try:
+        return float(bench.geometry.output_pitch_um / float(np.ravel(pitch)[0]))
+    except Exception:  # a bench without a config geometry or an SLM pitch: no prediction
+        return None
+
+
 def display_registration_step(
     bench: Any,
     dark: np.ndarray | None = None,
@@ -133,6 +147,13 @@ def display_registration_step(
         reg = PlaneToCamera(matrix, np.mean(cam_xy - plane_xy @ matrix.T, axis=0))
         reg.rms_residual_px = float(np.sqrt(np.mean(np.sum((reg.apply(plane_xy) - cam_xy) ** 2, axis=1))))
     resid = reg.apply(plane_xy) - cam_xy
+    expected = _scale_from_lenses(bench)
+    ratio = reg.scale / expected if expected else float("nan")
+    if abs(ratio - 1.0) > 0.1:  # a sanity check: the fit is used either way
+        log.warning("registration measures %.3f camera pixels per output cell; the bench config's lenses and the "
+                    "camera's %s µm pixels predict %.3f: check focal_length_2_mm and the camera pitch in the "
+                    "config (physical sizes in reports use them)", reg.scale, getattr(camera, "pitch_um", "?"),
+                    expected)
     if reg.rms_residual_px > max_rms_px:
         raise CalibrationError(
             f"display registration refused: the affine fit leaves {reg.rms_residual_px:.2f} px RMS (limit "
@@ -144,7 +165,8 @@ def display_registration_step(
                  "rotation_deg": reg.rotation_deg, "scale": reg.scale, "fiducials": float(len(pixels)),
                  "fiducial_only_rms_px": fiducial_only.rms_residual_px,
                  "fiducial_only_rotation_deg": fiducial_only.rotation_deg,
-                 "matrix_from_fourier": float(fourier is not None)},
+                 "matrix_from_fourier": float(fourier is not None),
+                 "scale_from_lenses": expected or float("nan"), "scale_vs_lenses": ratio},
         arrays={"registration": reg.to_array(), "fiducial_plane_xy": plane_xy, "fiducial_camera_xy": cam_xy},
         message=f"rotation {reg.rotation_deg:.2f}°, scale {reg.scale:.4f} px/cell, "
                 f"{reg.rms_residual_px:.3f} px RMS",

@@ -41,7 +41,8 @@ class GeometryConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     focal_length_1_mm: float = Field(100.0, gt=0)
-    focal_length_2_mm: float = Field(100.0, gt=0)
+    # 36.3 mm: one output cell = λ·f2 / (N·p) = 5.61 µm = 1.02 pixels of the simulated camera's 5.5 µm sensor
+    focal_length_2_mm: float = Field(36.3, gt=0)
     aperture_radius: float | None = Field(None, gt=0)
 
 

@@ -16,13 +16,14 @@ import numpy as np
 
 @dataclass(frozen=True)
 class FourfGeometry:
-    """Lenses, SLM and aperture of the 4f system (defaults: a 512² 8 µm LCoS SLM, HeNe, 100 mm lenses)."""
+    """Lenses, SLM and aperture of the 4f system (defaults: a 512² 8 µm LCoS SLM, HeNe, f1 = 100 mm and a demagnifying
+    f2 = 36.3 mm, so that one output cell (5.61 µm) covers 1.02 pixels of a 5.5 µm camera)."""
 
     slm_shape: tuple[int, int] = (512, 512)
     slm_pitch_um: float = 8.0
     wavelength_nm: float = 633.0
     focal_length_1_mm: float = 100.0
-    focal_length_2_mm: float = 100.0
+    focal_length_2_mm: float = 36.3
     # radius of a Fourier-plane iris as a fraction of the SLM half-width; None = the SLM's own square edge
     aperture_radius: float | None = None
 

@@ -55,6 +55,10 @@ def test_registration_recovers_injected_misregistration(calibrated):
     assert rms < 0.5
     assert record.registration.rotation_deg == pytest.approx(3.0, abs=0.05)
     assert record.registration.scale == pytest.approx(1.04, abs=0.002)
+    # the default lenses (f2 = 36.3 mm) and 5.5 µm pixels predict 1.02 px per cell; this bench is set 2 % larger
+    q = record.steps["registration"].quality
+    assert q["scale_from_lenses"] == pytest.approx(1.02, abs=0.005)
+    assert q["scale_vs_lenses"] == pytest.approx(1.04 / 1.02, abs=0.005)
 
 
 @pytest.mark.slow

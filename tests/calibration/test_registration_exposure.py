@@ -41,3 +41,16 @@ def test_fiducial_brighter_than_the_first_is_reexposed_not_refused(monkeypatch):
         assert result.quality["rotation_deg"] == pytest.approx(0.0, abs=0.05)
         assert result.quality["rms_residual_px"] < 0.1
         assert camera.get_exposure() == exposure_s
+
+
+def test_registration_warns_when_the_lenses_predict_another_magnification(caplog):
+    """Config f2 = 100 mm predicts 2.81 px per output cell; the bench images 1.0 px per cell: say so."""
+    from lab4f.bench.config import GeometryConfig
+
+    cfg = BenchConfig(camera=DeviceConfig(driver="Simulated4fCamera", settings=ALIGNED),
+                      geometry=GeometryConfig(focal_length_2_mm=100.0))
+    with Bench(cfg) as bench, caplog.at_level("WARNING"):
+        result = display_registration_step(bench)
+    assert result.quality["scale_from_lenses"] == pytest.approx(2.81, abs=0.01)
+    assert result.quality["scale_vs_lenses"] == pytest.approx(1.0 / 2.81, abs=0.01)
+    assert any("predict" in r.getMessage() and "focal_length_2_mm" in r.getMessage() for r in caplog.records)
