@@ -45,6 +45,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     _common(f)
     f.add_argument("--train-images", type=int, default=1500, help="training images captured through the optics")
     f.add_argument("--epochs", type=int, default=15)
+    f.add_argument("--scenes", choices=SCENE_KINDS, default=None,
+                   help="segmentation checkpoint: generated scenes (default: the checkpoint's)")
+    f.add_argument("--data-seed", type=int, default=None,
+                   help="segmentation checkpoint: seed of the generated scenes (default: the checkpoint's)")
     f.add_argument("--out", default="runs/finetuned_back.pt", help="fine-tuned back end state dict")
     f.set_defaults(func=cmd_finetune)
 
@@ -139,35 +143,44 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
     return m
 
 
+def _finetune_data(args: argparse.Namespace, setup: HybridSetup) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """(inputs, targets) per split: class labels for a classifier, masks of generated scenes for segmentation."""
+    from lab4f.bench.segrun import bench_scenes, is_segmentation
+
+    limits = {"train": args.train_images, "val": args.limit, "test": args.limit}
+    out = {}
+    for split, limit in limits.items():
+        if is_segmentation(setup):
+            data = bench_scenes(setup.model_cfg, split, scenes=args.scenes, data_seed=args.data_seed, limit=limit)
+            out[split] = (data.images, data.masks)
+        else:
+            x, y = _split(setup, args, split)
+            out[split] = (x[:limit], y[:limit]) if limit else (x, y)
+    return out
+
+
 def cmd_finetune(args: argparse.Namespace) -> dict[str, Any]:
-    from lab4f.bench.segrun import is_segmentation
+    from lab4f.bench.finetune import score
 
     with Bench(load_bench_config(args.config)) as bench:
         setup = _setup(args, bench)
-        if is_segmentation(setup):
-            raise ConfigError("lab4f finetune retrains classifier back ends; segmentation decoders are not "
-                              "supported yet")
-        tr_x, tr_y = _split(setup, args, "train")
-        tr_x, tr_y = tr_x[: args.train_images], tr_y[: args.train_images]
-        va_x, va_y = _split(setup, args, "val")
-        te_x, te_y = _split(setup, args, "test")
-        tr_f = capture_features(setup, tr_x, progress=not args.json)
-        va_f = capture_features(setup, va_x, progress=not args.json)
-        te_f = capture_features(setup, te_x, progress=not args.json)
-    from lab4f.bench.finetune import accuracy
-
+        data = _finetune_data(args, setup)
+        features = {split: capture_features(setup, x, progress=not args.json) for split, (x, _) in data.items()}
+    (tr_f, va_f, te_f), (tr_y, va_y, te_y) = ([features[s] for s in data], [data[s][1] for s in data])
     result = finetune_backend(setup.student.back, tr_f, tr_y, va_f, va_y, epochs=args.epochs, progress=not args.json)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     torch.save(result.back.state_dict(), tmp)
     tmp.replace(out)  # atomic: a crash never leaves a half-written back end
-    summary = {"test_accuracy_before": accuracy(setup.student.back, te_f, te_y),
-               "test_accuracy_after": accuracy(result.back, te_f, te_y),
-               "val_accuracy_before": result.accuracy_before, "val_accuracy_after": result.accuracy_after,
-               "train_images": len(tr_x), "epochs": args.epochs, "back_end": str(out), "history": result.history}
+    metric = result.metric
+    summary = {"metric": metric,
+               f"test_{metric}_before": score(setup.student.back, te_f, te_y),
+               f"test_{metric}_after": score(result.back, te_f, te_y),
+               f"val_{metric}_before": result.accuracy_before, f"val_{metric}_after": result.accuracy_after,
+               "train_images": len(tr_f), "epochs": args.epochs, "back_end": str(out), "history": result.history}
     if not args.json:
-        print(f"optical test accuracy {summary['test_accuracy_before']:.4f} → {summary['test_accuracy_after']:.4f} "
-              f"after fine-tuning the back end on {len(tr_x)} captured images → {out} "
-              f"(use it with lab4f run --back {out})")
+        print(f"optical test {metric.replace('_', ' ')} {summary[f'test_{metric}_before']:.4f} → "
+              f"{summary[f'test_{metric}_after']:.4f} after fine-tuning the back end on {len(tr_f)} captured images "
+              f"→ {out} (use it with lab4f run --back {out})")
     return summary

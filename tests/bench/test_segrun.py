@@ -190,3 +190,30 @@ def test_lab4f_run_with_a_segmentation_checkpoint(seg_bench, capsys) -> None:
     assert len(list(out.parent.glob("seg_0*_overlay.png"))) == 8  # one per scene, beside the panel
     assert main([*argv[:-1], "--images", "somewhere", "--json"]) == 2
     assert "generated scenes" in json.loads(capsys.readouterr().out)["message"]
+
+
+@pytest.mark.slow
+def test_lab4f_finetune_retrains_a_segmentation_decoder(seg_bench, capsys) -> None:
+    """HIL fine-tuning of the decoder on captured features, scored by mean IoU, then used by `lab4f run --back`."""
+    from lab4f.cli import main
+
+    back = seg_bench["folder"] / "cli" / "seg_back.pt"
+    common = ["--checkpoint", str(seg_bench["checkpoint"]), "--calibration", str(seg_bench["calibration"]),
+              "--program", str(seg_bench["program"]), "--config", str(seg_bench["config"])]
+    assert main(["finetune", *common, "--train-images", "60", "--limit", "20", "--epochs", "3",
+                 "--out", str(back), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    with capsys.disabled():
+        print("segmentation fine-tuning, optical test mean IoU", payload["test_mean_iou_before"], "→",
+              payload["test_mean_iou_after"], "(val", payload["val_mean_iou_before"], "→",
+              payload["val_mean_iou_after"], ")")
+    assert payload["metric"] == "mean_iou" and payload["train_images"] == 60 and len(payload["history"]) == 3
+    assert all("val_mean_iou" in h for h in payload["history"])
+    assert 0.0 < payload["test_mean_iou_before"] <= 1.0 and 0.0 < payload["test_mean_iou_after"] <= 1.0
+    # the best validation epoch is kept, so validation never gets worse than before
+    assert payload["val_mean_iou_after"] >= payload["val_mean_iou_before"]
+    assert back.is_file()
+    out = seg_bench["folder"] / "cli" / "seg_tuned.h5"
+    assert main(["run", *common, "--back", str(back), "--limit", "12", "--out", str(out), "--json"]) == 0
+    run = json.loads(capsys.readouterr().out)
+    assert run["task"] == "segmentation" and run["n"] == 12 and out.is_file()
