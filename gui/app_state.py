@@ -30,7 +30,8 @@ class AppState(QtCore.QObject):
 
 @dataclass
 class Loaded:
-    """A loaded checkpoint with the test images the live run shows (in [0, 1], at the model's input size)."""
+    """A loaded checkpoint with the test inputs the live run shows (in [0, 1], at the model's input size) and their
+    targets: class labels (N,) for a classifier, masks (N, H, W) for a segmentation student."""
 
     path: str
     model: Any
@@ -39,20 +40,34 @@ class Loaded:
     kernels: np.ndarray  # (C_out, C_in, K, K)
     images: np.ndarray = field(default_factory=lambda: np.zeros((0, 1, 1), np.float32))
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    class_names: tuple[str, ...] = ()
+
+    @property
+    def segmentation(self) -> bool:
+        return self.labels.ndim == 3
 
 
 def load_for_gui(path: str, n_images: int = 200) -> Loaded:
-    """Load a checkpoint and a slice of its dataset's test split (runs in the job thread)."""
-    from lab4f.checkpoint import load_checkpoint
-    from lab4f.data import load_dataset
+    """Load a checkpoint and a slice of its test split: the dataset's images, or for a segmentation student the
+    generated scenes it was tested on (runs in the job thread)."""
+    from lab4f.bench.hybrid import load_bench_checkpoint
 
-    model, cfg, meta = load_checkpoint(path)
+    model, cfg, meta = load_bench_checkpoint(path)
     if not hasattr(model, "kernel_bank"):
         from lab4f.errors import CheckpointError
 
         raise CheckpointError(f"{path} is a {cfg.kind} checkpoint; load a 'student' or 'linear' (SCLC) checkpoint")
     kernels = model.kernel_bank().weights.numpy()
+    if meta.get("task") == "segmentation":
+        from lab4f.bench.segrun import bench_scenes
+
+        scenes = bench_scenes(cfg, "test", limit=n_images)
+        return Loaded(path, model, cfg, meta, kernels, scenes.images[:, 0].numpy().astype(np.float32),
+                      scenes.masks.numpy(), tuple(scenes.class_names))
+    from lab4f.data import load_dataset
+
     name = (meta.get("dataset") or {}).get("name", "mnist5k")
     splits = load_dataset(name, limit=n_images, image_size=cfg.image_size)
     images, labels = splits.test.tensors
-    return Loaded(path, model, cfg, meta, kernels, images[:, 0].numpy().astype(np.float32), labels.numpy())
+    return Loaded(path, model, cfg, meta, kernels, images[:, 0].numpy().astype(np.float32), labels.numpy(),
+                  tuple(splits.class_names))

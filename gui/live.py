@@ -1,6 +1,7 @@
 """Qt-free glue between the GUI and the streaming core: the newest frame for the live view, and a live run
 (:class:`lab4f.bench.stream.Pipeline` around a :class:`lab4f.bench.hybrid.HybridSetup`) whose running
-accuracies the Inference panel reads and which is recorded through :func:`lab4f.bench.run.save_run`.
+accuracies (mean IoU for a segmentation student) the Inference panel reads and which is recorded through
+:func:`lab4f.bench.run.save_run` (:func:`lab4f.bench.segrun.save_seg_run`).
 """
 
 from __future__ import annotations
@@ -77,14 +78,33 @@ def camera_pipeline(bench: Any, latest: LatestFrame, device_lock: Any, rate_hz: 
 
 @dataclass
 class Tally:
-    """Running counts over the results read so far (the GUI thread owns it)."""
+    """Running counts over the results read so far (the GUI thread owns it). For segmentation ``agree`` counts
+    pixels and the confusion matrices (truth × prediction) give the running mean IoU."""
 
     read: int = 0
     labelled: int = 0
     optical_correct: int = 0
     digital_correct: int = 0
     agree: int = 0
+    pixels: int = 0
+    cm_optical: np.ndarray | None = None
+    cm_digital: np.ndarray | None = None
     last: dict[str, Any] | None = None
+
+
+def _confusion(pred: np.ndarray, truth: np.ndarray, k: int) -> np.ndarray:
+    from lab4f.segmentation.data import IGNORE_INDEX
+
+    keep = truth != IGNORE_INDEX
+    return np.bincount(truth[keep].astype(np.int64) * k + pred[keep], minlength=k * k).reshape(k, k)
+
+
+def _mean_iou(cm: np.ndarray | None) -> float:
+    if cm is None:
+        return float("nan")
+    tp = np.diag(cm).astype(np.float64)
+    union = cm.sum(0) + cm.sum(1) - tp
+    return float(np.mean(tp[union > 0] / union[union > 0])) if np.any(union > 0) else float("nan")
 
 
 @dataclass
@@ -96,13 +116,14 @@ class LiveRun:
 
     setup: HybridSetup
     images: np.ndarray  # (N, h, w) in [0, 1]
-    labels: np.ndarray  # (N,), −1 where unknown
+    labels: np.ndarray  # (N,), −1 where unknown; or masks (N, h, w) for a segmentation student
     latest: LatestFrame
     device_lock: Any = field(default_factory=threading.RLock)  # held while showing and grabbing
     checkpoint: str | None = None
     rate_hz: float | None = DEFAULT_RATE_HZ  # inputs shown per second (None or 0: as fast as the camera)
     capacity: int = 8
     batch_size: int = 8
+    class_names: tuple[str, ...] = ()  # a segmentation run file names its classes
     back: torch.nn.Module = field(init=False)
     pipeline: Pipeline = field(init=False)
     digital_probs: np.ndarray = field(init=False)
@@ -135,8 +156,12 @@ class LiveRun:
         self.pipeline = Pipeline(acquire, self.process, policy="live", capacity=self.capacity,
                                  batch_size=self.batch_size)
 
+    @property
+    def segmentation(self) -> bool:
+        return self.labels.ndim == 3
+
     def process(self, frames: np.ndarray) -> list[np.ndarray]:
-        """(B, F, H, W) camera frames → class probabilities of the optical path, one row per frame."""
+        """(B, F, H, W) camera frames → class probabilities of the optical path (per pixel for segmentation)."""
         with torch.no_grad():
             return list(torch.softmax(self.back(self.setup.features(frames)), dim=1).numpy())
 
@@ -148,11 +173,29 @@ class LiveRun:
         self.pipeline.stop()
 
     def poll(self) -> dict[str, Any]:
-        """Counters now: the pipeline's stats plus running accuracies over the results since the last poll."""
+        """Counters now: the pipeline's stats plus running accuracies over the results since the last poll
+        (segmentation: running mean IoU of both paths and the optical/digital pixel agreement)."""
         stats: StreamStats = self.pipeline.stats()
         t = self.tally
         new = self.pipeline.results[t.read :]  # the consumer only appends: a slice is a consistent prefix
         t.read += len(new)
+        nan = float("nan")
+        if self.segmentation:
+            for _, k, probs in new:
+                optical, digital = probs.argmax(0), self.digital_probs[k].argmax(0)
+                n_cls = probs.shape[0]
+                t.agree += int((optical == digital).sum())
+                t.pixels += optical.size
+                co, cd = _confusion(optical, self.labels[k], n_cls), _confusion(digital, self.labels[k], n_cls)
+                t.cm_optical = co if t.cm_optical is None else t.cm_optical + co
+                t.cm_digital = cd if t.cm_digital is None else t.cm_digital + cd
+                t.last = {"image": self.images[k], "truth": self.labels[k], "optical_mask": optical,
+                          "digital_mask": digital, "input": k, "num_classes": n_cls}
+            return stats.to_dict() | {
+                "task": "segmentation", "optical_mean_iou": _mean_iou(t.cm_optical),
+                "digital_mean_iou": _mean_iou(t.cm_digital),
+                "agreement": t.agree / t.pixels if t.pixels else nan, "last": t.last,
+            }
         for _, k, probs in new:
             optical, digital, label = int(np.argmax(probs)), int(np.argmax(self.digital_probs[k])), int(self.labels[k])
             t.agree += optical == digital
@@ -164,8 +207,8 @@ class LiveRun:
             _, k, probs = new[-1]
             t.last = {"image": self.images[k], "label": int(self.labels[k]), "optical_probs": probs,
                       "digital_probs": self.digital_probs[k], "input": k}
-        nan = float("nan")
         return stats.to_dict() | {
+            "task": "classification",
             "optical_accuracy": t.optical_correct / t.labelled if t.labelled else nan,
             "digital_accuracy": t.digital_correct / t.labelled if t.labelled else nan,
             "agreement": t.agree / t.read if t.read else nan, "last": t.last,
@@ -186,4 +229,11 @@ class LiveRun:
                          {"source": "gui live run", "inputs": int(len(self.images))})
 
     def save(self, path: str | Path) -> Path:
+        if self.segmentation:
+            from lab4f.bench.segrun import save_seg_run, segmentation_result
+
+            names = self.class_names or tuple(str(i) for i in range(self.digital_probs.shape[1]))
+            result = segmentation_result(self.result(), self.images, self.labels, names,
+                                         {"scenes": "gui live run"})
+            return save_seg_run(path, result, self.setup, checkpoint=self.checkpoint)
         return save_run(path, self.result(), self.setup, checkpoint=self.checkpoint)

@@ -226,7 +226,7 @@ class BenchWorker(Worker):
 
     def start_run(self, checkpoint: str, program_path: str, record: CalibrationRecord | None,
                   images: np.ndarray, labels: np.ndarray, record_path: str | None = None,
-                  rate_hz: float | None = DEFAULT_RATE_HZ) -> LiveRun:
+                  rate_hz: float | None = DEFAULT_RATE_HZ, class_names: tuple[str, ...] = ()) -> LiveRun:
         """Live inference: check checkpoint/program/calibration belong together, upload, start the pipeline."""
         import torch
 
@@ -243,7 +243,7 @@ class BenchWorker(Worker):
         self._torch_threads = torch.get_num_threads()
         torch.set_num_threads(1)
         self.run = LiveRun(setup, images, labels, self.latest, self.device_lock, checkpoint=checkpoint,
-                           rate_hz=rate_hz).start()
+                           rate_hz=rate_hz, class_names=class_names).start()
         self.record_path = record_path
         self._watch_streams()
         return self.run

@@ -1,6 +1,7 @@
-"""Inference panel: current input, class probabilities (optical beside digital), running accuracies,
-frames/s and latency over time, drops; start/stop; record the run to a file. It reads the streaming
-pipeline's `stats()` and results through :class:`lab4f.gui.live.LiveRun` ten times a second."""
+"""Inference panel: current input, class probabilities (optical beside digital) — or for a segmentation student
+the optical and digital masks over the input — running accuracies (mean IoU), frames/s and latency over time,
+drops; start/stop; record the run to a file. It reads the streaming pipeline's `stats()` and results through
+:class:`lab4f.gui.live.LiveRun` ten times a second."""
 
 from __future__ import annotations
 
@@ -55,8 +56,11 @@ class InferencePanel(QtWidgets.QWidget):
         self.bars_dig = pg.BarGraphItem(x=np.arange(10) + 0.2, height=np.zeros(10), width=0.4, brush="#999999")
         self.probs.addItem(self.bars_opt)
         self.probs.addItem(self.bars_dig)
+        self.masks_plot, self.masks_image = image_view("optical mask | digital mask (over the input)")
+        self.masks_plot.hide()  # shown instead of the probabilities for a segmentation student
         top.addWidget(self.input_plot)
         top.addWidget(self.probs, 1)
+        top.addWidget(self.masks_plot, 1)
         layout.addLayout(top, 1)
         self.rate_plot = pg.PlotWidget(title="frames/s (blue) · latency p50/p95 ms (orange/red)")
         self.fps_curve = self.rate_plot.plot(pen=pg.mkPen("#1f77b4", width=2))
@@ -81,7 +85,10 @@ class InferencePanel(QtWidgets.QWidget):
             self.state.status.emit("not calibrated: the run uses the nominal registration; expect poor accuracy")
         ck, w = st.checkpoint, self.bench
         args = (ck.path, st.program_path, st.calibration, ck.images, ck.labels,
-                self.record_path.text() if self.record.isChecked() else None, float(self.rate_hz.value()))
+                self.record_path.text() if self.record.isChecked() else None, float(self.rate_hz.value()),
+                ck.class_names)
+        self.probs.setVisible(not ck.segmentation)
+        self.masks_plot.setVisible(ck.segmentation)
         self.run, self.series = None, {k: [] for k in self.series}
         w.submit(lambda: w.start_run(*args), name="run_started", where="inference")
         self.start_btn.setEnabled(False)
@@ -101,16 +108,31 @@ class InferencePanel(QtWidgets.QWidget):
     def on_update(self, u: dict[str, Any]) -> None:
         self.latest, self.updates = u, self.updates + 1
         pct = lambda v: "–" if v != v else f"{100 * v:.1f} %"  # noqa: E731 — NaN shows as a dash
-        self.counters.setText(
-            f"optical accuracy {pct(u['optical_accuracy'])} · digital {pct(u['digital_accuracy'])} · "
-            f"agreement {pct(u['agreement'])} over {u['processed']} inputs")
+        if u.get("task") == "segmentation":
+            num = lambda v: "–" if v != v else f"{v:.3f}"  # noqa: E731
+            self.counters.setText(
+                f"optical mean IoU {num(u['optical_mean_iou'])} · digital {num(u['digital_mean_iou'])} · "
+                f"pixel agreement {pct(u['agreement'])} over {u['processed']} scenes")
+        else:
+            self.counters.setText(
+                f"optical accuracy {pct(u['optical_accuracy'])} · digital {pct(u['digital_accuracy'])} · "
+                f"agreement {pct(u['agreement'])} over {u['processed']} inputs")
         self.rates.setText(
             f"{u['fps']:.1f} frames/s · latency p50 {u['latency_p50_ms']:.1f} ms, p95 {u['latency_p95_ms']:.1f} ms | "
             f"acquired {u['acquired']}, processed {u['processed']}, dropped {u['dropped']} "
             f"(ring {u['dropped_overflow']}, camera {u['dropped_camera']}), queue {u['queue_depth']}"
             + ("" if u["running"] else f" | stopped: {u['stop_reason']}"))
         last = u.get("last")
-        if last:
+        if last and "optical_mask" in last:
+            from lab4f.bench.segrun import overlay
+
+            show_image(self.input_image, last["image"], levels=(0.0, 1.0))
+            pair = overlay(np.stack([last["image"], last["image"]]),
+                           np.stack([last["optical_mask"], last["digital_mask"]]).astype(np.uint8),
+                           last["num_classes"])
+            gap = np.full((pair.shape[1], 2, 3), 255, np.uint8)
+            show_image(self.masks_image, np.concatenate([pair[0], gap, pair[1]], axis=1), levels=(0.0, 255.0))
+        elif last:
             show_image(self.input_image, last["image"], levels=(0.0, 1.0))
             n = len(last["optical_probs"])
             self.bars_opt.setOpts(x=np.arange(n) - 0.2, height=last["optical_probs"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,17 +147,24 @@ def run_segmentation(setup: HybridSetup, data: SegmentationSet, policy: str = "e
     if data.in_channels != 1:
         raise ConfigError(f"the display shows one intensity channel; the scenes have {data.in_channels}")
     res = run_dataset(setup, data.images, data.masks, policy, batch_size, capacity, samples, back)
-    n = len(res.indices)
-    hw = tuple(data.images.shape[-2:])
+    return segmentation_result(res, data.images[:, 0].numpy(), data.masks.numpy(), data.class_names,
+                               {"scenes": data.source})
 
-    def masks(probs: np.ndarray) -> np.ndarray:
+
+def segmentation_result(res: RunResult, images: np.ndarray, masks: np.ndarray, class_names: Sequence[str],
+                        extra: dict[str, Any] | None = None) -> SegRunResult:
+    """A streamed run whose "probabilities" are per-pixel class scores (n, K, H, W) → masks, scored."""
+    n = len(res.indices)
+    hw = tuple(images.shape[-2:])
+
+    def argmax(probs: np.ndarray) -> np.ndarray:
         return probs.argmax(1).astype(np.uint8) if n else np.zeros((0, *hw), np.uint8)
 
-    optical, digital = masks(res.optical_probs), masks(res.digital_probs)
-    images = data.images[res.indices, 0].numpy() if n else np.zeros((0, *hw), np.float32)
-    truth = data.masks[res.indices].numpy().astype(np.uint8) if n else np.zeros((0, *hw), np.uint8)
-    return SegRunResult(res.indices, images, truth, optical, digital, tuple(data.class_names), res,
-                        {"scenes": data.source})
+    idx = res.indices
+    shown = images[idx].astype(np.float32) if n else np.zeros((0, *hw), np.float32)
+    truth = masks[idx].astype(np.uint8) if n else np.zeros((0, *hw), np.uint8)
+    return SegRunResult(idx, shown, truth, argmax(res.optical_probs), argmax(res.digital_probs), tuple(class_names),
+                        res, dict(extra or {}))
 
 
 # -- overlays --------------------------------------------------------------------------------------------
