@@ -95,11 +95,8 @@ def plane_matrix_from_fourier(fourier: dict, slm: Any) -> np.ndarray:
 
 def _scale_from_lenses(bench: Any) -> float | None:
     """Camera pixels per output cell that the bench config's lenses and the camera's pixel pitch predict."""
-    pitch = getattr(bench.camera, "pitch_um", None)
-    if pitch is None:
-        return None
     try:
-        return float(bench.geometry.output_pitch_um / float(np.ravel(pitch)[0]))
+        return bench.pixels_per_cell()
     except Exception:  # a bench without a config geometry or an SLM pitch: no prediction
         return None
 
@@ -152,8 +149,8 @@ def display_registration_step(
     if abs(ratio - 1.0) > 0.1:  # a sanity check: the fit is used either way
         log.warning("registration measures %.3f camera pixels per output cell; the bench config's lenses and the "
                     "camera's %s µm pixels predict %.3f: check focal_length_2_mm and the camera pitch in the "
-                    "config (physical sizes in reports use them)", reg.scale, getattr(camera, "pitch_um", "?"),
-                    expected)
+                    "config (compile sizes the tile field for the camera with them, `bench info` reports them)",
+                    reg.scale, getattr(camera, "pitch_um", "?"), expected)
     if reg.rms_residual_px > max_rms_px:
         raise CalibrationError(
             f"display registration refused: the affine fit leaves {reg.rms_residual_px:.2f} px RMS (limit "

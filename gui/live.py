@@ -20,6 +20,7 @@ from lab4f.bench.run import RunResult, save_run
 from lab4f.bench.stream import Pipeline, StreamStats
 
 SAMPLE_FRAMES = 4  # raw camera frames kept for the run file
+SEG_RECORD_LIMIT = 2000  # segmentation results a recorded live run writes (the newest): ~50 MB at 48²
 #: Inputs (and live-view frames) per second by default, like a 60 Hz input monitor. Unpaced, the simulated
 #: bench runs at ~180 frames/s and its acquisition and inference threads take both cores of a small PC.
 DEFAULT_RATE_HZ = 60.0
@@ -126,17 +127,25 @@ class LiveRun:
     class_names: tuple[str, ...] = ()  # a segmentation run file names its classes
     back: torch.nn.Module = field(init=False)
     pipeline: Pipeline = field(init=False)
-    digital_probs: np.ndarray = field(init=False)
+    digital_probs: np.ndarray = field(init=False)  # (N, K) probabilities, or (N, H, W) uint8 masks
+    num_classes: int = field(init=False)
     tally: Tally = field(default_factory=Tally, init=False)
     _samples: list[np.ndarray] = field(default_factory=list, init=False)
     _position: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
+        from lab4f.bench.segrun import check_display_fits
+
+        check_display_fits(self.setup, self.images)  # refused here, not as an error in the acquisition thread
         student = self.setup.student.eval()
         self.back = student.back
         with torch.no_grad():
             x = torch.from_numpy(self.images[:, None].astype(np.float32))
-            self.digital_probs = torch.softmax(student(x), dim=1).numpy()
+            out = torch.cat([student(x[i : i + 64]) for i in range(0, len(x), 64)])
+            self.num_classes = int(out.shape[1])
+            # segmentation keeps masks (uint8), not N×K×H×W probabilities: only the argmax is ever used
+            self.digital_probs = (out.argmax(1).to(torch.uint8) if self.segmentation
+                                  else torch.softmax(out, dim=1)).numpy()
         single = len(self.setup.program.frames) == 1
         camera, pacer = self.setup.bench.camera, Pacer(self.rate_hz)
 
@@ -161,9 +170,13 @@ class LiveRun:
         return self.labels.ndim == 3
 
     def process(self, frames: np.ndarray) -> list[np.ndarray]:
-        """(B, F, H, W) camera frames → class probabilities of the optical path (per pixel for segmentation)."""
+        """(B, F, H, W) camera frames → class probabilities of the optical path, or for segmentation its masks
+        (uint8: a live run keeps every result, and K×H×W float probabilities would grow by MB/s)."""
         with torch.no_grad():
-            return list(torch.softmax(self.back(self.setup.features(frames)), dim=1).numpy())
+            out = self.back(self.setup.features(frames))
+            if self.segmentation:
+                return list(out.argmax(1).to(torch.uint8).numpy())
+            return list(torch.softmax(out, dim=1).numpy())
 
     def start(self) -> LiveRun:
         self.pipeline.start()
@@ -181,9 +194,9 @@ class LiveRun:
         t.read += len(new)
         nan = float("nan")
         if self.segmentation:
-            for _, k, probs in new:
-                optical, digital = probs.argmax(0), self.digital_probs[k].argmax(0)
-                n_cls = probs.shape[0]
+            n_cls = self.num_classes
+            for _, k, optical in new:
+                digital = self.digital_probs[k]
                 t.agree += int((optical == digital).sum())
                 t.pixels += optical.size
                 co, cd = _confusion(optical, self.labels[k], n_cls), _confusion(digital, self.labels[k], n_cls)
@@ -232,8 +245,13 @@ class LiveRun:
         if self.segmentation:
             from lab4f.bench.segrun import save_seg_run, segmentation_result
 
-            names = self.class_names or tuple(str(i) for i in range(self.digital_probs.shape[1]))
-            result = segmentation_result(self.result(), self.images, self.labels, names,
-                                         {"scenes": "gui live run"})
+            res = self.result()
+            if len(res.indices) > SEG_RECORD_LIMIT:  # the file keeps images, masks and overlays per result
+                keep = slice(len(res.indices) - SEG_RECORD_LIMIT, None)
+                res = RunResult(res.indices[keep], res.labels[keep], res.optical_probs[keep], res.digital_probs[keep],
+                                res.summary, res.sample_frames, res.sample_features,
+                                res.extra | {"recorded": f"the last {SEG_RECORD_LIMIT} of {len(res.indices)} results"})
+            names = self.class_names or tuple(str(i) for i in range(self.num_classes))
+            result = segmentation_result(res, self.images, self.labels, names, {"scenes": "gui live run"})
             return save_seg_run(path, result, self.setup, checkpoint=self.checkpoint)
         return save_run(path, self.result(), self.setup, checkpoint=self.checkpoint)

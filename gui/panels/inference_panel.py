@@ -73,6 +73,7 @@ class InferencePanel(QtWidgets.QWidget):
         self.timer.timeout.connect(self.poll)
         bench.done.connect(self._on_done)
         bench.run_ended.connect(self._on_run_ended)
+        state.model_changed.connect(self._on_model_changed)
         bench.failed.connect(self._on_failed)
 
     def start(self) -> None:
@@ -87,8 +88,6 @@ class InferencePanel(QtWidgets.QWidget):
         args = (ck.path, st.program_path, st.calibration, ck.images, ck.labels,
                 self.record_path.text() if self.record.isChecked() else None, float(self.rate_hz.value()),
                 ck.class_names)
-        self.probs.setVisible(not ck.segmentation)
-        self.masks_plot.setVisible(ck.segmentation)
         self.run, self.series = None, {k: [] for k in self.series}
         w.submit(lambda: w.start_run(*args), name="run_started", where="inference")
         self.start_btn.setEnabled(False)
@@ -145,6 +144,13 @@ class InferencePanel(QtWidgets.QWidget):
         self.fps_curve.setData(t, np.asarray(s["fps"]))
         self.p50_curve.setData(t, np.nan_to_num(np.asarray(s["p50"])))
         self.p95_curve.setData(t, np.nan_to_num(np.asarray(s["p95"])))
+
+    @QtCore.Slot()
+    def _on_model_changed(self) -> None:
+        """Probabilities for a classifier, the mask overlays for a segmentation student."""
+        seg = self.state.checkpoint is not None and self.state.checkpoint.segmentation
+        self.probs.setVisible(not seg)
+        self.masks_plot.setVisible(seg)
 
     @QtCore.Slot(str, object)
     def _on_done(self, name: str, result: Any) -> None:

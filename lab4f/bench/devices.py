@@ -194,6 +194,25 @@ class Bench:
                              focal_length_1_mm=g.focal_length_1_mm, focal_length_2_mm=g.focal_length_2_mm,
                              aperture_radius=g.aperture_radius)
 
+    def pixels_per_cell(self) -> float | None:
+        """Camera pixels per output-plane cell that the config's lenses and the camera's pixel pitch predict:
+        √(c_x·c_y / (p_x·p_y)) with output cells c = λ·f2 / (N·p_SLM) per axis (a non-square SLM has unequal
+        cells) and the camera pitch p per axis. None when the camera does not report its pitch."""
+        pitch = getattr(self.camera, "pitch_um", None)
+        if pitch is None:
+            return None
+        pcx, pcy = (np.ravel(np.asarray(pitch, dtype=float)).tolist() * 2)[:2]
+        g = self.geometry
+        ny, nx = g.slm_shape
+        cell = g.wavelength_nm * 1e-3 * g.focal_length_2_mm * 1e3 / g.slm_pitch_um  # × 1/N per axis, in µm
+        return float(np.sqrt((cell / nx) * (cell / ny) / (pcx * pcy)))
+
+    def camera_cells(self) -> tuple[int, int]:
+        """How many output-plane cells the camera sees (rows, cols): its pixels over the predicted pixels per cell
+        (1 when the camera does not report its pitch). Compilation checks the tile field against it."""
+        scale = self.pixels_per_cell() or 1.0
+        return tuple(int(np.floor(s / scale)) for s in self.camera.shape)  # type: ignore[return-value]
+
     def info(self) -> dict[str, Any]:
         """Devices, identities and settings: what `lab4f bench info` prints and every record snapshots."""
         return {

@@ -17,10 +17,18 @@ from tqdm import tqdm
 @dataclass
 class FinetuneResult:
     back: nn.Module
-    accuracy_before: float  # the validation score before/after: accuracy, or mean IoU for segmentation
-    accuracy_after: float
+    score_before: float  # the validation score before/after: accuracy, or mean IoU for segmentation (``metric``)
+    score_after: float
     history: list[dict[str, float]] = field(default_factory=list)
     metric: str = "accuracy"
+
+    @property
+    def accuracy_before(self) -> float:  # the classifier's name for the score
+        return self.score_before
+
+    @property
+    def accuracy_after(self) -> float:
+        return self.score_after
 
 
 def accuracy(back: nn.Module, features: torch.Tensor, labels: torch.Tensor, batch_size: int = 512) -> float:

@@ -162,7 +162,8 @@ def prepare(
     bank = student.kernel_bank().to_numpy()
     program_path = getattr(program, "path", None) if isinstance(program, OpticalProgram) else None
     if program is None:
-        program = compile_bank(student.kernel_bank(), cfg.image_size, bench.geometry, **(compile_kwargs or {}))
+        kwargs = {"camera_cells": bench.camera_cells(), "mode": bench.config.mode} | (compile_kwargs or {})
+        program = compile_bank(student.kernel_bank(), cfg.image_size, bench.geometry, **kwargs)
     elif not isinstance(program, OpticalProgram):
         program_path = Path(program)
         program = OpticalProgram.load(program_path)

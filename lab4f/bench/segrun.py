@@ -137,15 +137,21 @@ class SegRunResult:
         } | self.extra
 
 
+def check_display_fits(setup: HybridSetup, images: torch.Tensor | np.ndarray) -> None:
+    """Refuse inputs (N, 1, H, W) or (N, H, W) the display cannot show, saying which config setting to change."""
+    hw = tuple(int(v) for v in images.shape[-2:])
+    shape = tuple(getattr(setup.bench.display, "shape", hw))
+    if shape != hw:
+        raise MismatchError(f"the display shows {shape} images but the inputs are {hw}; set the bench config's "
+                            f"[display] settings.shape = {list(hw)}")
+    if images.ndim == 4 and images.shape[1] != 1:
+        raise ConfigError(f"the display shows one intensity channel; the inputs have {images.shape[1]}")
+
+
 def run_segmentation(setup: HybridSetup, data: SegmentationSet, policy: str = "evaluate", batch_size: int = 16,
                      capacity: int = 64, samples: int = 8, back: torch.nn.Module | None = None) -> SegRunResult:
     """Stream ``data``'s scenes through the optics and the decoder (``back`` overrides the student's)."""
-    shape = tuple(getattr(setup.bench.display, "shape", data.images.shape[-2:]))
-    if shape != tuple(data.images.shape[-2:]):
-        raise MismatchError(f"the display shows {shape} images but the scenes are {tuple(data.images.shape[-2:])}; "
-                            f"set the bench config's [display] settings.shape = {list(data.images.shape[-2:])}")
-    if data.in_channels != 1:
-        raise ConfigError(f"the display shows one intensity channel; the scenes have {data.in_channels}")
+    check_display_fits(setup, data.images)
     res = run_dataset(setup, data.images, data.masks, policy, batch_size, capacity, samples, back)
     return segmentation_result(res, data.images[:, 0].numpy(), data.masks.numpy(), data.class_names,
                                {"scenes": data.source})
@@ -153,12 +159,14 @@ def run_segmentation(setup: HybridSetup, data: SegmentationSet, policy: str = "e
 
 def segmentation_result(res: RunResult, images: np.ndarray, masks: np.ndarray, class_names: Sequence[str],
                         extra: dict[str, Any] | None = None) -> SegRunResult:
-    """A streamed run whose "probabilities" are per-pixel class scores (n, K, H, W) → masks, scored."""
+    """A streamed run whose outputs are per-pixel class scores (n, K, H, W) — or already masks (n, H, W) — scored."""
     n = len(res.indices)
     hw = tuple(images.shape[-2:])
 
     def argmax(probs: np.ndarray) -> np.ndarray:
-        return probs.argmax(1).astype(np.uint8) if n else np.zeros((0, *hw), np.uint8)
+        if not n:
+            return np.zeros((0, *hw), np.uint8)
+        return (probs.argmax(1) if probs.ndim == 4 else probs).astype(np.uint8)
 
     idx = res.indices
     shown = images[idx].astype(np.float32) if n else np.zeros((0, *hw), np.float32)

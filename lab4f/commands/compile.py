@@ -47,7 +47,7 @@ def compile_checkpoint(checkpoint: str | Path, bench: Bench, out: str | Path | N
     program = compile_bank(
         model.kernel_bank(), cfg.image_size, bench.geometry, mode=bench.config.mode, modulation=modulation,
         iterations=iterations, multiplex=multiplex,
-        camera_cells=tuple(int(s) for s in bench.camera.shape), progress=step,
+        camera_cells=bench.camera_cells(), progress=step,
         source={"checkpoint": str(checkpoint), "kind": cfg.kind, "task": meta.get("task", "classification"),
                 "dataset": meta.get("dataset"),
                 "created": meta.get("created")},

@@ -144,18 +144,30 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _finetune_data(args: argparse.Namespace, setup: HybridSetup) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """(inputs, targets) per split: class labels for a classifier, masks of generated scenes for segmentation."""
-    from lab4f.bench.segrun import bench_scenes, is_segmentation
+    """(inputs, targets) per split: class labels for a classifier, masks of generated scenes for segmentation.
+    ``--limit`` caps every split, ``--train-images`` the training split as well."""
+    from lab4f.bench.segrun import bench_scenes, check_display_fits, is_segmentation
 
-    limits = {"train": args.train_images, "val": args.limit, "test": args.limit}
+    seg = is_segmentation(setup)
+    if seg and (args.dataset or args.data_dir):
+        raise ConfigError("a segmentation checkpoint fine-tunes on generated scenes; use --scenes/--data-seed, "
+                          "not --dataset/--data-dir")
+    if not seg and (args.scenes is not None or args.data_seed is not None):
+        raise ConfigError("--scenes/--data-seed are for segmentation checkpoints; use --dataset")
+    caps = [c for c in (args.limit, args.train_images) if c is not None]
+    limits = {"train": min(caps) if caps else None, "val": args.limit, "test": args.limit}
     out = {}
     for split, limit in limits.items():
-        if is_segmentation(setup):
+        if seg:
             data = bench_scenes(setup.model_cfg, split, scenes=args.scenes, data_seed=args.data_seed, limit=limit)
-            out[split] = (data.images, data.masks)
+            x, y = data.images, data.masks
         else:
             x, y = _split(setup, args, split)
-            out[split] = (x[:limit], y[:limit]) if limit else (x, y)
+            x, y = (x[:limit], y[:limit]) if limit is not None else (x, y)
+        check_display_fits(setup, x)
+        if len(x) == 0:
+            raise ConfigError(f"no {split} images to fine-tune with (--limit / --train-images)")
+        out[split] = (x, y)
     return out
 
 
@@ -177,7 +189,7 @@ def cmd_finetune(args: argparse.Namespace) -> dict[str, Any]:
     summary = {"metric": metric,
                f"test_{metric}_before": score(setup.student.back, te_f, te_y),
                f"test_{metric}_after": score(result.back, te_f, te_y),
-               f"val_{metric}_before": result.accuracy_before, f"val_{metric}_after": result.accuracy_after,
+               f"val_{metric}_before": result.score_before, f"val_{metric}_after": result.score_after,
                "train_images": len(tr_f), "epochs": args.epochs, "back_end": str(out), "history": result.history}
     if not args.json:
         print(f"optical test {metric.replace('_', ' ')} {summary[f'test_{metric}_before']:.4f} → "

@@ -200,20 +200,27 @@ def test_lab4f_finetune_retrains_a_segmentation_decoder(seg_bench, capsys) -> No
     back = seg_bench["folder"] / "cli" / "seg_back.pt"
     common = ["--checkpoint", str(seg_bench["checkpoint"]), "--calibration", str(seg_bench["calibration"]),
               "--program", str(seg_bench["program"]), "--config", str(seg_bench["config"])]
-    assert main(["finetune", *common, "--train-images", "60", "--limit", "20", "--epochs", "3",
-                 "--out", str(back), "--json"]) == 0
+    assert main(["finetune", *common, "--train-images", "300", "--epochs", "8", "--out", str(back), "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     with capsys.disabled():
-        print("segmentation fine-tuning, optical test mean IoU", payload["test_mean_iou_before"], "→",
-              payload["test_mean_iou_after"], "(val", payload["val_mean_iou_before"], "→",
-              payload["val_mean_iou_after"], ")")
-    assert payload["metric"] == "mean_iou" and payload["train_images"] == 60 and len(payload["history"]) == 3
-    assert all("val_mean_iou" in h for h in payload["history"])
-    assert 0.0 < payload["test_mean_iou_before"] <= 1.0 and 0.0 < payload["test_mean_iou_after"] <= 1.0
-    # the best validation epoch is kept, so validation never gets worse than before
-    assert payload["val_mean_iou_after"] >= payload["val_mean_iou_before"]
-    assert back.is_file()
-    out = seg_bench["folder"] / "cli" / "seg_tuned.h5"
-    assert main(["run", *common, "--back", str(back), "--limit", "12", "--out", str(out), "--json"]) == 0
-    run = json.loads(capsys.readouterr().out)
-    assert run["task"] == "segmentation" and run["n"] == 12 and out.is_file()
+        print("segmentation fine-tuning, optical test mean IoU", round(payload["test_mean_iou_before"], 4), "→",
+              round(payload["test_mean_iou_after"], 4), "(val", round(payload["val_mean_iou_before"], 4), "→",
+              round(payload["val_mean_iou_after"], 4), ")")
+    assert payload["metric"] == "mean_iou" and payload["train_images"] == 300
+    history = payload["history"]
+    assert len(history) == 8 and all("val_mean_iou" in h for h in history)
+    assert history[-1]["loss"] < history[0]["loss"]  # the decoder does train on the captured features
+    # the undertrained tiny student gains from more decoder training (validation: the checkpoint's 200 scenes)
+    assert payload["val_mean_iou_after"] > payload["val_mean_iou_before"]
+    tuned = torch.load(back, weights_only=True)
+    original = load_bench_checkpoint(seg_bench["checkpoint"])[0].back.state_dict()
+    assert any(not torch.equal(tuned[k], original[k]) for k in original)
+    runs = {}
+    for name, extra in (("plain", []), ("tuned", ["--back", str(back)])):
+        out = seg_bench["folder"] / "cli" / f"seg_{name}.h5"
+        assert main(["run", *common, *extra, "--limit", "12", "--out", str(out), "--json"]) == 0
+        runs[name] = json.loads(capsys.readouterr().out)
+    assert runs["tuned"]["task"] == "segmentation" and runs["tuned"]["n"] == 12
+    assert runs["tuned"]["optical_mean_iou"] != runs["plain"]["optical_mean_iou"]  # the fine-tuned decoder ran
+    assert main(["finetune", *common, "--dataset", "mnist5k", "--json"]) == 2  # scenes, not a dataset
+    assert "generated scenes" in json.loads(capsys.readouterr().out)["message"]

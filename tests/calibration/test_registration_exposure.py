@@ -54,3 +54,23 @@ def test_registration_warns_when_the_lenses_predict_another_magnification(caplog
     assert result.quality["scale_from_lenses"] == pytest.approx(2.81, abs=0.01)
     assert result.quality["scale_vs_lenses"] == pytest.approx(1.0 / 2.81, abs=0.01)
     assert any("predict" in r.getMessage() and "focal_length_2_mm" in r.getMessage() for r in caplog.records)
+
+
+def test_pixels_per_cell_from_the_lenses_uses_both_axes():
+    """c = λ·f2/(N·p) per SLM axis, over the camera pitch per axis; the geometric mean is what the affine's scale
+    (√|det A|) measures. A 1024×512 SLM has cells half as wide as tall; 2×1 binning doubles one camera pitch."""
+    from lab4f.bench.config import GeometryConfig
+
+    cfg = BenchConfig(slm=DeviceConfig(driver="SimulatedFourierSLM", settings={"resolution": (1024, 512)}),
+                      camera=DeviceConfig(driver="Simulated4fCamera", settings=ALIGNED),
+                      geometry=GeometryConfig(focal_length_2_mm=36.3))
+    with Bench(cfg) as bench:
+        cell_y = 0.633 * 36.3e3 / (512 * 8.0)  # µm
+        cell_x = cell_y / 2
+        assert bench.pixels_per_cell() == pytest.approx(np.sqrt(cell_x * cell_y) / 5.5, rel=1e-9)
+        bench.camera.pitch_um = (11.0, 5.5)
+        assert bench.pixels_per_cell() == pytest.approx(np.sqrt(cell_x * cell_y / (11.0 * 5.5)), rel=1e-9)
+        scale = bench.pixels_per_cell()
+        assert bench.camera_cells() == tuple(int(np.floor(s / scale)) for s in bench.camera.shape)
+        bench.camera.pitch_um = None
+        assert bench.pixels_per_cell() is None and bench.camera_cells() == tuple(bench.camera.shape)
