@@ -67,7 +67,7 @@ class CalibrationPanel(QtWidgets.QWidget):
         plots = QtWidgets.QGridLayout()
         self.phase_plot = pg.PlotWidget(title="SLM phase (blue) and display light (orange) vs gray level")
         self.phase_plot.setLabel("bottom", "gray level")
-        self.phase_plot.setLabel("left", "phase / 2π · light above gray 0 / white")
+        self.phase_plot.setLabel("left", "phase/2π · light")
         self.phase_curve = self.phase_plot.plot(pen=pg.mkPen("#1f77b4", width=2), symbol="o", symbolSize=4)
         self.display_curve = self.phase_plot.plot(pen=pg.mkPen("#ff7f0e", width=2), symbol="s", symbolSize=4)
         self.reg_plot, self.reg_image = image_view("registration (o measured, + fit, lines: residual ×100)")
