@@ -39,6 +39,8 @@ def test_bench_info_json_on_the_default_simulated_bench(capsys) -> None:
     assert set(payload["devices"]) == {"slm", "display", "camera", "light_source", "shutter"}
     assert payload["devices"]["light_source"]["identity"]["vendor"] == "LAB4F-SIM"
     assert payload["geometry"]["output_pitch_um"] > 0
+    assert abs(payload["geometry"]["camera_pixels_per_cell"] - 1.02) < 0.005  # the default lenses and 5.5 µm pixels
+    assert payload["geometry"]["camera_cells"] == [501, 501]
 
 
 def test_bench_snap_writes_png_and_hdf5(capsys, tmp_path) -> None:

@@ -32,12 +32,18 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 def cmd_info(args: argparse.Namespace) -> dict[str, Any]:
     with Bench(load_bench_config(args.config)) as bench:
         info = bench.info()
-        info["geometry"] = bench.geometry.__dict__ | {"output_pitch_um": bench.geometry.output_pitch_um}
+        info["geometry"] = bench.geometry.__dict__ | {"output_pitch_um": bench.geometry.output_pitch_um,
+                                                       "camera_pixels_per_cell": bench.pixels_per_cell(),
+                                                       "camera_cells": list(bench.camera_cells())}
     if not args.json:
         print(f"{info['name']} ({info['mode']} mode)")
         for role, dev in info["devices"].items():
             print(f"  {role:13s} {dev['driver']:20s} {dev['identity']}")
-        print(f"  geometry: output cell {info['geometry']['output_pitch_um']:.2f} µm")
+        g = info["geometry"]
+        ppc = g["camera_pixels_per_cell"]
+        print(f"  geometry: output cell {g['output_pitch_um']:.2f} µm"
+              + (f" = {ppc:.3f} camera pixels; the camera sees {g['camera_cells'][1]}×{g['camera_cells'][0]} cells"
+                 if ppc else " (the camera reports no pixel pitch)"))
         print("available drivers: " + ", ".join(sorted(DRIVERS)))
     return info
 
