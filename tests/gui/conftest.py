@@ -60,3 +60,25 @@ def screenshot(tmp_path_factory):  # noqa: ANN001, ANN201
         return path
 
     return save
+
+
+
+@pytest.fixture
+def connected_window(qtbot):  # noqa: ANN001, ANN201
+    """open(config=None) → a shown MainWindow (settings not restored) with every device of the bench connected;
+    ``config`` is a bench config file (default: the built-in simulated bench)."""
+    from lab4f.gui.main_window import MainWindow
+
+    def open_(config: str | None = None) -> MainWindow:
+        win = MainWindow(restore=False)
+        qtbot.addWidget(win)
+        win.show()
+        if config is not None:
+            win.bench_panel.open_config(config)
+        win.bench_panel.connect_all()
+        devices = lambda: win.bench_panel.last_state.get("devices", {})  # noqa: E731
+        qtbot.waitUntil(lambda: len(devices()) == 5 and all(d["connected"] for d in devices().values()),
+                        timeout=20_000)
+        return win
+
+    return open_

@@ -14,8 +14,6 @@ import numpy as np
 import pytest
 from PySide6 import QtCore
 
-from lab4f.gui.main_window import MainWindow
-
 
 class Ping:
     """A 10 ms timer in the GUI thread; the largest gap between its ticks is how long the loop was busy."""
@@ -45,17 +43,12 @@ class Ping:
 
 
 @pytest.mark.slow
-def test_full_flow_on_the_simulated_bench(qtbot, screenshot, tiny_checkpoint: Path, tmp_path: Path) -> None:  # noqa: ANN001
+def test_full_flow_on_the_simulated_bench(qtbot, screenshot, connected_window, tiny_checkpoint: Path,  # noqa: ANN001
+                                          tmp_path: Path) -> None:
     from lab4f.drivers.sim_slm import true_phase_response
 
-    win = MainWindow(restore=False)
-    qtbot.addWidget(win)
-    win.show()
+    win = connected_window()
     bench = win.bench_worker
-
-    win.bench_panel.connect_all()
-    devices = lambda: win.bench_panel.last_state.get("devices", {})  # noqa: E731
-    qtbot.waitUntil(lambda: len(devices()) == 5 and all(d["connected"] for d in devices().values()), timeout=20_000)
     camera = bench.bench.camera
 
     win.kernels_panel.auto_confirm = True

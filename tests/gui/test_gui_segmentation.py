@@ -13,8 +13,6 @@ import numpy as np
 import pytest
 import torch
 
-from lab4f.gui.main_window import MainWindow
-
 CANVAS = 48
 BENCH48 = f"""name = "simulated bench, {CANVAS}x{CANVAS} display"
 [display]
@@ -38,17 +36,12 @@ def seg_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
-def test_segmentation_student_runs_live_in_the_gui(qtbot, screenshot, seg_checkpoint: Path, tmp_path: Path) -> None:  # noqa: ANN001
-    win = MainWindow(restore=False)
-    qtbot.addWidget(win)
-    win.show()
-    bench = win.bench_worker
+def test_segmentation_student_runs_live_in_the_gui(qtbot, screenshot, connected_window, seg_checkpoint: Path,  # noqa: ANN001
+                                                   tmp_path: Path) -> None:
     config = tmp_path / "bench48.toml"
     config.write_text(BENCH48)
-    win.bench_panel.open_config(str(config))
-    win.bench_panel.connect_all()
-    devices = lambda: win.bench_panel.last_state.get("devices", {})  # noqa: E731
-    qtbot.waitUntil(lambda: len(devices()) == 5 and all(d["connected"] for d in devices().values()), timeout=20_000)
+    win = connected_window(str(config))
+    bench = win.bench_worker
     assert bench.bench.display.shape == (CANVAS, CANVAS)
 
     win.kernels_panel.auto_confirm = True
