@@ -79,7 +79,10 @@ class DisplayLinearizer:
         return float(np.sum(x * y) / np.sum(x * x))
 
     @classmethod
-    def from_step(cls, result: StepResult) -> DisplayLinearizer:
+    def from_step(cls, result: StepResult) -> DisplayLinearizer | None:
+        """The linearizer a display step measured; None for a binary display (nothing to linearise)."""
+        if "drive" not in result.arrays:
+            return None
         return cls(result.arrays["drive"], result.arrays["response"])
 
 
@@ -111,6 +114,9 @@ def display_step(
     shape = tuple(display.shape)
     exposure_s = camera.get_exposure()
     drives = _levels(display, levels)
+    if len(drives) < 3:  # a binary display (a DMD without PWM gray levels): off or on, nothing in between
+        return ctl.finish(StepResult("display", quality={"levels": float(len(drives))},
+                                     message="binary display: on/off only, nothing to linearise"))
 
     def measure(drive_image: float | np.ndarray) -> float:
         display.show(np.broadcast_to(np.asarray(drive_image, dtype=np.float32), shape).copy())

@@ -142,3 +142,14 @@ def test_a_run_uses_the_display_correction_of_its_record(tmp_path, trained_check
         prepare(fresh, trained_checkpoints["student"], record=CalibrationRecord(steps={"camera": rec.steps["camera"]}),
                 registration=reg)
         assert fresh.display_correction is None  # a record measured without the step
+
+
+def test_a_binary_display_passes_without_a_correction(tmp_path):
+    """A 1-bit display (a DMD without PWM gray levels) has nothing to linearise: `all` must not fail on it."""
+    cfg = BenchConfig(display=DeviceConfig(driver="SimulatedDisplay", settings={"bitdepth": 1, "gamma": 2.2}),
+                      camera=DeviceConfig(driver="Simulated4fCamera", settings={**MISREGISTERED, "noise": True}))
+    with Bench(cfg).connect() as bench:
+        rec = run_calibration(bench, ["camera", "display"], out_dir=tmp_path)
+        assert "binary" in rec.steps["display"].message and rec.steps["display"].quality["levels"] == 2
+        assert rec.display_linearizer is None and bench.display_correction is None
+        assert CalibrationRecord.load(rec.path).display_linearizer is None
