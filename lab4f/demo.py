@@ -94,6 +94,17 @@ def _accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor
         return float((model(images).argmax(1) == labels).float().mean())
 
 
+def seeded(bench_config: BenchConfig | None, seed: int) -> BenchConfig:
+    """The bench config with the simulated camera's noise seeded (unless it sets its own seed): the noise is still
+    drawn afresh for every frame, but the demo's table is then the same from run to run (training is seeded too)."""
+    config = bench_config or BenchConfig()
+    cam = config.camera
+    if cam.driver != "Simulated4fCamera" or cam.settings.get("seed") is not None:
+        return config
+    camera = cam.model_copy(update={"settings": {**cam.settings, "seed": seed}})
+    return config.model_copy(update={"camera": camera})
+
+
 def run_demo(cfg: DemoConfig | None = None, bench_config: BenchConfig | None = None,
              progress: bool = True) -> DemoResult:
     from lab4f.calibration import run_calibration
@@ -114,7 +125,7 @@ def run_demo(cfg: DemoConfig | None = None, bench_config: BenchConfig | None = N
     for name, model in (("teacher (nonlinear CNN)", teacher), ("SCLC student (KD)", student)):
         result.rows.append({"model": name, "path": "digital", "accuracy": _accuracy(model, test_x, test_y)})
 
-    with Bench(bench_config) as bench:
+    with Bench(seeded(bench_config, cfg.seed)) as bench:
         t0 = time.perf_counter()
         from lab4f.commands.compile import compile_checkpoint
 
