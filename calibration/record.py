@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -246,9 +247,16 @@ def new_record_path(folder: str | os.PathLike[str], when: datetime | None = None
     return path
 
 
+def _record_order(path: Path) -> tuple[str, int]:
+    """(timestamp, n) of ``cal-YYYYmmdd-HHMMSS[-n].h5``: a record saved later in the same second has a higher n
+    (plain name order would put ``…-1.h5`` before ``….h5``)."""
+    m = re.fullmatch(r"cal-(\d{8}-\d{6})(?:-(\d+))?", path.stem)
+    return (m.group(1), int(m.group(2) or 0)) if m else (path.stem, 0)
+
+
 def list_records(folder: str | os.PathLike[str]) -> list[Path]:
-    """Record files in ``folder``, oldest first (by name, which is their timestamp)."""
-    return sorted(Path(folder).glob(RECORD_GLOB))
+    """Record files in ``folder``, oldest first (by the timestamp in their names)."""
+    return sorted(Path(folder).glob(RECORD_GLOB), key=_record_order)
 
 
 def latest_record(folder: str | os.PathLike[str], bench: Any | None = None) -> CalibrationRecord | None:

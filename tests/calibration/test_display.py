@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -153,3 +156,32 @@ def test_a_binary_display_passes_without_a_correction(tmp_path):
         assert "binary" in rec.steps["display"].message and rec.steps["display"].quality["levels"] == 2
         assert rec.display_linearizer is None and bench.display_correction is None
         assert CalibrationRecord.load(rec.path).display_linearizer is None
+
+
+def test_calibrate_command_runs_steps_and_shows_the_record(tmp_path, capsys):
+    """`lab4f calibrate STEP --json` saves a new record per run; `lab4f calibration show` summarises and plots it."""
+    from lab4f.cli import main
+
+    out = tmp_path / "cals"
+    assert main(["calibrate", "camera", "--out", str(out), "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert main(["calibrate", "display", "--out", str(out), "--json"]) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert first["record"] != second["record"] and len(list_records(out)) == 2
+    assert set(second["steps"]) == {"camera", "display"}  # the camera step kept from the first record
+    assert second["steps"]["display"]["quality"]["linearity_error_after"] < 0.01
+    assert main(["calibration", "show", str(out), "--plots", str(tmp_path / "plots"), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["path"] == second["record"] and [Path(p).name for p in shown["plots"]] == ["display_response.png"]
+    assert main(["calibrate", "gains", "--out", str(out), "--json"]) == 2  # needs a compiled program
+    assert "--program" in json.loads(capsys.readouterr().out)["message"]
+
+
+def test_records_saved_in_the_same_second_keep_their_order(tmp_path):
+    names = ["cal-20261126-034814-12.h5", "cal-20261126-034815.h5", "cal-20261126-034814.h5",
+             "cal-20261126-034814-2.h5", "cal-20261126-034814-1.h5"]
+    for n in names:
+        (tmp_path / n).write_bytes(b"")
+    assert [p.name for p in list_records(tmp_path)] == [
+        "cal-20261126-034814.h5", "cal-20261126-034814-1.h5", "cal-20261126-034814-2.h5",
+        "cal-20261126-034814-12.h5", "cal-20261126-034815.h5"]
