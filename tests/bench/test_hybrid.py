@@ -120,3 +120,28 @@ def test_run_command_writes_a_run_file_and_warns_without_calibration(trained_che
     assert main(["run", "--checkpoint", str(trained_checkpoints["student"]), "--calibration",
                  str(tmp_path / "empty"), "--json"]) == 2
     assert "lab4f calibrate all" in json.loads(capsys.readouterr().out)["message"]
+
+
+def test_finetune_command_for_a_classifier(trained_checkpoints, tmp_path, capsys) -> None:
+    """`lab4f finetune` on a classifier: accuracy before/after in the JSON, the back end saved, limits applied,
+    segmentation-only flags refused; `lab4f run --back` loads the result."""
+    import json
+
+    import torch
+
+    from lab4f.cli import main
+
+    back = tmp_path / "back.pt"
+    ck = ["--checkpoint", str(trained_checkpoints["student"])]
+    assert main(["finetune", *ck, "--train-images", "120", "--limit", "80", "--epochs", "2", "--out", str(back),
+                 "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["metric"] == "accuracy" and payload["train_images"] == 80  # --limit caps the training split
+    assert {"test_accuracy_before", "test_accuracy_after", "val_accuracy_before", "val_accuracy_after"} <= set(payload)
+    assert len(payload["history"]) == 2 and all("val_accuracy" in h for h in payload["history"])
+    assert payload["val_accuracy_after"] >= payload["val_accuracy_before"]  # the best epoch (or the original) is kept
+    assert "net.0.running_mean" in torch.load(back, weights_only=True)  # the back end's state dict
+    assert main(["run", *ck, "--back", str(back), "--limit", "10", "--out", str(tmp_path / "r.h5"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 10
+    assert main(["finetune", *ck, "--scenes", "shapes", "--json"]) == 2
+    assert "segmentation checkpoints" in json.loads(capsys.readouterr().out)["message"]
