@@ -194,10 +194,10 @@ class Bench:
                              focal_length_1_mm=g.focal_length_1_mm, focal_length_2_mm=g.focal_length_2_mm,
                              aperture_radius=g.aperture_radius)
 
-    def pixels_per_cell(self) -> float | None:
-        """Camera pixels per output-plane cell that the config's lenses and the camera's pixel pitch predict:
-        √(c_x·c_y / (p_x·p_y)) with output cells c = λ·f2 / (N·p_SLM) per axis (a non-square SLM has unequal
-        cells) and the camera pitch p per axis. None when the camera does not report its pitch."""
+    def _pixels_per_cell_xy(self) -> tuple[float, float] | None:
+        """Camera pixels per output cell along x and y that the lenses and pitches predict: c / p per axis, with
+        output cells c = λ·f2 / (N·p_SLM) (a non-square SLM has unequal cells) and the camera's pitch p per axis
+        (binning makes it unequal). None when the camera does not report its pitch."""
         pitch = getattr(self.camera, "pitch_um", None)
         if pitch is None:
             return None
@@ -205,13 +205,20 @@ class Bench:
         g = self.geometry
         ny, nx = g.slm_shape
         cell = g.wavelength_nm * 1e-3 * g.focal_length_2_mm * 1e3 / g.slm_pitch_um  # × 1/N per axis, in µm
-        return float(np.sqrt((cell / nx) * (cell / ny) / (pcx * pcy)))
+        return cell / nx / pcx, cell / ny / pcy
+
+    def pixels_per_cell(self) -> float | None:
+        """Camera pixels per output cell the config's lenses predict, as the geometric mean of the two axes — what
+        a registration's scale √|det A| measures. None when the camera does not report its pitch."""
+        xy = self._pixels_per_cell_xy()
+        return None if xy is None else float(np.sqrt(xy[0] * xy[1]))
 
     def camera_cells(self) -> tuple[int, int]:
         """How many output-plane cells the camera sees (rows, cols): its pixels over the predicted pixels per cell
-        (1 when the camera does not report its pitch). Compilation checks the tile field against it."""
-        scale = self.pixels_per_cell() or 1.0
-        return tuple(int(np.floor(s / scale)) for s in self.camera.shape)  # type: ignore[return-value]
+        along each axis (1 when the camera does not report its pitch). Compilation fits the tile field to it."""
+        xy = self._pixels_per_cell_xy() or (1.0, 1.0)
+        rows, cols = (int(s) for s in self.camera.shape)
+        return int(np.floor(rows / xy[1])), int(np.floor(cols / xy[0]))
 
     def info(self) -> dict[str, Any]:
         """Devices, identities and settings: what `lab4f bench info` prints and every record snapshots."""

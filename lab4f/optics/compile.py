@@ -125,7 +125,11 @@ def compile_bank(
         raise CompileError("the kernel bank is all zeros: nothing to compile (was the checkpoint trained?)")
     normalised = KernelBank(bank.weights / scale)
     channels = list(range(bank.channels_out))
-    per_frame = slots_per_frame(input_size, bank.kernel_size, geometry.slm_shape) // 2
+    # a frame's tiles must fit the SLM's far field and what the camera sees of it
+    grid = tuple(int(g) for g in geometry.slm_shape)
+    if camera_cells is not None:
+        grid = (min(grid[0], int(camera_cells[0])), min(grid[1], int(camera_cells[1])))
+    per_frame = slots_per_frame(input_size, bank.kernel_size, grid) // 2
     if multiplex == "always":
         groups = [[c] for c in channels]
     elif multiplex == "never" or per_frame >= len(channels):

@@ -70,7 +70,7 @@ def test_pixels_per_cell_from_the_lenses_uses_both_axes():
         assert bench.pixels_per_cell() == pytest.approx(np.sqrt(cell_x * cell_y) / 5.5, rel=1e-9)
         bench.camera.pitch_um = (11.0, 5.5)
         assert bench.pixels_per_cell() == pytest.approx(np.sqrt(cell_x * cell_y / (11.0 * 5.5)), rel=1e-9)
-        scale = bench.pixels_per_cell()
-        assert bench.camera_cells() == tuple(int(np.floor(s / scale)) for s in bench.camera.shape)
+        rows, cols = bench.camera.shape  # each axis: its pixels over its own pixels per cell
+        assert bench.camera_cells() == (int(np.floor(rows / (cell_y / 5.5))), int(np.floor(cols / (cell_x / 11.0))))
         bench.camera.pitch_um = None
         assert bench.pixels_per_cell() is None and bench.camera_cells() == tuple(bench.camera.shape)

@@ -113,6 +113,21 @@ def test_time_multiplexed_program_when_the_bank_does_not_fit() -> None:
     assert len(single.frames) == 6
 
 
+def test_auto_multiplexing_splits_for_the_camera_not_only_the_slm() -> None:
+    """A bank that fits the SLM's far field but not what the camera sees is split into frames, not refused."""
+    torch.manual_seed(3)
+    bank = KernelBank(torch.randn(8, 1, 5, 5))
+    geom = FourfGeometry(slm_shape=(256, 256))  # 7×7 slots of 34 cells: all 8 kernels fit one SLM frame
+    assert len(compile_bank(bank, 28, geom, modulation="complex").frames) == 1
+    with pytest.raises(CompileError, match="camera sees only"):
+        compile_bank(bank, 28, geom, modulation="complex", multiplex="never", camera_cells=(110, 130))
+    program = compile_bank(bank, 28, geom, modulation="complex", camera_cells=(110, 130))  # 3×3 slots: 4 per frame
+    assert len(program.frames) == 2
+    assert all(2 * f.layout.extent() <= 110 for f in program.frames)
+    x = torch.rand(2, 1, 28, 28, dtype=torch.float64)
+    assert rel(program.simulate(x), bank.apply(x)) <= 1e-3
+
+
 def test_transmittance_for_psf_inverts_the_far_field() -> None:
     amp = torch.rand(32, 32, dtype=torch.float64)
     torch.testing.assert_close(intensity_psf(transmittance_for_psf(amp)), amp**2)
