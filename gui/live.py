@@ -20,7 +20,11 @@ from lab4f.bench.run import RunResult, save_run
 from lab4f.bench.stream import Pipeline, StreamStats
 
 SAMPLE_FRAMES = 4  # raw camera frames kept for the run file
-SEG_RECORD_LIMIT = 2000  # segmentation results a recorded live run writes (the newest): ~50 MB at 48²
+#: Results a live run keeps (the newest; counters cover the whole run) and so records: a run left streaming for hours
+#: must not grow without bound. 100,000 classifier results are ~35 MB; 2,000 segmentation masks at 48² ~5 MB (their
+#: run file, with images and overlays, ~50 MB).
+KEEP_RESULTS = 100_000
+SEG_KEEP_RESULTS = 2_000
 #: Inputs (and live-view frames) per second by default, like a 60 Hz input monitor. Unpaced, the simulated
 #: bench runs at ~180 frames/s and its acquisition and inference threads take both cores of a small PC.
 DEFAULT_RATE_HZ = 60.0
@@ -88,6 +92,7 @@ class Tally:
     digital_correct: int = 0
     agree: int = 0
     pixels: int = 0
+    missed: int = 0
     cm_optical: np.ndarray | None = None
     cm_digital: np.ndarray | None = None
     last: dict[str, Any] | None = None
@@ -163,7 +168,8 @@ class LiveRun:
             return index, frames, k
 
         self.pipeline = Pipeline(acquire, self.process, policy="live", capacity=self.capacity,
-                                 batch_size=self.batch_size)
+                                 batch_size=self.batch_size,
+                                 keep_results=SEG_KEEP_RESULTS if self.segmentation else KEEP_RESULTS)
 
     @property
     def segmentation(self) -> bool:
@@ -190,8 +196,9 @@ class LiveRun:
         (segmentation: running mean IoU of both paths and the optical/digital pixel agreement)."""
         stats: StreamStats = self.pipeline.stats()
         t = self.tally
-        new = self.pipeline.results[t.read :]  # the consumer only appends: a slice is a consistent prefix
-        t.read += len(new)
+        new, total = self.pipeline.results_since(t.read)  # the newest are kept: a live run has no end
+        t.missed += total - t.read - len(new)  # trimmed before this poll read them (a very slow GUI)
+        t.read = total
         nan = float("nan")
         if self.segmentation:
             n_cls = self.num_classes
@@ -238,19 +245,17 @@ class LiveRun:
         if len(self._samples) and len(self.setup.program.frames) == 1:
             with torch.no_grad():
                 features = self.setup.features(samples[:, None]).numpy()
-        return RunResult(done, self.labels[done], optical, digital, summary, samples, features,
-                         {"source": "gui live run", "inputs": int(len(self.images))})
+        extra = {"source": "gui live run", "inputs": int(len(self.images))}
+        if self.pipeline.results_dropped:
+            extra["recorded"] = (f"the newest {len(done)} of {len(done) + self.pipeline.results_dropped} results "
+                                 "(a live run keeps a bounded number)")
+        return RunResult(done, self.labels[done], optical, digital, summary, samples, features, extra)
 
     def save(self, path: str | Path) -> Path:
         if self.segmentation:
             from lab4f.bench.segrun import save_seg_run, segmentation_result
 
             res = self.result()
-            if len(res.indices) > SEG_RECORD_LIMIT:  # the file keeps images, masks and overlays per result
-                keep = slice(len(res.indices) - SEG_RECORD_LIMIT, None)
-                res = RunResult(res.indices[keep], res.labels[keep], res.optical_probs[keep], res.digital_probs[keep],
-                                res.summary, res.sample_frames, res.sample_features,
-                                res.extra | {"recorded": f"the last {SEG_RECORD_LIMIT} of {len(res.indices)} results"})
             names = self.class_names or tuple(str(i) for i in range(self.num_classes))
             result = segmentation_result(res, self.images, self.labels, names, {"scenes": "gui live run"})
             return save_seg_run(path, result, self.setup, checkpoint=self.checkpoint)

@@ -114,6 +114,9 @@ class Pipeline:
     still processed, results are kept and ``stop_reason`` / ``error`` say what happened.
     ``freeze_gc`` exempts the objects alive at start from garbage collection for the run (``gc.freeze``):
     a full collection otherwise stalls both threads for ~0.15 s.
+    ``keep_results`` bounds memory for runs without an end (a live view left streaming for hours): only the newest
+    ``keep_results`` to 2×``keep_results`` results (and latencies) are kept; ``results_dropped`` counts the others
+    and :meth:`results_since` reads new results by their running number. The counters always cover the whole run.
     """
 
     STOP_REASONS = ("max_items", "source_exhausted", "stopped", "device_error", "error")
@@ -132,11 +135,16 @@ class Pipeline:
         join_timeout_s: float = 10.0,
         stack: bool = True,
         freeze_gc: bool = True,
+        keep_results: int | None = None,
     ) -> None:
         if policy not in POLICIES:
             raise ConfigError(f"stream policy {policy!r} is unknown; choose one of {', '.join(POLICIES)}")
         if capacity < 1 or batch_size < 1:
             raise ConfigError(f"capacity and batch_size must be ≥ 1 (got {capacity}, {batch_size})")
+        if keep_results is not None and keep_results < 1:
+            raise ConfigError(f"keep_results must be ≥ 1 or None, got {keep_results}")
+        self.keep_results = keep_results
+        self.results_dropped = 0  # results removed by keep_results (the oldest)
         self.acquire, self.process = acquire, process
         self.policy, self.capacity, self.batch_size = policy, capacity, batch_size
         self.max_items, self.max_wait_s = max_items, max_wait_s
@@ -216,6 +224,12 @@ class Pipeline:
         with self._cond:
             recent = list(self._recent_latency)
             return self._snapshot(_percentiles_ms(recent))
+
+    def results_since(self, count: int) -> tuple[list[tuple[int, Any, Any]], int]:
+        """(the results with running number ≥ ``count`` that are still kept, the running total so far)."""
+        with self._cond:
+            start = max(count - self.results_dropped, 0)
+            return self.results[start:], self.results_dropped + len(self.results)
 
     def summary(self) -> RunSummary:
         """Counters with latency percentiles over the whole run, and the results."""
@@ -344,6 +358,11 @@ class Pipeline:
                         latency = t_done - item[3]
                         self._latencies.append(latency)
                         self._recent_latency.append(latency)
+                    if self.keep_results is not None and len(self.results) > 2 * self.keep_results:
+                        drop = len(self.results) - self.keep_results  # trimmed in chunks: amortised O(1)
+                        del self.results[:drop]
+                        del self._latencies[: max(len(self._latencies) - self.keep_results, 0)]
+                        self.results_dropped += drop
                     self._processed += len(batch)
                     self._in_flight = 0
                     self._batches.append((t_done, len(batch)))

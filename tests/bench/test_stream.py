@@ -134,3 +134,28 @@ def test_warm_up_calls_every_batch_size_once() -> None:
     sizes: list[int] = []
     assert warm_up(lambda frames: sizes.append(len(frames)) or list(frames), np.zeros((4, 4)), 5) >= 0
     assert sizes == [1, 2, 3, 4, 5]
+
+
+def test_keep_results_bounds_memory_and_results_since_reads_new_results() -> None:
+    """A run without an end keeps only the newest results; a reader polling by running number gets each result
+    at most once, in order, and can tell how many it missed."""
+    pipe = Pipeline(FakeCamera(n=1000, period_s=0.0002), slow_process(0.0), policy="evaluate", capacity=16,
+                    batch_size=8, keep_results=100)
+    pipe.start()
+    seen, count, missed = [], 0, 0
+    while pipe.stats().running or count < pipe.stats().processed:
+        new, total = pipe.results_since(count)
+        missed += total - count - len(new)
+        seen += [r[0] for r in new]
+        count = total
+        time.sleep(0.001)
+    summary = pipe.summary()
+    assert summary.stats.processed == 1000 and count == 1000
+    assert 100 <= len(summary.results) <= 200 and pipe.results_dropped == 1000 - len(summary.results)
+    assert [r[0] for r in summary.results] == list(range(1000 - len(summary.results), 1000))  # the newest kept
+    assert len(pipe._latencies) <= 200
+    assert seen == sorted(set(seen)) and len(seen) + missed == 1000  # each once, in order; the rest accounted
+    assert set(range(1000 - len(summary.results), 1000)) <= set(seen)
+    assert pipe.results_since(990) == (summary.results[-10:], 1000) and pipe.results_since(1000) == ([], 1000)
+    with pytest.raises(ConfigError, match="keep_results"):
+        Pipeline(FakeCamera(n=1), slow_process(0.0), keep_results=0)
