@@ -112,6 +112,14 @@ def run_calibration(
     rec = CalibrationRecord(bench_info=bench.info())
     if program_path is not None:
         rec.program_path, rec.program_sha256 = str(program_path), file_sha256(program_path)
+    if "display" in names and "gains" not in names and base is not None and "gains" in base.steps:
+        # the channel filters were fitted on images shown through the previous display response
+        if program is None:
+            raise CalibrationError(
+                "re-measuring the display makes this record's channel filters stale (they were fitted through the "
+                "previous display response); run `lab4f calibrate display --program P` (the gains step then runs "
+                "again) or `lab4f calibrate all --program P`; the previous record is unchanged")
+        names.append("gains")
     if base is not None:
         rec = base.merged_with(rec)
         base.apply(bench)  # the earlier steps' exposure, phase LUT and correction are what later steps assume
@@ -120,15 +128,6 @@ def run_calibration(
         bench.display_correction = None
     if "wavefront" in names:
         names.insert(names.index("wavefront") + 1, "fourier")  # refit: the correction moved the spots
-    if "display" in names and "gains" not in names and "gains" in rec.steps:
-        # the channel filters were fitted on images shown through the previous display response
-        if program is None:
-            bench.display_correction = previous_display_correction
-            raise CalibrationError(
-                "re-measuring the display makes this record's channel filters stale (they were fitted through the "
-                "previous display response); run `lab4f calibrate display --program P` (the gains step then runs "
-                "again) or `lab4f calibrate all --program P`; the previous record is unchanged")
-        names.append("gains")
     try:
         for i, name in enumerate(names):
             def step_progress(fraction: float, message: str, i: int = i) -> None:

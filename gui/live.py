@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lab4f.bench.hybrid import HybridSetup
+from lab4f.bench.hybrid import HybridSetup, check_display_fits
 from lab4f.bench.run import RunResult, save_run
 from lab4f.bench.stream import Pipeline, StreamStats
 
@@ -99,18 +99,15 @@ class Tally:
 
 
 def _confusion(pred: np.ndarray, truth: np.ndarray, k: int) -> np.ndarray:
-    from lab4f.segmentation.data import IGNORE_INDEX
+    from lab4f.segmentation.train import confusion_matrix
 
-    keep = truth != IGNORE_INDEX
-    return np.bincount(truth[keep].astype(np.int64) * k + pred[keep], minlength=k * k).reshape(k, k)
+    return confusion_matrix(torch.from_numpy(pred), torch.from_numpy(truth), k).numpy()
 
 
 def _mean_iou(cm: np.ndarray | None) -> float:
-    if cm is None:
-        return float("nan")
-    tp = np.diag(cm).astype(np.float64)
-    union = cm.sum(0) + cm.sum(1) - tp
-    return float(np.mean(tp[union > 0] / union[union > 0])) if np.any(union > 0) else float("nan")
+    from lab4f.segmentation.train import scores_from_confusion
+
+    return float("nan") if cm is None else scores_from_confusion(torch.from_numpy(cm))["mean_iou"]
 
 
 @dataclass
@@ -139,8 +136,6 @@ class LiveRun:
     _position: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
-        from lab4f.bench.segrun import check_display_fits
-
         check_display_fits(self.setup, self.images)  # refused here, not as an error in the acquisition thread
         student = self.setup.student.eval()
         self.back = student.back
@@ -177,7 +172,7 @@ class LiveRun:
 
     def process(self, frames: np.ndarray) -> list[np.ndarray]:
         """(B, F, H, W) camera frames → class probabilities of the optical path, or for segmentation its masks
-        (uint8: a live run keeps every result, and K×H×W float probabilities would grow by MB/s)."""
+        (uint8: K×H×W float probabilities per kept result would cost MBs where a mask costs KBs)."""
         with torch.no_grad():
             out = self.back(self.setup.features(frames))
             if self.segmentation:

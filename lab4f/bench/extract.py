@@ -108,8 +108,8 @@ class FeatureExtractor:
             raise ConfigError(f"channel_gain/channel_offset need {c_n} values each, got {len(cg)}/{len(off)}")
         if exposure_scale <= 0:
             raise ConfigError(f"exposure_scale must be > 0, got {exposure_scale}")
-        self._filter = self._channel_filter(channel_filter, c_n)  # (C, P, k, k), folded into self._dw below
-        if self._filter is not None:
+        filt = self._channel_filter(channel_filter, c_n)  # (C, P, k, k), folded into self._dw below
+        if filt is not None:
             cg = np.ones(c_n)  # the filter carries the gain
         # one weight per tile: sign × channel gain × kernel scale × pixel area / (tile gain × exposure)
         common = float(kernel_scale) * abs(float(np.linalg.det(registration.matrix))) / exposure_scale
@@ -118,7 +118,7 @@ class FeatureExtractor:
         self._w_pos, self._w_neg = self._w_pos.view(1, -1, 1, 1), self._w_neg.view(1, -1, 1, 1)
         self._t_max = t_max
         self._single = self.frames == 1
-        self._dw = self._depthwise_weight()
+        self._dw = self._depthwise_weight(filt)
         if self._single:
             # rows ordered [k⁺ of channels 0..C-1, k⁻ of channels 0..C-1]: k⁺ − k⁻ needs no gather
             order = [where[(c, 1)][1] for c in channels] + [where[(c, -1)][1] for c in channels]
@@ -141,14 +141,13 @@ class FeatureExtractor:
         dark_features = self._dark_features(dark)
         self._const = torch.tensor(off, dtype=torch.float32).view(1, -1, 1, 1) - dark_features
 
-    def _depthwise_weight(self) -> torch.Tensor | None:
+    def _depthwise_weight(self, filt: torch.Tensor | None) -> torch.Tensor | None:
         """The channel filters with the tile weights folded in, as one depthwise conv2d weight (2C, 1, k, k):
         rows [f⁺_c · w⁺_c for every c] then [f⁻_c · w⁻_c] (f⁺ = f⁻ = f_c for a (C, k, k) bank, since
         f ⋆ (w⁺T⁺ + w⁻T⁻) = (w⁺f) ⋆ T⁺ + (w⁻f) ⋆ T⁻). A depthwise conv on a channels-last tensor runs oneDNN's
         direct kernel, ~20× faster on a CPU than the (C, 2, k, k) grouped conv it replaces."""
-        if self._filter is None:
+        if filt is None:
             return None
-        filt = self._filter
         pos, neg = filt[:, 0], filt[:, -1]
         w_pos, w_neg = self._w_pos.view(-1, 1, 1), self._w_neg.view(-1, 1, 1)
         return torch.cat([pos * w_pos, neg * w_neg])[:, None].contiguous()

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from lab4f.bench.devices import Bench
 from lab4f.bench.extract import FeatureExtractor
 from lab4f.checkpoint import load_checkpoint, read_checkpoint
-from lab4f.errors import CompileError, MismatchError
+from lab4f.errors import CompileError, ConfigError, MismatchError
 from lab4f.models import ModelConfig
 from lab4f.optics.compile import compile_bank
 from lab4f.optics.program import OpticalProgram
@@ -128,6 +128,17 @@ class HybridSetup:
         """(B, F, H, W) camera frames → (B, C, N, N) features for the back end."""
         x = frames if len(self.program.frames) > 1 else frames[:, 0]
         return self.extractor(x)
+
+
+def check_display_fits(setup: HybridSetup, images: torch.Tensor | np.ndarray) -> None:
+    """Refuse inputs (N, 1, H, W) or (N, H, W) the display cannot show, saying which config setting to change."""
+    hw = tuple(int(v) for v in images.shape[-2:])
+    shape = tuple(getattr(setup.bench.display, "shape", hw))
+    if shape != hw:
+        raise MismatchError(f"the display shows {shape} images but the inputs are {hw}; set the bench config's "
+                            f"[display] settings.shape = {list(hw)}")
+    if images.ndim == 4 and images.shape[1] != 1:
+        raise ConfigError(f"the display shows one intensity channel; the inputs have {images.shape[1]}")
 
 
 def extractor_for(program: OpticalProgram, record: Any | None, camera_shape: tuple[int, int],

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lab4f.bench.hybrid import HybridSetup
+from lab4f.bench.hybrid import HybridSetup, check_display_fits
 from lab4f.bench.run import RunResult, run_dataset, write_provenance
 from lab4f.errors import ConfigError, MismatchError
 from lab4f.segmentation.data import IGNORE_INDEX, SCENE_KINDS, SegmentationSet, generated_splits
@@ -135,17 +135,6 @@ class SegRunResult:
             "latency_p99_ms": s.latency_p99_ms, "acquired": s.acquired, "processed": s.processed,
             "dropped": s.dropped, "policy": s.policy, "stop_reason": s.stop_reason, "error": s.error,
         } | self.extra
-
-
-def check_display_fits(setup: HybridSetup, images: torch.Tensor | np.ndarray) -> None:
-    """Refuse inputs (N, 1, H, W) or (N, H, W) the display cannot show, saying which config setting to change."""
-    hw = tuple(int(v) for v in images.shape[-2:])
-    shape = tuple(getattr(setup.bench.display, "shape", hw))
-    if shape != hw:
-        raise MismatchError(f"the display shows {shape} images but the inputs are {hw}; set the bench config's "
-                            f"[display] settings.shape = {list(hw)}")
-    if images.ndim == 4 and images.shape[1] != 1:
-        raise ConfigError(f"the display shows one intensity channel; the inputs have {images.shape[1]}")
 
 
 def run_segmentation(setup: HybridSetup, data: SegmentationSet, policy: str = "evaluate", batch_size: int = 16,

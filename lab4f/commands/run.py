@@ -25,6 +25,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default=None, help="dataset name (default: the checkpoint's)")
     p.add_argument("--data-dir", default=None, help="local data directory (or $LAB4F_DATA)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    p.add_argument("--scenes", choices=SCENE_KINDS, default=None,
+                   help="segmentation checkpoint: generated scenes (default: the checkpoint's)")
+    p.add_argument("--data-seed", type=int, default=None,
+                   help="segmentation checkpoint: seed of the generated scenes (default: the checkpoint's)")
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -34,10 +38,6 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--split", choices=["train", "val", "test"], default="test")
     p.add_argument("--policy", choices=["evaluate", "live"], default="evaluate")
     p.add_argument("--back", help="fine-tuned back end (.pt from lab4f finetune) to use instead of the checkpoint's")
-    p.add_argument("--scenes", choices=SCENE_KINDS, default=None,
-                   help="segmentation checkpoint: generated scenes to run (default: the checkpoint's)")
-    p.add_argument("--data-seed", type=int, default=None,
-                   help="segmentation checkpoint: seed of the generated scenes (default: the checkpoint's)")
     p.add_argument("--out", default="runs/run.h5", help="run file (HDF5)")
     p.set_defaults(func=cmd_run)
     f = sub.add_parser("finetune", help="retrain the back end on features captured through the optics",
@@ -45,10 +45,6 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     _common(f)
     f.add_argument("--train-images", type=int, default=1500, help="training images captured through the optics")
     f.add_argument("--epochs", type=int, default=15)
-    f.add_argument("--scenes", choices=SCENE_KINDS, default=None,
-                   help="segmentation checkpoint: generated scenes (default: the checkpoint's)")
-    f.add_argument("--data-seed", type=int, default=None,
-                   help="segmentation checkpoint: seed of the generated scenes (default: the checkpoint's)")
     f.add_argument("--out", default="runs/finetuned_back.pt", help="fine-tuned back end state dict")
     f.set_defaults(func=cmd_finetune)
 
@@ -146,7 +142,8 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
 def _finetune_data(args: argparse.Namespace, setup: HybridSetup) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """(inputs, targets) per split: class labels for a classifier, masks of generated scenes for segmentation.
     ``--limit`` caps every split, ``--train-images`` the training split as well."""
-    from lab4f.bench.segrun import bench_scenes, check_display_fits, is_segmentation
+    from lab4f.bench.hybrid import check_display_fits
+    from lab4f.bench.segrun import bench_scenes, is_segmentation
 
     seg = is_segmentation(setup)
     if seg and (args.dataset or args.data_dir):
