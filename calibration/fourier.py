@@ -106,6 +106,11 @@ def resolve_lattice(bench: Any, fs: Any, cal: dict, grid_kxy: np.ndarray, grid_i
     return affine, figures, predicted, np.where(found[:, None], cents, np.nan)
 
 
+def _first_line(exc: BaseException) -> str:
+    """slmsuite's errors append whole arrays of spot coordinates; keep the sentence."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(":")
+
+
 def fourier_step(
     bench: Any,
     dark: np.ndarray | None = None,
@@ -138,7 +143,7 @@ def fourier_step(
             except CalibrationError:
                 raise
             except Exception as exc:  # slmsuite raises anything when it cannot find the array
-                raise CalibrationError(f"slmsuite's Fourier calibration failed ({exc}). {advice}") from exc
+                raise CalibrationError(f"slmsuite's Fourier calibration failed ({_first_line(exc)}). {advice}") from exc
             raw = grab(bench.camera, 2)
             check_frame(raw, bench.camera, dark, "Fourier calibration")
             img = grab(bench.camera, 2, background=background)
@@ -146,9 +151,14 @@ def fourier_step(
             # The grid slmsuite projected (the hologram is re-made the same way to know its spots' k).
             shape = SpotHologram.get_padded_shape(fs, padding_order=1, square_padding=True)
             center = None if array_center is None else (np.asarray(array_center, float) + [shape[1] / 2, shape[0] / 2])
-            holo = SpotHologram.make_rectangular_array(
-                shape, array_shape=[array_shape] * 2, array_pitch=[array_pitch] * 2, array_center=center,
-                basis="knm", orientation_check=True, cameraslm=fs)
+            try:
+                holo = SpotHologram.make_rectangular_array(
+                    shape, array_shape=[array_shape] * 2, array_pitch=[array_pitch] * 2, array_center=center,
+                    basis="knm", orientation_check=True, cameraslm=fs)
+            except Exception as exc:  # slmsuite's fit succeeded, but it puts part of the grid off the camera
+                raise CalibrationError(
+                    f"Fourier calibration refused: slmsuite's fit puts the {array_shape}×{array_shape} spot grid "
+                    f"(pitch {array_pitch}) partly off the camera ({_first_line(exc)}). {advice}") from exc
             grid_kxy = np.asarray(holo.spot_kxy_rounded, dtype=float)
             ctl.report(0.7, "probing the optical axis and the lattice orientation")
             affine, probe, predicted, cents = resolve_lattice(bench, fs, cal, grid_kxy, img, dark)

@@ -1,0 +1,45 @@
+"""The Fourier step's own refusals: each says what went wrong and what to do, in one readable sentence."""
+
+from __future__ import annotations
+
+import pytest
+
+from lab4f.bench.config import BenchConfig, DeviceConfig
+from lab4f.bench.devices import Bench
+from lab4f.calibration import fourier_step
+from lab4f.errors import CalibrationError
+
+MISREGISTERED = {"affine_shift_px": (6.5, -4.25), "affine_rotation_deg": 3.0, "affine_scale": 1.04, "seed": 3}
+ADVICE = "run `lab4f calibrate fourier`"
+
+
+def bench() -> Bench:
+    return Bench(BenchConfig(camera=DeviceConfig(driver="Simulated4fCamera", settings=MISREGISTERED))).connect()
+
+
+def test_grid_slmsuite_fits_but_puts_off_the_camera_is_refused_with_advice() -> None:
+    # 13 × 13 spots at pitch 40 knm: slmsuite's own fit succeeds, but the grid it implies leaves the 512² camera
+    with bench() as b, pytest.raises(CalibrationError) as err:
+        fourier_step(b, array_shape=13, array_pitch=40)
+    msg = str(err.value)
+    assert "partly off the camera" in msg and ADVICE in msg
+    assert "\n" not in msg and len(msg) < 600  # slmsuite's dump of every spot coordinate is not repeated
+
+
+def test_grid_off_the_slm_is_refused_readably() -> None:
+    with bench() as b, pytest.raises(CalibrationError) as err:
+        fourier_step(b, array_shape=9, array_pitch=30, array_center=(200.0, 0.0))
+    msg = str(err.value)
+    assert "slmsuite's Fourier calibration failed" in msg and ADVICE in msg and "\n" not in msg
+
+
+def test_residual_and_found_spot_limits_are_enforced() -> None:
+    # the same good grid passes the defaults; a limit tighter than what this noisy bench reaches must refuse
+    with bench() as b:
+        ok = fourier_step(b, array_shape=9, array_pitch=30)
+        rms = ok.quality["rms_residual_px"]
+        assert ok.quality["spots"] == 81 and ok.quality["spots_found"] >= 0.9 * 81 and 0 < rms < 0.5
+        with pytest.raises(CalibrationError, match=r"px RMS from the fitted affine \(limit"):
+            fourier_step(b, array_shape=9, array_pitch=30, max_rms_px=rms / 10)
+        with pytest.raises(CalibrationError, match=r"only \d+ of 81 spots were found"):
+            fourier_step(b, array_shape=9, array_pitch=30, min_found_fraction=1.01)
