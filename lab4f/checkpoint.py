@@ -162,6 +162,13 @@ def load_state(
     module.load_state_dict(state_dict, strict=True)
 
 
+def class_names(meta: dict[str, Any], num_classes: int) -> list[str]:
+    """The class names a checkpoint was trained with (index = the logit's class); checkpoints written before
+    lab4f stored them (and every built-in digit set) name class i "i"."""
+    names = (meta.get("dataset") or {}).get("class_names")
+    return [str(n) for n in names] if names else [str(i) for i in range(num_classes)]
+
+
 def load_checkpoint(
     path: str | os.PathLike[str], model_cfg: ModelConfig | None = None
 ) -> tuple[nn.Module, ModelConfig, dict[str, Any]]:

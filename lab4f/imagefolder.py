@@ -1,7 +1,9 @@
 """Images from a plain folder for `lab4f run --images`: grayscale intensity in [0, 1] at the model's size.
 
 ``FOLDER/*.png`` gives unlabelled images (label −1); ``FOLDER/<class>/*.png`` (ImageFolder layout) labels each
-image with its subfolder's index in the given class names (or the sorted subfolder names).
+image with its subfolder's index in the given class names — `lab4f run` passes the checkpoint's, so ``7/`` holds
+class "7" whatever other subfolders exist — or, without names, in the sorted subfolder names. A subfolder that
+is not one of the given names is unlabelled (−1).
 """
 
 from __future__ import annotations

@@ -30,13 +30,18 @@ class RunResult:
     sample_features: np.ndarray  # their feature maps (B, C, N, N)
     extra: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def optical_accuracy(self) -> float:
-        return float((self.optical_probs.argmax(1) == self.labels).mean()) if len(self.labels) else float("nan")
+    def _accuracy(self, probs: np.ndarray) -> float | None:
+        """Accuracy over the labelled inputs (label ≥ 0); None when none is labelled."""
+        labelled = self.labels >= 0
+        return float((probs.argmax(1)[labelled] == self.labels[labelled]).mean()) if labelled.any() else None
 
     @property
-    def digital_accuracy(self) -> float:
-        return float((self.digital_probs.argmax(1) == self.labels).mean()) if len(self.labels) else float("nan")
+    def optical_accuracy(self) -> float | None:
+        return self._accuracy(self.optical_probs)
+
+    @property
+    def digital_accuracy(self) -> float | None:
+        return self._accuracy(self.digital_probs)
 
     @property
     def agreement(self) -> float:
@@ -46,7 +51,8 @@ class RunResult:
     def metrics(self) -> dict[str, Any]:
         s = self.summary.stats
         return {
-            "n": int(len(self.labels)), "optical_accuracy": self.optical_accuracy,
+            "n": int(len(self.labels)), "labelled": int((self.labels >= 0).sum()),
+            "optical_accuracy": self.optical_accuracy,
             "digital_accuracy": self.digital_accuracy, "agreement": self.agreement,
             "frames_per_s": s.mean_fps, "latency_p50_ms": s.latency_p50_ms, "latency_p95_ms": s.latency_p95_ms,
             "latency_p99_ms": s.latency_p99_ms, "acquired": s.acquired, "processed": s.processed,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,21 @@ def _run_segmentation(args: argparse.Namespace, setup: HybridSetup, back: torch.
     return m
 
 
+def _image_folder(folder: Path, setup: HybridSetup) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images of ``folder``, labelled by subfolders named like the checkpoint's classes (``3/`` holds class "3");
+    images elsewhere are unlabelled (-1) and scored by agreement only. Unmatched subfolders are reported."""
+    from lab4f.checkpoint import class_names
+    from lab4f.imagefolder import load_image_folder
+
+    names = class_names(setup.meta, setup.model_cfg.num_classes)
+    x, y, _ = load_image_folder(folder, setup.model_cfg.image_size, names)
+    unknown = sorted(d.name for d in Path(folder).iterdir() if d.is_dir() and d.name not in names)
+    if unknown:
+        print(f"warning: subfolders {unknown} of {folder} are not classes of this checkpoint ({names}); "
+              "their images are run unlabelled (agreement only)", file=sys.stderr)
+    return x, y
+
+
 def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
     from lab4f.bench.segrun import is_segmentation
 
@@ -121,9 +137,7 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
         if args.scenes is not None or args.data_seed is not None:
             raise ConfigError("--scenes/--data-seed are for segmentation checkpoints; use --dataset or --images")
         if args.images:
-            from lab4f.imagefolder import load_image_folder
-
-            x, y, _ = load_image_folder(args.images, setup.model_cfg.image_size)
+            x, y = _image_folder(args.images, setup)
             x, y = (x[: args.limit], y[: args.limit]) if args.limit else (x, y)
         else:
             x, y = _split(setup, args, args.split)
@@ -131,9 +145,12 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
         path = save_run(args.out, result, setup, checkpoint=args.checkpoint)
     m = result.metrics() | {"run_file": str(path)}
     if not args.json:
-        print(f"{m['n']} inputs: digital accuracy {m['digital_accuracy']:.4f}, optical {m['optical_accuracy']:.4f} "
-              f"(agreement {m['agreement']:.4f}); {m['frames_per_s']:.1f} frames/s, latency p50 "
-              f"{m['latency_p50_ms']:.1f} ms p95 {m['latency_p95_ms']:.1f} ms; dropped {m['dropped']}; → {path}")
+        scores = ("no labelled inputs:" if m["labelled"] == 0 else
+                  f"digital accuracy {m['digital_accuracy']:.4f}, optical {m['optical_accuracy']:.4f} "
+                  f"over {m['labelled']} labelled,")
+        print(f"{m['n']} inputs: {scores} agreement {m['agreement']:.4f}; {m['frames_per_s']:.1f} frames/s, "
+              f"latency p50 {m['latency_p50_ms']:.1f} ms p95 {m['latency_p95_ms']:.1f} ms; dropped {m['dropped']}; "
+              f"→ {path}")
         if m["error"]:
             print(f"the run stopped early: {m['error']} ({m['processed']} inputs were processed and saved)")
     return m
