@@ -7,8 +7,10 @@ MAC counting (analytic, per image; one multiply-accumulate = one MAC, additions 
 * teacher = its conv stack + back end. hybrid = back end + feature extraction; its optical convolution is
   free. Feature extraction per feature element (channel × pixel), as :class:`lab4f.bench.extract.FeatureExtractor`
   does it: bilinear grid_sample of each tile (4 MACs; k⁺ and k⁻ tiles in incoherent mode, one tile otherwise),
-  the gain-weighted subtraction (1 MAC per tile) and the channel offset (1); plus dark/flat correction, one
-  MAC per camera pixel of every tile, estimated as tiles × pitch² (one camera pixel per output cell).
+  then the calibration's per-tile filter of f×f taps (f² MACs per tile; the default ``gains`` step fits f = 5)
+  and the sum of the tiles with the channel offset (1 per tile) — with f = 1 (a scalar gain per tile)
+  ``addcmul`` fuses gain, sum and offset into 1 MAC per tile; plus dark/flat correction, one MAC per camera
+  pixel of every tile, estimated as tiles × pitch² (one camera pixel per output cell).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from lab4f.models import ModelConfig, TeacherCNN
 from lab4f.optics.layout import slots_per_frame
 
 TILE_GAP = 2  # cells between tiles, as lab4f.optics.layout.plan_layout's default
+FILTER_SIZE = 5  # per-tile filter taps per axis the default calibration fits (calibration.gains.channel_gain_step)
 
 
 @dataclass(frozen=True)
@@ -65,19 +68,27 @@ def teacher_macs(cfg: ModelConfig, size: int) -> MacCount:
     return MacCount(front, 0, back_end_macs(cfg, c, size))
 
 
-def extraction_macs(channels: int, size: int, kernel_size: int, detection: str = "incoherent") -> int:
-    """Camera frame → features: dark/flat correction, bilinear tile sampling, k⁺ − k⁻, gain and offset."""
+def extraction_macs(channels: int, size: int, kernel_size: int, detection: str = "incoherent",
+                    filter_size: int = FILTER_SIZE) -> int:
+    """Camera frame → features: dark/flat correction, bilinear tile sampling, per-tile filter (or gain), k⁺ − k⁻
+    and offset."""
+    if filter_size < 1 or filter_size % 2 == 0:
+        raise ValueError(f"filter_size must be an odd number ≥ 1, got {filter_size}")
     tiles_per_channel = 2 if detection == "incoherent" else 1
     pitch = size + kernel_size - 1 + TILE_GAP
     correction = channels * tiles_per_channel * pitch * pitch
-    per_element = tiles_per_channel * (4 + 1) + 1
+    if filter_size == 1:  # addcmul: gain × tile + running sum (offset first), one MAC per tile
+        per_element = tiles_per_channel * (4 + 1)
+    else:  # depthwise f×f filter per tile, then the tiles and the offset summed
+        per_element = tiles_per_channel * (4 + filter_size**2 + 1)
     return correction + channels * size * size * per_element
 
 
-def hybrid_macs(cfg: ModelConfig, size: int, detection: str = "incoherent") -> MacCount:
+def hybrid_macs(cfg: ModelConfig, size: int, detection: str = "incoherent",
+                filter_size: int = FILTER_SIZE) -> MacCount:
     """Hybrid: optical front end free; feature extraction and the back end are electronic."""
     c = cfg.widths[-1]
-    return MacCount(0, extraction_macs(c, size, cfg.collapsed_kernel_size, detection),
+    return MacCount(0, extraction_macs(c, size, cfg.collapsed_kernel_size, detection, filter_size),
                     back_end_macs(cfg, c, size))
 
 
@@ -106,11 +117,12 @@ def measure_macs(model: nn.Module, x: torch.Tensor) -> int:
     return total // x.shape[0]
 
 
-def mac_crossover(cfg: ModelConfig, max_size: int, detection: str = "incoherent") -> int | None:
+def mac_crossover(cfg: ModelConfig, max_size: int, detection: str = "incoherent",
+                  filter_size: int = FILTER_SIZE) -> int | None:
     """Smallest N such that the hybrid needs fewer MACs than the teacher at every size from N to max_size."""
     crossover = None
     for n in range(max_size, 0, -1):
-        if hybrid_macs(cfg, n, detection).total < teacher_macs(cfg, n).total:
+        if hybrid_macs(cfg, n, detection, filter_size).total < teacher_macs(cfg, n).total:
             crossover = n
         else:
             break
@@ -188,9 +200,9 @@ def bench_time_per_image_s(rates: BenchRates, channels: int, size: int, kernel_s
 
 
 def row_for(cfg: ModelConfig, size: int, rates: BenchRates, detection: str = "incoherent",
-            timing: bool = True) -> dict[str, Any]:
+            timing: bool = True, filter_size: int = FILTER_SIZE) -> dict[str, Any]:
     """One table row: MACs of both networks, timed digital front end, bench time per image."""
-    t, h = teacher_macs(cfg, size), hybrid_macs(cfg, size, detection)
+    t, h = teacher_macs(cfg, size), hybrid_macs(cfg, size, detection, filter_size)
     bench_s, frames = bench_time_per_image_s(rates, cfg.widths[-1], size, cfg.collapsed_kernel_size)
     return {"resolution": size, "teacher_macs": t.total, "teacher_front_macs": t.front,
             "teacher_back_macs": t.back, "hybrid_macs": h.total, "hybrid_extraction_macs": h.extraction,
@@ -250,7 +262,7 @@ def crossover_statement(rows: list[dict[str, Any]], analytic: int | None, key_a:
     return first, text
 
 
-def assumptions(cfg: ModelConfig, rates: BenchRates, detection: str) -> list[str]:
+def assumptions(cfg: ModelConfig, rates: BenchRates, detection: str, filter_size: int = FILTER_SIZE) -> list[str]:
     """The assumptions printed beside the table and the plot."""
     k = cfg.collapsed_kernel_size
     return [
@@ -258,8 +270,10 @@ def assumptions(cfg: ModelConfig, rates: BenchRates, detection: str) -> list[str
         f"back end BN → avg-pool {cfg.pool_size}x{cfg.pool_size} → FC {list(cfg.hidden)} → {cfg.num_classes}; "
         f"the hybrid's front end is the collapsed {cfg.widths[-1]}-kernel {k}x{k} bank, {detection} detection.",
         "MACs are analytic per image: conv H·W·Cin·Cout·K², BN and avg-pool 1 per element, FC in·out; "
-        "optical convolutions free; feature extraction counted (bilinear 4 + weighted subtraction 1 per tile, "
-        "offset 1 per feature element; dark/flat 1 per camera pixel, tiles × pitch²).",
+        "optical convolutions free; feature extraction counted per tile and feature element: bilinear 4 + "
+        + (f"the calibration's {filter_size}x{filter_size} filter {filter_size**2} + summing tiles and offset 1"
+           if filter_size > 1 else "scalar gain fused with the tile sum and offset 1")
+        + "; dark/flat 1 per camera pixel, tiles × pitch².",
         "Digital time: best of 5 wall times per image (batch 8) of the teacher's conv front end (F.conv2d + ReLU) "
         f"on this machine ({torch.get_num_threads()} torch threads); back end not timed.",
         f"Bench time: {rates.source}; camera frame = max(exposure {rates.camera_exposure_s} s, 1/max_fps "
@@ -345,24 +359,27 @@ def _plot(path: Any, rows: list[dict[str, Any]], notes: list[str], statements: l
 def efficiency_report(resolutions: tuple[int, ...] = (28, 56, 112, 224), out_dir: Any = "results/efficiency",
                       train_resolutions: tuple[int, ...] = (28, 56), epochs: int = 4, limit: int | None = None,
                       cfg: ModelConfig | None = None, detection: str = "incoherent", bench_config: str | None = None,
-                      timing: bool = True, log: Any = None) -> dict[str, Any]:
+                      timing: bool = True, log: Any = None, filter_size: int = FILTER_SIZE) -> dict[str, Any]:
     """Compute the table for ``resolutions`` (training classifiers at ``train_resolutions``) and write it."""
     from lab4f.errors import ConfigError
 
     if not resolutions or min(resolutions) < 8:
         raise ConfigError(f"resolutions must be >= 8 px, got {resolutions}")
+    if filter_size < 1 or filter_size % 2 == 0:
+        raise ConfigError(f"--filter-size must be an odd number ≥ 1 (1 = a scalar gain per tile), got {filter_size}")
     cfg = cfg or ModelConfig()
     rates = bench_rates(bench_config)
     rows = []
     for n in sorted(set(resolutions)):
-        row = row_for(cfg, n, rates, detection, timing)
+        row = row_for(cfg, n, rates, detection, timing, filter_size)
         acc = {"teacher_accuracy": None, "hybrid_accuracy": None, "train_s": None}
         if n in train_resolutions:
             if log:
                 log(f"training teacher and SCLC+KD at {n}x{n} ({epochs} epochs) ...")
             acc = measure_accuracy(n, epochs, limit, cfg=cfg)
         rows.append({**row, **acc})
-    macs_at, stmt_macs = crossover_statement(rows, mac_crossover(cfg, max(resolutions), detection),
+    analytic = mac_crossover(cfg, max(resolutions), detection, filter_size)
+    macs_at, stmt_macs = crossover_statement(rows, analytic,
                                              "teacher_macs", "hybrid_macs", "Electronic MACs")
     time_at, stmt_time = (None, "Time: not measured (timing off).") if not timing else crossover_statement(
         rows, None, "digital_front_s_per_image", "bench_s_per_image",
@@ -371,9 +388,9 @@ def efficiency_report(resolutions: tuple[int, ...] = (28, 56, 112, 224), out_dir
         rows, None, "digital_front_s_per_image", "bench_one_frame_s_per_image",
         "Time per image (bench with all tiles in one camera frame vs measured digital front end)")[1]
     statements = [s for s in (stmt_macs, stmt_time, stmt_one) if s]
-    notes = assumptions(cfg, rates, detection)
+    notes = assumptions(cfg, rates, detection, filter_size)
     files = write_report(out_dir, rows, notes, statements)
-    return {"rows": rows, "mac_crossover_resolution": macs_at, "mac_crossover_analytic": mac_crossover(
-        cfg, max(resolutions), detection), "time_crossover_resolution": time_at, "statements": statements,
+    return {"rows": rows, "mac_crossover_resolution": macs_at, "mac_crossover_analytic": analytic,
+        "filter_size": filter_size, "time_crossover_resolution": time_at, "statements": statements,
         "assumptions": notes, "bench_rates": rates_dict(rates), "model_config": cfg.to_dict(), "files": files,
         "measured_accuracy_at": sorted(set(train_resolutions) & set(resolutions))}

@@ -19,7 +19,7 @@ def _efficiency(args: argparse.Namespace) -> dict[str, Any]:
     train_at = () if args.no_train else parse_int_list(args.train_resolutions)
     result = efficiency_report(parse_int_list(args.resolutions), args.out, train_at, args.epochs, args.limit,
                                cfg, args.detection, args.config, timing=not args.no_timing,
-                               log=lambda m: print(m, file=sys.stderr))
+                               log=lambda m: print(m, file=sys.stderr), filter_size=args.filter_size)
     if not args.json:
         print(Path(result["files"]["table_md"]).read_text())
         print(f"files in {args.out}")
@@ -40,6 +40,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     e.add_argument("--widths", default=None, help="conv widths of the classifier (default lab4f.models 16,32,32)")
     e.add_argument("--detection", choices=DETECTION_MODELS, default="incoherent",
                    help="detection model of the hybrid (sets how many tiles are extracted)")
+    e.add_argument("--filter-size", type=int, default=5,
+                   help="taps per axis of the calibration's per-tile filter counted in feature extraction "
+                        "(default 5, what `lab4f calibrate gains` fits; 1 = a scalar gain per tile)")
     e.add_argument("--config", default=None, help="bench config file (default: the built-in simulated bench)")
     e.add_argument("--no-timing", action="store_true", help="skip timing the digital front end")
     e.add_argument("--out", type=Path, default=Path("results/efficiency"))

@@ -28,12 +28,66 @@ def test_mac_counts_equal_a_hand_count() -> None:
     # teacher at 8x8: conv 64·1·2·9 = 1152, conv 64·2·3·9 = 3456; BN 3·64 + pool 3·64 = 384; FC 12·4 + 4·5 = 68
     t = teacher_macs(TINY, 8)
     assert (t.front, t.extraction, t.back, t.total) == (4608, 0, 452, 5060)
-    # hybrid: collapsed 5x5 bank, 3 channels, k⁺ and k⁻ tiles of pitch 8 + 5 − 1 + 2 = 14:
-    # dark/flat 3·2·14² = 1176; per feature element 2·(4 + 1) + 1 = 11 → 3·64·11 = 2112
+    # hybrid: collapsed 5x5 bank, 3 channels, k⁺ and k⁻ tiles of pitch 8 + 5 − 1 + 2 = 14: dark/flat 3·2·14² = 1176;
+    # default calibration (5x5 filter per tile): per feature element 2·(4 + 25 + 1) = 60 → 3·64·60 = 11520
     h = hybrid_macs(TINY, 8)
-    assert (h.front, h.extraction, h.back) == (0, 1176 + 2112, 452)
-    # ideal detection reads one tile per channel: 3·14² + 3·64·(4 + 1 + 1)
-    assert hybrid_macs(TINY, 8, "ideal").extraction == 3 * 196 + 3 * 64 * 6
+    assert (h.front, h.extraction, h.back) == (0, 1176 + 11520, 452)
+    # a scalar gain per tile (filter_size 1): addcmul per tile, 2·(4 + 1) = 10 → 3·64·10 = 1920
+    assert hybrid_macs(TINY, 8, filter_size=1).extraction == 1176 + 1920
+    # ideal detection reads one tile per channel: 3·14² + 3·64·(4 + 1)
+    assert hybrid_macs(TINY, 8, "ideal", filter_size=1).extraction == 3 * 196 + 3 * 64 * 5
+    with pytest.raises(ValueError, match="odd"):
+        hybrid_macs(TINY, 8, filter_size=4)
+
+
+def test_counted_filter_macs_are_what_the_extractor_computes() -> None:
+    """The per-tile filter term (tiles · f² per feature element) against the FLOPs torch counts when the real
+    FeatureExtractor runs with the default calibration's filter shape, and the filter size against gains_step."""
+    import inspect
+
+    import numpy as np
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from lab4f.bench.extract import FeatureExtractor
+    from lab4f.calibration.gains import channel_gain_step
+    from lab4f.efficiency import FILTER_SIZE
+    from lab4f.optics import FourfGeometry, compile_bank
+    from lab4f.optics.registration import PlaneToCamera
+    from lab4f.spectral import KernelBank
+
+    assert inspect.signature(channel_gain_step).parameters["filter_size"].default == FILTER_SIZE
+    torch.manual_seed(0)
+    c, n, f = 3, 8, FILTER_SIZE
+    program = compile_bank(KernelBank(torch.randn(c, 1, 5, 5)), n, FourfGeometry(slm_shape=(64, 64)),
+                           modulation="complex", multiplex="never")
+    ex = FeatureExtractor.for_program(program, PlaneToCamera(np.eye(2), np.array([40.0, 40.0])), (80, 80),
+                                      channel_filter=np.ones((c, 2, f, f), np.float32))
+    frames = np.zeros((4, 80, 80), np.uint16)
+    with FlopCounterMode(display=False) as counter:
+        ex(frames)
+    conv_flops = sum(v for op, v in counter.get_flop_counts()["Global"].items() if "convolution" in str(op))
+    no_filter = hybrid_macs(ModelConfig(widths=(c,)), n, filter_size=1).extraction
+    with_filter = hybrid_macs(ModelConfig(widths=(c,)), n, filter_size=f).extraction
+    # 2 FLOPs per MAC; the filter replaces the per-tile gain MAC and adds one sum per tile
+    assert conv_flops / 2 / len(frames) == c * n * n * 2 * f * f
+    assert with_filter - no_filter == c * n * n * 2 * f * f
+
+
+def test_crossover_is_where_the_formulas_cross() -> None:
+    # widths (1, 2), scalar gain per tile: teacher 27 MACs/px; hybrid 20/px + dark/flat 4·(N + 6)²; the back ends
+    # are equal → lower once 4(N + 6)² < 7N², i.e. (1 + 6/N)² < 1.75, N > 18.6
+    cfg = ModelConfig(widths=(1, 2), kernel_size=3)
+    n = mac_crossover(cfg, 224, filter_size=1)
+    assert n == 19
+    assert hybrid_macs(cfg, 19, filter_size=1).total < teacher_macs(cfg, 19).total
+    assert hybrid_macs(cfg, 18, filter_size=1).total >= teacher_macs(cfg, 18).total
+    rows = [{"resolution": r, "t": teacher_macs(cfg, r).total, "h": hybrid_macs(cfg, r, filter_size=1).total}
+            for r in (16, 28, 56)]
+    first, text = crossover_statement(rows, n, "t", "h", "MACs")
+    assert first == 28 and "from 28 px upward" in text and "N = 19 px" in text
+    # with the default 5x5 filters the extraction costs 2·(4 + 25 + 1) = 120 MACs/px: never below 27
+    assert mac_crossover(cfg, 224) is None
+    assert mac_crossover(ModelConfig(widths=(2,)), 224, filter_size=1) is None  # 18 MACs/px never beats 20
 
 
 @pytest.mark.parametrize("size", [8, 28, 56])
@@ -42,19 +96,6 @@ def test_analytic_teacher_macs_match_forward_hooks(size: int) -> None:
     model = TeacherCNN(cfg)
     assert measure_macs(model, torch.rand(2, 1, size, size)) == teacher_macs(cfg, size).total
     assert measure_macs(TeacherCNN(TINY), torch.rand(1, 1, size, size)) == teacher_macs(TINY, size).total
-
-
-def test_crossover_is_where_the_formulas_cross() -> None:
-    # widths (1, 2): teacher 27 MACs/px; hybrid 22/px + dark/flat 4·(N + 6)² → lower once (1 + 6/N)² < 1.25
-    cfg = ModelConfig(widths=(1, 2), kernel_size=3)
-    n = mac_crossover(cfg, 224)
-    assert n == 51
-    assert hybrid_macs(cfg, 51).total < teacher_macs(cfg, 51).total
-    assert hybrid_macs(cfg, 50).total >= teacher_macs(cfg, 50).total
-    rows = [{"resolution": r, "t": teacher_macs(cfg, r).total, "h": hybrid_macs(cfg, r).total} for r in (28, 56, 112)]
-    first, text = crossover_statement(rows, n, "t", "h", "MACs")
-    assert first == 56 and "from 56 px upward" in text and "N = 51 px" in text
-    assert mac_crossover(ModelConfig(widths=(2,)), 224) is None  # 18 MACs/px never beats extraction
 
 
 def test_bench_time_per_image_from_the_simulated_bench_defaults() -> None:
@@ -69,7 +110,7 @@ def test_bench_time_per_image_from_the_simulated_bench_defaults() -> None:
 
 def test_report_files_and_crossover_consistent_with_table(tmp_path: Path) -> None:
     res = efficiency_report((16, 28, 56, 112, 224), tmp_path, train_resolutions=(16,), epochs=1, limit=100,
-                            cfg=ModelConfig(widths=(4, 8), hidden=(32,)), timing=False)
+                            cfg=ModelConfig(widths=(8, 16), hidden=(32,)), timing=False)
     for f in ("table.md", "table.csv", "efficiency.png"):
         assert (tmp_path / f).is_file()
     rows = list(csv.DictReader((tmp_path / "table.csv").open()))
@@ -82,7 +123,7 @@ def test_report_files_and_crossover_consistent_with_table(tmp_path: Path) -> Non
     assert res["statements"][0] in (tmp_path / "table.md").read_text()
     json.dumps(res)  # the --json summary is plain data
     for r in rows:
-        assert int(r["teacher_macs"]) == teacher_macs(ModelConfig(widths=(4, 8), hidden=(32,)),
+        assert int(r["teacher_macs"]) == teacher_macs(ModelConfig(widths=(8, 16), hidden=(32,)),
                                                       int(r["resolution"])).total
 
 
