@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from lab4f.errors import ConfigError
+from lab4f.errors import ConfigError, DeviceError
 
 SLM_MODULES = {"ScreenMirrored": "screenmirrored", "SimulatedSLM": "simulated", "Meadowlark": "meadowlark",
-               "Holoeye": "holoeye", "Santec": "santec", "Hamamatsu": "hamamatsu", "Thorlabs": "thorlabs"}
+               "Holoeye": "holoeye", "Santec": "santec", "Hamamatsu": "hamamatsu", "PLM": "texasinstruments"}
 
 
 class SLMDisplaySettings(BaseModel):
@@ -44,7 +44,14 @@ class SLMDisplay:
                 raise ConfigError(f"SLMDisplay: unknown slmsuite SLM {self.settings.slm!r}; choose one of "
                                   f"{', '.join(SLM_MODULES)}")
             cls = getattr(importlib.import_module(f"slmsuite.hardware.slms.{module}"), self.settings.slm)
-            slm = cls(**self.settings.slm_settings)
+            try:
+                slm = cls(**self.settings.slm_settings)
+            except TypeError as exc:
+                raise ConfigError(f"SLMDisplay: {self.settings.slm} settings {sorted(self.settings.slm_settings)} "
+                                  f"do not fit its constructor: {exc}") from exc
+            except Exception as exc:  # vendor SDKs raise anything (ImportError when the SDK is absent)
+                raise DeviceError(f"SLMDisplay: the {self.settings.slm} SLM failed to open: {exc}; check it is "
+                                  "connected and its SDK installed") from exc
         self.slm = slm
         self.settings.bitdepth = int(slm.bitdepth)
         h, w = self.shape

@@ -51,6 +51,8 @@ def _slmsuite(module: str, cls: str) -> Callable:
             mod = importlib.import_module(f"slmsuite.hardware.{module}")
         except ImportError as exc:
             raise ConfigError(f"driver {cls} needs its vendor SDK, which failed to import: {exc}") from exc
+        if not hasattr(mod, cls):
+            raise ConfigError(f"slmsuite's hardware.{module} has no {cls} class in this slmsuite version")
         try:
             return getattr(mod, cls)(**settings)
         except TypeError as exc:
@@ -77,12 +79,15 @@ DRIVERS: dict[str, Driver] = {
                           "SCPI laser/LED source over VISA"),
     "Shutter": Driver("shutter", _lab4f("instruments", "Shutter", "ShutterSettings"), "SCPI shutter over VISA"),
 }
+# the device classes slmsuite 0.5 ships (its slms/thorlabs.py defines none, so there is no Thorlabs SLM here)
 for _name, _mod in [("Meadowlark", "meadowlark"), ("Holoeye", "holoeye"), ("Santec", "santec"),
-                    ("Hamamatsu", "hamamatsu"), ("Thorlabs", "thorlabs"), ("ScreenMirrored", "screenmirrored")]:
-    DRIVERS[_name] = Driver("slm", _slmsuite(f"slms.{_mod}", _name), f"slmsuite {_name} SLM")
+                    ("Hamamatsu", "hamamatsu"), ("PLM", "texasinstruments"), ("ScreenMirrored", "screenmirrored")]:
+    DRIVERS[_name] = Driver("slm", _slmsuite(f"slms.{_mod}", _name), f"slmsuite {_name} SLM (hardware.slms.{_mod})")
 for _name, _mod in [("AlliedVision", "alliedvision"), ("Basler", "basler"), ("FLIR", "flir"), ("ThorCam", "thorlabs"),
-                    ("PyLabLib", "pylablib"), ("MMCore", "mmcore")]:
-    DRIVERS[_name] = Driver("camera", _slmsuite(f"cameras.{_mod}", _name), f"slmsuite {_name} camera")
+                    ("ImagingSource", "imagingsource"), ("Instrumental", "instrumental"), ("MindVision", "mindvision"),
+                    ("Cheetah640", "xenics"), ("Webcam", "webcam"), ("PyLabLib", "pylablib"), ("MMCore", "mmcore")]:
+    DRIVERS[_name] = Driver("camera", _slmsuite(f"cameras.{_mod}", _name),
+                            f"slmsuite {_name} camera (hardware.cameras.{_mod})")
 
 
 def drivers_for(role: str) -> list[str]:
