@@ -121,6 +121,27 @@ def _image_folder(folder: Path, setup: HybridSetup) -> tuple[torch.Tensor, torch
     return x, y
 
 
+def _load_back(path: Path, back: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict `lab4f finetune --out` saved, checked against this student's back end."""
+    from lab4f.errors import CheckpointError
+
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"--back {path} does not exist; make it with `lab4f finetune --out {path}`") from exc
+    except Exception as exc:  # truncated file, not a torch file, or a pickle that weights_only refuses
+        raise CheckpointError(f"--back {path} is not a back-end state dict saved by `lab4f finetune` ({exc}); "
+                              "fine-tune again") from exc
+    if not isinstance(state, dict) or set(state) != set(back.state_dict()):
+        raise CheckpointError(f"--back {path} does not hold this student's back end (its keys differ); pass the file "
+                              "`lab4f finetune` wrote for this checkpoint")
+    for k, v in back.state_dict().items():
+        if tuple(state[k].shape) != tuple(v.shape):
+            raise CheckpointError(f"--back {path}: {k} is {tuple(state[k].shape)}, this student's back end needs "
+                                  f"{tuple(v.shape)}; pass the file `lab4f finetune` wrote for this checkpoint")
+    return state
+
+
 def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
     from lab4f.bench.segrun import is_segmentation
 
@@ -131,7 +152,7 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
             import copy
 
             back = copy.deepcopy(setup.student.back)
-            back.load_state_dict(torch.load(args.back, weights_only=True))
+            back.load_state_dict(_load_back(args.back, back))
         if is_segmentation(setup):
             return _run_segmentation(args, setup, back)
         if args.scenes is not None or args.data_seed is not None:

@@ -51,3 +51,17 @@ def test_accuracy_is_over_labelled_inputs_and_none_without_labels() -> None:
     assert r.optical_accuracy == 2 / 3 and r.agreement == 1.0
     r = RunResult(np.arange(4), np.full(4, -1), probs, probs, summary, np.zeros(0), np.zeros(0))
     assert r.optical_accuracy is None and r.digital_accuracy is None
+
+
+def test_run_back_refuses_a_corrupt_or_foreign_back_end(trained_checkpoints, tmp_path, capsys):
+    ck = ["run", "--checkpoint", str(trained_checkpoints["student"]), "--limit", "4", "--json"]
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a torch file")
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"0.weight": torch.zeros(3)}, foreign)
+    for path, says in ((garbage, "is not a back-end state dict"), (foreign, "does not hold this student's back end"),
+                       (tmp_path / "missing.pt", "does not exist")):
+        code = main([*ck, "--back", str(path), "--out", str(tmp_path / "r.h5")])
+        out = json.loads(capsys.readouterr().out)
+        assert code != 0 and out["ok"] is False and out["error"] == "CheckpointError" and says in out["message"]
+    assert not (tmp_path / "r.h5").exists()
