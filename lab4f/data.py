@@ -157,7 +157,10 @@ def _to_tensors(images_u8: np.ndarray, labels: np.ndarray, full_scale: float) ->
 def _load_idx_pair(folders: list[Path], prefix: str, what: str, url: str) -> tuple[torch.Tensor, ...]:
     img_path = _find_file(f"{prefix}-images-idx3-ubyte", folders, what, url)
     lab_path = _find_file(f"{prefix}-labels-idx1-ubyte", folders, what, url)
-    images, labels = read_idx(img_path), read_idx(lab_path)
+    try:
+        images, labels = read_idx(img_path), read_idx(lab_path)
+    except DataError as exc:  # corrupt or truncated: say where a good copy comes from
+        raise DataError(f"{exc} {_where_to_get(url)}") from None
     if images.ndim != 3 or images.dtype != np.uint8:
         raise DataError(f"{img_path}: expected uint8 images of shape (N, H, W), got {images.dtype} "
                         f"{images.shape}. {_where_to_get(url)}")

@@ -108,7 +108,8 @@ def test_bad_magic_names_the_file(tmp_path: Path, gz: bool) -> None:
     path = tmp_path / ("train-images-idx3-ubyte.gz" if gz else "train-images-idx3-ubyte")
     payload = b"\x1f\x8b\x08\x03" + b"\x00" * 100  # neither IDX (0x0000..) nor, decompressed, gzip
     path.write_bytes(gzip.compress(payload) if gz else payload)
-    with pytest.raises(DataError, match="train-images-idx3-ubyte.*bad IDX magic number 1f8b0803"):
+    with pytest.raises(DataError, match="train-images-idx3-ubyte.*bad IDX magic number 1f8b0803.*Get it from "
+                                         "https://yann.lecun.com"):
         load_dataset("mnist", data_dir=tmp_path)
 
 
@@ -122,7 +123,7 @@ def test_truncated_file_names_the_file_and_the_expected_size(tmp_path: Path, gz:
         path = path.with_name(path.name + ".gz")
     path.write_bytes(gzip.compress(payload) if gz else payload)
     expected = 16 + 7 * 5 * 6
-    with pytest.raises(DataError, match=rf"t10k-images-idx3-ubyte.*{expected - 3} bytes.*needs {expected}"):
+    with pytest.raises(DataError, match=rf"t10k-images-idx3-ubyte.*{expected - 3} bytes.*needs {expected}.*Get it"):
         load_dataset("mnist", data_dir=tmp_path)
 
 
@@ -130,7 +131,7 @@ def test_truncated_gzip_stream_is_a_data_error(tmp_path: Path) -> None:
     write_mnist(tmp_path, gz=True)
     path = tmp_path / "train-labels-idx1-ubyte.gz"
     path.write_bytes(path.read_bytes()[:-10])
-    with pytest.raises(DataError, match="train-labels-idx1-ubyte.gz.*gzip"):
+    with pytest.raises(DataError, match="train-labels-idx1-ubyte.gz.*gzip.*Get it from https://"):
         load_dataset("mnist", data_dir=tmp_path)
 
 
