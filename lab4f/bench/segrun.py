@@ -1,10 +1,15 @@
-"""Segmentation on the bench: generated scenes through the optics, the electronic decoder → per-pixel masks.
+"""Segmentation on the bench: generated scenes (or a folder data set's images) through the optics, the electronic
+decoder → per-pixel masks.
 
 The SCLC segmentation student runs like the classifier (:mod:`lab4f.bench.run`): the same streamed pipeline
 (:func:`run_dataset` with the masks as labels and the decoder as back end), held against the digital student on
 the same scenes. Scored by mean IoU / Dice from the confusion matrix (:mod:`lab4f.segmentation.train`). The run
 file keeps inputs, true / optical / digital masks and RGB overlays of the optical masks on the inputs; PNGs of
 the overlays go next to it (``<run>_overlay.png`` panel, ``<run>_<index>_overlay.png`` per scene).
+
+A checkpoint trained on a folder data set (``lab4f segment train --dataset carvana|voc2012``) runs the same
+split of the same folder: its training source records data set, folder, image size and split seed. If that
+folder is gone, the bench looks in ``$LAB4F_DATA`` (the split is the same where the folder's files are).
 """
 
 from __future__ import annotations
@@ -21,8 +26,18 @@ import torch
 
 from lab4f.bench.hybrid import HybridSetup, check_display_fits
 from lab4f.bench.run import RunResult, run_dataset, write_provenance
-from lab4f.errors import ConfigError, MismatchError
-from lab4f.segmentation.data import IGNORE_INDEX, SCENE_KINDS, SegmentationSet, generated_splits
+from lab4f.data import ENV_VAR
+from lab4f.errors import ConfigError, DataError, MismatchError
+from lab4f.segmentation.data import (
+    FOLDER_DATASETS,
+    IGNORE_INDEX,
+    SCENE_KINDS,
+    SegmentationSet,
+    find_folder_dataset,
+    folder_split,
+    generated_splits,
+    parse_folder_source,
+)
 from lab4f.segmentation.models import SegConfig
 from lab4f.segmentation.reproduce import SegReproduceConfig
 from lab4f.segmentation.train import confusion_matrix, load_seg_checkpoint, scores_from_confusion
@@ -43,7 +58,9 @@ class SegBenchConfig:
     seg: SegConfig
     image_size: int
     scenes: str | None = None  # "shapes" / "digits" for generated scenes, else None
-    data_seed: int | None = None
+    data_seed: int | None = None  # seed of the generated scenes, or the split seed of a folder data set
+    dataset: str | None = None  # "carvana" / "voc2012" for a folder data set, else None (generated scenes)
+    data_root: str | None = None  # the folder the folder data set was read from
 
     @property
     def kind(self) -> str:
@@ -65,23 +82,75 @@ def scene_spec(meta: dict[str, Any]) -> tuple[str, int, int] | None:
     return m.group(1), int(m.group(2)), int(m.group(4)) // 3
 
 
+def folder_spec(meta: dict[str, Any]) -> tuple[str, str, int, int] | None:
+    """(data set, folder, image size, split seed) of a checkpoint trained on a folder data set, else None."""
+    parsed = parse_folder_source(str(meta.get("dataset", {}).get("source", "")))
+    return None if parsed is None else parsed[:4]
+
+
 def load_seg_for_bench(path: str | os.PathLike[str]) -> tuple[torch.nn.Module, SegBenchConfig, dict[str, Any]]:
     """Load a segmentation checkpoint with what the bench needs: (SegSCLC, SegBenchConfig, metadata)."""
     model, cfg, meta = load_seg_checkpoint(path)
     spec = scene_spec(meta)
-    if spec is None:
-        raise ConfigError(f"{path} was trained on {meta.get('dataset', {}).get('source')!r}; the bench runs "
-                          "segmentation students trained on generated scenes (lab4f segment train)")
-    return model, SegBenchConfig(cfg, spec[1], spec[0], spec[2]), meta
+    if spec is not None:
+        return model, SegBenchConfig(cfg, spec[1], spec[0], spec[2]), meta
+    folder = folder_spec(meta)
+    if folder is not None:
+        dataset, root, size, seed = folder
+        return model, SegBenchConfig(cfg, size, None, seed, dataset, root), meta
+    raise ConfigError(f"{path} was trained on {meta.get('dataset', {}).get('source')!r}; the bench runs "
+                      "segmentation students trained on generated scenes or on a folder data set "
+                      "(lab4f segment train [--dataset carvana|voc2012])")
 
 
 def is_segmentation(setup: HybridSetup) -> bool:
     return isinstance(setup.model_cfg, SegBenchConfig)
 
 
+def _folder_root(cfg: SegBenchConfig, data_dir: str | os.PathLike[str] | None) -> Path:
+    """Where to read a folder checkpoint's data: ``data_dir`` if given, else the recorded folder, else $LAB4F_DATA."""
+    dataset = cfg.dataset or ""
+    if data_dir is not None:
+        return find_folder_dataset(dataset, data_dir)
+    recorded = Path(cfg.data_root or "")
+    try:
+        return find_folder_dataset(dataset, recorded)
+    except DataError:
+        if not os.environ.get(ENV_VAR):
+            raise DataError(f"the checkpoint was trained on {dataset} from {recorded}, which holds no "
+                            f"{dataset} data set now: restore it there, or set ${ENV_VAR} to the folder "
+                            "holding the same data set") from None
+        return find_folder_dataset(dataset, None)
+
+
+def _folder_scenes(cfg: SegBenchConfig, split: str, scenes: str | None, data_seed: int | None, limit: int | None,
+                   data_dir: str | os.PathLike[str] | None) -> SegmentationSet:
+    """The checkpoint's split of its folder data set (prefix of the seeded split, as at training time)."""
+    what = f"{cfg.dataset} (folder {cfg.data_root}, split seed {cfg.data_seed})"
+    if scenes is not None:
+        raise ConfigError(f"--scenes {scenes} selects generated scenes, but this checkpoint was trained on {what}; "
+                          "drop --scenes: the bench runs that data set's split")
+    if data_seed is not None and data_seed != cfg.data_seed:
+        raise ConfigError(f"this checkpoint was trained on {what}; another --data-seed would draw a different split "
+                          f"whose test images it may have trained on: drop --data-seed (or pass {cfg.data_seed})")
+    if split not in SPLIT_SIZES:
+        raise ConfigError(f"split {split!r} is unknown; choose one of {', '.join(SPLIT_SIZES)}")
+    root = _folder_root(cfg, data_dir)
+    data = folder_split(cfg.dataset or "", root, cfg.image_size, cfg.data_seed or 0, split,
+                        max(SPLIT_SIZES[split], limit or 0))
+    if data.num_classes != cfg.num_classes:
+        raise MismatchError(f"{cfg.dataset} has {data.num_classes} classes but the checkpoint predicts "
+                            f"{cfg.num_classes}")
+    return data.subset(slice(0, limit)) if limit else data
+
+
 def bench_scenes(cfg: SegBenchConfig, split: str = "test", scenes: str | None = None, data_seed: int | None = None,
-                 limit: int | None = None) -> SegmentationSet:
-    """Generated scenes for a run: the checkpoint's kind, canvas and data seed unless overridden."""
+                 limit: int | None = None, data_dir: str | os.PathLike[str] | None = None) -> SegmentationSet:
+    """Scenes for a run: the checkpoint's generated kind, canvas and data seed unless overridden — or, for a
+    checkpoint trained on a folder data set, the same split of that folder (``data_dir`` overrides the folder
+    recorded in the checkpoint; ``scenes`` and another ``data_seed`` are refused)."""
+    if cfg.dataset in FOLDER_DATASETS:
+        return _folder_scenes(cfg, split, scenes, data_seed, limit, data_dir)
     kind = scenes or cfg.scenes
     if kind not in SCENE_KINDS:
         raise ConfigError(f"scene kind {kind!r} is unknown; choose one of {', '.join(SCENE_KINDS)}")
@@ -259,12 +328,14 @@ def save_seg_run(path: str | os.PathLike[str], result: SegRunResult, setup: Hybr
 
 def run_scenes(setup: HybridSetup, out: str | os.PathLike[str], checkpoint: str | None = None, split: str = "test",
                scenes: str | None = None, data_seed: int | None = None, limit: int | None = None,
-               policy: str = "evaluate", back: torch.nn.Module | None = None, pngs: int = 8) -> dict[str, Any]:
-    """Generated scenes through the bench → run file + overlay PNGs next to it; returns the metrics and paths."""
+               policy: str = "evaluate", back: torch.nn.Module | None = None, pngs: int = 8,
+               data_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Generated scenes (or the checkpoint's folder split) through the bench → run file + overlay PNGs next to it;
+    returns the metrics and paths. ``data_dir`` overrides the folder a folder-trained checkpoint records."""
     if not is_segmentation(setup):
         raise ConfigError("--scenes/--data-seed select generated scenes for a segmentation checkpoint; "
                           "this checkpoint is a classifier (use --dataset or --images)")
-    data = bench_scenes(setup.model_cfg, split, scenes, data_seed, limit)  # type: ignore[arg-type]
+    data = bench_scenes(setup.model_cfg, split, scenes, data_seed, limit, data_dir)  # type: ignore[arg-type]
     result = run_segmentation(setup, data, policy=policy, back=back)
     path = save_seg_run(out, result, setup, checkpoint)
     pngs_written = save_overlay_pngs(path, result, pngs)

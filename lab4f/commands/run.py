@@ -92,10 +92,10 @@ def _run_segmentation(args: argparse.Namespace, setup: HybridSetup, back: torch.
     from lab4f.bench.segrun import run_scenes
 
     if args.images or args.dataset:
-        raise ConfigError("a segmentation checkpoint runs generated scenes: use --scenes/--data-seed, not "
-                          "--images/--dataset")
+        raise ConfigError("a segmentation checkpoint runs the scenes it was trained on (generated, or its folder "
+                          "data set: --data-dir if the folder moved), not --images/--dataset")
     m = run_scenes(setup, args.out, args.checkpoint, args.split, args.scenes, args.data_seed, args.limit,
-                   args.policy, back)
+                   args.policy, back, data_dir=args.data_dir)
     if not args.json:
         print(f"{m['n']} scenes: digital mean IoU {m['digital_mean_iou']:.4f}, optical {m['optical_mean_iou']:.4f} "
               f"(pixel agreement {m['pixel_agreement']:.4f}); {m['frames_per_s']:.1f} frames/s, latency p50 "
@@ -184,9 +184,9 @@ def _finetune_data(args: argparse.Namespace, setup: HybridSetup) -> dict[str, tu
     from lab4f.bench.segrun import bench_scenes, is_segmentation
 
     seg = is_segmentation(setup)
-    if seg and (args.dataset or args.data_dir):
-        raise ConfigError("a segmentation checkpoint fine-tunes on generated scenes; use --scenes/--data-seed, "
-                          "not --dataset/--data-dir")
+    if seg and args.dataset:
+        raise ConfigError("a segmentation checkpoint fine-tunes on the scenes it was trained on (generated, or its "
+                          "folder data set: --data-dir if the folder moved), not --dataset")
     if not seg and (args.scenes is not None or args.data_seed is not None):
         raise ConfigError("--scenes/--data-seed are for segmentation checkpoints; use --dataset")
     caps = [c for c in (args.limit, args.train_images) if c is not None]
@@ -194,7 +194,8 @@ def _finetune_data(args: argparse.Namespace, setup: HybridSetup) -> dict[str, tu
     out = {}
     for split, limit in limits.items():
         if seg:
-            data = bench_scenes(setup.model_cfg, split, scenes=args.scenes, data_seed=args.data_seed, limit=limit)
+            data = bench_scenes(setup.model_cfg, split, scenes=args.scenes, data_seed=args.data_seed, limit=limit,
+                                data_dir=args.data_dir)
             x, y = data.images, data.masks
         else:
             x, y = _split(setup, args, split)

@@ -1,4 +1,11 @@
-"""`lab4f segment`: segmentation teacher / SCLC+KD / linear — `reproduce` over seeds, or `train` one model."""
+"""`lab4f segment`: segmentation teacher / SCLC+KD / linear — `reproduce` over seeds, or `train` one model.
+
+Data: generated scenes (default, `--scenes shapes|digits`), or a real set from a folder with `--dataset carvana`
+(Kaggle layout: train/ + train_masks/, split 80/10/10 by car) or `--dataset voc2012` (train.txt minus a 10 %
+val hold-out → train/val, val.txt → test), read from `--data-dir` (else $LAB4F_DATA, else ~/.lab4f/data),
+grayscale at --canvas × --canvas. `--data-seed` seeds the scenes or the split; `--n-train/--n-val/--n-test`
+are the scene counts, or caps on the folder splits (0 = the whole split).
+"""
 
 from __future__ import annotations
 
@@ -11,16 +18,30 @@ from lab4f.detection import DETECTION_MODELS
 from lab4f.errors import ConfigError
 from lab4f.models import KINDS
 
+DEFAULT_SCENES = "shapes"
+
 
 def _configs(args: argparse.Namespace) -> tuple[Any, Any]:
+    from lab4f.segmentation.data import FOLDER_DATASETS
     from lab4f.segmentation.reproduce import SegReproduceConfig
     from lab4f.segmentation.train import SegTrainConfig
 
+    folder = args.dataset in FOLDER_DATASETS
+    if folder and args.scenes is not None:
+        raise ConfigError(f"--scenes {args.scenes} chooses generated scenes; it does not apply to --dataset "
+                          f"{args.dataset} (drop --scenes, or use --dataset generated)")
+    counts = {"n_train": args.n_train, "n_val": args.n_val, "n_test": args.n_test}
+    floor = 0 if folder else 1
+    for name, n in counts.items():
+        if n < floor:
+            what = "a cap >= 0 (0 = the whole split)" if folder else "a scene count >= 1"
+            raise ConfigError(f"--{name.replace('_', '-')} must be {what}, got {n}")
     d = SegReproduceConfig()
-    cfg = SegReproduceConfig(kind=args.scenes, canvas_size=args.canvas, n_train=args.n_train,
-                             n_val=args.n_val, n_test=args.n_test, data_seed=args.data_seed,
+    cfg = SegReproduceConfig(kind=args.scenes or DEFAULT_SCENES, canvas_size=args.canvas, **counts,
+                             data_seed=args.data_seed,
                              widths=parse_int_list(args.widths) if args.widths else d.widths,
-                             decoder_width=args.decoder_width, detection=args.detection)
+                             decoder_width=args.decoder_width, detection=args.detection, dataset=args.dataset,
+                             data_dir=str(args.data_dir) if folder and args.data_dir is not None else None)
     tc = SegTrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, T=args.T, alpha=args.alpha)
     return cfg, tc
 
@@ -41,8 +62,8 @@ def _reproduce(args: argparse.Namespace) -> dict[str, Any]:
 def _train(args: argparse.Namespace) -> dict[str, Any]:
     from dataclasses import replace
 
-    from lab4f.segmentation.data import generated_splits
     from lab4f.segmentation.models import SegConfig
+    from lab4f.segmentation.reproduce import dataset_summary, load_splits
     from lab4f.segmentation.train import load_seg_checkpoint, train_segmentation
 
     cfg, tc = _configs(args)
@@ -53,35 +74,53 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
             raise ConfigError("--kind student needs --teacher CKPT (make one: `lab4f segment train --kind teacher`)")
         teacher, tcfg, tmeta = load_seg_checkpoint(args.teacher)
         cfg = replace(cfg, widths=tcfg.widths, decoder_width=tcfg.decoder_width)
-    data = generated_splits(cfg.kind, cfg.n_train, cfg.n_val, cfg.n_test, cfg.canvas_size, cfg.data_seed)
+    data = load_splits(cfg)
+    about = dataset_summary(cfg, data)
     if teacher is not None and tmeta.get("dataset", {}).get("source") != data.train.source:
+        same = ("--scenes/--canvas/--data-seed" if cfg.dataset == "generated"
+                else "--dataset/--data-dir/--canvas/--data-seed")
         raise ConfigError(f"teacher {args.teacher} was trained on {tmeta.get('dataset', {}).get('source')!r}, not "
-                          f"{data.train.source!r}: pass the same --scenes/--canvas/--data-seed as for the teacher")
+                          f"{data.train.source!r}: pass the same {same} as for the teacher")
     mcfg = SegConfig(kind=args.kind, in_channels=data.train.in_channels, num_classes=data.train.num_classes,
                      widths=cfg.widths, decoder_width=cfg.decoder_width,
                      detection=cfg.detection if args.kind != "teacher" else "ideal")
-    out = args.out or Path("runs") / f"seg-{cfg.kind}-{args.kind}-seed{args.seed}.pt"
+    stem = cfg.kind if cfg.dataset == "generated" else cfg.dataset
+    out = args.out or Path("runs") / f"seg-{stem}-{args.kind}-seed{args.seed}.pt"
+    if not args.json:
+        print(f"data: {about['description']}: {about['scheme']}")
     res = train_segmentation(mcfg, data.train, data.val, data.test, tc, teacher, out,
                              log=None if args.json else print)
     if not args.json:
         print(f"{args.kind}: test mean IoU {res.test['mean_iou']:.4f}, mean Dice {res.test['mean_dice']:.4f} "
               f"({res.wall_time_s:.0f} s) → {out}")
     return {"kind": args.kind, "test": res.test, "history": res.history, "wall_time_s": res.wall_time_s,
-            "checkpoint": str(out)}
+            "checkpoint": str(out), "dataset": about}
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    from lab4f.segmentation.data import SCENE_KINDS
+    from lab4f.segmentation.data import SCENE_KINDS, SEG_DATASETS
     from lab4f.segmentation.reproduce import SegReproduceConfig
     from lab4f.segmentation.train import SegTrainConfig
 
     d, t = SegReproduceConfig(), SegTrainConfig()
-    p.add_argument("--scenes", choices=SCENE_KINDS, default=d.kind, help="generated data: shapes or digits")
-    p.add_argument("--canvas", type=int, default=d.canvas_size, help="scene size in pixels")
-    p.add_argument("--n-train", type=int, default=d.n_train)
-    p.add_argument("--n-val", type=int, default=d.n_val)
-    p.add_argument("--n-test", type=int, default=d.n_test)
-    p.add_argument("--data-seed", type=int, default=d.data_seed, help="seed of the generated scenes")
+    p.add_argument("--dataset", choices=SEG_DATASETS, default=d.dataset,
+                   help="generated scenes (default), or a real set read from --data-dir: carvana (train/ + "
+                        "train_masks/, split 80/10/10 by car) or voc2012 (train.txt minus 10%% val → train/val, "
+                        "val.txt → test)")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="folder holding the carvana / VOC2012 data (itself or in carvana/, VOC2012/, "
+                        "VOCdevkit/VOC2012/); default $LAB4F_DATA, else ~/.lab4f/data")
+    p.add_argument("--scenes", choices=SCENE_KINDS, default=None,
+                   help=f"generated data: shapes or digits (default {DEFAULT_SCENES}; not with a folder --dataset)")
+    p.add_argument("--canvas", type=int, default=d.canvas_size,
+                   help="scene size in pixels; for a folder data set the image size (images are resized)")
+    p.add_argument("--n-train", type=int, default=d.n_train,
+                   help=f"training scenes (default {d.n_train}); for a folder data set a cap on the train split "
+                        "(0 = all)")
+    p.add_argument("--n-val", type=int, default=d.n_val, help=f"validation scenes, or cap (0 = all); default {d.n_val}")
+    p.add_argument("--n-test", type=int, default=d.n_test, help=f"test scenes, or cap (0 = all); default {d.n_test}")
+    p.add_argument("--data-seed", type=int, default=d.data_seed,
+                   help="seed of the generated scenes, or of the train/val/test split of a folder data set")
     p.add_argument("--widths", default=None, help=f"front conv widths (default {','.join(map(str, d.widths))})")
     p.add_argument("--decoder-width", type=int, default=d.decoder_width)
     p.add_argument("--detection", choices=DETECTION_MODELS, default=d.detection)
@@ -94,7 +133,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("segment", help="segmentation: reproduce teacher/SCLC+KD/linear, or train one",
-                       description=__doc__)
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     actions = p.add_subparsers(dest="segment_command", required=True)
     r = actions.add_parser("reproduce", parents=[common], help="teacher vs SCLC+KD vs linear over seeds")
     _common(r)

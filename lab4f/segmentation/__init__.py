@@ -1,8 +1,11 @@
 """Semantic segmentation with an SCLC student: generated scenes and real-set loaders, models, pixel-wise KD."""
 
 from lab4f.segmentation.data import (
+    FOLDER_DATASETS,
     IGNORE_INDEX,
+    FolderSplits,
     SegmentationSet,
+    folder_splits,
     generate_scenes,
     generated_splits,
     load_carvana,
@@ -19,7 +22,8 @@ from lab4f.segmentation.train import (
 )
 
 __all__ = [
-    "IGNORE_INDEX", "SegConfig", "SegReproduceConfig", "SegSCLC", "SegTeacher", "SegTrainConfig",
-    "SegmentationSet", "build_seg_model", "evaluate_segmentation", "generate_scenes", "generated_splits",
-    "load_carvana", "load_seg_checkpoint", "load_voc2012", "pixel_kd_loss", "reproduce", "train_segmentation",
+    "FOLDER_DATASETS", "FolderSplits", "IGNORE_INDEX", "SegConfig", "SegReproduceConfig", "SegSCLC", "SegTeacher",
+    "SegTrainConfig", "SegmentationSet", "build_seg_model", "evaluate_segmentation", "folder_splits",
+    "generate_scenes", "generated_splits", "load_carvana", "load_seg_checkpoint", "load_voc2012", "pixel_kd_loss",
+    "reproduce", "train_segmentation",
 ]

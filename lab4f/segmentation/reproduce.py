@@ -1,10 +1,12 @@
 """Reproduce the segmentation comparison: U-Net-like teacher vs SCLC+KD vs the same linear network without KD.
 
-On the built-in generated scenes (one data set fixed by ``data_seed``; training seeds vary init and order)
-the teacher is trained per seed, then the linear baseline (pixel CE) and the SCLC student (pixel-wise KD
-from that seed's teacher). Writes ``table.md``, ``table.csv``, ``mean_iou.png``, ``summary.json``,
-``overlays/<model>-seed<first seed>.png`` (predicted masks over test inputs, ground truth below) and the
-checkpoints. The ordering is checked on the mean test mean-IoU and stated as found; nothing is tuned to it.
+On the built-in generated scenes (one data set fixed by ``data_seed``; training seeds vary init and order),
+or on a real set from a folder (``dataset`` carvana / voc2012, split by ``data_seed``, see
+:func:`lab4f.segmentation.data.folder_splits`), the teacher is trained per seed, then the linear baseline
+(pixel CE) and the SCLC student (pixel-wise KD from that seed's teacher). Writes ``table.md``, ``table.csv``,
+``mean_iou.png``, ``summary.json``, ``overlays/<model>-seed<first seed>.png`` (predicted masks over test
+inputs, ground truth below) and the checkpoints. The ordering is checked on the mean test mean-IoU and stated
+as found; nothing is tuned to it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,15 @@ import torch
 from lab4f import __version__
 from lab4f.checkpoint import git_commit
 from lab4f.errors import ConfigError
-from lab4f.segmentation.data import SegmentationSet, generated_splits
+from lab4f.segmentation.data import (
+    FOLDER_DATASETS,
+    SEG_DATASETS,
+    FolderSplits,
+    SceneSplits,
+    SegmentationSet,
+    folder_splits,
+    generated_splits,
+)
 from lab4f.segmentation.models import SegConfig
 from lab4f.segmentation.train import SegTrainConfig, predict, train_segmentation
 
@@ -35,7 +45,12 @@ MODELS = ("teacher", "student", "linear")
 
 @dataclass
 class SegReproduceConfig:
-    """Data and model sizes of the default run (measured to finish well inside 20 min on 2 CPU cores)."""
+    """Data and model sizes of the default run (measured to finish well inside 20 min on 2 CPU cores).
+
+    ``dataset`` "generated" draws ``kind`` scenes; "carvana" / "voc2012" read the set from ``data_dir`` (else
+    ``$LAB4F_DATA``, else ``~/.lab4f/data``). For those ``canvas_size`` is the image size, ``data_seed`` seeds
+    the split and ``n_train``/``n_val``/``n_test`` cap the splits (0 = the whole split); ``kind`` is unused.
+    """
 
     kind: str = "shapes"
     canvas_size: int = 48
@@ -46,6 +61,38 @@ class SegReproduceConfig:
     widths: tuple[int, ...] = (8, 8)
     decoder_width: int = 12
     detection: str = "ideal"
+    dataset: str = "generated"
+    data_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.dataset not in SEG_DATASETS:
+            raise ConfigError(f"segmentation data set {self.dataset!r} is unknown; choose one of "
+                              f"{', '.join(SEG_DATASETS)}")
+
+
+def load_splits(cfg: SegReproduceConfig) -> SceneSplits | FolderSplits:
+    """The train/val/test sets ``cfg`` describes: generated scenes or the splits of a folder data set."""
+    if cfg.dataset in FOLDER_DATASETS:
+        return folder_splits(cfg.dataset, cfg.data_dir, cfg.canvas_size, cfg.data_seed,
+                             (cfg.n_train, cfg.n_val, cfg.n_test))
+    return generated_splits(cfg.kind, cfg.n_train, cfg.n_val, cfg.n_test, cfg.canvas_size, cfg.data_seed)
+
+
+def dataset_summary(cfg: SegReproduceConfig, data: SceneSplits | FolderSplits) -> dict[str, Any]:
+    """Which data a run used: name, the training set's ``source``, every split's source and size, the scheme."""
+    sets = {"train": data.train, "val": data.val, "test": data.test}
+    if isinstance(data, FolderSplits):
+        name, root = data.dataset, str(data.root)
+        scheme = f"{data.scheme}; using {len(data.train)}/{len(data.val)}/{len(data.test)} images of " + \
+                 "/".join(map(str, data.available))
+        desc = f"{name} from {root}, grayscale {data.image_size}x{data.image_size}"
+    else:
+        name, root = "generated", None
+        scheme = f"generated {data.kind} scenes, data seed {data.seed} (train/val/test seeds 3·s, 3·s+1, 3·s+2)"
+        desc = f"generated {data.kind} scenes {data.canvas_size}x{data.canvas_size}"
+    return {"name": name, "root": root, "source": data.train.source,
+            "sources": {k: v.source for k, v in sets.items()}, "sizes": {k: len(v) for k, v in sets.items()},
+            "scheme": scheme, "description": desc}
 
 
 @dataclass
@@ -56,10 +103,12 @@ class SegReproduceResult:
     ordering: dict[str, Any]
     wall_time_s: float
     files: dict[str, str] = field(default_factory=dict)
+    dataset: dict[str, Any] = field(default_factory=dict)  # what dataset_summary says about the data used
 
     def summary(self) -> dict[str, Any]:
         return {"out_dir": str(self.out_dir), "wall_time_s": self.wall_time_s, "rows": self.rows,
-                "aggregates": self.aggregates, "ordering": self.ordering, "files": self.files}
+                "aggregates": self.aggregates, "ordering": self.ordering, "files": self.files,
+                "dataset": self.dataset}
 
 
 def _sd(values: list[float]) -> float:
@@ -168,7 +217,7 @@ def save_overlays(path: Path, data: SegmentationSet, pred: torch.Tensor, title: 
 def reproduce(seeds: Sequence[int] = (0, 1, 2), out_dir: str | Path = "results/segmentation",
               config: SegReproduceConfig | None = None, train_cfg: SegTrainConfig | None = None,
               log: Callable[[str], None] | None = None, verbose: bool = False) -> SegReproduceResult:
-    """Train teacher / SCLC+KD / linear over ``seeds`` on generated scenes; write the results folder."""
+    """Train teacher / SCLC+KD / linear over ``seeds`` on ``config``'s data; write the results folder."""
     if not seeds:
         raise ConfigError("need at least one seed")
     cfg = config or SegReproduceConfig()
@@ -178,7 +227,9 @@ def reproduce(seeds: Sequence[int] = (0, 1, 2), out_dir: str | Path = "results/s
     for sub in ("checkpoints", "overlays"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    data = generated_splits(cfg.kind, cfg.n_train, cfg.n_val, cfg.n_test, cfg.canvas_size, cfg.data_seed)
+    data = load_splits(cfg)
+    about = dataset_summary(cfg, data)
+    log(f"data: {about['description']}: {about['scheme']}")
     classes = data.train.class_names
     arch = {"in_channels": data.train.in_channels, "num_classes": data.train.num_classes,
             "widths": cfg.widths, "decoder_width": cfg.decoder_width}
@@ -207,17 +258,20 @@ def reproduce(seeds: Sequence[int] = (0, 1, 2), out_dir: str | Path = "results/s
     aggs = _aggregate(rows)
     ordering = ordering_statement(aggs)
     wall = time.perf_counter() - t0
-    header = (f"# Segmentation: teacher vs SCLC+KD vs linear without KD — generated {cfg.kind} scenes "
-              f"{cfg.canvas_size}x{cfg.canvas_size}, {len(classes)} classes ({', '.join(classes)}), "
-              f"{cfg.n_train} train / {cfg.n_val} val / {cfg.n_test} test (data seed {cfg.data_seed}); seeds "
+    sizes = about["sizes"]
+    header = (f"# Segmentation: teacher vs SCLC+KD vs linear without KD — {about['description']}, "
+              f"{len(classes)} classes ({', '.join(classes)}), {sizes['train']} train / {sizes['val']} val / "
+              f"{sizes['test']} test (data seed {cfg.data_seed}); seeds "
               f"{', '.join(map(str, seeds))}; {base.epochs} epochs, Adam lr {base.lr}, T {base.T}, alpha "
-              f"{base.alpha}, detection {cfg.detection}; wall time {wall:.0f} s")
+              f"{base.alpha}, detection {cfg.detection}; wall time {wall:.0f} s\n\nData: {about['source']} "
+              f"(train source); {about['scheme']}.")
     _write_outputs(out, rows, aggs, ordering, header, classes)
-    _plot(out / "mean_iou.png", aggs, f"{cfg.kind} scenes, {len(seeds)} seeds, {base.epochs} epochs")
+    what = f"{cfg.kind} scenes" if about["name"] == "generated" else about["name"]
+    _plot(out / "mean_iou.png", aggs, f"{what}, {len(seeds)} seeds, {base.epochs} epochs")
     files = {"table_md": str(out / "table.md"), "table_csv": str(out / "table.csv"),
              "plot": str(out / "mean_iou.png"), "summary": str(out / "summary.json"),
              "overlays": str(out / "overlays")}
-    result = SegReproduceResult(out, rows, aggs, ordering, wall, files)
+    result = SegReproduceResult(out, rows, aggs, ordering, wall, files, about)
     summary = {"config": {**asdict(cfg), "seeds": list(seeds), "train_config": asdict(base)},
                "class_names": list(classes), **result.summary(),
                "bench": "run a checkpoint on the bench with `lab4f run --checkpoint CKPT --calibration R --config "

@@ -14,10 +14,13 @@ from lab4f.segmentation.data import (
     DIGIT_THRESHOLD,
     IGNORE_INDEX,
     SHAPE_CLASSES,
+    folder_split,
+    folder_splits,
     generate_scenes,
     generated_splits,
     load_carvana,
     load_voc2012,
+    parse_folder_source,
 )
 
 
@@ -135,3 +138,89 @@ def test_voc_missing_files_raise_data_error(tmp_path: Path) -> None:
     (devkit / "VOC2012/SegmentationClass/2007_000039.png").unlink()
     with pytest.raises(DataError, match="2007_000039.png"):
         load_voc2012(devkit)
+
+
+# -- seeded splits of folder data sets --------------------------------------------------------------------------
+def _carvana_cars(root: Path, cars: int = 10, views: int = 2, split: str = "train", first: int = 0) -> list[int]:
+    """``cars`` × ``views`` PNGs ``car<k>_<v>.png``, each a flat gray whose level (5 per image) names it, with a
+    white 4×6 car matching its mask. Returns the levels written."""
+    (root / split).mkdir(parents=True, exist_ok=True)
+    (root / f"{split}_masks").mkdir(exist_ok=True)
+    levels = []
+    for c in range(first, first + cars):
+        for v in range(views):
+            level = 5 + 5 * len(levels) + 5 * first * views
+            img = np.full((30, 40), level, np.uint8)
+            img[10:20, 12:30] = 255
+            Image.fromarray(img).save(root / split / f"car{c:02d}_{v + 1:02d}.png")
+            m = np.zeros((30, 40), np.uint8)
+            m[10:20, 12:30] = 1
+            Image.fromarray(m).save(root / f"{split}_masks" / f"car{c:02d}_{v + 1:02d}_mask.gif")
+            levels.append(level)
+    return levels
+
+
+def _levels(s) -> list[int]:  # noqa: ANN001 — which written images a loaded set holds (by their gray level)
+    return [int(round(float(x) * 255)) for x in s.images[:, 0, 0, 0]]
+
+
+def test_carvana_splits_80_10_10_by_car_seeded_and_capped_by_prefix(tmp_path: Path) -> None:
+    _carvana_cars(tmp_path / "carvana")
+    sp = folder_splits("carvana", tmp_path, image_size=16, seed=0)  # found in the carvana/ subfolder
+    assert (len(sp.train), len(sp.val), len(sp.test)) == (16, 2, 2) and sp.available == (16, 2, 2)
+    assert sp.root == (tmp_path / "carvana").resolve()
+    assert sp.train.images.shape == (16, 1, 16, 16) and set(sp.train.masks.unique().tolist()) == {0, 1}
+    cars = {k: {(lv - 5) // 10 for lv in _levels(getattr(sp, k))} for k in ("train", "val", "test")}
+    assert (len(cars["val"]), len(cars["test"])) == (1, 1)  # both views of one car
+    assert not (cars["train"] & cars["val"] or cars["train"] & cars["test"] or cars["val"] & cars["test"])
+    again, other = folder_splits("carvana", tmp_path, 16, 0), folder_splits("carvana", tmp_path, 16, 5)
+    assert _levels(again.test) == _levels(sp.test) and _levels(again.train) == _levels(sp.train)
+    assert _levels(other.train) != _levels(sp.train)
+    capped = folder_splits("carvana", tmp_path, 16, 0, limit=(5, 0, 1))
+    assert _levels(capped.train) == _levels(sp.train)[:5] and _levels(capped.val) == _levels(sp.val)
+    assert _levels(capped.test) == _levels(sp.test)[:1]
+    assert "10% of the cars each for val and test" in sp.scheme
+    assert parse_folder_source(sp.test.source) == ("carvana", str(sp.root), 16, 0, "test")
+    assert torch.equal(folder_split("carvana", sp.root, 16, 0, "test").images, sp.test.images)
+
+
+def test_carvana_uses_its_own_test_folder(tmp_path: Path) -> None:
+    _carvana_cars(tmp_path)
+    test_levels = _carvana_cars(tmp_path, cars=3, views=1, split="test", first=20)
+    sp = folder_splits("carvana", tmp_path, 8, seed=1)
+    assert (len(sp.train), len(sp.val), len(sp.test)) == (18, 2, 3)
+    assert sorted(_levels(sp.test)) == sorted(test_levels)
+    assert "test/ as test" in sp.scheme and "for val," in sp.scheme
+
+
+def test_voc_splits_hold_out_val_from_train_and_test_on_val_txt(tmp_path: Path) -> None:
+    root = tmp_path / "VOCdevkit" / "VOC2012"
+    for d in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (root / d).mkdir(parents=True)
+    ids = [f"2008_{i:06d}" for i in range(25)]
+    (root / "ImageSets/Segmentation/train.txt").write_text("\n".join(ids[:20]) + "\n")
+    (root / "ImageSets/Segmentation/val.txt").write_text("\n".join(ids[20:]) + "\n")
+    for k, i in enumerate(ids):
+        Image.fromarray(np.full((10, 12), 5 + 5 * k, np.uint8)).save(root / "JPEGImages" / f"{i}.jpg", quality=100)
+        Image.fromarray(np.full((10, 12), k % 21, np.uint8), mode="L").convert("P").save(
+            root / "SegmentationClass" / f"{i}.png")
+    sp = folder_splits("voc2012", tmp_path, 8, seed=0)  # found in VOCdevkit/VOC2012
+    assert (len(sp.train), len(sp.val), len(sp.test)) == (18, 2, 5) and sp.train.num_classes == 21
+    mask_ids = {k: set(getattr(sp, k).masks[:, 0, 0].tolist()) for k in ("train", "val", "test")}
+    assert mask_ids["test"] == {20, 0, 1, 2, 3} and not (mask_ids["train"] & mask_ids["val"])
+    assert "val.txt as test" in sp.scheme
+
+
+def test_folder_data_dir_follows_lab4f_data_and_names_the_fix(tmp_path: Path, monkeypatch) -> None:
+    _carvana_cars(tmp_path / "env" / "carvana", cars=4, views=1)
+    monkeypatch.setenv("LAB4F_DATA", str(tmp_path / "env"))
+    assert len(folder_splits("carvana", None, 8).train) == 2
+    with pytest.raises(DataError, match=r"voc2012 data set not found .*\$LAB4F_DATA\).*--data-dir DIR"):
+        folder_splits("voc2012", None, 8)
+    with pytest.raises(DataError, match=r"\(--data-dir\).*train_masks/"):
+        folder_splits("carvana", tmp_path / "nowhere", 8)
+    with pytest.raises(DataError, match="too few"):
+        _carvana_cars(tmp_path / "two", cars=2, views=1)
+        folder_splits("carvana", tmp_path / "two", 8)
+    with pytest.raises(ConfigError, match="carvana, voc2012"):
+        folder_splits("cityscapes", tmp_path, 8)
