@@ -111,7 +111,7 @@ def run_calibration(
         base = latest_record(folder, bench)
     rec = CalibrationRecord(bench_info=bench.info())
     if program_path is not None:
-        rec.program_path, rec.program_sha256 = str(program_path), file_sha256(program_path)
+        rec.program_path, rec.program_sha256 = str(Path(program_path).resolve()), file_sha256(program_path)
     if "display" in names and "gains" not in names and base is not None and "gains" in base.steps:
         # the channel filters were fitted on images shown through the previous display response
         if program is None:

@@ -158,6 +158,26 @@ def extractor_for(program: OpticalProgram, record: Any | None, camera_shape: tup
     return FeatureExtractor.for_program(program, registration or record.registration, camera_shape, **kwargs)
 
 
+def record_program(record: Any) -> Path:
+    """The program file a calibration record's tiles and gains were measured with, verified by its hash.
+
+    A path stored relative (by older records) is tried from the working directory and from the record's folder.
+    """
+    from lab4f.calibration.record import file_sha256
+
+    stored = Path(str(record.program_path))
+    candidates = [stored] if stored.is_absolute() else [stored, Path(getattr(record, "path", ".")).parent / stored]
+    for path in candidates:
+        if path.is_file() and file_sha256(path) == record.program_sha256:
+            return path
+    found = next((str(c) for c in candidates if c.is_file()), None)
+    why = f"{found} has changed since" if found else f"{stored} no longer exists"
+    raise MismatchError(f"the calibration record's tiles and gains were measured with the program {stored}, but {why}; "
+                        "pass that program with --program, or recalibrate tiles and gains for this checkpoint "
+                        "(`lab4f compile CKPT`, then `lab4f calibrate tiles --program P` and "
+                        "`lab4f calibrate gains --program P`)")
+
+
 def prepare(
     bench: Bench,
     checkpoint: str | Path,
@@ -172,6 +192,10 @@ def prepare(
         raise MismatchError(f"{checkpoint} is a {cfg.kind} checkpoint; the bench runs SCLC (student/linear) ones")
     bank = student.kernel_bank().to_numpy()
     program_path = getattr(program, "path", None) if isinstance(program, OpticalProgram) else None
+    if program is None and getattr(record, "program_sha256", None):
+        program_path = record_program(record)
+        program = OpticalProgram.load(program_path)
+        log.info("using the program the calibration record was measured with: %s", program_path)
     if program is None:
         kwargs = {"camera_cells": bench.camera_cells(), "mode": bench.config.mode} | (compile_kwargs or {})
         program = compile_bank(student.kernel_bank(), cfg.image_size, bench.geometry, **kwargs)
