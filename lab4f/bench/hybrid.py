@@ -130,10 +130,11 @@ class HybridSetup:
         return self.extractor(x)
 
 
-def check_display_fits(setup: HybridSetup, images: torch.Tensor | np.ndarray) -> None:
+def check_display_fits(setup: HybridSetup | Bench, images: torch.Tensor | np.ndarray) -> None:
     """Refuse inputs (N, 1, H, W) or (N, H, W) the display cannot show, saying which config setting to change."""
     hw = tuple(int(v) for v in images.shape[-2:])
-    shape = tuple(getattr(setup.bench.display, "shape", hw))
+    bench = setup.bench if isinstance(setup, HybridSetup) else setup
+    shape = tuple(getattr(bench.display, "shape", hw))
     if shape != hw:
         raise MismatchError(f"the display shows {shape} images but the inputs are {hw}; set the bench config's "
                             f"[display] settings.shape = {list(hw)}")

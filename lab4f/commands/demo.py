@@ -27,4 +27,5 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
         print(result.table())
         print("timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in result.timings_s.items()))
         print("files: " + ", ".join(f"{k}={v}" for k, v in result.files.items()))
-    return {"rows": result.rows, "timings_s": result.timings_s, "files": result.files, "run": result.run_metrics}
+    return {"rows": result.rows, "timings_s": result.timings_s, "files": result.files, "run": result.run_metrics,
+            "run_calibrated": result.calibrated_run_metrics}
