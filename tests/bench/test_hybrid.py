@@ -94,10 +94,15 @@ def test_capture_features_match_digital_features(trained_checkpoints, mnist_spli
             digital = setup.student.features(x[:16])
     scale = float((optical * digital).sum() / (optical * optical).sum())
     err = float((scale * optical - digital).norm() / digital.norm())
-    # the phase LUT is not calibrated here: report-level agreement, tightened by calibration tests
-    assert err < 0.5, err
+    # The phase LUT is not calibrated here, but the registration is the true one. Measured over 8 runs of the
+    # noisy bench: err 0.183–0.185, corr 0.9827–0.9832; students trained with seeds 1–3 instead: err 0.190–0.205,
+    # corr 0.979–0.982. Defects measured on the same capture: registration off by one pixel → err 0.43–0.50,
+    # corr 0.87–0.91; half a pixel → err 0.27; one of the 16 channels dropped → err ≥ 0.259 (0.35 for a typical
+    # one); one channel's k⁺/k⁻ swapped → err ≥ 0.41, corr ≤ 0.91; all swapped → corr −0.98 (the fitted scale
+    # absorbs the sign, so only corr sees it). The bounds sit between, 30 % above the fixture's measured err.
+    assert err < 0.24, err
     corr = np.corrcoef(optical.ravel(), digital.ravel())[0, 1]
-    assert corr > 0.85, corr
+    assert corr > 0.96, corr
 
 
 def test_run_command_writes_a_run_file_and_warns_without_calibration(trained_checkpoints, tmp_path, capsys) -> None:

@@ -132,8 +132,32 @@ def test_bad_configuration_is_refused() -> None:
 
 def test_warm_up_calls_every_batch_size_once() -> None:
     sizes: list[int] = []
-    assert warm_up(lambda frames: sizes.append(len(frames)) or list(frames), np.zeros((4, 4)), 5) >= 0
+    warm_up(lambda frames: sizes.append(len(frames)) or list(frames), np.zeros((4, 4)), 5)
     assert sizes == [1, 2, 3, 4, 5]
+
+
+def test_warm_up_stacks_or_lists_the_frames_and_times_all_calls() -> None:
+    frame = np.arange(12.0).reshape(3, 4)
+    seen: list[object] = []
+
+    def process(frames):  # noqa: ANN001, ANN202
+        seen.append(frames)
+        time.sleep(0.01)
+        return list(frames)
+
+    t0 = time.perf_counter()
+    took = warm_up(process, frame, 3)
+    outer = time.perf_counter() - t0
+    # three calls that each sleep ≥ 10 ms: the returned time covers all of them (sleep never returns early,
+    # so this lower bound holds on any load) and cannot exceed the time measured around the call
+    assert 0.03 <= took <= outer
+    assert [type(f) for f in seen] == [np.ndarray] * 3
+    assert [f.shape for f in seen] == [(1, 3, 4), (2, 3, 4), (3, 3, 4)]
+    assert all((f == frame).all() for f in seen)
+    seen.clear()
+    warm_up(process, frame, 2, stack=False)
+    assert [type(f) for f in seen] == [list, list] and [len(f) for f in seen] == [1, 2]
+    assert all(g is frame for f in seen for g in f)  # the frame itself, not a copy
 
 
 def test_keep_results_bounds_memory_and_results_since_reads_new_results() -> None:

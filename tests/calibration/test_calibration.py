@@ -21,7 +21,7 @@ from lab4f.calibration import (
     run_calibration,
 )
 from lab4f.drivers.sim_slm import true_phase_response
-from lab4f.errors import CalibrationCancelled, CalibrationError
+from lab4f.errors import CalibrationCancelled, CalibrationError, MismatchError
 from lab4f.optics import compile_bank
 from lab4f.spectral import KernelBank
 
@@ -143,7 +143,7 @@ def test_identity_mismatch_warns(tmp_path, caplog):
             loaded = CalibrationRecord.load(rec.path, other)
         assert "camera" in caplog.text and "calibrate" in caplog.text
         assert loaded.check_identities(other.info()) == ["camera"]
-        with pytest.raises(Exception, match="other devices"):
+        with pytest.raises(MismatchError, match="other devices.*lab4f calibrate all"):
             CalibrationRecord.load(rec.path, other, strict=True)
 
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
+import lab4f
 from lab4f import __version__
-from lab4f.checkpoint import git_commit, load_checkpoint, load_state, make_metadata, save_checkpoint
+from lab4f.checkpoint import load_checkpoint, load_state, make_metadata, save_checkpoint
 from lab4f.cli import main
 from lab4f.errors import CheckpointError
 from lab4f.models import ModelConfig, build_model
@@ -25,6 +28,22 @@ def ckpt(tmp_path: Path) -> tuple[Path, torch.nn.Module]:
     meta = make_metadata(CFG, dataset={"name": "digits8", "split_seed": 0, "image_size": [8, 8]}, seed=5,
                          metrics={"test_accuracy": 0.5})
     return save_checkpoint(tmp_path / "sub" / "m.pt", model, meta), model
+
+
+def repo_head() -> str | None:
+    """HEAD of the git checkout holding the lab4f package, read with `git rev-parse` from the repository root
+    (independently of lab4f.checkpoint.git_commit); None when lab4f is not run from a git checkout."""
+    root = Path(lab4f.__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--verify", "HEAD"], capture_output=True,
+                             text=True, timeout=30, check=False)
+    except OSError:
+        return None
+    if out.returncode != 0:
+        return None
+    sha = out.stdout.strip()
+    assert re.fullmatch(r"[0-9a-f]{40}", sha), sha
+    return sha
 
 
 def _plain(obj: object) -> bool:
@@ -45,8 +64,7 @@ def test_round_trip_rebuilds_the_same_model(ckpt) -> None:
     assert meta["dataset"] == {"name": "digits8", "split_seed": 0, "image_size": [8, 8]}
     assert meta["model_config"] == CFG.to_dict()
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", meta["created"])
-    commit = git_commit()
-    assert meta["git_commit"] == commit and (commit is None or re.fullmatch(r"[0-9a-f]{40}", commit))
+    assert meta["git_commit"] == repo_head()  # the commit of the tree lab4f runs from, asked of git directly
     assert _plain(meta)
     raw = torch.load(path, weights_only=True)  # the safe loader accepts the whole file
     assert raw["format"] == "lab4f-checkpoint" and set(raw["state_dict"]) == set(model.state_dict())
@@ -116,3 +134,39 @@ def test_train_then_evaluate_cli(tmp_path: Path, capsys) -> None:
     assert main(["evaluate", str(tmp_path / "missing.pt"), "--json"]) == 2
     err = json.loads(capsys.readouterr().out)
     assert err["error"] == "CheckpointError" and "missing.pt" in err["message"]
+
+
+class _Payload:
+    """Pickles to a call of ``os.mkdir(marker)``: unpickling it with a full unpickler creates the marker folder."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # noqa: ANN204
+        return (os.mkdir, (str(self.marker),))
+
+
+def test_a_checkpoint_carrying_a_pickled_payload_is_refused_without_running_it(ckpt, tmp_path: Path) -> None:
+    path, model = ckpt
+    marker = tmp_path / "payload-ran"
+    evil = tmp_path / "evil.pt"
+    # a well-formed lab4f checkpoint in every other respect, with a code-running object in its metadata
+    payload = torch.load(path, weights_only=True)
+    payload["metadata"]["note"] = _Payload(marker)
+    torch.save(payload, evil)
+    # the payload is live: a full (unsafe) unpickler runs it — proof that the refusal below is what protects
+    control = tmp_path / "control"
+    torch.save({"x": _Payload(control)}, tmp_path / "control.pt")
+    torch.load(tmp_path / "control.pt", weights_only=False)
+    assert control.is_dir()
+
+    with pytest.raises(CheckpointError, match=r"evil\.pt cannot be read.*not a lab4f checkpoint") as err:
+        load_checkpoint(evil)
+    assert not marker.exists()  # the payload did not run
+    assert "retrain or restore it from a backup" in str(err.value)  # says what to do
+    # and the same file without the payload loads, so it is the payload that is refused
+    del payload["metadata"]["note"]
+    torch.save(payload, evil)
+    loaded, _, _ = load_checkpoint(evil)
+    x = torch.rand(2, 1, 8, 8)
+    assert torch.equal(loaded(x), model.eval()(x))

@@ -83,8 +83,9 @@ def test_full_flow_on_the_simulated_bench(qtbot, screenshot, connected_window, t
     assert np.max(np.abs(gamma - true_phase_response(bench.bench.slm.settings)[levels])) < 0.02  # units of 2π
     gray, light = cal.display_curve.getData()  # the display's measured response is drawn, gray 0..255
     assert len(gray) == 17 and gray[-1] == 255 and light[-1] == pytest.approx(1.0)
-    # held-out fit quality with the default sensor noise (measured min R² in the report)
-    assert rec.channel_r2 is not None and rec.channel_r2.min() > 0.85, rec.channel_r2
+    # held-out fit quality of the channel filters with the default sensor noise: the worst channel measured
+    # 0.9830–0.9841 over 9 runs (unexplained variance 1.6–1.7 %); 0.97 allows nearly twice that
+    assert rec.channel_r2 is not None and rec.channel_r2.min() > 0.97, rec.channel_r2
     # 99 % of 10 ms pings answered within 50 ms; the max is bounded loosely because a loaded CI host
     # (other jobs on the 2 cores) can deschedule the GUI thread now and then
     assert gap_calibrating[0] < 0.05 and gap_calibrating[1] < 0.25, f"ping gaps p99/max {gap_calibrating} s"
@@ -113,12 +114,19 @@ def test_full_flow_on_the_simulated_bench(qtbot, screenshot, connected_window, t
     assert len(u["last"]["optical_probs"]) == 10
     assert math.isclose(float(np.sum(u["last"]["optical_probs"])), 1.0, rel_tol=1e-4)
     assert not math.isnan(u["optical_accuracy"]) and not math.isnan(u["digital_accuracy"])
-    # calibrated optics agree with the digital student on most inputs
-    assert u["agreement"] > 0.8, u
-    assert u["optical_accuracy"] > u["digital_accuracy"] - 0.15, u
+    # Calibrated optics agree with the digital network: measured 0.979–0.989 over 8 runs (1–2 of 90–95 inputs
+    # differ, near-ties of a weak 2-epoch network). Measured defects on the same bench and checkpoint (150 inputs):
+    # a one-pixel registration error 0.79–0.80, one of the 4 kernels dropped 0.50–0.79, one kernel's k⁺/k⁻
+    # swapped 0.18–0.56. 0.92 allows ~7 disagreements of ~92 (Poisson tail < 1e-3 at the measured rate).
+    assert u["agreement"] > 0.92, u
+    # every input both paths classify alike counts for both accuracies or for neither: the accuracies can differ
+    # by at most the disagreeing fraction (measured: equal in all 8 runs)
+    assert abs(u["optical_accuracy"] - u["digital_accuracy"]) <= 1 - u["agreement"] + 1e-9, u
     assert gap_streaming[0] < 0.05 and gap_streaming[1] < 0.25, f"ping gaps p99/max {gap_streaming} s"
     print(f"event-loop ping gaps p99/max: calibrating {gap_calibrating}, streaming {gap_streaming} s; "
-          f"R² {np.round(rec.channel_r2, 4)}; live {u['fps']:.1f} frames/s, agreement {u['agreement']:.3f}")
+          f"R² {np.round(rec.channel_r2, 4)}; live {u['fps']:.1f} frames/s, agreement {u['agreement']:.3f}, "
+          f"optical {u['optical_accuracy']:.3f} vs digital {u['digital_accuracy']:.3f} accuracy over "
+          f"{u['processed']} frames")
     assert win.live_panel.drawn > 5
     screenshot(win.inference_panel, "inference")
     screenshot(win.live_panel, "live")

@@ -23,7 +23,9 @@ settings = {{ shape = [{CANVAS}, {CANVAS}], black_level = 1e-4 }}
 
 @pytest.fixture(scope="module")
 def seg_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny SCLC segmentation student trained 2 epochs on 200 generated 48×48 shape scenes (~5 s)."""
+    """A tiny linear SCLC segmentation network (kind "linear": the student's collapsible optical front end and
+    decoder, trained without a teacher — the bench and GUI path is the same as a KD student's) trained 2 epochs on
+    200 generated 48×48 shape scenes (~5 s)."""
     from lab4f.segmentation import SegConfig, SegTrainConfig, generated_splits, train_segmentation
 
     data = generated_splits("shapes", n_train=200, n_val=20, n_test=20, canvas_size=CANVAS, seed=0)
@@ -66,8 +68,17 @@ def test_segmentation_student_runs_live_in_the_gui(qtbot, screenshot, connected_
     u = panel.latest
     assert u["task"] == "segmentation" and u["running"], u
     assert not math.isnan(u["optical_mean_iou"]) and not math.isnan(u["digital_mean_iou"])
-    assert u["agreement"] > 0.9, u  # calibrated optics give (nearly) the digital student's masks
-    assert abs(u["optical_mean_iou"] - u["digital_mean_iou"]) < 0.05, u
+    print(f"segmentation live: pixel agreement {u['agreement']:.4f}, mean IoU optical {u['optical_mean_iou']:.4f} "
+          f"vs digital {u['digital_mean_iou']:.4f} over {u['processed']} scenes")
+    # Calibrated optics give (nearly) the digital network's masks. Measured over 8 runs: pixel agreement
+    # 0.9927–0.9939 live (25–31 scenes), |ΔIoU| ≤ 0.0006. The network predicts background on ~92 % of the pixels,
+    # so an all-background failure still agrees on 0.917; measured defects on the same bench: a one-pixel
+    # registration error 0.978–0.979, one kernel dropped 0.917–0.978, one kernel's k⁺/k⁻ swapped 0.917–0.956.
+    # 0.985 lies between: twice the measured disagreement (0.7 % → 1.5 %) and above every defect.
+    assert u["agreement"] > 0.985, u
+    # a dropped or swapped kernel costs 0.02–0.12 mean IoU (the registration error is what agreement catches);
+    # 0.01 is > 10× the measured difference
+    assert abs(u["optical_mean_iou"] - u["digital_mean_iou"]) < 0.01, u
     assert "mean IoU" in panel.counters.text()
     assert panel.masks_plot.isVisible() and not panel.probs.isVisible()
     drawn = panel.masks_image.image
@@ -87,5 +98,7 @@ def test_segmentation_student_runs_live_in_the_gui(qtbot, screenshot, connected_
         metrics = json.loads(f.attrs["metrics"])
         assert json.loads(f.attrs["class_names"]) == ["background", "square", "disc", "triangle"]
     assert metrics["task"] == "segmentation" and metrics["n"] == n
-    assert metrics["pixel_agreement"] > 0.9 and np.isfinite(metrics["optical_mean_iou"])
+    # the run file covers the whole run (45–52 scenes measured: agreement 0.9942–0.9948, |ΔIoU| ≤ 0.0010)
+    assert metrics["pixel_agreement"] > 0.985 and np.isfinite(metrics["optical_mean_iou"]), metrics
+    assert abs(metrics["optical_mean_iou"] - metrics["digital_mean_iou"]) < 0.01, metrics
     win.close()
