@@ -10,10 +10,11 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import binary_dilation, gaussian_filter
 from slmsuite.hardware.cameras.camera import Camera
 
 from lab4f.calibration.base import Progress, StepControl, StepResult
@@ -186,25 +187,253 @@ def autoexpose(camera: Any, target_fraction: float, what: str) -> float:
     return exposure_s
 
 
-def _flat_field(bench: Any, dark: np.ndarray, frames: int, smooth_px: float,
-                ctl: StepControl) -> tuple[np.ndarray, float]:
-    """Relative throughput of each camera pixel from diffuse light (random SLM phases, white display)."""
-    rng = np.random.default_rng(0)
+#: Flat field: the diffuse frames are exposed so that the measured region's brightest pixels sit at this fraction.
+FLAT_TARGET_FRACTION = 0.5
+#: A pixel the tiles read is lit enough for the flat if its illumination is at least this fraction of the region's.
+FLAT_MIN_RELATIVE = 0.1
+#: ... and at least this fraction of full scale (shot noise), at the longest exposure the camera allows.
+FLAT_MIN_LEVEL = 0.05
+#: The fraction of the pixels the tiles read that the flat must measure, else the step refuses.
+FLAT_MIN_COVERAGE = 0.995
+#: The input display's direct image (zero order) is left out of the flat, dilated by this many pixels.
+FLAT_ZONE_MARGIN_PX = 3
+#: A flat whose estimated error per pixel (RMS) exceeds this adds about as much error as a typical PRNU removes.
+FLAT_MAX_NOISE = 0.015
+
+
+def _coherent(bench: Any) -> bool:
+    config_mode = getattr(getattr(bench, "config", None), "mode", "incoherent")
+    camera_mode = getattr(getattr(bench.camera, "settings", None), "mode", "incoherent")
+    return "coherent" in (config_mode, camera_mode)
+
+
+@dataclass
+class _DirectImage:
+    """Where the white input display's direct image (flat SLM phase, = the zero order) lands on the camera."""
+
+    mask: np.ndarray  # (H, W) bool, the image at half maximum
+    axis_xy: np.ndarray  # camera pixel (x, y) of the optical axis
+    pixels_per_cell: float
+
+
+def _direct_image(bench: Any, dark: np.ndarray) -> _DirectImage:
+    """Show the white display through a flat SLM phase at the current exposure; find its image on the camera.
+
+    The image may be saturated (its half-maximum mask is still its extent). Its centroid, less the display's
+    ``position_px``, is the optical axis; its area, the display's pixel count times the camera pixels per cell²."""
+    camera, display = bench.camera, bench.display
+    bench.show(np.ones(display.shape, dtype=np.float32))
+    bench.slm.set_phase(np.zeros(bench.slm.shape), settle=True)
+    signal = corrected(grab(camera, 1), dark)
+    full = full_scale_adu(camera)
+    peak = float(signal.max())
+    if peak < DARK_FRACTION * full:
+        raise CalibrationError(
+            f"flat field: the white input display's direct image is too dark (peak {100 * peak / full:.2f} % of full "
+            "scale). Check that the light source is on and the shutter open; the previous record is unchanged.")
+    mask = signal >= 0.5 * peak
+    yy, xx = np.nonzero(mask)
+    h, w = display.shape
+    x0, y0 = getattr(display, "position_px", (0.0, 0.0))
+    ppc = float(np.sqrt(mask.sum() / (h * w)))
+    centre_cells = np.array([(w - 1) / 2 - w // 2 + x0, (h - 1) / 2 - h // 2 + y0])
+    axis = np.array([xx.mean(), yy.mean()]) - ppc * centre_cells
+    return _DirectImage(mask, axis, ppc)
+
+
+def _tile_masks(shape: tuple[int, int], program: Any | None, direct: _DirectImage) -> tuple[np.ndarray, np.ndarray]:
+    """(core, need): the camera pixels the program's tiles read, nominally placed (axis and scale of the direct
+    image, no rotation), and the same grown by a margin for the registration still unknown (rotation, scale).
+
+    Without a program every pixel counts: a program compiled later may put its tiles anywhere (but on the zero
+    order, which the caller leaves out)."""
+    h, w = shape
+    if program is None:
+        full = np.ones(shape, dtype=bool)
+        return full, full
+    core = np.zeros(shape, dtype=bool)
+    need = np.zeros(shape, dtype=bool)
+    ppc, (ax, ay) = direct.pixels_per_cell, direct.axis_xy
+    for frame in program.frames:
+        n = frame.layout.input_size
+        for tile in frame.layout.tiles:
+            dy, dx = tile.offset
+            cx0, cx1 = dx - n // 2 - 1, dx + n - 1 - n // 2 + 1  # cells the tile's bilinear samples touch
+            cy0, cy1 = dy - n // 2 - 1, dy + n - 1 - n // 2 + 1
+            x0, x1, y0, y1 = ax + ppc * cx0, ax + ppc * cx1, ay + ppc * cy0, ay + ppc * cy1
+            reach = float(np.hypot(max(abs(x0 - ax), abs(x1 - ax)), max(abs(y0 - ay), abs(y1 - ay))))
+            margin = 2.0 + 0.06 * reach  # ~3° of rotation (5 %) and ~1 % of scale error at the far corner
+            for mask, m in ((core, 0.0), (need, margin)):
+                r0, r1 = int(np.floor(y0 - m)), int(np.ceil(y1 + m)) + 1
+                c0, c1 = int(np.floor(x0 - m)), int(np.ceil(x1 + m)) + 1
+                if m == 0.0 and (r0 < 0 or c0 < 0 or r1 > h or c1 > w):
+                    raise CalibrationError(
+                        f"flat field: tile (channel {tile.channel}, sign {tile.sign:+d}) falls off the camera "
+                        f"(camera rows {r0}..{r1}, cols {c0}..{c1} of {h}×{w}); compile the program for this bench "
+                        "(`lab4f compile` uses the camera's field) or check the camera alignment.")
+                mask[max(r0, 0) : max(r1, 0), max(c0, 0) : max(c1, 0)] = True
+    return core, need
+
+
+class _LocalMean:
+    """Normalised convolution: the Gaussian-weighted local mean of an image over the pixels of ``mask`` only, so
+    the pixels left out (the direct image, the outside of the region) do not bleed into it."""
+
+    def __init__(self, mask: np.ndarray, sigma: float) -> None:
+        self.weight, self.sigma = mask.astype(np.float32), float(sigma)
+        self.norm = gaussian_filter(self.weight, self.sigma, mode="constant")
+        self.valid = mask & (self.norm > 1e-3)
+
+    def __call__(self, img: np.ndarray) -> np.ndarray:
+        num = gaussian_filter(img * self.weight, self.sigma, mode="constant")
+        return np.divide(num, self.norm, out=np.zeros_like(num), where=self.valid)
+
+
+def _expose_diffuse(bench: Any, region: np.ndarray, dark_offset: float,
+                    rng: np.random.Generator) -> tuple[float, float]:
+    """Exposure that puts the region's brightest diffuse pixels (99.9th percentile) at ``FLAT_TARGET_FRACTION``
+    of full scale (the direct image elsewhere may saturate); returns (exposure, that level as a fraction)."""
     camera, slm = bench.camera, bench.slm
-    bench.show(np.ones(bench.display.shape, dtype=np.float32))
-    acc = np.zeros(camera.shape, dtype=np.float64)
-    for i in range(frames):
+    full = full_scale_adu(camera)
+    lo, hi = getattr(camera, "exposure_bounds_s", None) or (1e-6, 10.0)
+    exposure = float(camera.get_exposure())
+    level = 0.0
+    for _ in range(8):
+        camera.set_exposure(exposure)
         slm.set_phase(rng.uniform(0, 2 * np.pi, slm.shape), settle=True)
-        if i == 0:
-            autoexpose(camera, 0.5, "flat field")
-        acc += corrected(grab(camera, 1), dark)
-        ctl.report(0.6 + 0.35 * (i + 1) / frames, f"flat field {i + 1}/{frames}")
-    mean = gaussian_filter(acc / frames, smooth_px)
-    lit = mean > 0.2 * mean.max()
+        raw = grab(camera, 1)[region]
+        level = max(float(np.percentile(raw, 99.9)) - dark_offset, 0.0) / full
+        saturated = np.count_nonzero(raw >= full) > 0.001 * raw.size
+        if not saturated and 0.8 * FLAT_TARGET_FRACTION <= level <= 1.2 * FLAT_TARGET_FRACTION:
+            break
+        wanted = exposure / 8 if saturated else exposure * FLAT_TARGET_FRACTION / max(level, 1e-4)
+        wanted = float(np.clip(wanted, lo, hi))
+        if wanted == exposure:  # at a bound: the checks below say why
+            break
+        exposure = wanted
+    if level >= 0.999 or (exposure <= lo and level > 1.2 * FLAT_TARGET_FRACTION):
+        raise CalibrationError(
+            f"flat field: the diffuse light saturates the camera even at the shortest exposure ({exposure:.3g} s). "
+            "Lower the light source power or add an ND filter, then calibrate again; the previous record is "
+            "unchanged.")
+    if level < FLAT_MIN_LEVEL:
+        raise CalibrationError(
+            f"flat field: the diffuse light on the tiles' region is too dim (brightest {100 * level:.2f} % of full "
+            f"scale at {exposure:.3g} s, need {100 * FLAT_MIN_LEVEL:.0f} %). Raise the light source power, open the "
+            "shutter or allow a longer exposure; or calibrate without a flat (--flat-frames 0). The previous record "
+            "is unchanged.")
+    return exposure, level
+
+
+def _flat_field(bench: Any, program: Any | None, dark: np.ndarray, frames: int, smooth_px: float, dark_frames: int,
+                ctl: StepControl) -> tuple[np.ndarray, dict[str, float]]:
+    """The sensor's relative pixel response (PRNU) where the tiles land, from diffuse light: a white input display
+    through random SLM phases, which spread each display pixel's light as speckle over the whole output plane.
+
+    Each frame is dark subtracted (a dark frame at the flat's own exposure) and divided by its own local mean
+    (a Gaussian of ``smooth_px``, normalised over the measured pixels), so the illumination profile — the diffuse
+    envelope, the speckle's grain after the display's averaging, a halo — is NOT baked into the flat: only the
+    pixel-to-pixel response is. The ratios are averaged over ``frames`` (new speckle each frame) and normalised
+    to mean 1. The display's direct image (the zero order, which a flat phase shows and random phases keep a part
+    of) is left out; pixels not measured keep a flat of 1. Smooth response variations (wider than ``smooth_px``)
+    stay in the per-channel gains of the gains step, which absorb every tile's throughput anyway.
+    """
+    camera, slm = bench.camera, bench.slm
+    if _coherent(bench):
+        raise CalibrationError(
+            "flat field: the bench is in coherent mode, where diffuse light is fully developed speckle (contrast 1, "
+            "no averaging over the display's pixels): thousands of frames would be needed. Measure the flat with an "
+            "incoherent source (LED behind the display), or calibrate without a flat (--flat-frames 0).")
+    full = full_scale_adu(camera)
+    exposure0 = float(camera.get_exposure())
+    try:
+        direct = _direct_image(bench, dark)
+        ctl.report(0.58, "flat field: direct image located")
+        zone = binary_dilation(direct.mask, iterations=FLAT_ZONE_MARGIN_PX)
+        core, need = _tile_masks(camera.shape, program, direct)
+        if program is None:  # a compiled program leaves the zero-order slot empty: only a program asks for it
+            core = core & ~zone
+        region = need & ~zone
+        if not region.any():
+            raise CalibrationError("flat field: the tiles' region lies inside the display's direct image; "
+                                   "recompile the program (its tiles must avoid the zero order)")
+        # work on the bounding box of the region only, padded for the smoothing
+        rows, cols = np.nonzero(region)
+        pad = int(np.ceil(3 * smooth_px)) + 1
+        box = (slice(max(rows.min() - pad, 0), min(rows.max() + pad + 1, camera.shape[0])),
+               slice(max(cols.min() - pad, 0), min(cols.max() + pad + 1, camera.shape[1])))
+        local_mean = _LocalMean(region[box], smooth_px)
+        measured = local_mean.valid
+        rng = np.random.default_rng(0)
+        exposure, _ = _expose_diffuse(bench, region, float(np.median(dark)), rng)
+        with light_blocked(bench):  # a dark frame at the flat's own exposure (dark current grows with it)
+            bench.display.blank()
+            slm.set_phase(np.zeros(slm.shape), settle=True)
+            dark_flat = grab(camera, max(dark_frames, 1))[box]
+        bench.show(np.ones(bench.display.shape, dtype=np.float32))
+        ctl.report(0.6, f"flat field: exposure {exposure:.3g} s")
+        acc = np.zeros(measured.shape, dtype=np.float64)
+        acc2 = np.zeros(measured.shape, dtype=np.float64)
+        mean_signal = np.zeros(measured.shape, dtype=np.float64)
+        saturated = np.zeros(measured.shape, dtype=bool)
+        for i in range(frames):
+            slm.set_phase(rng.uniform(0, 2 * np.pi, slm.shape), settle=True)  # a new speckle pattern
+            raw = grab(camera, 1)[box]
+            saturated |= raw >= full
+            signal = raw - dark_flat
+            local = local_mean(signal)
+            ratio = np.divide(signal, local, out=np.zeros_like(signal), where=measured & (local > 0))
+            acc += ratio
+            acc2 += np.square(ratio, dtype=np.float64)
+            mean_signal += signal
+            ctl.report(0.6 + 0.3 * (i + 1) / frames, f"flat field {i + 1}/{frames}")
+    finally:
+        camera.set_exposure(exposure0)
+    bad = int(np.count_nonzero(saturated & measured))
+    if bad:
+        raise CalibrationError(
+            f"flat field: {bad} camera pixels the tiles read saturated in the diffuse frames (exposure {exposure:.3g} "
+            "s); lower the light source power or add an ND filter. The previous record is unchanged.")
+    illumination = local_mean((mean_signal / frames).astype(np.float32))
+    lit = measured & (illumination >= FLAT_MIN_RELATIVE * np.percentile(illumination[measured], 99))
+    lit_all = np.zeros(camera.shape, dtype=bool)
+    lit_all[box] = lit
+    coverage = float(np.count_nonzero(core & lit_all)) / float(max(np.count_nonzero(core), 1))
+    if coverage < FLAT_MIN_COVERAGE:
+        why = "the input display's direct image (zero order)" if np.any(core & zone) else "too little light"
+        raise CalibrationError(
+            f"flat field: only {100 * coverage:.1f} % of the camera pixels the tiles read are lit evenly enough to "
+            f"measure (need {100 * FLAT_MIN_COVERAGE:.1f} %); the rest get {why}. Make sure the diffuse light "
+            "(random SLM phases, white input display) reaches the whole tile field, or calibrate without a flat "
+            "(--flat-frames 0); the previous record is unchanged.")
+    ratio_mean = acc / frames
+    stderr = np.sqrt(np.maximum(acc2 / frames - ratio_mean**2, 0.0) / max(frames - 1, 1))
+    noise = float(np.sqrt(np.mean(stderr[lit] ** 2)))
+    if noise > FLAT_MAX_NOISE:
+        wanted = int(np.ceil(frames * (noise / (FLAT_MAX_NOISE / 3)) ** 2))
+        raise CalibrationError(
+            f"flat field: too noisy — estimated error {100 * noise:.2f} % per pixel from {frames} frames (allowed "
+            f"{100 * FLAT_MAX_NOISE:.1f} %); a flat this noisy adds about as much error as it removes. Use about "
+            f"--flat-frames {wanted}, or more light; the previous record is unchanged.")
+    values = ratio_mean[lit] / ratio_mean[lit].mean()
+    if float(values.min()) <= 0.05:
+        raise CalibrationError(
+            f"flat field: {int(np.count_nonzero(values <= 0.05))} pixels under the tiles respond at < 5 % "
+            "(dead pixels, dust or a shadow); clean the sensor window or move the tile field. The previous record "
+            "is unchanged.")
     flat = np.ones(camera.shape, dtype=np.float32)
-    flat[lit] = (mean[lit] / np.median(mean[lit])).astype(np.float32)
-    spread = float(np.std(flat[lit])) if lit.any() else float("nan")
-    return flat, spread
+    flat[box][lit] = values.astype(np.float32)
+    rms = float(values.std())
+    quality = {
+        "flat_rms": rms,
+        "flat_noise_rms": noise,
+        "flat_prnu_estimate": float(np.sqrt(max(rms**2 - noise**2, 0.0))),
+        "flat_min": float(values.min()), "flat_max": float(values.max()),
+        "flat_pixels": float(values.size), "flat_coverage": coverage,
+        "flat_exposure_s": exposure, "flat_level_fraction": float(np.median(illumination[lit])) / full,
+        "flat_frames": float(frames),
+    }
+    return flat, quality
 
 
 def camera_step(
@@ -213,18 +442,23 @@ def camera_step(
     target_fraction: float = 0.7,
     dark_frames: int = 8,
     flat_frames: int = 0,
-    flat_smooth_px: float = 6.0,
+    flat_smooth_px: float = 4.0,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
 ) -> StepResult:
     """Exposure (brightest scene at ``target_fraction`` of full scale), dark frame, flat field.
 
-    ``flat_frames`` > 0 measures a flat field from diffuse light (random SLM phases, white display; needs the
-    phase LUT, else the zero order dominates); the default 0 keeps a unity flat, as the per-channel gains of
-    step 7 absorb each tile's throughput. The brightest scene is a white input through the program's SLM
-    frames (PSFs are nonnegative, so no input in [0, 1] makes a tile brighter) or, without a program,
-    through a flat SLM phase (direct image).
+    ``flat_frames`` > 0 measures the sensor's pixel response non-uniformity (PRNU) from that many diffuse frames
+    (white display, random SLM phases; see :func:`_flat_field`) over the pixels the program's tiles read (every
+    pixel without a program), leaving the display's direct image out; it refuses when the diffuse light does not
+    cover those pixels or is too dim / saturating. The default 0 keeps a unity flat: the per-channel gains and
+    filters of the gains step absorb each tile's smooth throughput, and pixel-scale PRNU then adds a fixed
+    per-pixel error of its RMS to the features. The brightest scene is a white input through the program's SLM
+    frames (PSFs are nonnegative, so no input in [0, 1] makes a tile brighter) or, without a program, through a
+    flat SLM phase (direct image).
     """
+    if flat_frames < 0:
+        raise CalibrationError(f"flat_frames must be ≥ 0 (0: no flat field), got {flat_frames}")
     ctl = StepControl("camera", progress, cancel)
     camera, slm = bench.camera, bench.slm
     white = np.ones(bench.display.shape, dtype=np.float32)
@@ -251,21 +485,24 @@ def camera_step(
         )
     with light_on(bench):
         if flat_frames > 0:
-            flat, flat_spread = _flat_field(bench, dark, flat_frames, flat_smooth_px, ctl)
+            flat, flat_quality = _flat_field(bench, program, dark, flat_frames, flat_smooth_px, dark_frames, ctl)
         else:
-            flat, flat_spread = np.ones(camera.shape, dtype=np.float32), 0.0
+            flat, flat_quality = np.ones(camera.shape, dtype=np.float32), {"flat_rms": 0.0, "flat_frames": 0.0}
         camera.set_exposure(exposure_s)
         bench.show(white)
         peaks = []
         for phase in phases:
             slm.set_phase(phase, settle=True)
             peaks.append(check_frame(grab(camera, 1), camera, dark, "exposure check"))
+    flat_message = (f", flat RMS {100 * flat_quality['flat_rms']:.2f} % (±{100 * flat_quality['flat_noise_rms']:.2f} "
+                    f"%) over {int(flat_quality['flat_pixels'])} px" if flat_frames > 0 else ", unity flat")
     return ctl.finish(StepResult(
         "camera",
         quality={"exposure_s": exposure_s, "peak_fraction": max(peaks), "dark_mean_adu": float(dark.mean()),
-                 "dark_std_adu": float(dark.std()), "flat_spread": flat_spread},
+                 "dark_std_adu": float(dark.std()), **flat_quality},
         arrays={"dark": dark, "flat": flat},
-        values={"exposure_s": exposure_s, "target_fraction": target_fraction},
+        values={"exposure_s": exposure_s, "target_fraction": target_fraction, "flat_frames": int(flat_frames),
+                "flat_smooth_px": float(flat_smooth_px)},
         message=f"exposure {exposure_s:.4g} s, peak {100 * max(peaks):.0f} % of full scale, "
-                f"dark {dark.mean():.1f}±{dark.std():.1f} ADU",
+                f"dark {dark.mean():.1f}±{dark.std():.1f} ADU" + flat_message,
     ))

@@ -14,6 +14,11 @@ collects 1/|det A| of a cell's intensity (energy is conserved).
 Speed: the camera image is (S conv P_w) / |det A| where S is the input splatted (bilinearly) onto camera
 pixels and P_w(r) = PSF(A^-1 (r - b)) is the warped PSF; the FFT of P_w is cached per SLM write, so a
 frame costs one pruned real FFT convolution plus the sensor model.
+
+Sensor non-uniformity: a fixed per-pixel response map ``g`` (photo-response non-uniformity, PRNU, of relative RMS
+`prnu`, times an optional smooth radial fall-off `vignetting`) multiplies the photoelectrons before shot noise;
+the dark offset and read noise are not affected. It is drawn once per camera from `prnu_seed` (default: `seed`,
+else 0), so the same sensor has the same map in every session, as a real one does; `gain_map` exposes it.
 """
 
 from __future__ import annotations
@@ -63,6 +68,16 @@ class SimulatedCameraSettings(BaseModel):
     noise: bool = True
     exact_poisson: bool = Field(False, description="exact Poisson shot noise (slow) instead of Gaussian")
     seed: int | None = None
+    prnu: float = Field(
+        0.0, ge=0, lt=0.3,
+        description="photo-response non-uniformity: relative RMS of a fixed per-pixel gain map (0: uniform sensor; "
+                    "real CMOS sensors: 0.005..0.02)",
+    )
+    vignetting: float = Field(
+        0.0, ge=0, lt=1,
+        description="smooth relative response fall-off at the sensor corners (quadratic in the radius; 0: none)",
+    )
+    prnu_seed: int | None = Field(None, description="seed of the gain map (None: `seed`, or 0 without a seed)")
     capture_attempts: int = Field(1, ge=1, description="slmsuite retries; 1 surfaces faults at once")
     fft_workers: int = Field(-1, description="scipy.fft workers (-1: all cores)")
     name: str = "sim-4f-camera"
@@ -113,6 +128,7 @@ class Simulated4fCamera(Camera):
         self._warp_cache: tuple | None = None
         self._geom: _Geometry | None = None
         self._ideal_cache: tuple | None = None
+        self._gain_map_cache: tuple | None = None
         super().__init__(
             s.resolution,
             bitdepth=s.bitdepth,
@@ -300,10 +316,53 @@ class Simulated4fCamera(Camera):
 
     # --- sensor ---------------------------------------------------------------------------------
 
+    @property
+    def _gain_map(self) -> np.ndarray | None:
+        """The sensor's fixed relative response per pixel (float32; PRNU about 1, times the vignetting, 1 at the
+        centre), or None for a uniform sensor; drawn once and cached (redrawn only if its settings change)."""
+        s = self.settings
+        seed = s.prnu_seed if s.prnu_seed is not None else (s.seed if s.seed is not None else 0)
+        key = (s.prnu, s.vignetting, seed, self.shape)
+        if self._gain_map_cache is None or self._gain_map_cache[0] != key:
+            self._gain_map_cache = (key, self._make_gain_map(s.prnu, s.vignetting, seed, self.shape))
+        return self._gain_map_cache[1]
+
+    @staticmethod
+    def _make_gain_map(prnu: float, vignetting: float, seed: int, shape: tuple[int, int]) -> np.ndarray | None:
+        if prnu == 0 and vignetting == 0:
+            return None
+        h, w = shape
+        # its own stream: the map does not depend on, or shift, the noise sequence of `seed`
+        rng = np.random.default_rng([int(seed), 0x5052_4E55])
+        g = np.ones((h, w), dtype=np.float64)
+        if prnu > 0:
+            g += prnu * rng.standard_normal((h, w))
+        if vignetting > 0:
+            yy, xx = np.ogrid[:h, :w]
+            r2 = ((yy - (h - 1) / 2) ** 2 + (xx - (w - 1) / 2) ** 2) / (((h - 1) / 2) ** 2 + ((w - 1) / 2) ** 2)
+            g *= 1.0 - vignetting * r2
+        return np.maximum(g, 0.05).astype(np.float32)
+
+    @property
+    def gain_map(self) -> np.ndarray:
+        """The sensor's true relative response per pixel (PRNU × vignetting; all ones for a uniform sensor).
+
+        The truth a flat-field calibration recovers; a read-only view of the map the sensor model uses."""
+        g = self._gain_map
+        if g is None:
+            return np.ones(self.shape, dtype=np.float32)
+        view = g.view()
+        view.flags.writeable = False
+        return view
+
     def _sensor(self, ideal: np.ndarray) -> np.ndarray:
-        """Photoelectrons, shot + read noise, full-well saturation, gain, dark offset, quantisation."""
+        """Photoelectrons (times the pixel response map), shot + read noise, full-well saturation, gain, dark offset,
+        quantisation."""
         s = self.settings
         electrons = ideal * np.float32(s.photons_per_unit * self.exposure_s)
+        gain_map = self._gain_map
+        if gain_map is not None:
+            electrons *= gain_map  # PRNU: each pixel's quantum efficiency, before shot noise
         if s.noise and s.exact_poisson:
             electrons = self._rng.poisson(np.maximum(electrons, 0)).astype(np.float32)
             electrons += np.float32(s.read_noise_e) * self._normal(electrons.shape)
