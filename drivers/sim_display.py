@@ -10,7 +10,7 @@ of the Fourier SLM's far-field grid (Ny, Nx), where (Ny // 2, Nx // 2) is the op
 from __future__ import annotations
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, PositiveInt
 
 from lab4f.drivers.faults import FaultPlan, check_connected
 from lab4f.errors import DeviceDisconnected
@@ -21,11 +21,11 @@ class SimulatedDisplaySettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    shape: tuple[int, int] = Field((28, 28), description="(height, width) in pixels")
+    shape: tuple[PositiveInt, PositiveInt] = Field((28, 28), description="(height, width) in pixels, each >= 1")
     bitdepth: int = Field(8, ge=1, le=16)
     gamma: float = Field(2.2, gt=0, description="intensity = black + (1 - black) * level ** gamma (2.2: an LCD)")
     black_level: float = Field(0.001, ge=0, lt=1, description="relative intensity of gray 0 (contrast)")
-    position_px: tuple[float, float] = Field(
+    position_px: tuple[FiniteFloat, FiniteFloat] = Field(
         (0.0, 0.0), description="(x, y) offset of the centre pixel from the optical axis, in output cells"
     )
     name: str = "sim-input-display"

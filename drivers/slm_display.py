@@ -13,7 +13,7 @@ import importlib
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, PositiveInt
 
 from lab4f.errors import ConfigError, DeviceError
 
@@ -28,9 +28,10 @@ class SLMDisplaySettings(BaseModel):
 
     slm: str = Field("ScreenMirrored", description=f"slmsuite SLM class: {', '.join(SLM_MODULES)}")
     slm_settings: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of that class")
-    shape: tuple[int, int] = Field((28, 28), description="(H, W) of the input images shown")
-    position_px: tuple[float, float] = Field((0.0, 0.0), description="(x, y) offset of the image centre, pixels")
-    bitdepth: int | None = Field(None, description="filled in from the SLM")
+    shape: tuple[PositiveInt, PositiveInt] = Field((28, 28), description="(H, W) of the input images shown, each >= 1")
+    position_px: tuple[FiniteFloat, FiniteFloat] = Field((0.0, 0.0),
+                                                         description="(x, y) offset of the image centre, pixels")
+    bitdepth: int | None = Field(None, ge=1, le=32, description="filled in from the SLM")
 
 
 class SLMDisplay:

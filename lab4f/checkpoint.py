@@ -97,6 +97,14 @@ def save_checkpoint(
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The raw checkpoint dict, validated; :class:`CheckpointError` naming the file if unreadable."""
     path = Path(path)
+    if path.is_dir():
+        found = sorted(path.glob("*.pt")) or sorted(path.glob("*/*.pt"))
+        if found:
+            listed = ", ".join(str(p) for p in found[:8]) + (f" (and {len(found) - 8} more)" if len(found) > 8 else "")
+            raise CheckpointError(f"checkpoint {path} is a directory, not a checkpoint file; pass one of the .pt "
+                                  f"files in it: {listed}")
+        raise CheckpointError(f"checkpoint {path} is a directory, not a checkpoint file, and holds no .pt files; "
+                              "pass a checkpoint file (train one with `lab4f train --out FILE.pt`)")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found; train one with `lab4f train --out {path}`.")
     try:
@@ -169,6 +177,12 @@ def class_names(meta: dict[str, Any], num_classes: int) -> list[str]:
     return [str(n) for n in names] if names else [str(i) for i in range(num_classes)]
 
 
+def is_segmentation_metadata(meta: dict[str, Any]) -> bool:
+    """Whether checkpoint metadata belongs to a segmentation model (``lab4f segment train``), not a classifier."""
+    cfg = meta.get("model_config")
+    return meta.get("task") == "segmentation" or (isinstance(cfg, dict) and "decoder_width" in cfg)
+
+
 def load_checkpoint(
     path: str | os.PathLike[str], model_cfg: ModelConfig | None = None
 ) -> tuple[nn.Module, ModelConfig, dict[str, Any]]:
@@ -179,6 +193,16 @@ def load_checkpoint(
     """
     payload = read_checkpoint(path)
     meta = payload["metadata"]
+    if is_segmentation_metadata(meta):
+        iou = (meta.get("metrics") or {}).get("test_mean_iou")
+        scored = f"; test mean IoU {iou:.4f} at training" if isinstance(iou, float) else ""
+        raise CheckpointError(
+            f"{path} is a segmentation checkpoint (from `lab4f segment train`{scored}), not a classifier: "
+            "`lab4f evaluate` and `lab4f train --teacher` take classifier checkpoints (from `lab4f train`). Use "
+            "`lab4f segment train --kind student --teacher` / `lab4f segment reproduce` for segmentation, run it "
+            f"through the bench with `lab4f run --checkpoint {path}`, or load it in Python with "
+            "lab4f.segmentation.train.load_seg_checkpoint."
+        )
     try:
         ckpt_cfg = ModelConfig.from_dict(dict(meta["model_config"]))
     except (KeyError, TypeError) as exc:

@@ -53,11 +53,12 @@ class DemoResult:
     def table(self) -> str:
         lines = ["| model | path | test accuracy |", "|---|---|---|"]
         lines += [f"| {r['model']} | {r['path']} | {r['accuracy']:.4f} |" for r in self.rows]
-        m = self.run_metrics
+        m = {"frames_per_s": float("nan"), "latency_p50_ms": float("nan"), "latency_p95_ms": float("nan")}
+        m |= self.run_metrics
         lines.append("")
-        lines.append(f"optical stream (fine-tuned run): {m.get('frames_per_s', float('nan')):.1f} frames/s, latency p50 "
-                     f"{m.get('latency_p50_ms', float('nan')):.1f} ms / p95 {m.get('latency_p95_ms', float('nan')):.1f}"
-                     f" ms, dropped {m.get('dropped')}, policy {m.get('policy')}")
+        lines.append(f"optical stream (fine-tuned run): {m['frames_per_s']:.1f} frames/s, latency p50 "
+                     f"{m['latency_p50_ms']:.1f} ms / p95 {m['latency_p95_ms']:.1f} ms, dropped {m.get('dropped')}, "
+                     f"policy {m.get('policy')}")
         return "\n".join(lines)
 
 

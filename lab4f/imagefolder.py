@@ -34,8 +34,11 @@ def load_image_folder(folder: str | Path, image_size: int,
                       class_names: Sequence[str] | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """(images (B, 1, S, S), labels (B,), file names) from ``folder``."""
     folder = Path(folder)
+    if folder.is_file():
+        raise DataError(f"--images {folder} is a file, not a folder: put the image(s) in a folder (or in class "
+                        f"subfolders of it) and pass the folder, e.g. --images {folder.parent}")
     if not folder.is_dir():
-        raise DataError(f"image folder {folder} does not exist")
+        raise DataError(f"image folder {folder} does not exist; pass a folder of images (subfolders = class names)")
     subdirs = sorted(d for d in folder.iterdir() if d.is_dir())
     names = list(class_names) if class_names else [d.name for d in subdirs]
     files: list[tuple[Path, int]] = [(p, -1) for p in sorted(folder.iterdir()) if p.suffix.lower() in EXTENSIONS]

@@ -65,8 +65,7 @@ def _ordering(aggs: list[dict[str, Any]], detections: Sequence[str]) -> dict[str
         s, lin = by[("student", det)], by[("linear", det)]
         t_gt_s, s_gt_l = t["mean"] > s["mean"], s["mean"] > lin["mean"]
         holds = t_gt_s and s_gt_l
-        nums = (f"teacher {t['mean']:.4f} ± {t['std']:.4f}, SCLC+KD {s['mean']:.4f} ± {s['std']:.4f}, "
-                f"linear without KD {lin['mean']:.4f} ± {lin['std']:.4f}")
+        nums = (f"teacher {_mean_std(t)}, SCLC+KD {_mean_std(s)}, linear without KD {_mean_std(lin)}")
         margins = "; ".join(_margin(a, b, na, nb) for a, b, na, nb in
                             ((t, s, "teacher", "SCLC+KD"), (s, lin, "SCLC+KD", "linear")))
         if holds:
@@ -77,15 +76,26 @@ def _ordering(aggs: list[dict[str, Any]], detections: Sequence[str]) -> dict[str
         out[det] = {"holds": holds, "teacher_gt_student": t_gt_s, "student_gt_linear": s_gt_l,
                     "teacher": t["mean"], "student": s["mean"], "linear": lin["mean"],
                     "student_minus_linear": s["mean"] - lin["mean"],
-                    "student_linear_spread": s["std"] + lin["std"],
+                    # None with a single seed: there is no spread (not a spread of 0)
+                    "student_linear_spread": s["std"] + lin["std"] if min(s["n_seeds"], lin["n_seeds"]) > 1 else None,
                     "statement": f"{det}: teacher > SCLC+KD > linear-without-KD {verdict}: {nums} "
                                  f"({margins})"}
     return out
 
 
+def _mean_std(a: dict[str, Any]) -> str:
+    """'0.9123 ± 0.0040'; with a single seed there is no spread to show (its std is not 0, it is unknown)."""
+    if a["n_seeds"] < 2:
+        return f"{a['mean']:.4f} (n = 1, no spread)"
+    return f"{a['mean']:.4f} ± {a['std']:.4f}"
+
+
 def _margin(a: dict[str, Any], b: dict[str, Any], name_a: str, name_b: str) -> str:
     """The difference of two means, and whether it exceeds the seed spread (sum of the two stds)."""
     diff, spread = a["mean"] - b["mean"], a["std"] + b["std"]
+    if min(a["n_seeds"], b["n_seeds"]) < 2:
+        return (f"{name_a} − {name_b} = {diff:+.4f}; no seed spread to compare it with (n = 1): "
+                "run 3 or more --seeds to tell a difference from seed noise")
     clear = "larger than" if abs(diff) > spread else "within"
     return f"{name_a} − {name_b} = {diff:+.4f}, {clear} the seed spread {spread:.4f}"
 
@@ -97,7 +107,7 @@ def _write_table_md(path: Path, aggs: list[dict[str, Any]], rows: list[dict[str,
     for a in aggs:
         per = ", ".join(f"{r['test_accuracy']:.4f}" for r in rows
                         if (r["model"], r["detection"]) == (a["model"], a["detection"]))
-        lines.append(f"| {LABELS[a['model']]} | {a['detection']} | {a['mean']:.4f} ± {a['std']:.4f} | "
+        lines.append(f"| {LABELS[a['model']]} | {a['detection']} | {_mean_std(a)} | "
                      f"{a['n_seeds']} | {per} |")
     lines += ["", "Ordering (on mean test accuracy):", ""]
     lines += [f"- {o['statement']}" for o in ordering.values()]
@@ -112,7 +122,8 @@ def _write_csv(path: Path, aggs: list[dict[str, Any]], rows: list[dict[str, Any]
         w.writeheader()
         for a in aggs:
             w.writerow({"model": a["model"], "detection": a["detection"], "seed": "mean",
-                        "test_accuracy": f"{a['mean']:.6f}", "test_accuracy_std": f"{a['std']:.6f}",
+                        "test_accuracy": f"{a['mean']:.6f}",
+                        "test_accuracy_std": f"{a['std']:.6f}" if a["n_seeds"] > 1 else "",  # n = 1: no spread
                         "n_seeds": a["n_seeds"]})
         for r in rows:
             w.writerow({k: r.get(k, "") for k in cols} | {"n_seeds": 1})

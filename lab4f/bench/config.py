@@ -79,14 +79,22 @@ def load_bench_config(path: str | os.PathLike[str] | None = None) -> BenchConfig
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"bench config {path} does not exist (omit --config for the built-in simulated bench)")
-    text = path.read_text()
+    if path.is_dir():
+        found = sorted(p.name for p in path.iterdir() if p.suffix.lower() in {".toml", ".yaml", ".yml"})
+        hint = f"; it holds {', '.join(found)}" if found else ""
+        raise ConfigError(f"bench config {path} is a directory, not a file{hint}: pass a .toml or .yaml file "
+                          "(or omit --config for the built-in simulated bench)")
+    if path.suffix.lower() not in {".toml", ".yaml", ".yml"}:
+        raise ConfigError(f"bench config {path} must end in .toml, .yaml or .yml")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"bench config {path} cannot be read ({exc}); pass a readable UTF-8 TOML/YAML file") from exc
     try:
         if path.suffix.lower() == ".toml":
             data = tomllib.loads(text)
-        elif path.suffix.lower() in {".yaml", ".yml"}:
-            data = yaml.safe_load(text) or {}
         else:
-            raise ConfigError(f"bench config {path} must end in .toml, .yaml or .yml")
+            data = yaml.safe_load(text) or {}
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"bench config {path} is not valid {path.suffix[1:].upper()}: {exc}") from exc
     try:

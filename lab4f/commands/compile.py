@@ -11,6 +11,7 @@ from tqdm import tqdm
 from lab4f.bench.config import load_bench_config
 from lab4f.bench.devices import Bench
 from lab4f.bench.hybrid import load_bench_checkpoint
+from lab4f.commands.train import positive_int
 from lab4f.errors import CompileError
 from lab4f.optics.compile import compile_bank
 from lab4f.optics.report import save_report_png
@@ -23,7 +24,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--out", help="program path (.h5); default: next to the checkpoint")
     p.add_argument("--modulation", choices=["phase", "complex"], default="phase",
                    help="phase: phase-only SLM via slmsuite WGS (default); complex: ideal modulator")
-    p.add_argument("--iterations", type=int, default=50, help="phase-retrieval iterations")
+    p.add_argument("--iterations", type=positive_int, default=50, help="phase-retrieval iterations")
     p.add_argument("--multiplex", choices=["auto", "never", "always"], default="auto")
     p.set_defaults(func=cmd_compile)
 

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from lab4f.bench.config import load_bench_config
+from lab4f.commands.train import positive_int
 from lab4f.demo import DemoConfig, run_demo
 
 
@@ -15,7 +16,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--config", help="bench config (TOML/YAML); default: the built-in simulated bench")
     p.add_argument("--out", default="runs/demo", help="results folder")
     p.add_argument("--cache", default=".lab4f_cache", help="folder of cached teacher/student checkpoints")
-    p.add_argument("--test-images", type=int, default=None, help="limit the test split (default: all)")
+    p.add_argument("--test-images", type=positive_int, default=None, help="limit the test split (default: all)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
 

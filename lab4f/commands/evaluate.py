@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from lab4f.commands.train import positive_int
 from lab4f.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
@@ -39,11 +40,11 @@ def _cmd(args: argparse.Namespace) -> dict[str, Any]:
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("evaluate", parents=[common], help="evaluate a checkpoint on a dataset split",
                        description=__doc__)
-    p.add_argument("checkpoint", type=Path)
+    p.add_argument("checkpoint", type=Path, help="a classifier checkpoint (from `lab4f train` or `lab4f reproduce`)")
     p.add_argument("--dataset", default=None, help="dataset name (default: the checkpoint's)")
     p.add_argument("--data-dir", type=Path, default=None)
     p.add_argument("--split", choices=SPLITS, default="test")
     p.add_argument("--split-seed", type=int, default=None, help="default: the checkpoint's split seed")
-    p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--limit", type=positive_int, default=None, help="cap each split at this many images")
+    p.add_argument("--batch-size", type=positive_int, default=512)
     p.set_defaults(func=_cmd)

@@ -7,13 +7,15 @@ import os
 import time
 from typing import Any
 
+from lab4f.commands.train import positive_float
+
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("gui", help="open the desktop GUI (devices, calibration, kernels, live inference)",
                        parents=[common])
     p.add_argument("--config", help="bench config (TOML/YAML); default: the last one used, else the simulated bench")
     p.add_argument("--no-restore", action="store_true", help="ignore the saved window layout and settings")
-    p.add_argument("--quit-after-s", type=float, default=None, help="close the window after this many seconds")
+    p.add_argument("--quit-after-s", type=positive_float, default=None, help="close the window after this many seconds")
     p.set_defaults(func=cmd_gui)
 
 

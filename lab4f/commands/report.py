@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lab4f.commands.train import parse_int_list
+from lab4f.commands.train import parse_int_list, positive_int
 from lab4f.detection import DETECTION_MODELS
 
 
@@ -35,12 +35,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     e.add_argument("--train-resolutions", default="28,56",
                    help="sizes at which to train teacher + SCLC+KD on mnist5k for accuracy (others: not measured)")
     e.add_argument("--no-train", action="store_true", help="no training: accuracy 'not measured' everywhere")
-    e.add_argument("--epochs", type=int, default=4, help="epochs per trained classifier")
-    e.add_argument("--limit", type=int, default=None, help="cap each mnist5k split at this many images")
+    e.add_argument("--epochs", type=positive_int, default=4, help="epochs per trained classifier")
+    e.add_argument("--limit", type=positive_int, default=None, help="cap each mnist5k split at this many images")
     e.add_argument("--widths", default=None, help="conv widths of the classifier (default lab4f.models 16,32,32)")
     e.add_argument("--detection", choices=DETECTION_MODELS, default="incoherent",
                    help="detection model of the hybrid (sets how many tiles are extracted)")
-    e.add_argument("--filter-size", type=int, default=5,
+    e.add_argument("--filter-size", type=positive_int, default=5,
                    help="taps per axis of the calibration's per-tile filter counted in feature extraction "
                         "(default 5, what `lab4f calibrate gains` fits; 1 = a scalar gain per tile)")
     e.add_argument("--config", default=None, help="bench config file (default: the built-in simulated bench)")

@@ -6,20 +6,37 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from lab4f.commands.train import parse_int_list
+from lab4f.commands.train import parse_int_list, positive_float, positive_int
 from lab4f.detection import DETECTION_MODELS
 from lab4f.errors import ConfigError
 
+# options that only apply to --task classification. On the command line they (and --epochs, --out) default to None,
+# so that an explicit value, even one equal to the default, is seen (and refused with --task segmentation)
+CLASSIFICATION_ONLY = ("dataset", "data_dir", "split_seed", "limit", "detections", "lr", "batch_size", "widths",
+                       "threads")
+SEGMENTATION_OUT = Path("results/segmentation")
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
 
 def _segmentation(args: argparse.Namespace) -> dict[str, Any]:
-    """`--task segmentation` is `lab4f segment reproduce` with the same seeds, output folder and --json."""
+    """`--task segmentation` is `lab4f segment reproduce` with the same seeds, epochs, output folder and --json."""
     from lab4f.cli import build_parser
 
-    out = Path("results/segmentation") if args.out == Path("results/reproduce") else args.out
-    argv = ["segment", "reproduce", "--seeds", args.seeds, "--out", str(out)] + (["--json"] if args.json else [])
-    if args.epochs_given:
+    extra = [_flag(d) for d in CLASSIFICATION_ONLY if d in args.given]
+    if extra:
+        raise ConfigError(f"{', '.join(extra)} only appl{'ies' if len(extra) == 1 else 'y'} to --task classification; "
+                          "--task segmentation takes only --seeds, --epochs and --out. For the segmentation "
+                          "settings (--dataset generated|carvana|voc2012, --data-dir, --widths, --lr, --batch-size, "
+                          "scene counts, ...) run `lab4f segment reproduce` (see `lab4f segment reproduce --help`)")
+    out = args.out if "out" in args.given else SEGMENTATION_OUT
+    argv = ["segment", "reproduce", "--seeds", args.seeds, "--out", str(out)]
+    if "epochs" in args.given:
         argv += ["--epochs", str(args.epochs)]
     ns = build_parser().parse_args(argv)
+    ns.json = args.json
     return ns.func(ns)
 
 
@@ -50,34 +67,43 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     from lab4f.training import TrainConfig
 
     d = TrainConfig()
+    defaults = {"dataset": "mnist5k", "data_dir": None, "split_seed": 0, "limit": None,
+                "detections": ",".join(DETECTION_MODELS), "epochs": DEFAULT_EPOCHS, "lr": d.lr,
+                "batch_size": d.batch_size, "widths": None, "threads": None, "out": Path("results/reproduce")}
     p = sub.add_parser("reproduce", parents=[common], help="teacher vs SCLC+KD vs linear table over seeds",
                        description=__doc__)
     p.add_argument("--task", choices=["classification", "segmentation"], default="classification",
-                   help="segmentation runs `lab4f segment reproduce` (generated scenes, mean IoU)")
-    p.add_argument("--dataset", default="mnist5k")
+                   help="segmentation runs `lab4f segment reproduce` (generated scenes, mean IoU) with --seeds, "
+                        "--epochs and --out; its other settings are options of `lab4f segment reproduce`")
+    p.add_argument("--dataset", default=None, help=f"default {defaults['dataset']}")
     p.add_argument("--data-dir", type=Path, default=None)
-    p.add_argument("--split-seed", type=int, default=0, help="one data split shared by all seeds")
-    p.add_argument("--limit", type=int, default=None, help="cap each split at this many images")
+    p.add_argument("--split-seed", type=int, default=None,
+                   help=f"one data split shared by all seeds (default {defaults['split_seed']})")
+    p.add_argument("--limit", type=positive_int, default=None, help="cap each split at this many images")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds")
-    p.add_argument("--detections", default=",".join(DETECTION_MODELS),
-                   help="comma-separated detection models")
-    p.add_argument("--epochs", type=int, default=None, help=f"default {DEFAULT_EPOCHS} (classification)")
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--detections", default=None,
+                   help=f"comma-separated detection models (default {defaults['detections']})")
+    p.add_argument("--epochs", type=positive_int, default=None,
+                   help=f"default {DEFAULT_EPOCHS} (classification), the segment reproduce default (segmentation)")
+    p.add_argument("--lr", type=positive_float, default=None, help=f"default {d.lr}")
+    p.add_argument("--batch-size", type=positive_int, default=None, help=f"default {d.batch_size}")
     p.add_argument("--widths", default=None, help="conv widths, e.g. 16,32,32")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out", type=Path, default=Path("results/reproduce"))
+    p.add_argument("--threads", type=positive_int, default=None)
+    p.add_argument("--out", type=Path, default=None,
+                   help="results folder (default results/reproduce; results/segmentation with --task segmentation)")
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=_with_epochs(_cmd, DEFAULT_EPOCHS))
+    p.set_defaults(func=_with_defaults(_cmd, defaults))
 
 
-def _with_epochs(func: Any, default: int) -> Any:
-    """Remember whether --epochs was given (segmentation has its own default) and fill in the default."""
+def _with_defaults(func: Any, defaults: dict[str, Any]) -> Any:
+    """Record in ``args.given`` which options were given (--task segmentation refuses the classification ones and
+    has its own defaults), then fill in the defaults of the others."""
 
     def run(args: argparse.Namespace) -> dict[str, Any]:
-        args.epochs_given = args.epochs is not None
-        if args.epochs is None:
-            args.epochs = default
+        args.given = {k for k in defaults if getattr(args, k) is not None}
+        for k, v in defaults.items():
+            if getattr(args, k) is None:
+                setattr(args, k, v)
         return func(args)
 
     return run

@@ -14,6 +14,7 @@ from lab4f.bench.devices import Bench
 from lab4f.bench.finetune import finetune_backend
 from lab4f.bench.hybrid import HybridSetup, capture_features, prepare
 from lab4f.bench.run import run_dataset, save_run
+from lab4f.commands.train import positive_int
 from lab4f.errors import ConfigError
 from lab4f.segmentation.data import SCENE_KINDS
 
@@ -25,7 +26,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="bench config (TOML/YAML); default: the built-in simulated bench")
     p.add_argument("--dataset", default=None, help="dataset name (default: the checkpoint's)")
     p.add_argument("--data-dir", default=None, help="local data directory (or $LAB4F_DATA)")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    p.add_argument("--limit", type=positive_int, default=None,
+                   help="use only the first N images of every split used (for finetune: training too)")
     p.add_argument("--scenes", choices=SCENE_KINDS, default=None,
                    help="segmentation checkpoint: generated scenes (default: the checkpoint's)")
     p.add_argument("--data-seed", type=int, default=None,
@@ -44,8 +46,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     f = sub.add_parser("finetune", help="retrain the back end on features captured through the optics",
                        parents=[common])
     _common(f)
-    f.add_argument("--train-images", type=int, default=1500, help="training images captured through the optics")
-    f.add_argument("--epochs", type=int, default=15)
+    f.add_argument("--train-images", type=positive_int, default=1500,
+                   help="training images captured through the optics")
+    f.add_argument("--epochs", type=positive_int, default=15)
     f.add_argument("--out", default="runs/finetuned_back.pt", help="fine-tuned back end state dict")
     f.set_defaults(func=cmd_finetune)
 

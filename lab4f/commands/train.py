@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -26,6 +27,28 @@ def parse_int_list(text: str) -> tuple[int, ...]:
     return values
 
 
+def positive_int(text: str) -> int:
+    """argparse type of counts and sizes (epochs, batch sizes, --limit, threads, ...): an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (>= 1), got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type of a strictly positive, finite number (learning rate, temperature, seconds)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number (> 0), got {text}")
+    return value
+
+
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     """The training options, shared by `lab4f train` and `python -m lab4f.distributed`."""
     from lab4f.training import TrainConfig
@@ -37,20 +60,20 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="mnist5k", help="dataset name (see lab4f.data.available_datasets)")
     p.add_argument("--data-dir", type=Path, default=None, help="folder holding downloaded dataset files")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split")
-    p.add_argument("--limit", type=int, default=None, help="cap each split at this many images")
-    p.add_argument("--image-size", type=int, default=None, help="resize images to this size")
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--limit", type=positive_int, default=None, help="cap each split at this many images")
+    p.add_argument("--image-size", type=positive_int, default=None, help="resize images to this size")
+    p.add_argument("--epochs", type=positive_int, default=d.epochs)
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size)
+    p.add_argument("--lr", type=positive_float, default=d.lr)
     p.add_argument("--seed", type=int, default=0, help="seed of weights init, shuffling and dropout")
-    p.add_argument("--T", type=float, default=d.T, help="KD temperature")
+    p.add_argument("--T", type=positive_float, default=d.T, help="KD temperature")
     p.add_argument("--alpha", type=float, default=d.alpha, help="KD weight of the soft-target term")
     p.add_argument("--detection", choices=DETECTION_MODELS, default=None,
                    help="what the camera measures, for linear/student (default ideal)")
     p.add_argument("--widths", default=None, help="conv channel widths, e.g. 16,32,32 (student: teacher's)")
     p.add_argument("--out", type=Path, default=None, help="checkpoint path (default runs/<kind>-...pt)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint at --out")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch intra-op threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--ddp", action="store_true",
                    help="data-parallel under torchrun (reads RANK/WORLD_SIZE); only rank 0 writes")
@@ -68,20 +91,34 @@ def run_train(args: argparse.Namespace) -> Any:
     from lab4f.distributed import init_from_env
     from lab4f.training import TrainConfig, model_config_for, train_model
 
+    out = args.out or default_out(args)
+    if args.resume and not Path(out).is_file():
+        raise ConfigError(f"--resume: there is no checkpoint at {out} to continue from; pass the --out of the run to "
+                          "resume (and the same --kind/--dataset/--seed), or drop --resume to start from scratch")
+    if args.teacher is not None and args.kind != "student":
+        raise ConfigError(f"--teacher is only used by --kind student (knowledge distillation); --kind {args.kind} "
+                          "trains without a teacher: drop --teacher, or pass --kind student")
     ctx = init_from_env() if args.ddp else None
     if ctx is not None and not ctx.is_main:
         # only rank 0 prints: silence this process's stdout at the file-descriptor level, which also
         # covers the CLI's --json line printed after the command returns
         sys.stdout.flush()
         os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
-    splits = load_dataset(args.dataset, data_dir=args.data_dir, split_seed=args.split_seed,
-                          limit=args.limit, image_size=args.image_size)
-    overrides: dict[str, Any] = {}
     teacher = None
     if args.kind == "student":
         if args.teacher is None:
             raise ConfigError("--kind student needs --teacher CKPT (make one: `lab4f train --kind teacher`)")
         teacher, tcfg, tmeta = load_checkpoint(args.teacher)
+        if tcfg.kind != "teacher":
+            raise ConfigError(
+                f"--teacher {args.teacher} is a {tcfg.kind!r} checkpoint, not a teacher: distillation needs the "
+                "nonlinear teacher (make one with `lab4f train --kind teacher`, or pass the teacher-seed*.pt "
+                "of a `lab4f reproduce` results folder)"
+            )
+    splits = load_dataset(args.dataset, data_dir=args.data_dir, split_seed=args.split_seed,
+                          limit=args.limit, image_size=args.image_size)
+    overrides: dict[str, Any] = {}
+    if teacher is not None:
         tdata = tmeta.get("dataset", {})
         if tdata.get("name") != splits.name or tdata.get("split_seed") != splits.split_seed:
             raise ConfigError(
@@ -98,7 +135,6 @@ def run_train(args: argparse.Namespace) -> Any:
     model_cfg = model_config_for(splits, args.kind, **overrides)
     train_cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                             T=args.T, alpha=args.alpha, num_threads=args.threads)
-    out = args.out or default_out(args)
     return train_model(model_cfg, splits, train_cfg, teacher=teacher, checkpoint_path=out,
                        resume=args.resume, progress=not args.no_progress)
 
