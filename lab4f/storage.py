@@ -27,6 +27,16 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where Linux allows (os.umask both sets and returns it)."""
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        with open("/proc/self/status") as fh:
+            return int(next(line for line in fh if line.startswith("Umask:")).split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_h5(path: str | os.PathLike[str], kind: str, schema_version: int) -> Iterator[h5py.File]:
     """Open a temporary HDF5 file for writing; on success it replaces ``path`` in one rename."""
@@ -43,6 +53,7 @@ def atomic_h5(path: str | os.PathLike[str], kind: str, schema_version: int) -> I
             yield f
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp made it 0600; records are shared like any other file
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -63,10 +74,14 @@ def open_h5(path: str | os.PathLike[str], kind: str, max_schema: int) -> h5py.Fi
     version = int(f.attrs.get("schema_version", -1))
     if found_kind != kind:
         f.close()
-        raise StorageError(f"{path} holds a {found_kind!r} file, not a {kind!r} file")
+        raise StorageError(f"{path} holds a {found_kind!r} file, not a {kind!r} file; pass a {kind} file "
+                           f"written by lab4f here")
     if not 1 <= version <= max_schema:
         f.close()
-        raise StorageError(f"{path} has schema version {version}; this lab4f reads {kind} versions 1..{max_schema}")
+        advice = ("it was written by a newer lab4f: upgrade lab4f to read it" if version > max_schema else
+                  "it was not written by lab4f, or is damaged: make it again")
+        raise StorageError(f"{path} has schema version {version}; this lab4f reads {kind} versions 1..{max_schema}; "
+                           f"{advice}")
     return f
 
 

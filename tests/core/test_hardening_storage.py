@@ -90,10 +90,10 @@ def test_optical_program_loader_refuses_a_newer_program_and_a_record(program_fil
     newer.write_bytes(program_file.read_bytes())
     with h5py.File(newer, "r+") as f:
         f.attrs["schema_version"] = PROGRAM_SCHEMA + 1
-    with pytest.raises(StorageError, match=rf"schema version {PROGRAM_SCHEMA + 1}.*optical_program versions 1\.\.1"):
+    with pytest.raises(StorageError, match=rf"schema version {PROGRAM_SCHEMA + 1}.*optical_program versions 1\.\.1.*upgrade lab4f"):
         OpticalProgram.load(newer)
     record = CalibrationRecord().save(tmp_path / "cal.h5")
-    with pytest.raises(StorageError, match="holds a 'calibration_record' file, not a 'optical_program' file"):
+    with pytest.raises(StorageError, match="holds a 'calibration_record' file, not a 'optical_program' file; pass a optical_program"):
         OpticalProgram.load(record)
 
 
@@ -111,3 +111,22 @@ def test_calibration_record_loader_says_what_to_do(program_file: Path, tmp_path:
         assert str(path) in msg and found in msg
         assert "Use an earlier record" in msg and "`lab4f calibrate all`" in msg  # what to do next
         assert isinstance(err.value.__cause__, StorageError)  # the storage refusal, wrapped
+
+
+def test_written_files_follow_the_umask_not_mkstemps_0600(tmp_path) -> None:
+    import os
+    import stat
+
+    from lab4f.storage import atomic_h5
+
+    old = os.umask(0o022)
+    try:
+        with atomic_h5(tmp_path / "a.h5", "run", 1) as f:
+            f["x"] = 1
+        assert stat.S_IMODE((tmp_path / "a.h5").stat().st_mode) == 0o644
+        os.umask(0o077)
+        with atomic_h5(tmp_path / "b.h5", "run", 1) as f:
+            f["x"] = 1
+        assert stat.S_IMODE((tmp_path / "b.h5").stat().st_mode) == 0o600
+    finally:
+        os.umask(old)
