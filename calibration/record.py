@@ -7,7 +7,6 @@ hides the previous good record. Loading compares device identities with the benc
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -28,14 +27,6 @@ log = logging.getLogger(__name__)
 RECORD_KIND = "calibration_record"
 RECORD_SCHEMA = 1
 RECORD_GLOB = "cal-*.h5"
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass

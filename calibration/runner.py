@@ -17,11 +17,12 @@ from lab4f.calibration.camera import camera_step
 from lab4f.calibration.display import DisplayLinearizer, display_step
 from lab4f.calibration.fourier import fourier_step
 from lab4f.calibration.gains import channel_gain_step
-from lab4f.calibration.record import CalibrationRecord, file_sha256, latest_record, new_record_path
+from lab4f.calibration.record import CalibrationRecord, latest_record, new_record_path
 from lab4f.calibration.registration import display_registration_step, tile_registration_step
 from lab4f.calibration.slm import phase_response_step
 from lab4f.calibration.wavefront import clear_correction, wavefront_step
 from lab4f.errors import CalibrationError
+from lab4f.storage import file_sha256
 
 log = logging.getLogger(__name__)
 

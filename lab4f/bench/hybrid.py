@@ -73,7 +73,7 @@ def check_compatible(model_cfg: ModelConfig, bank: np.ndarray, program: OpticalP
     if record is not None:
         want = getattr(record, "program_sha256", None)
         if want and program_path is not None:
-            from lab4f.calibration.record import file_sha256
+            from lab4f.storage import file_sha256
 
             if file_sha256(program_path) != want:
                 problems.append(f"calibration: the record's tiles/gains were measured for another program "
@@ -164,7 +164,7 @@ def record_program(record: Any) -> Path:
 
     A path stored relative (by older records) is tried from the working directory and from the record's folder.
     """
-    from lab4f.calibration.record import file_sha256
+    from lab4f.storage import file_sha256
 
     stored = Path(str(record.program_path))
     candidates = [stored] if stored.is_absolute() else [stored, Path(getattr(record, "path", ".")).parent / stored]

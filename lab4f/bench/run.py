@@ -12,7 +12,7 @@ import torch
 
 from lab4f.bench.hybrid import HybridSetup
 from lab4f.bench.stream import Pipeline, RunSummary
-from lab4f.storage import atomic_h5, write_json_attr
+from lab4f.storage import atomic_h5, file_sha256, write_json_attr
 
 RUN_SCHEMA = 1
 
@@ -123,10 +123,19 @@ def save_run(path: str | os.PathLike[str], result: RunResult, setup: HybridSetup
     return Path(path)
 
 
+def _absolute(path: Any) -> str:
+    """Paths in run files are absolute: the file is read later from anywhere."""
+    return str(Path(path).resolve()) if path else ""
+
+
 def write_provenance(f: Any, setup: HybridSetup, checkpoint: str | None) -> None:
     """What produced a run: the bench (devices, settings), checkpoint, optical program and calibration record."""
     write_json_attr(f, "bench", setup.bench.info())
-    f.attrs["checkpoint"] = str(checkpoint or "")
-    f.attrs["program"] = str(setup.program_path or "")
-    f.attrs["calibration"] = str(setup.calibration_path or "")
+    f.attrs["checkpoint"] = _absolute(checkpoint)
+    f.attrs["program"] = _absolute(setup.program_path)  # "" when compiled on the fly: program_summary says what
+    f.attrs["calibration"] = _absolute(setup.calibration_path)
+    for name, p in (("checkpoint", checkpoint), ("program", setup.program_path),
+                    ("calibration", setup.calibration_path)):
+        if p and Path(p).is_file():  # which file exactly, even if it is later overwritten or moved
+            f.attrs[f"{name}_sha256"] = file_sha256(p)
     write_json_attr(f, "program_summary", setup.program.summary())

@@ -10,12 +10,12 @@ import torch
 from lab4f.bench.config import load_bench_config
 from lab4f.bench.devices import Bench
 from lab4f.bench.hybrid import prepare, record_program
-from lab4f.calibration.record import file_sha256
 from lab4f.commands.compile import compile_checkpoint
 from lab4f.errors import MismatchError
 from lab4f.optics import compile_bank
 from lab4f.optics.registration import PlaneToCamera
 from lab4f.spectral import KernelBank
+from lab4f.storage import file_sha256
 
 
 def _record(path, sha=None, where=None):
