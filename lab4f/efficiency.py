@@ -129,11 +129,20 @@ def mac_crossover(cfg: ModelConfig, max_size: int, detection: str = "incoherent"
     return crossover
 
 
-def time_front_end_s(cfg: ModelConfig, size: int, batch: int = 8, repeats: int = 5) -> float:
+def time_front_end_s(cfg: ModelConfig, size: int, batch: int = 8, repeats: int = 5, threads: int = 1) -> float:
     """Best-of-``repeats`` wall time per image of the teacher's conv front end (F.conv2d + ReLU) on this CPU.
 
     The minimum, as ``timeit`` advises: other load on the machine only ever adds time.
     """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)  # a fixed count: with every core and other jobs running, time is contention
+    try:
+        return _time_front_end_s(cfg, size, batch, repeats)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _time_front_end_s(cfg: ModelConfig, size: int, batch: int, repeats: int) -> float:
     torch.manual_seed(0)
     front = TeacherCNN(cfg).front.eval()
     convs = [m for m in front if isinstance(m, nn.Conv2d)]
@@ -200,14 +209,14 @@ def bench_time_per_image_s(rates: BenchRates, channels: int, size: int, kernel_s
 
 
 def row_for(cfg: ModelConfig, size: int, rates: BenchRates, detection: str = "incoherent",
-            timing: bool = True, filter_size: int = FILTER_SIZE) -> dict[str, Any]:
+            timing: bool = True, filter_size: int = FILTER_SIZE, threads: int = 1) -> dict[str, Any]:
     """One table row: MACs of both networks, timed digital front end, bench time per image."""
     t, h = teacher_macs(cfg, size), hybrid_macs(cfg, size, detection, filter_size)
     bench_s, frames = bench_time_per_image_s(rates, cfg.widths[-1], size, cfg.collapsed_kernel_size)
     return {"resolution": size, "teacher_macs": t.total, "teacher_front_macs": t.front,
             "teacher_back_macs": t.back, "hybrid_macs": h.total, "hybrid_extraction_macs": h.extraction,
             "hybrid_back_macs": h.back, "mac_ratio": t.total / h.total,
-            "digital_front_s_per_image": time_front_end_s(cfg, size) if timing else None,
+            "digital_front_s_per_image": time_front_end_s(cfg, size, threads=threads) if timing else None,
             "bench_frames_per_image": frames, "bench_s_per_image": bench_s,
             "bench_one_frame_s_per_image": rates.camera_frame_s}
 
@@ -262,7 +271,8 @@ def crossover_statement(rows: list[dict[str, Any]], analytic: int | None, key_a:
     return first, text
 
 
-def assumptions(cfg: ModelConfig, rates: BenchRates, detection: str, filter_size: int = FILTER_SIZE) -> list[str]:
+def assumptions(cfg: ModelConfig, rates: BenchRates, detection: str, filter_size: int = FILTER_SIZE,
+                threads: int = 1) -> list[str]:
     """The assumptions printed beside the table and the plot."""
     k = cfg.collapsed_kernel_size
     return [
@@ -275,7 +285,7 @@ def assumptions(cfg: ModelConfig, rates: BenchRates, detection: str, filter_size
            if filter_size > 1 else "scalar gain fused with the tile sum and offset 1")
         + "; dark/flat 1 per camera pixel, tiles × pitch².",
         "Digital time: best of 5 wall times per image (batch 8) of the teacher's conv front end (F.conv2d + ReLU) "
-        f"on this machine ({torch.get_num_threads()} torch threads); back end not timed.",
+        f"on this machine ({threads} torch thread{'s' if threads > 1 else ''}); back end not timed.",
         f"Bench time: {rates.source}; camera frame = max(exposure {rates.camera_exposure_s} s, 1/max_fps "
         f"{rates.camera_max_fps} Hz) = {rates.camera_frame_s:.4g} s; SLM settle {rates.slm_settle_s} s "
         f"(max {1 / rates.slm_settle_s if rates.slm_settle_s else float('inf'):.0f} Hz); the input display is "
@@ -359,7 +369,8 @@ def _plot(path: Any, rows: list[dict[str, Any]], notes: list[str], statements: l
 def efficiency_report(resolutions: tuple[int, ...] = (28, 56, 112, 224), out_dir: Any = "results/efficiency",
                       train_resolutions: tuple[int, ...] = (28, 56), epochs: int = 4, limit: int | None = None,
                       cfg: ModelConfig | None = None, detection: str = "incoherent", bench_config: str | None = None,
-                      timing: bool = True, log: Any = None, filter_size: int = FILTER_SIZE) -> dict[str, Any]:
+                      timing: bool = True, log: Any = None, filter_size: int = FILTER_SIZE,
+                      threads: int = 1) -> dict[str, Any]:
     """Compute the table for ``resolutions`` (training classifiers at ``train_resolutions``) and write it."""
     from lab4f.errors import ConfigError
 
@@ -371,7 +382,7 @@ def efficiency_report(resolutions: tuple[int, ...] = (28, 56, 112, 224), out_dir
     rates = bench_rates(bench_config)
     rows = []
     for n in sorted(set(resolutions)):
-        row = row_for(cfg, n, rates, detection, timing, filter_size)
+        row = row_for(cfg, n, rates, detection, timing, filter_size, threads)
         acc = {"teacher_accuracy": None, "hybrid_accuracy": None, "train_s": None}
         if n in train_resolutions:
             if log:
@@ -388,7 +399,7 @@ def efficiency_report(resolutions: tuple[int, ...] = (28, 56, 112, 224), out_dir
         rows, None, "digital_front_s_per_image", "bench_one_frame_s_per_image",
         "Time per image (bench with all tiles in one camera frame vs measured digital front end)")[1]
     statements = [s for s in (stmt_macs, stmt_time, stmt_one) if s]
-    notes = assumptions(cfg, rates, detection, filter_size)
+    notes = assumptions(cfg, rates, detection, filter_size, threads)
     files = write_report(out_dir, rows, notes, statements)
     return {"rows": rows, "mac_crossover_resolution": macs_at, "mac_crossover_analytic": analytic,
         "filter_size": filter_size, "time_crossover_resolution": time_at, "statements": statements,

@@ -19,7 +19,8 @@ def _efficiency(args: argparse.Namespace) -> dict[str, Any]:
     train_at = () if args.no_train else parse_int_list(args.train_resolutions)
     result = efficiency_report(parse_int_list(args.resolutions), args.out, train_at, args.epochs, args.limit,
                                cfg, args.detection, args.config, timing=not args.no_timing,
-                               log=lambda m: print(m, file=sys.stderr), filter_size=args.filter_size)
+                               log=lambda m: print(m, file=sys.stderr), filter_size=args.filter_size,
+                               threads=args.threads)
     if not args.json:
         print(Path(result["files"]["table_md"]).read_text())
         print(f"files in {args.out}")
@@ -45,5 +46,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                         "(default 5, what `lab4f calibrate gains` fits; 1 = a scalar gain per tile)")
     e.add_argument("--config", default=None, help="bench config file (default: the built-in simulated bench)")
     e.add_argument("--no-timing", action="store_true", help="skip timing the digital front end")
+    e.add_argument("--threads", type=positive_int, default=1,
+                   help="torch threads while timing the digital front end (default 1: on a shared machine more "
+                        "threads time contention as much as convolution)")
     e.add_argument("--out", type=Path, default=Path("results/efficiency"))
     e.set_defaults(func=_efficiency)

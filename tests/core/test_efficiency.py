@@ -135,3 +135,14 @@ def test_cli_report_efficiency_json(tmp_path: Path, capsys: pytest.CaptureFixtur
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["ok"] and [r["resolution"] for r in out["rows"]] == [28, 56]
     assert out["rows"][0]["teacher_macs"] == teacher_macs(ModelConfig(), 28).total
+
+
+def test_front_end_timing_uses_the_given_threads_and_restores_them(monkeypatch) -> None:
+    from lab4f import efficiency
+
+    seen = []
+    monkeypatch.setattr(efficiency, "_time_front_end_s", lambda *a: seen.append(torch.get_num_threads()) or 1e-3)
+    before = torch.get_num_threads()
+    assert efficiency.time_front_end_s(TINY, 8, threads=1) == 1e-3
+    assert seen == [1] and torch.get_num_threads() == before
+    assert "(1 torch thread)" in " ".join(efficiency.assumptions(TINY, bench_rates(), "incoherent", threads=1))
