@@ -26,6 +26,23 @@ from lab4f.storage import file_sha256
 
 log = logging.getLogger(__name__)
 
+#: Steps whose results later steps are measured through: re-running one alone leaves those stale.
+DEPENDS_ON_IT = {
+    "camera": ("gains",),  # exposure: the channel filters carry its scale
+    "fourier": ("registration", "tiles", "gains"),  # the registration's matrix is the Fourier calibration's
+    "phase": ("tiles", "gains"),  # a new LUT changes the PSF the tiles and filters were fitted to
+    "wavefront": ("registration", "tiles", "gains"),
+    "registration": ("tiles", "gains"),
+    "tiles": ("gains",),
+}
+
+
+def stale_steps(running: list[str], recorded: Any) -> list[str]:
+    """Steps of the base record that build on a step being re-run but are not re-run themselves."""
+    stale = {d for n in running for d in DEPENDS_ON_IT.get(n, ()) if d in recorded and d not in running}
+    return [n for n in BENCH_ORDER if n in stale]
+
+
 #: The steps ``all`` runs, in bench order. The display is linearised before anything shows images through it;
 #: the Fourier calibration precedes the phase response: slmsuite's pixel calibration needs it.
 STEP_ORDER = ("camera", "display", "fourier", "phase", "registration", "tiles", "gains")
@@ -122,6 +139,11 @@ def run_calibration(
                 "again) or `lab4f calibrate all --program P`; the previous record is unchanged")
         names.append("gains")
     if base is not None:
+        stale = stale_steps(names, base.steps)
+        if stale:
+            rerun = ", ".join(n for n in names if n in DEPENDS_ON_IT)
+            log.warning("re-running %s leaves this record's %s as measured before (they build on it); re-run them "
+                        "too, e.g. `lab4f calibrate all --program P`", rerun, ", ".join(stale))
         rec = base.merged_with(rec)
         base.apply(bench)  # the earlier steps' exposure, phase LUT and correction are what later steps assume
     else:

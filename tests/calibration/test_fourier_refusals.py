@@ -44,3 +44,26 @@ def test_residual_and_found_spot_limits_are_enforced() -> None:
             fourier_step(b, array_shape=9, array_pitch=30, max_rms_px=rms / 10)
         with pytest.raises(CalibrationError, match=rf"only \d+ of {n} spots were found"):
             fourier_step(b, array_shape=9, array_pitch=30, min_found_fraction=1.01)
+
+
+def test_steps_left_stale_by_a_partial_rerun_are_named() -> None:
+    from lab4f.calibration.runner import stale_steps
+
+    recorded = {"camera": 1, "display": 1, "fourier": 1, "phase": 1, "registration": 1, "tiles": 1, "gains": 1}
+    assert stale_steps(["fourier"], recorded) == ["registration", "tiles", "gains"]
+    assert stale_steps(["fourier", "registration", "tiles", "gains"], recorded) == []
+    assert stale_steps(["tiles"], recorded) == ["gains"]
+    assert stale_steps(["camera"], {"camera": 1}) == []  # nothing measured after it yet
+    assert stale_steps(["display", "gains"], recorded) == []
+
+
+def test_rerunning_fourier_alone_warns_about_the_registration(tmp_path, caplog) -> None:
+    import logging
+
+    from lab4f.calibration import run_calibration
+
+    with bench() as b:
+        run_calibration(b, ["camera", "fourier", "registration"], out_dir=tmp_path)
+        with caplog.at_level(logging.WARNING, logger="lab4f.calibration.runner"):
+            run_calibration(b, "fourier", out_dir=tmp_path)
+    assert "re-running fourier leaves this record's registration as measured before" in caplog.text
