@@ -299,7 +299,8 @@ class BenchWorker(Worker):
     # -- calibration -------------------------------------------------------------------------------
     def calibrate(self, steps: str | list[str], program: Any = None, program_path: str | None = None,
                   base: CalibrationRecord | None = None, out_dir: str | None = None,
-                  wavefront: bool = False) -> CalibrationRecord:
+                  wavefront: bool = False, step_options: dict[str, dict[str, Any]] | None = None,
+                  ) -> CalibrationRecord:
         """`run_calibration` with per-step progress; the live view pauses meanwhile, a run is ended."""
         names = resolve_steps(steps, program, wavefront)  # a bad request is refused before anything stops
         resume_view = self.view is not None
@@ -322,7 +323,7 @@ class BenchWorker(Worker):
         try:
             record = run_calibration(self.bench, steps, program=program, program_path=program_path,
                                      out_dir=out_dir, base=base, progress=progress, cancel=self.cancel,
-                                     on_step=on_step, wavefront=wavefront)
+                                     on_step=on_step, wavefront=wavefront, step_options=step_options)
         except CalibrationCancelled as exc:
             self.progress.emit("cancelled", 0.0, str(exc))
             raise

@@ -51,13 +51,20 @@ class CalibrationPanel(QtWidgets.QWidget):
         self.run_all_btn = QtWidgets.QPushButton("Run all")
         self.run_all_btn.clicked.connect(lambda: self.run("all", self.with_wavefront.isChecked()))
         self.with_wavefront = QtWidgets.QCheckBox("with wavefront")
+        self.flat_frames = QtWidgets.QSpinBox()
+        self.flat_frames.setRange(0, 256)
+        self.flat_frames.setPrefix("flat field: ")
+        self.flat_frames.setSuffix(" frames")
+        self.flat_frames.setSpecialValueText("flat field: off")
+        self.flat_frames.setToolTip("camera step: measure the sensor's pixel response from N speckle frames "
+                                    "(32 recommended; 0 = a unity flat)")
         self.cancel_btn = QtWidgets.QPushButton("Cancel")
         self.cancel_btn.setEnabled(False)
         self.cancel_btn.clicked.connect(self.cancel)
         save_btn, load_btn = QtWidgets.QPushButton("Save copy…"), QtWidgets.QPushButton("Load record…")
         save_btn.clicked.connect(self._choose_save)
         load_btn.clicked.connect(self._choose_load)
-        for w in (self.run_all_btn, self.with_wavefront, self.cancel_btn, save_btn, load_btn):
+        for w in (self.run_all_btn, self.with_wavefront, self.flat_frames, self.cancel_btn, save_btn, load_btn):
             row.addWidget(w)
         layout.addLayout(row)
         self.summary = QtWidgets.QPlainTextEdit("not calibrated")
@@ -123,8 +130,9 @@ class CalibrationPanel(QtWidgets.QWidget):
         self._set_running(True)
         # a partial run builds on the record in use; 'all' starts afresh (no stale tiles/gains of another program)
         w, base, out = self.worker, None if steps == "all" else st.calibration, str(self.folder)
-        w.submit(lambda: w.calibrate(steps, program, program_path, base, out, wavefront), name="calibration",
-                 where="calibration")
+        options = {"camera": {"flat_frames": self.flat_frames.value()}} if self.flat_frames.value() else None
+        w.submit(lambda: w.calibrate(steps, program, program_path, base, out, wavefront, options),
+                 name="calibration", where="calibration")
 
     def cancel(self) -> None:
         self.worker.cancel.set()  # a threading.Event: safe to set from the GUI thread

@@ -63,3 +63,21 @@ def test_damaged_record_is_refused_and_the_current_one_kept(qtbot, window: MainW
     qtbot.waitUntil(lambda: "unchanged" in panel.summary.toPlainText(), timeout=10_000)
     assert "CalibrationError" in panel.summary.toPlainText() and window.state.calibration is None
     assert "record" in window.status_line.text()
+
+
+def test_flat_frames_reach_the_camera_step(qtbot, window: MainWindow) -> None:  # noqa: ANN001
+    panel = window.calibration_panel
+    window.bench_panel.connect_all()
+    qtbot.waitUntil(lambda: window.bench_panel.last_state.get("devices", {}).get("camera", {}).get("connected"),
+                    timeout=20_000)
+    panel.flat_frames.setValue(8)
+    panel.run(["camera"])
+    qtbot.waitUntil(lambda: not panel.running, timeout=60_000)
+    rec = window.state.calibration
+    assert rec is not None, panel.summary.toPlainText()
+    q = rec.steps["camera"].quality
+    assert q["flat_frames"] == 8 and q["flat_pixels"] > 0  # measured, not the unity flat
+    panel.flat_frames.setValue(0)
+    panel.run(["camera"])
+    qtbot.waitUntil(lambda: not panel.running, timeout=60_000)
+    assert window.state.calibration.steps["camera"].quality.get("flat_frames", 0) == 0
