@@ -83,8 +83,8 @@ def run_dataset(
         if i is None:
             return None
         frames = setup.grab(images[i, 0].numpy())
-        if len(sample_frames) < samples:
-            sample_frames.append(frames[0].copy())
+        if len(sample_frames) < samples:  # (H, W), or (F, H, W) for a time-multiplexed program
+            sample_frames.append(frames[0].copy() if single else frames.copy())
             sample_inputs.append(i)
         # the camera's own frame counter reveals frames it lost; time-multiplexed runs count images
         index = int(getattr(setup.bench.camera, "last_frame_index", i)) if single else i
@@ -102,8 +102,9 @@ def run_dataset(
     with torch.no_grad():
         digital = torch.softmax(setup.student(images[done]), dim=1).numpy() if len(done) else np.zeros((0, 1))
         sample_idx = np.asarray(sample_inputs, dtype=np.int64)
-        sample_feats = setup.features(np.stack(sample_frames)[:, None]).numpy() if sample_frames and single \
-            else np.zeros((0,))
+        stacked = np.stack(sample_frames) if sample_frames else None
+        sample_feats = np.zeros((0,)) if stacked is None else \
+            setup.features(stacked[:, None] if single else stacked).numpy()
     return RunResult(done, labels[done].numpy(), optical, digital, summary, np.stack(sample_frames) if sample_frames
                      else np.zeros((0,)), sample_feats, {"sample_indices": sample_idx.tolist()})
 

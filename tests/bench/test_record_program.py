@@ -50,3 +50,21 @@ def test_run_without_program_uses_the_records_program_and_catches_another_checkp
         other.save(tmp_path / "other.program.h5")
         with pytest.raises(MismatchError, match="kernel values"):
             prepare(bench, trained_checkpoints["student"], record=_record(tmp_path / "other.program.h5"))
+
+
+def test_time_multiplexed_run_keeps_every_program_frame_of_its_samples(trained_checkpoints, mnist_splits):
+    import numpy as np
+
+    from lab4f.bench.run import run_dataset
+
+    x, y = mnist_splits.test.tensors[:2]
+    with Bench(load_bench_config(None)) as bench:
+        setup = prepare(bench, trained_checkpoints["student"], compile_kwargs={"multiplex": "always"})
+        frames = len(setup.program.frames)
+        assert frames > 1
+        result = run_dataset(setup, x[:3], y[:3], samples=2)
+        assert result.sample_frames.shape == (2, frames, *bench.camera.shape)
+        assert result.sample_features.shape == (2, setup.program.channels, 28, 28)
+        again = setup.features(result.sample_frames).numpy()
+        np.testing.assert_allclose(result.sample_features, again, rtol=1e-6, atol=1e-6)
+        assert np.abs(result.sample_features).max() > 0
