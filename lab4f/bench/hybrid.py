@@ -133,7 +133,7 @@ class HybridSetup:
 def check_display_fits(setup: HybridSetup | Bench, images: torch.Tensor | np.ndarray) -> None:
     """Refuse inputs (N, 1, H, W) or (N, H, W) the display cannot show, saying which config setting to change."""
     hw = tuple(int(v) for v in images.shape[-2:])
-    bench = setup.bench if isinstance(setup, HybridSetup) else setup
+    bench = getattr(setup, "bench", setup)  # a HybridSetup, or the Bench itself
     shape = tuple(getattr(bench.display, "shape", hw))
     if shape != hw:
         raise MismatchError(f"the display shows {shape} images but the inputs are {hw}; set the bench config's "

@@ -189,7 +189,7 @@ def test_lab4f_run_with_a_segmentation_checkpoint(seg_bench, capsys) -> None:
     assert out.is_file() and (out.parent / "seg_overlay.png").is_file()
     assert len(list(out.parent.glob("seg_0*_overlay.png"))) == 8  # one per scene, beside the panel
     assert main([*argv[:-1], "--images", "somewhere", "--json"]) == 2
-    assert "generated scenes" in json.loads(capsys.readouterr().out)["message"]
+    assert "the scenes it was trained on" in json.loads(capsys.readouterr().out)["message"]
 
 
 @pytest.mark.slow
@@ -223,4 +223,4 @@ def test_lab4f_finetune_retrains_a_segmentation_decoder(seg_bench, capsys) -> No
     assert runs["tuned"]["task"] == "segmentation" and runs["tuned"]["n"] == 12
     assert runs["tuned"]["optical_mean_iou"] != runs["plain"]["optical_mean_iou"]  # the fine-tuned decoder ran
     assert main(["finetune", *common, "--dataset", "mnist5k", "--json"]) == 2  # scenes, not a dataset
-    assert "generated scenes" in json.loads(capsys.readouterr().out)["message"]
+    assert "the scenes it was trained on" in json.loads(capsys.readouterr().out)["message"]
