@@ -17,6 +17,7 @@ class AppState(QtCore.QObject):
     model_changed = QtCore.Signal()
     program_changed = QtCore.Signal()
     calibration_changed = QtCore.Signal()
+    calibrating_changed = QtCore.Signal(bool)  # a calibration started (True) or ended: other bench jobs wait
     status = QtCore.Signal(str)
 
     def __init__(self) -> None:
@@ -26,6 +27,12 @@ class AppState(QtCore.QObject):
         self.program_path: str | None = None
         self.calibration: CalibrationRecord | None = None  # the record in use (run here or loaded)
         self.camera_shape: tuple[int, int] | None = None
+        self.calibrating = False
+
+    def set_calibrating(self, on: bool) -> None:
+        if on != self.calibrating:
+            self.calibrating = on
+            self.calibrating_changed.emit(on)
 
 
 @dataclass

@@ -18,6 +18,10 @@ from lab4f.gui.workers import ADVICE, BenchWorker, Worker, start_in_thread
 
 ORGANISATION, APPLICATION = "lab4f", "lab4f-gui"
 SETTINGS_VERSION = 1
+#: How long closing waits for each worker thread after cancelling its jobs (a non-cancellable job — loading a big
+#: checkpoint, a vendor call — may take this long).
+CLOSE_WAIT_MS = 30_000
+_UNFINISHED: list[QtCore.QThread] = []  # threads still running after close (never destroyed while running)
 KNOWN_KEYS = {"version", "geometry", "window_state", "bench/config", "kernels/checkpoint", "calibration/record"}
 
 
@@ -65,8 +69,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self.docks["Bench"].raise_()
         self.status_line = status_label("ready")
         self.statusBar().addWidget(self.status_line, 1)
+        self.error_where: str | None = None  # the kind of request whose error the status line shows
         for w in (self.bench_worker, self.jobs):
             w.failed.connect(self.on_failed)
+            w.cancelled.connect(self.on_cancelled)
+            w.succeeded.connect(self.on_succeeded)
+        self.state.calibrating_changed.connect(self.bench_panel.set_busy)
         self.bench_worker.state.connect(self._on_bench_state)
         self.state.status.connect(self.show_status)
         for signal in (self.state.model_changed, self.state.program_changed, self.state.calibration_changed,
@@ -84,15 +92,33 @@ class MainWindow(QtWidgets.QMainWindow):
     # -- messages ----------------------------------------------------------------------------------
     @QtCore.Slot(str)
     def show_status(self, text: str) -> None:
+        self._clear_error()
         self.status_line.setText(text)
 
     @QtCore.Slot(str, str)
     def on_failed(self, where: str, message: str) -> None:
         """Device or job errors: a status line that says what happened and what to do; the window stays."""
         advice = ADVICE.get(where, "")
+        self.error_where = where
         self.status_line.setText(f"⚠ {where}: {message} {advice if advice not in message else ''}".strip())
         self.status_line.setStyleSheet("color: #a40000")
-        QtCore.QTimer.singleShot(15_000, self.status_line, lambda: self.status_line.setStyleSheet(""))
+
+    @QtCore.Slot(str, str)
+    def on_cancelled(self, where: str, message: str) -> None:
+        """A job the user (or closing) cancelled: said plainly, not as an error."""
+        self._clear_error()
+        self.status_line.setText(f"{where} cancelled: {message}" if where not in message else message)
+
+    @QtCore.Slot(str)
+    def on_succeeded(self, where: str) -> None:
+        """The next success of the kind of request that failed clears the red error text."""
+        if where == self.error_where:
+            self._clear_error()
+            self.status_line.setText("ready")
+
+    def _clear_error(self) -> None:
+        self.error_where = None
+        self.status_line.setStyleSheet("")
 
     def _on_bench_state(self, st: dict) -> None:
         if "camera" in st:
@@ -153,10 +179,16 @@ class MainWindow(QtWidgets.QMainWindow):
         self.save_settings()
         self.live_panel.timer.stop()
         self.inference_panel.timer.stop()
-        self.bench_worker.cancel.set()  # a running calibration step stops at its next check
+        # cancel running jobs first: a calibration step stops at its next check, a compile at its next
+        # phase-retrieval iteration; then the queued shutdown stops the streams and closes the devices
+        self.bench_worker.cancel.set()
+        self.bench_worker.compile_cancel.set()
         self.bench_worker.finish(self.bench_worker.shutdown)
         self.jobs.finish(lambda: None)
         for thread in self.threads:
-            if not thread.wait(10_000):
-                self.notes.append(f"thread {thread.objectName()} did not stop within 10 s")
+            if not thread.wait(CLOSE_WAIT_MS):
+                # a QThread destroyed while running aborts the process: keep it (and its worker) referenced
+                self.notes.append(f"thread {thread.objectName()} did not stop within {CLOSE_WAIT_MS / 1000:g} s; "
+                                  "waiting for it in the background")
+                _UNFINISHED.append(thread)
         super().closeEvent(event)

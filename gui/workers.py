@@ -6,10 +6,13 @@ as queued signals. Acquisition and inference run in :class:`lab4f.bench.stream.P
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import traceback
 from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,14 +25,70 @@ from lab4f.calibration import CalibrationRecord, resolve_steps, run_calibration
 from lab4f.errors import CalibrationCancelled, DeviceError, Lab4fError
 from lab4f.gui.live import DEFAULT_RATE_HZ, LatestFrame, LiveRun, camera_pipeline
 
-#: What to do when a device of this role fails (shown under the error).
+#: What to do when a device of this role fails (shown under the error): the buttons to press in this window.
 ADVICE = {
-    "camera": "Check the cable and trigger, then Disconnect and Connect the camera again.",
-    "slm": "Check the SLM controller, then reconnect the SLM (and the camera that looks through it).",
-    "display": "Check the input display, then reconnect it (and the camera).",
-    "light_source": "Check the source is powered and cabled, then reconnect it.",
-    "shutter": "Check the shutter controller, then reconnect it.",
+    "camera": "Check the cable and trigger, then Disconnect and Connect the camera again (Bench panel).",
+    "slm": "Check the SLM controller, then Disconnect and Connect the SLM in the Bench panel (the camera that looks "
+           "through it is reconnected with it: press Connect for the camera too).",
+    "display": "Check the input display, then Disconnect and Connect the display in the Bench panel (and then "
+               "Connect the camera, which is released with it).",
+    "light_source": "Check the source is powered and cabled, then Disconnect and Connect the light source "
+                    "(Bench panel).",
+    "shutter": "Check the shutter controller, then Disconnect and Connect the shutter (Bench panel).",
 }
+#: Hints in core/driver messages written for code (the CLI, scripts), replaced by what to press in the GUI.
+CODE_HINTS = (
+    (re.compile(r"\s*Reconnect it \(faults\.clear\(\)\) and reopen\."), ""),
+    (re.compile(r"connect\(\) first"), "press Connect in the Bench panel first"),
+)
+
+
+class JobCancelled(Lab4fError):
+    """A GUI job (compile) was cancelled by the user or by closing the window."""
+
+
+def gui_message(message: str) -> str:
+    """``message`` with code-level hints (``faults.clear()``, ``connect() first``) replaced by GUI advice."""
+    for pattern, replacement in CODE_HINTS:
+        message = pattern.sub(replacement, message)
+    return message.strip()
+
+
+def unique_path(path: str | Path) -> Path:
+    """``path``, or ``name-1.h5``, ``name-2.h5`` … if it exists: a recording never overwrites a file."""
+    path = Path(path)
+    if not path.exists():
+        return path
+    for k in range(1, 10_000):
+        candidate = path.with_name(f"{path.stem}-{k}{path.suffix}")
+        if not candidate.exists():
+            return candidate
+    raise OSError(f"no free file name next to {path}: choose another name")
+
+
+def default_run_path(calibration_dir: str | Path, folder: str | Path | None = None) -> Path:
+    """Where a run is recorded when no file is named: ``run-YYYYmmdd-HHMMSS.h5`` in ``folder``, by default
+    ``runs/`` beside the calibration folder (absolute: it does not depend on the working folder later)."""
+    folder = Path(folder) if folder is not None else Path(calibration_dir).absolute().parent / "runs"
+    return unique_path(folder.absolute() / f"run-{datetime.now():%Y%m%d-%H%M%S}.h5")
+
+
+def cancellable(fn: Callable[[Callable[[], None]], Any], cancel: threading.Event,
+                report: Callable[[int, int], None] | None = None, iterations: int = 0) -> Any:
+    """Run ``fn(on_iteration)`` (a compile) in this thread; ``on_iteration`` — which the core calls after every
+    phase-retrieval iteration — raises `JobCancelled` once ``cancel`` is set and calls ``report(i, iterations)``."""
+    count = [0]
+
+    def on_iteration() -> None:
+        if cancel.is_set():
+            raise JobCancelled("compile cancelled: nothing was uploaded, the SLM keeps its program")
+        count[0] += 1
+        if report is not None:
+            report(count[0], iterations)
+
+    if cancel.is_set():
+        raise JobCancelled("compile cancelled before it started: nothing was uploaded")
+    return fn(on_iteration)
 #: Simulated cameras render through the SLM and display objects: they go when those go.
 DEPENDENTS = {"slm": ("camera",), "display": ("camera",)}
 
@@ -39,11 +98,18 @@ class Worker(QtCore.QObject):
 
     _run = QtCore.Signal(object, str)
     failed = QtCore.Signal(str, str)
+    cancelled = QtCore.Signal(str, str)  # where, message: the user (or closing) stopped a job; not an error
+    succeeded = QtCore.Signal(str)  # where: a request of this kind worked (earlier error text may be cleared)
     done = QtCore.Signal(str, object)
 
     def __init__(self) -> None:
         super().__init__()
         self._run.connect(self._execute, QtCore.Qt.ConnectionType.QueuedConnection)
+        self._call_failed = False  # a request that reported a failure (e.g. from emit_state) is no success
+        self.failed.connect(self._mark_failed, QtCore.Qt.ConnectionType.DirectConnection)
+
+    def _mark_failed(self, *_: object) -> None:
+        self._call_failed = True
 
     def submit(self, fn: Callable[[], Any], name: str = "", where: str = "job") -> None:
         """Run `fn()` in the worker thread; its return value arrives as `done(name, result)` if `name`."""
@@ -65,15 +131,21 @@ class Worker(QtCore.QObject):
         fn()
 
     def _call(self, fn: Callable[[], Any], name: str, where: str) -> None:
+        self._call_failed = False
         try:
             result = fn()
+        except (CalibrationCancelled, JobCancelled) as exc:
+            self.cancelled.emit(where, str(exc))
+            return
         except Lab4fError as exc:
-            self.failed.emit(where, f"{type(exc).__name__}: {exc}")
+            self.failed.emit(where, gui_message(f"{type(exc).__name__}: {exc}"))
             return
         except Exception as exc:  # a bug or a vendor SDK error: keep the thread alive and say so
             traceback.print_exc()
             self.failed.emit(where, f"unexpected {type(exc).__name__}: {exc}. {ADVICE.get(where, '')}")
             return
+        if not self._call_failed:
+            self.succeeded.emit(where)
         if name:
             self.done.emit(name, result)
 
@@ -93,6 +165,7 @@ class BenchWorker(Worker):
     progress = QtCore.Signal(str, float, str)  # step, fraction of that step, message
     streaming = QtCore.Signal(bool)
     run_ended = QtCore.Signal(dict)  # stop reason, error, processed, record path
+    compile_progress = QtCore.Signal(int, int)  # phase-retrieval iteration, iterations per frame
 
     def __init__(self, config_path: str | None = None) -> None:
         super().__init__()
@@ -103,7 +176,9 @@ class BenchWorker(Worker):
         self.view: Pipeline | None = None  # live view only
         self.run: LiveRun | None = None  # live inference
         self.record_path: str | None = None
-        self.cancel = threading.Event()
+        self.cancel = threading.Event()  # calibration
+        self.compile_cancel = threading.Event()  # set from the GUI thread (Cancel, closing the window)
+        self.record: CalibrationRecord | None = None  # the calibration in use, as of this thread's queue
         self.uploaded_phase: np.ndarray | None = None
         self._watch: QtCore.QTimer | None = None
         self._torch_threads = 1
@@ -210,6 +285,26 @@ class BenchWorker(Worker):
             sh.open_shutter() if open_ else sh.close_shutter()
         return self.emit_state()
 
+    def compile(self, checkpoint: str, iterations: int) -> tuple[Any, Path, Path]:
+        """Compile ``checkpoint`` for this bench (``lab4f compile``); cancellable at every phase-retrieval
+        iteration through `compile_cancel`, with `compile_progress` at most 20 times a second."""
+        from lab4f.commands.compile import compile_checkpoint
+
+        last = [0.0]
+
+        def report(i: int, n: int) -> None:
+            now = time.perf_counter()
+            if i >= n or now - last[0] > 0.05:
+                last[0] = now
+                self.compile_progress.emit(i, n)
+
+        return cancellable(lambda hook: compile_checkpoint(checkpoint, self.bench, iterations=iterations,
+                                                           progress=False, on_iteration=hook),
+                           self.compile_cancel, report, iterations)
+
+    def set_record(self, record: CalibrationRecord | None) -> None:
+        self.record = record
+
     def upload_phase(self, phase: np.ndarray) -> np.ndarray:
         with self.device_lock:
             self.bench.upload_phase(phase)
@@ -217,6 +312,14 @@ class BenchWorker(Worker):
         return self.uploaded_phase
 
     # -- streaming ---------------------------------------------------------------------------------
+    def set_streaming(self, on: bool) -> None:
+        """The Live panel's Start/Stop: start the live view or stop what streams; the button always learns the
+        outcome (a failed start unchecks it)."""
+        try:
+            self.start_stream() if on else self.stop_stream()
+        finally:
+            self.streaming.emit(self.view is not None or self.run is not None)
+
     def start_stream(self, rate_hz: float | None = DEFAULT_RATE_HZ) -> None:
         """Live view only: the pipeline's acquisition thread grabs up to ``rate_hz`` frames/s."""
         if self.view is not None or self.run is not None:
@@ -224,14 +327,17 @@ class BenchWorker(Worker):
         self.view = camera_pipeline(self.bench, self.latest, self.device_lock, rate_hz).start()
         self._watch_streams()
 
-    def start_run(self, checkpoint: str, program_path: str, record: CalibrationRecord | None,
+    def start_run(self, checkpoint: str, program_path: str, record: CalibrationRecord | None | str,
                   images: np.ndarray, labels: np.ndarray, record_path: str | None = None,
                   rate_hz: float | None = DEFAULT_RATE_HZ, class_names: tuple[str, ...] = ()) -> LiveRun:
-        """Live inference: check checkpoint/program/calibration belong together, upload, start the pipeline."""
+        """Live inference: check checkpoint/program/calibration belong together, upload, start the pipeline.
+        ``record="current"``: the calibration in use when the run starts (not when Start was clicked)."""
         import torch
 
         from lab4f.bench.hybrid import prepare
 
+        if isinstance(record, str):
+            record = self.record
         self.stop_stream()
         with self.device_lock:
             setup = prepare(self.bench, checkpoint, record=record, program=program_path)
@@ -265,7 +371,9 @@ class BenchWorker(Worker):
             ended = {"stop_reason": s.stop_reason, "error": s.error, "processed": s.processed}
             if self.record_path:
                 try:
-                    ended["record"] = str(run.save(self.record_path))
+                    path = unique_path(self.record_path)  # never overwrite a file written since the start
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    ended["record"] = str(run.save(path))
                 except (Lab4fError, OSError) as exc:
                     self.failed.emit("inference", f"recording the run to {self.record_path} failed: {exc}")
             self.run_ended.emit(ended)
@@ -293,8 +401,23 @@ class BenchWorker(Worker):
             return
         self.stop_stream()
         if s.error:
-            self.failed.emit("camera" if s.stop_reason == "device_error" else "inference", s.error)
+            where = self.faulty_role(s.error) if s.stop_reason == "device_error" else "inference"
+            self.failed.emit(where, gui_message(s.error))
             self.emit_state()
+
+    def faulty_role(self, error: str) -> str:
+        """The role whose device the error message names (its identity or name), else the camera (the
+        acquisition thread talks to the camera, which drives the display and SLM on a simulated bench)."""
+        devices = list(self.bench.devices.items())
+        for role, device in devices:  # the device's own name first: identities may share a vendor string
+            name = str(getattr(device, "name", "") or "")
+            if len(name) > 2 and name in error:
+                return role
+        for role, device in devices:
+            ident = identity_of(device)
+            if any(len(str(ident.get(k) or "")) > 2 and str(ident[k]) in error for k in ("name", "serial", "model")):
+                return role
+        return "camera"
 
     # -- calibration -------------------------------------------------------------------------------
     def calibrate(self, steps: str | list[str], program: Any = None, program_path: str | None = None,
@@ -332,6 +455,7 @@ class BenchWorker(Worker):
                 self.bench.upload_phase(self.uploaded_phase)  # the steps left their own patterns on the SLM
             if resume_view:
                 self.start_stream()
+        self.record = record
         self.emit_state()
         return record
 
@@ -351,12 +475,15 @@ class BenchWorker(Worker):
             self.emit_state()
         else:
             note += "Not applied to the bench yet: connect the camera and SLM, then load it again."
+        self.record = record
         return record, note
 
     def shutdown(self) -> None:
         self.cancel.set()
+        self.compile_cancel.set()
         self.stop_stream()
         self.bench.close()
 
 
-__all__ = ["ADVICE", "BenchWorker", "Worker", "start_in_thread"]
+__all__ = ["ADVICE", "BenchWorker", "JobCancelled", "Worker", "cancellable", "default_run_path", "gui_message",
+           "start_in_thread", "unique_path"]

@@ -11,6 +11,18 @@ from lab4f.bench.devices import ROLES
 from lab4f.gui.workers import BenchWorker
 
 
+def show_value(spin: QtWidgets.QDoubleSpinBox, value: float | None, minimum: float) -> None:
+    """``value`` in the spin box, or "–" (the special value text, one step below ``minimum``) for None."""
+    if value is None:
+        spin.setMinimum(minimum - 1.0)
+        spin.setSpecialValueText("–")
+        spin.setValue(spin.minimum())
+    else:
+        spin.setSpecialValueText("")
+        spin.setMinimum(minimum)
+        spin.setValue(value)
+
+
 class BenchPanel(QtWidgets.QWidget):
     """Every control sends a request to the device thread; the table redraws from its `state` signal."""
 
@@ -18,6 +30,8 @@ class BenchPanel(QtWidgets.QWidget):
         super().__init__(parent)
         self.worker = worker
         self.last_state: dict[str, Any] = {}
+        self.busy = False  # a calibration runs: device settings wait (it sets exposure, power … itself)
+        self.message_where: str | None = None  # the kind of request whose error the message shows
         layout = QtWidgets.QVBoxLayout(self)
 
         row = QtWidgets.QHBoxLayout()
@@ -87,6 +101,8 @@ class BenchPanel(QtWidgets.QWidget):
         layout.addStretch(1)
         worker.state.connect(self.on_state)
         worker.failed.connect(self.on_failed)
+        worker.succeeded.connect(self.on_succeeded)
+        self._on_enabled()
 
     # -- requests ----------------------------------------------------------------------------------
     def open_config(self, path: str | None) -> None:
@@ -96,7 +112,6 @@ class BenchPanel(QtWidgets.QWidget):
         self.worker.submit(lambda: self.worker.connect_device(), where="bench")
 
     def set_power(self, power_mw: float) -> None:
-        self.message.setText("")
         self.worker.submit(lambda: self.worker.set_power(power_mw), where="light_source")
 
     def _choose_config(self) -> None:
@@ -117,6 +132,25 @@ class BenchPanel(QtWidgets.QWidget):
         g = self.gain.value()
         self.worker.submit(lambda: self.worker.set_gain(g), where="camera")
 
+    @QtCore.Slot(bool)
+    def set_busy(self, on: bool) -> None:
+        """While a calibration runs, the device controls are disabled (a queued exposure or power change would
+        otherwise run after it and silently replace the calibrated setting)."""
+        self.busy = on
+        self._on_enabled()
+
+    def _on_enabled(self) -> None:
+        state = self.last_state
+        cam, ls, sh = state.get("camera"), state.get("light_source"), state.get("shutter")
+        for w, ok in ((self.exposure_ms, cam), (self.gain, cam and cam["gain"] is not None),
+                      (self.power_mw, ls), (self.power_btn, ls), (self.light_on, ls), (self.shutter_open, sh)):
+            w.setEnabled(bool(ok) and not self.busy)
+        devices = state.get("devices", {})
+        for role, btn in self.toggle.items():
+            btn.setEnabled(bool(devices.get(role, {}).get("configured")) and not self.busy)
+        for b in (self.connect_all_btn, self.disconnect_all_btn):
+            b.setEnabled(not self.busy)
+
     # -- results -----------------------------------------------------------------------------------
     @QtCore.Slot(dict)
     def on_state(self, state: dict[str, Any]) -> None:
@@ -129,25 +163,29 @@ class BenchPanel(QtWidgets.QWidget):
                 ("disconnected" if dev["configured"] else "not in config")
             self.table.setItem(i, 2, QtWidgets.QTableWidgetItem(text))
             self.toggle[role].setText("Disconnect" if dev["connected"] else "Connect")
-            self.toggle[role].setEnabled(dev["configured"])
+        self._on_enabled()
         cam, ls, sh = state.get("camera"), state.get("light_source"), state.get("shutter")
-        for w, ok in ((self.exposure_ms, cam), (self.gain, cam and cam["gain"] is not None),
-                      (self.power_mw, ls), (self.power_btn, ls), (self.light_on, ls), (self.shutter_open, sh)):
-            w.setEnabled(bool(ok))
-        blockers = [QtCore.QSignalBlocker(w) for w in (self.exposure_ms, self.gain, self.light_on, self.shutter_open)]
-        if cam:
-            self.exposure_ms.setValue(cam["exposure_s"] * 1e3)
-            if cam["gain"] is not None:
-                self.gain.setValue(cam["gain"])
-        if ls:
-            self.power_mw.setValue(ls["power_mw"])
-            self.light_on.setChecked(ls["on"])
-            self.max_label.setText(f"safety max: {ls['max_power_mw']:g} mW (from the bench config)")
-        if sh:
-            self.shutter_open.setChecked(sh["open"])
+        blockers = [QtCore.QSignalBlocker(w) for w in (self.exposure_ms, self.gain, self.power_mw, self.light_on,
+                                                       self.shutter_open)]
+        # a disconnected device's fields show "–", not a made-up value
+        show_value(self.exposure_ms, cam["exposure_s"] * 1e3 if cam else None, 0.001)
+        show_value(self.gain, cam["gain"] if cam else None, 0.001)
+        show_value(self.power_mw, ls["power_mw"] if ls else None, 0.0)
+        self.light_on.setChecked(bool(ls and ls["on"]))
+        self.max_label.setText(f"safety max: {ls['max_power_mw']:g} mW (from the bench config)" if ls
+                               else "safety max: –")
+        self.shutter_open.setChecked(bool(sh and sh["open"]))
         del blockers
 
     @QtCore.Slot(str, str)
     def on_failed(self, where: str, message: str) -> None:
         prefix = "Refused" if "SafetyLimitError" in message else "Error"
+        self.message_where = where
         self.message.setText(f"{prefix} ({where}): {message}")
+
+    @QtCore.Slot(str)
+    def on_succeeded(self, where: str) -> None:
+        """The next success of the same kind of request (that device, the bench) clears the error text."""
+        if where == self.message_where or (where == "bench" and self.message_where in ROLES):
+            self.message_where = None
+            self.message.setText("")

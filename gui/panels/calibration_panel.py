@@ -100,6 +100,7 @@ class CalibrationPanel(QtWidgets.QWidget):
         worker.progress.connect(self._on_progress)
         worker.done.connect(self._on_done)
         worker.failed.connect(self._on_failed)
+        worker.cancelled.connect(self._on_cancelled)
         self.refresh_history()
 
     @property
@@ -142,6 +143,7 @@ class CalibrationPanel(QtWidgets.QWidget):
         self.cancel_btn.setEnabled(on)
         for b in (*self.run_btns.values(), self.run_all_btn):
             b.setEnabled(not on)
+        self.state.set_calibrating(on)  # Start, Compile and the bench settings wait meanwhile
 
     @QtCore.Slot(str, float, str)
     def _on_progress(self, step: str, fraction: float, message: str) -> None:
@@ -172,8 +174,22 @@ class CalibrationPanel(QtWidgets.QWidget):
         elif where == "record":
             self.summary.setPlainText(f"{message} The calibration in use is unchanged.")
 
+    @QtCore.Slot(str, str)
+    def _on_cancelled(self, where: str, message: str) -> None:
+        """Cancel was pressed: a neutral note (not an error); the record in use is unchanged."""
+        if where != "calibration":
+            return
+        self._set_running(False)
+        for bar in self.bars.values():
+            if bar.value() < 1000 and bar.format() not in ("–",):
+                bar.setFormat("stopped: cancelled (%p %)")
+        note = "" if "nothing was saved" in message else " Nothing was saved; the calibration in use is unchanged."
+        self.summary.setPlainText(f"Calibration cancelled: {message}{note}")
+
     def use(self, record: CalibrationRecord, status: str) -> None:
-        """Make ``record`` the calibration in use and draw it."""
+        """Make ``record`` the calibration in use and draw it (and tell the device thread, whose runs use it)."""
+        w = self.worker
+        w.submit(lambda: w.set_record(record), where="calibration")
         self.state.calibration = record
         self.state.calibration_changed.emit()
         self.state.status.emit(status)

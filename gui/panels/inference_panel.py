@@ -6,6 +6,7 @@ drops; start/stop; record the run to a file. It reads the streaming pipeline's `
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ from PySide6 import QtCore, QtWidgets
 from lab4f.gui.app_state import AppState
 from lab4f.gui.live import DEFAULT_RATE_HZ, LiveRun
 from lab4f.gui.views import image_view, show_image, status_label
-from lab4f.gui.workers import BenchWorker
+from lab4f.gui.workers import BenchWorker, default_run_path, unique_path
 
 HISTORY = 300  # points kept in the time plots
 
@@ -39,10 +40,15 @@ class InferencePanel(QtWidgets.QWidget):
         self.rate_hz = QtWidgets.QSpinBox(minimum=0, maximum=2000, value=int(DEFAULT_RATE_HZ), suffix=" inputs/s")
         self.rate_hz.setSpecialValueText("camera rate")  # 0: as fast as the camera delivers
         self.record = QtWidgets.QCheckBox("record run to")
-        self.record_path = QtWidgets.QLineEdit("live_run.h5")
+        self.record_path = QtWidgets.QLineEdit("")  # empty: runs/run-<date>-<time>.h5 beside the calibrations
+        self.record_path.setPlaceholderText("automatic: runs/run-<date>-<time>.h5")
+        self.record_path.setToolTip("Empty: a new time-stamped file in the runs/ folder beside the calibration "
+                                    "folder. An existing file is never overwritten: -1, -2 … is added to the name.")
         for w in (self.start_btn, self.stop_btn, self.rate_hz, self.record, self.record_path):
             row.addWidget(w)
         layout.addLayout(row)
+        self.calibration_label = status_label("")
+        layout.addWidget(self.calibration_label)
         self.counters = status_label("not running")
         self.rates = status_label("")
         layout.addWidget(self.counters)
@@ -74,7 +80,44 @@ class InferencePanel(QtWidgets.QWidget):
         bench.done.connect(self._on_done)
         bench.run_ended.connect(self._on_run_ended)
         state.model_changed.connect(self._on_model_changed)
+        state.calibration_changed.connect(self._show_calibration)
+        state.calibrating_changed.connect(lambda _on: self._update_buttons())
         bench.failed.connect(self._on_failed)
+        self.starting = False
+        self._show_calibration()
+
+    @QtCore.Slot()
+    def _show_calibration(self) -> None:
+        """Which calibration record a run will use, or NOT CALIBRATED in a warning colour (always visible)."""
+        rec = self.state.calibration
+        if rec is None:
+            self.calibration_label.setText("NOT CALIBRATED: a run uses the nominal registration (expect poor "
+                                           "accuracy); calibrate in the Calibration panel")
+            self.calibration_label.setStyleSheet("color: #b35900; font-weight: bold")
+        else:
+            name = rec.path.name if rec.path is not None else "(not saved)"
+            self.calibration_label.setText(f"calibration in use: {name} · steps {', '.join(sorted(rec.steps))}")
+            self.calibration_label.setStyleSheet("")
+
+    def _update_buttons(self) -> None:
+        """Start waits for a running calibration (the run uses the record it produces) and for a running run."""
+        busy = self.run is not None or self.starting
+        self.start_btn.setEnabled(not busy and not self.state.calibrating)
+        self.start_btn.setToolTip("waiting for the calibration to finish" if self.state.calibrating else "")
+
+    def recording_path(self) -> str:
+        """The file this run will be recorded to: the typed one (or runs/run-<time>.h5 when empty), never an
+        existing file (a free name -1, -2 … is chosen and said)."""
+        typed, cal_dir = self.record_path.text().strip(), self.bench.bench.config.calibration_dir
+        if not typed:
+            return str(default_run_path(cal_dir))
+        path = Path(typed).expanduser()
+        if path.is_dir():  # a folder: a time-stamped file inside it
+            return str(default_run_path(cal_dir, path))
+        free = unique_path(path)
+        if free != path:
+            self.state.status.emit(f"{path} exists: this run will be recorded to {free.name} (nothing overwritten)")
+        return str(free)
 
     def start(self) -> None:
         """Build the run in the device thread (checkpoint, program and calibration checked to belong together)."""
@@ -82,15 +125,20 @@ class InferencePanel(QtWidgets.QWidget):
         if st.checkpoint is None or st.program is None:
             self.counters.setText("Load a checkpoint, then compile and upload it (Kernels panel) before starting.")
             return
+        if st.calibrating:  # the button is disabled meanwhile; a script calling start() is told so
+            self.counters.setText("A calibration is running: start the run when it has finished.")
+            return
         if st.calibration is None:
             self.state.status.emit("not calibrated: the run uses the nominal registration; expect poor accuracy")
         ck, w = st.checkpoint, self.bench
-        args = (ck.path, st.program_path, st.calibration, ck.images, ck.labels,
-                self.record_path.text() if self.record.isChecked() else None, float(self.rate_hz.value()),
+        record_to = self.recording_path() if self.record.isChecked() else None
+        # "current": the device thread uses the calibration in use when the run starts, not the one at the click
+        args = (ck.path, st.program_path, "current", ck.images, ck.labels, record_to, float(self.rate_hz.value()),
                 ck.class_names)
-        self.run, self.series = None, {k: [] for k in self.series}
+        self.run, self.latest, self.series = None, {}, {k: [] for k in self.series}
         w.submit(lambda: w.start_run(*args), name="run_started", where="inference")
-        self.start_btn.setEnabled(False)
+        self.starting = True
+        self._update_buttons()
         self.stop_btn.setEnabled(True)
 
     def stop(self) -> None:
@@ -116,11 +164,13 @@ class InferencePanel(QtWidgets.QWidget):
             self.counters.setText(
                 f"optical accuracy {pct(u['optical_accuracy'])} · digital {pct(u['digital_accuracy'])} · "
                 f"agreement {pct(u['agreement'])} over {u['processed']} inputs")
+        ms = lambda v: "–" if v != v else f"{v:.1f} ms"  # noqa: E731 — no latency before the first result
+        reason = u.get("stop_reason")
+        stopped = "" if u["running"] else " | stopped" + (f": {reason}" if reason and reason != "stopped" else "")
         self.rates.setText(
-            f"{u['fps']:.1f} frames/s · latency p50 {u['latency_p50_ms']:.1f} ms, p95 {u['latency_p95_ms']:.1f} ms | "
+            f"{u['fps']:.1f} frames/s · latency p50 {ms(u['latency_p50_ms'])}, p95 {ms(u['latency_p95_ms'])} | "
             f"acquired {u['acquired']}, processed {u['processed']}, dropped {u['dropped']} "
-            f"(ring {u['dropped_overflow']}, camera {u['dropped_camera']}), queue {u['queue_depth']}"
-            + ("" if u["running"] else f" | stopped: {u['stop_reason']}"))
+            f"(ring {u['dropped_overflow']}, camera {u['dropped_camera']}), queue {u['queue_depth']}" + stopped)
         last = u.get("last")
         if last and "optical_mask" in last:
             from lab4f.bench.segrun import overlay
@@ -155,7 +205,8 @@ class InferencePanel(QtWidgets.QWidget):
     @QtCore.Slot(str, object)
     def _on_done(self, name: str, result: Any) -> None:
         if name == "run_started":
-            self.run = result
+            self.run, self.starting = result, False
+            self._update_buttons()
             self.timer.start()
 
     @QtCore.Slot(dict)
@@ -164,7 +215,7 @@ class InferencePanel(QtWidgets.QWidget):
         self.poll()
         self.timer.stop()
         self.run = None
-        self.start_btn.setEnabled(True)
+        self._update_buttons()
         self.stop_btn.setEnabled(False)
         if ended.get("record"):
             self.state.status.emit(f"run recorded to {ended['record']} ({ended['processed']} frames)")
@@ -172,5 +223,6 @@ class InferencePanel(QtWidgets.QWidget):
     @QtCore.Slot(str, str)
     def _on_failed(self, where: str, _message: str) -> None:
         if where == "inference" and self.run is None:  # the run could not start
-            self.start_btn.setEnabled(True)
+            self.starting = False
+            self._update_buttons()
             self.stop_btn.setEnabled(False)

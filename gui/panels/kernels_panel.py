@@ -48,9 +48,16 @@ class KernelsPanel(QtWidgets.QWidget):
         self.compile_btn = QtWidgets.QPushButton("Compile and upload")
         self.compile_btn.setEnabled(False)
         self.compile_btn.clicked.connect(self.compile)
-        for w in (self.load_btn, self.iterations, self.compile_btn):
+        self.cancel_btn = QtWidgets.QPushButton("Cancel")
+        self.cancel_btn.setEnabled(False)
+        self.cancel_btn.clicked.connect(self.cancel)
+        for w in (self.load_btn, self.iterations, self.compile_btn, self.cancel_btn):
             row.addWidget(w)
         layout.addLayout(row)
+        self.progress = QtWidgets.QProgressBar(maximum=1000, textVisible=True)
+        self.progress.setFormat("–")
+        layout.addWidget(self.progress)
+        self.compiling = self.loading = False
         self.info = QtWidgets.QLabel("no checkpoint loaded")
         self.info.setWordWrap(True)
         layout.addWidget(self.info)
@@ -64,6 +71,11 @@ class KernelsPanel(QtWidgets.QWidget):
         layout.addLayout(grid, 1)
         jobs.done.connect(self._on_done)
         bench.done.connect(self._on_done)
+        for w in (jobs, bench):
+            w.failed.connect(self._on_failed)
+            w.cancelled.connect(self._on_cancelled)
+        bench.compile_progress.connect(self._on_progress)
+        state.calibrating_changed.connect(lambda _on: self._update_buttons())
 
     def _choose(self) -> None:
         path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Checkpoint", "", "Checkpoint (*.pt *.pth)")
@@ -72,17 +84,79 @@ class KernelsPanel(QtWidgets.QWidget):
 
     def load_checkpoint(self, path: str) -> None:
         self.info.setText(f"loading {path} …")
+        self.loading = True
+        self._update_buttons()
         self.jobs.submit(lambda: load_for_gui(path), name="checkpoint", where="checkpoint")
 
     def compile(self) -> None:
-        if self.state.checkpoint is None:
+        """Compile in the device thread (it reads the bench's geometry); Cancel stops it within an iteration."""
+        if self.state.checkpoint is None or self.compiling or self.state.calibrating:
             return
-        from lab4f.commands.compile import compile_checkpoint
-
         path, iters, bench = self.state.checkpoint.path, self.iterations.value(), self.bench
         self.info.setText("compiling …")
-        bench.submit(lambda: compile_checkpoint(path, bench.bench, iterations=iters, progress=False),
-                     name="compiled", where="compile")
+        self.progress.setValue(0)
+        self.progress.setFormat("compiling: starting (%p %)")
+        self.compiling = True
+        self._update_buttons()
+        bench.compile_cancel.clear()  # a threading.Event: set by Cancel or closing the window
+        bench.submit(lambda: bench.compile(path, iters), name="compiled", where="compile")
+
+    def cancel(self) -> None:
+        self.bench.compile_cancel.set()
+        self.progress.setFormat("cancelling … (%p %)")
+
+    def _update_buttons(self) -> None:
+        """Compile waits for a checkpoint, for a running compile and for a running calibration."""
+        calibrating = self.state.calibrating
+        self.compile_btn.setEnabled(self.state.checkpoint is not None and not self.compiling and not calibrating
+                                    and not self.loading)
+        self.load_btn.setEnabled(not self.compiling and not self.loading)
+        self.cancel_btn.setEnabled(self.compiling)
+        self.compile_btn.setToolTip("waiting for the calibration to finish" if calibrating else "")
+
+    @QtCore.Slot(int, int)
+    def _on_progress(self, i: int, n: int) -> None:
+        if self.compiling and n > 0:
+            self.progress.setValue(int(1000 * min(i, n) / n))
+            self.progress.setFormat(f"phase retrieval: iteration {i}/{n} (%p %)")
+
+    def _end_compile(self, text: str) -> None:
+        self.compiling = False
+        self._update_buttons()
+        self.progress.setFormat(text)
+
+    @QtCore.Slot(str, str)
+    def _on_failed(self, where: str, message: str) -> None:
+        if where == "checkpoint" and self.loading:
+            self.loading = False
+            self._update_buttons()
+            kept = f" Still loaded: {self.state.checkpoint.path}." if self.state.checkpoint is not None else ""
+            self.info.setText(f"Loading the checkpoint failed: {message}{kept}")
+        elif where == "compile" and self.compiling:
+            self._end_compile("compile failed")
+            self.info.setText(f"Compile failed: {message}\n{self._on_slm()}")
+        elif where == "slm" and self.pending is not None:
+            self.pending = None
+            self._revert_display()
+            self.info.setText(f"NOT UPLOADED: the upload to the SLM failed ({message}).\n{self._on_slm()}")
+
+    @QtCore.Slot(str, str)
+    def _on_cancelled(self, where: str, message: str) -> None:
+        if where == "compile" and self.compiling:
+            self._end_compile("cancelled (%p %)")
+            self.info.setText(f"Compile cancelled: nothing was uploaded. {self._on_slm()}")
+
+    def _on_slm(self) -> str:
+        path = self.state.program_path
+        return f"The SLM keeps the program {path}." if path else "No program is uploaded to the SLM."
+
+    def _revert_display(self) -> None:
+        """Show the program on the SLM (or nothing), not one that was compiled but not uploaded."""
+        if self.state.program is not None:
+            self._show_program(self.state.program)
+        else:
+            for name in ("target PSF", "achieved PSF", "SLM phase"):
+                show_image(self.views[name], None)
 
     @QtCore.Slot(str, object)
     def _on_done(self, name: str, result: Any) -> None:
@@ -90,16 +164,29 @@ class KernelsPanel(QtWidgets.QWidget):
             self._show_checkpoint(result)
         elif name == "compiled":
             program, program_path, _report = result
+            self._end_compile("compiled (%p %)")
+            self.progress.setValue(1000)
             self._show_program(program)
-            self.pending = (program, str(program_path))
             text = upload_changes(program, self.state.program, self.bench.uploaded_phase)
-            if self.auto_confirm or self._confirm(text):
+            if self.state.calibrating:  # a calibration started meanwhile: it measures what is on the SLM now
+                self.pending = None
+                self._revert_display()
+                self.info.setText(f"NOT UPLOADED: a calibration started while compiling; {program_path} is saved — "
+                                  f"Compile and upload again when it has finished. {self._on_slm()}")
+            elif self.auto_confirm or self._confirm(text):
+                self.pending = (program, str(program_path))
                 phase = program.frames[0].phase
                 self.bench.submit(lambda: self.bench.upload_phase(phase), name="uploaded", where="slm")
-            self.info.setText(text)
+                self.info.setText(f"uploading …\n{text}")
+            else:  # declined: the views go back to what the SLM shows
+                self.pending = None
+                self._revert_display()
+                self.info.setText(f"NOT UPLOADED (declined): {program_path} was compiled and saved but is not on "
+                                  f"the SLM. {self._on_slm()}")
         elif name == "uploaded" and self.pending is not None:
             self.state.program, self.state.program_path = self.pending
             self.pending = None
+            self.info.setText(self.info.text().removeprefix("uploading …\n"))
             self.state.program_changed.emit()
             self.state.status.emit(f"program uploaded to the SLM ({self.state.program_path})")
 
@@ -115,7 +202,8 @@ class KernelsPanel(QtWidgets.QWidget):
         self.info.setText(f"{loaded.path}: {loaded.cfg.kind}, {k.shape[0]} kernels {k.shape[-1]}×{k.shape[-1]}, "
                           f"dataset {(m.get('dataset') or {}).get('name', '?')}, created {m.get('created', '?')}; "
                           f"{len(loaded.labels)} test images for the live run")
-        self.compile_btn.setEnabled(True)
+        self.loading = False
+        self._update_buttons()
         self.state.model_changed.emit()
 
     def _show_program(self, program: Any) -> None:

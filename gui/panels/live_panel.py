@@ -71,8 +71,10 @@ class LivePanel(QtWidgets.QWidget):
         state.calibration_changed.connect(self.draw_tiles)
 
     def _start_pause(self, on: bool) -> None:
-        """Start the camera stream (if nothing streams yet), or stop whatever streams (a run is recorded)."""
-        self.worker.submit(self.worker.start_stream if on else self.worker.stop_stream, where="camera")
+        """Start the camera stream (if nothing streams yet), or stop whatever streams (a run is recorded); the
+        device thread answers with `streaming`, which sets the button (a failed start unchecks it)."""
+        w = self.worker
+        w.submit(lambda: w.set_streaming(on), where="camera")
 
     @QtCore.Slot(bool)
     def _on_streaming(self, on: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 def compile_checkpoint(checkpoint: str | Path, bench: Bench, out: str | Path | None = None,
                        modulation: str = "phase", iterations: int = 50, multiplex: str = "auto",
-                       progress: bool = True) -> tuple[Any, Path, Path]:
+                       progress: bool = True, on_iteration: Callable[[], None] | None = None,
+                       ) -> tuple[Any, Path, Path]:
     """Compile a checkpoint for a connected bench; returns (program, program path, report path)."""
     model, cfg, meta = load_bench_checkpoint(checkpoint)
     if not hasattr(model, "kernel_bank"):
@@ -48,7 +50,7 @@ def compile_checkpoint(checkpoint: str | Path, bench: Bench, out: str | Path | N
     program = compile_bank(
         model.kernel_bank(), cfg.image_size, bench.geometry, mode=bench.config.mode, modulation=modulation,
         iterations=iterations, multiplex=multiplex,
-        camera_cells=bench.camera_cells(), progress=step,
+        camera_cells=bench.camera_cells(), progress=step, on_iteration=on_iteration,
         source={"checkpoint": str(checkpoint), "kind": cfg.kind, "task": meta.get("task", "classification"),
                 "dataset": meta.get("dataset"),
                 "created": meta.get("created")},

@@ -35,8 +35,11 @@ def _tile_masks(layout: TileLayout) -> list[tuple[slice, slice]]:
     ]
 
 
-def _retrieve_phase(target: np.ndarray, method: str, iterations: int, seed: int) -> np.ndarray:
-    """Phase-only pattern whose far field intensity approximates ``target`` (slmsuite holography)."""
+def _retrieve_phase(target: np.ndarray, method: str, iterations: int, seed: int,
+                    on_iteration: Callable[[], None] | None = None) -> np.ndarray:
+    """Phase-only pattern whose far field intensity approximates ``target`` (slmsuite holography).
+
+    ``on_iteration`` is called after every iteration; an exception it raises (e.g. a cancellation) aborts."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "cupy is not installed": numpy is the intended backend here
         from slmsuite.holography.algorithms import Hologram
@@ -46,7 +49,8 @@ def _retrieve_phase(target: np.ndarray, method: str, iterations: int, seed: int)
     amp = np.sqrt(target / target.sum()).astype(np.float32)
     hologram = Hologram(target=amp, slm_shape=target.shape)
     with np.errstate(divide="ignore", invalid="ignore"):  # WGS weights divide by the zero target outside tiles
-        hologram.optimize(method=method, maxiter=iterations, verbose=False)
+        callback = None if on_iteration is None else (lambda _holo: on_iteration() or False)
+        hologram.optimize(method=method, maxiter=iterations, verbose=False, callback=callback)
     return np.mod(np.asarray(hologram.get_phase(), dtype=np.float64), 2 * np.pi)
 
 
@@ -71,6 +75,7 @@ def compile_frame(
     method: str,
     iterations: int,
     seed: int,
+    on_iteration: Callable[[], None] | None = None,
 ) -> ProgramFrame:
     pos, neg = bank.positive[:, 0], bank.negative[:, 0]
     raw = target_psf(layout, pos, neg).numpy()  # in kernel units
@@ -80,7 +85,7 @@ def compile_frame(
         t = transmittance_for_psf(torch.from_numpy(np.sqrt(target))).numpy() * aperture
         phase = None
     else:
-        phase = _retrieve_phase(target, method, iterations, seed)
+        phase = _retrieve_phase(target, method, iterations, seed, on_iteration)
         t = np.exp(1j * phase) * aperture
     achieved = intensity_psf(torch.from_numpy(t)).numpy()
     gains, corrs, energy = _frame_quality(layout, raw, achieved)  # gain: PSF per kernel unit
@@ -99,12 +104,15 @@ def compile_bank(
     camera_cells: tuple[int, int] | None = None,
     seed: int = 0,
     progress: Progress | None = None,
+    on_iteration: Callable[[], None] | None = None,
     source: dict | None = None,
 ) -> OpticalProgram:
     """Compile a single-input-channel kernel bank for the 4f bench.
 
     ``multiplex``: "never" (all tiles in one frame or a CompileError), "auto" (split into as few frames as
     needed), "always" (one kernel pair per frame — the fallback for kernels that do not tile).
+    ``progress(frame, frames, message)`` per program frame; ``on_iteration()`` after every phase-retrieval
+    iteration (an exception it raises, e.g. a user's cancel, aborts the compile).
     """
     geometry = geometry or FourfGeometry()
     if mode != "incoherent":
@@ -147,7 +155,8 @@ def compile_bank(
         if progress:
             progress(i, len(groups), f"frame {i + 1}/{len(groups)}: phase retrieval ({method})")
         layout = plan_layout(group, input_size, bank.kernel_size, geometry.slm_shape, camera_cells=camera_cells)
-        frames.append(compile_frame(layout, normalised, geometry, modulation, method, iterations, seed + i))
+        frames.append(compile_frame(layout, normalised, geometry, modulation, method, iterations, seed + i,
+                                    on_iteration))
     if progress:
         progress(len(groups), len(groups), "done")
     return OpticalProgram(

@@ -69,9 +69,13 @@ def connected_window(qtbot):  # noqa: ANN001, ANN201
     ``config`` is a bench config file (default: the built-in simulated bench)."""
     from lab4f.gui.main_window import MainWindow
 
+    opened: list[MainWindow] = []  # held (qtbot keeps only a weak reference) and closed at the end: a window
+    # collected with its worker threads still running would abort the process ("QThread: Destroyed while …")
+
     def open_(config: str | None = None) -> MainWindow:
         win = MainWindow(restore=False)
         qtbot.addWidget(win)
+        opened.append(win)
         win.show()
         if config is not None:
             win.bench_panel.open_config(config)
@@ -81,4 +85,6 @@ def connected_window(qtbot):  # noqa: ANN001, ANN201
                         timeout=20_000)
         return win
 
-    return open_
+    yield open_
+    for win in opened:
+        win.close()
