@@ -220,12 +220,14 @@ class CalibrationPanel(QtWidgets.QWidget):
             self.display_curve.setData(lin.drive * top, lin.response)
         else:
             self.display_curve.setData([], [])
+        self.phase_plot.getPlotItem().enableAutoRange()  # both curves in view (the view kept the first one's range)
         self._draw_registration(rec)
         gains = rec.steps.get("gains")
         if gains is not None and rec.channel_r2 is not None:
             r2 = np.nan_to_num(np.asarray(rec.channel_r2, float))
             self.r2_bars.setOpts(x=np.arange(len(r2)), height=r2, width=0.6)
-            self.r2_plot.getAxis("bottom").setTicks([[(i, str(i)) for i in range(len(r2))]])
+            step = max(1, int(np.ceil(len(r2) / 16)))  # ≤ 16 labels: 32 channels' numbers ran together
+            self.r2_plot.getAxis("bottom").setTicks([[(i, str(i)) for i in range(0, len(r2), step)]])
             self.r2_plot.setYRange(min(0.8, float(r2.min()) - 0.02), 1.0)
             cap, dig = gains.arrays.get("captured_sample"), gains.arrays.get("digital_sample")
             if cap is not None and dig is not None and len(cap):
