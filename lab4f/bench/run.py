@@ -102,11 +102,11 @@ def run_dataset(
     with torch.no_grad():
         digital = torch.softmax(setup.student(images[done]), dim=1).numpy() if len(done) else np.zeros((0, 1))
         sample_idx = np.asarray(sample_inputs, dtype=np.int64)
-        stacked = np.stack(sample_frames) if sample_frames else None
-        sample_feats = np.zeros((0,)) if stacked is None else \
-            setup.features(stacked[:, None] if single else stacked).numpy()
-    return RunResult(done, labels[done].numpy(), optical, digital, summary, np.stack(sample_frames) if sample_frames
-                     else np.zeros((0,)), sample_feats, {"sample_indices": sample_idx.tolist()})
+        stacked = np.stack(sample_frames) if sample_frames else np.zeros((0,))
+        sample_feats = setup.features(stacked[:, None] if single else stacked).numpy() if sample_frames \
+            else np.zeros((0,))
+    return RunResult(done, labels[done].numpy(), optical, digital, summary, stacked, sample_feats,
+                     {"sample_indices": sample_idx.tolist()})
 
 
 def save_run(path: str | os.PathLike[str], result: RunResult, setup: HybridSetup,
@@ -124,19 +124,14 @@ def save_run(path: str | os.PathLike[str], result: RunResult, setup: HybridSetup
     return Path(path)
 
 
-def _absolute(path: Any) -> str:
-    """Paths in run files are absolute: the file is read later from anywhere."""
-    return str(Path(path).resolve()) if path else ""
-
-
 def write_provenance(f: Any, setup: HybridSetup, checkpoint: str | None) -> None:
     """What produced a run: the bench (devices, settings), checkpoint, optical program and calibration record."""
     write_json_attr(f, "bench", setup.bench.info())
-    f.attrs["checkpoint"] = _absolute(checkpoint)
-    f.attrs["program"] = _absolute(setup.program_path)  # "" when compiled on the fly: program_summary says what
-    f.attrs["calibration"] = _absolute(setup.calibration_path)
+    # absolute paths (the file is read later from anywhere; "" for a program compiled on the fly, which
+    # program_summary describes) and the files' hashes (which file exactly, even if later overwritten or moved)
     for name, p in (("checkpoint", checkpoint), ("program", setup.program_path),
                     ("calibration", setup.calibration_path)):
-        if p and Path(p).is_file():  # which file exactly, even if it is later overwritten or moved
+        f.attrs[name] = str(Path(p).resolve()) if p else ""
+        if p and Path(p).is_file():
             f.attrs[f"{name}_sha256"] = file_sha256(p)
     write_json_attr(f, "program_summary", setup.program.summary())
