@@ -73,22 +73,22 @@ def default_run_path(calibration_dir: str | Path, folder: str | Path | None = No
     return unique_path(folder.absolute() / f"run-{datetime.now():%Y%m%d-%H%M%S}.h5")
 
 
-def cancellable(fn: Callable[[Callable[[], None]], Any], cancel: threading.Event,
-                report: Callable[[int, int], None] | None = None, iterations: int = 0) -> Any:
-    """Run ``fn(on_iteration)`` (a compile) in this thread; ``on_iteration`` — which the core calls after every
-    phase-retrieval iteration — raises `JobCancelled` once ``cancel`` is set and calls ``report(i, iterations)``."""
-    count = [0]
+def cancellable(fn: Callable[[Callable[[int, int], None]], Any], cancel: threading.Event,
+                report: Callable[[int, int], None] | None = None) -> Any:
+    """Run ``fn(on_iteration)`` (a compile) in this thread; ``on_iteration(done, total)`` — which the core calls
+    after every phase-retrieval iteration — raises `JobCancelled` once ``cancel`` is set, else calls ``report``."""
 
-    def on_iteration() -> None:
+    def on_iteration(done: int, total: int) -> None:
         if cancel.is_set():
             raise JobCancelled("compile cancelled: nothing was uploaded, the SLM keeps its program")
-        count[0] += 1
         if report is not None:
-            report(count[0], iterations)
+            report(done, total)
 
     if cancel.is_set():
         raise JobCancelled("compile cancelled before it started: nothing was uploaded")
     return fn(on_iteration)
+
+
 #: Simulated cameras render through the SLM and display objects: they go when those go.
 DEPENDENTS = {"slm": ("camera",), "display": ("camera",)}
 
@@ -165,7 +165,7 @@ class BenchWorker(Worker):
     progress = QtCore.Signal(str, float, str)  # step, fraction of that step, message
     streaming = QtCore.Signal(bool)
     run_ended = QtCore.Signal(dict)  # stop reason, error, processed, record path
-    compile_progress = QtCore.Signal(int, int)  # phase-retrieval iteration, iterations per frame
+    compile_progress = QtCore.Signal(int, int)  # phase-retrieval iterations done, in all (over every frame)
 
     def __init__(self, config_path: str | None = None) -> None:
         super().__init__()
@@ -300,7 +300,7 @@ class BenchWorker(Worker):
 
         return cancellable(lambda hook: compile_checkpoint(checkpoint, self.bench, iterations=iterations,
                                                            progress=False, on_iteration=hook),
-                           self.compile_cancel, report, iterations)
+                           self.compile_cancel, report)
 
     def set_record(self, record: CalibrationRecord | None) -> None:
         self.record = record

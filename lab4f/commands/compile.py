@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 def compile_checkpoint(checkpoint: str | Path, bench: Bench, out: str | Path | None = None,
                        modulation: str = "phase", iterations: int = 50, multiplex: str = "auto",
-                       progress: bool = True, on_iteration: Callable[[], None] | None = None,
+                       progress: bool = True, on_iteration: Callable[[int, int], None] | None = None,
                        ) -> tuple[Any, Path, Path]:
     """Compile a checkpoint for a connected bench; returns (program, program path, report path)."""
     model, cfg, meta = load_bench_checkpoint(checkpoint)

@@ -36,10 +36,10 @@ def _tile_masks(layout: TileLayout) -> list[tuple[slice, slice]]:
 
 
 def _retrieve_phase(target: np.ndarray, method: str, iterations: int, seed: int,
-                    on_iteration: Callable[[], None] | None = None) -> np.ndarray:
+                    on_iteration: Callable[[int], None] | None = None) -> np.ndarray:
     """Phase-only pattern whose far field intensity approximates ``target`` (slmsuite holography).
 
-    ``on_iteration`` is called after every iteration; an exception it raises (e.g. a cancellation) aborts."""
+    ``on_iteration(k)`` is called after iteration k (1-based); an exception it raises (a cancellation) aborts."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "cupy is not installed": numpy is the intended backend here
         from slmsuite.holography.algorithms import Hologram
@@ -49,8 +49,15 @@ def _retrieve_phase(target: np.ndarray, method: str, iterations: int, seed: int,
     amp = np.sqrt(target / target.sum()).astype(np.float32)
     hologram = Hologram(target=amp, slm_shape=target.shape)
     with np.errstate(divide="ignore", invalid="ignore"):  # WGS weights divide by the zero target outside tiles
-        callback = None if on_iteration is None else (lambda _holo: on_iteration() or False)
-        hologram.optimize(method=method, maxiter=iterations, verbose=False, callback=callback)
+        done = [0]
+
+        def callback(_hologram: object) -> bool:
+            done[0] += 1
+            on_iteration(done[0])
+            return False  # never asks slmsuite to stop early
+
+        hologram.optimize(method=method, maxiter=iterations, verbose=False,
+                          callback=None if on_iteration is None else callback)
     return np.mod(np.asarray(hologram.get_phase(), dtype=np.float64), 2 * np.pi)
 
 
@@ -75,7 +82,7 @@ def compile_frame(
     method: str,
     iterations: int,
     seed: int,
-    on_iteration: Callable[[], None] | None = None,
+    on_iteration: Callable[[int], None] | None = None,
 ) -> ProgramFrame:
     pos, neg = bank.positive[:, 0], bank.negative[:, 0]
     raw = target_psf(layout, pos, neg).numpy()  # in kernel units
@@ -104,15 +111,15 @@ def compile_bank(
     camera_cells: tuple[int, int] | None = None,
     seed: int = 0,
     progress: Progress | None = None,
-    on_iteration: Callable[[], None] | None = None,
+    on_iteration: Callable[[int, int], None] | None = None,
     source: dict | None = None,
 ) -> OpticalProgram:
     """Compile a single-input-channel kernel bank for the 4f bench.
 
     ``multiplex``: "never" (all tiles in one frame or a CompileError), "auto" (split into as few frames as
     needed), "always" (one kernel pair per frame — the fallback for kernels that do not tile).
-    ``progress(frame, frames, message)`` per program frame; ``on_iteration()`` after every phase-retrieval
-    iteration (an exception it raises, e.g. a user's cancel, aborts the compile).
+    ``progress(frame, frames, message)`` per program frame; ``on_iteration(done, total)`` after every
+    phase-retrieval iteration, counted over all frames (an exception it raises, e.g. a user's cancel, aborts).
     """
     geometry = geometry or FourfGeometry()
     if mode != "incoherent":
@@ -155,8 +162,9 @@ def compile_bank(
         if progress:
             progress(i, len(groups), f"frame {i + 1}/{len(groups)}: phase retrieval ({method})")
         layout = plan_layout(group, input_size, bank.kernel_size, geometry.slm_shape, camera_cells=camera_cells)
-        frames.append(compile_frame(layout, normalised, geometry, modulation, method, iterations, seed + i,
-                                    on_iteration))
+        hook = None if on_iteration is None else \
+            (lambda k, i=i: on_iteration(i * iterations + k, len(groups) * iterations))
+        frames.append(compile_frame(layout, normalised, geometry, modulation, method, iterations, seed + i, hook))
     if progress:
         progress(len(groups), len(groups), "done")
     return OpticalProgram(
