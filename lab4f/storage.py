@@ -7,7 +7,7 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,23 +37,14 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
-def _umask() -> int:
-    """The process umask, read without changing it where Linux allows (os.umask both sets and returns it)."""
-    with contextlib.suppress(OSError, ValueError, StopIteration):
-        with open("/proc/self/status") as fh:
-            return int(next(line for line in fh if line.startswith("Umask:")).split()[1], 8)
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 @contextlib.contextmanager
 def atomic_h5(path: str | os.PathLike[str], kind: str, schema_version: int) -> Iterator[h5py.File]:
     """Open a temporary HDF5 file for writing; on success it replaces ``path`` in one rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    # created 0666 less the umask (mkstemp's 0600 would keep records from colleagues on a shared machine)
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         with h5py.File(tmp, "w") as f:
             f.attrs["kind"] = kind
@@ -63,7 +54,6 @@ def atomic_h5(path: str | os.PathLike[str], kind: str, schema_version: int) -> I
             yield f
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp made it 0600; records are shared like any other file
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
