@@ -136,12 +136,13 @@ def _folder_scenes(cfg: SegBenchConfig, split: str, scenes: str | None, data_see
     if split not in SPLIT_SIZES:
         raise ConfigError(f"split {split!r} is unknown; choose one of {', '.join(SPLIT_SIZES)}")
     root = _folder_root(cfg, data_dir)
+    # a cap is a prefix of the seeded split: only the images used are read
     data = folder_split(cfg.dataset or "", root, cfg.image_size, cfg.data_seed or 0, split,
-                        max(SPLIT_SIZES[split], limit or 0))
+                        limit or SPLIT_SIZES[split])
     if data.num_classes != cfg.num_classes:
         raise MismatchError(f"{cfg.dataset} has {data.num_classes} classes but the checkpoint predicts "
                             f"{cfg.num_classes}")
-    return data.subset(slice(0, limit)) if limit else data
+    return data
 
 
 def bench_scenes(cfg: SegBenchConfig, split: str = "test", scenes: str | None = None, data_seed: int | None = None,
