@@ -168,18 +168,22 @@ def light_on(bench: Any) -> Iterator[None]:
             source.output_on = was_on
 
 
-def autoexpose(camera: Any, target_fraction: float, what: str) -> float:
-    """slmsuite's autoexpose pinning the raw maximum at ``target_fraction`` of full scale; checks it worked."""
-    exposure_s = float(camera.autoexpose(set_fraction=target_fraction, verbose=False))
+def autoexpose(camera: Any, target_fraction: float, what: str, window: np.ndarray | None = None,
+               metric: Any = None, min_fraction: float | None = None) -> float:
+    """slmsuite's autoexpose pinning ``metric`` (default: the maximum) of the raw frame, or of its ``window``
+    (a boolean mask), at ``target_fraction`` of full scale; checks it worked: refuses saturation at the shortest
+    exposure, and a level below ``min_fraction`` (default half the target) at the longest."""
+    exposure_s = float(camera.autoexpose(set_fraction=target_fraction, window=window, metric=metric, verbose=False))
     raw = grab(camera, 1)
-    peak = float(raw.max()) / full_scale_adu(camera)
+    raw = raw if window is None else raw[window]
+    peak = float((metric or np.max)(raw)) / full_scale_adu(camera)
     bounds = getattr(camera, "exposure_bounds_s", None) or (0.0, np.inf)
     if peak >= 0.999:
         raise CalibrationError(
             f"{what}: saturated even at the shortest exposure ({exposure_s:.3g} s). Lower the light source "
             "power or add an ND filter, then calibrate again; the previous record is unchanged."
         )
-    if peak < 0.5 * target_fraction and exposure_s >= 0.99 * bounds[1]:
+    if peak < (0.5 * target_fraction if min_fraction is None else min_fraction) and exposure_s >= 0.99 * bounds[1]:
         raise CalibrationError(
             f"{what}: too dark even at the longest exposure ({exposure_s:.3g} s, peak {100 * peak:.1f} % of full "
             "scale). Check the light source is on and the shutter open; the previous record is unchanged."
@@ -289,40 +293,26 @@ class _LocalMean:
         return np.divide(num, self.norm, out=np.zeros_like(num), where=self.valid)
 
 
-def _expose_diffuse(bench: Any, region: np.ndarray, dark_offset: float,
-                    rng: np.random.Generator) -> tuple[float, float]:
-    """Exposure that puts the region's brightest diffuse pixels (99.9th percentile) at ``FLAT_TARGET_FRACTION``
-    of full scale (the direct image elsewhere may saturate); returns (exposure, that level as a fraction)."""
-    camera, slm = bench.camera, bench.slm
-    full = full_scale_adu(camera)
-    lo, hi = getattr(camera, "exposure_bounds_s", None) or (1e-6, 10.0)
-    exposure = float(camera.get_exposure())
-    level = 0.0
-    for _ in range(8):
-        camera.set_exposure(exposure)
-        slm.set_phase(rng.uniform(0, 2 * np.pi, slm.shape), settle=True)
-        raw = grab(camera, 1)[region]
-        level = max(float(np.percentile(raw, 99.9)) - dark_offset, 0.0) / full
-        saturated = np.count_nonzero(raw >= full) > 0.001 * raw.size
-        if not saturated and 0.8 * FLAT_TARGET_FRACTION <= level <= 1.2 * FLAT_TARGET_FRACTION:
-            break
-        wanted = exposure / 8 if saturated else exposure * FLAT_TARGET_FRACTION / max(level, 1e-4)
-        wanted = float(np.clip(wanted, lo, hi))
-        if wanted == exposure:  # at a bound: the checks below say why
-            break
-        exposure = wanted
-    if level >= 0.999 or (exposure <= lo and level > 1.2 * FLAT_TARGET_FRACTION):
-        raise CalibrationError(
-            f"flat field: the diffuse light saturates the camera even at the shortest exposure ({exposure:.3g} s). "
-            "Lower the light source power or add an ND filter, then calibrate again; the previous record is "
-            "unchanged.")
+def _expose_diffuse(bench: Any, region: np.ndarray, dark_offset: float, rng: np.random.Generator) -> float:
+    """slmsuite's autoexpose on one random-phase speckle pattern, putting the region's brightest diffuse pixels
+    (99.9th percentile) at ``FLAT_TARGET_FRACTION`` of full scale (the direct image elsewhere may saturate);
+    refuses light too dim for the flat at the longest exposure. Fresh patterns read the same level (±1 %)."""
+    camera = bench.camera
+    bench.slm.set_phase(rng.uniform(0, 2 * np.pi, bench.slm.shape), settle=True)
+
+    def p999(a: np.ndarray) -> float:
+        return float(np.percentile(a, 99.9))
+
+    exposure = autoexpose(camera, FLAT_TARGET_FRACTION, "flat field", window=region, metric=p999,
+                          min_fraction=FLAT_MIN_LEVEL)
+    level = max(p999(grab(camera, 1)[region]) - dark_offset, 0.0) / full_scale_adu(camera)
     if level < FLAT_MIN_LEVEL:
         raise CalibrationError(
             f"flat field: the diffuse light on the tiles' region is too dim (brightest {100 * level:.2f} % of full "
             f"scale at {exposure:.3g} s, need {100 * FLAT_MIN_LEVEL:.0f} %). Raise the light source power, open the "
             "shutter or allow a longer exposure; or calibrate without a flat (--flat-frames 0). The previous record "
             "is unchanged.")
-    return exposure, level
+    return exposure
 
 
 def _flat_field(bench: Any, program: Any | None, dark: np.ndarray, frames: int, smooth_px: float, dark_frames: int,
@@ -365,7 +355,7 @@ def _flat_field(bench: Any, program: Any | None, dark: np.ndarray, frames: int, 
         local_mean = _LocalMean(region[box], smooth_px)
         measured = local_mean.valid
         rng = np.random.default_rng(0)
-        exposure, _ = _expose_diffuse(bench, region, float(np.median(dark)), rng)
+        exposure = _expose_diffuse(bench, region, float(np.median(dark)), rng)
         with light_blocked(bench):  # a dark frame at the flat's own exposure (dark current grows with it)
             bench.display.blank()
             slm.set_phase(np.zeros(slm.shape), settle=True)
