@@ -128,7 +128,6 @@ class Simulated4fCamera(Camera):
         self._warp_cache: tuple | None = None
         self._geom: _Geometry | None = None
         self._ideal_cache: tuple | None = None
-        self._gain_map_cache: tuple | None = None
         super().__init__(
             s.resolution,
             bitdepth=s.bitdepth,
@@ -138,6 +137,9 @@ class Simulated4fCamera(Camera):
             capture_attempts=s.capture_attempts,
         )
         self.set_affine()
+        # the sensor's fixed relative response per pixel (None: uniform), drawn once: a sensor does not change
+        seed = s.prnu_seed if s.prnu_seed is not None else (s.seed if s.seed is not None else 0)
+        self._gain_map = self._make_gain_map(s.prnu, s.vignetting, seed, self.shape)
         self._ready = True
 
     # --- geometry -------------------------------------------------------------------------------
@@ -316,19 +318,9 @@ class Simulated4fCamera(Camera):
 
     # --- sensor ---------------------------------------------------------------------------------
 
-    @property
-    def _gain_map(self) -> np.ndarray | None:
-        """The sensor's fixed relative response per pixel (float32; PRNU about 1, times the vignetting, 1 at the
-        centre), or None for a uniform sensor; drawn once and cached (redrawn only if its settings change)."""
-        s = self.settings
-        seed = s.prnu_seed if s.prnu_seed is not None else (s.seed if s.seed is not None else 0)
-        key = (s.prnu, s.vignetting, seed, self.shape)
-        if self._gain_map_cache is None or self._gain_map_cache[0] != key:
-            self._gain_map_cache = (key, self._make_gain_map(s.prnu, s.vignetting, seed, self.shape))
-        return self._gain_map_cache[1]
-
     @staticmethod
     def _make_gain_map(prnu: float, vignetting: float, seed: int, shape: tuple[int, int]) -> np.ndarray | None:
+        """PRNU about 1 times the vignetting (1 at the centre), float32; None for a uniform sensor."""
         if prnu == 0 and vignetting == 0:
             return None
         h, w = shape
