@@ -226,7 +226,8 @@ class LiveRun:
             "task": "classification",
             "optical_accuracy": t.optical_correct / t.labelled if t.labelled else nan,
             "digital_accuracy": t.digital_correct / t.labelled if t.labelled else nan,
-            "agreement": t.agree / t.read if t.read else nan, "last": t.last,
+            # over the results compared: any trimmed before a (very slow) poll read them are not counted
+            "agreement": t.agree / (t.read - t.missed) if t.read > t.missed else nan, "last": t.last,
         }
 
     def result(self) -> RunResult:

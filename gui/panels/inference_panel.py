@@ -28,6 +28,7 @@ class InferencePanel(QtWidgets.QWidget):
         super().__init__(parent)
         self.state, self.bench = state, bench
         self.latest: dict[str, Any] = {}
+        self._drawn_last: dict[str, Any] | None = None  # the result the input and mask views show
         self.updates = 0
         self.series: dict[str, list[float]] = {"t": [], "fps": [], "p50": [], "p95": []}
         layout = QtWidgets.QVBoxLayout(self)
@@ -172,6 +173,10 @@ class InferencePanel(QtWidgets.QWidget):
             f"acquired {u['acquired']}, processed {u['processed']}, dropped {u['dropped']} "
             f"(ring {u['dropped_overflow']}, camera {u['dropped_camera']}), queue {u['queue_depth']}" + stopped)
         last = u.get("last")
+        if last is self._drawn_last:  # the same result as at the last poll (a stopped run keeps polling)
+            last = None
+        else:
+            self._drawn_last = last
         if last and "optical_mask" in last:
             from lab4f.bench.segrun import overlay
 
