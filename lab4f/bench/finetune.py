@@ -22,14 +22,6 @@ class FinetuneResult:
     history: list[dict[str, float]] = field(default_factory=list)
     metric: str = "accuracy"
 
-    @property
-    def accuracy_before(self) -> float:  # the classifier's name for the score
-        return self.score_before
-
-    @property
-    def accuracy_after(self) -> float:
-        return self.score_after
-
 
 def accuracy(back: nn.Module, features: torch.Tensor, labels: torch.Tensor, batch_size: int = 512) -> float:
     back.eval()
