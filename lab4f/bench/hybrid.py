@@ -204,14 +204,13 @@ def prepare(
         program_path = Path(program)
         program = OpticalProgram.load(program_path)
     check_compatible(cfg, bank, program, record, program_path)
-    if getattr(record, "exposure_s", None):
-        bench.camera.set_exposure(record.exposure_s)
-    if record is not None and hasattr(bench, "display_correction"):
-        # the display shows images as they were shown when the record's channel filters were fitted
-        bench.display_correction = getattr(record, "display_linearizer", None)
-        if bench.display_correction is None:
-            log.warning("the calibration record has no display step: images are shown without linearising the "
-                        "display's response; run `lab4f calibrate display --program P` if the display is not linear")
+    if hasattr(record, "apply"):
+        # the bench as calibrated: exposure, phase LUT, wavefront correction, and the display showing images as
+        # they were shown when the record's channel filters were fitted
+        record.apply(bench)
+    if record is not None and getattr(record, "display_linearizer", None) is None:
+        log.warning("the calibration record has no display step: images are shown without linearising the "
+                    "display's response; run `lab4f calibrate display --program P` if the display is not linear")
     camera_shape = tuple(int(s) for s in bench.camera.shape)
     setup = HybridSetup(bench, student, cfg, meta, program, extractor_for(program, record, camera_shape, registration),
                         record, program_path)

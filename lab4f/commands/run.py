@@ -74,8 +74,6 @@ def _setup(args: argparse.Namespace, bench: Bench) -> HybridSetup:
 
         print("warning: no calibration record (--calibration): tiles are cut at the nominal positions and the "
               "optical predictions will be poor; run `lab4f calibrate all --program PROGRAM` first", file=sys.stderr)
-    if record is not None and hasattr(record, "apply"):
-        record.apply(bench)
     setup = prepare(bench, args.checkpoint, record=record, program=args.program)
     setup.calibration_path = getattr(record, "path", None)
     return setup
