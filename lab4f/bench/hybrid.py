@@ -193,7 +193,8 @@ def prepare(
         raise MismatchError(f"{checkpoint} is a {cfg.kind} checkpoint; the bench runs SCLC (student/linear) ones")
     bank = student.kernel_bank().to_numpy()
     program_path = getattr(program, "path", None) if isinstance(program, OpticalProgram) else None
-    if program is None and getattr(record, "program_sha256", None):
+    verified = program is None and bool(getattr(record, "program_sha256", None))
+    if verified:  # the record's own program, found by its hash
         program_path = record_program(record)
         program = OpticalProgram.load(program_path)
         log.info("using the program the calibration record was measured with: %s", program_path)
@@ -203,7 +204,7 @@ def prepare(
     elif not isinstance(program, OpticalProgram):
         program_path = Path(program)
         program = OpticalProgram.load(program_path)
-    check_compatible(cfg, bank, program, record, program_path)
+    check_compatible(cfg, bank, program, record, None if verified else program_path)
     if hasattr(record, "apply"):
         # the bench as calibrated: exposure, phase LUT, wavefront correction, and the display showing images as
         # they were shown when the record's channel filters were fitted
