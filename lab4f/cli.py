@@ -16,7 +16,7 @@ import json
 import logging
 import pkgutil
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from lab4f import __version__, commands
@@ -41,21 +41,12 @@ def _jsonable(obj: Any) -> Any:
 JSON_HELP = "print one JSON summary object on stdout"
 
 
-def _parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
-    """``parser`` and every (sub)command parser below it."""
-    yield parser
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for child in dict.fromkeys(action.choices.values()):  # aliases map to the same parser
-                yield from _parsers(child)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The `lab4f` parser. ``--json`` is accepted at every level (``lab4f --json bench info``, ``lab4f bench --json
     info`` and ``lab4f bench info --json`` are the same): below the top level its default is SUPPRESS, so a
     subcommand's default never overwrites a flag given to its group; the top level's default (False) fills in
     ``args.json`` when no level got the flag."""
-    parser = argparse.ArgumentParser(prog="lab4f", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="lab4f", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"lab4f {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--json", action="store_true", default=False, help=JSON_HELP)
@@ -65,48 +56,41 @@ def build_parser() -> argparse.ArgumentParser:
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{commands.__name__}.{info.name}")
         module.register(sub, common)
-    for p in _parsers(parser):
-        if "--json" not in p._option_string_actions:  # group parsers registered without `common` (segment, report)
-            p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=JSON_HELP)
     return parser
 
 
 class UsageError(Exception):
     """The command line does not parse (unknown command or option, bad or missing value)."""
 
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(f"{parser.prog}: {message}; see `{parser.prog} --help`")
+        self.parser, self.message = parser, message
 
-def _usage_errors_as_exceptions(parser: argparse.ArgumentParser) -> None:
-    """Make every parser of the tree raise :class:`UsageError` instead of printing usage and exiting."""
 
-    def make_error(p: argparse.ArgumentParser) -> Any:
-        def error(message: str) -> NoReturn:
-            raise UsageError(f"{p.prog}: {message}; see `{p.prog} --help`")
+class _Parser(argparse.ArgumentParser):
+    """Raises :class:`UsageError` instead of printing usage and exiting, so that `main` can answer a usage error
+    with JSON; subcommand parsers are made of the same class (argparse's ``parser_class``)."""
 
-        return error
-
-    for p in _parsers(parser):
-        p.error = make_error(p)  # type: ignore[method-assign]
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(self, message)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    if "--json" in argv:
-        # a usage error must still print one JSON object on stdout (without --json argparse prints usage, exit 2)
-        _usage_errors_as_exceptions(parser)
-        try:
-            args = parser.parse_args(argv)
-        except UsageError as exc:
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        if "--json" in argv:  # a usage error still prints one JSON object on stdout
             print(json.dumps({"ok": False, "error": "UsageError", "message": str(exc)}))
             return 2
-    else:
-        args = parser.parse_args(argv)
+        exc.parser.print_usage(sys.stderr)  # as argparse does: usage, the error, exit 2
+        exc.parser.exit(2, f"{exc.parser.prog}: error: {exc.message}\n")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, stream=sys.stderr)
     from lab4f.drivers import quiet_slmsuite
 
     quiet_slmsuite(logging.DEBUG if args.verbose else logging.WARNING)
-    as_json = bool(getattr(args, "json", False))
-    args.json = as_json
+    as_json = args.json  # the top level's default fills it in when no level got the flag
     # with --json, stdout carries exactly one JSON object: anything else a command prints goes to stderr
     quiet = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
     try:

@@ -28,7 +28,8 @@ def _efficiency(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("report", help="reports: efficiency against resolution", description=__doc__)
+    p = sub.add_parser("report", parents=[common], help="reports: efficiency against resolution",
+                       description=__doc__)
     reports = p.add_subparsers(dest="report_command", required=True)
     e = reports.add_parser("efficiency", parents=[common],
                            help="electronic MACs, accuracy and time per image vs input resolution, teacher vs hybrid")

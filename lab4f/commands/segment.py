@@ -132,7 +132,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("segment", help="segmentation: reproduce teacher/SCLC+KD/linear, or train one",
+    p = sub.add_parser("segment", parents=[common], help="segmentation: reproduce teacher/SCLC+KD/linear, or train one",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     actions = p.add_subparsers(dest="segment_command", required=True)
     r = actions.add_parser("reproduce", parents=[common], help="teacher vs SCLC+KD vs linear over seeds")

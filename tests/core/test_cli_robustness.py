@@ -67,10 +67,16 @@ def test_json_given_to_every_group_gives_json_errors(capsys, tmp_path: Path) -> 
     assert "abc" in msg
 
 
+def _parsers(parser):  # noqa: ANN001, ANN202 — the parser and every (sub)command parser below it
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):  # aliases map to the same parser
+                yield from _parsers(child)
+
+
 def test_every_parser_accepts_json_and_it_defaults_to_false() -> None:
     parser = build_parser()
-    from lab4f.cli import _parsers
-
     assert all("--json" in p._option_string_actions for p in _parsers(parser))
     assert parser.parse_args(["bench", "info"]).json is False
     assert parser.parse_args(["bench", "--json", "info"]).json is True
