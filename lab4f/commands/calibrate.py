@@ -40,7 +40,7 @@ def run_calibrate(args: argparse.Namespace) -> dict[str, Any]:
     from lab4f.errors import ConfigError
     from lab4f.optics.program import OpticalProgram
 
-    flat_frames = int(getattr(args, "flat_frames", 0) or 0)
+    flat_frames = args.flat_frames
     if flat_frames < 0:
         raise ConfigError(f"--flat-frames must be ≥ 0 (0: a unity flat), got {flat_frames}")
     if flat_frames and args.step not in ("camera", "all"):
