@@ -8,7 +8,9 @@ would cost per frame against what the pipeline does now:
 
 - now: extraction (``FeatureExtractor``) + BatchNorm + pool, and the whole back end (features → logits);
 - fused: the sparse product on pixel-major frames (MKL via ``torch.sparse``), and the transposes that get
-  frames (B, H, W) into the pixel-major layout it needs.
+  frames (B, H, W) into the pixel-major layout it needs;
+- fused without a transpose (only when numba is installed; it is not a lab4f dependency): a JIT kernel that
+  reads the uint16 frames directly, one 16-pixel row segment of each output's camera footprint at a time.
 
 It answers whether fusion could bring extraction within 20 % of the back end (issue 5's target). It measures
 the same 64-tile, 512² set-up as ``bench_pipeline.py``.
@@ -62,6 +64,53 @@ def fused_operator(extractor, back_net, chunk: int = 64) -> tuple[torch.Tensor, 
     return coo.to_sparse_csr(), bias
 
 
+def window_segments(W_csr: torch.Tensor, crop_width: int, width: int = 16) -> tuple[np.ndarray, ...]:
+    """W's rows as row segments of ``width`` camera pixels: (segment pointer per output, crop row, crop column,
+    weights (S, width)). A row's non-zeros split where they jump (the k⁺ and k⁻ tiles share camera rows)."""
+    crow, col, val = (W_csr.crow_indices().numpy(), W_csr.col_indices().numpy(), W_csr.values().numpy())
+    ptr, rows, cols, weights = [0], [], [], []
+    for o in range(W_csr.shape[0]):
+        c, v = col[crow[o] : crow[o + 1]], val[crow[o] : crow[o + 1]]
+        order = np.lexsort((c % crop_width, c // crop_width))
+        r, x, v = c[order] // crop_width, c[order] % crop_width, v[order]
+        cuts = np.flatnonzero((np.diff(r) != 0) | (np.diff(x) > 4)) + 1
+        for rr, xx, vv in zip(np.split(r, cuts), np.split(x, cuts), np.split(v, cuts), strict=True):
+            while len(xx):  # a run longer than ``width`` becomes several segments
+                m = xx < xx[0] + width
+                seg = np.zeros(width, np.float32)
+                seg[xx[m] - xx[0]] = vv[m]
+                rows.append(rr[0]), cols.append(xx[0]), weights.append(seg)
+                rr, xx, vv = rr[~m], xx[~m], vv[~m]
+        ptr.append(len(rows))
+    return (np.asarray(ptr, np.int64), np.asarray(rows, np.int64), np.asarray(cols, np.int64),
+            np.stack(weights))
+
+
+def numba_window_kernel():  # noqa: ANN201
+    """The segment kernel, JIT-compiled, or None without numba."""
+    try:
+        import numba
+    except ImportError:
+        return None
+    u = np.uint64
+
+    @numba.njit(fastmath=True, boundscheck=False)
+    def kernel(frames, frame_px, ptr, base, weights, bias, out):  # noqa: ANN001, ANN202
+        width = weights.shape[1]
+        acc = np.zeros(width, np.float32)
+        for o in range(out.shape[1]):
+            for b in range(out.shape[0]):
+                fb = u(b) * u(frame_px)
+                acc[:] = 0.0
+                for s in range(ptr[o], ptr[o + 1]):
+                    at = fb + u(base[s])
+                    for k in range(u(width)):
+                        acc[k] += weights[s, k] * np.float32(frames[at + k])
+                out[b, o] = acc.sum() + bias[o]
+
+    return kernel
+
+
 def _features_autograd(ex, crop: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
     """The extractor's _features without its in-place and out= ops (single-frame programs)."""
     import torch.nn.functional as F
@@ -105,9 +154,30 @@ def main() -> None:
     def convert() -> None:
         float_crop.copy_(frames_t[:, y0:y1, x0:x1])
 
+    fns = {}
+    kernel = numba_window_kernel()
+    if kernel is not None:
+        ptr, rows, cols, seg_w = window_segments(W_csr, x1 - x0)
+        width = seg_w.shape[1]
+        # a compact uint16 copy of the crop (rows padded so a segment never runs off a row)
+        crop_u16 = np.zeros((BATCH, y1 - y0, x1 - x0 + width), np.uint16)
+        base = (rows * crop_u16.shape[2] + cols).astype(np.uint64)
+        window_out = np.zeros((BATCH, W_csr.shape[0]), np.float32)
+        bias_np = bias.numpy().astype(np.float32)
+
+        def copy_crop_u16() -> None:
+            crop_u16[:, :, : x1 - x0] = batch[:, y0:y1, x0:x1]
+
+        def window() -> None:
+            kernel(crop_u16.reshape(-1), crop_u16[0].size, ptr, base, seg_w, bias_np, window_out)
+
+        copy_crop_u16()
+        window()  # compiles
+        window_err = float(np.abs(window_out - reference.numpy()).max() / reference.abs().max())
+        fns.update(copy_crop_u16=copy_crop_u16, fused_window_numba=window)
     with torch.inference_mode():
         features = extractor(batch)
-        t = _interleaved_min({
+        t = _interleaved_min(fns | {
             "back_end": lambda: back(features),
             "bn_pool": lambda: back[2](back[1](back[0](features))),
             "extract": lambda: extractor(batch),
@@ -119,11 +189,14 @@ def main() -> None:
     us = {k: v[0] / BATCH * 1e6 for k, v in t.items()}
     fused_total = us["convert_crop"] + us["transpose_channels_last"] + us["fused_spmm"]
     mlp = us["back_end"] - us["bn_pool"]
+    window_total = us["copy_crop_u16"] + us["fused_window_numba"] if kernel is not None else None
     result = {
         "filters": not args.no_filters, "nnz": int(W_csr.values().numel()), "outputs": int(W_csr.shape[0]),
         "crop_pixels": int(W_csr.shape[1]), "build_s": build_s, "max_rel_error": rel_err, "us_per_frame": us,
         "now_overhead": (us["extract"] + us["back_end"]) / us["back_end"] - 1,
         "fused_overhead": (fused_total + mlp) / us["back_end"] - 1,
+        "numba_window_overhead": None if window_total is None else (window_total + mlp) / us["back_end"] - 1,
+        "numba_window_max_rel_error": None if kernel is None else window_err,
     }
     if args.json:
         print(json.dumps(result))
@@ -137,6 +210,12 @@ def main() -> None:
           f"{100 * result['now_overhead']:.0f} % over the back end alone")
     print(f"  fused: convert + transpose + sparse product + MLP = {fused_total + mlp:.1f} µs/frame, "
           f"{100 * result['fused_overhead']:.0f} % over the back end alone (target ≤ 20 %)")
+    if kernel is None:
+        print("  fused without a transpose: skipped (numba is not installed; `pip install numba` to measure it)")
+    else:
+        print(f"  fused without a transpose (numba, {len(base)} 16-pixel segments, max relative error "
+              f"{window_err:.1e}): copy + kernel + MLP = {window_total + mlp:.1f} µs/frame, "
+              f"{100 * result['numba_window_overhead']:.0f} % over the back end alone (target ≤ 20 %)")
 
 
 if __name__ == "__main__":
