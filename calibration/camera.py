@@ -303,8 +303,9 @@ def _expose_diffuse(bench: Any, region: np.ndarray, dark_offset: float, rng: np.
     def p999(a: np.ndarray) -> float:
         return float(np.percentile(a, 99.9))
 
-    exposure = autoexpose(camera, FLAT_TARGET_FRACTION, "flat field", window=region, metric=p999,
-                          min_fraction=FLAT_MIN_LEVEL)
+    # the level is judged here, dark subtracted, with the flat's own advice (autoexpose's raw check would count the
+    # dark offset as light)
+    exposure = autoexpose(camera, FLAT_TARGET_FRACTION, "flat field", window=region, metric=p999, min_fraction=0.0)
     level = max(p999(grab(camera, 1)[region]) - dark_offset, 0.0) / full_scale_adu(camera)
     if level < FLAT_MIN_LEVEL:
         raise CalibrationError(

@@ -49,15 +49,20 @@ class SimulatedCameraSettings(BaseModel):
     resolution: tuple[int, int] = Field((512, 512), description="(width, height) in pixels, as slmsuite")
     pitch_um: float = Field(5.5, gt=0)
     bitdepth: int = Field(12, ge=1, le=16)
-    exposure_s: float = Field(0.01, gt=0)
+    exposure_s: float = Field(0.002, gt=0, description="starting exposure; calibration sets its own")
     gain: float = Field(0.4, gt=0, description="conversion gain, ADU per photoelectron")
     full_well_e: float = Field(10_000.0, gt=0)
     read_noise_e: float = Field(3.0, ge=0)
     dark_offset_adu: float = Field(100.0, ge=0)
     photons_per_unit: float = Field(
-        1e6, gt=0, description="photoelectrons per second of exposure per unit of output intensity"
+        2e7, gt=0, description="photoelectrons per second of exposure per unit of output intensity (the default "
+        "source brightness puts calibrated exposures at a few ms)"
     )
-    max_fps: float | None = Field(200.0, gt=0, description="frames are not delivered faster (None: no limit)")
+    max_fps: float | None = Field(
+        200.0, gt=0, description="readout limit: frames are not delivered faster (None: none). A frame also takes "
+        "at least its exposure, so the frame rate is min(max_fps, 1 / exposure)"
+    )
+    max_exposure_s: float = Field(1.0, gt=0, description="the longest exposure the sensor accepts")
     affine_shift_px: tuple[float, float] = Field((3.2, -2.1), description="(x, y) axis offset from centre")
     affine_rotation_deg: float = 0.8
     affine_scale: float = Field(1.02, gt=0, description="camera pixels per output-plane cell")
@@ -133,7 +138,7 @@ class Simulated4fCamera(Camera):
             bitdepth=s.bitdepth,
             pitch_um=s.pitch_um,
             name=s.name,
-            exposure_bounds_s=(1e-6, 10.0),
+            exposure_bounds_s=(1e-6, s.max_exposure_s),
             capture_attempts=s.capture_attempts,
         )
         self.set_affine()
@@ -385,10 +390,12 @@ class Simulated4fCamera(Camera):
             raise DeviceDisconnected(f"{self.name} was closed; create a new camera object.")
         check_connected(self.faults, self.frames_delivered, self.name)
         check_frame_timeout(self.faults, self.frames_delivered, self.name, timeout_s)
-        if self.settings.max_fps is not None:
-            wait_s = self._t_last_frame + 1.0 / self.settings.max_fps - time.perf_counter()
-            if wait_s > 0:
-                time.sleep(wait_s)
+        # a frame integrates for its exposure and reads out at most max_fps times a second: the frame period is the
+        # longer of the two (frames are delivered in real time, like a free-running sensor)
+        period_s = max(self.exposure_s, 1.0 / self.settings.max_fps if self.settings.max_fps else 0.0)
+        wait_s = self._t_last_frame + period_s - time.perf_counter()
+        if wait_s > 0:
+            time.sleep(wait_s)
         self._t_last_frame = time.perf_counter()
         index = self.last_frame_index + 1
         while self.faults.drops(index):

@@ -183,7 +183,7 @@ def test_cli_flat_frames_with_json(tmp_path, capsys):
         # the input display's direct image (zero order) shifted 40 cells: it lands on the tiles at (0, +34)
         ({}, {"position_px": (40.0, 0.0)}, "direct image"),
         # a dim source: the tiles are bright enough, the diffuse light is not even at the longest exposure
-        ({"photons_per_unit": 8e3}, {}, "too dim"),
+        ({"photons_per_unit": 5e5, "max_exposure_s": 0.1}, {}, "too dim"),
         # coherent light: unit-contrast speckle that no practical number of frames averages out
         ({"mode": "coherent"}, {}, "coherent"),
     ],

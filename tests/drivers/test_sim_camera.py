@@ -73,7 +73,9 @@ def test_misaligned_affine_spots_agree_with_slmsuite_and_the_affine() -> None:
 
 
 def test_a_displayed_point_lands_where_the_affine_says() -> None:
-    slm, disp, cam = bench(display=dict(shape=(28, 28), position_px=(10.0, -7.0), black_level=0.0))
+    # 5e6 e-/s per unit at the 2 ms default: the point peaks below the full well (clipping would bias the centroid)
+    slm, disp, cam = bench(display=dict(shape=(28, 28), position_px=(10.0, -7.0), black_level=0.0),
+                           photons_per_unit=5e6)
     slm.set_phase(None)  # flat phase: the PSF is one cell on the axis
     for y, x in ((14, 14), (3, 25), (20, 2)):
         disp.show_point(y, x)
@@ -127,7 +129,8 @@ def test_coherent_mode_is_square_law_of_the_amplitude_convolution() -> None:
 
 
 def test_shot_noise_variance_grows_linearly_with_signal_at_the_gain() -> None:
-    slm, disp, cam = bench(display=dict(shape=(28, 28), black_level=0.0), noise=True, seed=3)
+    # a dimmer source than the default so the exposures below span the sensor's range without reaching the full well
+    slm, disp, cam = bench(display=dict(shape=(28, 28), black_level=0.0), noise=True, seed=3, photons_per_unit=1e6)
     slm.set_phase(None)
     disp.show(np.ones(disp.shape))
     means, variances = [], []
@@ -148,7 +151,7 @@ def test_saturation_clips_at_full_well_and_quantisation_is_integer_adu() -> None
     slm, disp, cam = bench(display=dict(black_level=0.0), gain=0.2, noise=True, seed=4)
     slm.set_phase(None)
     disp.show_point()
-    cam.set_exposure(1.0)  # 1e6 e- into a full well of 1e4
+    cam.set_exposure(0.05)  # 2e7 e-/s × 0.05 s = 1e6 e- into a full well of 1e4 (a frame takes its 50 ms exposure)
     frame = cam.get_image()
     assert frame.dtype == np.uint16
     full = round(cam.settings.full_well_e * 0.2 + cam.settings.dark_offset_adu)
@@ -157,7 +160,7 @@ def test_saturation_clips_at_full_well_and_quantisation_is_integer_adu() -> None
     assert cam.get_image().max() == 4095
     cam.settings.noise = False
     cam.set_exposure(0.002)
-    expected = np.clip(np.rint(cam.render() * 1e6 * 0.002 * 1.0 + 100.0), 0, 4095)
+    expected = np.clip(np.rint(cam.render() * cam.settings.photons_per_unit * 0.002 * 1.0 + 100.0), 0, 4095)
     assert np.array_equal(cam.get_image(), expected.astype(np.uint16))
 
 
@@ -168,6 +171,22 @@ def test_frame_rate_limit() -> None:
         cam.get_image()
     elapsed_s = time.perf_counter() - t0
     assert 5 / 50 <= elapsed_s < 5 / 50 + 0.1
+
+
+def test_a_frame_takes_at_least_its_exposure() -> None:
+    _, _, cam = bench(max_fps=200.0, exposure_s=0.04)  # exposure-limited: 25 frames/s, not the 200 readout allows
+    cam.get_image()
+    t0 = time.perf_counter()
+    for _ in range(5):
+        cam.get_image()
+    elapsed_s = time.perf_counter() - t0
+    assert 5 * 0.04 - 0.01 <= elapsed_s < 5 * 0.04 + 0.1  # periods run from frame starts: less one render
+    cam.set_exposure(0.001)  # now the readout limit rules: 5 ms per frame
+    cam.get_image()
+    t0 = time.perf_counter()
+    for _ in range(5):
+        cam.get_image()
+    assert 5 / 200 - 0.004 <= time.perf_counter() - t0 < 5 / 200 + 0.1
 
 
 def test_camera_sees_the_old_pattern_while_the_slm_settles() -> None:
@@ -216,7 +235,7 @@ def test_slmsuite_fourier_calibration_recovers_the_misalignment() -> None:
     slm = SimulatedFourierSLM(SimulatedSLMSettings(settle_s=0.0))
     disp = SimulatedDisplay()
     disp.show_point()  # one bright pixel on the axis: the camera shows the SLM's far field
-    cam = Simulated4fCamera(slm, disp, SimulatedCameraSettings(max_fps=None, exposure_s=0.1, seed=5))
+    cam = Simulated4fCamera(slm, disp, SimulatedCameraSettings(max_fps=None, exposure_s=0.005, seed=5))
     cal = FourierSLM(cam, slm).fourier_calibrate(array_shape=9, array_pitch=20)
     assert np.abs(cal["M"] - cam.M).max() / np.abs(cam.M).max() < 5e-3
     # slmsuite's blob_array_detect locks spots to about a pixel: b is recovered to ~1.5 px
