@@ -59,7 +59,7 @@ def check_connected(plan: FaultPlan, count: int, device: str) -> None:
     """Raise `DeviceDisconnected` if the plan says the device is unplugged."""
     if plan.active("disconnect", count):
         raise DeviceDisconnected(
-            f"{device} is disconnected (simulated fault). Reconnect it (faults.clear()) and reopen."
+            f"{device} is disconnected (simulated fault). Clear the fault, then reconnect the device.", device=device
         )
 
 
@@ -69,7 +69,7 @@ def check_frame_timeout(plan: FaultPlan, count: int, device: str, timeout_s: flo
         time.sleep(plan.timeout_wait_s)
         raise DeviceTimeout(
             f"{device} delivered no frame within {timeout_s:.3g} s (simulated fault). "
-            "Check the trigger and the exposure, then retry."
+            "Check the trigger and the exposure, then retry.", device=device
         )
 
 
@@ -78,5 +78,5 @@ def check_write(plan: FaultPlan, count: int, device: str) -> None:
     if plan.active("slm_write_failure", count):
         raise DeviceError(
             f"{device} rejected the pattern write (simulated fault); the previous pattern is still shown. "
-            "Retry the write; if it persists, power-cycle the SLM controller."
+            "Retry the write; if it persists, power-cycle the SLM controller.", device=device
         )

@@ -165,7 +165,7 @@ class HarvestersCamera(Camera):
         try:
             node.value = type(node.value)(value)
         except Exception as exc:  # genicam raises its own exception family
-            raise DeviceError(f"Camera refused {name}={value}: {exc}") from exc
+            raise DeviceError(f"Camera refused {name}={value}: {exc}", device=self.name) from exc
 
     def _set_enum(self, name: str, symbol: str) -> None:
         if not self._has_node(name):
@@ -210,7 +210,7 @@ class HarvestersCamera(Camera):
             raise DeviceTimeout(
                 f"No frame from camera {self.identity.serial} within {timeout_s:g} s (acquisition {running}). "
                 f"Check trigger mode and cable, that exposure_s={self.exposure_s:g} fits in the timeout, "
-                "or raise timeout_s in the camera settings."
+                "or raise timeout_s in the camera settings.", device=self.name
             ) from exc
         return frame
 
@@ -233,7 +233,7 @@ class HarvestersCamera(Camera):
 
     def _acquirer(self) -> ImageAcquirer:
         if self._ia is None:
-            raise DeviceDisconnected("Camera is closed; create a new HarvestersCamera to reopen it.")
+            raise DeviceDisconnected("Camera is closed; create a new HarvestersCamera to reopen it.", device=self.name)
         return self._ia
 
     @property

@@ -387,7 +387,7 @@ class Simulated4fCamera(Camera):
         if not self._ready:
             raise RuntimeError("camera still initialising")  # slmsuite's dtype probe: use bitdepth
         if self._closed:
-            raise DeviceDisconnected(f"{self.name} was closed; create a new camera object.")
+            raise DeviceDisconnected(f"{self.name} was closed; create a new camera object.", device=self.name)
         check_connected(self.faults, self.frames_delivered, self.name)
         check_frame_timeout(self.faults, self.frames_delivered, self.name, timeout_s)
         # a frame integrates for its exposure and reads out at most max_fps times a second: the frame period is the

@@ -72,7 +72,7 @@ class SimulatedDisplay:
     def show(self, image: np.ndarray) -> None:
         """Show `image` (values in [0, 1], shape `shape`), quantised to the display's gray levels."""
         if self._closed:
-            raise DeviceDisconnected(f"{self.name} was closed; create a new display object.")
+            raise DeviceDisconnected(f"{self.name} was closed; create a new display object.", device=self.name)
         check_connected(self.faults, self.write_count, self.name)
         image = np.asarray(image, dtype=np.float32)
         if image.shape != self.shape:

@@ -86,7 +86,8 @@ class SimulatedFourierSLM(SimulatedSLM):
         """Accept the pattern into the simulated hardware, or fail like a real controller would."""
         if self._closed:
             self._restore_last_good()
-            raise DeviceDisconnected(f"{self.name} was closed; create a new SLM object to write again.")
+            raise DeviceDisconnected(f"{self.name} was closed; create a new SLM object to write again.",
+                                     device=self.name)
         try:
             check_connected(self.faults, self.write_count, self.name)
             check_write(self.faults, self.write_count, self.name)

@@ -6,7 +6,6 @@ as queued signals. Acquisition and inference run in :class:`lab4f.bench.stream.P
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 import traceback
@@ -36,22 +35,10 @@ ADVICE = {
                     "(Bench panel).",
     "shutter": "Check the shutter controller, then Disconnect and Connect the shutter (Bench panel).",
 }
-#: Hints in core/driver messages written for code (the CLI, scripts), replaced by what to press in the GUI.
-CODE_HINTS = (
-    (re.compile(r"\s*Reconnect it \(faults\.clear\(\)\) and reopen\."), ""),
-    (re.compile(r"connect\(\) first"), "press Connect in the Bench panel first"),
-)
 
 
 class JobCancelled(Lab4fError):
     """A GUI job (compile) was cancelled by the user or by closing the window."""
-
-
-def gui_message(message: str) -> str:
-    """``message`` with code-level hints (``faults.clear()``, ``connect() first``) replaced by GUI advice."""
-    for pattern, replacement in CODE_HINTS:
-        message = pattern.sub(replacement, message)
-    return message.strip()
 
 
 def unique_path(path: str | Path) -> Path:
@@ -138,7 +125,7 @@ class Worker(QtCore.QObject):
             self.cancelled.emit(where, str(exc))
             return
         except Lab4fError as exc:
-            self.failed.emit(where, gui_message(f"{type(exc).__name__}: {exc}"))
+            self.failed.emit(where, f"{type(exc).__name__}: {exc}")
             return
         except Exception as exc:  # a bug or a vendor SDK error: keep the thread alive and say so
             traceback.print_exc()
@@ -401,21 +388,16 @@ class BenchWorker(Worker):
             return
         self.stop_stream()
         if s.error:
-            where = self.faulty_role(s.error) if s.stop_reason == "device_error" else "inference"
-            self.failed.emit(where, gui_message(s.error))
+            where = self.faulty_role(s.error_device) if s.stop_reason == "device_error" else "inference"
+            self.failed.emit(where, s.error)
             self.emit_state()
 
-    def faulty_role(self, error: str) -> str:
-        """The role whose device the error message names (its identity or name), else the camera (the
-        acquisition thread talks to the camera, which drives the display and SLM on a simulated bench)."""
-        devices = list(self.bench.devices.items())
-        for role, device in devices:  # the device's own name first: identities may share a vendor string
-            name = str(getattr(device, "name", "") or "")
-            if len(name) > 2 and name in error:
-                return role
-        for role, device in devices:
-            ident = identity_of(device)
-            if any(len(str(ident.get(k) or "")) > 2 and str(ident[k]) in error for k in ("name", "serial", "model")):
+    def faulty_role(self, device: str | None) -> str:
+        """The bench role of the device a DeviceError names (``DeviceError.device``: a role or a device's name),
+        else the camera (the acquisition thread talks to the camera, which drives the display and SLM on a simulated
+        bench)."""
+        for role, dev in self.bench.devices.items():
+            if device is not None and device in (role, getattr(dev, "name", None)):
                 return role
         return "camera"
 
@@ -485,5 +467,5 @@ class BenchWorker(Worker):
         self.bench.close()
 
 
-__all__ = ["ADVICE", "BenchWorker", "JobCancelled", "Worker", "cancellable", "default_run_path", "gui_message",
+__all__ = ["ADVICE", "BenchWorker", "JobCancelled", "Worker", "cancellable", "default_run_path",
            "start_in_thread", "unique_path"]

@@ -24,7 +24,14 @@ class CompileError(Lab4fError):
 
 
 class DeviceError(Lab4fError):
-    """A device refused a command or reported an error."""
+    """A device refused a command or reported an error.
+
+    ``device`` names the device (its ``name``) when the raiser knows it, so an interface can say which device
+    failed without reading the message."""
+
+    def __init__(self, *args: object, device: str | None = None) -> None:
+        super().__init__(*args)
+        self.device = device
 
 
 class DeviceTimeout(DeviceError):

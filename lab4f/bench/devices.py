@@ -165,7 +165,8 @@ class Bench:
     # -- devices ------------------------------------------------------------------------------------
     def _get(self, role: str) -> Any:
         if role not in self.devices:
-            raise DeviceError(f"the bench has no connected {role}: connect() first, or enable it in the bench config")
+            raise DeviceError(f"the bench has no connected {role}: connect the bench first, or enable the {role} in "
+                              "the bench config", device=role)
         return self.devices[role]
 
     @property

@@ -57,6 +57,7 @@ class RunResult:
             "frames_per_s": s.mean_fps, "latency_p50_ms": s.latency_p50_ms, "latency_p95_ms": s.latency_p95_ms,
             "latency_p99_ms": s.latency_p99_ms, "acquired": s.acquired, "processed": s.processed,
             "dropped": s.dropped, "policy": s.policy, "stop_reason": s.stop_reason, "error": s.error,
+            "error_device": s.error_device,
         } | self.extra
 
 

@@ -56,6 +56,7 @@ class StreamStats:
     elapsed_s: float
     stop_reason: str | None  # None while running; see Pipeline.STOP_REASONS
     error: str | None  # "DeviceTimeout: ..." when the run ended on an exception
+    error_device: str | None = None  # the failing device's name when the error carries it (DeviceError.device)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -256,7 +257,7 @@ class Pipeline:
             capacity=self.capacity, fps=recent / window if window > 0 else 0.0,
             mean_fps=self._processed / elapsed if elapsed > 0 else 0.0,
             latency_p50_ms=p[0], latency_p95_ms=p[1], latency_p99_ms=p[2], elapsed_s=elapsed,
-            stop_reason=self._stop_reason, error=err,
+            stop_reason=self._stop_reason, error=err, error_device=getattr(self._error, "device", None),
         )
 
     # -- the threads -------------------------------------------------------------------------------------

@@ -80,6 +80,7 @@ def test_fault_mid_run_stops_cleanly_and_keeps_what_was_done(trained_checkpoints
         result = run_dataset(setup, x[:100], y[:100])
         m = result.metrics()
         assert m["stop_reason"] == "device_error" and "DeviceTimeout" in m["error"]
+        assert m["error_device"] == bench.camera.name  # carried by the error, not read from its text
         assert 0 < m["processed"] <= 30 and len(result.labels) == m["processed"]
         assert {t.name for t in threading.enumerate()} <= before  # no thread left behind
 

@@ -34,14 +34,16 @@ def test_drop_schedule_and_validation() -> None:
 
 def test_each_fault_raises_its_typed_error_with_advice() -> None:
     plan = FaultPlan(disconnect=True, frame_timeout=True, slm_write_failure=True, timeout_wait_s=0.05)
-    with pytest.raises(DeviceDisconnected, match="Reconnect"):
+    with pytest.raises(DeviceDisconnected, match="reconnect the device") as info:
         check_connected(plan, 0, "cam")
+    assert info.value.device == "cam"  # the failing device travels with the error
     t0 = time.perf_counter()
     with pytest.raises(DeviceTimeout, match="within 1 s"):
         check_frame_timeout(plan, 0, "cam", timeout_s=1.0)
     assert time.perf_counter() - t0 >= 0.05
-    with pytest.raises(DeviceError, match="Retry"):
+    with pytest.raises(DeviceError, match="Retry") as info:
         check_write(plan, 0, "slm")
+    assert info.value.device == "slm"
     assert issubclass(DeviceTimeout, DeviceError) and issubclass(DeviceDisconnected, DeviceError)
 
 

@@ -258,13 +258,16 @@ def test_display_fault_during_a_run_blames_the_display(qtbot, connected_window, 
     qtbot.waitUntil(lambda: inf.start_btn.isEnabled(), timeout=5_000)
 
 
-def test_core_code_hints_become_gui_advice() -> None:
-    from lab4f.gui.workers import gui_message
+def test_a_fault_is_attributed_by_the_device_the_error_carries_not_its_text(qtbot, connected_window) -> None:  # noqa: ANN001
+    from lab4f.errors import DeviceTimeout
 
-    msg = gui_message("DeviceError: the bench has no connected camera: connect() first, or enable it in the config")
-    assert "connect() first" not in msg and "press Connect in the Bench panel first" in msg
-    assert "faults.clear" not in gui_message("x is disconnected (simulated fault). Reconnect it (faults.clear()) "
-                                             "and reopen.")
+    win = connected_window()
+    worker = win.bench_worker
+    display_name = worker.bench.display.name
+    # the message names the camera, the error carries the display: the display is blamed
+    assert worker.faulty_role(DeviceTimeout("camera-like text", device=display_name).device) == "display"
+    assert worker.faulty_role("slm") == "slm"  # a role (the bench's own refusals) works too
+    assert worker.faulty_role(None) == "camera"  # nothing carried: the acquisition thread's device
 
 
 
