@@ -18,6 +18,7 @@ class AppState(QtCore.QObject):
     program_changed = QtCore.Signal()
     calibration_changed = QtCore.Signal()
     calibrating_changed = QtCore.Signal(bool)  # a calibration started (True) or ended: other bench jobs wait
+    compiling_changed = QtCore.Signal(bool)  # a compile started (True) or ended: calibrations wait
     status = QtCore.Signal(str)
 
     def __init__(self) -> None:
@@ -28,11 +29,17 @@ class AppState(QtCore.QObject):
         self.calibration: CalibrationRecord | None = None  # the record in use (run here or loaded)
         self.camera_shape: tuple[int, int] | None = None
         self.calibrating = False
+        self.compiling = False
 
     def set_calibrating(self, on: bool) -> None:
         if on != self.calibrating:
             self.calibrating = on
             self.calibrating_changed.emit(on)
+
+    def set_compiling(self, on: bool) -> None:
+        if on != self.compiling:
+            self.compiling = on
+            self.compiling_changed.emit(on)
 
 
 @dataclass

@@ -98,6 +98,7 @@ class CalibrationPanel(QtWidgets.QWidget):
         self.history.itemDoubleClicked.connect(lambda item: self.load(item.data(QtCore.Qt.ItemDataRole.UserRole)))
         layout.addWidget(self.history)
         worker.progress.connect(self._on_progress)
+        state.compiling_changed.connect(lambda _on: self._update_buttons())
         worker.done.connect(self._on_done)
         worker.failed.connect(self._on_failed)
         worker.cancelled.connect(self._on_cancelled)
@@ -120,6 +121,10 @@ class CalibrationPanel(QtWidgets.QWidget):
         st = self.state
         names = [s for s in BENCH_ORDER if wavefront or s != "wavefront"] if steps == "all" else list(steps)
         program, program_path = st.program, st.program_path
+        if st.compiling:  # its upload would change the SLM under the calibration
+            self.summary.setPlainText("A compile is running: calibrate when it has finished (or cancel it in the "
+                                      "Kernels panel).")
+            return
         if program is None and steps != "all" and any(s in NEEDS_PROGRAM for s in names):
             self.summary.setPlainText("Tile registration and channel fits need a compiled program: load a checkpoint "
                                       "and Compile and upload it (Kernels panel) first.")
@@ -141,9 +146,15 @@ class CalibrationPanel(QtWidgets.QWidget):
     def _set_running(self, on: bool) -> None:
         self.running = on
         self.cancel_btn.setEnabled(on)
-        for b in (*self.run_btns.values(), self.run_all_btn):
-            b.setEnabled(not on)
+        self._update_buttons()
         self.state.set_calibrating(on)  # Start, Compile and the bench settings wait meanwhile
+
+    def _update_buttons(self) -> None:
+        """Run waits for a running calibration and for a running compile."""
+        compiling = self.state.compiling
+        for b in (*self.run_btns.values(), self.run_all_btn):
+            b.setEnabled(not self.running and not compiling)
+            b.setToolTip("waiting for the compile to finish" if compiling else "")
 
     @QtCore.Slot(str, float, str)
     def _on_progress(self, step: str, fraction: float, message: str) -> None:

@@ -97,6 +97,7 @@ class KernelsPanel(QtWidgets.QWidget):
         self.progress.setValue(0)
         self.progress.setFormat("compiling: starting (%p %)")
         self.compiling = True
+        self.state.set_compiling(True)  # a calibration would measure the SLM mid-upload: it waits for the compile
         self._update_buttons()
         bench.compile_cancel.clear()  # a threading.Event: set by Cancel or closing the window
         bench.submit(lambda: bench.compile(path, iters), name="compiled", where="compile")
@@ -122,6 +123,7 @@ class KernelsPanel(QtWidgets.QWidget):
 
     def _end_compile(self, text: str) -> None:
         self.compiling = False
+        self.state.set_compiling(False)
         self._update_buttons()
         self.progress.setFormat(text)
 
@@ -168,12 +170,7 @@ class KernelsPanel(QtWidgets.QWidget):
             self.progress.setValue(1000)
             self._show_program(program)
             text = upload_changes(program, self.state.program, self.bench.uploaded_phase)
-            if self.state.calibrating:  # a calibration started meanwhile: it measures what is on the SLM now
-                self.pending = None
-                self._revert_display()
-                self.info.setText(f"NOT UPLOADED: a calibration started while compiling; {program_path} is saved — "
-                                  f"Compile and upload again when it has finished. {self._on_slm()}")
-            elif self.auto_confirm or self._confirm(text):
+            if self.auto_confirm or self._confirm(text):
                 self.pending = (program, str(program_path))
                 phase = program.frames[0].phase
                 self.bench.submit(lambda: self.bench.upload_phase(phase), name="uploaded", where="slm")

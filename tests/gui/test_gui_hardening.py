@@ -55,6 +55,22 @@ def test_cancel_stops_a_compile_and_uploads_nothing(qtbot, connected_window, tin
     qtbot.waitUntil(lambda: win.state.program is not None, timeout=60_000)
 
 
+def test_a_compile_blocks_calibration_until_it_ends(qtbot, connected_window, tiny_checkpoint) -> None:  # noqa: ANN001
+    win = loaded(qtbot, connected_window(), tiny_checkpoint, compile_=False)
+    k, cal = win.kernels_panel, win.calibration_panel
+    assert cal.run_all_btn.isEnabled()
+    k.iterations.setValue(1000)
+    k.compile()
+    assert win.state.compiling
+    assert not any(b.isEnabled() for b in (*cal.run_btns.values(), cal.run_all_btn))
+    cal.run(["camera"])  # a script's call is refused too, not queued to measure the SLM mid-upload
+    assert not cal.running and "compile is running" in cal.summary.toPlainText()
+    qtbot.waitUntil(lambda: 0 < k.progress.value(), timeout=20_000)
+    k.cancel_btn.click()
+    qtbot.waitUntil(lambda: not k.compiling, timeout=5_000)
+    assert not win.state.compiling and all(b.isEnabled() for b in (*cal.run_btns.values(), cal.run_all_btn))
+
+
 # -- 2. a calibration blocks Start, Compile and the bench controls; a run uses the record in use at its start --
 def test_calibration_disables_start_compile_and_bench_controls(qtbot, connected_window, tiny_checkpoint) -> None:  # noqa: ANN001
     win = loaded(qtbot, connected_window(), tiny_checkpoint)
@@ -268,17 +284,3 @@ def test_a_fault_is_attributed_by_the_device_the_error_carries_not_its_text(qtbo
     assert worker.faulty_role(DeviceTimeout("camera-like text", device=display_name).device) == "display"
     assert worker.faulty_role("slm") == "slm"  # a role (the bench's own refusals) works too
     assert worker.faulty_role(None) == "camera"  # nothing carried: the acquisition thread's device
-
-
-
-
-def test_a_compile_that_ends_during_a_calibration_is_not_uploaded(qtbot, connected_window, tiny_checkpoint) -> None:  # noqa: ANN001
-    win = loaded(qtbot, connected_window(), tiny_checkpoint, compile_=False)
-    k, cal = win.kernels_panel, win.calibration_panel
-    k.iterations.setValue(5)
-    k.compile()
-    cal.run(["camera"])  # queued behind the compile in the device thread: the compile ends while it is pending
-    qtbot.waitUntil(lambda: not k.compiling, timeout=60_000)
-    assert "NOT UPLOADED" in k.info.text() and win.state.program is None
-    qtbot.waitUntil(lambda: not cal.running, timeout=60_000)
-    assert win.bench_worker.uploaded_phase is None
