@@ -88,7 +88,10 @@ class CalibrationPanel(QtWidgets.QWidget):
         self.r2_bars = pg.BarGraphItem(x=[], height=[], width=0.6, brush="#2ca02c")
         self.r2_plot.addItem(self.r2_bars)
         self.resid_plot, self.resid_image = image_view("residual maps (fitted − digital, image 0, per channel)")
-        for k, w in enumerate((self.phase_plot, self.reg_plot, self.r2_plot, self.resid_plot)):
+        self.flat_plot, self.flat_image = image_view("flat field (camera step)")
+        self.dark_plot, self.dark_image = image_view("dark frame (camera step)")
+        for k, w in enumerate((self.phase_plot, self.reg_plot, self.r2_plot, self.resid_plot, self.flat_plot,
+                               self.dark_plot)):
             w.setMinimumSize(180, 150)
             plots.addWidget(w, k // 2, k % 2)
         layout.addLayout(plots, 1)
@@ -232,6 +235,7 @@ class CalibrationPanel(QtWidgets.QWidget):
         else:
             self.display_curve.setData([], [])
         self.phase_plot.getPlotItem().enableAutoRange()  # both curves in view (the view kept the first one's range)
+        self._draw_camera(rec)
         self._draw_registration(rec)
         gains = rec.steps.get("gains")
         if gains is not None and rec.channel_r2 is not None:
@@ -244,6 +248,27 @@ class CalibrationPanel(QtWidgets.QWidget):
             if cap is not None and dig is not None and len(cap):
                 resid = fitted_features(rec, cap[:1])[0] - dig[0]
                 show_image(self.resid_image, montage(resid), levels=(-1.0, 1.0))
+
+    def _draw_camera(self, rec: CalibrationRecord) -> None:
+        """The camera step's flat (relative pixel response, shown ±4 RMS around 1; a unity flat says so) and dark."""
+        cam = rec.steps.get("camera")
+        quality = cam.quality if cam is not None else {}
+        frames, rms = int(quality.get("flat_frames", 0) or 0), float(quality.get("flat_rms", 0.0) or 0.0)
+        flat = rec.flat
+        if flat is None or frames == 0:
+            self.flat_plot.setTitle("flat field: unity (not measured)")
+            show_image(self.flat_image, None)
+        else:
+            spread = max(4 * rms, 1e-3)
+            self.flat_plot.setTitle(f"flat: {frames} frames, RMS {100 * rms:.2f} % (shown 1 ± {100 * spread:.1f} %)")
+            show_image(self.flat_image, flat, levels=(1 - spread, 1 + spread))
+        dark = rec.dark
+        if dark is None:
+            self.dark_plot.setTitle("dark frame (camera step)")
+            show_image(self.dark_image, None)
+        else:
+            self.dark_plot.setTitle(f"dark: mean {float(np.mean(dark)):.1f} ADU, RMS {float(np.std(dark)):.2f} ADU")
+            show_image(self.dark_image, dark)
 
     def _draw_registration(self, rec: CalibrationRecord) -> None:
         frame, _ = self.worker.latest.get()

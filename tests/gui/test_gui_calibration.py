@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lab4f.calibration import list_records
@@ -77,7 +78,15 @@ def test_flat_frames_reach_the_camera_step(qtbot, window: MainWindow) -> None:  
     assert rec is not None, panel.summary.toPlainText()
     q = rec.steps["camera"].quality
     assert q["flat_frames"] == 8 and q["flat_pixels"] > 0  # measured, not the unity flat
+    # the flat and dark are drawn, with what they measured in the titles
+    title = panel.flat_plot.getPlotItem().titleLabel.text
+    assert "8 frames" in title and f"{100 * q['flat_rms']:.2f} %" in title
+    shown = panel.flat_image.image
+    assert shown is not None and shown.shape == rec.flat.shape and np.array_equal(shown, rec.flat)
+    assert "dark: mean" in panel.dark_plot.getPlotItem().titleLabel.text
+    assert panel.dark_image.image is not None
     panel.flat_frames.setValue(0)
     panel.run(["camera"])
     qtbot.waitUntil(lambda: not panel.running, timeout=60_000)
     assert window.state.calibration.steps["camera"].quality.get("flat_frames", 0) == 0
+    assert "unity" in panel.flat_plot.getPlotItem().titleLabel.text and panel.flat_image.image is None
