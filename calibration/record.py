@@ -217,7 +217,9 @@ class CalibrationRecord:
         """Roles whose device identity differs from ``info``; a warning, or a MismatchError if ``strict``."""
         mine = self.bench_info.get("devices", {})
         theirs = info.get("devices", {})
-        differ = [role for role in ("slm", "camera", "display")
+        # the devices whose swap changes what was measured: the optics and sensor, and the source (its power and
+        # spectrum set the exposure and the PSF scale); a shutter only gates the light
+        differ = [role for role in ("slm", "camera", "display", "light_source")
                   if role in mine and role in theirs and mine[role].get("identity") != theirs[role].get("identity")]
         if differ:
             msg = (f"calibration record {self.path} was measured with other devices ({', '.join(differ)}) than the "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 
@@ -145,6 +146,13 @@ def test_identity_mismatch_warns(tmp_path, caplog):
         assert loaded.check_identities(other.info()) == ["camera"]
         with pytest.raises(MismatchError, match="other devices.*lab4f calibrate all"):
             CalibrationRecord.load(rec.path, other, strict=True)
+        # another light source (its power and wavelength set the exposure and the PSF scale) is a different bench too;
+        # another shutter is not
+        swapped = copy.deepcopy(rec.bench_info)
+        assert "identity" in swapped["devices"]["light_source"]
+        swapped["devices"]["light_source"]["identity"] = {"name": "another laser", "serial": "X1"}
+        swapped["devices"]["shutter"]["identity"] = {"name": "another shutter", "serial": "X2"}
+        assert rec.check_identities(swapped) == ["light_source"]
 
 
 def test_saturated_and_dark_frames_say_what_to_do():
