@@ -58,6 +58,7 @@ class KernelsPanel(QtWidgets.QWidget):
         self.progress.setFormat("–")
         layout.addWidget(self.progress)
         self.compiling = self.loading = False
+        self._load_token: object | None = None
         self.info = QtWidgets.QLabel("no checkpoint loaded")
         self.info.setWordWrap(True)
         layout.addWidget(self.info)
@@ -83,10 +84,12 @@ class KernelsPanel(QtWidgets.QWidget):
             self.load_checkpoint(path)
 
     def load_checkpoint(self, path: str) -> None:
+        """Load in the job thread; Cancel discards the result (the checkpoint loaded before stays)."""
         self.info.setText(f"loading {path} …")
         self.loading = True
         self._update_buttons()
-        self.jobs.submit(lambda: load_for_gui(path), name="checkpoint", where="checkpoint")
+        token = self._load_token = object()  # the result of a cancelled (or superseded) load is not applied
+        self.jobs.submit(lambda: (token, load_for_gui(path)), name="checkpoint", where="checkpoint")
 
     def compile(self) -> None:
         """Compile in the device thread (it reads the bench's geometry); Cancel stops it within an iteration."""
@@ -103,6 +106,13 @@ class KernelsPanel(QtWidgets.QWidget):
         bench.submit(lambda: bench.compile(path, iters), name="compiled", where="compile")
 
     def cancel(self) -> None:
+        if self.loading:
+            self._load_token = None
+            self.loading = False
+            self._update_buttons()
+            kept = f"still loaded: {self.state.checkpoint.path}" if self.state.checkpoint else "no checkpoint loaded"
+            self.info.setText(f"Loading cancelled; {kept}.")
+            return
         self.bench.compile_cancel.set()
         self.progress.setFormat("cancelling … (%p %)")
 
@@ -112,7 +122,7 @@ class KernelsPanel(QtWidgets.QWidget):
         self.compile_btn.setEnabled(self.state.checkpoint is not None and not self.compiling and not calibrating
                                     and not self.loading)
         self.load_btn.setEnabled(not self.compiling and not self.loading)
-        self.cancel_btn.setEnabled(self.compiling)
+        self.cancel_btn.setEnabled(self.compiling or self.loading)
         self.compile_btn.setToolTip("waiting for the calibration to finish" if calibrating else "")
 
     @QtCore.Slot(int, int)
@@ -163,7 +173,9 @@ class KernelsPanel(QtWidgets.QWidget):
     @QtCore.Slot(str, object)
     def _on_done(self, name: str, result: Any) -> None:
         if name == "checkpoint":
-            self._show_checkpoint(result)
+            token, loaded = result
+            if token is self._load_token:
+                self._show_checkpoint(loaded)
         elif name == "compiled":
             program, program_path, _report = result
             self._end_compile("compiled (%p %)")

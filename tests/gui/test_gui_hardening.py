@@ -55,6 +55,22 @@ def test_cancel_stops_a_compile_and_uploads_nothing(qtbot, connected_window, tin
     qtbot.waitUntil(lambda: win.state.program is not None, timeout=60_000)
 
 
+def test_cancel_discards_a_checkpoint_load(qtbot, connected_window, tiny_checkpoint) -> None:  # noqa: ANN001
+    win = connected_window()
+    k = win.kernels_panel
+    finished: list[str] = []
+    k.jobs.done.connect(lambda name, _result: finished.append(name))
+    k.load_checkpoint(str(tiny_checkpoint))
+    assert k.cancel_btn.isEnabled() and not k.load_btn.isEnabled()
+    k.cancel_btn.click()
+    assert not k.loading and k.load_btn.isEnabled() and "Loading cancelled; no checkpoint loaded" in k.info.text()
+    qtbot.waitUntil(lambda: "checkpoint" in finished, timeout=30_000)  # the load ran to its end in its thread ...
+    qtbot.wait(300)  # the panel's queued handler of that result has run
+    assert win.state.checkpoint is None and "cancelled" in k.info.text()  # ... and its result was discarded
+    k.load_checkpoint(str(tiny_checkpoint))  # a later load is applied
+    qtbot.waitUntil(lambda: win.state.checkpoint is not None, timeout=30_000)
+
+
 def test_a_compile_blocks_calibration_until_it_ends(qtbot, connected_window, tiny_checkpoint) -> None:  # noqa: ANN001
     win = loaded(qtbot, connected_window(), tiny_checkpoint, compile_=False)
     k, cal = win.kernels_panel, win.calibration_panel
