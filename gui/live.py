@@ -146,6 +146,7 @@ class LiveRun:
             # segmentation keeps masks (uint8), not N×K×H×W probabilities: only the argmax is ever used
             self.digital_probs = (out.argmax(1).to(torch.uint8) if self.segmentation
                                   else torch.softmax(out, dim=1)).numpy()
+        self.setup.fused_head(self.back)  # built here, not in the stream's first batch
         single = len(self.setup.program.frames) == 1
         camera, pacer = self.setup.bench.camera, Pacer(self.rate_hz)
 
@@ -174,7 +175,7 @@ class LiveRun:
         """(B, F, H, W) camera frames → class probabilities of the optical path, or for segmentation its masks
         (uint8: K×H×W float probabilities per kept result would cost MBs where a mask costs KBs)."""
         with torch.no_grad():
-            out = self.back(self.setup.features(frames))
+            out = self.setup.logits(frames, self.back)
             if self.segmentation:
                 return list(out.argmax(1).to(torch.uint8).numpy())
             return list(torch.softmax(out, dim=1).numpy())

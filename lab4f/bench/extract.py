@@ -286,8 +286,8 @@ class FeatureExtractor:
             crop.mul_(self._inv_flat)
         b, n, c = crop.shape[1], self.input_size, self.channels
         tiles = F.grid_sample(crop, self._grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        if out is None:
-            out = torch.empty((b, c, n, n), dtype=torch.float32)
+        # without ``out`` the result is a fresh tensor, which keeps this differentiable (lab4f.bench.fused)
+        into = {} if out is None else {"out": out}
         if self._single and self._dw is not None:
             tiles = tiles.view(b, n, n, 2 * c).permute(0, 3, 1, 2)  # (B, 2C, n, n), channels-last in memory
         elif self._single:
@@ -300,9 +300,9 @@ class FeatureExtractor:
             if self._dw is not None:
                 tiles = torch.cat([pos, neg], 1).contiguous(memory_format=torch.channels_last)
         if self._dw is None:
-            return torch.addcmul(self._const, pos, self._w_pos, out=out).addcmul_(neg, self._w_neg)
+            return torch.addcmul(self._const, pos, self._w_pos, **into).addcmul_(neg, self._w_neg)
         filtered = F.conv2d(tiles, self._dw, padding=self._dw.shape[-1] // 2, groups=2 * c)
-        return torch.add(filtered[:, :c], filtered[:, c:], out=out).add_(self._const)
+        return torch.add(filtered[:, :c], filtered[:, c:], **into).add_(self._const)
 
     @property
     def crop_box(self) -> tuple[int, int, int, int]:

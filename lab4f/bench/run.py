@@ -93,10 +93,11 @@ def run_dataset(
 
     def process(frames: np.ndarray) -> list[np.ndarray]:
         with torch.no_grad():
-            feats = setup.features(frames)
-            probs = torch.softmax(back(feats), dim=1).numpy()
+            probs = torch.softmax(setup.logits(frames, back), dim=1).numpy()
         return list(probs)
 
+    setup.fused_head(back)  # built before the stream starts, not in its first batch
+    before = dict(setup.batches)
     summary = Pipeline(acquire, process, policy=policy, capacity=capacity, batch_size=batch_size).run()
     done = np.array([payload for _, payload, _ in summary.results], dtype=np.int64)
     optical = np.stack([out for _, _, out in summary.results]) if len(done) else np.zeros((0, 1))
@@ -107,7 +108,10 @@ def run_dataset(
         sample_feats = setup.features(stacked[:, None] if single else stacked).numpy() if sample_frames \
             else np.zeros((0,))
     return RunResult(done, labels[done].numpy(), optical, digital, summary, stacked, sample_feats,
-                     {"sample_indices": sample_idx.tolist()})
+                     {"sample_indices": sample_idx.tolist(),
+                      # batches through the fused frames → logits kernel vs the extractor + back end
+                      "batches_fused": setup.batches["fused"] - before.get("fused", 0),
+                      "batches_extractor": setup.batches["extractor"] - before.get("extractor", 0)})
 
 
 def save_run(path: str | os.PathLike[str], result: RunResult, setup: HybridSetup,
