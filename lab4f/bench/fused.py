@@ -176,8 +176,7 @@ class FusedHead:
         self.seg_ptr, self.seg_start, self.seg_w = segments(ptr, offset, weight, frame_len)
         self.outputs = len(ptr) - 1
         self.per_output = pool[0] * pool[1]
-        self._fold: tuple[np.ndarray, np.ndarray] | None = None
-        self._fold_key: tuple | None = None
+        self._fold: tuple[tuple, tuple[np.ndarray, np.ndarray]] | None = None  # (BatchNorm key, (scale, bias))
 
     @property
     def segment_count(self) -> int:
@@ -242,9 +241,10 @@ class FusedHead:
         bn = back.net[0]
         key = tuple((id(t), t._version) for t in (bn.weight, bn.bias, bn.running_mean, bn.running_var)
                     if t is not None) + (bn.eps,)
-        if self._fold_key != key:  # a retrained or reloaded BatchNorm changes a version counter
-            self._fold, self._fold_key = self.bn_fold(bn), key
-        pooled = self.pooled(frames, *self._fold)
+        cached = self._fold  # one reference read and written whole: safe if two threads share the head
+        if cached is None or cached[0] != key:  # a retrained or reloaded BatchNorm changes a version counter
+            cached = self._fold = (key, self.bn_fold(bn))
+        pooled = self.pooled(frames, *cached[1])
         return None if pooled is None else back.net[3:](pooled)
 
 

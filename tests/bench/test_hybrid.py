@@ -106,7 +106,8 @@ def test_capture_features_match_digital_features(trained_checkpoints, mnist_spli
     assert corr > 0.96, corr
 
 
-def test_run_command_writes_a_run_file_and_warns_without_calibration(trained_checkpoints, tmp_path, capsys) -> None:
+def test_run_command_writes_a_run_file_and_warns_without_calibration(trained_checkpoints, tmp_path, capsys,
+                                                                     monkeypatch) -> None:
     import json
 
     from lab4f.cli import main
@@ -118,9 +119,15 @@ def test_run_command_writes_a_run_file_and_warns_without_calibration(trained_che
     assert code == 0
     payload = json.loads(captured.out)
     assert payload["n"] == payload["processed"] == 20 and payload["dropped"] == 0
+    assert payload["batches_fused"] >= 1 and payload["batches_extractor"] == 0  # the fused kernel ran
     assert "no calibration record" in captured.err
     with h5py.File(out) as f:
         assert f.attrs["kind"] == "run" and len(f["labels"]) == 20
+    # with the kernel switched off the run still works, and says it took the slower path and why
+    monkeypatch.setenv("LAB4F_NO_FUSED", "1")
+    assert main(["run", "--checkpoint", str(trained_checkpoints["student"]), "--limit", "8", "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "took the (slower) extractor path" in said and "LAB4F_NO_FUSED" in said
     # a calibration folder without records is refused with what to do
     (tmp_path / "empty").mkdir()
     assert main(["run", "--checkpoint", str(trained_checkpoints["student"]), "--calibration",
