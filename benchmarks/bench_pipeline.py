@@ -97,6 +97,14 @@ def setup(seed: int = 0, per_tile_filters: bool = True) -> tuple[SCLC, FeatureEx
     return student, extractor, frames
 
 
+def _runs(head, batch: np.ndarray, isa: str) -> bool:  # noqa: ANN001
+    try:
+        head.pooled(batch[:1], isa=isa)
+    except ValueError:
+        return False
+    return True
+
+
 def per_frame(student: SCLC, extractor: FeatureExtractor, gain_only: FeatureExtractor, frames: np.ndarray,
               repeats: int) -> dict:
     batch = frames[:BATCH]
@@ -111,6 +119,9 @@ def per_frame(student: SCLC, extractor: FeatureExtractor, gain_only: FeatureExtr
         if head is not None:
             fused_error = float((head.logits(batch, back) - reference).abs().max() / reference.abs().max())
             fns = {"fused_and_back_end": lambda: head.logits(batch, back), "fused": lambda: head.pooled(batch)}
+            for isa in ("avx2", "portable"):  # the fallbacks, where this CPU runs them
+                if isa != kernel_isa() and _runs(head, batch, isa):
+                    fns[f"fused_{isa}"] = lambda isa=isa: head.pooled(batch, isa=isa)
         t = _interleaved_min({
             "back_end": lambda: back(features),
             **fns,
@@ -197,8 +208,8 @@ def main() -> None:
         print(f"  fused kernel: {pf['kernel']}, {pf['fused_segments']} 16-pixel segments, built in "
               f"{pf['fused_build_s']:.1f} s, max relative error vs extractor + back end "
               f"{pf['fused_max_rel_error']:.1e}")
-    for k in ("back_end", "fused_and_back_end", "fused", "extract_and_back_end", "extract", "copy",
-              "extract_gain_only"):
+    for k in ("back_end", "fused_and_back_end", "fused", "fused_avx2", "fused_portable", "extract_and_back_end",
+              "extract", "copy", "extract_gain_only"):
         if k in pf["us_per_frame"]:
             print(f"  {k:22s} {pf['us_per_frame'][k]:8.1f} µs/frame  {pf['frames_per_s'][k]:9.0f} frames/s  "
                   f"(CPU {pf['cpu_us_per_frame'][k]:6.1f} µs/frame)")

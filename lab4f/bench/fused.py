@@ -47,16 +47,19 @@ def kernel_library() -> ctypes.CDLL | None:
     lib = ctypes.CDLL(spec.origin)
     if lib.lab4f_fused_segment_width() != SEGMENT:
         raise ImportError(f"{spec.origin} was built for another segment width; reinstall lab4f")
-    for fn in (lib.lab4f_fused_u16, lib.lab4f_fused_u16_portable):
-        fn.restype = None
-        fn.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64] + [ctypes.c_void_p] * 6
+    args = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64] + [ctypes.c_void_p] * 6
+    lib.lab4f_fused_u16.restype, lib.lab4f_fused_u16.argtypes = None, args
+    lib.lab4f_fused_u16_isa.restype, lib.lab4f_fused_u16_isa.argtypes = ctypes.c_int, [ctypes.c_int, *args]
     return lib
 
 
+ISAS = {"avx512": 3, "avx2": 2, "portable": 1}
+
+
 def kernel_isa() -> str | None:
-    """Which kernel this CPU runs: "avx512", "portable" (AVX2 or baseline, GCC picks), or None (not built)."""
+    """Which kernel this CPU runs: "avx512", "avx2" (with FMA), "portable" (plain C), or None (not built)."""
     lib = kernel_library()
-    return None if lib is None else {2: "avx512"}.get(lib.lab4f_fused_isa(), "portable")
+    return None if lib is None else {v: k for k, v in ISAS.items()}[lib.lab4f_fused_isa()]
 
 
 def kernel_available() -> bool:
@@ -201,10 +204,11 @@ class FusedHead:
         return np.array([v.ctypes.data for v in views], dtype=np.uintp), views
 
     def pooled(self, frames: np.ndarray | Sequence[np.ndarray], scale: np.ndarray | torch.Tensor | None = None,
-               bias: np.ndarray | torch.Tensor | None = None, portable: bool = False) -> torch.Tensor | None:
+               bias: np.ndarray | torch.Tensor | None = None, isa: str | None = None) -> torch.Tensor | None:
         """(B, outputs) = scale · (operator · frame) + bias (defaults: the pooled features themselves), or None when
         the frames are not uint16 arrays of the camera's shape (the caller then takes the extractor's path).
-        ``portable`` runs the portable kernel even on an AVX-512 CPU."""
+        ``isa`` ("avx512", "avx2", "portable") runs that kernel instead of the best this CPU has (ValueError if the
+        CPU cannot run it)."""
         got = self._pointers(frames)
         if got is None:
             return None
@@ -216,10 +220,12 @@ class FusedHead:
         scale = np.ones(self.outputs, np.float32) if scale is None else np.asarray(scale, np.float32)
         bias = self.constant if bias is None else np.asarray(bias, np.float32)
         scale, bias = np.ascontiguousarray(scale), np.ascontiguousarray(bias)
-        fn = self._lib.lab4f_fused_u16_portable if portable else self._lib.lab4f_fused_u16
-        fn(ptrs.ctypes.data, b, self.outputs, self.seg_ptr.ctypes.data,
-                                  self.seg_start.ctypes.data, self.seg_w.ctypes.data, scale.ctypes.data,
-                                  bias.ctypes.data, out.data_ptr())
+        args = (ptrs.ctypes.data, b, self.outputs, self.seg_ptr.ctypes.data, self.seg_start.ctypes.data,
+                self.seg_w.ctypes.data, scale.ctypes.data, bias.ctypes.data, out.data_ptr())
+        if isa is None:
+            self._lib.lab4f_fused_u16(*args)
+        elif self._lib.lab4f_fused_u16_isa(ISAS[isa], *args) != 0:
+            raise ValueError(f"this CPU cannot run the {isa} kernel")
         del keep
         return out
 
