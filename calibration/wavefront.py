@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from lab4f.calibration.base import Progress, StepControl, StepResult
-from lab4f.calibration.camera import autoexpose, grab, light_on
+from lab4f.calibration.camera import DisplayBackground, autoexpose, grab, light_on
 from lab4f.calibration.slm import cameraslm
 from lab4f.errors import CalibrationError, Lab4fError
 
@@ -91,10 +91,13 @@ def spot_figures(img: np.ndarray, half: int = 8) -> tuple[float, float]:
 
 
 def _focused_spot(bench: Any, dark: np.ndarray | None, correct: bool) -> tuple[float, float]:
-    """Sharpness of the spot of a flat SLM phase (the bench PSF), with or without the source correction."""
+    """Sharpness of the spot of a flat SLM phase (the bench PSF), with or without the source correction.
+
+    Differential frames (point shown minus display blank): the display's black level would otherwise add a halo
+    of the whole display around the spot and widen its RMS radius (the difference also cancels the dark)."""
     bench.slm.set_phase(np.zeros(bench.slm.shape), phase_correct=correct, settle=True)
     autoexpose(bench.camera, 0.5, "wavefront spot")
-    return spot_figures(grab(bench.camera, 2) - (dark if dark is not None else 0))
+    return spot_figures(grab(bench.camera, 2, background=DisplayBackground(bench.display)))
 
 
 def wavefront_step(
@@ -124,7 +127,9 @@ def wavefront_step(
     supershape = tuple(int(np.ceil(n / superpixel_size)) for n in slm.shape)  # (ny, nx)
     n_super = supershape[0] * supershape[1]
     frames = 3 * n_super * (2 if verify else 1) + 20
-    fs = cameraslm(bench, dark, fourier, ctl=ctl, frames=frames, span=(0.05, 0.95))
+    # differential frames (shown minus display blank): the display's black level would add a halo to every spot
+    fs = cameraslm(bench, dark, fourier, ctl=ctl, frames=frames, span=(0.05, 0.95),
+                   background=DisplayBackground(bench.display))
     saved = {k: slm.source[k] for k in (*SOURCE_KEYS, MARKER) if k in slm.source}
     exposure_s = bench.camera.get_exposure()
     advice = ("Run `lab4f calibrate fourier` first, check the calibration point's window is on the camera and "

@@ -74,15 +74,18 @@ class scpi_property:  # noqa: N801 - lower case, like the built-in property it e
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = f"{owner.__name__}.{name}"
+        self.attr = name
 
     def __get__(self, inst: ScpiInstrument | None, owner: type) -> Any:
         if inst is None:
             return self
         reply = inst.query(self.get_cmd)
         try:
-            return self.from_device(reply)
+            value = self.from_device(reply)
         except ValueError as exc:
             raise DeviceError(f"{self.name}: cannot parse reply {reply!r} to {self.get_cmd!r}") from exc
+        inst._known[self.attr] = value
+        return value
 
     def __set__(self, inst: ScpiInstrument, value: Any) -> None:
         if self.set_cmd is None:
@@ -94,7 +97,9 @@ class scpi_property:  # noqa: N801 - lower case, like the built-in property it e
                 self.validator(value)
             except ValueError as exc:
                 raise DeviceError(f"{self.name} = {value} {self.unit}: {exc} {self.unit}; nothing was sent.") from exc
+        inst._known.pop(self.attr, None)  # unknown until the device accepted it
         inst._send_checked(command)
+        inst._known[self.attr] = self.from_device(str(self.to_device(value)))
 
 
 # --- bus session and instrument base ------------------------------------------------------------------
@@ -187,11 +192,20 @@ class ScpiInstrument:
         self._rm: pyvisa.ResourceManager | None = None
         self._session: ScpiSession | None = None
         self._identity: InstrumentIdentity | None = None
+        self._known: dict[str, Any] = {}  # settings as last read from or accepted by the device
+
+    def known(self, name: str) -> Any:
+        """A setting as last read from or accepted by the device, queried only when not known yet: what a simulator
+        coupled to this instrument reads every frame without bus traffic."""
+        if name not in self._known:
+            getattr(self, name)
+        return self._known[name]
 
     def connect(self) -> Self:
         """Open the VISA session, read ``*IDN?`` and drain stale errors."""
         if self._session is not None:
             return self
+        self._known.clear()
         s = self.settings
         self._rm = pyvisa.ResourceManager(resolve_visa_library(s.visa_library))
         listed = self._list_resources()
@@ -269,6 +283,7 @@ class ScpiInstrument:
     def command(self, message: str) -> None:
         """Write one command (after the safety check) and raise DeviceError if the device queued an error."""
         self.check_safety(message)
+        self._known.clear()  # a raw command may change any setting
         self._send_checked(message)
 
     def _send_checked(self, message: str) -> None:

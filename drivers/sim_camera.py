@@ -19,13 +19,17 @@ Sensor non-uniformity: a fixed per-pixel response map ``g`` (photo-response non-
 `prnu`, times an optional smooth radial fall-off `vignetting`) multiplies the photoelectrons before shot noise;
 the dark offset and read noise are not affected. It is drawn once per camera from `prnu_seed` (default: `seed`,
 else 0), so the same sensor has the same map in every session, as a real one does; `gain_map` exposes it.
+
+Illumination: on a bench with a light source and/or a shutter (``attach_light``, done by ``Bench.connect``), the
+photon flux scales with the source's power setpoint over `reference_power_mw`, and is zero while emission is off or
+the shutter closed — a dark frame is then the sensor alone. A camera with neither sees the reference flux.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import scipy.fft as sfft
@@ -83,6 +87,8 @@ class SimulatedCameraSettings(BaseModel):
         description="smooth relative response fall-off at the sensor corners (quadratic in the radius; 0: none)",
     )
     prnu_seed: int | None = Field(None, description="seed of the gain map (None: `seed`, or 0 without a seed)")
+    reference_power_mw: float = Field(
+        1.0, gt=0, description="light-source power at which `photons_per_unit` holds (flux scales with the power)")
     capture_attempts: int = Field(1, ge=1, description="slmsuite retries; 1 surfaces faults at once")
     fft_workers: int = Field(-1, description="scipy.fft workers (-1: all cores)")
     name: str = "sim-4f-camera"
@@ -145,7 +151,26 @@ class Simulated4fCamera(Camera):
         # the sensor's fixed relative response per pixel (None: uniform), drawn once: a sensor does not change
         seed = s.prnu_seed if s.prnu_seed is not None else (s.seed if s.seed is not None else 0)
         self._gain_map = self._make_gain_map(s.prnu, s.vignetting, seed, self.shape)
+        self._light_source: Any = None
+        self._shutter: Any = None
         self._ready = True
+
+    # --- illumination ----------------------------------------------------------------------------
+    def attach_light(self, light_source: Any = None, shutter: Any = None) -> None:
+        """Couple the frames to the bench's source and shutter: anything with ``known(name)`` giving the last
+        accepted ``power_mw``/``output_on`` and ``is_open`` (lab4f's SCPI instruments). None: not on the bench."""
+        self._light_source, self._shutter = light_source, shutter
+        self.light_level()  # reads their state once now, so a missing setting fails at connect, not mid-run
+
+    def light_level(self) -> float:
+        """Photon flux relative to the reference: power / reference power (0 with emission off or shutter shut)."""
+        level = 1.0
+        src, sh = self._light_source, self._shutter
+        if src is not None:
+            level = float(src.known("power_mw")) / self.settings.reference_power_mw if src.known("output_on") else 0.0
+        if sh is not None and not sh.known("is_open"):
+            level = 0.0
+        return level
 
     # --- geometry -------------------------------------------------------------------------------
 
@@ -356,7 +381,7 @@ class Simulated4fCamera(Camera):
         """Photoelectrons (times the pixel response map), shot + read noise, full-well saturation, gain, dark offset,
         quantisation."""
         s = self.settings
-        electrons = ideal * np.float32(s.photons_per_unit * self.exposure_s)
+        electrons = ideal * np.float32(s.photons_per_unit * self.exposure_s * self.light_level())
         gain_map = self._gain_map
         if gain_map is not None:
             electrons *= gain_map  # PRNU: each pixel's quantum efficiency, before shot noise

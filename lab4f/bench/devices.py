@@ -141,10 +141,21 @@ class Bench:
                 cfg: DeviceConfig | None = getattr(self.config, role)
                 if cfg is not None and cfg.enabled:
                     self.devices[role] = build_device(role, cfg, self.devices)
+            attach = getattr(self.devices.get("camera"), "attach_light", None)
+            if callable(attach):  # a simulated camera sees this bench's source and shutter
+                attach(self.devices.get("light_source"), self.devices.get("shutter"))
         except BaseException:
             self.close()
             raise
         return self
+
+    def illuminate(self) -> None:
+        """Switch the light source on and open the shutter, where the bench has them (before a run; the source's
+        safety limits apply). Calibration steps switch the light themselves and restore it afterwards."""
+        if "light_source" in self.devices:
+            self.light_source.output_on = True
+        if "shutter" in self.devices:
+            self.shutter.is_open = True
 
     def close(self) -> None:
         for role in reversed(ROLES):

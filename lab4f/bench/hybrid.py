@@ -207,7 +207,8 @@ def prepare(
     registration: PlaneToCamera | None = None,
     compile_kwargs: dict[str, Any] | None = None,
 ) -> HybridSetup:
-    """Load the student, compile (or load) its program, check the trio, upload the phase, build the extractor."""
+    """Load the student, compile (or load) its program, check the trio, switch the light on, upload the phase, build
+    the extractor."""
     student, cfg, meta = load_bench_checkpoint(checkpoint)
     if not hasattr(student, "kernel_bank"):
         raise MismatchError(f"{checkpoint} is a {cfg.kind} checkpoint; the bench runs SCLC (student/linear) ones")
@@ -232,6 +233,7 @@ def prepare(
     if record is not None and getattr(record, "display_linearizer", None) is None:
         log.warning("the calibration record has no display step: images are shown without linearising the "
                     "display's response; run `lab4f calibrate display --program P` if the display is not linear")
+    bench.illuminate()  # a run images its inputs: source on, shutter open (calibration restores its own state)
     camera_shape = tuple(int(s) for s in bench.camera.shape)
     setup = HybridSetup(bench, student, cfg, meta, program, extractor_for(program, record, camera_shape, registration),
                         record, program_path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     snap.add_argument("--out", default="snap", help="output path without extension (writes .png and .h5)")
     snap.add_argument("--image", choices=["point", "blank", "digit"], default="point",
                       help="what the input display shows while the frame is grabbed")
+    snap.add_argument("--light", choices=["on", "off", "as-is"], default="on",
+                      help="source and shutter during the grab: on/open (default), off/closed (a dark frame), or as "
+                           "they are; restored afterwards")
     snap.set_defaults(func=cmd_snap)
 
 
@@ -63,15 +67,20 @@ def _input_image(kind: str, shape: tuple[int, int]) -> np.ndarray:
 
 def cmd_snap(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.out)
+    from lab4f.calibration.camera import light_blocked, light_on
+
+    light = {"on": light_on, "off": light_blocked, "as-is": lambda bench: contextlib.nullcontext()}[args.light]
     with Bench(load_bench_config(args.config)) as bench:
         if "display" in bench.devices:
             bench.show(_input_image(args.image, tuple(bench.display.shape)))
-        frame = bench.snap()
+        with light(bench):
+            frame = bench.snap()
         info = bench.info()
     with atomic_h5(out.with_suffix(".h5"), "snapshot", SNAP_SCHEMA) as f:
         f.create_dataset("frame", data=frame, compression="gzip")
         write_json_attr(f, "bench", info)
         f.attrs["input"] = args.image
+        f.attrs["light"] = args.light
     import matplotlib
 
     matplotlib.use("Agg")

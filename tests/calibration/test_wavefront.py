@@ -64,12 +64,14 @@ def test_correction_cancels_the_injected_aberration(corrected):
     expected_rad = float(np.sqrt(np.mean(d**2)))
     assert injected_rad == pytest.approx(expected_rad, rel=1e-6)
     assert expected_rad > 3 * 0.02 * 2 * np.pi  # the aberration dwarfs the phase LUT's 0.02×2π accuracy
-    assert residual_rad < 0.35 * injected_rad  # measured 0.28 rad (16 superpixels of 128 px)
+    assert residual_rad < 0.35 * injected_rad  # measured 0.24 rad (16 superpixels of 128 px)
     # the measured aberration is the injected one (piston and tilt aside), within 10 %
     assert q["aberration_rms_waves"] * 2 * np.pi == pytest.approx(injected_rad, rel=0.1)
     assert q["fit_fraction"] == 1.0 and q["applied"] == 1.0
-    assert q["spot_peak_gain"] > 1.8  # measured 2.4: the focused spot's peak / window sum
-    assert q["spot_rms_radius_px_after"] < q["spot_rms_radius_px_before"] - 0.5
+    assert q["spot_peak_gain"] > 1.8  # measured 2.25: the focused spot's peak / window sum
+    # measured 2.07 → 1.59 px (0.77×) on differential frames; 3.35 → 2.58 px (the same 0.77×) when the display's
+    # black-level halo was still in the spot window
+    assert q["spot_rms_radius_px_after"] < 0.85 * q["spot_rms_radius_px_before"]
 
 
 def test_fourier_is_refitted_after_the_correction_and_the_record_restores_it(corrected):

@@ -1,0 +1,89 @@
+"""The simulated camera sees the bench's light source and shutter: power scales the signal, off/closed is dark."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from lab4f.bench.config import BenchConfig, DeviceConfig
+from lab4f.bench.devices import Bench
+from lab4f.errors import DeviceError
+
+OFFSET = 100.0  # the simulated camera's dark offset, ADU
+
+
+def quiet_bench() -> Bench:
+    """The default simulated bench with a noise-free camera (exact ratios; an exposure far from saturation), a point
+    on the display, the source at 1 mW and off, the shutter closed. The simulated instruments keep their state between
+    connections within a process, as real ones do between sessions, so it is set here, not assumed."""
+    cfg = BenchConfig(camera=DeviceConfig(driver="Simulated4fCamera",
+                                          settings={"noise": False, "max_fps": None, "exposure_s": 2e-4}))
+    bench = Bench(cfg).connect()
+    bench.display.show_point()
+    bench.light_source.output_on, bench.light_source.power_mw, bench.shutter.is_open = False, 1.0, False
+    return bench
+
+
+def signal(bench: Bench) -> float:
+    """The spot's peak above the dark offset, ADU (a sum over the frame would add FFT ringing quantised about 0)."""
+    return float(np.asarray(bench.camera.get_image(), np.float64).max() - OFFSET)
+
+
+def test_light_off_or_shutter_closed_is_dark_and_power_scales_the_signal() -> None:
+    with quiet_bench() as bench:
+        src, sh = bench.light_source, bench.shutter
+        assert signal(bench) == 0.0  # nothing reaches the sensor: offset only (noise-free camera)
+        bench.illuminate()
+        assert src.output_on and sh.is_open
+        at_1mw = signal(bench)
+        assert 500 < at_1mw < 2000  # far from the 4095 ADU of saturation, so 2 mW must double it
+        src.power_mw = 2.0
+        assert signal(bench) == pytest.approx(2 * at_1mw, rel=2e-3)  # quantisation only
+        sh.is_open = False
+        assert signal(bench) == 0.0
+        sh.is_open = True
+        src.output_on = False
+        assert signal(bench) == 0.0
+        assert bench.camera.light_level() == 0.0
+
+
+def test_the_source_safety_limit_still_applies_and_a_refused_setting_leaves_the_light_as_it_was() -> None:
+    with quiet_bench() as bench:
+        bench.illuminate()
+        before = signal(bench)
+        with pytest.raises(DeviceError, match="max_power_mw"):
+            bench.light_source.power_mw = 6.0  # the built-in bench's limit is 5 mW
+        assert bench.light_source.known("power_mw") == pytest.approx(1.0)
+        assert signal(bench) == pytest.approx(before, rel=1e-6)
+
+
+def test_a_raw_command_is_read_back_not_assumed() -> None:
+    with quiet_bench() as bench:
+        src = bench.light_source
+        assert src.known("output_on") is False
+        src.command("OUTP 1")  # bypasses the property: the cached state is dropped and read again
+        assert src.known("output_on") is True
+        assert bench.camera.light_level() == 0.0  # the shutter is still closed
+        bench.shutter.command("SHUT 1")
+        assert bench.camera.light_level() == pytest.approx(1.0)
+
+
+def test_a_camera_without_source_or_shutter_sees_the_reference_flux() -> None:
+    cfg = BenchConfig(light_source=None, shutter=None,
+                      camera=DeviceConfig(driver="Simulated4fCamera", settings={"noise": False}))
+    with Bench(cfg) as bench:
+        bench.display.show_point()
+        assert bench.camera.light_level() == 1.0 and signal(bench) > 500
+
+
+def test_bench_snap_switches_the_light_for_its_frame_and_restores_it(tmp_path, capsys) -> None:
+    from lab4f.cli import main
+
+    lit, dark = tmp_path / "lit", tmp_path / "dark"
+    assert main(["bench", "snap", "--out", str(lit), "--json"]) == 0
+    assert main(["bench", "snap", "--out", str(dark), "--light", "off", "--json"]) == 0
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert out[0]["max"] > 1000 and out[1]["max"] < OFFSET + 50  # a dark frame: offset and read noise only
+    with h5py.File(dark.with_suffix(".h5")) as f:
+        assert f.attrs["light"] == "off"
