@@ -339,6 +339,7 @@ class BenchWorker(Worker):
                            rate_hz=rate_hz, class_names=class_names).start()
         self.record_path = record_path
         self._watch_streams()
+        self.emit_state()  # prepare() switched the source on and opened the shutter: the Bench panel shows it
         return self.run
 
     def stop_stream(self) -> dict[str, Any]:

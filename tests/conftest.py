@@ -12,6 +12,22 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 TEST_WIDTHS = (8, 16, 16)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def sim_instruments_at_power_up():
+    """Each test module starts with the simulated light source off at 1 mW and the shutter closed.
+
+    pyvisa-sim keeps an instrument's state for the whole process, as a real instrument keeps it between sessions,
+    so without this a module would see whatever the modules before it left (runs leave the light on). Module-scoped
+    and autouse, so it runs before a module's own bench fixtures connect (their instruments then read this state).
+    """
+    from lab4f.drivers.instruments import LightSource, LightSourceSettings, Shutter, ShutterSettings
+
+    with LightSource(LightSourceSettings(visa_library="@lab4f-sim")) as source:
+        source.output_on, source.power_mw, source.current_ma = False, 1.0, 20.0
+    with Shutter(ShutterSettings(visa_library="@lab4f-sim")) as shutter:
+        shutter.is_open = False
+
+
 @pytest.fixture(scope="session")
 def mnist_splits():
     from lab4f.data import load_dataset

@@ -99,6 +99,7 @@ def test_flat_brings_features_back_to_a_uniform_sensor(prnu_flat):
     def features(b: Bench, flat: np.ndarray | None) -> np.ndarray:
         b.camera.set_exposure(result.values["exposure_s"])
         b.upload_phase(program.frames[0].phase)
+        b.illuminate()  # source on, shutter open (the camera step left them as it found them: off)
         frames = []
         for img in images:
             b.show(img[0].numpy())

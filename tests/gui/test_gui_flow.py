@@ -114,6 +114,8 @@ def test_full_flow_on_the_simulated_bench(qtbot, screenshot, connected_window, t
     assert len(u["last"]["optical_probs"]) == 10
     assert math.isclose(float(np.sum(u["last"]["optical_probs"])), 1.0, rel_tol=1e-4)
     assert not math.isnan(u["optical_accuracy"]) and not math.isnan(u["digital_accuracy"])
+    # the run switched the source on and opened the shutter, and the Bench panel shows it
+    assert win.bench_panel.light_on.isChecked() and win.bench_panel.shutter_open.isChecked()
     # Calibrated optics agree with the digital network: measured 0.979–0.989 over 8 runs (1–2 of 90–95 inputs
     # differ, near-ties of a weak 2-epoch network). Measured defects on the same bench and checkpoint (150 inputs):
     # a one-pixel registration error 0.79–0.80, one of the 4 kernels dropped 0.50–0.79, one kernel's k⁺/k⁻
