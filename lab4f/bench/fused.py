@@ -85,18 +85,20 @@ def _pool_size(back: nn.Module) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
-def pooled_operator(extractor: FeatureExtractor, pool: tuple[int, int], chunk: int = 64
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def pooled_operator(extractor: FeatureExtractor, pool: tuple[int, int], chunk: int = 64,
+                    chunk_bytes: float = 128e6) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The extractor followed by average pooling, as (row pointer, frame offset, weight, constant).
 
     Output o (channel-major, C·ph·pw of them) = Σ weight · pixel[frame offset] over its row + constant[o], with
     frame offsets into one input's (F, H, W) camera frames. Built by differentiating the extractor a chunk of
-    outputs at a time (the map is linear, so the gradient is the operator row, exactly)."""
+    outputs at a time (the map is linear, so the gradient is the operator row, exactly): at most ``chunk``, fewer
+    where their crops would pass ``chunk_bytes`` (a large camera region)."""
     y0, y1, x0, x1 = extractor.crop_box
     h, w = y1 - y0, x1 - x0
     cam_h, cam_w = extractor.camera_shape
     f_n = extractor.frames
     pool_fn = nn.AdaptiveAvgPool2d(pool)
+    chunk = max(1, min(chunk, int(chunk_bytes // (4 * f_n * h * w))))
 
     def pooled(crop: torch.Tensor) -> torch.Tensor:  # (F, m, h, w) → (m, O), differentiable
         return pool_fn(extractor._resize(extractor._features(crop.clone()))).flatten(1)

@@ -165,3 +165,15 @@ def test_back_ends_that_are_not_linear_up_to_pooling_are_not_fused(bank: KernelB
     assert fused_head_for(extractor(bank), back_end()) is None
     with pytest.raises(RuntimeError, match="not built"):
         FusedHead(ex, (6, 6))
+
+
+def test_the_operator_is_the_same_built_in_small_chunks(bank: KernelBank) -> None:
+    """A large camera region is differentiated a few outputs at a time: the operator must not depend on it."""
+    from lab4f.bench.fused import pooled_operator
+
+    ex = extractor(bank)
+    big = pooled_operator(ex, (6, 6))
+    y0, y1, x0, x1 = ex.crop_box
+    small = pooled_operator(ex, (6, 6), chunk_bytes=4 * 5 * (y1 - y0) * (x1 - x0))  # five outputs per chunk
+    for a, b in zip(big, small, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-12)
