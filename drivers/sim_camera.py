@@ -159,13 +159,15 @@ class Simulated4fCamera(Camera):
     def attach_light(self, light_source: Any = None, shutter: Any = None) -> None:
         """Couple the frames to the bench's source and shutter: anything with ``known(name)`` giving the last
         accepted ``power_mw``/``output_on`` and ``is_open`` (lab4f's SCPI instruments). None: not on the bench."""
+        self.light_level_of(light_source, shutter)  # reads their state now: a failure is raised here, not mid-run
         self._light_source, self._shutter = light_source, shutter
-        self.light_level()  # reads their state once now, so a missing setting fails at connect, not mid-run
 
     def light_level(self) -> float:
         """Photon flux relative to the reference: power / reference power (0 with emission off or shutter shut)."""
+        return self.light_level_of(self._light_source, self._shutter)
+
+    def light_level_of(self, src: Any, sh: Any) -> float:
         level = 1.0
-        src, sh = self._light_source, self._shutter
         if src is not None:
             level = float(src.known("power_mw")) / self.settings.reference_power_mw if src.known("output_on") else 0.0
         if sh is not None and not sh.known("is_open"):

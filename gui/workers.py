@@ -189,6 +189,7 @@ class BenchWorker(Worker):
             except KeyError as exc:
                 raise DeviceError(f"the {r} needs the {exc.args[0]} connected first; connect it, then the {r}") \
                     from None
+        self.bench.couple_light()  # a simulated camera follows a newly connected source or shutter
         return self.emit_state()
 
     def disconnect_device(self, role: str | None = None) -> dict[str, Any]:

@@ -141,13 +141,18 @@ class Bench:
                 cfg: DeviceConfig | None = getattr(self.config, role)
                 if cfg is not None and cfg.enabled:
                     self.devices[role] = build_device(role, cfg, self.devices)
-            attach = getattr(self.devices.get("camera"), "attach_light", None)
-            if callable(attach):  # a simulated camera sees this bench's source and shutter
-                attach(self.devices.get("light_source"), self.devices.get("shutter"))
+            self.couple_light()
         except BaseException:
             self.close()
             raise
         return self
+
+    def couple_light(self) -> None:
+        """Point a simulated camera at this bench's light source and shutter; call it again after connecting one of
+        them anew (a disconnected one keeps lighting the camera as it last did, as a real source would)."""
+        attach = getattr(self.devices.get("camera"), "attach_light", None)
+        if callable(attach):
+            attach(self.devices.get("light_source"), self.devices.get("shutter"))
 
     def illuminate(self) -> None:
         """Switch the light source on and open the shutter, where the bench has them (before a run; the source's

@@ -87,3 +87,21 @@ def test_bench_snap_switches_the_light_for_its_frame_and_restores_it(tmp_path, c
     assert out[0]["max"] > 1000 and out[1]["max"] < OFFSET + 50  # a dark frame: offset and read noise only
     with h5py.File(dark.with_suffix(".h5")) as f:
         assert f.attrs["light"] == "off"
+
+
+def test_a_source_connected_anew_drives_the_camera() -> None:
+    """The GUI reconnects one device at a time: the camera must follow the new source object, not the closed one."""
+    from lab4f.bench.devices import build_device
+
+    with quiet_bench() as bench:
+        bench.illuminate()
+        at_1mw = signal(bench)
+        old = bench.devices.pop("light_source")
+        old.close()
+        assert signal(bench) == pytest.approx(at_1mw)  # disconnected: the light stays as it was
+        new = bench.devices["light_source"] = build_device("light_source", bench.config.light_source, bench.devices)
+        bench.couple_light()
+        new.power_mw = 2.0
+        assert signal(bench) == pytest.approx(2 * at_1mw, rel=2e-3)
+        new.output_on = False
+        assert signal(bench) == 0.0

@@ -162,7 +162,14 @@ def test_full_flow_on_the_simulated_bench(qtbot, screenshot, connected_window, t
     bench.submit(lambda: bench.disconnect_device("camera"), where="camera")
     bench.submit(lambda: bench.connect_device("camera"), where="camera")
     qtbot.waitUntil(lambda: win.bench_panel.last_state["devices"]["camera"]["connected"]
-                    and bench.bench.devices.get("camera") is not camera, timeout=10_000)
+                    and bench.bench.devices.get("camera") not in (None, camera), timeout=10_000)
+    # the new (simulated) camera sees the bench's source and shutter, as the old one did
+    assert bench.bench.camera.light_level() > 0  # the run left the source on and the shutter open
+    bench.submit(lambda: bench.set_shutter(False), where="shutter")
+    qtbot.waitUntil(lambda: not bench.bench.shutter.known("is_open"), timeout=5_000)
+    assert bench.bench.camera.light_level() == 0.0
+    bench.submit(lambda: bench.set_shutter(True), where="shutter")
+    qtbot.waitUntil(lambda: bench.bench.shutter.known("is_open"), timeout=5_000)
     before = bench.latest.count
     win.live_panel.start_btn.setChecked(True)
     qtbot.waitUntil(lambda: bench.latest.count > before + 5, timeout=10_000)
