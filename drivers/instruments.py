@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.resources
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple, Self
 
@@ -23,6 +24,7 @@ logger = logging.getLogger(__name__)
 #: ``visa_library`` value meaning "pyvisa-sim with lab4f's packaged sim_instruments.yaml".
 SIM_VISA_LIBRARY = "@lab4f-sim"
 _MAX_QUEUED_ERRORS = 32
+_MISSING = object()
 
 
 def sim_instruments_path() -> str:
@@ -97,9 +99,14 @@ class scpi_property:  # noqa: N801 - lower case, like the built-in property it e
                 self.validator(value)
             except ValueError as exc:
                 raise DeviceError(f"{self.name} = {value} {self.unit}: {exc} {self.unit}; nothing was sent.") from exc
-        inst._known.pop(self.attr, None)  # unknown until the device accepted it
-        inst._send_checked(command)
-        inst._known[self.attr] = self.from_device(str(self.to_device(value)))
+        with inst._lock:  # the command and its error read-back are one exchange; known() waits for it
+            try:
+                inst._send_checked(command)
+            except BaseException:
+                inst._known.pop(self.attr, None)  # refused or lost: read it from the device next time
+                raise
+            # what the device now holds: the argument as sent (formatted, so rounded as the device sees it)
+            inst._known[self.attr] = self.from_device(command.partition(" ")[2])
 
 
 # --- bus session and instrument base ------------------------------------------------------------------
@@ -193,13 +200,18 @@ class ScpiInstrument:
         self._session: ScpiSession | None = None
         self._identity: InstrumentIdentity | None = None
         self._known: dict[str, Any] = {}  # settings as last read from or accepted by the device
+        # one exchange at a time on the session (a GUI reads status while a worker sets; VISA replies must not swap)
+        self._lock = threading.RLock()
 
     def known(self, name: str) -> Any:
         """A setting as last read from or accepted by the device, queried only when not known yet: what a simulator
-        coupled to this instrument reads every frame without bus traffic."""
-        if name not in self._known:
-            getattr(self, name)
-        return self._known[name]
+        coupled to this instrument reads every frame without bus traffic. It assumes this object is the device's
+        only writer (a change made through another connection is not seen until the setting is read again)."""
+        value = self._known.get(name, _MISSING)
+        if value is _MISSING:
+            with self._lock:
+                value = getattr(self, name)
+        return value
 
     def connect(self) -> Self:
         """Open the VISA session, read ``*IDN?`` and drain stale errors."""
@@ -278,18 +290,21 @@ class ScpiInstrument:
         return self._identity
 
     def query(self, message: str) -> str:
-        return self.session.query(message)
+        with self._lock:
+            return self.session.query(message)
 
     def command(self, message: str) -> None:
         """Write one command (after the safety check) and raise DeviceError if the device queued an error."""
         self.check_safety(message)
-        self._known.clear()  # a raw command may change any setting
-        self._send_checked(message)
+        with self._lock:
+            self._known.clear()  # a raw command may change any setting
+            self._send_checked(message)
 
     def _send_checked(self, message: str) -> None:
         """Write a command that already passed check_safety, then read back the error queue."""
-        self.session.write(message)
-        errors = self.read_errors()
+        with self._lock:
+            self.session.write(message)
+            errors = self.read_errors()
         if errors:
             text = "; ".join(f"{code},{msg}" for code, msg in errors)
             raise DeviceError(f"{self.settings.resource} refused {message!r}: {text}. Check the value and units.")

@@ -133,6 +133,8 @@ class Bench:
         #: image → display drive values, set from a calibration record's display step (``record.apply``);
         #: None shows images as they are
         self.display_correction: Callable[[np.ndarray], np.ndarray] | None = None
+        #: source emission and shutter before ``illuminate()`` switched them; ``close()`` restores them
+        self._light_before: dict[str, bool] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def connect(self) -> Bench:
@@ -156,13 +158,28 @@ class Bench:
 
     def illuminate(self) -> None:
         """Switch the light source on and open the shutter, where the bench has them (before a run; the source's
-        safety limits apply). Calibration steps switch the light themselves and restore it afterwards."""
+        safety limits apply). ``close()`` puts them back as they were before the first call, so a command or the
+        GUI leaves no source emitting that was off. Calibration steps switch the light for their own measurements."""
+        if self._light_before is None:
+            self._light_before = {role: getattr(self.devices[role], attr)
+                                  for role, attr in (("light_source", "output_on"), ("shutter", "is_open"))
+                                  if role in self.devices}
         if "light_source" in self.devices:
             self.light_source.output_on = True
         if "shutter" in self.devices:
             self.shutter.is_open = True
 
+    def _restore_light(self) -> None:
+        before, self._light_before = self._light_before, None
+        for role, attr in (("light_source", "output_on"), ("shutter", "is_open")):
+            if before and role in before and role in self.devices:
+                try:
+                    setattr(self.devices[role], attr, before[role])
+                except Exception as exc:  # closing must go on; say what state the light was left in
+                    log.warning("could not put the %s back (%s = %s): %s", role, attr, before[role], exc)
+
     def close(self) -> None:
+        self._restore_light()
         for role in reversed(ROLES):
             device = self.devices.pop(role, None)
             close = getattr(device, "close", None)

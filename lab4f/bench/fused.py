@@ -182,27 +182,32 @@ class FusedHead:
         self.outputs = len(ptr) - 1
         self.per_output = pool[0] * pool[1]
         self._fold: tuple[tuple, tuple[np.ndarray, np.ndarray]] | None = None  # (BatchNorm key, (scale, bias))
+        self.refusal: str | None = None  # why the last call that returned None could not use the kernel
 
     @property
     def segment_count(self) -> int:
         return len(self.seg_start)
 
-    def _pointers(self, frames: np.ndarray | Sequence[np.ndarray]) -> tuple[np.ndarray, list] | None:
-        """Frame base addresses (and what keeps them alive), or None for frames the kernel does not read."""
+    def _pointers(self, frames: np.ndarray | Sequence[np.ndarray]) -> tuple[np.ndarray, list] | str:
+        """Frame base addresses (and what keeps them alive), or why the kernel cannot read these frames."""
+        want = f"uint16 frames of shape {self.frame_shape}, each C-contiguous"
         if isinstance(frames, torch.Tensor):
             if frames.device.type != "cpu" or frames.dtype != torch.uint16:
-                return None
+                return f"the frames are a {frames.dtype} tensor on {frames.device.type}; the kernel reads {want}"
             frames = frames.numpy()
         if isinstance(frames, np.ndarray):
             if frames.dtype != np.uint16 or frames.shape[1:] != self.frame_shape:
-                return None
-            if len(frames) and not frames[0].flags.c_contiguous:  # each frame contiguous (any frame stride)
-                return None
+                return f"the frames are {frames.dtype} {frames.shape[1:]}; the kernel reads {want}"
+            if len(frames) and (not frames[0].flags.c_contiguous or frames.strides[0] < 0):
+                return f"the frames are not laid out as the kernel reads them ({want}, in order)"
             ptrs = frames.ctypes.data + np.arange(len(frames), dtype=np.uintp) * np.uintp(frames.strides[0])
             return ptrs.astype(np.uintp), [frames]
         views = [np.asarray(f) for f in frames]
-        if any(v.dtype != np.uint16 or v.shape != self.frame_shape or not v.flags.c_contiguous for v in views):
-            return None
+        bad = next((v for v in views if v.dtype != np.uint16 or v.shape != self.frame_shape
+                    or not v.flags.c_contiguous), None)
+        if bad is not None:
+            return f"a frame is {bad.dtype} {bad.shape}{'' if bad.flags.c_contiguous else ', not contiguous'}; " \
+                   f"the kernel reads {want}"
         return np.array([v.ctypes.data for v in views], dtype=np.uintp), views
 
     def pooled(self, frames: np.ndarray | Sequence[np.ndarray], scale: np.ndarray | torch.Tensor | None = None,
@@ -212,7 +217,8 @@ class FusedHead:
         ``isa`` ("avx512", "avx2", "portable") runs that kernel instead of the best this CPU has (ValueError if the
         CPU cannot run it)."""
         got = self._pointers(frames)
-        if got is None:
+        if isinstance(got, str):
+            self.refusal = got
             return None
         ptrs, keep = got
         b = len(ptrs)
@@ -221,7 +227,10 @@ class FusedHead:
             return out
         scale = np.ones(self.outputs, np.float32) if scale is None else np.asarray(scale, np.float32)
         bias = self.constant if bias is None else np.asarray(bias, np.float32)
-        scale, bias = np.ascontiguousarray(scale), np.ascontiguousarray(bias)
+        scale, bias = np.ascontiguousarray(scale.ravel()), np.ascontiguousarray(bias.ravel())
+        if scale.shape != (self.outputs,) or bias.shape != (self.outputs,):
+            raise ValueError(f"scale and bias need one value per output ({self.outputs}), got {scale.shape} and "
+                             f"{bias.shape}")
         args = (ptrs.ctypes.data, b, self.outputs, self.seg_ptr.ctypes.data, self.seg_start.ctypes.data,
                 self.seg_w.ctypes.data, scale.ctypes.data, bias.ctypes.data, out.data_ptr())
         if isa is None:
@@ -242,12 +251,18 @@ class FusedHead:
         return s.astype(np.float32), (s * self.constant + shift).astype(np.float32)
 
     def logits(self, frames: np.ndarray | Sequence[np.ndarray], back: nn.Module) -> torch.Tensor | None:
-        """The back end's output for camera frames, or None when this head cannot evaluate them."""
-        if not fusable(back) or _pool_size(back) != self.pool or back.net[0].num_features * self.per_output \
-                != self.outputs:
+        """The back end's output for camera frames, or None when this head cannot evaluate them (``refusal`` then
+        says why)."""
+        if not fusable(back):
+            self.refusal = "the back end does not start with an eval-mode BatchNorm → average pooling"
+            return None
+        if _pool_size(back) != self.pool or back.net[0].num_features * self.per_output != self.outputs:
+            self.refusal = (f"the back end pools {back.net[0].num_features} channels to {_pool_size(back)}; this "
+                            f"head was built for {self.outputs // self.per_output} channels pooled to {self.pool}")
             return None
         bn = back.net[0]
-        key = tuple((id(t), t._version) for t in (bn.weight, bn.bias, bn.running_mean, bn.running_var)
+        # a tensor's identity, storage and version counter: in-place updates, load_state_dict and .data = … all show
+        key = tuple((id(t), t.data_ptr(), t._version) for t in (bn.weight, bn.bias, bn.running_mean, bn.running_var)
                     if t is not None) + (bn.eps,)
         cached = self._fold  # one reference read and written whole: safe if two threads share the head
         if cached is None or cached[0] != key:  # a retrained or reloaded BatchNorm changes a version counter

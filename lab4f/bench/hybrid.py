@@ -110,6 +110,7 @@ class HybridSetup:
     uploaded_frame: int = field(default=-1)
     fused: bool = True  # frames → logits through lab4f.bench.fused where the back end allows
     batches: Counter = field(default_factory=Counter)  # batches through logits(): "fused" or "extractor"
+    fallback_reason: str | None = None  # why the last batch that took the extractor path could not be fused
 
     def upload(self, frame: int = 0) -> None:
         phase = self.program.frames[frame].phase
@@ -147,6 +148,8 @@ class HybridSetup:
         head = self.fused_head(back)
         out = head.logits(x, back) if head is not None else None
         self.batches["fused" if out is not None else "extractor"] += 1
+        if out is None and head is not None:
+            self.fallback_reason = head.refusal
         return out if out is not None else back(self.extractor(x))
 
 

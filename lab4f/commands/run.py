@@ -191,7 +191,7 @@ def _why_not_fused(setup: HybridSetup, back: torch.nn.Module | None) -> str:
         return "it is switched off (LAB4F_NO_FUSED)"
     if not fusable(back or setup.student.back):
         return "the back end does not start with BatchNorm → average pooling"
-    return "the camera delivers frames that are not uint16"
+    return setup.fallback_reason or "unknown"
 
 
 def _finetune_data(args: argparse.Namespace, setup: HybridSetup) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

@@ -127,6 +127,8 @@ def test_a_retrained_batchnorm_is_followed_without_a_rebuild(bank: KernelBank) -
         back.net[0].running_mean.add_(0.7)  # in place, as an optimiser step or load_state_dict does
         back.net[0].weight.mul_(1.5)
         assert relative_error(head.logits(x, back), back(ex(x))) < 1e-5
+        back.net[0].running_var.data = back.net[0].running_var * 3  # a new tensor behind the same attribute
+        assert relative_error(head.logits(x, back), back(ex(x))) < 1e-5
         other = back_end(seed=5)  # a different back end with the same pooling shares the head
         assert fused_head_for(ex, other) is head
         assert relative_error(head.logits(x, other), other(ex(x))) < 1e-5
@@ -136,9 +138,13 @@ def test_frames_the_kernel_cannot_read_take_the_extractor_path(bank: KernelBank,
     ex, back = extractor(bank), back_end()
     head = fused_head_for(ex, back)
     x = frames(ex, 4)
-    assert head.pooled(x.astype(np.float32)) is None
+    assert head.pooled(x.astype(np.float32)) is None and "float32" in head.refusal
     assert head.pooled(x[:, :, ::2]) is None  # wrong shape
     assert head.pooled(np.asfortranarray(x[0])[None]) is None  # a frame that is not C-contiguous
+    assert head.pooled(x[::-1]) is None and "in order" in head.refusal  # a negative frame stride
+    assert head.pooled(list(x[:, ::-1])) is None and "not contiguous" in head.refusal
+    with pytest.raises(ValueError, match="one value per output"):
+        head.pooled(x, np.ones(4), np.zeros(4))  # a per-channel scale would make the kernel read past it
     student = torch.nn.Module()
     student.back = back
     setup = HybridSetup(None, student, None, {}, compile_bank(bank, 12, FourfGeometry(slm_shape=(128, 128)),
@@ -147,7 +153,7 @@ def test_frames_the_kernel_cannot_read_take_the_extractor_path(bank: KernelBank,
         want = back(ex(x))
         assert relative_error(setup.logits(x[:, None]), want) < 1e-5
         assert relative_error(setup.logits(x[:, None].astype(np.float32)), want) < 1e-5
-    assert setup.batches == {"fused": 1, "extractor": 1}
+    assert setup.batches == {"fused": 1, "extractor": 1} and "float32" in setup.fallback_reason
     monkeypatch.setenv("LAB4F_NO_FUSED", "1")
     assert setup.fused_head() is None
     with torch.no_grad():

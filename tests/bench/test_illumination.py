@@ -105,3 +105,21 @@ def test_a_source_connected_anew_drives_the_camera() -> None:
         assert signal(bench) == pytest.approx(2 * at_1mw, rel=2e-3)
         new.output_on = False
         assert signal(bench) == 0.0
+
+
+def test_closing_the_bench_puts_the_light_back_as_it_was_before_a_run() -> None:
+    from lab4f.drivers.instruments import LightSource, LightSourceSettings, Shutter, ShutterSettings
+
+    bench = quiet_bench()  # off and closed
+    bench.illuminate()
+    bench.illuminate()  # twice: the state to restore is the one before the first
+    assert bench.light_source.output_on and bench.shutter.is_open
+    bench.close()
+    with LightSource(LightSourceSettings(visa_library="@lab4f-sim")) as src, \
+            Shutter(ShutterSettings(visa_library="@lab4f-sim")) as sh:
+        assert not src.output_on and not sh.is_open
+        src.output_on, sh.is_open = True, True  # a source that was on before stays on
+    with Bench(BenchConfig()) as bench:
+        bench.illuminate()
+    with LightSource(LightSourceSettings(visa_library="@lab4f-sim")) as src:
+        assert src.output_on

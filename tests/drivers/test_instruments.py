@@ -186,3 +186,49 @@ def test_parse_scpi_error():
     assert parse_scpi_error("0,No error") == (0, "No error")
     with pytest.raises(DeviceError, match="SCPI"):
         parse_scpi_error("garbage")
+
+
+def test_known_follows_what_the_device_accepted_rounded_as_sent(source):
+    source.power_mw = 1.2345678  # sent as watts with 6 decimals: the device holds 1.235 mW
+    assert source.known("power_mw") == pytest.approx(1.235)
+    assert source.known("power_mw") == pytest.approx(source.power_mw)
+    with pytest.raises(DeviceError):
+        source.power_mw = 7.0  # above the 5 mW limit: refused, the known value stays
+    assert source.known("power_mw") == pytest.approx(1.235)
+    source.command("SOUR:POW 0.002")  # a raw command: read from the device again
+    assert source.known("power_mw") == pytest.approx(2.0)
+
+
+def test_settings_and_status_reads_from_two_threads_do_not_swap_replies(sim_library):
+    """A GUI reads status while its worker thread sets: each command and its error read-back is one exchange."""
+    import threading
+
+    with Shutter(ShutterSettings(visa_library=sim_library)) as sh:
+        errors: list[str] = []
+        done = threading.Event()
+
+        def setter() -> None:
+            try:
+                for i in range(600):
+                    sh.is_open = bool(i % 2)
+            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(f"setter: {exc}")
+            finally:
+                done.set()
+
+        def poller() -> None:
+            while not done.is_set():
+                try:
+                    _ = sh.is_open  # a status read: a query on the bus
+                    sh.known("is_open")
+                except Exception as exc:  # noqa: BLE001
+                    errors.append(f"poller: {exc}")
+                    return
+
+        threads = [threading.Thread(target=setter), threading.Thread(target=poller)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert not errors, errors[:3]
+        assert sh.known("is_open") is True and sh.is_open is True  # the last set (i = 599) opened it
