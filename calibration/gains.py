@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lab4f.bench.extract import DEFAULT_FILTER_SIZE
 from lab4f.calibration.base import Progress, StepControl, StepResult
 from lab4f.calibration.camera import check_frame, full_scale_adu, grab, light_blocked, light_on
 from lab4f.errors import CalibrationError
@@ -179,7 +180,7 @@ def channel_gain_step(
     images: torch.Tensor | None = None,
     count: int = 48,
     frames: int = 4,
-    filter_size: int = 5,
+    filter_size: int = DEFAULT_FILTER_SIZE,
     per_tile: bool = True,
     min_r2: float = 0.0,
     progress: Progress | None = None,

@@ -24,11 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lab4f.bench.extract import DEFAULT_FILTER_SIZE
 from lab4f.models import ModelConfig, TeacherCNN
 from lab4f.optics.layout import slots_per_frame
 
 TILE_GAP = 2  # cells between tiles, as lab4f.optics.layout.plan_layout's default
-FILTER_SIZE = 5  # per-tile filter taps per axis the default calibration fits (calibration.gains.channel_gain_step)
+FILTER_SIZE = DEFAULT_FILTER_SIZE  # per-tile filter taps per axis the default calibration fits
 
 
 @dataclass(frozen=True)

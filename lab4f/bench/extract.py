@@ -21,6 +21,9 @@ from lab4f.optics.program import OpticalProgram
 from lab4f.optics.registration import PlaneToCamera, tile_sampling_grid
 
 _OUTSIDE = -4.0  # normalised grid coordinate far outside the frame: grid_sample's zero padding returns 0
+#: taps per axis of the per-tile filters the default calibration fits (``lab4f calibrate gains``); the efficiency
+#: report counts their cost with the same number
+DEFAULT_FILTER_SIZE = 5
 
 
 def _as_list(value, n: int, what: str) -> list:  # noqa: ANN001 — array, list of arrays or None
