@@ -398,8 +398,10 @@ class BenchWorker(Worker):
         """The bench role of the device a DeviceError names (``DeviceError.device``: a role or a device's name),
         else the camera (the acquisition thread talks to the camera, which drives the display and SLM on a simulated
         bench)."""
+        if device in ROLES:  # the bench's own refusals name the role, also one that is not connected
+            return device
         for role, dev in self.bench.devices.items():
-            if device is not None and device in (role, getattr(dev, "name", None)):
+            if device is not None and device == getattr(dev, "name", None):
                 return role
         return "camera"
 

@@ -299,4 +299,6 @@ def test_a_fault_is_attributed_by_the_device_the_error_carries_not_its_text(qtbo
     # the message names the camera, the error carries the display: the display is blamed
     assert worker.faulty_role(DeviceTimeout("camera-like text", device=display_name).device) == "display"
     assert worker.faulty_role("slm") == "slm"  # a role (the bench's own refusals) works too
+    worker.disconnect_device("shutter")
+    assert worker.faulty_role("shutter") == "shutter"  # ... also for a device that is not connected
     assert worker.faulty_role(None) == "camera"  # nothing carried: the acquisition thread's device
