@@ -17,6 +17,7 @@ import numpy as np
 from scipy.ndimage import binary_dilation, gaussian_filter
 from slmsuite.hardware.cameras.camera import Camera
 
+from lab4f.bench.devices import light_state, set_light
 from lab4f.calibration.base import Progress, StepControl, StepResult
 from lab4f.errors import CalibrationError
 
@@ -132,40 +133,24 @@ class DarkCorrectedCamera(Camera):
 def light_blocked(bench: Any) -> Iterator[None]:
     """Close the shutter and switch the source off (where the bench has them), restoring them afterwards."""
     devices = getattr(bench, "devices", {})
-    shutter, source = devices.get("shutter"), devices.get("light_source")
-    was_open = shutter.is_open if shutter is not None else None
-    was_on = source.output_on if source is not None else None
+    before = light_state(devices)
     try:
-        if shutter is not None:
-            shutter.is_open = False
-        if source is not None:
-            source.output_on = False
+        set_light(devices, dict.fromkeys(before, False))
         yield
     finally:
-        if source is not None:
-            source.output_on = was_on
-        if shutter is not None:
-            shutter.is_open = was_open
+        set_light(devices, before)
 
 
 @contextlib.contextmanager
 def light_on(bench: Any) -> Iterator[None]:
     """Open the shutter and switch the source on for a measurement, restoring their state afterwards."""
     devices = getattr(bench, "devices", {})
-    shutter, source = devices.get("shutter"), devices.get("light_source")
-    was_open = shutter.is_open if shutter is not None else None
-    was_on = source.output_on if source is not None else None
+    before = light_state(devices)
     try:
-        if source is not None:
-            source.output_on = True
-        if shutter is not None:
-            shutter.is_open = True
+        set_light(devices, dict.fromkeys(before, True))
         yield
     finally:
-        if shutter is not None:
-            shutter.is_open = was_open
-        if source is not None:
-            source.output_on = was_on
+        set_light(devices, before)
 
 
 def autoexpose(camera: Any, target_fraction: float, what: str, window: np.ndarray | None = None,

@@ -124,6 +124,27 @@ def settings_of(device: Any) -> dict[str, Any]:
     return {}
 
 
+#: (role, setting) that lets light through: the source's emission and the shutter
+_LIGHT = (("light_source", "output_on"), ("shutter", "is_open"))
+
+
+def set_light(devices: dict[str, Any], state: dict[str, bool]) -> None:
+    """Put the source's emission and the shutter (the roles ``state`` names and ``devices`` has) in ``state``; a
+    shutter that is to close closes first and one that is to open opens last, so no light passes in between."""
+    shutter, source = devices.get("shutter"), devices.get("light_source")
+    if shutter is not None and state.get("shutter") is False:
+        shutter.is_open = False
+    if source is not None and "light_source" in state:
+        source.output_on = state["light_source"]
+    if shutter is not None and state.get("shutter") is True:
+        shutter.is_open = True
+
+
+def light_state(devices: dict[str, Any]) -> dict[str, bool]:
+    """The source's emission and the shutter, where the bench has them: ``{"light_source": on, "shutter": open}``."""
+    return {role: bool(getattr(devices[role], attr)) for role, attr in _LIGHT if role in devices}
+
+
 class Bench:
     """All devices of one bench. Synchronous and Qt-free; use as a context manager so devices close."""
 
@@ -160,23 +181,18 @@ class Bench:
         """Switch the light source on and open the shutter, where the bench has them (before a run; the source's
         safety limits apply). ``close()`` puts them back as they were before the first call, so a command or the
         GUI leaves no source emitting that was off. Calibration steps switch the light for their own measurements."""
+        before = light_state(self.devices)
         if self._light_before is None:
-            self._light_before = {role: getattr(self.devices[role], attr)
-                                  for role, attr in (("light_source", "output_on"), ("shutter", "is_open"))
-                                  if role in self.devices}
-        if "light_source" in self.devices:
-            self.light_source.output_on = True
-        if "shutter" in self.devices:
-            self.shutter.is_open = True
+            self._light_before = before
+        set_light(self.devices, dict.fromkeys(before, True))
 
     def _restore_light(self) -> None:
         before, self._light_before = self._light_before, None
-        for role, attr in (("light_source", "output_on"), ("shutter", "is_open")):
-            if before and role in before and role in self.devices:
-                try:
-                    setattr(self.devices[role], attr, before[role])
-                except Exception as exc:  # closing must go on; say what state the light was left in
-                    log.warning("could not put the %s back (%s = %s): %s", role, attr, before[role], exc)
+        if before:
+            try:
+                set_light(self.devices, before)
+            except Exception as exc:  # closing must go on; say what state the light was left in
+                log.warning("could not put the light back as it was (%s): %s", before, exc)
 
     def close(self) -> None:
         self._restore_light()
