@@ -29,7 +29,6 @@ from lab4f.models import ModelConfig, TeacherCNN
 from lab4f.optics.layout import slots_per_frame
 
 TILE_GAP = 2  # cells between tiles, as lab4f.optics.layout.plan_layout's default
-FILTER_SIZE = DEFAULT_FILTER_SIZE  # per-tile filter taps per axis the default calibration fits
 
 
 @dataclass(frozen=True)
@@ -70,7 +69,7 @@ def teacher_macs(cfg: ModelConfig, size: int) -> MacCount:
 
 
 def extraction_macs(channels: int, size: int, kernel_size: int, detection: str = "incoherent",
-                    filter_size: int = FILTER_SIZE) -> int:
+                    filter_size: int = DEFAULT_FILTER_SIZE) -> int:
     """Camera frame → features: dark/flat correction, bilinear tile sampling, per-tile filter (or gain), k⁺ − k⁻
     and offset."""
     if filter_size < 1 or filter_size % 2 == 0:
@@ -86,7 +85,7 @@ def extraction_macs(channels: int, size: int, kernel_size: int, detection: str =
 
 
 def hybrid_macs(cfg: ModelConfig, size: int, detection: str = "incoherent",
-                filter_size: int = FILTER_SIZE) -> MacCount:
+                filter_size: int = DEFAULT_FILTER_SIZE) -> MacCount:
     """Hybrid: optical front end free; feature extraction and the back end are electronic."""
     c = cfg.widths[-1]
     return MacCount(0, extraction_macs(c, size, cfg.collapsed_kernel_size, detection, filter_size),
@@ -119,7 +118,7 @@ def measure_macs(model: nn.Module, x: torch.Tensor) -> int:
 
 
 def mac_crossover(cfg: ModelConfig, max_size: int, detection: str = "incoherent",
-                  filter_size: int = FILTER_SIZE) -> int | None:
+                  filter_size: int = DEFAULT_FILTER_SIZE) -> int | None:
     """Smallest N such that the hybrid needs fewer MACs than the teacher at every size from N to max_size."""
     crossover = None
     for n in range(max_size, 0, -1):
@@ -210,7 +209,7 @@ def bench_time_per_image_s(rates: BenchRates, channels: int, size: int, kernel_s
 
 
 def row_for(cfg: ModelConfig, size: int, rates: BenchRates, detection: str = "incoherent",
-            timing: bool = True, filter_size: int = FILTER_SIZE, threads: int = 1) -> dict[str, Any]:
+            timing: bool = True, filter_size: int = DEFAULT_FILTER_SIZE, threads: int = 1) -> dict[str, Any]:
     """One table row: MACs of both networks, timed digital front end, bench time per image."""
     t, h = teacher_macs(cfg, size), hybrid_macs(cfg, size, detection, filter_size)
     bench_s, frames = bench_time_per_image_s(rates, cfg.widths[-1], size, cfg.collapsed_kernel_size)
@@ -272,7 +271,7 @@ def crossover_statement(rows: list[dict[str, Any]], analytic: int | None, key_a:
     return first, text
 
 
-def assumptions(cfg: ModelConfig, rates: BenchRates, detection: str, filter_size: int = FILTER_SIZE,
+def assumptions(cfg: ModelConfig, rates: BenchRates, detection: str, filter_size: int = DEFAULT_FILTER_SIZE,
                 threads: int = 1) -> list[str]:
     """The assumptions printed beside the table and the plot."""
     k = cfg.collapsed_kernel_size
@@ -370,7 +369,7 @@ def _plot(path: Any, rows: list[dict[str, Any]], notes: list[str], statements: l
 def efficiency_report(resolutions: tuple[int, ...] = (28, 56, 112, 224), out_dir: Any = "results/efficiency",
                       train_resolutions: tuple[int, ...] = (28, 56), epochs: int = 4, limit: int | None = None,
                       cfg: ModelConfig | None = None, detection: str = "incoherent", bench_config: str | None = None,
-                      timing: bool = True, log: Any = None, filter_size: int = FILTER_SIZE,
+                      timing: bool = True, log: Any = None, filter_size: int = DEFAULT_FILTER_SIZE,
                       threads: int = 1) -> dict[str, Any]:
     """Compute the table for ``resolutions`` (training classifiers at ``train_resolutions``) and write it."""
     from lab4f.errors import ConfigError

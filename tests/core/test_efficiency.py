@@ -47,14 +47,13 @@ def test_counted_filter_macs_are_what_the_extractor_computes() -> None:
     import numpy as np
     from torch.utils.flop_counter import FlopCounterMode
 
-    from lab4f.bench.extract import FeatureExtractor
-    from lab4f.efficiency import FILTER_SIZE
+    from lab4f.bench.extract import DEFAULT_FILTER_SIZE, FeatureExtractor
     from lab4f.optics import FourfGeometry, compile_bank
     from lab4f.optics.registration import PlaneToCamera
     from lab4f.spectral import KernelBank
 
     torch.manual_seed(0)
-    c, n, f = 3, 8, FILTER_SIZE
+    c, n, f = 3, 8, DEFAULT_FILTER_SIZE
     program = compile_bank(KernelBank(torch.randn(c, 1, 5, 5)), n, FourfGeometry(slm_shape=(64, 64)),
                            modulation="complex", multiplex="never")
     ex = FeatureExtractor.for_program(program, PlaneToCamera(np.eye(2), np.array([40.0, 40.0])), (80, 80),
