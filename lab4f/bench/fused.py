@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 SEGMENT = 16  # pixels per row segment; the C kernel's vector width
 _DISABLE_ENV = "LAB4F_NO_FUSED"
+_NOT_FUSABLE = "the back end does not start with an eval-mode BatchNorm → average pooling"
 
 
 @lru_cache(maxsize=1)
@@ -254,7 +255,7 @@ class FusedHead:
         """The back end's output for camera frames, or None when this head cannot evaluate them (``refusal`` then
         says why)."""
         if not fusable(back):
-            self.refusal = "the back end does not start with an eval-mode BatchNorm → average pooling"
+            self.refusal = _NOT_FUSABLE
             return None
         if _pool_size(back) != self.pool or back.net[0].num_features * self.per_output != self.outputs:
             self.refusal = (f"the back end pools {back.net[0].num_features} channels to {_pool_size(back)}; this "
@@ -271,10 +272,21 @@ class FusedHead:
         return None if pooled is None else back.net[3:](pooled)
 
 
+def why_not_fused(back: nn.Module) -> str | None:
+    """Why frames cannot go through a fused head to ``back`` at all, or None if they can."""
+    if os.environ.get(_DISABLE_ENV, "") not in ("", "0"):
+        return f"it is switched off ({_DISABLE_ENV})"
+    if not kernel_available():
+        return "lab4f's C kernel is not built (reinstall with a C compiler present)"
+    if not fusable(back):
+        return _NOT_FUSABLE
+    return None
+
+
 def fused_head_for(extractor: FeatureExtractor, back: nn.Module) -> FusedHead | None:
-    """The extractor's fused head for this back end (built once and kept on the extractor), or None when the back
-    end does not start with BatchNorm → pooling, the kernel is not built, or ``LAB4F_NO_FUSED=1`` is set."""
-    if os.environ.get(_DISABLE_ENV, "") not in ("", "0") or not fusable(back) or not kernel_available():
+    """The extractor's fused head for this back end (built once and kept on the extractor), or None when
+    :func:`why_not_fused` gives a reason."""
+    if why_not_fused(back) is not None:
         return None
     pool = _pool_size(back)
     cache = extractor.__dict__.setdefault("_fused_heads", {})

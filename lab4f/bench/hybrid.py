@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from lab4f.bench.devices import Bench
 from lab4f.bench.extract import FeatureExtractor
-from lab4f.bench.fused import FusedHead, fused_head_for
+from lab4f.bench.fused import FusedHead, fused_head_for, why_not_fused
 from lab4f.checkpoint import load_checkpoint, read_checkpoint
 from lab4f.errors import CompileError, ConfigError, MismatchError
 from lab4f.models import ModelConfig
@@ -110,7 +110,7 @@ class HybridSetup:
     uploaded_frame: int = field(default=-1)
     fused: bool = True  # frames → logits through lab4f.bench.fused where the back end allows
     batches: Counter = field(default_factory=Counter)  # batches through logits(): "fused" or "extractor"
-    fallback_reason: str | None = None  # why the last batch that took the extractor path could not be fused
+    fallback_reason: str | None = None  # why the last batch through logits() took the extractor path
 
     def upload(self, frame: int = 0) -> None:
         phase = self.program.frames[frame].phase
@@ -129,10 +129,13 @@ class HybridSetup:
             frames.append(np.asarray(self.bench.camera.get_image()))
         return np.stack(frames)
 
+    def _camera_frames(self, frames: np.ndarray) -> np.ndarray:
+        """(B, F, H, W) as the extractor takes them: (B, H, W) for a single-frame program."""
+        return frames if len(self.program.frames) > 1 else frames[:, 0]
+
     def features(self, frames: np.ndarray) -> torch.Tensor:
         """(B, F, H, W) camera frames → (B, C, N, N) features for the back end."""
-        x = frames if len(self.program.frames) > 1 else frames[:, 0]
-        return self.extractor(x)
+        return self.extractor(self._camera_frames(frames))
 
     def fused_head(self, back: torch.nn.Module | None = None) -> FusedHead | None:
         """The fused frames → pooled-features operator for ``back`` (built on first use, a few seconds at 512²),
@@ -144,13 +147,15 @@ class HybridSetup:
         """(B, F, H, W) camera frames → the back end's output: through the fused head where it applies (the same
         numbers to float rounding, ~4× faster), else features then back end."""
         back = back or self.student.back
-        x = frames if len(self.program.frames) > 1 else frames[:, 0]
+        x = self._camera_frames(frames)
         head = self.fused_head(back)
         out = head.logits(x, back) if head is not None else None
         self.batches["fused" if out is not None else "extractor"] += 1
-        if out is None and head is not None:
-            self.fallback_reason = head.refusal
-        return out if out is not None else back(self.extractor(x))
+        if out is not None:
+            return out
+        self.fallback_reason = (head.refusal if head is not None else
+                                why_not_fused(back) if self.fused else "HybridSetup.fused is off")
+        return back(self.extractor(x))
 
 
 def check_display_fits(setup: HybridSetup | Bench, images: torch.Tensor | np.ndarray) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -178,20 +177,8 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
             print(f"the run stopped early: {m['error']} ({m['processed']} inputs were processed and saved)")
         if m.get("batches_extractor"):
             print(f"{m['batches_extractor']} of {m['batches_extractor'] + m.get('batches_fused', 0)} batches took "
-                  "the (slower) extractor path, not the fused kernel: " + _why_not_fused(setup, back))
+                  f"the (slower) extractor path, not the fused kernel: {setup.fallback_reason}")
     return m
-
-
-def _why_not_fused(setup: HybridSetup, back: torch.nn.Module | None) -> str:
-    from lab4f.bench.fused import fusable, kernel_available
-
-    if not kernel_available():
-        return "lab4f's C kernel is not built (reinstall with a C compiler present)"
-    if not setup.fused or os.environ.get("LAB4F_NO_FUSED", "") not in ("", "0"):
-        return "it is switched off (LAB4F_NO_FUSED)"
-    if not fusable(back or setup.student.back):
-        return "the back end does not start with BatchNorm → average pooling"
-    return setup.fallback_reason or "unknown"
 
 
 def _finetune_data(args: argparse.Namespace, setup: HybridSetup) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
