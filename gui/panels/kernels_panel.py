@@ -57,7 +57,7 @@ class KernelsPanel(QtWidgets.QWidget):
         self.progress = QtWidgets.QProgressBar(maximum=1000, textVisible=True)
         self.progress.setFormat("–")
         layout.addWidget(self.progress)
-        self.compiling = self.loading = False
+        self.loading = False
         self._load_token: object | None = None
         self.info = QtWidgets.QLabel("no checkpoint loaded")
         self.info.setWordWrap(True)
@@ -83,6 +83,11 @@ class KernelsPanel(QtWidgets.QWidget):
         if path:
             self.load_checkpoint(path)
 
+    @property
+    def compiling(self) -> bool:
+        """A compile started here is running (the app-wide flag calibration waits on)."""
+        return self.state.compiling
+
     def load_checkpoint(self, path: str) -> None:
         """Load in the job thread; Cancel discards the result (the checkpoint loaded before stays)."""
         self.info.setText(f"loading {path} …")
@@ -99,7 +104,6 @@ class KernelsPanel(QtWidgets.QWidget):
         self.info.setText("compiling …")
         self.progress.setValue(0)
         self.progress.setFormat("compiling: starting (%p %)")
-        self.compiling = True
         self.state.set_compiling(True)  # a calibration would measure the SLM mid-upload: it waits for the compile
         self._update_buttons()
         bench.compile_cancel.clear()  # a threading.Event: set by Cancel or closing the window
@@ -132,7 +136,6 @@ class KernelsPanel(QtWidgets.QWidget):
             self.progress.setFormat(f"phase retrieval: iteration {i}/{n} (%p %)")
 
     def _end_compile(self, text: str) -> None:
-        self.compiling = False
         self.state.set_compiling(False)
         self._update_buttons()
         self.progress.setFormat(text)
