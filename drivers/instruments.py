@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.resources
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple, Self
 
@@ -107,6 +108,7 @@ class scpi_property:  # noqa: N801 - lower case, like the built-in property it e
                 raise
             # what the device now holds: the argument as sent (formatted, so rounded as the device sees it)
             inst._known[self.attr] = self.from_device(command.partition(" ")[2])
+            inst.changed_at[self.attr] = time.perf_counter()  # when it changed (a simulated camera's light timing)
 
 
 # --- bus session and instrument base ------------------------------------------------------------------
@@ -200,6 +202,7 @@ class ScpiInstrument:
         self._session: ScpiSession | None = None
         self._identity: InstrumentIdentity | None = None
         self._known: dict[str, Any] = {}  # settings as last read from or accepted by the device
+        self.changed_at: dict[str, float] = {}  # host time (perf_counter) each setting was last changed by us
         # one exchange at a time on the session (a GUI reads status while a worker sets; VISA replies must not swap)
         self._lock = threading.RLock()
 

@@ -28,6 +28,7 @@ the shutter closed — a dark frame is then the sensor alone. A camera with neit
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -40,9 +41,11 @@ from scipy.special import ndtri
 from slmsuite.hardware.cameras.camera import Camera
 
 from lab4f.drivers.faults import FaultPlan, check_connected, check_frame_timeout
+from lab4f.drivers.frames import Frame
 from lab4f.drivers.sim_display import SimulatedDisplay
 from lab4f.drivers.sim_slm import SimulatedFourierSLM
-from lab4f.errors import DeviceDisconnected
+from lab4f.drivers.timing import ResponseHistory, now
+from lab4f.errors import ConfigError, DeviceDisconnected, DeviceTimeout
 
 
 class SimulatedCameraSettings(BaseModel):
@@ -90,6 +93,24 @@ class SimulatedCameraSettings(BaseModel):
     reference_power_mw: float = Field(
         1.0, gt=0, description="light-source power at which `photons_per_unit` holds (flux scales with the power)")
     capture_attempts: int = Field(1, ge=1, description="slmsuite retries; 1 surfaces faults at once")
+    acquisition: Literal["instant", "free_running", "triggered"] = Field(
+        "instant", description="instant: a frame is exposed when get_image() is called (an idealisation no real "
+        "camera offers); free_running: frames are exposed back to back at the frame rate and queue in buffers; "
+        "triggered: a frame is exposed on each trigger (see trigger_source)")
+    buffer_count: int = Field(3, ge=1, description="GenTL-like buffers between the sensor and the host")
+    buffer_handling: Literal["OldestFirst", "OldestFirstOverwrite", "NewestOnly"] = Field(
+        "OldestFirst", description="GenICam StreamBufferHandlingMode: OldestFirst (the default of most cameras: a "
+        "full queue loses NEW frames, fetches return the oldest), OldestFirstOverwrite (a full queue loses its "
+        "oldest frame), NewestOnly (one buffer, always the newest frame)")
+    readout_s: float = Field(0.001, ge=0, description="exposure end to frame in the host's queue (readout + link)")
+    trigger_source: Literal["software", "display", "slm"] = Field(
+        "software", description="triggered cameras: a software trigger, or a hardware line from the input "
+        "display's (each new image, at the refresh it starts) or the Fourier SLM's trigger output (each write)")
+    trigger_delay_s: float = Field(0.0, ge=0, description="delay from a trigger to the exposure start")
+    incomplete_every_n: int = Field(0, ge=0, description="every n-th frame arrives incomplete (a lossy GigE "
+                                    "link; 0: never)")
+    clock_offset_s: float = Field(1000.0, description="the device clock's offset from the host's (timestamps are "
+                                  "the device's; read_frame maps them to the host clock)")
     fft_workers: int = Field(-1, description="scipy.fft workers (-1: all cores)")
     name: str = "sim-4f-camera"
 
@@ -136,9 +157,18 @@ class Simulated4fCamera(Camera):
         self._rng = np.random.default_rng(s.seed)
         self._t_last_frame = -np.inf
         self._psf_cache: dict = {}
-        self._warp_cache: tuple | None = None
+        self._warp_cache: dict = {}  # (key) -> warped PSF spectrum, a few recent SLM writes
         self._geom: _Geometry | None = None
-        self._ideal_cache: tuple | None = None
+        self._ideal_cache: dict = {}
+        # timing: frames exposed but not yet fetched, the free-running schedule, pending triggers, the light
+        self._queue: deque[tuple[int, float, float, bool]] = deque()  # (frame id, start, exposure, complete)
+        self._next_id = 0
+        self._next_start: float | None = None
+        self._triggers: deque[float] = deque()
+        self._light_hist: ResponseHistory | None = None
+        self.frames_lost = 0  # exposed by the sensor but never delivered: buffers full (OldestFirst) or replaced
+        self.frames_incomplete = 0
+        self.last_frame: Frame | None = None
         super().__init__(
             s.resolution,
             bitdepth=s.bitdepth,
@@ -290,13 +320,13 @@ class Simulated4fCamera(Camera):
         kernel = sfft.rfft2(sfft.ifftshift(self.psf()), workers=w)
         return sfft.irfft2(sfft.rfft2(placed, workers=w) * kernel, s=(ny, nx), workers=w).astype(np.float32)
 
-    def _warped_psf_fft(self, geom: _Geometry) -> np.ndarray:
-        """FFT of the PSF warped onto the camera's extended convolution grid; cached per SLM write."""
-        index = self.slm.visible_write_index
+    def _warped_psf_fft(self, geom: _Geometry, write_index: int | None = None) -> tuple[tuple, np.ndarray]:
+        """(key, FFT of the PSF warped onto the camera's extended convolution grid); cached for recent writes."""
+        index = self.slm.visible_write_index if write_index is None else write_index
         s = self.settings
         key = (index, s.mode, s.fourier_aperture_radius_px, geom.key, tuple(self.b.ravel()))
-        if self._warp_cache is not None and self._warp_cache[0] == key:
-            return self._warp_cache[1]
+        if key in self._warp_cache:
+            return key, self._warp_cache[key]
         (h, w), (bh, bw), (y0, x0) = self.shape, geom.box, geom.origin
         ry = np.arange(h + bh - 1, dtype=np.float64) - (y0 + bh - 1) - self.b[1, 0]
         rx = np.arange(w + bw - 1, dtype=np.float64) - (x0 + bw - 1) - self.b[0, 0]
@@ -316,18 +346,26 @@ class Simulated4fCamera(Camera):
             kernel = sfft.fft2(warped.astype(np.complex64), s=geom.fft_shape, workers=s.fft_workers)
         else:
             kernel = sfft.rfft2(warp(self.psf(index)), s=geom.fft_shape, workers=s.fft_workers)
-        self._warp_cache = (key, kernel)
-        return kernel
+        while len(self._warp_cache) >= 3:  # a settling SLM mixes two writes; keep a few
+            self._warp_cache.pop(next(iter(self._warp_cache)))
+        self._warp_cache[key] = kernel
+        return key, kernel
 
-    def render(self) -> np.ndarray:
-        """Noise-free camera image in output-intensity units (float32, camera shape), before the sensor."""
+    def render(self, image: np.ndarray | None = None, image_key: object = None,
+               write_index: int | None = None) -> np.ndarray:
+        """Noise-free camera image in output-intensity units (float32, camera shape), before the sensor: of
+        ``image`` (default: the display's latest image) through the PSF of SLM write ``write_index`` (default: the
+        one the light sees now). ``image_key`` identifies ``image`` for the cache."""
         geom = self._geometry()
-        kernel = self._warped_psf_fft(geom)
-        version = None if self.display is None else self.display.version
-        key = (self._warp_cache[0], version)
-        if self._ideal_cache is not None and self._ideal_cache[0] == key:
-            return self._ideal_cache[1]
-        inp = self._input()
+        wkey, kernel = self._warped_psf_fft(geom, write_index)
+        if image is None:
+            image_key = None if self.display is None else self.display.version
+        key = (wkey, image_key)
+        if image_key is not None or image is None:
+            cached = self._ideal_cache.get(key)
+            if cached is not None:
+                return cached
+        inp = self._input(image)
         coherent = self.settings.mode == "coherent"
         values = np.sqrt(inp) if coherent else inp
         (h, w), (bh, bw), (ly, lx) = self.shape, geom.box, geom.fft_shape
@@ -345,8 +383,33 @@ class Simulated4fCamera(Camera):
             rows = sfft.ifft(spec, axis=0, workers=wk)[bh - 1 : bh - 1 + h]
             img = sfft.irfft(rows, n=lx, axis=1, workers=wk)[:, bw - 1 : bw - 1 + w]
         img = np.ascontiguousarray(img, dtype=np.float32)
-        self._ideal_cache = (key, img)
+        if image_key is not None or image is None:
+            while len(self._ideal_cache) >= 4:
+                self._ideal_cache.pop(next(iter(self._ideal_cache)))
+            self._ideal_cache[key] = img
         return img
+
+    def render_exposure(self, start_s: float, exposure_s: float) -> np.ndarray:
+        """What an exposure over ``[start_s, start_s + exposure_s]`` (host clock) integrates, before the sensor:
+        the display's images and the SLM's writes weighted by the time each was shown (a display or SLM that
+        changed during the exposure gives a mixture), in output-intensity units per second of exposure."""
+        t1 = start_s + exposure_s
+        if self.display is None:
+            image, image_key = None, None
+        else:
+            shown = self.display.image_weights(start_s, t1)
+            if len(shown) == 1:
+                image, image_key = shown[0][2], shown[0][1]
+            else:  # the pixels were changing: their mean intensity over the exposure
+                image = sum(np.float32(w) * img for w, _, img in shown)
+                image_key = tuple((v, round(w, 6)) for w, v, _ in shown)
+        writes = self.slm.write_weights(start_s, t1)
+        out = None
+        for w, index in writes:
+            part = self.render(image, image_key, index)
+            out = part * np.float32(w) if out is None else out + part * np.float32(w)
+        assert out is not None
+        return out
 
     # --- sensor ---------------------------------------------------------------------------------
 
@@ -379,11 +442,13 @@ class Simulated4fCamera(Camera):
         view.flags.writeable = False
         return view
 
-    def _sensor(self, ideal: np.ndarray) -> np.ndarray:
+    def _sensor(self, ideal: np.ndarray, light: float | None = None, exposure_s: float | None = None) -> np.ndarray:
         """Photoelectrons (times the pixel response map), shot + read noise, full-well saturation, gain, dark offset,
-        quantisation."""
+        quantisation. ``light``: the mean relative flux over the exposure (default: now)."""
         s = self.settings
-        electrons = ideal * np.float32(s.photons_per_unit * self.exposure_s * self.light_level())
+        light = self.light_level() if light is None else light
+        exposure_s = self.exposure_s if exposure_s is None else exposure_s
+        electrons = ideal * np.float32(s.photons_per_unit * exposure_s * light)
         gain_map = self._gain_map
         if gain_map is not None:
             electrons *= gain_map  # PRNU: each pixel's quantum efficiency, before shot noise
@@ -410,17 +475,170 @@ class Simulated4fCamera(Camera):
     # --- slmsuite Camera hooks ------------------------------------------------------------------
 
     def _get_image_hw(self, timeout_s: float = 1.0) -> np.ndarray:
-        """One frame: faults, frame-rate limit, dropped-frame bookkeeping, render, sensor."""
+        """One frame (slmsuite's hook): the next one :meth:`read_frame` delivers."""
+        return self.read_frame(timeout_s).image
+
+    # --- timing: frames, buffers, triggers (lab4f.drivers.frames) ------------------------------------
+
+    @property
+    def trigger_mode(self) -> str:
+        """"off" (free-running or instant), "software" or "hardware" (a line from the display or the SLM)."""
+        if self.settings.acquisition != "triggered":
+            return "off"
+        return "software" if self.settings.trigger_source == "software" else "hardware"
+
+    @property
+    def frame_period_s(self) -> float:
+        """Time between frame starts when free-running: the longer of the exposure and the readout limit."""
+        return max(self.exposure_s, 1.0 / self.settings.max_fps if self.settings.max_fps else 0.0)
+
+    def device_time_s(self) -> float:
+        """The camera's clock now (what a GenICam TimestampLatch reads)."""
+        return now() + self.settings.clock_offset_s
+
+    def trigger(self) -> None:
+        """Expose one frame now (software trigger; after ``trigger_delay_s``)."""
+        if self.trigger_mode != "software":
+            raise ConfigError(f"{self.name} is not software-triggered (acquisition={self.settings.acquisition!r}, "
+                              f"trigger_source={self.settings.trigger_source!r}); set acquisition = \"triggered\" "
+                              "and trigger_source = \"software\" in the camera settings")
+        self._check_alive()
+        self._schedule(now() + self.settings.trigger_delay_s)
+
+    def _check_alive(self) -> None:
         if not self._ready:
             raise RuntimeError("camera still initialising")  # slmsuite's dtype probe: use bitdepth
         if self._closed:
             raise DeviceDisconnected(f"{self.name} was closed; create a new camera object.", device=self.name)
         check_connected(self.faults, self.frames_delivered, self.name)
+
+    def _schedule(self, start_s: float) -> None:
+        """A triggered exposure: it starts no earlier than the sensor is free (the previous frame's period)."""
+        last = self._triggers[-1] if self._triggers else -np.inf
+        self._triggers.append(max(start_s, last + self.frame_period_s))
+
+    def _hardware_triggers(self, until_s: float) -> None:
+        """Exposures triggered by the display's or the SLM's trigger output up to ``until_s``."""
+        src = self.settings.trigger_source
+        device = self.display if src == "display" else self.slm
+        on = getattr(device, "last_on_s", None) if src == "display" else getattr(device, "last_write_s", None)
+        if on is None or not np.isfinite(on) or on == getattr(self, "_last_hw_trigger", None):
+            return
+        self._last_hw_trigger = on
+        self._schedule(on + self.settings.trigger_delay_s)
+
+    def _advance(self, t: float) -> None:
+        """Move the sensor on to time ``t``: every exposure read out by then goes into the buffer queue."""
+        s = self.settings
+        ready = s.readout_s
+        if s.acquisition == "free_running":
+            if self._next_start is None:
+                self._next_start = t  # acquisition starts with the first request
+            period = self.frame_period_s
+            while self._next_start + self.exposure_s + ready <= t:
+                start = self._next_start
+                full = len(self._queue) >= s.buffer_count and s.buffer_handling == "OldestFirst"
+                if full:  # every frame until the next fetch is lost: skip them in one step
+                    n = int((t - ready - self.exposure_s - start) // period) + 1
+                    self._next_id += n
+                    self.frames_lost += n
+                    self._next_start = start + n * period
+                    continue
+                self._enqueue(start)
+                self._next_start = start + period
+        elif s.acquisition == "triggered":
+            if s.trigger_source != "software":
+                self._hardware_triggers(t)
+            while self._triggers and self._triggers[0] + self.exposure_s + ready <= t:
+                self._enqueue(self._triggers.popleft())
+
+    def _enqueue(self, start: float) -> None:
+        fid = self._next_id
+        self._next_id += 1
+        if self.faults.drops(fid):
+            self.frames_dropped += 1
+            return
+        s = self.settings
+        complete = not (s.incomplete_every_n and (fid + 1) % s.incomplete_every_n == 0)
+        if s.buffer_handling == "NewestOnly" and self._queue:
+            self.frames_lost += len(self._queue)
+            self._queue.clear()
+        elif len(self._queue) >= s.buffer_count:
+            if s.buffer_handling == "OldestFirst":
+                self.frames_lost += 1
+                return
+            self._queue.popleft()  # OldestFirstOverwrite
+            self.frames_lost += 1
+        self._queue.append((fid, start, self.exposure_s, complete))
+
+    def _next_ready_s(self) -> float | None:
+        """When the next frame will be in the queue (None: none is coming — an untriggered triggered camera)."""
+        s = self.settings
+        if s.acquisition == "free_running":
+            return (self._next_start or now()) + self.exposure_s + s.readout_s
+        if self._triggers:
+            return self._triggers[0] + self.exposure_s + s.readout_s
+        return None
+
+    def _light_over(self, t0: float, t1: float) -> float:
+        """Mean relative flux over ``[t0, t1]``: the source and shutter as they were then."""
+        level = self.light_level()
+        changed = max([getattr(d, "changed_at", {}).get(a, -np.inf) for d, a in
+                       ((self._light_source, "power_mw"), (self._light_source, "output_on"),
+                        (self._shutter, "is_open")) if d is not None] or [-np.inf])
+        if self._light_hist is None:
+            self._light_hist = ResponseHistory(level, level)
+        elif self._light_hist.latest.value != level:
+            self._light_hist.push(min(changed, now()), level, level)
+        return float(sum(w * st.value for w, st in self._light_hist.weights(t0, t1)))
+
+    def _expose(self, frame_id: int, start: float, exposure: float, complete: bool) -> Frame:
+        image = self._sensor(self.render_exposure(start, exposure), self._light_over(start, start + exposure),
+                             exposure)
+        if not complete:  # a lossy link: the tail of the buffer never arrived
+            self.frames_incomplete += 1
+            image[image.shape[0] // 2:] = 0
+        self.last_frame_index = frame_id
+        self.frames_delivered += 1
+        frame = Frame(image, frame_id, start, exposure, complete, start + self.settings.clock_offset_s)
+        self.last_frame = frame
+        return frame
+
+    def read_frame(self, timeout_s: float | None = None) -> Frame:
+        """The next frame: instant cameras expose it now; free-running and triggered ones deliver the oldest
+        queued frame (as GenTL's OldestFirst does), waiting for one up to ``timeout_s``."""
+        timeout_s = 1.0 if timeout_s is None else float(timeout_s)
+        self._check_alive()
         check_frame_timeout(self.faults, self.frames_delivered, self.name, timeout_s)
-        # a frame integrates for its exposure and reads out at most max_fps times a second: the frame period is the
-        # longer of the two (frames are delivered in real time, like a free-running sensor)
-        period_s = max(self.exposure_s, 1.0 / self.settings.max_fps if self.settings.max_fps else 0.0)
-        wait_s = self._t_last_frame + period_s - time.perf_counter()
+        if self.settings.acquisition == "instant":
+            return self._instant_frame()
+        deadline = now() + timeout_s
+        while True:
+            self._advance(now())
+            if self._queue:
+                return self._expose(*self._queue.popleft())
+            ready = self._next_ready_s()
+            if ready is None or ready > deadline:
+                if ready is not None:
+                    time.sleep(max(deadline - now(), 0))
+                what = "no trigger came" if ready is None else f"the next frame is due in {ready - now():.3g} s"
+                raise DeviceTimeout(f"{self.name} delivered no frame within {timeout_s:.3g} s ({what}); check the "
+                                    "trigger and the exposure, or raise the timeout", device=self.name)
+            time.sleep(max(ready - now(), 0))
+
+    def drain(self) -> list[Frame]:
+        """Every frame already in the queue, without waiting for a new one (a flush that empties it)."""
+        self._check_alive()
+        if self.settings.acquisition == "instant":
+            return []
+        self._advance(now())
+        out = [self._expose(*item) for item in list(self._queue)]
+        self._queue.clear()
+        return out
+
+    def _instant_frame(self) -> Frame:
+        """Today's idealised camera: the frame is exposed when asked (after the frame-rate limit)."""
+        wait_s = self._t_last_frame + self.frame_period_s - time.perf_counter()
         if wait_s > 0:
             time.sleep(wait_s)
         self._t_last_frame = time.perf_counter()
@@ -428,10 +646,13 @@ class Simulated4fCamera(Camera):
         while self.faults.drops(index):
             self.frames_dropped += 1
             index += 1
+        self._next_id = index + 1
         frame = self._sensor(self.render())
         self.last_frame_index = index
         self.frames_delivered += 1
-        return frame
+        t = now()
+        self.last_frame = Frame(frame, index, t, self.exposure_s, True, t + self.settings.clock_offset_s)
+        return self.last_frame
 
     def _get_exposure_hw(self) -> float:
         return self._exposure_hw_s
@@ -440,7 +661,8 @@ class Simulated4fCamera(Camera):
         self._exposure_hw_s = float(exposure_s)
 
     def flush(self, timeout_s: float = 1) -> None:
-        """No frames are buffered in the simulation."""
+        """Empty the buffer queue (an instant camera buffers nothing)."""
+        self.drain()
 
     @staticmethod
     def info(verbose: bool = True) -> list[str]:

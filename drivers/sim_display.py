@@ -13,6 +13,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, PositiveInt
 
 from lab4f.drivers.faults import FaultPlan, check_connected
+from lab4f.drivers.timing import ResponseHistory, now, rise_to_tau
 from lab4f.errors import DeviceDisconnected
 
 
@@ -28,6 +29,13 @@ class SimulatedDisplaySettings(BaseModel):
     position_px: tuple[FiniteFloat, FiniteFloat] = Field(
         (0.0, 0.0), description="(x, y) offset of the centre pixel from the optical axis, in output cells"
     )
+    refresh_hz: float | None = Field(
+        None, gt=0, description="refresh rate; a new image appears at a refresh (None: the instant it is sent, an "
+        "idealisation no real display has; a 60 Hz LCD: 60, a DMD: its pattern rate)")
+    latency_frames: int = Field(
+        0, ge=0, description="pipeline latency in whole refresh periods after the next refresh (monitors: 1-3)")
+    response_s: float = Field(
+        0.0, ge=0, description="10-90 % rise time of the pixels (liquid crystal: ~5-10 ms; a DMD: 0)")
     name: str = "sim-input-display"
 
 
@@ -43,6 +51,30 @@ class SimulatedDisplay:
         self._closed = False
         self._levels = np.zeros(self.shape, dtype=np.uint16 if self.settings.bitdepth > 8 else np.uint8)
         self._image = self._response(self._levels)
+        #: what the light shows over time (the camera integrates it over each exposure)
+        self.history = ResponseHistory(self.version, self._image, rise_to_tau(self.settings.response_s))
+        #: host time of the latest show() call and when its image starts to appear
+        self.last_sent_s = self.last_on_s = -np.inf
+        # the refresh clock's phase is the display's own, unknown to the host
+        self._vsync0 = now() - float(np.random.default_rng().uniform(0, self.refresh_period_s or 0.0))
+
+    @property
+    def refresh_period_s(self) -> float | None:
+        """Seconds between refreshes (None: an instant display)."""
+        hz = self.settings.refresh_hz
+        return None if hz is None else 1.0 / hz
+
+    def on_time(self, sent_s: float) -> float:
+        """When an image sent at ``sent_s`` starts to appear: the next refresh, plus the pipeline latency."""
+        period = self.refresh_period_s
+        if period is None:
+            return sent_s
+        k = np.ceil((sent_s - self._vsync0) / period)
+        return float(self._vsync0 + (k + self.settings.latency_frames) * period)
+
+    def image_weights(self, t0: float, t1: float) -> list[tuple[float, int, np.ndarray]]:
+        """[(weight, version, image)] the light showed over ``[t0, t1]`` (host clock), weights summing to 1."""
+        return [(w, st.key, st.value) for w, st in self.history.weights(t0, t1)]
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -56,7 +88,8 @@ class SimulatedDisplay:
 
     @property
     def image(self) -> np.ndarray:
-        """Displayed relative intensity (float32, shape `shape`), after quantisation and response."""
+        """Relative intensity of the latest image sent (float32, shape `shape`), after quantisation and response
+        (what the display shows once it has refreshed and settled; :meth:`image_weights` gives what it shows when)."""
         return self._image
 
     @property
@@ -84,6 +117,9 @@ class SimulatedDisplay:
         self._image = self._response(self._levels)
         self.write_count += 1
         self.version += 1
+        self.last_sent_s = now()
+        self.last_on_s = self.on_time(self.last_sent_s)
+        self.history.push(self.last_on_s, self.version, self._image)
 
     def show_point(self, y: int | None = None, x: int | None = None) -> None:
         """Show one full-on pixel (default: the centre pixel, on the optical axis): the camera sees the PSF."""

@@ -5,15 +5,16 @@ calibration must recover, stored as slmsuite's `gamma_sim`), fringing-field cros
 of the realised phase), a settle time after each write, and injected faults. Because it IS a slmsuite
 SLM, `FourierSLM.fourier_calibrate`, `pixel_calibrate` and `wavefront_calibrate` run on it unchanged.
 
-Settle model: a write reaches the light `settle_s` after it was sent. Until then the light (and so
-the camera) sees the previously settled pattern -- a step response, where a real liquid crystal relaxes
-roughly exponentially. `settle_time_s` is set to `settle_s`, so slmsuite's `set_phase(settle=True)`
+Settle model: a write reaches the light `settle_s` after it was sent. With ``settle_model = "step"`` the light
+(and so the camera) sees the previous pattern until then; with ``"exponential"`` the liquid crystal relaxes
+from the old to the new pattern, as a real one does, and an exposure during the change sees a mixture of both
+(:mod:`lab4f.drivers.timing`). `settle_time_s` is set to `settle_s`, so slmsuite's `set_phase(settle=True)`
 waits long enough.
 """
 
 from __future__ import annotations
 
-import time
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,6 +22,7 @@ from scipy.ndimage import gaussian_filter
 from slmsuite.hardware.slms.simulated import SimulatedSLM
 
 from lab4f.drivers.faults import FaultPlan, check_connected, check_write
+from lab4f.drivers.timing import ResponseHistory, now
 from lab4f.errors import DeviceDisconnected
 
 
@@ -36,7 +38,10 @@ class SimulatedSLMSettings(BaseModel):
     phase_max_2pi: float = Field(1.05, gt=0, description="true phase at the top gray level, units of 2 pi")
     phase_response_gamma: float = Field(1.3, gt=0, description="exponent of the gray -> phase power law")
     crosstalk_sigma_px: float = Field(0.5, ge=0, description="fringing field: Gaussian blur of the phase")
-    settle_s: float = Field(0.02, ge=0, description="time after a write until the light sees it")
+    settle_s: float = Field(0.02, ge=0, description="time after a write until the light sees it (99 %)")
+    settle_model: Literal["step", "exponential"] = Field(
+        "step", description="step: the new pattern appears whole after settle_s; exponential: the liquid crystal "
+        "relaxes from the old to the new pattern (time constant settle_s / ln 100), as a real LCoS does")
     name: str = "sim-fourier-slm"
 
 
@@ -60,9 +65,9 @@ class SimulatedFourierSLM(SimulatedSLM):
         self.faults = faults or FaultPlan()
         self.write_count = 0
         self._closed = False
-        # Hardware state: (write index, time sent, display copy). `_settled` is what the light sees.
-        self._settled: tuple[int, float, np.ndarray] | None = None
-        self._pending: tuple[int, float, np.ndarray] | None = None
+        # Hardware state: the writes (index, time sent, display copy) and when the light saw each.
+        self._history: ResponseHistory | None = None  # the writes the light saw, and when
+        self.last_write_s = -np.inf
         self._next_write = 0
         self._field_cache: dict[int, np.ndarray] = {}
         self._last_good_phase: np.ndarray | None = None
@@ -94,15 +99,26 @@ class SimulatedFourierSLM(SimulatedSLM):
         except Exception:
             self._restore_last_good()
             raise
-        self._promote_settled()
-        state = (self._next_write, time.perf_counter(), np.array(display, copy=True))
+        t = now()
+        state = (self._next_write, t, np.array(display, copy=True))
         self._next_write += 1
         self.write_count += 1
         self._last_good_phase = np.array(self.phase, copy=True)
-        if self.settings.settle_s <= 0 or self._settled is None:
-            self._settled, self._pending = state, None
+        self.last_write_s = t
+        if self._history is None:  # the constructor's blank write: shown from the start
+            self._history = ResponseHistory(state[0], state, self._tau_s(), maxlen=16)
         else:
-            self._pending = state
+            step = self.settings.settle_model == "step"
+            self._history.push(t + (self.settings.settle_s if step else 0.0), state[0], state)
+
+    def _tau_s(self) -> float:
+        """Exponential relaxation constant: ``settle_s`` is where 99 % of the change has happened."""
+        return 0.0 if self.settings.settle_model == "step" else self.settings.settle_s / np.log(100.0)
+
+    def write_weights(self, t0: float, t1: float) -> list[tuple[float, int]]:
+        """[(weight, write index)] the light saw over ``[t0, t1]`` (host clock), weights summing to 1."""
+        assert self._history is not None
+        return [(w, st.key) for w, st in self._history.weights(t0, t1)]
 
     def _display2phase(self, display: np.ndarray, dtype=np.float32) -> np.ndarray:
         """True phase for gray levels: slmsuite's `gamma_sim` lookup, then fringing-field crosstalk."""
@@ -120,34 +136,28 @@ class SimulatedFourierSLM(SimulatedSLM):
 
     def _restore_last_good(self) -> None:
         """A failed write leaves the previous pattern: undo slmsuite's in-place phase/display update."""
-        latest = self._pending or self._settled
-        if latest is not None:
-            np.copyto(self.display, latest[2])
+        if self._history is not None:
+            np.copyto(self.display, self._history.latest.value[2])
         if self._last_good_phase is not None:
             np.copyto(self.phase, self._last_good_phase)
 
-    def _promote_settled(self) -> None:
-        if self._pending is not None and time.perf_counter() - self._pending[1] >= self.settings.settle_s:
-            self._settled, self._pending = self._pending, None
-
     @property
     def visible_write_index(self) -> int:
-        """Index of the write the light sees now (the previous one while the latest is settling)."""
-        self._promote_settled()
-        assert self._settled is not None
-        return self._settled[0]
+        """Index of the write the light mostly sees now (the previous one while the latest is settling)."""
+        assert self._history is not None
+        return int(self._history.dominant(now()).key)
 
     @property
     def latest_write_index(self) -> int:
         """Index of the latest accepted write (settled or not)."""
-        latest = self._pending or self._settled
-        assert latest is not None
-        return latest[0]
+        assert self._history is not None
+        return int(self._history.latest.key)
 
     def _state(self, index: int) -> tuple[int, float, np.ndarray]:
-        for state in (self._pending, self._settled):
-            if state is not None and state[0] == index:
-                return state
+        assert self._history is not None
+        for st in reversed(self._history.states()):
+            if st.key == index:
+                return st.value
         raise KeyError(f"write {index} is no longer held by the SLM")
 
     def true_phase(self, write_index: int | None = None) -> np.ndarray:
