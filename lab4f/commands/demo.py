@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from lab4f.bench.config import load_bench_config
 from lab4f.commands.train import positive_int
-from lab4f.demo import DemoConfig, run_demo
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -22,6 +20,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
+    from lab4f.bench.config import load_bench_config
+    from lab4f.demo import DemoConfig, run_demo
+
     cfg = DemoConfig(out=args.out, cache=args.cache, test_images=args.test_images, seed=args.seed)
     result = run_demo(cfg, load_bench_config(args.config), progress=not args.json)
     if not args.json:

@@ -5,18 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from lab4f.bench.config import load_bench_config
-from lab4f.bench.devices import Bench
-from lab4f.bench.finetune import finetune_backend
-from lab4f.bench.hybrid import HybridSetup, capture_features, prepare
-from lab4f.bench.run import run_dataset, save_run
+from lab4f.commands import SCENE_KINDS
 from lab4f.commands.train import positive_int
 from lab4f.errors import ConfigError
-from lab4f.segmentation.data import SCENE_KINDS
+
+if TYPE_CHECKING:
+    import torch
+
+    from lab4f.bench.devices import Bench
+    from lab4f.bench.hybrid import HybridSetup
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -68,6 +67,8 @@ def _load_record(path: str | None, bench: Bench) -> Any | None:
 
 
 def _setup(args: argparse.Namespace, bench: Bench) -> HybridSetup:
+    from lab4f.bench.hybrid import prepare
+
     record = _load_record(args.calibration, bench)
     if record is None:
         import sys
@@ -124,6 +125,8 @@ def _image_folder(folder: Path, setup: HybridSetup) -> tuple[torch.Tensor, torch
 
 def _load_back(path: Path, back: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The state dict `lab4f finetune --out` saved, checked against this student's back end."""
+    import torch
+
     from lab4f.errors import CheckpointError
 
     try:
@@ -144,6 +147,9 @@ def _load_back(path: Path, back: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
+    from lab4f.bench.config import load_bench_config
+    from lab4f.bench.devices import Bench
+    from lab4f.bench.run import run_dataset, save_run
     from lab4f.bench.segrun import is_segmentation
 
     with Bench(load_bench_config(args.config)) as bench:
@@ -212,7 +218,12 @@ def _finetune_data(args: argparse.Namespace, setup: HybridSetup) -> dict[str, tu
 
 
 def cmd_finetune(args: argparse.Namespace) -> dict[str, Any]:
-    from lab4f.bench.finetune import score
+    import torch
+
+    from lab4f.bench.config import load_bench_config
+    from lab4f.bench.devices import Bench
+    from lab4f.bench.finetune import finetune_backend, score
+    from lab4f.bench.hybrid import capture_features
 
     with Bench(load_bench_config(args.config)) as bench:
         setup = _setup(args, bench)
