@@ -5,13 +5,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from lab4f.bench.config import load_bench_config
-from lab4f.bench.devices import DRIVERS, Bench
-from lab4f.storage import atomic_h5, write_json_attr
+if TYPE_CHECKING:
+    import numpy as np
 
 SNAP_SCHEMA = 1
 
@@ -34,6 +31,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def cmd_info(args: argparse.Namespace) -> dict[str, Any]:
+    from lab4f.bench.config import load_bench_config
+    from lab4f.bench.devices import DRIVERS, Bench
+
     with Bench(load_bench_config(args.config)) as bench:
         info = bench.info()
         info["geometry"] = bench.geometry.__dict__ | {"output_pitch_um": bench.geometry.output_pitch_um,
@@ -53,6 +53,8 @@ def cmd_info(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _input_image(kind: str, shape: tuple[int, int]) -> np.ndarray:
+    import numpy as np
+
     img = np.zeros(shape, dtype=np.float32)
     if kind == "point":
         img[shape[0] // 2, shape[1] // 2] = 1.0
@@ -66,8 +68,14 @@ def _input_image(kind: str, shape: tuple[int, int]) -> np.ndarray:
 
 
 def cmd_snap(args: argparse.Namespace) -> dict[str, Any]:
-    out = Path(args.out)
+    import numpy as np
+
+    from lab4f.bench.config import load_bench_config
+    from lab4f.bench.devices import Bench
     from lab4f.calibration.camera import light_blocked, light_on
+    from lab4f.storage import atomic_h5, write_json_attr
+
+    out = Path(args.out)
 
     light = {"on": light_on, "off": light_blocked, "as-is": lambda bench: contextlib.nullcontext()}[args.light]
     with Bench(load_bench_config(args.config)) as bench:

@@ -5,17 +5,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tqdm import tqdm
-
-from lab4f.bench.config import load_bench_config
-from lab4f.bench.devices import Bench
-from lab4f.bench.hybrid import load_bench_checkpoint
 from lab4f.commands.train import positive_int
 from lab4f.errors import CompileError
-from lab4f.optics.compile import compile_bank
-from lab4f.optics.report import save_report_png
+
+if TYPE_CHECKING:
+    from lab4f.bench.devices import Bench
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -35,6 +31,12 @@ def compile_checkpoint(checkpoint: str | Path, bench: Bench, out: str | Path | N
                        progress: bool = True, on_iteration: Callable[[int, int], None] | None = None,
                        ) -> tuple[Any, Path, Path]:
     """Compile a checkpoint for a connected bench; returns (program, program path, report path)."""
+    from tqdm import tqdm
+
+    from lab4f.bench.hybrid import load_bench_checkpoint
+    from lab4f.optics.compile import compile_bank
+    from lab4f.optics.report import save_report_png
+
     model, cfg, meta = load_bench_checkpoint(checkpoint)
     if not hasattr(model, "kernel_bank"):
         raise CompileError(f"{checkpoint} is a {cfg.kind} checkpoint with a nonlinear front end; compile a "
@@ -63,6 +65,9 @@ def compile_checkpoint(checkpoint: str | Path, bench: Bench, out: str | Path | N
 
 
 def cmd_compile(args: argparse.Namespace) -> dict[str, Any]:
+    from lab4f.bench.config import load_bench_config
+    from lab4f.bench.devices import Bench
+
     with Bench(load_bench_config(args.config)) as bench:
         program, out, report = compile_checkpoint(args.checkpoint, bench, args.out, args.modulation,
                                                   args.iterations, args.multiplex, progress=not args.json)

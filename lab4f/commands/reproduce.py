@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from lab4f.commands import DETECTION_MODELS, REPRODUCE_EPOCHS, TRAIN_DEFAULTS
 from lab4f.commands.train import parse_int_list, positive_float, positive_int
-from lab4f.detection import DETECTION_MODELS
 from lab4f.errors import ConfigError
 
 # options that only apply to --task classification. On the command line they (and --epochs, --out) default to None,
@@ -63,12 +63,9 @@ def _cmd(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    from lab4f.reproduce import DEFAULT_EPOCHS
-    from lab4f.training import TrainConfig
-
-    d = TrainConfig()
+    d = TRAIN_DEFAULTS  # lab4f.training.TrainConfig's
     defaults = {"dataset": "mnist5k", "data_dir": None, "split_seed": 0, "limit": None,
-                "detections": ",".join(DETECTION_MODELS), "epochs": DEFAULT_EPOCHS, "lr": d.lr,
+                "detections": ",".join(DETECTION_MODELS), "epochs": REPRODUCE_EPOCHS, "lr": d.lr,
                 "batch_size": d.batch_size, "widths": None, "threads": None, "out": Path("results/reproduce")}
     p = sub.add_parser("reproduce", parents=[common], help="teacher vs SCLC+KD vs linear table over seeds",
                        description=__doc__)
@@ -84,7 +81,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--detections", default=None,
                    help=f"comma-separated detection models (default {defaults['detections']})")
     p.add_argument("--epochs", type=positive_int, default=None,
-                   help=f"default {DEFAULT_EPOCHS} (classification), the segment reproduce default (segmentation)")
+                   help=f"default {REPRODUCE_EPOCHS} (classification), the segment reproduce default (segmentation)")
     p.add_argument("--lr", type=positive_float, default=None, help=f"default {d.lr}")
     p.add_argument("--batch-size", type=positive_int, default=None, help=f"default {d.batch_size}")
     p.add_argument("--widths", default=None, help="conv widths, e.g. 16,32,32")

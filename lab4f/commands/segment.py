@@ -13,10 +13,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from lab4f.commands import DETECTION_MODELS, KINDS, SCENE_KINDS, SEG_DATA_DEFAULTS, SEG_DATASETS, SEG_TRAIN_DEFAULTS
 from lab4f.commands.train import parse_int_list
-from lab4f.detection import DETECTION_MODELS
 from lab4f.errors import ConfigError
-from lab4f.models import KINDS
 
 DEFAULT_SCENES = "shapes"
 
@@ -98,11 +97,7 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    from lab4f.segmentation.data import SCENE_KINDS, SEG_DATASETS
-    from lab4f.segmentation.reproduce import SegReproduceConfig
-    from lab4f.segmentation.train import SegTrainConfig
-
-    d, t = SegReproduceConfig(), SegTrainConfig()
+    d, t = SEG_DATA_DEFAULTS, SEG_TRAIN_DEFAULTS  # SegReproduceConfig's and SegTrainConfig's
     p.add_argument("--dataset", choices=SEG_DATASETS, default=d.dataset,
                    help="generated scenes (default), or a real set read from --data-dir: carvana (train/ + "
                         "train_masks/, split 80/10/10 by car) or voc2012 (train.txt minus 10%% val → train/val, "

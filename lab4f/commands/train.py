@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lab4f.detection import DETECTION_MODELS
+from lab4f.commands import DETECTION_MODELS, KINDS, TRAIN_DEFAULTS
 from lab4f.errors import ConfigError
-from lab4f.models import KINDS
 
 DEFAULT_OUT_DIR = Path("runs")
 
@@ -51,9 +50,7 @@ def positive_float(text: str) -> float:
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     """The training options, shared by `lab4f train` and `python -m lab4f.distributed`."""
-    from lab4f.training import TrainConfig
-
-    d = TrainConfig()
+    d = TRAIN_DEFAULTS  # lab4f.training.TrainConfig's
     p.add_argument("--kind", choices=KINDS, default="teacher",
                    help="teacher (nonlinear, CE), linear (SCLC, CE only), student (SCLC + KD)")
     p.add_argument("--teacher", type=Path, help="teacher checkpoint (required for --kind student)")
