@@ -481,6 +481,11 @@ class Simulated4fCamera(Camera):
     # --- timing: frames, buffers, triggers (lab4f.drivers.frames) ------------------------------------
 
     @property
+    def buffers_frames(self) -> bool:
+        """False for the instant camera (it exposes on request and queues nothing)."""
+        return self.settings.acquisition != "instant"
+
+    @property
     def trigger_mode(self) -> str:
         """"off" (free-running or instant), "software" or "hardware" (a line from the display or the SLM)."""
         if self.settings.acquisition != "triggered":

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from lab4f.bench.sync import SyncConfig
 from lab4f.errors import ConfigError
 
 
@@ -61,6 +62,7 @@ class BenchConfig(BaseModel):
     )
     shutter: DeviceConfig | None = DeviceConfig(driver="Shutter", settings={"visa_library": "@lab4f-sim"})
     geometry: GeometryConfig = GeometryConfig()
+    sync: SyncConfig = SyncConfig()
     calibration_dir: str = "calibrations"
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from lab4f.bench.config import BenchConfig, DeviceConfig, validate_settings
+from lab4f.bench.sync import Sync, SyncedCamera
 from lab4f.errors import ConfigError, DeviceError
 from lab4f.optics.geometry import FourfGeometry
 
@@ -145,6 +147,23 @@ def light_state(devices: dict[str, Any]) -> dict[str, bool]:
     return {role: bool(getattr(devices[role], attr)) for role, attr in _LIGHT if role in devices}
 
 
+def _stamp_writes(slm: Any) -> None:
+    """Make an slmsuite SLM record when it was last written (``last_write_s``, host clock), as lab4f's simulated
+    SLM does, so the sync policy knows when its pattern changed: slmsuite's ``set_phase`` calls the instance's
+    ``_set_phase_hw``, which is wrapped here."""
+    if slm is None or hasattr(slm, "last_write_s") or not callable(getattr(slm, "_set_phase_hw", None)):
+        return
+    inner = slm._set_phase_hw
+    slm.last_write_s = -np.inf
+
+    def stamped(*args: Any, **kwargs: Any) -> Any:
+        out = inner(*args, **kwargs)
+        slm.last_write_s = time.perf_counter()
+        return out
+
+    slm._set_phase_hw = stamped
+
+
 class Bench:
     """All devices of one bench. Synchronous and Qt-free; use as a context manager so devices close."""
 
@@ -156,6 +175,10 @@ class Bench:
         self.display_correction: Callable[[np.ndarray], np.ndarray] | None = None
         #: source emission and shutter before ``illuminate()`` switched them; ``close()`` restores them
         self._light_before: dict[str, bool] | None = None
+        #: delays measured by the calibration's ``timing`` step (``record.apply``); None: nominal/config values
+        self.measured_timing: dict[str, Any] | None = None
+        self._sync: Sync | None = None
+        self._synced: SyncedCamera | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def connect(self) -> Bench:
@@ -165,6 +188,7 @@ class Bench:
                 if cfg is not None and cfg.enabled:
                     self.devices[role] = build_device(role, cfg, self.devices)
             self.couple_light()
+            _stamp_writes(self.devices.get("slm"))
         except BaseException:
             self.close()
             raise
@@ -224,7 +248,25 @@ class Bench:
 
     @property
     def camera(self) -> Any:
-        return self._get("camera")
+        """The camera as lab4f uses it: every frame fresh by the bench's sync policy (:mod:`lab4f.bench.sync`);
+        ``devices["camera"]`` is the device itself."""
+        device = self._get("camera")
+        if self._synced is None or self._synced.device is not device:
+            self._synced = SyncedCamera(self.sync)
+        return self._synced
+
+    @property
+    def sync(self) -> Sync:
+        """How frames are paired with what was shown (``[sync]`` in the config; :meth:`set_sync_policy`)."""
+        if self._sync is None:
+            self._sync = Sync(self)
+        return self._sync
+
+    def set_sync_policy(self, policy: str | None) -> None:
+        """Override the config's sync policy (``--sync``); None keeps the config's."""
+        if policy is not None:
+            self._sync = Sync(self, policy)
+            self._synced = None
 
     @property
     def display(self) -> Any:

@@ -79,17 +79,28 @@ def run_dataset(
     sample_frames: list[np.ndarray] = []
     sample_inputs: list[int] = []  # which input each sampled frame shows (a live run may drop frames)
 
+    sync = setup.bench.sync
+    before_sync = sync.counters.to_dict()
+    stream = sync.stream(len(images), lambda i: setup.bench.show(images[i, 0].numpy())) if single else None
+    count = iter(range(len(images)))
+
     def acquire() -> tuple[int, np.ndarray, int] | None:
-        i = next(position, None)
-        if i is None:
-            return None
-        frames = setup.grab(images[i, 0].numpy())
+        if stream is not None:  # one SLM frame: inputs pipelined through the display, paired by the sync policy
+            item = next(stream, None)
+            if item is None:
+                return None
+            i, frame = item
+            frames = frame.image[None]
+        else:  # time-multiplexed: every SLM frame of one input in turn (each grab waits for its own settle)
+            i = next(position, None)
+            if i is None:
+                return None
+            frames = setup.grab(images[i, 0].numpy())
         if len(sample_frames) < samples:  # (H, W), or (F, H, W) for a time-multiplexed program
             sample_frames.append(frames[0].copy() if single else frames.copy())
             sample_inputs.append(i)
-        # the camera's own frame counter reveals frames it lost; time-multiplexed runs count images
-        index = int(getattr(setup.bench.camera, "last_frame_index", i)) if single else i
-        return index, frames, i
+        # frames the camera lost and frames skipped as stale are in the sync counters; indices count pairs
+        return next(count), frames, i
 
     def process(frames: np.ndarray) -> list[np.ndarray]:
         with torch.no_grad():
@@ -107,8 +118,15 @@ def run_dataset(
         stacked = np.stack(sample_frames) if sample_frames else np.zeros((0,))
         sample_feats = setup.features(stacked[:, None] if single else stacked).numpy() if sample_frames \
             else np.zeros((0,))
+    after_sync = sync.counters.to_dict()
+    timing = sync.timing
+    sync_info = {"policy": sync.policy, "timing_source": timing.source, "display_delay_s": timing.display_delay_s,
+                 "slm_settle_s": timing.slm_settle_s,
+                 "hold_s": sync.hold_s(timing) if single and sync.policy == "settle" else None}
+    sync_info |= {k: after_sync[k] - before_sync[k] for k in after_sync}
     return RunResult(done, labels[done].numpy(), optical, digital, summary, stacked, sample_feats,
-                     {"sample_indices": sample_idx.tolist(),
+                     {"sample_indices": sample_idx.tolist(), "sync": sync_info,
+                      "stale": sync_info["stale"], "unpaired": sync_info["unpaired"],
                       # batches through the fused frames → logits kernel vs the extractor + back end
                       "batches_fused": setup.batches["fused"] - before.get("fused", 0),
                       "batches_extractor": setup.batches["extractor"] - before.get("extractor", 0)})
