@@ -162,6 +162,14 @@ class CalibrationRecord:
             apply_correction(bench.slm, *self.wavefront)
         if hasattr(bench, "display_correction"):
             bench.display_correction = self.display_linearizer
+        if hasattr(bench, "measured_timing"):  # the sync policy pairs frames by the measured delays
+            bench.measured_timing = self.timing
+
+    @property
+    def timing(self) -> dict[str, float] | None:
+        """The bench's measured delays (display latency range and response, SLM settle), or None."""
+        result = self.steps.get("timing")
+        return None if result is None else {k: float(v) for k, v in result.values.items()}
 
     # -- storage -----------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:

@@ -20,6 +20,7 @@ from lab4f.calibration.gains import channel_gain_step
 from lab4f.calibration.record import CalibrationRecord, latest_record, new_record_path
 from lab4f.calibration.registration import display_registration_step, tile_registration_step
 from lab4f.calibration.slm import phase_response_step
+from lab4f.calibration.timing import timing_step
 from lab4f.calibration.wavefront import clear_correction, wavefront_step
 from lab4f.errors import CalibrationError
 from lab4f.storage import file_sha256
@@ -45,10 +46,10 @@ def stale_steps(running: list[str], recorded: Any) -> list[str]:
 
 #: The steps ``all`` runs, in bench order. The display is linearised before anything shows images through it;
 #: the Fourier calibration precedes the phase response: slmsuite's pixel calibration needs it.
-STEP_ORDER = ("camera", "display", "fourier", "phase", "registration", "tiles", "gains")
+STEP_ORDER = ("camera", "timing", "display", "fourier", "phase", "registration", "tiles", "gains")
 #: Every step in bench order, with the optional wavefront step after the phase LUT; a Fourier refit follows it
 #: (its correction moves spot centres; see :mod:`lab4f.calibration.wavefront`). ``all`` runs it only if asked.
-BENCH_ORDER = ("camera", "display", "fourier", "phase", "wavefront", "registration", "tiles", "gains")
+BENCH_ORDER = ("camera", "timing", "display", "fourier", "phase", "wavefront", "registration", "tiles", "gains")
 OPTIONAL_STEPS = ("wavefront",)
 NEEDS_PROGRAM = ("tiles", "gains")
 
@@ -65,6 +66,10 @@ def _run_step(name: str, bench: Any, rec: CalibrationRecord, program: Any, progr
     kw = {"progress": progress, "cancel": cancel, **(options or {})}
     if name == "camera":
         return camera_step(bench, program=program, **kw)
+    if name == "timing":  # right after the camera: every later step's frames are paired by what it measures
+        result = timing_step(bench, **kw)
+        bench.measured_timing = dict(result.values)
+        return result
     if name == "display":
         return display_step(bench, dark=rec.dark, **kw)
     if name == "fourier":

@@ -18,7 +18,8 @@ from lab4f.gui.app_state import AppState
 from lab4f.gui.views import image_view, montage, show_image
 from lab4f.gui.workers import BenchWorker
 
-TITLES = {"camera": "Camera: exposure, dark, flat", "display": "Input display linearity (gray → light)",
+TITLES = {"camera": "Camera: exposure, dark, flat", "timing": "Timing: display latency, response, SLM settle",
+          "display": "Input display linearity (gray → light)",
           "fourier": "Fourier calibration (slmsuite)",
           "phase": "SLM phase response (LUT)", "wavefront": "Wavefront correction (optional, ~20 s)",
           "registration": "Display → camera registration",

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 # the runner's BENCH_ORDER, spelled out so that building the parser does not import the calibration steps
-STEP_NAMES = ("camera", "display", "fourier", "phase", "wavefront", "registration", "tiles", "gains")
+STEP_NAMES = ("camera", "timing", "display", "fourier", "phase", "wavefront", "registration", "tiles", "gains")
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
