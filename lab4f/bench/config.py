@@ -74,8 +74,16 @@ def _format_validation(exc: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def load_bench_config(path: str | os.PathLike[str] | None = None) -> BenchConfig:
-    """Read a TOML/YAML bench config; ``None`` gives the built-in simulated bench."""
+def load_bench_config(path: str | os.PathLike[str] | None = None, sync: str | None = None) -> BenchConfig:
+    """Read a TOML/YAML bench config; ``None`` gives the built-in simulated bench. ``sync`` overrides the config's
+    sync policy (``--sync``)."""
+    config = _load_bench_config(path)
+    if sync is not None:
+        config = config.model_copy(update={"sync": config.sync.model_copy(update={"policy": sync})})
+    return config
+
+
+def _load_bench_config(path: str | os.PathLike[str] | None) -> BenchConfig:
     if path is None:
         return BenchConfig()
     path = Path(path)

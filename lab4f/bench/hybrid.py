@@ -250,6 +250,19 @@ def prepare(
 
 
 def iterate_grabs(setup: HybridSetup, images: torch.Tensor) -> Iterator[tuple[int, np.ndarray]]:
+    """(input index, its frames (F, H, W)) for every image, in order: a single-frame program streams the inputs
+    through the display, paired by the bench's sync policy (``Sync.stream``); a time-multiplexed one grabs each
+    input's SLM frames in turn."""
+    if len(setup.program.frames) == 1:
+        setup.upload(0)
+        waiting: dict[int, np.ndarray] = {}  # paired out of order (an input shown again after a missed frame)
+        following = 0
+        for i, frame in setup.bench.sync.stream(len(images), lambda i: setup.bench.show(images[i, 0].numpy())):
+            waiting[i] = frame.image[None]
+            while following in waiting:
+                yield following, waiting.pop(following)
+                following += 1
+        return
     for i in range(len(images)):
         yield i, setup.grab(images[i, 0].numpy())
 

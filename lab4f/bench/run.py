@@ -121,7 +121,8 @@ def run_dataset(
     after_sync = sync.counters.to_dict()
     timing = sync.timing
     sync_info = {"policy": sync.policy, "timing_source": timing.source, "display_delay_s": timing.display_delay_s,
-                 "slm_settle_s": timing.slm_settle_s,
+                 "display_latency_s": [timing.display_latency_min_s, timing.display_latency_max_s],
+                 "display_response_s": timing.display_response_s, "slm_settle_s": timing.slm_settle_s,
                  "hold_s": sync.hold_s(timing) if single and sync.policy == "settle" else None}
     sync_info |= {k: after_sync[k] - before_sync[k] for k in after_sync}
     return RunResult(done, labels[done].numpy(), optical, digital, summary, stacked, sample_feats,

@@ -23,3 +23,6 @@ SEG_DATA_DEFAULTS = SimpleNamespace(  # lab4f.segmentation.reproduce.SegReproduc
     dataset="generated", canvas_size=48, n_train=1000, n_val=200, n_test=400, data_seed=0, widths=(8, 8),
     decoder_width=12, detection="ideal")
 SEG_TRAIN_DEFAULTS = SimpleNamespace(epochs=6, batch_size=32, lr=3e-3, T=10.0, alpha=0.5)  # ...segmentation.train
+
+#: lab4f.bench.sync's policies offered on the command line (spelled out: building the parser imports no bench)
+SYNC_CHOICES = ("settle", "trigger", "none")

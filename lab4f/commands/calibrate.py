@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lab4f.commands import SYNC_CHOICES
+
 # the runner's BENCH_ORDER, spelled out so that building the parser does not import the calibration steps
 STEP_NAMES = ("camera", "timing", "display", "fourier", "phase", "wavefront", "registration", "tiles", "gains")
 
@@ -16,6 +18,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p = sub.add_parser("calibrate", parents=[common], help="calibrate the bench; saves a new calibration record")
     p.add_argument("step", choices=[*STEP_NAMES, "all"], help="one step, or all of them in bench order")
     p.add_argument("--config", type=Path, default=None, help="bench config (default: the simulated bench)")
+    p.add_argument("--sync", choices=SYNC_CHOICES, default=None,
+                   help="how frames are paired with inputs: settle, trigger, none (default: the bench config's)")
     p.add_argument("--program", type=Path, default=None, help="compiled optical program (for tiles/gains)")
     p.add_argument("--out", type=Path, default=None, help="record folder (default: the config's calibration_dir)")
     p.add_argument("--wavefront", action="store_true",
@@ -54,7 +58,7 @@ def run_calibrate(args: argparse.Namespace) -> dict[str, Any]:
         if not args.json:
             print(f"\r[{100 * fraction:5.1f} %] {message[:90]:<90}", end="", file=sys.stderr, flush=True)
 
-    with Bench(load_bench_config(args.config)) as bench:
+    with Bench(load_bench_config(args.config, sync=args.sync)) as bench:
         record = run_calibration(bench, args.step, program=program, program_path=args.program,
                                  out_dir=args.out, progress=progress, wavefront=args.wavefront,
                                  step_options=step_options)

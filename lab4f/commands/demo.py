@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from lab4f.commands import SYNC_CHOICES
 from lab4f.commands.train import positive_int
 
 
@@ -12,6 +13,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p = sub.add_parser("demo", help="train, calibrate, compile, run the test split through the optics",
                        parents=[common])
     p.add_argument("--config", help="bench config (TOML/YAML); default: the built-in simulated bench")
+    p.add_argument("--sync", choices=SYNC_CHOICES, default=None,
+                   help="how frames are paired with inputs: settle, trigger, none (default: the bench config's)")
     p.add_argument("--out", default="runs/demo", help="results folder")
     p.add_argument("--cache", default=".lab4f_cache", help="folder of cached teacher/student checkpoints")
     p.add_argument("--test-images", type=positive_int, default=None, help="limit the test split (default: all)")
@@ -24,7 +27,7 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
     from lab4f.demo import DemoConfig, run_demo
 
     cfg = DemoConfig(out=args.out, cache=args.cache, test_images=args.test_images, seed=args.seed)
-    result = run_demo(cfg, load_bench_config(args.config), progress=not args.json)
+    result = run_demo(cfg, load_bench_config(args.config, sync=args.sync), progress=not args.json)
     if not args.json:
         print(result.table())
         print("timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in result.timings_s.items()))

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lab4f.commands import SCENE_KINDS
+from lab4f.commands import SCENE_KINDS, SYNC_CHOICES
 from lab4f.commands.train import positive_int
 from lab4f.errors import ConfigError
 
@@ -23,6 +23,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration", help="calibration record (.h5) or folder (latest record); default: none")
     p.add_argument("--program", help="compiled optical program (.h5); default: compile the checkpoint now")
     p.add_argument("--config", help="bench config (TOML/YAML); default: the built-in simulated bench")
+    p.add_argument("--sync", choices=SYNC_CHOICES, default=None,
+                   help="how frames are paired with inputs: settle, trigger, none (default: the bench config's)")
     p.add_argument("--dataset", default=None, help="dataset name (default: the checkpoint's)")
     p.add_argument("--data-dir", default=None, help="local data directory (or $LAB4F_DATA)")
     p.add_argument("--limit", type=positive_int, default=None,
@@ -152,7 +154,7 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
     from lab4f.bench.run import run_dataset, save_run
     from lab4f.bench.segrun import is_segmentation
 
-    with Bench(load_bench_config(args.config)) as bench:
+    with Bench(load_bench_config(args.config, sync=args.sync)) as bench:
         setup = _setup(args, bench)
         back = None
         if args.back:
@@ -225,7 +227,7 @@ def cmd_finetune(args: argparse.Namespace) -> dict[str, Any]:
     from lab4f.bench.finetune import finetune_backend, score
     from lab4f.bench.hybrid import capture_features
 
-    with Bench(load_bench_config(args.config)) as bench:
+    with Bench(load_bench_config(args.config, sync=args.sync)) as bench:
         setup = _setup(args, bench)
         data = _finetune_data(args, setup)
         features = {split: capture_features(setup, x, progress=not args.json) for split, (x, _) in data.items()}
