@@ -48,10 +48,11 @@ def _mean_step(start: np.ndarray, exposure: np.ndarray, latency: np.ndarray, tau
     return (integral(start + exposure - latency) - integral(start - latency)) / exposure
 
 
-def fit_step(curves: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, float, float]:
+def fit_step(curves: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+             window_s: float = WINDOW_S) -> tuple[np.ndarray, float, float]:
     """Fit the delayed exponential to step responses [(start − t_change, exposure, normalised signal)]:
     (latency per curve, tau, RMS residual). One tau for all, latency per curve, on a 0.1 ms grid."""
-    grid = np.arange(0.0, WINDOW_S, 1e-4)
+    grid = np.arange(0.0, window_s, 1e-4)
     best = (np.zeros(len(curves)), 0.0, math.inf)
     for tau in TAUS_S:
         lat, sse = [], 0.0
@@ -98,6 +99,8 @@ def timing_step(bench: Any, repeats: int = REPEATS, max_latency_spread_s: float 
     """Measure the display's latency and response and the SLM's settle (see the module docstring)."""
     ctl = StepControl("timing", progress, cancel)
     cam = bench.devices["camera"]
+    # a camera that exposes on request (the idealised simulated one) samples the step as fast as it reads out
+    window = WINDOW_S if getattr(cam, "buffers_frames", True) else 0.06
     if not callable(getattr(cam, "read_frame", None)):
         raise CalibrationError("the timing step needs a camera that timestamps its frames (lab4f's simulated camera "
                                "or HarvestersCamera); with another camera set the delays in the bench config's "
@@ -142,15 +145,15 @@ def timing_step(bench: Any, repeats: int = REPEATS, max_latency_spread_s: float 
         for r in range(repeats):
             ctl.report(0.7 * r / repeats, f"display step {r + 1}/{repeats}")
             display.show(np.zeros(shape))
-            time.sleep(WINDOW_S)
+            time.sleep(window)
             cam.drain()
             time.sleep(float(np.random.default_rng(r).uniform(0, 0.02)))  # changes at every phase of the refresh
             t0 = time.perf_counter()
             display.show(np.full(shape, gray))
             t_sent = time.perf_counter()
-            frames = _frames_after(cam, t0, WINDOW_S)
+            frames = _frames_after(cam, t0, window)
             curves.append(_curve(frames, 0.5 * (t0 + t_sent), low, high, _total))
-        latencies, tau, rms = fit_step(curves)
+        latencies, tau, rms = fit_step(curves, window)
         response_s = tau * math.log(100.0)
 
         # SLM: a blaze moves the display's image; the light on the pixels it leaves falls with the settle
@@ -171,11 +174,11 @@ def timing_step(bench: Any, repeats: int = REPEATS, max_latency_spread_s: float 
                 t0 = time.perf_counter()
                 slm.set_phase(blaze, settle=False)
                 t1 = time.perf_counter()
-                frames = _frames_after(cam, t0, WINDOW_S)
+                frames = _frames_after(cam, t0, window)
                 # the light on the mask FALLS from before to after: 1 − that is the step response
                 c = _curve(frames, 0.5 * (t0 + t1), hi_s, lo_s, lambda img: float(img[mask].sum(dtype=np.float64)))
                 slm_curves.append(c)
-            slm_lat, slm_tau, slm_rms = fit_step(slm_curves)
+            slm_lat, slm_tau, slm_rms = fit_step(slm_curves, window)
             slm_settle = float(np.max(slm_lat) + slm_tau * math.log(100.0))
         else:
             slm_lat, slm_tau, slm_rms, slm_settle = np.zeros(1), 0.0, float("nan"), 0.0

@@ -38,6 +38,9 @@ class Frame:
     exposure_s: float
     complete: bool = True  # False: the buffer arrived incomplete (a GigE link lost packets)
     timestamp_s: float | None = None  # the raw device timestamp, seconds on the device's own clock
+    #: simulators only: what the frame really integrated, e.g. {"display": {version: weight}} — for tests that
+    #: check a pairing against the truth; real cameras leave it None
+    truth: dict | None = field(default=None, repr=False, compare=False)
 
     @property
     def end_s(self) -> float:

@@ -605,7 +605,9 @@ class Simulated4fCamera(Camera):
             image[image.shape[0] // 2:] = 0
         self.last_frame_index = frame_id
         self.frames_delivered += 1
-        frame = Frame(image, frame_id, start, exposure, complete, start + self.settings.clock_offset_s)
+        truth = None if self.display is None else {
+            "display": {v: w for w, v, _ in self.display.image_weights(start, start + exposure)}}
+        frame = Frame(image, frame_id, start, exposure, complete, start + self.settings.clock_offset_s, truth)
         self.last_frame = frame
         return frame
 
@@ -656,7 +658,8 @@ class Simulated4fCamera(Camera):
         self.last_frame_index = index
         self.frames_delivered += 1
         t = now()
-        self.last_frame = Frame(frame, index, t, self.exposure_s, True, t + self.settings.clock_offset_s)
+        truth = None if self.display is None else {"display": {self.display.version: 1.0}}
+        self.last_frame = Frame(frame, index, t, self.exposure_s, True, t + self.settings.clock_offset_s, truth)
         return self.last_frame
 
     def _get_exposure_hw(self) -> float:

@@ -128,6 +128,7 @@ def run_dataset(
     return RunResult(done, labels[done].numpy(), optical, digital, summary, stacked, sample_feats,
                      {"sample_indices": sample_idx.tolist(), "sync": sync_info,
                       "stale": sync_info["stale"], "unpaired": sync_info["unpaired"],
+                      "skipped": sync_info["skipped"],
                       # batches through the fused frames → logits kernel vs the extractor + back end
                       "batches_fused": setup.batches["fused"] - before.get("fused", 0),
                       "batches_extractor": setup.batches["extractor"] - before.get("extractor", 0)})

@@ -10,7 +10,12 @@ one. The policies (``[sync] policy`` in the bench config, ``--sync`` on the comm
   as its timestamp proves; older queued frames are drained and counted ``stale``.
 - ``trigger``: the same wait, then a software trigger (or the frame a hardware trigger line exposed); the
   frame must still start after the change has settled.
-- ``none``: fetch the next frame, whatever it shows: today's naive loop, kept to demonstrate the failure.
+- ``none``: fetch the next frame, whatever it shows: the naive loop, kept to demonstrate the failure. Frames it
+  uses that their timestamps show were exposed before the input settled are counted ``stale``.
+
+Counters (:class:`SyncCounters`, in every run's metrics): ``paired`` frames are used and proven fresh;
+``skipped`` stale frames were drained or passed over and never used; ``stale`` / ``unpaired`` count frames used
+WITHOUT that proof (policy ``none`` only), so a run whose ``stale + unpaired`` is not 0 must not be trusted.
 
 ``marker`` (a code of the input's index shown where no tile reads it) is not implemented yet; it is refused.
 
@@ -134,11 +139,12 @@ def resolve_timing(bench: Any) -> Timing:
 class SyncCounters:
     """Frames and inputs the pairing saw: only ``paired`` frames are ever used."""
 
-    paired: int = 0
-    stale: int = 0  # frames exposed (partly) before the change they were fetched after had settled
-    incomplete: int = 0  # buffers that arrived incomplete
+    paired: int = 0  # frames used, shown by their timestamps to be exposed after the input had settled
+    stale: int = 0  # frames USED although exposed (partly) before the input had settled: policy none only
+    unpaired: int = 0  # frames used with no timestamps to check them (policy none with a plain camera)
+    skipped: int = 0  # stale frames drained or passed over and never used (old buffers, transitions)
+    incomplete: int = 0  # buffers that arrived incomplete (never used)
     retried: int = 0  # inputs shown again because no frame was paired within their window (stream)
-    unpaired: int = 0  # frames used whose pairing could not be verified (policy none; always 0 otherwise)
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -214,17 +220,22 @@ class Sync:
         frame, counted ``unpaired``)."""
         cam = self._check_camera()
         timeout_s = 2.0 if timeout_s is None else float(timeout_s)
-        if self.policy == "none":
-            frame = _read(cam, timeout_s)
-            self.counters.unpaired += 1
-            return frame
         timing = self.timing
-        self._warn_nominal(timing)
         ready = _last_change_s(self.bench, self.bench.config.sync, timing)
+        if self.policy == "none":  # the naive loop: the next frame, whatever it shows — counted for what it was
+            frame = _read(cam, timeout_s)
+            if not callable(getattr(cam, "read_frame", None)):
+                self.counters.unpaired += 1
+            elif frame.start_s < ready:
+                self.counters.stale += 1
+            else:
+                self.counters.paired += 1
+            return frame
+        self._warn_nominal(timing)
         wait = ready - time.perf_counter()
         if wait > 0:
             time.sleep(wait)
-        self.counters.stale += len(cam.drain())
+        self.counters.skipped += len(cam.drain())
         if self.policy == "trigger" and cam.trigger_mode == "software":
             cam.trigger()
         slack = float(getattr(cam, "clock_uncertainty_s", 0.0) or 0.0)
@@ -237,7 +248,7 @@ class Sync:
                 self.counters.paired += 1
                 return frame
             else:
-                self.counters.stale += 1
+                self.counters.skipped += 1
             if time.perf_counter() > deadline:
                 raise DeviceTimeout(f"no fresh frame within {timeout_s:.3g} s after the bench settled: every frame "
                                     "was exposed before the change (or incomplete); check the camera's trigger "
@@ -303,7 +314,7 @@ class Sync:
                     self.counters.paired += 1
                     yield int(windows.pop(0)[0]), frame
                 else:
-                    self.counters.stale += 1
+                    self.counters.skipped += 1
             if time.perf_counter() - last_frame_t > timeout_s:
                 raise DeviceTimeout(f"no frame from the camera within {timeout_s:.3g} s during a stream",
                                     device=getattr(cam, "name", None))
@@ -368,11 +379,6 @@ class SyncedCamera(Camera):
 
     def close(self) -> None:
         """The device belongs to the bench; ``Bench.close`` closes it."""
-
-
-def stale_fraction(counters: SyncCounters) -> float:
-    total = counters.paired + counters.stale
-    return counters.stale / total if total else 0.0
 
 
 __all__: Sequence[str] = ("SYNC_POLICIES", "Sync", "SyncConfig", "SyncCounters", "SyncedCamera", "Timing",

@@ -1,0 +1,204 @@
+"""Timing and synchronisation: the simulator fails the way a real bench does, and the sync policies pair every
+frame with the input it shows. Behaviour only (orderings, counts, which image a frame shows) — no wall-clock bounds."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lab4f.bench.config import BenchConfig, DeviceConfig, load_bench_config
+from lab4f.bench.devices import Bench
+from lab4f.bench.sync import Sync
+from lab4f.drivers.sim_camera import Simulated4fCamera, SimulatedCameraSettings
+from lab4f.drivers.sim_display import SimulatedDisplay, SimulatedDisplaySettings
+from lab4f.drivers.sim_slm import SimulatedFourierSLM
+from lab4f.errors import ConfigError
+
+REALISTIC = Path(__file__).resolve().parents[2] / "examples" / "realistic_timing.toml"
+
+
+def _camera(**settings) -> tuple[Simulated4fCamera, SimulatedDisplay]:
+    display = SimulatedDisplay(SimulatedDisplaySettings(refresh_hz=60.0, latency_frames=2, response_s=0.008))
+    cam = Simulated4fCamera(SimulatedFourierSLM(), display, SimulatedCameraSettings(noise=False, **settings))
+    return cam, display
+
+
+def _dominant(frame) -> int:
+    return max(frame.truth["display"].items(), key=lambda kv: kv[1])[0]
+
+
+def test_free_running_camera_queues_old_frames_oldest_first() -> None:
+    """After a pause, GenTL's OldestFirst queue hands out the frames exposed at its start; drain() empties it."""
+    cam, _ = _camera(acquisition="free_running", buffer_count=3, buffer_handling="OldestFirst")
+    first = cam.read_frame()
+    time.sleep(0.1)  # 20 frame periods at 200 fps: three queue, the rest are lost
+    t_pause_end = time.perf_counter()
+    queued = [cam.read_frame() for _ in range(3)]
+    assert [f.frame_id for f in queued] == [first.frame_id + 1, first.frame_id + 2, first.frame_id + 3]
+    assert all(f.end_s < t_pause_end - 0.05 for f in queued)  # exposed long before the fetch
+    assert cam.frames_lost > 10
+    fresh = cam.read_frame()
+    assert fresh.frame_id > queued[-1].frame_id + 10  # the gap: frames lost while the queue was full
+    time.sleep(0.05)
+    drained = cam.drain()
+    t_drained = time.perf_counter()
+    after = cam.read_frame()
+    assert len(drained) == 3 and after.frame_id > drained[-1].frame_id
+    assert after.end_s > t_drained  # still exposing when the queue was emptied
+    assert after.timestamp_s == pytest.approx(after.start_s + cam.settings.clock_offset_s)
+
+
+def test_newest_only_and_overwrite_keep_the_newest() -> None:
+    for handling in ("NewestOnly", "OldestFirstOverwrite"):
+        cam, _ = _camera(acquisition="free_running", buffer_handling=handling)
+        cam.read_frame()
+        time.sleep(0.1)
+        t = time.perf_counter()
+        frame = cam.read_frame()
+        assert frame.end_s > t - 0.02, handling  # one of the last few frames, not one from the pause's start
+
+
+def test_display_shows_an_image_late_and_gradually() -> None:
+    cam, display = _camera(acquisition="free_running")
+    display.show(np.ones(display.shape))
+    sent = display.last_sent_s
+    on = display.last_on_s
+    assert 2 / 60 <= on - sent <= 3 / 60 + 1e-9  # the next refresh plus two frames of latency
+    version = display.version
+    before = dict((v, w) for w, v, _ in display.image_weights(on - 0.004, on - 0.001))
+    rising = dict((v, w) for w, v, _ in display.image_weights(on, on + 0.003))
+    settled = dict((v, w) for w, v, _ in display.image_weights(on + 0.05, on + 0.053))
+    assert version not in before
+    assert 0.05 < rising[version] < 0.6  # the liquid crystal is still rising
+    assert settled[version] > 0.999
+
+
+def test_software_trigger_exposes_on_command_only() -> None:
+    cam, _ = _camera(acquisition="triggered", trigger_source="software", trigger_delay_s=0.001)
+    with pytest.raises(Exception, match="no trigger"):
+        cam.read_frame(0.05)
+    t = time.perf_counter()
+    cam.trigger()
+    frame = cam.read_frame()
+    assert frame.start_s >= t + 0.001
+    cam2, _ = _camera(acquisition="free_running")
+    with pytest.raises(ConfigError, match="software"):
+        cam2.trigger()
+
+
+def test_incomplete_frames_are_flagged() -> None:
+    cam, _ = _camera(acquisition="free_running", incomplete_every_n=2, buffer_handling="OldestFirstOverwrite")
+    frames = [cam.read_frame() for _ in range(6)]
+    assert any(not f.complete for f in frames) and cam.frames_incomplete >= 2
+
+
+def _step_bench(**camera) -> Bench:
+    cfg = load_bench_config(REALISTIC)
+    if camera:
+        cfg = cfg.model_copy(update={"camera": DeviceConfig(driver="Simulated4fCamera",
+                                                            settings=cfg.camera.settings | camera)})
+    return Bench(cfg)
+
+
+def test_naive_grab_returns_the_previous_image_and_sync_does_not() -> None:
+    """On the realistic bench, show → get the next frame returns one exposed while the OLD image was shown (the
+    failure measured on viky.cti); the settle policy returns one showing the new image."""
+    with _step_bench() as bench:
+        cam = bench.devices["camera"]
+        bench.illuminate()
+        bench.camera.get_image()  # settled on black
+        time.sleep(0.05)
+        bench.show(np.ones(bench.display.shape) * 0.5)
+        shown = bench.display.version
+        naive = cam.read_frame()
+        assert _dominant(naive) != shown  # stale: the naive loop pairs it with the new input
+        fresh = bench.camera.read_frame()
+        assert fresh.truth["display"].get(shown, 0) > 0.99
+        assert fresh.start_s >= bench.display.last_sent_s + 2 / 60
+        assert bench.sync.counters.skipped >= 1 and bench.sync.counters.stale == 0
+
+
+def test_trigger_policy_pairs_with_a_software_triggered_camera() -> None:
+    with _step_bench(acquisition="triggered", trigger_source="software") as bench:
+        bench.set_sync_policy("trigger")
+        bench.illuminate()
+        for level in (0.2, 0.6):
+            bench.show(np.full(bench.display.shape, level))
+            frame = bench.camera.read_frame()
+            assert frame.truth["display"].get(bench.display.version, 0) > 0.99
+        assert bench.sync.counters.paired == 2 and bench.sync.counters.stale == 0
+
+
+def test_trigger_policy_refuses_a_free_running_camera() -> None:
+    with _step_bench() as bench:
+        bench.set_sync_policy("trigger")
+        with pytest.raises(ConfigError, match="triggered camera"):
+            bench.camera.get_image()
+
+
+def test_stream_pairs_every_input_with_its_own_image() -> None:
+    """The pipelined stream: inputs sent one hold period apart, each frame paired with the input whose settled
+    window holds its whole exposure — checked against what the simulated frame really integrated."""
+    with _step_bench() as bench:
+        bench.illuminate()
+        versions: dict[int, int] = {}
+
+        def show(i: int) -> None:
+            bench.show(np.full(bench.display.shape, 0.1 + 0.02 * i))
+            versions[i] = bench.display.version
+
+        pairs = list(bench.sync.stream(20, show))
+        assert sorted(i for i, _ in pairs) == list(range(20))
+        for i, frame in pairs:
+            assert frame.truth["display"].get(versions[i], 0) > 0.99, (i, frame.truth)
+        c = bench.sync.counters
+        assert c.paired == 20 and c.stale == 0 and c.unpaired == 0
+
+
+def test_policy_none_counts_the_stale_frames_it_uses() -> None:
+    with _step_bench() as bench:
+        bench.set_sync_policy("none")
+        bench.illuminate()
+        pairs = list(bench.sync.stream(10, lambda i: bench.show(np.full(bench.display.shape, 0.1 * i))))
+        assert len(pairs) == 10 and bench.sync.counters.stale >= 8
+
+
+def test_unknown_and_unimplemented_policies_are_refused() -> None:
+    with pytest.raises(ConfigError, match="marker"):
+        Sync(Bench(BenchConfig()), "marker")
+    with pytest.raises(ConfigError, match="unknown"):
+        Sync(Bench(BenchConfig()), "sometimes")
+
+
+def test_timing_step_measures_the_realistic_bench() -> None:
+    """The timing step recovers the simulated delays: latency in the refresh-quantised range 2–3 periods, the LC
+    response (8 ms 10–90 % → 16.8 ms to 99 %), the SLM settle (30 ms)."""
+    from lab4f.calibration.camera import camera_step
+    from lab4f.calibration.timing import timing_step
+
+    with _step_bench() as bench:
+        camera_step(bench)
+        r = timing_step(bench)
+    v = r.values
+    assert 2 / 60 - 0.003 <= v["display_latency_min_s"] <= v["display_latency_max_s"] <= 3 / 60 + 0.006
+    assert 0.011 < v["display_response_s"] < 0.024
+    assert 0.022 < v["slm_settle_s"] < 0.04
+    assert r.quality["display_fit_rms"] < 0.05
+
+
+def test_timing_step_refuses_an_unstable_display(monkeypatch) -> None:
+    from lab4f.calibration.camera import camera_step
+    from lab4f.calibration.timing import timing_step
+    from lab4f.errors import CalibrationError
+
+    with _step_bench() as bench:
+        camera_step(bench)
+        display = bench.devices["display"]
+        rng = np.random.default_rng(0)
+        on_time = display.on_time
+        monkeypatch.setattr(display, "on_time", lambda sent: on_time(sent) + rng.uniform(0, 0.08))  # a stuttering PC
+        with pytest.raises(CalibrationError, match="not stable"):
+            timing_step(bench)
