@@ -114,7 +114,7 @@ def test_all_includes_wavefront_only_when_asked():
     program = object()
     assert "wavefront" not in resolve_steps("all", program)
     assert resolve_steps("all", program, wavefront=True) == [
-        "camera", "display", "fourier", "phase", "wavefront", "registration", "tiles", "gains"]
+        "camera", "timing", "display", "fourier", "phase", "wavefront", "registration", "tiles", "gains"]
     assert resolve_steps(["registration", "wavefront"], None) == ["wavefront", "registration"]
     args = build_parser().parse_args(["calibrate", "all", "--wavefront"])
     assert args.wavefront and args.step == "all"

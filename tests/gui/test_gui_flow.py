@@ -71,7 +71,8 @@ def test_full_flow_on_the_simulated_bench(qtbot, screenshot, connected_window, t
     gap_calibrating = ping.stop()
     rec = win.state.calibration
     assert rec is not None, cal.summary.toPlainText()
-    assert sorted(rec.steps) == sorted(["camera", "display", "fourier", "phase", "registration", "tiles", "gains"])
+    assert sorted(rec.steps) == sorted(["camera", "timing", "display", "fourier", "phase", "registration", "tiles",
+                                        "gains"])
     assert rec.path is not None and rec.path.parent == tmp_path / "calibrations" and cal.history.count() == 1
     assert all(b.value() == 1000 for name, b in cal.bars.items() if name != "wavefront")  # optional, not run
     assert bench.latest.count > 0 and bench.view is not None  # the live view resumed after calibrating
