@@ -83,8 +83,8 @@ def test_the_record_keeps_and_applies_the_linearisation(tmp_path):
         bench.display_correction = None
         loaded.apply(bench)
         assert isinstance(bench.display_correction, DisplayLinearizer)
-    # `all` linearises before anything shows images through the optics (timing shows only uniform fields)
-    assert resolve_steps("all", None)[:3] == ["camera", "timing", "display"]
+        # `all` linearises before anything shows images through the optics (timing shows only uniform fields)
+        assert resolve_steps("all", None)[:3] == ["camera", "timing", "display"]
         CalibrationRecord(steps={"camera": rec.steps["camera"]}).apply(bench)
         assert bench.display_correction is None  # a record measured without the step removes the correction
 
