@@ -242,3 +242,24 @@ def test_realistic_timing_end_to_end(trained_checkpoints, mnist_splits, tmp_path
         assert m["processed"] == len(test_y) and m["stale"] == 0 and m["unpaired"] == 0, (policy, m)
         assert abs(m["optical_accuracy"] - m["digital_accuracy"]) <= 0.01, (policy, m)
         assert m["sync"]["timing_source"] == {"display": "measured", "slm": "measured"}
+
+
+def test_viky_camera_frame_after_show_is_newer_than_the_show() -> None:
+    """Integration on the genicam wheel's viky.cti (free-running 20 fps, 3 OldestFirst buffers, no trigger, no
+    timestamps: the driver's frame-ID clock): the naive fetch after a pause returns a frame exposed before the show;
+    through the bench's sync, the frame's ID and mapped start prove it was exposed after the show."""
+    cfg = BenchConfig(camera=DeviceConfig(driver="HarvestersCamera"), light_source=None, shutter=None)
+    with Bench(cfg) as bench:
+        cam = bench.devices["camera"]
+        cam.read_frame()
+        time.sleep(0.3)  # longer than 3 buffers × 50 ms: the queue holds old frames
+        bench.show(np.ones(bench.display.shape))
+        t_show = bench.display.last_sent_s
+        naive = cam.read_frame()
+        assert naive.end_s < t_show  # the failure: exposed before the image was shown
+        time.sleep(0.3)
+        bench.show(np.zeros(bench.display.shape))
+        t_show = bench.display.last_sent_s
+        fresh = bench.camera.read_frame()
+        assert fresh.start_s - cam.clock_uncertainty_s >= t_show
+        assert fresh.frame_id > naive.frame_id + 3 and bench.sync.counters.skipped >= 1
