@@ -20,7 +20,17 @@ import numpy as np
 from lab4f.calibration.base import StepResult
 from lab4f.errors import CalibrationError, MismatchError
 from lab4f.optics.registration import PlaneToCamera
-from lab4f.storage import StorageError, atomic_h5, now_iso, open_h5, read_json_attr, write_json_attr
+from lab4f.storage import (
+    ExistsError,
+    StorageError,
+    atomic_write,
+    h5_file,
+    now_iso,
+    numbered,
+    open_h5,
+    read_json_attr,
+    write_json_attr,
+)
 
 log = logging.getLogger(__name__)
 
@@ -173,11 +183,24 @@ class CalibrationRecord:
 
     # -- storage -----------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write atomically (temporary file, then rename); refuses to overwrite an existing record."""
+        """Write atomically (temporary file, then an exclusive link to ``path``); refuses to overwrite an existing
+        record, even one another process saves under the same name meanwhile."""
         path = Path(path)
         if path.exists():
             raise CalibrationError(f"{path} already exists; calibration records are never overwritten")
-        with atomic_h5(path, RECORD_KIND, RECORD_SCHEMA) as f:
+        try:
+            return self._write(path, unique=False)
+        except ExistsError as exc:
+            raise CalibrationError(f"{path} already exists; calibration records are never overwritten") from exc
+
+    def save_new(self, folder: str | os.PathLike[str], when: datetime | None = None) -> Path:
+        """Save as a new record in ``folder`` (``cal-YYYYmmdd-HHMMSS[-N].h5``): the name is taken exclusively
+        when the file is complete, so records saved at the same second by other processes are never replaced."""
+        return self._write(record_base_name(folder, when), unique=True)
+
+    def _write(self, path: Path, unique: bool) -> Path:
+        with atomic_write(path, overwrite=False, unique=unique) as target, \
+                h5_file(target.tmp, RECORD_KIND, RECORD_SCHEMA) as f:
             f.attrs["record_created"] = self.created
             write_json_attr(f, "bench_info", self.bench_info)
             write_json_attr(f, "program", {"path": self.program_path, "sha256": self.program_sha256})
@@ -189,8 +212,9 @@ class CalibrationRecord:
                 g.attrs["message"] = result.message
                 for key, arr in result.arrays.items():
                     g.create_dataset(f"arrays/{key}", data=np.asarray(arr), compression="gzip")
-        self.path = path
-        return path
+        assert target.path is not None
+        self.path = target.path
+        return target.path
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], bench: Any | None = None, strict: bool = False) -> CalibrationRecord:
@@ -238,14 +262,19 @@ class CalibrationRecord:
         return differ
 
 
-def new_record_path(folder: str | os.PathLike[str], when: datetime | None = None) -> Path:
-    """``folder/cal-YYYYmmdd-HHMMSS.h5`` (a ``-N`` suffix if that second is taken)."""
-    folder = Path(folder)
+def record_base_name(folder: str | os.PathLike[str], when: datetime | None = None) -> Path:
+    """``folder/cal-YYYYmmdd-HHMMSS.h5`` for ``when`` (default: now, UTC), whether or not it is taken."""
     stamp = (when or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
-    path, n = folder / f"cal-{stamp}.h5", 1
-    while path.exists():
-        path, n = folder / f"cal-{stamp}-{n}.h5", n + 1
-    return path
+    return Path(folder) / f"cal-{stamp}.h5"
+
+
+def new_record_path(folder: str | os.PathLike[str], when: datetime | None = None) -> Path:
+    """``folder/cal-YYYYmmdd-HHMMSS.h5`` (a ``-N`` suffix if that second is taken) — free now, but another writer
+    may take it before a save: :meth:`CalibrationRecord.save_new` takes the name exclusively."""
+    for path in numbered(record_base_name(folder, when)):
+        if not path.exists():
+            return path
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _record_order(path: Path) -> tuple[str, int]:

@@ -17,7 +17,7 @@ from lab4f.calibration.camera import camera_step
 from lab4f.calibration.display import DisplayLinearizer, display_step
 from lab4f.calibration.fourier import fourier_step
 from lab4f.calibration.gains import channel_gain_step
-from lab4f.calibration.record import CalibrationRecord, latest_record, new_record_path
+from lab4f.calibration.record import CalibrationRecord, latest_record
 from lab4f.calibration.registration import display_registration_step, tile_registration_step
 from lab4f.calibration.slm import phase_response_step
 from lab4f.calibration.timing import timing_step
@@ -175,5 +175,5 @@ def run_calibration(
         raise
     rec.bench_info = bench.info()  # after the steps: exposure and LUT as calibrated
     if save:
-        rec.save(new_record_path(folder))
+        rec.save_new(folder)
     return rec
