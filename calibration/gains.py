@@ -193,9 +193,12 @@ def channel_gain_step(
     ctl = StepControl("gains", progress, cancel)
     if images is None:
         images = calibration_images(count, size=program.input_size)
-    if tuple(images.shape[-2:]) != tuple(bench.display.shape):
-        raise CalibrationError(f"calibration images are {tuple(images.shape[-2:])} but the display shows "
-                               f"{tuple(bench.display.shape)}; compile the program for the display's size")
+    ih, iw = (int(v) for v in images.shape[-2:])
+    dh, dw = (int(v) for v in bench.display.shape)
+    if (ih, iw) != (dh, dw) and not (bench.config.sync.policy == "marker" and ih <= dh and iw <= dw):
+        # a larger display is for the marker code beside the image (Bench.show centres the image)
+        raise CalibrationError(f"calibration images are {(ih, iw)} but the display shows {(dh, dw)}; compile the "
+                               "program for the display's size")
     if len(images) < 2:
         raise CalibrationError("the channel fit needs at least 2 calibration images (one is held out)")
     digital = program.simulate(images).numpy()

@@ -178,6 +178,8 @@ class Bench:
         #: delays measured by the calibration's ``timing`` step (``record.apply``); None: nominal/config values
         self.measured_timing: dict[str, Any] | None = None
         self._sync: Sync | None = None
+        #: the marker sync policy's decoder for the uploaded program (``prepare`` builds it); None otherwise
+        self.marker_reader: Any = None
         self._synced: SyncedCamera | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------
@@ -329,10 +331,24 @@ class Bench:
             },
         }
 
-    def show(self, image: np.ndarray) -> None:
-        """Show an intensity image (values in [0, 1]) on the input display, linearised when calibrated."""
+    def show(self, image: np.ndarray, marker: int | None = None, pitch: int | None = None,
+             kernel_size: int | None = None) -> None:
+        """Show an intensity image (values in [0, 1]) on the input display, linearised when calibrated. An image
+        smaller than the display is shown centred on black; ``marker`` draws that index's code beside it (the
+        ``marker`` sync policy, for tiles at ``pitch`` of kernels ``kernel_size`` wide; :mod:`lab4f.bench.marker`)."""
+        image = np.asarray(image, dtype=np.float32)
+        shape = tuple(self.display.shape)
+        if image.shape != shape and image.ndim == 2 and image.shape[0] <= shape[0] and image.shape[1] <= shape[1]:
+            frame = np.zeros(shape, dtype=np.float32)
+            top, left = shape[0] // 2 - image.shape[0] // 2, shape[1] // 2 - image.shape[1] // 2
+            frame[top : top + image.shape[0], left : left + image.shape[1]] = image
+            image = frame
+        if marker is not None:
+            from lab4f.bench.marker import marker_code
+
+            image = image.copy() if image.base is None else np.array(image)
+            marker_code(self.config.sync).draw(image, marker, int(pitch or 0), int(kernel_size or 1))
         if self.display_correction is not None:
-            image = np.asarray(image, dtype=np.float32)
             if not np.all(np.isfinite(image)) or image.min() < -1e-6 or image.max() > 1 + 1e-6:
                 raise ValueError("the display shows intensities in [0, 1]; normalise the image first")
             image = self.display_correction(image)

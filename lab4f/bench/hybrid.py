@@ -120,6 +120,14 @@ class HybridSetup:
             self.bench.upload_phase(phase)
             self.uploaded_frame = frame
 
+    def show_input(self, index: int, image: np.ndarray) -> None:
+        """Show input ``index`` (with its marker code under the ``marker`` sync policy)."""
+        if self.bench.sync.policy == "marker":
+            layout = self.program.frames[0].layout
+            self.bench.show(image, marker=index, pitch=layout.pitch, kernel_size=layout.kernel_size)
+        else:
+            self.bench.show(image)
+
     def grab(self, image: np.ndarray) -> np.ndarray:
         """Show one input and grab its camera frame(s): (F, H, W), one per program frame."""
         frames = []
@@ -163,7 +171,9 @@ def check_display_fits(setup: HybridSetup | Bench, images: torch.Tensor | np.nda
     hw = tuple(int(v) for v in images.shape[-2:])
     bench = getattr(setup, "bench", setup)  # a HybridSetup, or the Bench itself
     shape = tuple(getattr(bench.display, "shape", hw))
-    if shape != hw:
+    if bench.sync.policy == "marker" and shape[0] >= hw[0] and shape[1] >= hw[1]:
+        pass  # the image is shown centred, the marker code beside it (Bench.show checks the code fits)
+    elif shape != hw:
         raise MismatchError(f"the display shows {shape} images but the inputs are {hw}; set the bench config's "
                             f"[display] settings.shape = {list(hw)}")
     if images.ndim == 4 and images.shape[1] != 1:
@@ -246,6 +256,14 @@ def prepare(
     setup = HybridSetup(bench, student, cfg, meta, program, extractor_for(program, record, camera_shape, registration),
                         record, program_path)
     setup.upload(0)
+    if bench.sync.policy == "marker":
+        from lab4f.bench.marker import marker_reader_for
+
+        reg = registration or getattr(record, "registration", None)
+        if reg is None:
+            raise MismatchError("the marker sync policy reads the code through the calibrated registration: pass a "
+                                "calibration record with the registration step")
+        bench.marker_reader = marker_reader_for(bench, program, reg)
     return setup
 
 
@@ -257,7 +275,7 @@ def iterate_grabs(setup: HybridSetup, images: torch.Tensor) -> Iterator[tuple[in
         setup.upload(0)
         waiting: dict[int, np.ndarray] = {}  # paired out of order (an input shown again after a missed frame)
         following = 0
-        for i, frame in setup.bench.sync.stream(len(images), lambda i: setup.bench.show(images[i, 0].numpy())):
+        for i, frame in setup.bench.sync.stream(len(images), lambda i: setup.show_input(i, images[i, 0].numpy())):
             waiting[i] = frame.image[None]
             while following in waiting:
                 yield following, waiting.pop(following)

@@ -81,7 +81,7 @@ def run_dataset(
 
     sync = setup.bench.sync
     before_sync = sync.counters.to_dict()
-    stream = sync.stream(len(images), lambda i: setup.bench.show(images[i, 0].numpy())) if single else None
+    stream = sync.stream(len(images), lambda i: setup.show_input(i, images[i, 0].numpy())) if single else None
     count = iter(range(len(images)))
 
     def acquire() -> tuple[int, np.ndarray, int] | None:

@@ -17,7 +17,10 @@ Counters (:class:`SyncCounters`, in every run's metrics): ``paired`` frames are 
 ``skipped`` stale frames were drained or passed over and never used; ``stale`` / ``unpaired`` count frames used
 WITHOUT that proof (policy ``none`` only), so a run whose ``stale + unpaired`` is not 0 must not be trusted.
 
-``marker`` (a code of the input's index shown where no tile reads it) is not implemented yet; it is refused.
+- ``marker``: the display shows a binary code of the input's index where no tile reads it
+  (:mod:`lab4f.bench.marker`) and every frame is decoded: a frame is paired with the input it spells, frames of
+  other inputs or mixing two are skipped — no trigger and no timestamps needed. Single frames outside a stream
+  (calibration) are taken as by ``settle``.
 
 Streams of inputs (:meth:`Sync.stream`) are pipelined: the next input is sent while the display still shows
 the previous one, every ``hold_s`` (a whole number of display refreshes that covers the latency spread, the
@@ -63,6 +66,10 @@ class SyncConfig(BaseModel):
     light_settle_s: float = Field(0.01, ge=0, description="s for a shutter move / source switch to take effect")
     margin_s: float = Field(0.0005, ge=0, description="extra wait on top of every delay")
     pipeline: bool = Field(True, description="send the next input while the previous one is read (streams)")
+    marker_bits: int = Field(4, ge=2, le=12, description="marker policy: bits of the input index code (the index "
+                             "modulo 2^bits: enough to tell an input from the few before it still in the queue)")
+    marker_threshold: float = Field(0.05, gt=0, lt=0.5, description="marker policy: a bit reading between "
+                                    "threshold and 1 - threshold of its references marks a frame mixing inputs")
 
 
 @dataclass
@@ -173,9 +180,6 @@ class Sync:
         self.policy = policy or bench.config.sync.policy
         if self.policy not in SYNC_POLICIES:
             raise ConfigError(f"sync policy {self.policy!r} is unknown; choose one of {', '.join(SYNC_POLICIES)}")
-        if self.policy == "marker":
-            raise ConfigError("sync policy 'marker' is not implemented yet; use 'settle' (a free-running camera "
-                              "with timestamps) or 'trigger' (a triggered camera)")
         self.counters = SyncCounters()
         self._warned = False
 
@@ -194,6 +198,8 @@ class Sync:
                               f"exposed (no frame timestamps), so sync policy {self.policy!r} cannot prove a frame "
                               "is fresh; use lab4f's HarvestersCamera driver, or set [sync] policy = \"none\" "
                               "knowing frames may be stale")
+        if self.policy == "marker" and not callable(getattr(cam, "read_frame", None)):
+            return cam  # the code in the frame proves what it shows; calibration frames need timestamps
         if self.policy == "trigger" and getattr(cam, "trigger_mode", "off") == "off":
             raise ConfigError("sync policy 'trigger' needs a triggered camera; set the camera's trigger mode "
                               "(simulated: acquisition = \"triggered\"), or use sync policy 'settle'")
@@ -272,6 +278,9 @@ class Sync:
     def stream(self, count: int, show: Callable[[int], None], timeout_s: float = 2.0) -> Iterator[tuple[int, Frame]]:
         """Show inputs ``0..count-1`` (``show(i)``) and yield ``(i, frame)`` in the order frames are paired."""
         cam = self._check_camera()
+        if self.policy == "marker":
+            yield from self._marker_stream(count, show, timeout_s)
+            return
         if (self.policy != "settle" or not self.bench.config.sync.pipeline
                 or not getattr(cam, "buffers_frames", True)):
             for i in range(count):
@@ -320,6 +329,34 @@ class Sync:
                                     device=getattr(cam, "name", None))
             wake = min(next_send if todo else math.inf, time.perf_counter() + 0.0005)
             time.sleep(max(wake - time.perf_counter(), 0.0))
+
+
+    def _marker_stream(self, count: int, show: Callable[[int], None],
+                       timeout_s: float) -> Iterator[tuple[int, Frame]]:
+        """Show each input with its code and take the first frame that spells it (no timestamps used)."""
+        reader = getattr(self.bench, "marker_reader", None)
+        if reader is None:
+            raise ConfigError("sync policy 'marker' needs the program's marker reader: run through "
+                              "lab4f.bench.hybrid.prepare (lab4f run), which builds it from the calibration")
+        cam = self.camera
+        for i in range(count):
+            show(i)
+            want = i % (2**reader.code.bits)
+            deadline = time.perf_counter() + timeout_s
+            while True:
+                frame = _read(cam, max(deadline - time.perf_counter(), 1e-3))
+                if getattr(frame, "complete", True) and reader.read(frame.image) == want:
+                    self.counters.paired += 1
+                    yield i, frame
+                    break
+                if not getattr(frame, "complete", True):
+                    self.counters.incomplete += 1
+                else:
+                    self.counters.skipped += 1
+                if time.perf_counter() > deadline:
+                    raise DeviceTimeout(f"no frame showed input {i}'s marker code within {timeout_s:.3g} s; check "
+                                        "that the display shows the whole code (display shape) and that the "
+                                        "registration still holds", device=getattr(cam, "name", None))
 
 
 def _read(cam: Any, timeout_s: float) -> Frame:

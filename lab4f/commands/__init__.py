@@ -25,4 +25,4 @@ SEG_DATA_DEFAULTS = SimpleNamespace(  # lab4f.segmentation.reproduce.SegReproduc
 SEG_TRAIN_DEFAULTS = SimpleNamespace(epochs=6, batch_size=32, lr=3e-3, T=10.0, alpha=0.5)  # ...segmentation.train
 
 #: lab4f.bench.sync's policies offered on the command line (spelled out: building the parser imports no bench)
-SYNC_CHOICES = ("settle", "trigger", "none")
+SYNC_CHOICES = ("settle", "trigger", "marker", "none")

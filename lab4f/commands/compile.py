@@ -49,9 +49,12 @@ def compile_checkpoint(checkpoint: str | Path, bench: Bench, out: str | Path | N
         bar.set_postfix_str(msg)
         bar.refresh()
 
+    from lab4f.bench.marker import compile_gap
+
     program = compile_bank(
         model.kernel_bank(), cfg.image_size, bench.geometry, mode=bench.config.mode, modulation=modulation,
         iterations=iterations, multiplex=multiplex,
+        gap=compile_gap(bench.config.sync, model.kernel_bank().kernel_size, cfg.image_size),
         camera_cells=bench.camera_cells(), progress=step, on_iteration=on_iteration,
         source={"checkpoint": str(checkpoint), "kind": cfg.kind, "task": meta.get("task", "classification"),
                 "dataset": meta.get("dataset"),

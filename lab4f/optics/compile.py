@@ -113,8 +113,12 @@ def compile_bank(
     progress: Progress | None = None,
     on_iteration: Callable[[int, int], None] | None = None,
     source: dict | None = None,
+    gap: int = 2,
 ) -> OpticalProgram:
     """Compile a single-input-channel kernel bank for the 4f bench.
+
+    ``gap``: free output cells between neighbouring tiles' full outputs (2; the ``marker`` sync policy needs room
+    there for the input's index code, :func:`lab4f.bench.marker.MarkerCode.gap_cells`).
 
     ``multiplex``: "never" (all tiles in one frame or a CompileError), "auto" (split into as few frames as
     needed), "always" (one kernel pair per frame — the fallback for kernels that do not tile).
@@ -144,7 +148,7 @@ def compile_bank(
     grid = tuple(int(g) for g in geometry.slm_shape)
     if camera_cells is not None:
         grid = (min(grid[0], int(camera_cells[0])), min(grid[1], int(camera_cells[1])))
-    per_frame = slots_per_frame(input_size, bank.kernel_size, grid) // 2
+    per_frame = slots_per_frame(input_size, bank.kernel_size, grid, gap) // 2
     if multiplex == "always":
         groups = [[c] for c in channels]
     elif multiplex == "never" or per_frame >= len(channels):
@@ -161,7 +165,8 @@ def compile_bank(
     for i, group in enumerate(groups):
         if progress:
             progress(i, len(groups), f"frame {i + 1}/{len(groups)}: phase retrieval ({method})")
-        layout = plan_layout(group, input_size, bank.kernel_size, geometry.slm_shape, camera_cells=camera_cells)
+        layout = plan_layout(group, input_size, bank.kernel_size, geometry.slm_shape, gap=gap,
+                             camera_cells=camera_cells)
         hook = None if on_iteration is None else \
             (lambda k, i=i: on_iteration(i * iterations + k, len(groups) * iterations))
         frames.append(compile_frame(layout, normalised, geometry, modulation, method, iterations, seed + i, hook))
