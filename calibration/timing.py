@@ -69,11 +69,12 @@ def fit_step(curves: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
 
 
 def _frames_after(cam: Any, t_change: float, window_s: float) -> list[Any]:
-    """Frames exposed from shortly before ``t_change`` until ``window_s`` after it (triggered cameras are
-    triggered once per frame period)."""
-    frames = []
+    """The frames of about ``window_s`` after ``t_change`` (from shortly before it): a fixed number of frames, one
+    frame period each, so that a simulated camera's noise sequence does not depend on the machine's speed
+    (triggered cameras are triggered once per frame)."""
     period = float(getattr(cam, "frame_period_s", 0.005) or 0.005)
-    while time.perf_counter() < t_change + window_s:
+    frames = []
+    for _ in range(int(np.ceil(window_s / period)) + 2):
         if getattr(cam, "trigger_mode", "off") == "software":
             cam.trigger()
         frame = cam.read_frame(max(1.0, 4 * period))
