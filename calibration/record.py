@@ -25,9 +25,11 @@ from lab4f.storage import (
     StorageError,
     atomic_write,
     h5_file,
+    leftover_temps,
     now_iso,
     numbered,
     open_h5,
+    publish,
     read_json_attr,
     write_json_attr,
 )
@@ -212,6 +214,8 @@ class CalibrationRecord:
                 g.attrs["message"] = result.message
                 for key, arr in result.arrays.items():
                     g.create_dataset(f"arrays/{key}", data=np.asarray(arr), compression="gzip")
+            # written last: a file left by a killed write that still lists every step is known to be complete
+            write_json_attr(f, "step_names", list(self.steps))
         assert target.path is not None
         self.path = target.path
         return target.path
@@ -232,6 +236,11 @@ class CalibrationRecord:
                     steps[name] = StepResult(name, read_json_attr(g, "quality", {}), arrays,
                                              read_json_attr(g, "values", {}), float(g.attrs.get("duration_s", 0.0)),
                                              str(g.attrs.get("message", "")))
+                listed = read_json_attr(f, "step_names")
+                if listed is not None and set(listed) - set(steps):
+                    raise CalibrationError(f"{path} is an incomplete calibration record (steps "
+                                           f"{sorted(set(listed) - set(steps))} are missing); use an earlier "
+                                           "record or calibrate again with `lab4f calibrate all`.")
                 program = read_json_attr(f, "program", {})
                 record = cls(read_json_attr(f, "bench_info", {}), steps, str(f.attrs["record_created"]),
                              program.get("path"), program.get("sha256"), path)
@@ -297,3 +306,68 @@ def latest_record(folder: str | os.PathLike[str], bench: Any | None = None) -> C
         except CalibrationError as exc:
             log.warning("skipping %s: %s", path, exc)
     return None
+
+
+# -- temporary files left by a killed write ------------------------------------------------------------
+_STAMP_RE = re.compile(r"cal-(\d{8}-\d{6})(?:-\d+)?\.h5")
+
+
+def record_leftovers(folder: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Hidden temporary record files in ``folder`` (``.cal-….h5.PID.hex.tmp``): what a process killed while
+    saving a record leaves. Each: path, size_bytes, pid, writer_alive (the write may be in progress: leave it),
+    complete (it loads, lists its steps — written last — and has every one), duplicate_of (the record it is a
+    second name of, when the kill came between publishing it and removing the temporary name: nothing to
+    recover), problem (why it is not complete)."""
+    folder = Path(folder)
+    out = []
+    for item in leftover_temps(folder, "cal-*.h5"):
+        tmp = Path(item["path"])
+        item |= {"complete": False, "duplicate_of": None, "problem": None}
+        try:
+            if tmp.stat().st_nlink > 1:
+                item["duplicate_of"] = next((str(p) for p in list_records(folder) if os.path.samefile(p, tmp)), None)
+            CalibrationRecord.load(tmp)  # refuses a file whose list of steps (written last) names a missing step
+            with open_h5(tmp, RECORD_KIND, RECORD_SCHEMA) as f:
+                listed = "step_names" in f.attrs
+            if listed:
+                item["complete"] = True
+            else:  # killed before the list was written, or saved by a lab4f from before the list
+                item["problem"] = ("it does not list its steps, so it may be incomplete (inspect it with `lab4f "
+                                   f"calibration show {tmp}`)")
+        except CalibrationError as exc:
+            item["problem"] = str(exc).split(". Use an earlier")[0].split("; use an earlier")[0]
+        except FileNotFoundError:  # published or removed meanwhile
+            continue
+        out.append(item)
+    return out
+
+
+def recover_leftovers(folder: str | os.PathLike[str], remove: bool = False) -> dict[str, list[dict[str, Any]]]:
+    """Give every complete leftover record a proper name (``cal-<its intended time>[-N].h5``, taken exclusively,
+    so it sorts where it would have been saved) and, with ``remove``, delete the incomplete ones. Files another
+    running process is still writing are left alone; so are incomplete ones without ``remove``.
+
+    Returns ``{"recovered": [{from, to}], "removed": [{path, size_bytes, problem}], "kept": [{path, reason}]}``.
+    """
+    folder = Path(folder)
+    done: dict[str, list[dict[str, Any]]] = {"recovered": [], "removed": [], "kept": []}
+    for item in record_leftovers(folder):
+        tmp = Path(item["path"])
+        if item["writer_alive"]:
+            done["kept"].append({"path": str(tmp), "reason": f"process {item['pid']} is still writing it"})
+        elif item["duplicate_of"]:
+            os.unlink(tmp)  # the record already has its name: this is a second name of the same file
+            done["recovered"].append({"from": str(tmp), "to": item["duplicate_of"], "already_saved": True})
+        elif item["complete"]:
+            m = _STAMP_RE.fullmatch(item["final_name"])
+            when = (datetime.strptime(m.group(1), "%Y%m%d-%H%M%S") if m
+                    else datetime.fromtimestamp(tmp.stat().st_mtime, UTC))
+            to = publish(tmp, record_base_name(folder, when), overwrite=False, unique=True)
+            done["recovered"].append({"from": str(tmp), "to": str(to), "already_saved": False})
+        elif remove:
+            os.unlink(tmp)
+            done["removed"].append({"path": str(tmp), "size_bytes": item["size_bytes"], "problem": item["problem"]})
+        else:
+            done["kept"].append({"path": str(tmp), "reason": f"incomplete ({item['problem']}); pass --remove to "
+                                                              "delete it"})
+    return done

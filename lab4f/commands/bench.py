@@ -33,12 +33,19 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 def cmd_info(args: argparse.Namespace) -> dict[str, Any]:
     from lab4f.bench.config import load_bench_config
     from lab4f.bench.devices import DRIVERS, Bench
+    from lab4f.calibration.record import record_leftovers
+    from lab4f.commands.calibrate import describe_leftover
 
-    with Bench(load_bench_config(args.config)) as bench:
+    config = load_bench_config(args.config)
+    with Bench(config) as bench:
         info = bench.info()
         info["geometry"] = bench.geometry.__dict__ | {"output_pitch_um": bench.geometry.output_pitch_um,
                                                        "camera_pixels_per_cell": bench.pixels_per_cell(),
                                                        "camera_cells": list(bench.camera_cells())}
+    folder = Path(config.calibration_dir)
+    info["calibration_dir"] = str(folder)
+    # temporary record files an interrupted save left (`lab4f calibration recover` names or removes them)
+    info["leftovers"] = record_leftovers(folder)
     if not args.json:
         print(f"{info['name']} ({info['mode']} mode)")
         for role, dev in info["devices"].items():
@@ -49,6 +56,8 @@ def cmd_info(args: argparse.Namespace) -> dict[str, Any]:
               + (f" = {ppc:.3f} camera pixels; the camera sees {g['camera_cells'][1]}×{g['camera_cells'][0]} cells"
                  if ppc else " (the camera reports no pixel pitch)"))
         print("available drivers: " + ", ".join(sorted(DRIVERS)))
+        for item in info["leftovers"]:
+            print(describe_leftover(item, folder))
     return info
 
 

@@ -1,4 +1,5 @@
-"""`lab4f calibrate STEP|all` (run calibration steps, save a new record) and `lab4f calibration show RECORD`."""
+"""`lab4f calibrate STEP|all` (run calibration steps, save a new record), `lab4f calibration show RECORD` and
+`lab4f calibration recover FOLDER` (records left by an interrupted save)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     show.add_argument("record", type=Path, help="a record file, or a folder (its latest record)")
     show.add_argument("--plots", type=Path, default=None, help="folder for PNGs (default: next to the record)")
     show.set_defaults(func=run_show)
+    rec = ssub.add_parser("recover", parents=[common],
+                          help="give complete records left by a killed write (hidden .cal-….tmp files) their names")
+    rec.add_argument("folder", type=Path, help="the record folder")
+    rec.add_argument("--remove", action="store_true",
+                     help="also delete the incomplete leftovers (never a file a running process is writing)")
+    rec.set_defaults(func=run_recover)
 
 
 def run_calibrate(args: argparse.Namespace) -> dict[str, Any]:
@@ -84,15 +91,35 @@ def flat_summary(record: Any) -> dict[str, Any] | None:
     return out
 
 
+def describe_leftover(item: dict[str, Any], folder: Path) -> str:
+    """One line on a leftover temporary record file and what to do with it."""
+    size = f"{item['size_bytes'] / 1e6:.2f} MB"
+    if item["writer_alive"]:
+        what = f"being written by process {item['pid']}"
+    elif item["duplicate_of"]:
+        what = f"a second name of {item['duplicate_of']}; `lab4f calibration recover {folder}` removes it"
+    elif item["complete"]:
+        what = f"a complete record lab4f does not use yet; `lab4f calibration recover {folder}` names it"
+    else:
+        what = (f"incomplete ({item['problem']}); `lab4f calibration recover {folder} --remove` deletes it")
+    return f"leftover {item['path']} ({size}): {what}"
+
+
 def run_show(args: argparse.Namespace) -> dict[str, Any]:
     from lab4f.calibration.plots import write_plots
-    from lab4f.calibration.record import CalibrationRecord, latest_record
+    from lab4f.calibration.record import CalibrationRecord, latest_record, record_leftovers
     from lab4f.errors import CalibrationError
 
+    folder = args.record if args.record.is_dir() else args.record.parent
+    leftovers = record_leftovers(folder)
     if args.record.is_dir():
         record = latest_record(args.record)
         if record is None:
-            raise CalibrationError(f"no readable calibration record in {args.record}; run `lab4f calibrate all`")
+            complete = sum(1 for item in leftovers if item["complete"] and not item["writer_alive"])
+            hint = (f"; it holds {complete} complete record(s) left by an interrupted save: run `lab4f calibration "
+                    f"recover {args.record}`" if complete else "")
+            raise CalibrationError(f"no readable calibration record in {args.record}{hint}; or run "
+                                   "`lab4f calibrate all`")
     else:
         record = CalibrationRecord.load(args.record)
     plots = write_plots(record, args.plots or record.path.with_suffix(""))
@@ -104,4 +131,26 @@ def run_show(args: argparse.Namespace) -> dict[str, Any]:
             print(f"  {name:>12}: {s['message']}  [{q}]")
         for p in plots:
             print(f"  plot: {p}")
-    return {**summary, "plots": [str(p) for p in plots]}
+        for item in leftovers:
+            print(f"  {describe_leftover(item, folder)}")
+    return {**summary, "plots": [str(p) for p in plots], "leftovers": leftovers}
+
+
+def run_recover(args: argparse.Namespace) -> dict[str, Any]:
+    from lab4f.calibration.record import recover_leftovers
+    from lab4f.errors import ConfigError
+
+    if not args.folder.is_dir():
+        raise ConfigError(f"{args.folder} is not a folder; pass the folder the records are in")
+    done = recover_leftovers(args.folder, remove=args.remove)
+    if not args.json:
+        for r in done["recovered"]:
+            print(f"{r['from']} → {r['to']}" + (" (already saved under that name; the extra name is removed)"
+                                                 if r["already_saved"] else ""))
+        for r in done["removed"]:
+            print(f"removed {r['path']} ({r['problem']})")
+        for r in done["kept"]:
+            print(f"kept {r['path']}: {r['reason']}")
+        if not any(done.values()):
+            print(f"no leftover temporary record files in {args.folder}")
+    return done
