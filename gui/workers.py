@@ -18,7 +18,7 @@ import numpy as np
 from PySide6 import QtCore
 
 from lab4f.bench.config import load_bench_config
-from lab4f.bench.devices import ROLES, Bench, build_device, identity_of
+from lab4f.bench.devices import ROLES, Bench, build_device, identity_of, stamp_writes
 from lab4f.bench.stream import Pipeline
 from lab4f.calibration import CalibrationRecord, resolve_steps, run_calibration
 from lab4f.errors import CalibrationCancelled, DeviceError, Lab4fError
@@ -190,6 +190,12 @@ class BenchWorker(Worker):
                 raise DeviceError(f"the {r} needs the {exc.args[0]} connected first; connect it, then the {r}") \
                     from None
         self.bench.couple_light()  # a simulated camera follows a newly connected source or shutter
+        stamp_writes(self.bench.devices.get("slm"))  # the sync policy needs to know when the SLM changed
+        return self.emit_state()
+
+    def set_sync(self, policy: str) -> dict[str, Any]:
+        """Pair frames with inputs by ``policy`` from now on (lab4f.bench.sync), for this bench."""
+        self.bench.set_sync_policy(policy)
         return self.emit_state()
 
     def disconnect_device(self, role: str | None = None) -> dict[str, Any]:
@@ -221,6 +227,7 @@ class BenchWorker(Worker):
             devices[role] = entry
         st: dict[str, Any] = {"config": self.config_path or "(built-in simulated bench)",
                               "name": self.bench.config.name, "devices": devices,
+                              "sync": self.bench.sync.policy, "sync_counters": self.bench.sync.counters.to_dict(),
                               "streaming": self.view is not None or self.run is not None}
         try:
             with self.device_lock:

@@ -8,6 +8,7 @@ from typing import Any
 from PySide6 import QtCore, QtWidgets
 
 from lab4f.bench.devices import ROLES
+from lab4f.commands import SYNC_CHOICES
 from lab4f.gui.workers import BenchWorker
 
 
@@ -45,6 +46,23 @@ class BenchPanel(QtWidgets.QWidget):
         row.addWidget(open_btn)
         row.addWidget(default_btn)
         layout.addLayout(row)
+
+        sync_row = QtWidgets.QHBoxLayout()
+        self.sync = QtWidgets.QComboBox()
+        self.sync.addItems(list(SYNC_CHOICES))
+        self.sync.setToolTip(
+            "How a camera frame is paired with the input it shows.\n"
+            "settle: wait the measured latency + settle, use only frames exposed after it (free-running camera)\n"
+            "trigger: trigger the camera after the input has settled (a triggered camera)\n"
+            "marker: read a code of the input's index from every frame (needs a larger display; compile with it)\n"
+            "none: take the next frame, whatever it shows — only to see the failure")
+        self.sync.textActivated.connect(lambda p: self.worker.submit(lambda: self.worker.set_sync(p), where="bench"))
+        self.sync_counters = QtWidgets.QLabel("")
+        self.sync_counters.setToolTip("frames used (proven fresh) · stale frames skipped · frames used unproven")
+        sync_row.addWidget(QtWidgets.QLabel("Sync:"))
+        sync_row.addWidget(self.sync)
+        sync_row.addWidget(self.sync_counters, 1)
+        layout.addLayout(sync_row)
 
         self.table = QtWidgets.QTableWidget(len(ROLES), 4)
         self.table.setHorizontalHeaderLabels(["device", "driver", "status / identity", ""])
@@ -156,6 +174,13 @@ class BenchPanel(QtWidgets.QWidget):
     def on_state(self, state: dict[str, Any]) -> None:
         self.last_state = state
         self.config_label.setText(f"{state['name']} — {state['config']}")
+        if "sync" in state:
+            block = QtCore.QSignalBlocker(self.sync)
+            self.sync.setCurrentText(state["sync"])
+            del block
+            c = state.get("sync_counters", {})
+            self.sync_counters.setText(f"paired {c.get('paired', 0)} · skipped {c.get('skipped', 0)} · "
+                                       f"unproven {c.get('stale', 0) + c.get('unpaired', 0)}")
         for i, role in enumerate(ROLES):
             dev = state["devices"][role]
             self.table.setItem(i, 1, QtWidgets.QTableWidgetItem(dev["driver"] or "(none)"))

@@ -91,8 +91,16 @@ class CalibrationPanel(QtWidgets.QWidget):
         self.resid_plot, self.resid_image = image_view("residual maps (fitted − digital, image 0, per channel)")
         self.flat_plot, self.flat_image = image_view("flat field (camera step)")
         self.dark_plot, self.dark_image = image_view("dark frame (camera step)")
+        self.timing_plot = pg.PlotWidget(title="timing: light after a display change (dots: frames, mid-exposure)")
+        self.timing_plot.setLabel("bottom", "time after show()", units="s")
+        self.timing_plot.setLabel("left", "fraction of the new image")
+        self.timing_plot.setToolTip("The timing step's step responses: each dot is one camera frame, at the middle "
+                                    "of its exposure; the sync policy waits the latency plus the response.")
+        self.timing_curves = [self.timing_plot.plot(pen=None, symbol="o", symbolSize=4,
+                                                    symbolBrush=pg.mkBrush(c)) for c in ("#1f77b4", "#ff7f0e",
+                                                                                         "#2ca02c", "#d62728")]
         for k, w in enumerate((self.phase_plot, self.reg_plot, self.r2_plot, self.resid_plot, self.flat_plot,
-                               self.dark_plot)):
+                               self.dark_plot, self.timing_plot)):
             w.setMinimumSize(180, 150)
             plots.addWidget(w, k // 2, k % 2)
         layout.addLayout(plots, 1)
@@ -237,6 +245,7 @@ class CalibrationPanel(QtWidgets.QWidget):
             self.display_curve.setData([], [])
         self.phase_plot.getPlotItem().enableAutoRange()  # both curves in view (the view kept the first one's range)
         self._draw_camera(rec)
+        self._draw_timing(rec)
         self._draw_registration(rec)
         gains = rec.steps.get("gains")
         if gains is not None and rec.channel_r2 is not None:
@@ -249,6 +258,25 @@ class CalibrationPanel(QtWidgets.QWidget):
             if cap is not None and dig is not None and len(cap):
                 resid = fitted_features(rec, cap[:1])[0] - dig[0]
                 show_image(self.resid_image, montage(resid), levels=(-1.0, 1.0))
+
+    def _draw_timing(self, rec: CalibrationRecord) -> None:
+        """The timing step's step responses (display: three repetitions; SLM: one), or nothing without the step."""
+        step = rec.steps.get("timing")
+        keys = ["display_curve/0", "display_curve/1", "display_curve/2", "slm_curve/0"]
+        for curve, key in zip(self.timing_curves, keys, strict=True):
+            data = None if step is None else step.arrays.get(key)
+            if data is None:
+                curve.setData([], [])
+            else:
+                start, exposure, signal = np.asarray(data, float)
+                curve.setData(start + exposure / 2, signal)
+        if step is not None:
+            v = step.values
+            self.timing_plot.setTitle(f"timing: display {1e3 * v['display_latency_min_s']:.0f}–"
+                                      f"{1e3 * v['display_latency_max_s']:.0f} ms + {1e3 * v['display_response_s']:.0f}"
+                                      f" ms response; SLM {1e3 * v['slm_settle_s']:.0f} ms (red)")
+        else:
+            self.timing_plot.setTitle("timing: not measured (nominal delays in use)")
 
     def _draw_camera(self, rec: CalibrationRecord) -> None:
         """The camera step's flat (relative pixel response, shown ±4 RMS around 1; a unity flat says so) and dark."""

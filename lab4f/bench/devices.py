@@ -147,7 +147,7 @@ def light_state(devices: dict[str, Any]) -> dict[str, bool]:
     return {role: bool(getattr(devices[role], attr)) for role, attr in _LIGHT if role in devices}
 
 
-def _stamp_writes(slm: Any) -> None:
+def stamp_writes(slm: Any) -> None:
     """Make an slmsuite SLM record when it was last written (``last_write_s``, host clock), as lab4f's simulated
     SLM does, so the sync policy knows when its pattern changed: slmsuite's ``set_phase`` calls the instance's
     ``_set_phase_hw``, which is wrapped here."""
@@ -190,7 +190,7 @@ class Bench:
                 if cfg is not None and cfg.enabled:
                     self.devices[role] = build_device(role, cfg, self.devices)
             self.couple_light()
-            _stamp_writes(self.devices.get("slm"))
+            stamp_writes(self.devices.get("slm"))
         except BaseException:
             self.close()
             raise

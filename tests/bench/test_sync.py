@@ -263,3 +263,65 @@ def test_viky_camera_frame_after_show_is_newer_than_the_show() -> None:
         fresh = bench.camera.read_frame()
         assert fresh.start_s - cam.clock_uncertainty_s >= t_show
         assert fresh.frame_id > naive.frame_id + 3 and bench.sync.counters.skipped >= 1
+
+
+@pytest.mark.slow
+def test_marker_policy_end_to_end(trained_checkpoints, mnist_splits, tmp_path) -> None:
+    """examples/realistic_timing_marker.toml: the display shows each input's index code beside it; compiled and
+    calibrated there, every frame is paired by the code it shows (no timestamps used): within 1 pp of digital."""
+    from lab4f.bench.hybrid import prepare
+    from lab4f.bench.run import run_dataset
+    from lab4f.calibration import run_calibration
+    from lab4f.commands.compile import compile_checkpoint
+    from lab4f.optics.program import OpticalProgram
+
+    test_x, test_y = mnist_splits.test.tensors
+    test_x, test_y = test_x[:150], test_y[:150]
+    cfg = load_bench_config(REALISTIC.with_name("realistic_timing_marker.toml"))
+    with Bench(cfg) as bench:
+        program, program_path, _ = compile_checkpoint(trained_checkpoints["student"], bench, tmp_path / "p.h5",
+                                                      progress=False)
+        lay = program.frames[0].layout
+        assert lay.pitch - (lay.input_size + lay.kernel_size - 1) > 2  # compiled with the code's gap
+        record = run_calibration(bench, "all", program=OpticalProgram.load(program_path), program_path=program_path,
+                                 out_dir=tmp_path / "cal")
+        setup = prepare(bench, trained_checkpoints["student"], record=record, program=program_path)
+        m = run_dataset(setup, test_x, test_y).metrics()
+        bench.set_sync_policy("none")
+        naive = run_dataset(setup, test_x, test_y).metrics()
+    print({k: m[k] for k in ("optical_accuracy", "digital_accuracy", "agreement", "frames_per_s", "skipped")},
+          "none:", naive["agreement"])
+    assert m["sync"]["policy"] == "marker" and m["processed"] == len(test_y)
+    assert m["stale"] == 0 and m["unpaired"] == 0 and m["sync"]["paired"] == len(test_y)
+    assert abs(m["optical_accuracy"] - m["digital_accuracy"]) <= 0.01, m
+    assert naive["agreement"] < 0.5
+
+
+def test_marker_code_round_trips_and_needs_room() -> None:
+    from lab4f.bench.marker import MarkerCode
+
+    code = MarkerCode(bits=4)
+    frame = np.zeros((56, 56))
+    code.draw(frame, 11, pitch=46, kernel_size=7)
+    bits = [int(frame[56 // 2 + dy, 56 // 2 + dx]) for dy, dx in code.offsets(46, 7)]
+    assert bits[:2] == [1, 0] and code.decode(bits[2:]) == 11
+    with pytest.raises(ConfigError, match="display of at least"):
+        code.draw(np.zeros((28, 28)), 3, pitch=46, kernel_size=7)
+    assert code.gap_cells(7, 28) >= code.size + 7 - 1 + 4
+
+
+def test_hardware_trigger_lines_from_the_display_and_the_slm() -> None:
+    """A camera triggered by the display's trigger output exposes once per new image, at the refresh it starts (+
+    the configured delay); one triggered by the SLM's output (slmsuite's Meadowlark has one) once per write."""
+    cam, display = _camera(acquisition="triggered", trigger_source="display", trigger_delay_s=0.02)
+    display.show(np.ones(display.shape))
+    frame = cam.read_frame()
+    assert frame.start_s == pytest.approx(display.last_on_s + 0.02)
+    assert frame.truth["display"].get(display.version, 0) > 0.99  # the delay covers the LC response
+    with pytest.raises(Exception, match="no trigger"):
+        cam.read_frame(0.05)  # nothing changed: no trigger, no frame
+    slm = SimulatedFourierSLM()
+    cam2 = Simulated4fCamera(slm, SimulatedDisplay(), SimulatedCameraSettings(
+        noise=False, acquisition="triggered", trigger_source="slm"))
+    slm.set_phase(np.zeros(slm.shape), settle=False)
+    assert cam2.read_frame().start_s == pytest.approx(slm.last_write_s)

@@ -302,3 +302,19 @@ def test_a_fault_is_attributed_by_the_device_the_error_carries_not_its_text(qtbo
     worker.disconnect_device("shutter")
     assert worker.faulty_role("shutter") == "shutter"  # ... also for a device that is not connected
     assert worker.faulty_role(None) == "camera"  # nothing carried: the acquisition thread's device
+
+
+def test_bench_panel_switches_the_sync_policy(qtbot) -> None:
+    """The bench panel's Sync box sets the bench's policy (lab4f.bench.sync) and shows the counters."""
+    from lab4f.gui.panels.bench_panel import BenchPanel
+    from lab4f.gui.workers import BenchWorker
+
+    worker = BenchWorker()
+    panel = BenchPanel(worker)
+    qtbot.addWidget(panel)
+    worker.emit_state()
+    assert panel.sync.currentText() == "settle" and panel.sync.toolTip()
+    worker.set_sync("none")
+    assert worker.bench.sync.policy == "none" and panel.sync.currentText() == "none"
+    assert "paired" in panel.sync_counters.text()
+    worker.bench.close()
