@@ -166,9 +166,9 @@ def test_policy_none_counts_the_stale_frames_it_uses() -> None:
         assert len(pairs) == 10 and bench.sync.counters.stale >= 8
 
 
-def test_unknown_and_unimplemented_policies_are_refused() -> None:
-    with pytest.raises(ConfigError, match="marker"):
-        Sync(Bench(BenchConfig()), "marker")
+def test_unknown_policies_and_a_marker_run_without_its_reader_are_refused() -> None:
+    with Bench(BenchConfig()) as bench, pytest.raises(ConfigError, match="marker reader"):
+        list(Sync(bench, "marker").stream(1, lambda i: None))
     with pytest.raises(ConfigError, match="unknown"):
         Sync(Bench(BenchConfig()), "sometimes")
 
