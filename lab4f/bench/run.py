@@ -12,7 +12,7 @@ import torch
 
 from lab4f.bench.hybrid import HybridSetup
 from lab4f.bench.stream import Pipeline, RunSummary
-from lab4f.storage import atomic_h5, file_sha256, write_json_attr
+from lab4f.storage import atomic_write, file_sha256, h5_file, write_json_attr
 
 RUN_SCHEMA = 1
 
@@ -135,9 +135,10 @@ def run_dataset(
 
 
 def save_run(path: str | os.PathLike[str], result: RunResult, setup: HybridSetup,
-             checkpoint: str | None = None) -> Path:
-    """One HDF5 file per run: predictions, labels, sampled frames and features, metrics, what produced it."""
-    with atomic_h5(path, "run", RUN_SCHEMA) as f:
+             checkpoint: str | None = None, overwrite: bool = True, unique: bool = False) -> Path:
+    """One HDF5 file per run: predictions, labels, sampled frames and features, metrics, what produced it.
+    ``overwrite``/``unique``: as :func:`lab4f.storage.publish`; returns the name the file was saved under."""
+    with atomic_write(path, overwrite=overwrite, unique=unique) as target, h5_file(target.tmp, "run", RUN_SCHEMA) as f:
         f.create_dataset("indices", data=result.indices)
         f.create_dataset("labels", data=result.labels)
         f.create_dataset("optical_probs", data=result.optical_probs.astype(np.float32))
@@ -146,7 +147,8 @@ def save_run(path: str | os.PathLike[str], result: RunResult, setup: HybridSetup
         f.create_dataset("sample_features", data=result.sample_features.astype(np.float32), compression="gzip")
         write_json_attr(f, "metrics", result.metrics())
         write_provenance(f, setup, checkpoint)
-    return Path(path)
+    assert target.path is not None
+    return target.path
 
 
 def write_provenance(f: Any, setup: HybridSetup, checkpoint: str | None) -> None:

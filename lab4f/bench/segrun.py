@@ -41,7 +41,7 @@ from lab4f.segmentation.data import (
 from lab4f.segmentation.models import SegConfig
 from lab4f.segmentation.reproduce import SegReproduceConfig
 from lab4f.segmentation.train import confusion_matrix, load_seg_checkpoint, scores_from_confusion
-from lab4f.storage import atomic_h5, write_json_attr
+from lab4f.storage import atomic_write, h5_file, write_json_attr
 
 SEG_RUN_SCHEMA = 1
 OVERLAY_ALPHA = 0.55
@@ -308,10 +308,12 @@ def save_overlay_pngs(run_path: str | os.PathLike[str], result: SegRunResult, co
 
 
 def save_seg_run(path: str | os.PathLike[str], result: SegRunResult, setup: HybridSetup,
-                 checkpoint: str | None = None) -> Path:
-    """One HDF5 file per run: inputs, true / optical / digital masks, optical overlays, metrics, provenance."""
+                 checkpoint: str | None = None, overwrite: bool = True, unique: bool = False) -> Path:
+    """One HDF5 file per run: inputs, true / optical / digital masks, optical overlays, metrics, provenance.
+    ``overwrite``/``unique``: as :func:`lab4f.storage.publish`; returns the name the file was saved under."""
     c = len(result.class_names)
-    with atomic_h5(path, "segmentation_run", SEG_RUN_SCHEMA) as f:
+    with atomic_write(path, overwrite=overwrite, unique=unique) as target, \
+            h5_file(target.tmp, "segmentation_run", SEG_RUN_SCHEMA) as f:
         f.create_dataset("indices", data=result.indices)
         f.create_dataset("images", data=result.images.astype(np.float32), compression="gzip")
         for name, masks in (("truth_masks", result.truth), ("optical_masks", result.optical),
@@ -325,13 +327,15 @@ def save_seg_run(path: str | os.PathLike[str], result: SegRunResult, setup: Hybr
         write_json_attr(f, "metrics", result.metrics())
         write_json_attr(f, "class_names", list(result.class_names))
         write_provenance(f, setup, checkpoint)
-    return Path(path)
+    assert target.path is not None
+    return target.path
 
 
 def run_scenes(setup: HybridSetup, out: str | os.PathLike[str], checkpoint: str | None = None, split: str = "test",
                scenes: str | None = None, data_seed: int | None = None, limit: int | None = None,
                policy: str = "evaluate", back: torch.nn.Module | None = None, pngs: int = 8,
-               data_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+               data_dir: str | os.PathLike[str] | None = None, overwrite: bool = True,
+               unique: bool = False) -> dict[str, Any]:
     """Generated scenes (or the checkpoint's folder split) through the bench → run file + overlay PNGs next to it;
     returns the metrics and paths. ``data_dir`` overrides the folder a folder-trained checkpoint records."""
     if not is_segmentation(setup):
@@ -339,6 +343,6 @@ def run_scenes(setup: HybridSetup, out: str | os.PathLike[str], checkpoint: str 
                           "this checkpoint is a classifier (use --dataset or --images)")
     data = bench_scenes(setup.model_cfg, split, scenes, data_seed, limit, data_dir)  # type: ignore[arg-type]
     result = run_segmentation(setup, data, policy=policy, back=back)
-    path = save_seg_run(out, result, setup, checkpoint)
+    path = save_seg_run(out, result, setup, checkpoint, overwrite=overwrite, unique=unique)
     pngs_written = save_overlay_pngs(path, result, pngs)
     return result.metrics() | {"run_file": str(path), "overlays": [str(p) for p in pngs_written]}

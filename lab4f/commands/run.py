@@ -42,7 +42,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--split", choices=["train", "val", "test"], default="test")
     p.add_argument("--policy", choices=["evaluate", "live"], default="evaluate")
     p.add_argument("--back", help="fine-tuned back end (.pt from lab4f finetune) to use instead of the checkpoint's")
-    p.add_argument("--out", default="runs/run.h5", help="run file (HDF5)")
+    p.add_argument("--out", default=None,
+                   help="run file (HDF5); default: a new runs/run-YYYYmmdd-HHMMSS[-N].h5, never an existing file")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists (default: refuse)")
     p.set_defaults(func=cmd_run)
     f = sub.add_parser("finetune", help="retrain the back end on features captured through the optics",
                        parents=[common])
@@ -50,8 +52,35 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     f.add_argument("--train-images", type=positive_int, default=1500,
                    help="training images captured through the optics")
     f.add_argument("--epochs", type=positive_int, default=15)
-    f.add_argument("--out", default="runs/finetuned_back.pt", help="fine-tuned back end state dict")
+    f.add_argument("--out", default=None, help="fine-tuned back end state dict; default: a new "
+                   "runs/finetuned_back-YYYYmmdd-HHMMSS[-N].pt, never an existing file")
+    f.add_argument("--overwrite", action="store_true", help="replace --out if it exists (default: refuse)")
     f.set_defaults(func=cmd_finetune)
+
+
+def output_path(args: argparse.Namespace, stem: str, suffix: str) -> tuple[Path, bool]:
+    """(where to write, whether to take the next free ``-N`` name instead of replacing): ``--out``, refused if it
+    exists unless ``--overwrite``; or ``runs/<stem>-YYYYmmdd-HHMMSS<suffix>`` (local time, as the GUI names runs).
+    Checked before the run starts; the file is then created exclusively, so a file another process writes under
+    the same name meanwhile is not replaced either: the result gets a ``-N`` name and a warning says so."""
+    from datetime import datetime
+
+    if args.out is None:
+        return Path("runs") / f"{stem}-{datetime.now():%Y%m%d-%H%M%S}{suffix}", True
+    out = Path(args.out)
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; pass a file name (e.g. {out / (stem + suffix)})")
+    if out.exists() and not args.overwrite:
+        raise ConfigError(f"--out {out} exists and is not overwritten: pass another --out, omit it for a new "
+                          "timestamped name, or pass --overwrite to replace it")
+    return out, not args.overwrite
+
+
+def say_if_renamed(args: argparse.Namespace, wanted: Path, written: Path) -> None:
+    """Warn when an explicit --out was taken by another writer during the run (the default name just counts on)."""
+    if args.out is not None and written != wanted:
+        print(f"warning: {wanted} was created by another process during the run; this result is saved as {written}",
+              file=sys.stderr)
 
 
 def _load_record(path: str | None, bench: Bench) -> Any | None:
@@ -92,14 +121,16 @@ def _split(setup: HybridSetup, args: argparse.Namespace, split: str) -> tuple[to
     return (x[: args.limit], y[: args.limit]) if args.limit else (x, y)
 
 
-def _run_segmentation(args: argparse.Namespace, setup: HybridSetup, back: torch.nn.Module | None) -> dict[str, Any]:
+def _run_segmentation(args: argparse.Namespace, setup: HybridSetup, back: torch.nn.Module | None,
+                      out: Path, unique: bool) -> dict[str, Any]:
     from lab4f.bench.segrun import run_scenes
 
     if args.images or args.dataset:
         raise ConfigError("a segmentation checkpoint runs the scenes it was trained on (generated, or its folder "
                           "data set: --data-dir if the folder moved), not --images/--dataset")
-    m = run_scenes(setup, args.out, args.checkpoint, args.split, args.scenes, args.data_seed, args.limit,
-                   args.policy, back, data_dir=args.data_dir)
+    m = run_scenes(setup, out, args.checkpoint, args.split, args.scenes, args.data_seed, args.limit,
+                   args.policy, back, data_dir=args.data_dir, overwrite=not unique, unique=unique)
+    say_if_renamed(args, out, Path(m["run_file"]))
     if not args.json:
         print(f"{m['n']} scenes: digital mean IoU {m['digital_mean_iou']:.4f}, optical {m['optical_mean_iou']:.4f} "
               f"(pixel agreement {m['pixel_agreement']:.4f}); {m['frames_per_s']:.1f} frames/s, latency p50 "
@@ -154,6 +185,7 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
     from lab4f.bench.run import run_dataset, save_run
     from lab4f.bench.segrun import is_segmentation
 
+    out, unique = output_path(args, "run", ".h5")
     with Bench(load_bench_config(args.config, sync=args.sync)) as bench:
         setup = _setup(args, bench)
         back = None
@@ -163,7 +195,7 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
             back = copy.deepcopy(setup.student.back)
             back.load_state_dict(_load_back(args.back, back))
         if is_segmentation(setup):
-            return _run_segmentation(args, setup, back)
+            return _run_segmentation(args, setup, back, out, unique)
         if args.scenes is not None or args.data_seed is not None:
             raise ConfigError("--scenes/--data-seed are for segmentation checkpoints; use --dataset or --images")
         if args.images:
@@ -172,7 +204,8 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
         else:
             x, y = _split(setup, args, args.split)
         result = run_dataset(setup, x, y, policy=args.policy, back=back)
-        path = save_run(args.out, result, setup, checkpoint=args.checkpoint)
+        path = save_run(out, result, setup, checkpoint=args.checkpoint, overwrite=not unique, unique=unique)
+    say_if_renamed(args, out, path)
     m = result.metrics() | {"run_file": str(path)}
     if not args.json:
         scores = ("no labelled inputs:" if m["labelled"] == 0 else
@@ -226,18 +259,22 @@ def cmd_finetune(args: argparse.Namespace) -> dict[str, Any]:
     from lab4f.bench.devices import Bench
     from lab4f.bench.finetune import finetune_backend, score
     from lab4f.bench.hybrid import capture_features
+    from lab4f.storage import atomic_write
 
+    wanted, unique = output_path(args, "finetuned_back", ".pt")
     with Bench(load_bench_config(args.config, sync=args.sync)) as bench:
         setup = _setup(args, bench)
         data = _finetune_data(args, setup)
         features = {split: capture_features(setup, x, progress=not args.json) for split, (x, _) in data.items()}
     (tr_f, va_f, te_f), (tr_y, va_y, te_y) = ([features[s] for s in data], [data[s][1] for s in data])
     result = finetune_backend(setup.student.back, tr_f, tr_y, va_f, va_y, epochs=args.epochs, progress=not args.json)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    torch.save(result.back.state_dict(), tmp)
-    tmp.replace(out)  # atomic: a crash never leaves a half-written back end
+    # a temporary name of this process only, then published atomically: a crash never leaves a half-written back
+    # end, and two fine-tunings never write the same temporary file
+    with atomic_write(wanted, overwrite=not unique, unique=unique) as target:
+        torch.save(result.back.state_dict(), target.tmp)
+    assert target.path is not None
+    out = target.path
+    say_if_renamed(args, wanted, out)
     metric = result.metric
     summary = {"metric": metric,
                f"test_{metric}_before": score(setup.student.back, te_f, te_y),

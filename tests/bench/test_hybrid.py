@@ -125,7 +125,8 @@ def test_run_command_writes_a_run_file_and_warns_without_calibration(trained_che
         assert f.attrs["kind"] == "run" and len(f["labels"]) == 20
     # with the kernel switched off the run still works, and says it took the slower path and why
     monkeypatch.setenv("LAB4F_NO_FUSED", "1")
-    assert main(["run", "--checkpoint", str(trained_checkpoints["student"]), "--limit", "8", "--out", str(out)]) == 0
+    assert main(["run", "--checkpoint", str(trained_checkpoints["student"]), "--limit", "8", "--out", str(out),
+                 "--overwrite"]) == 0
     said = capsys.readouterr().out
     assert "took the (slower) extractor path" in said and "LAB4F_NO_FUSED" in said
     # a calibration folder without records is refused with what to do

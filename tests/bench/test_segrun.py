@@ -188,7 +188,7 @@ def test_lab4f_run_with_a_segmentation_checkpoint(seg_bench, capsys) -> None:
     assert "seed 2" in payload["scenes"]  # the test split of the checkpoint's data seed 0 (generated_splits: 3·0+2)
     assert out.is_file() and (out.parent / "seg_overlay.png").is_file()
     assert len(list(out.parent.glob("seg_0*_overlay.png"))) == 8  # one per scene, beside the panel
-    assert main([*argv[:-1], "--images", "somewhere", "--json"]) == 2
+    assert main([*argv[:-1], "--overwrite", "--images", "somewhere", "--json"]) == 2
     assert "the scenes it was trained on" in json.loads(capsys.readouterr().out)["message"]
 
 
