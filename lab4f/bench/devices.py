@@ -33,6 +33,8 @@ class Driver:
     role: str
     build: Callable[[dict[str, Any], dict[str, Any]], Any]
     doc: str
+    settings: tuple[str, str] | None = None  # lab4f drivers: (module in lab4f.drivers, pydantic settings model)
+    slmsuite: tuple[str, str] | None = None  # slmsuite drivers: (module in slmsuite.hardware, class)
 
 
 def _lab4f(module: str, cls: str, settings_cls: str | None, needs: tuple[str, ...] = ()) -> Callable:
@@ -60,43 +62,99 @@ def _slmsuite(module: str, cls: str) -> Callable:
         except TypeError as exc:
             raise ConfigError(f"{cls} settings {sorted(settings)} do not fit its constructor: {exc}") from exc
         except Exception as exc:  # vendor SDKs raise anything
-            raise DeviceError(f"{cls} failed to open: {exc}; check it is connected and its SDK installed") from exc
+            raise DeviceError(_open_failure(cls, exc)) from exc
 
     return build
 
 
+def _open_failure(cls: str, exc: Exception) -> str:
+    """What an slmsuite vendor class failing in its constructor most likely means."""
+    text = f"{type(exc).__name__}: {exc}"
+    sdk = isinstance(exc, ImportError | OSError) or any(w in text.lower() for w in ("dll", "windll", "sdk", ".so"))
+    if sdk:
+        return (f"{cls} could not load its vendor SDK on this machine ({text}): install the vendor's SDK/driver "
+                f"(slmsuite's {cls} loads it when the device opens), or run on the bench PC it is installed on; "
+                "no other device was left open")
+    return f"{cls} failed to open ({text}): check it is connected, powered and not held by another program"
+
+
 DRIVERS: dict[str, Driver] = {
     "SimulatedFourierSLM": Driver("slm", _lab4f("sim_slm", "SimulatedFourierSLM", "SimulatedSLMSettings"),
-                                  "simulated phase SLM (nonlinear LUT, crosstalk, settle time)"),
+                                  "simulated phase SLM (nonlinear LUT, crosstalk, settle time)",
+                                  ("sim_slm", "SimulatedSLMSettings")),
     "SimulatedDisplay": Driver("display", _lab4f("sim_display", "SimulatedDisplay", "SimulatedDisplaySettings"),
-                               "simulated input display (DMD/monitor)"),
+                               "simulated input display (DMD/monitor: refresh, latency, response)",
+                               ("sim_display", "SimulatedDisplaySettings")),
     "Simulated4fCamera": Driver("camera", _lab4f("sim_camera", "Simulated4fCamera", "SimulatedCameraSettings",
                                                  needs=("slm", "display")),
-                                "simulated camera rendering the 4f physics"),
+                                "simulated camera rendering the 4f physics (buffers, triggers, timestamps)",
+                                ("sim_camera", "SimulatedCameraSettings")),
     "SLMDisplay": Driver("display", _lab4f("slm_display", "SLMDisplay", "SLMDisplaySettings"),
-                         "any slmsuite SLM (DMD, amplitude SLM, monitor via ScreenMirrored) as the input display"),
+                         "any slmsuite SLM (DMD, amplitude SLM, monitor via ScreenMirrored) as the input display",
+                         ("slm_display", "SLMDisplaySettings")),
     "HarvestersCamera": Driver("camera", _lab4f("harvesters_camera", "HarvestersCamera", "HarvestersCameraSettings"),
-                               "GenICam camera through a GenTL producer (.cti)"),
+                               "GenICam camera through a GenTL producer (.cti)",
+                               ("harvesters_camera", "HarvestersCameraSettings")),
     "LightSource": Driver("light_source", _lab4f("instruments", "LightSource", "LightSourceSettings"),
-                          "SCPI laser/LED source over VISA"),
-    "Shutter": Driver("shutter", _lab4f("instruments", "Shutter", "ShutterSettings"), "SCPI shutter over VISA"),
+                          "SCPI laser/LED source over VISA", ("instruments", "LightSourceSettings")),
+    "Shutter": Driver("shutter", _lab4f("instruments", "Shutter", "ShutterSettings"), "SCPI shutter over VISA",
+                      ("instruments", "ShutterSettings")),
 }
 # the device classes slmsuite 0.5 ships (its slms/thorlabs.py defines none, so there is no Thorlabs SLM here)
 for _name, _mod in [("Meadowlark", "meadowlark"), ("Holoeye", "holoeye"), ("Santec", "santec"),
                     ("Hamamatsu", "hamamatsu"), ("PLM", "texasinstruments"), ("ScreenMirrored", "screenmirrored")]:
-    DRIVERS[_name] = Driver("slm", _slmsuite(f"slms.{_mod}", _name), f"slmsuite {_name} SLM (hardware.slms.{_mod})")
+    DRIVERS[_name] = Driver("slm", _slmsuite(f"slms.{_mod}", _name), f"slmsuite {_name} SLM (hardware.slms.{_mod})",
+                            slmsuite=(f"slms.{_mod}", _name))
 for _name, _mod in [("AlliedVision", "alliedvision"), ("Basler", "basler"), ("FLIR", "flir"), ("ThorCam", "thorlabs"),
                     ("ImagingSource", "imagingsource"), ("Instrumental", "instrumental"), ("MindVision", "mindvision"),
                     ("Cheetah640", "xenics"), ("Webcam", "webcam"), ("PyLabLib", "pylablib"), ("MMCore", "mmcore")]:
     DRIVERS[_name] = Driver("camera", _slmsuite(f"cameras.{_mod}", _name),
-                            f"slmsuite {_name} camera (hardware.cameras.{_mod})")
+                            f"slmsuite {_name} camera (hardware.cameras.{_mod})", slmsuite=(f"cameras.{_mod}", _name))
 
 
 def drivers_for(role: str) -> list[str]:
     return sorted(n for n, d in DRIVERS.items() if d.role == role)
 
 
+def installed_drivers() -> list[dict[str, Any]]:
+    """Every registered driver and whether it can be used here (its vendor module imports)."""
+    import warnings
+
+    out = []
+    for name, d in sorted(DRIVERS.items()):
+        available, why = True, ""
+        if d.slmsuite is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    mod = importlib.import_module(f"slmsuite.hardware.{d.slmsuite[0]}")
+                    available = hasattr(mod, d.slmsuite[1])
+                except Exception as exc:  # a vendor module fails in its own way without its SDK
+                    available, why = False, f"{type(exc).__name__}: {exc}"
+        out.append({"driver": name, "role": d.role, "doc": d.doc, "importable": available, "why": why})
+    return out
+
+
+def _external(spec: str, role: str, settings: dict[str, Any]) -> Any:
+    """A driver a lab adds: ``"package.module:Class"``, built with its settings as keyword arguments."""
+    from lab4f.bench.preflight import resolve_class
+
+    cls = resolve_class(spec)
+    try:
+        return cls(**settings)
+    except TypeError as exc:
+        raise ConfigError(f"{spec} settings {sorted(settings)} do not fit its constructor: {exc}") from exc
+    except Exception as exc:  # a vendor SDK raises anything
+        raise DeviceError(f"{spec} ({role}) failed to open: {exc}; check it is connected and its SDK installed",
+                          device=role) from exc
+
+
 def build_device(role: str, cfg: DeviceConfig, built: dict[str, Any]) -> Any:
+    if ":" in cfg.driver:
+        device = _external(cfg.driver, role, dict(cfg.settings))
+        if role in ("light_source", "shutter") and hasattr(device, "connect"):
+            device.connect()
+        return device
     driver = DRIVERS.get(cfg.driver)
     if driver is None or driver.role != role:
         raise ConfigError(
@@ -184,6 +242,9 @@ class Bench:
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def connect(self) -> Bench:
+        from lab4f.bench.preflight import check_settings, raise_for_errors
+
+        raise_for_errors(check_settings(self.config))  # a setting that does not fit fails before anything opens
         try:
             for role in ROLES:
                 cfg: DeviceConfig | None = getattr(self.config, role)

@@ -1,4 +1,5 @@
-"""`lab4f bench info|snap`: what the bench is, and one camera frame to PNG and HDF5."""
+"""`lab4f bench info|check|drivers|snap`: what the bench is, a preflight before first light, the drivers installed,
+and one camera frame to PNG and HDF5."""
 
 from __future__ import annotations
 
@@ -19,6 +20,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     info = bsub.add_parser("info", help="devices, identities and settings", parents=[common])
     info.add_argument("--config", help="bench config (TOML/YAML); default: the built-in simulated bench")
     info.set_defaults(func=cmd_info)
+    check = bsub.add_parser("check", help="preflight: validate every setting, open every device, read identities, "
+                            "list the silent defaults in use; touches neither the light nor the SLM", parents=[common])
+    check.add_argument("--config", help="bench config (TOML/YAML); default: the built-in simulated bench")
+    check.set_defaults(func=cmd_check)
+    drivers = bsub.add_parser("drivers", help="every registered driver and whether it imports here", parents=[common])
+    drivers.set_defaults(func=cmd_drivers)
     snap = bsub.add_parser("snap", help="grab one camera frame to PNG and HDF5", parents=[common])
     snap.add_argument("--config", help="bench config (TOML/YAML); default: the built-in simulated bench")
     snap.add_argument("--out", default="snap", help="output path without extension (writes .png and .h5)")
@@ -59,6 +66,50 @@ def cmd_info(args: argparse.Namespace) -> dict[str, Any]:
         for item in info["leftovers"]:
             print(describe_leftover(item, folder))
     return info
+
+
+def cmd_check(args: argparse.Namespace) -> dict[str, Any]:
+    from lab4f.bench.config import load_bench_config
+    from lab4f.bench.devices import Bench
+    from lab4f.bench.preflight import check_settings, default_warnings, raise_for_errors
+    from lab4f.calibration.record import record_leftovers
+
+    config = load_bench_config(args.config)
+    raise_for_errors(check_settings(config))  # every setting first: nothing opens with a wrong one
+    with Bench(config) as bench:  # opens each device (a failure closes the ones opened); no light, no SLM upload
+        info = bench.info()
+        findings = default_warnings(config, bench)
+    leftovers = record_leftovers(Path(config.calibration_dir))
+    for item in leftovers:
+        findings.append(_leftover_finding(item))
+    out = {"name": info["name"], "mode": info["mode"], "devices": info["devices"],
+           "warnings": [f.to_dict() for f in findings], "leftovers": leftovers}
+    if not args.json:
+        print(f"{info['name']}: every device opened")
+        for role, dev in info["devices"].items():
+            print(f"  {role:13s} {dev['driver']:20s} {dev['identity']}")
+        for f in findings:
+            print(f"  warning [{f.role}] {f.message}")
+    return out
+
+
+def _leftover_finding(item: dict[str, Any]) -> Any:
+    from lab4f.bench.preflight import Finding
+
+    return Finding("calibration", "warning", f"a temporary record file an interrupted save left: {item}; "
+                                             "`lab4f calibration recover` names or removes it")
+
+
+def cmd_drivers(args: argparse.Namespace) -> dict[str, Any]:
+    from lab4f.bench.devices import installed_drivers
+
+    drivers = installed_drivers()
+    if not args.json:
+        for d in drivers:
+            mark = "ok " if d["importable"] else "-- "
+            print(f"{mark}{d['role']:13s} {d['driver']:20s} {d['doc']}" + (f"  ({d['why']})" if d["why"] else ""))
+        print('any other slmsuite SLM/Camera subclass or instrument class: driver = "package.module:Class"')
+    return {"drivers": drivers}
 
 
 def _input_image(kind: str, shape: tuple[int, int]) -> np.ndarray:
