@@ -12,15 +12,16 @@ The student trains through the chosen model, so what is trained is what the opti
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from lab4f.errors import ConfigError
+from lab4f.spectral import correlate_same
 
 DETECTION_MODELS = ("ideal", "incoherent", "coherent")
 
 
 def _corr_same(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    return F.conv2d(x, w, padding=w.shape[-1] // 2)
+    """Cross-correlation with PyTorch's "same" placement for any K (:mod:`lab4f.spectral`'s convention)."""
+    return correlate_same(x, w)
 
 
 def detect(
@@ -29,7 +30,8 @@ def detect(
     model: str = "ideal",
     noise_std: float = 0.0,
 ) -> torch.Tensor:
-    """Front-end output for input ``x`` (B, C_in, H, W) and kernel bank (C_out, C_in, K, K), 'same' size.
+    """Front-end output for input ``x`` (B, C_in, H, W) and kernel bank (C_out, C_in, K, K): (B, C_out, H, W) for
+    odd and even K, placed as ``F.conv2d(x, kernels, padding="same")`` (see :mod:`lab4f.spectral`).
 
     ``noise_std`` adds Gaussian read-out noise to each *measured* intensity (relative to its maximum),
     i.e. to both tiles in incoherent mode — useful for hardware-aware training.

@@ -1,8 +1,21 @@
 """Spectral convolution and the kernel bank that the 4f system realises.
 
-Conventions: like ``F.conv2d`` every "convolution" here is a cross-correlation. A stack of linear
-cross-correlations collapses exactly into one: its kernel is the *true* (full) convolution of the layer
-kernels summed over inner channels, i.e. per frequency ``F[o, i] = Σ W3[o, m] · W2[m, n] · W1[n, i]``.
+**The convention** (one for all of lab4f: :class:`KernelBank`, :func:`fft_conv2d`, :mod:`lab4f.detection`, the
+optics' tile layout and extraction, the calibration's digital reference): a kernel bank ``w`` (C_out, C_in, K, K)
+computes exactly ``torch.nn.functional.conv2d(x, w, padding="same")``, for any K ≥ 1, odd or even:
+
+* **cross-correlation**, no kernel flip: ``y[o, i, j] = Σ_c Σ_u Σ_v w[o, c, u, v] · x[c, i + u − P, j + v − P]``;
+* **"same" placement** ``P = (K − 1) // 2``: PyTorch pads (K − 1) // 2 zeros before and K // 2 after (for even K
+  one more after than before), so map pixel (i, j) is the full (N + K − 1) correlation's pixel
+  (i + K // 2, j + K // 2) — see :func:`same_padding` and :func:`same_crop`.
+
+A kernel trained with ``nn.Conv2d(1, C, K, padding="same")`` (or ``padding=K // 2`` for odd K) therefore runs on
+the bench unchanged; one trained with ``padding=0`` ("valid") gives the same maps cropped by P before and K − 1 − P
+after. The optics realise the correlation as a convolution with the flipped kernel (a PSF tile holds the kernel
+rotated by 180°); the bench's maps equal this reference to float rounding with an ideal modulator.
+
+A stack of linear cross-correlations collapses exactly into one: its kernel is the *true* (full) convolution of
+the layer kernels summed over inner channels, i.e. per frequency ``F[o, i] = Σ W3[o, m] · W2[m, n] · W1[n, i]``.
 Zero padding to ``N + K − 1`` makes the FFT product a linear, not circular, convolution.
 """
 
@@ -16,18 +29,34 @@ import torch
 import torch.nn.functional as F
 
 
-def _crop_center(y: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def same_padding(kernel_size: int) -> tuple[int, int]:
+    """Zeros (before, after) along each axis that make a K-tap correlation "same": ``((K − 1) // 2, K // 2)``,
+    exactly what ``F.conv2d(..., padding="same")`` pads."""
+    k = int(kernel_size)
+    if k < 1:
+        raise ValueError(f"a kernel size must be ≥ 1, got {kernel_size}")
+    return (k - 1) // 2, k // 2
+
+
+def same_crop(full: torch.Tensor, size: tuple[int, int], kernel_size: tuple[int, int] | int) -> torch.Tensor:
+    """The "same" (H, W) maps inside full (H + K − 1, W + K − 1) correlations: rows/cols from K // 2 on."""
+    kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
     h, w = size
-    top = (y.shape[-2] - h) // 2
-    left = (y.shape[-1] - w) // 2
-    return y[..., top : top + h, left : left + w]
+    top, left = kh // 2, kw // 2
+    return full[..., top : top + h, left : left + w]
+
+
+def correlate_same(x: torch.Tensor, weight: torch.Tensor, groups: int = 1) -> torch.Tensor:
+    """``F.conv2d(x, weight, padding="same")`` for any kernel size, by explicit padding (no even-K warning)."""
+    (th, bh), (lw, rw) = same_padding(weight.shape[-2]), same_padding(weight.shape[-1])
+    return F.conv2d(F.pad(x, (lw, rw, th, bh)), weight, groups=groups)
 
 
 def fft_conv2d(x: torch.Tensor, weight: torch.Tensor, mode: str = "same") -> torch.Tensor:
     """Cross-correlate ``x`` (B, C_in, H, W) with ``weight`` (C_out, C_in, K, K) through the FFT.
 
-    ``mode="full"`` returns the (H+K−1)×(W+K−1) linear correlation; ``"same"`` crops its centre to H×W,
-    which equals ``F.conv2d(x, weight, padding=K // 2)`` for odd K.
+    ``mode="full"`` returns the (H+K−1)×(W+K−1) linear correlation; ``"same"`` crops it to H×W as
+    ``F.conv2d(x, weight, padding="same")`` places it, for odd and even K (:func:`same_crop`).
     """
     h, w = x.shape[-2:]
     kh, kw = weight.shape[-2:]
@@ -40,7 +69,7 @@ def fft_conv2d(x: torch.Tensor, weight: torch.Tensor, mode: str = "same") -> tor
     if mode == "full":
         return y
     if mode == "same":
-        return _crop_center(y, (h, w))
+        return same_crop(y, (h, w), (kh, kw))
     raise ValueError(f"mode must be 'full' or 'same', got {mode!r}")
 
 
@@ -105,11 +134,14 @@ class KernelBank:
         return torch.fft.fft2(torch.flip(self.weights, dims=(-2, -1)), s=size)
 
     def apply(self, x: torch.Tensor, mode: str = "same") -> torch.Tensor:
-        """Signed digital reference output of the bank on ``x``."""
+        """Signed digital reference output of the bank on ``x``: ``F.conv2d(x, w, padding="same")`` (the module's
+        convention), or with ``mode="full"`` the whole (N + K − 1)² correlation."""
         w = self.weights.to(x.dtype)
-        k = self.kernel_size
-        y = F.conv2d(x, w, padding=k - 1)
-        return y if mode == "full" else _crop_center(y, x.shape[-2:])
+        if mode == "full":
+            return F.conv2d(x, w, padding=self.kernel_size - 1)
+        if mode == "same":
+            return correlate_same(x, w)
+        raise ValueError(f"mode must be 'full' or 'same', got {mode!r}")
 
     def to_numpy(self) -> np.ndarray:
         return self.weights.numpy().copy()
