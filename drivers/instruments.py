@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.resources
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -129,6 +130,7 @@ class ScpiSession:
         self.exchanges.append((message, None))
         self.writes += 1
         self._call(self._resource.write, message)
+        _transcribe(self.resource_name, message)
 
     def query(self, message: str) -> str:
         """Send one message and return its reply, stripped."""
@@ -151,6 +153,16 @@ class ScpiSession:
                     "check that it is powered and cabled, or raise timeout_ms in its settings."
                 ) from exc
             raise DeviceError(f"{self.resource_name}: VISA error on {message!r}: {exc}") from exc
+
+
+def _transcribe(resource: str, message: str) -> None:
+    """With ``LAB4F_VISA_TRANSCRIPT=FILE``, append every command sent (after it was sent) to FILE: what a bench
+    really received, readable after the process is gone (a test that kills a run reads it)."""
+    path = os.environ.get("LAB4F_VISA_TRANSCRIPT")
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(f"{resource}\t{message}\n")
+            f.flush()
 
 
 class InstrumentIdentity(NamedTuple):

@@ -5,6 +5,11 @@ Each subcommand lives in its own module under :mod:`lab4f.commands` and exposes
 arguments and returning a JSON-serialisable dict (the ``--json`` summary). Human-readable
 output goes to stderr/stdout as the command sees fit, but with ``--json`` stdout carries
 exactly one JSON object.
+
+Exit codes: 0 done; 2 a usage or lab4f error (nothing, or nothing new, was saved); 3 a device failed — a
+``DeviceError`` raised by the command, or a result dict carrying ``"exit_code": 3`` (a run stopped by a device
+fault: its partial results are saved and the JSON says where, with ``"ok": false``, ``stop_reason`` and
+``error_device``). 130: interrupted.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from lab4f import __version__, commands
-from lab4f.errors import Lab4fError
+from lab4f.errors import EXIT_DEVICE, EXIT_ERROR, DeviceError, Lab4fError
 
 
 def _jsonable(obj: Any) -> Any:
@@ -90,6 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from lab4f.drivers import quiet_slmsuite
 
     quiet_slmsuite(logging.DEBUG if args.verbose else logging.WARNING)
+    from lab4f.bench.safety import install_exit_handlers
+
+    install_exit_handlers()  # SIGTERM/SIGHUP unwind like Ctrl-C: every open bench puts its light in its exit state
     as_json = args.json  # the top level's default fills it in when no level got the flag
     # with --json, stdout carries exactly one JSON object: anything else a command prints goes to stderr
     quiet = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
@@ -97,17 +105,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         with quiet:
             result = args.func(args)
     except Lab4fError as exc:
+        payload: dict[str, Any] = {"ok": False, "error": type(exc).__name__, "message": str(exc)}
+        if isinstance(exc, DeviceError):  # scripts can tell a failing device from a wrong command line
+            payload |= {"stop_reason": "device_error", "error_device": exc.device,
+                        "error_role": getattr(exc, "role", None)}
         if as_json:
-            print(json.dumps({"ok": False, "error": type(exc).__name__, "message": str(exc)}))
+            print(json.dumps(payload))
         else:
             print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_DEVICE if isinstance(exc, DeviceError) else EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    result = dict(result or {})
+    code = int(result.pop("exit_code", 0))
     if as_json:
-        print(json.dumps({"ok": True, **(result or {})}, default=_jsonable))
-    return 0
+        print(json.dumps({"ok": code == 0, **result}, default=_jsonable))
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -63,6 +63,9 @@ class BenchConfig(BaseModel):
     shutter: DeviceConfig | None = DeviceConfig(driver="Shutter", settings={"visa_library": "@lab4f-sim"})
     geometry: GeometryConfig = GeometryConfig()
     sync: SyncConfig = SyncConfig()
+    on_exit: str = Field("safe", pattern="^(safe|as_found)$", description="when lab4f closes the bench — normally, "
+                         "on an error, Ctrl-C, SIGTERM or SIGHUP: safe closes the shutter and switches the source off; "
+                         "as_found puts them back as they were before lab4f switched them")
     calibration_dir: str = "calibrations"
 
 

@@ -245,6 +245,9 @@ class Bench:
         from lab4f.bench.preflight import check_settings, raise_for_errors
 
         raise_for_errors(check_settings(self.config))  # a setting that does not fit fails before anything opens
+        from lab4f.bench.safety import remember
+
+        remember(self)  # closed on SIGTERM/SIGHUP/exit even outside a `with`
         try:
             for role in ROLES:
                 cfg: DeviceConfig | None = getattr(self.config, role)
@@ -275,6 +278,8 @@ class Bench:
 
     def _restore_light(self) -> None:
         before, self._light_before = self._light_before, None
+        if self.config.on_exit == "safe":  # shutter closed, source off, whatever they were
+            before = dict.fromkeys(light_state(self.devices), False) if self.devices else None
         if before:
             try:
                 set_light(self.devices, before)
@@ -282,6 +287,10 @@ class Bench:
                 log.warning("could not put the light back as it was (%s): %s", before, exc)
 
     def close(self) -> None:
+        """Put the light in the config's exit state (``on_exit``), then close every device (safe to call twice)."""
+        from lab4f.bench.safety import forget
+
+        forget(self)
         self._restore_light()
         for role in reversed(ROLES):
             device = self.devices.pop(role, None)

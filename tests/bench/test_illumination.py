@@ -108,9 +108,11 @@ def test_a_source_connected_anew_drives_the_camera() -> None:
 
 
 def test_closing_the_bench_puts_the_light_back_as_it_was_before_a_run() -> None:
+    """on_exit = "as_found": the light goes back to what it was before lab4f switched it."""
     from lab4f.drivers.instruments import LightSource, LightSourceSettings, Shutter, ShutterSettings
 
     bench = quiet_bench()  # off and closed
+    bench.config = bench.config.model_copy(update={"on_exit": "as_found"})
     bench.illuminate()
     bench.illuminate()  # twice: the state to restore is the one before the first
     assert bench.light_source.output_on and bench.shutter.is_open
@@ -119,7 +121,53 @@ def test_closing_the_bench_puts_the_light_back_as_it_was_before_a_run() -> None:
             Shutter(ShutterSettings(visa_library="@lab4f-sim")) as sh:
         assert not src.output_on and not sh.is_open
         src.output_on, sh.is_open = True, True  # a source that was on before stays on
-    with Bench(BenchConfig()) as bench:
+    with Bench(BenchConfig(on_exit="as_found")) as bench:
         bench.illuminate()
     with LightSource(LightSourceSettings(visa_library="@lab4f-sim")) as src:
         assert src.output_on
+
+
+def test_closing_the_bench_makes_the_light_safe_by_default() -> None:
+    """on_exit = "safe" (the default): shutter shut and source off on close, even if they were on before."""
+    from lab4f.drivers.instruments import LightSource, LightSourceSettings, Shutter, ShutterSettings
+
+    with LightSource(LightSourceSettings(visa_library="@lab4f-sim")) as src, \
+            Shutter(ShutterSettings(visa_library="@lab4f-sim")) as sh:
+        src.output_on, sh.is_open = True, True
+    with Bench(BenchConfig()) as bench:
+        bench.illuminate()
+    with LightSource(LightSourceSettings(visa_library="@lab4f-sim")) as src, \
+            Shutter(ShutterSettings(visa_library="@lab4f-sim")) as sh:
+        assert not src.output_on and not sh.is_open
+
+
+def test_sigterm_mid_run_leaves_the_light_safe(tmp_path) -> None:
+    """A process sent SIGTERM while its bench is lit closes the shutter, then switches the source off (read from
+    the commands the instruments received: pyvisa-sim keeps no state across processes)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    transcript = tmp_path / "visa.log"
+    script = (
+        "import sys, time\n"
+        "from lab4f.bench.devices import Bench\n"
+        "from lab4f.bench.safety import install_exit_handlers\n"
+        "install_exit_handlers()\n"
+        "with Bench() as bench:\n"
+        "    bench.illuminate()\n"
+        "    print('lit', flush=True)\n"
+        "    while True:\n"
+        "        bench.camera.get_image()\n"
+    )
+    env = dict(os.environ, LAB4F_VISA_TRANSCRIPT=str(transcript))
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "lit"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    sent = [line.split("\t")[1].strip() for line in transcript.read_text().splitlines()]
+    lit = max(i for i, m in enumerate(sent) if m == "OUTP 1")
+    after = sent[lit + 1:]
+    assert "SHUT 0" in after and "OUTP 0" in after
+    assert after.index("SHUT 0") < after.index("OUTP 0")  # the shutter closes first
