@@ -60,6 +60,20 @@ def load_bench_checkpoint(path: str | Path) -> tuple[torch.nn.Module, Any, dict[
     return load_checkpoint(path)
 
 
+def check_detection(model_cfg: Any, bench_mode: str, where: str) -> None:
+    """Refuse a student trained for another detection than the bench's mode (coherent vs incoherent): the optics
+    compute something else than it learnt, and it scores chance; warn for one trained without detection."""
+    detection = getattr(model_cfg, "detection", None)
+    if detection in ("incoherent", "coherent") and detection != bench_mode:
+        raise MismatchError(f"{where}: the checkpoint's student was trained for {detection} detection but the bench "
+                            f"runs in {bench_mode} mode; train the student with --detection {bench_mode}, or set the "
+                            f"bench config's mode = \"{detection}\" if the bench really is {detection}")
+    if detection == "ideal":
+        log.warning("%s: the student was trained without a detection model (ideal, signed fields); the bench measures "
+                    "%s intensity — train with --detection %s for what the optics compute", where, bench_mode,
+                    bench_mode)
+
+
 def check_compatible(model_cfg: ModelConfig, bank: np.ndarray, program: OpticalProgram, record: Any | None,
                      program_path: Path | None = None) -> None:
     """Refuse a checkpoint / program / calibration trio that does not belong together, saying what differs."""
@@ -230,6 +244,7 @@ def prepare(
     student, cfg, meta = load_bench_checkpoint(checkpoint)
     if not hasattr(student, "kernel_bank"):
         raise MismatchError(f"{checkpoint} is a {cfg.kind} checkpoint; the bench runs SCLC (student/linear) ones")
+    check_detection(cfg, bench.config.mode, "run")
     bank = student.kernel_bank().to_numpy()
     program_path = getattr(program, "path", None) if isinstance(program, OpticalProgram) else None
     verified = program is None and bool(getattr(record, "program_sha256", None))

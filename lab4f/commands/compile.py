@@ -41,6 +41,9 @@ def compile_checkpoint(checkpoint: str | Path, bench: Bench, out: str | Path | N
     if not hasattr(model, "kernel_bank"):
         raise CompileError(f"{checkpoint} is a {cfg.kind} checkpoint with a nonlinear front end; compile a "
                            "'student' or 'linear' (SCLC) checkpoint")
+    from lab4f.bench.hybrid import check_detection
+
+    check_detection(cfg, bench.config.mode, "compile")
     bar = tqdm(total=1, desc="compile", disable=not progress, leave=False)
 
     def step(i: int, n: int, msg: str) -> None:

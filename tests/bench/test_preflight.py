@@ -97,3 +97,25 @@ def test_bench_check_on_the_lab_example_names_the_missing_sdk() -> None:
     assert code == 0 and out["ok"] and set(out["devices"]) == {"slm", "display", "camera", "light_source", "shutter"}
     code, out = _cli("bench", "drivers", "--json")
     assert code == 0 and any(d["driver"] == "HarvestersCamera" and d["importable"] for d in out["drivers"])
+
+
+def test_a_student_for_another_detection_is_refused_at_compile_and_run(tmp_path) -> None:
+    """A student trained for coherent detection went through compile, calibrate and run on the incoherent bench and
+    scored chance; now compile and prepare refuse it, saying which."""
+    import torch
+
+    from lab4f.bench.hybrid import prepare
+    from lab4f.checkpoint import make_metadata, save_checkpoint
+    from lab4f.commands.compile import compile_checkpoint
+    from lab4f.errors import MismatchError
+    from lab4f.models import ModelConfig, build_model
+
+    cfg = ModelConfig(kind="student", widths=(4,), kernel_size=3, image_size=28, detection="coherent")
+    path = tmp_path / "coherent.pt"
+    torch.manual_seed(0)
+    save_checkpoint(path, build_model(cfg), make_metadata(cfg))
+    with Bench() as bench:
+        with pytest.raises(MismatchError, match="coherent detection.*incoherent mode"):
+            compile_checkpoint(path, bench, tmp_path / "p.h5", progress=False)
+        with pytest.raises(MismatchError, match="coherent detection"):
+            prepare(bench, path)
