@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+#: exit codes of the `lab4f` command: a usage or lab4f error (nothing new saved), and a device that failed (the
+#: command says what it kept: a partial run file, the previous calibration record)
+EXIT_ERROR = 2
+EXIT_DEVICE = 3
+
 
 class Lab4fError(Exception):
     """Base class of every error lab4f raises on purpose."""

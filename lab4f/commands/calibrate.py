@@ -65,7 +65,11 @@ def run_calibrate(args: argparse.Namespace) -> dict[str, Any]:
         if not args.json:
             print(f"\r[{100 * fraction:5.1f} %] {message[:90]:<90}", end="", file=sys.stderr, flush=True)
 
-    with Bench(load_bench_config(args.config, sync=args.sync)) as bench:
+    from lab4f.bench.faults import device_fault_context
+
+    with Bench(load_bench_config(args.config, sync=args.sync)) as bench, device_fault_context(
+            bench.devices, "the calibration stopped; nothing was saved: the records in "
+                           f"{args.out or bench.config.calibration_dir} are unchanged"):
         record = run_calibration(bench, args.step, program=program, program_path=args.program,
                                  out_dir=args.out, progress=progress, wavefront=args.wavefront,
                                  step_options=step_options)

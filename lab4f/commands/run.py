@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from lab4f.commands import SCENE_KINDS, SYNC_CHOICES
 from lab4f.commands.train import positive_int
-from lab4f.errors import ConfigError
+from lab4f.errors import EXIT_DEVICE, EXIT_ERROR, ConfigError
 
 if TYPE_CHECKING:
     import torch
@@ -83,6 +83,28 @@ def say_if_renamed(args: argparse.Namespace, wanted: Path, written: Path) -> Non
               file=sys.stderr)
 
 
+def _num(value: float | None, spec: str = ".4f") -> str:
+    """A figure for the human summary; "n/a" for one there is none of (no inputs, no latencies)."""
+    return "n/a" if value is None else format(value, spec)
+
+
+def stopped_early(m: dict[str, Any], devices: dict[str, Any], items: str) -> None:
+    """A run the stream stopped early keeps its partial results (the run file is written), but the command fails:
+    exit 3 when a device stopped it (2 for another error), ``ok`` false, the device, its role and the partial file
+    named in ``message``. Does nothing for a run that ended normally."""
+    if not m.get("error"):
+        return
+    from lab4f.bench.faults import role_of
+
+    device = m.get("stop_reason") == "device_error"
+    role = role_of(devices, m.get("error_device")) if device else None
+    m["error_role"] = role
+    m["exit_code"] = EXIT_DEVICE if device else EXIT_ERROR
+    who = f" by the {role} ({m['error_device']})" if role else (f" by {m['error_device']}" if device else "")
+    m["message"] = (f"the run was stopped{who}: {m['error']}; the {m['processed']} {items} processed before are "
+                    f"saved in {m['run_file']} (a partial run file)")
+
+
 def _load_record(path: str | None, bench: Bench) -> Any | None:
     if not path:
         return None
@@ -131,13 +153,14 @@ def _run_segmentation(args: argparse.Namespace, setup: HybridSetup, back: torch.
     m = run_scenes(setup, out, args.checkpoint, args.split, args.scenes, args.data_seed, args.limit,
                    args.policy, back, data_dir=args.data_dir, overwrite=not unique, unique=unique)
     say_if_renamed(args, out, Path(m["run_file"]))
+    stopped_early(m, setup.bench.devices, "scenes")
     if not args.json:
-        print(f"{m['n']} scenes: digital mean IoU {m['digital_mean_iou']:.4f}, optical {m['optical_mean_iou']:.4f} "
-              f"(pixel agreement {m['pixel_agreement']:.4f}); {m['frames_per_s']:.1f} frames/s, latency p50 "
-              f"{m['latency_p50_ms']:.1f} ms; dropped {m['dropped']}; → {m['run_file']}, "
-              f"{len(m['overlays'])} overlay PNGs")
-        if m["error"]:
-            print(f"the run stopped early: {m['error']} ({m['processed']} scenes were processed and saved)")
+        print(f"{m['n']} scenes: digital mean IoU {_num(m['digital_mean_iou'])}, optical "
+              f"{_num(m['optical_mean_iou'])} (pixel agreement {_num(m['pixel_agreement'])}); "
+              f"{m['frames_per_s']:.1f} frames/s, latency p50 {_num(m['latency_p50_ms'], '.1f')} ms; dropped "
+              f"{m['dropped']}; → {m['run_file']}, {len(m['overlays'])} overlay PNGs")
+        if m.get("message"):
+            print(f"error: {m['message']}", file=sys.stderr)
     return m
 
 
@@ -182,11 +205,13 @@ def _load_back(path: Path, back: torch.nn.Module) -> dict[str, torch.Tensor]:
 def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
     from lab4f.bench.config import load_bench_config
     from lab4f.bench.devices import Bench
+    from lab4f.bench.faults import device_fault_context
     from lab4f.bench.run import run_dataset, save_run
     from lab4f.bench.segrun import is_segmentation
 
     out, unique = output_path(args, "run", ".h5")
-    with Bench(load_bench_config(args.config, sync=args.sync)) as bench:
+    with Bench(load_bench_config(args.config, sync=args.sync)) as bench, \
+            device_fault_context(bench.devices, "the run could not start; nothing was saved"):
         setup = _setup(args, bench)
         back = None
         if args.back:
@@ -205,17 +230,18 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
             x, y = _split(setup, args, args.split)
         result = run_dataset(setup, x, y, policy=args.policy, back=back)
         path = save_run(out, result, setup, checkpoint=args.checkpoint, overwrite=not unique, unique=unique)
+        m = result.metrics() | {"run_file": str(path)}
+        stopped_early(m, bench.devices, "inputs")
     say_if_renamed(args, out, path)
-    m = result.metrics() | {"run_file": str(path)}
     if not args.json:
         scores = ("no labelled inputs:" if m["labelled"] == 0 else
-                  f"digital accuracy {m['digital_accuracy']:.4f}, optical {m['optical_accuracy']:.4f} "
+                  f"digital accuracy {_num(m['digital_accuracy'])}, optical {_num(m['optical_accuracy'])} "
                   f"over {m['labelled']} labelled,")
-        print(f"{m['n']} inputs: {scores} agreement {m['agreement']:.4f}; {m['frames_per_s']:.1f} frames/s, "
-              f"latency p50 {m['latency_p50_ms']:.1f} ms p95 {m['latency_p95_ms']:.1f} ms; dropped {m['dropped']}; "
-              f"→ {path}")
-        if m["error"]:
-            print(f"the run stopped early: {m['error']} ({m['processed']} inputs were processed and saved)")
+        print(f"{m['n']} inputs: {scores} agreement {_num(m['agreement'])}; {m['frames_per_s']:.1f} frames/s, "
+              f"latency p50 {_num(m['latency_p50_ms'], '.1f')} ms p95 {_num(m['latency_p95_ms'], '.1f')} ms; "
+              f"dropped {m['dropped']}; → {path}")
+        if m.get("message"):
+            print(f"error: {m['message']}", file=sys.stderr)
         if m.get("batches_extractor"):
             print(f"{m['batches_extractor']} of {m['batches_extractor'] + m.get('batches_fused', 0)} batches took "
                   f"the (slower) extractor path, not the fused kernel: {setup.fallback_reason}")
@@ -262,7 +288,11 @@ def cmd_finetune(args: argparse.Namespace) -> dict[str, Any]:
     from lab4f.storage import atomic_write
 
     wanted, unique = output_path(args, "finetuned_back", ".pt")
-    with Bench(load_bench_config(args.config, sync=args.sync)) as bench:
+    from lab4f.bench.faults import device_fault_context
+
+    with Bench(load_bench_config(args.config, sync=args.sync)) as bench, \
+            device_fault_context(bench.devices, "fine-tuning stopped before or while capturing features through the "
+                                                "optics; nothing was saved"):
         setup = _setup(args, bench)
         data = _finetune_data(args, setup)
         features = {split: capture_features(setup, x, progress=not args.json) for split, (x, _) in data.items()}
