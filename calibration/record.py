@@ -221,8 +221,10 @@ class CalibrationRecord:
         return target.path
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], bench: Any | None = None, strict: bool = False) -> CalibrationRecord:
-        """Read and validate a record; with ``bench``, warn (or with ``strict`` refuse) on other devices."""
+    def load(cls, path: str | os.PathLike[str], bench: Any | None = None, strict: bool = False,
+             force: bool = False) -> CalibrationRecord:
+        """Read and validate a record; with ``bench``, warn (or with ``strict`` refuse) on other devices, and refuse
+        (with ``force`` warn) a bench whose optics settings differ from the recorded ones."""
         path = Path(path)
         try:
             with open_h5(path, RECORD_KIND, RECORD_SCHEMA) as f:
@@ -251,8 +253,25 @@ class CalibrationRecord:
             raise CalibrationError(f"{path} is a damaged calibration record ({exc}); use an earlier record or "
                                    "calibrate again with `lab4f calibrate all`.") from exc
         if bench is not None:
-            record.check_identities(bench.info(), strict=strict)
+            info = bench.info()
+            record.check_identities(info, strict=strict)
+            record.check_optics(info, force=force)
         return record
+
+    def check_optics(self, info: dict[str, Any], force: bool = False) -> list[str]:
+        """The optics settings that differ from the bench in use (:mod:`lab4f.calibration.identity`): a
+        MismatchError naming them, or with ``force`` a warning."""
+        from lab4f.calibration.identity import optics_differences
+
+        differ = optics_differences(self.bench_info, info)
+        if differ:
+            msg = (f"calibration record {self.path} was measured on a bench set up differently: "
+                   + "; ".join(differ) + ". Calibrate this bench (`lab4f calibrate all`), or pass --force to use "
+                   "the record anyway")
+            if not force:
+                raise MismatchError(msg)
+            log.warning(msg)
+        return differ
 
     def check_identities(self, info: dict[str, Any], strict: bool = False) -> list[str]:
         """Roles whose device identity differs from ``info``; a warning, or a MismatchError if ``strict``."""
@@ -298,11 +317,12 @@ def list_records(folder: str | os.PathLike[str]) -> list[Path]:
     return sorted(Path(folder).glob(RECORD_GLOB), key=_record_order)
 
 
-def latest_record(folder: str | os.PathLike[str], bench: Any | None = None) -> CalibrationRecord | None:
+def latest_record(folder: str | os.PathLike[str], bench: Any | None = None,
+                  force: bool = False) -> CalibrationRecord | None:
     """The newest readable record in ``folder`` (damaged files are skipped with a warning), or None."""
     for path in reversed(list_records(folder)):
         try:
-            return CalibrationRecord.load(path, bench)
+            return CalibrationRecord.load(path, bench, force=force)
         except CalibrationError as exc:
             log.warning("skipping %s: %s", path, exc)
     return None

@@ -391,9 +391,16 @@ class Bench:
 
     def info(self) -> dict[str, Any]:
         """Devices, identities and settings: what `lab4f bench info` prints and every record snapshots."""
+        geometry = None
+        if "slm" in self.devices:
+            g = self.geometry
+            geometry = {"slm_shape": list(g.slm_shape), "slm_pitch_um": g.slm_pitch_um,
+                        "wavelength_nm": g.wavelength_nm, "focal_length_1_mm": g.focal_length_1_mm,
+                        "focal_length_2_mm": g.focal_length_2_mm, "aperture_radius": g.aperture_radius}
         return {
             "name": self.config.name,
             "mode": self.config.mode,
+            "geometry": geometry,
             "devices": {
                 role: {"driver": getattr(self.config, role).driver, "identity": identity_of(dev),
                        "settings": settings_of(dev)}
