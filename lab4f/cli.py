@@ -19,6 +19,7 @@ import contextlib
 import importlib
 import json
 import logging
+import math
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -41,6 +42,30 @@ def _jsonable(obj: Any) -> Any:
     if hasattr(obj, "__fspath__"):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _finite(obj: Any) -> Any:
+    """``obj`` with every NaN/±inf float (also numpy's, also inside arrays) made None: JSON has no NaN, and a
+    strict parser refuses Python's ``NaN``/``Infinity`` literals. None means "there is no such figure" (an empty
+    class, a run with no latencies)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, str | int | bool) or obj is None:
+        return obj
+    try:
+        converted = _jsonable(obj)
+    except TypeError:
+        return obj  # json.dumps reports it
+    return _finite(converted)
+
+
+def dumps(payload: dict[str, Any]) -> str:
+    """The one JSON line a command prints: strict JSON (non-finite floats become null; never NaN or Infinity)."""
+    return json.dumps(_finite(payload), default=_jsonable, allow_nan=False)
 
 
 JSON_HELP = "print one JSON summary object on stdout"
@@ -87,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except UsageError as exc:
         if "--json" in argv:  # a usage error still prints one JSON object on stdout
-            print(json.dumps({"ok": False, "error": "UsageError", "message": str(exc)}))
+            print(dumps({"ok": False, "error": "UsageError", "message": str(exc)}))
             return 2
         exc.parser.print_usage(sys.stderr)  # as argparse does: usage, the error, exit 2
         exc.parser.exit(2, f"{exc.parser.prog}: error: {exc.message}\n")
@@ -110,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             payload |= {"stop_reason": "device_error", "error_device": exc.device,
                         "error_role": getattr(exc, "role", None)}
         if as_json:
-            print(json.dumps(payload))
+            print(dumps(payload))
         else:
             print(f"error: {exc}", file=sys.stderr)
         return EXIT_DEVICE if isinstance(exc, DeviceError) else EXIT_ERROR
@@ -120,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = dict(result or {})
     code = int(result.pop("exit_code", 0))
     if as_json:
-        print(json.dumps({"ok": code == 0, **result}, default=_jsonable))
+        print(dumps({"ok": code == 0, **result}))
     return code
 
 

@@ -54,7 +54,7 @@ class DemoResult:
         lines = ["| model | path | test accuracy |", "|---|---|---|"]
         lines += [f"| {r['model']} | {r['path']} | {r['accuracy']:.4f} |" for r in self.rows]
         m = {"frames_per_s": float("nan"), "latency_p50_ms": float("nan"), "latency_p95_ms": float("nan")}
-        m |= self.run_metrics
+        m |= {k: v for k, v in self.run_metrics.items() if v is not None}  # None: a run with no latencies
         lines.append("")
         lines.append(f"optical stream (fine-tuned run): {m['frames_per_s']:.1f} frames/s, latency p50 "
                      f"{m['latency_p50_ms']:.1f} ms / p95 {m['latency_p95_ms']:.1f} ms, dropped {m.get('dropped')}, "

@@ -129,7 +129,8 @@ def _tensors(dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset: Any, batch_size: int = 512, device: str = "cpu") -> dict[str, Any]:
-    """Accuracy, mean cross-entropy loss, count and per-class accuracy of ``model`` on ``dataset``."""
+    """Accuracy, mean cross-entropy loss, count and per-class accuracy (None for a class without images) of
+    ``model`` on ``dataset``."""
     x_all, y_all = _tensors(dataset)
     was_training = model.training
     model.eval()
@@ -150,7 +151,8 @@ def evaluate(model: nn.Module, dataset: Any, batch_size: int = 512, device: str 
         total.index_add_(0, y.cpu(), torch.ones_like(hit))
     model.train(was_training)
     n = len(y_all)
-    per_class = [float(c / t) if t > 0 else float("nan") for c, t in zip(correct, total, strict=True)]
+    # None for a class with no images in the data set: no accuracy to report (NaN would not be JSON)
+    per_class = [float(c / t) if t > 0 else None for c, t in zip(correct, total, strict=True)]
     return {
         "accuracy": float(correct.sum() / max(n, 1)),
         "loss": loss_sum / max(n, 1),

@@ -44,9 +44,10 @@ class RunResult:
         return self._accuracy(self.digital_probs)
 
     @property
-    def agreement(self) -> float:
+    def agreement(self) -> float | None:
+        """Fraction of inputs where optics and digital agree; None for a run that processed none."""
         return float((self.optical_probs.argmax(1) == self.digital_probs.argmax(1)).mean()) if len(self.labels) \
-            else float("nan")
+            else None
 
     def metrics(self) -> dict[str, Any]:
         s = self.summary.stats
@@ -54,11 +55,16 @@ class RunResult:
             "n": int(len(self.labels)), "labelled": int((self.labels >= 0).sum()),
             "optical_accuracy": self.optical_accuracy,
             "digital_accuracy": self.digital_accuracy, "agreement": self.agreement,
-            "frames_per_s": s.mean_fps, "latency_p50_ms": s.latency_p50_ms, "latency_p95_ms": s.latency_p95_ms,
-            "latency_p99_ms": s.latency_p99_ms, "acquired": s.acquired, "processed": s.processed,
+            "frames_per_s": s.mean_fps, **latencies_ms(s), "acquired": s.acquired, "processed": s.processed,
             "dropped": s.dropped, "policy": s.policy, "stop_reason": s.stop_reason, "error": s.error,
             "error_device": s.error_device,
         } | self.extra
+
+
+def latencies_ms(stats: Any) -> dict[str, float | None]:
+    """The run's latency percentiles; None where it has none (no input was processed: the stream reports NaN)."""
+    return {k: (v if np.isfinite(v) else None) for k in ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms")
+            for v in [float(getattr(stats, k))]}
 
 
 def run_dataset(

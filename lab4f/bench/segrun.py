@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from lab4f.bench.hybrid import HybridSetup, check_display_fits
-from lab4f.bench.run import RunResult, run_dataset, write_provenance
+from lab4f.bench.run import RunResult, latencies_ms, run_dataset, write_provenance
 from lab4f.data import ENV_VAR
 from lab4f.errors import ConfigError, DataError, MismatchError
 from lab4f.segmentation.data import (
@@ -199,10 +199,9 @@ class SegRunResult:
             "optical_pixel_accuracy": opt["pixel_accuracy"], "digital_pixel_accuracy": dig["pixel_accuracy"],
             "optical_iou": opt["iou"], "digital_iou": dig["iou"], "optical_dice": opt["dice"],
             "digital_dice": dig["dice"],
-            "pixel_agreement": float((self.optical == self.digital).mean()) if n else float("nan"),
+            "pixel_agreement": float((self.optical == self.digital).mean()) if n else None,
             "optical_vs_digital_mean_iou": vs["mean_iou"],
-            "frames_per_s": s.mean_fps, "latency_p50_ms": s.latency_p50_ms, "latency_p95_ms": s.latency_p95_ms,
-            "latency_p99_ms": s.latency_p99_ms, "acquired": s.acquired, "processed": s.processed,
+            "frames_per_s": s.mean_fps, **latencies_ms(s), "acquired": s.acquired, "processed": s.processed,
             "dropped": s.dropped, "policy": s.policy, "stop_reason": s.stop_reason, "error": s.error,
             "error_device": s.error_device,
         } | self.extra
