@@ -1,4 +1,5 @@
-"""The main window: dockable panels, a status line, remembered layout and settings, clean shutdown."""
+"""The main window: the camera view in the centre, the workflow's panels as dockable tabs beside it (each scrolls
+when its dock is smaller), a status line, remembered layout and settings, clean shutdown."""
 
 from __future__ import annotations
 
@@ -13,11 +14,14 @@ from lab4f.gui.panels.calibration_panel import CalibrationPanel
 from lab4f.gui.panels.inference_panel import InferencePanel
 from lab4f.gui.panels.kernels_panel import KernelsPanel
 from lab4f.gui.panels.live_panel import LivePanel
-from lab4f.gui.views import status_label
+from lab4f.gui.views import scrolled, status_label
 from lab4f.gui.workers import ADVICE, BenchWorker, Worker, start_in_thread
 
 ORGANISATION, APPLICATION = "lab4f", "lab4f-gui"
 SETTINGS_VERSION = 1
+#: The version of the dock layout saveState writes: a layout saved by an earlier arrangement is not restored.
+LAYOUT_VERSION = 2
+DOCK_WIDTH = 540  # px of the workflow panels' tabs at the first start; the camera view takes the rest
 #: How long closing waits for each worker thread after cancelling its jobs (a non-cancellable job — loading a big
 #: checkpoint, a vendor call — may take this long).
 CLOSE_WAIT_MS = 30_000
@@ -42,6 +46,7 @@ class MainWindow(QtWidgets.QMainWindow):
         super().__init__()
         self.setWindowTitle("lab4f — hybrid optical-electronic CNN bench")
         self.setDockNestingEnabled(True)
+        self.setTabPosition(QtCore.Qt.DockWidgetArea.AllDockWidgetAreas, QtWidgets.QTabWidget.TabPosition.North)
         self.notes: list[str] = []
         self.state = AppState()
         self.bench_worker = BenchWorker(None)
@@ -52,21 +57,18 @@ class MainWindow(QtWidgets.QMainWindow):
         self.kernels_panel = KernelsPanel(self.state, self.bench_worker, self.jobs)
         self.live_panel = LivePanel(self.state, self.bench_worker)
         self.inference_panel = InferencePanel(self.state, self.bench_worker)
+        # the camera view is the central widget (it takes what the docks leave); the workflow's panels are tabs
+        # of one dock area beside it, each in a scroll area so that the window fits a 1366×768 laptop screen
+        self.setCentralWidget(self.live_panel)
         self.docks: dict[str, QtWidgets.QDockWidget] = {}
-        area = QtCore.Qt.DockWidgetArea
-        for name, panel, where in (("Bench", self.bench_panel, area.LeftDockWidgetArea),
-                                   ("Calibration", self.calibration_panel, area.LeftDockWidgetArea),
-                                   ("Kernels", self.kernels_panel, area.RightDockWidgetArea),
-                                   ("Live", self.live_panel, area.RightDockWidgetArea),
-                                   ("Inference", self.inference_panel, area.RightDockWidgetArea)):
-            dock = QtWidgets.QDockWidget(name, self)
-            dock.setObjectName(f"dock_{name.lower()}")
-            dock.setWidget(panel)
-            self.addDockWidget(where, dock)
-            self.docks[name] = dock
-        self.tabifyDockWidget(self.docks["Bench"], self.docks["Calibration"])
-        self.tabifyDockWidget(self.docks["Kernels"], self.docks["Inference"])
-        self.docks["Bench"].raise_()
+        for name, panel in (("Bench", self.bench_panel), ("Kernels", self.kernels_panel),
+                            ("Calibration", self.calibration_panel), ("Inference", self.inference_panel)):
+            self._add_dock(name, scrolled(panel), QtCore.Qt.DockWidgetArea.LeftDockWidgetArea)
+        first = self.docks["Bench"]
+        for name in ("Kernels", "Calibration", "Inference"):
+            self.tabifyDockWidget(first, self.docks[name])
+        self.docks["Kernels"].raise_()  # the next step after connecting the bench
+        self.resizeDocks([first], [DOCK_WIDTH], QtCore.Qt.Orientation.Horizontal)
         self.status_line = status_label("ready")
         self.statusBar().addWidget(self.status_line, 1)
         self.error_where: str | None = None  # the kind of request whose error the status line shows
@@ -81,6 +83,7 @@ class MainWindow(QtWidgets.QMainWindow):
                        self.bench_worker.run_ended):
             signal.connect(freeze_gc)
         self.resize(1400, 900)
+        self.default_layout = self.saveState(LAYOUT_VERSION)  # View ▸ Reset layout goes back to it
         if restore:
             config_path = self.restore_settings(config_path)
         if config_path:
@@ -88,6 +91,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.config_path = config_path
         self.bench_worker.submit(self.bench_worker.emit_state, where="bench")
         freeze_gc()
+
+    def _add_dock(self, name: str, widget: QtWidgets.QWidget, where: QtCore.Qt.DockWidgetArea) -> None:
+        dock = QtWidgets.QDockWidget(name, self)
+        dock.setObjectName(f"dock_{name.lower()}")
+        dock.setWidget(widget)
+        self.addDockWidget(where, dock)
+        self.docks[name] = dock
 
     # -- messages ----------------------------------------------------------------------------------
     @QtCore.Slot(str)
@@ -141,7 +151,8 @@ class MainWindow(QtWidgets.QMainWindow):
         unknown = sorted(set(s.allKeys()) - KNOWN_KEYS)
         if unknown:
             self._note(f"ignored unknown saved settings: {', '.join(unknown)}")
-        for key, restore in (("geometry", self.restoreGeometry), ("window_state", self.restoreState)):
+        for key, restore in (("geometry", self.restoreGeometry),
+                             ("window_state", lambda v: self.restoreState(v, LAYOUT_VERSION))):
             value = s.value(key)
             if value is not None and not (isinstance(value, QtCore.QByteArray) and restore(value)):
                 self._note(f"saved window {key} could not be restored (stale): using the default layout")
@@ -164,7 +175,7 @@ class MainWindow(QtWidgets.QMainWindow):
         s.clear()
         s.setValue("version", SETTINGS_VERSION)
         s.setValue("geometry", self.saveGeometry())
-        s.setValue("window_state", self.saveState())
+        s.setValue("window_state", self.saveState(LAYOUT_VERSION))
         if self.bench_worker.config_path:
             s.setValue("bench/config", self.bench_worker.config_path)
         if self.state.checkpoint is not None:

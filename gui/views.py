@@ -1,10 +1,13 @@
-"""Small pyqtgraph helpers shared by the panels: image views and a kernel-bank montage."""
+"""Small Qt and pyqtgraph helpers shared by the panels: image views, a kernel-bank montage, an elided status line,
+scroll areas and plot export."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
@@ -44,9 +47,85 @@ def montage(stack: np.ndarray, columns: int | None = None, pad: int = 1) -> np.n
     return np.nan_to_num(out, nan=0.0)
 
 
-def status_label(text: str = "") -> QtWidgets.QLabel:
-    """A one-line label whose changing text never re-lays-out the panel (that would repaint every plot)."""
-    label = QtWidgets.QLabel(text)
-    label.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Fixed)
-    label.setMinimumWidth(1)
-    return label
+class ElidedLabel(QtWidgets.QLabel):
+    """One line whose changing text never re-lays-out the panel (that would repaint every plot): text too long for
+    the width ends in "…" and is shown whole as the tooltip."""
+
+    def __init__(self, text: str = "", parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Fixed)
+        self.setMinimumWidth(1)
+        self.setText(text)
+
+    def setText(self, text: str) -> None:  # noqa: N802 — Qt's name
+        super().setText(text)
+        self.setToolTip(text)
+
+    def paintEvent(self, _event: QtGui.QPaintEvent) -> None:  # noqa: N802 — Qt's name
+        painter = QtGui.QPainter(self)
+        rect = self.contentsRect()
+        line = " ".join(self.text().split())
+        elided = self.fontMetrics().elidedText(line, QtCore.Qt.TextElideMode.ElideRight, rect.width())
+        align = self.alignment() | QtCore.Qt.AlignmentFlag.AlignVCenter
+        self.style().drawItemText(painter, rect, int(align), self.palette(), self.isEnabled(), elided,
+                                  self.foregroundRole())
+
+
+def status_label(text: str = "") -> ElidedLabel:
+    """A one-line status label: elided when too long, the whole text in its tooltip."""
+    return ElidedLabel(text)
+
+
+class PanelScrollArea(QtWidgets.QScrollArea):
+    """Holds a panel at the viewport's size, or at the panel's minimum size where the viewport is smaller (then it
+    scrolls). Unlike ``widgetResizable``, the height does not follow a word-wrapped label's height-for-width, which
+    asks for the panel's preferred height (twice the screen for the kernels panel)."""
+
+    def __init__(self, widget: QtWidgets.QWidget) -> None:
+        super().__init__()
+        self.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+        self.setWidget(widget)
+        widget.installEventFilter(self)
+
+    def fit(self) -> None:
+        widget, view = self.widget(), self.viewport().size()
+        least = widget.minimumSizeHint().expandedTo(widget.minimumSize())
+        widget.resize(max(view.width(), least.width()), max(view.height(), least.height()))
+
+    def resizeEvent(self, event: QtGui.QResizeEvent) -> None:  # noqa: N802 — Qt's name
+        super().resizeEvent(event)
+        self.fit()
+
+    def eventFilter(self, obj: QtCore.QObject, event: QtCore.QEvent) -> bool:  # noqa: N802 — Qt's name
+        if obj is self.widget() and event.type() == QtCore.QEvent.Type.LayoutRequest:
+            self.fit()
+        return super().eventFilter(obj, event)
+
+    def minimumSizeHint(self) -> QtCore.QSize:  # noqa: N802 — Qt's name
+        return QtCore.QSize(120, 80)
+
+    def sizeHint(self) -> QtCore.QSize:  # noqa: N802 — Qt's name
+        return self.widget().sizeHint().boundedTo(QtCore.QSize(640, 600))
+
+
+def scrolled(widget: QtWidgets.QWidget) -> PanelScrollArea:
+    """``widget`` in a frameless scroll area: a panel taller or wider than its dock scrolls instead of forcing the
+    window's minimum size past a laptop screen."""
+    return PanelScrollArea(widget)
+
+
+def export_plot(plot: pg.PlotWidget | pg.PlotItem, path: str | Path) -> Path:
+    """Write a plot with pyqtgraph's exporters: .svg as a vector image, .csv as its curves' data, else an image
+    (.png, .jpg, .tif) at the plot's size."""
+    from pyqtgraph import exporters
+
+    item = plot.getPlotItem() if isinstance(plot, pg.PlotWidget) else plot
+    path = Path(path)
+    suffix = path.suffix.lower()
+    kind = {".svg": exporters.SVGExporter, ".csv": exporters.CSVExporter}.get(suffix, exporters.ImageExporter)
+    exporter = kind(item)
+    if kind is exporters.ImageExporter:
+        width = int(max(item.sceneBoundingRect().width(), 200))
+        exporter.parameters()["width"] = width
+    exporter.export(str(path))
+    return path

@@ -60,6 +60,26 @@ def default_run_path(calibration_dir: str | Path, folder: str | Path | None = No
     return unique_path(folder.absolute() / f"run-{datetime.now():%Y%m%d-%H%M%S}.h5")
 
 
+#: Where each kind of file dialog opens, in order of preference (relative to the working folder), when no file of that
+#: kind was opened before: checkpoints where the demo caches them, bench configs among the examples.
+START_FOLDERS = {"checkpoint": (".lab4f_cache", "checkpoints", "runs"), "config": ("examples",)}
+
+
+def start_folder(kind: str, worker: BenchWorker | None = None, recent: str | Path | None = None) -> str:
+    """The folder a file dialog for ``kind`` ("run", "snapshot", "record", "checkpoint", "config") starts in: the
+    folder of ``recent`` (the last such file), else runs/ beside the calibration folder for runs and snapshots, the
+    calibration folder for records, else the ``START_FOLDERS``; the working folder if none exists."""
+    calibrations = Path(worker.bench.config.calibration_dir if worker is not None else "calibrations").absolute()
+    candidates = [Path(recent).expanduser().parent] if recent else []
+    candidates += {"run": [calibrations.parent / "runs"], "snapshot": [calibrations.parent / "runs"],
+                   "record": [calibrations]}.get(kind, [])
+    candidates += [Path(p) for p in START_FOLDERS.get(kind, ())]
+    for folder in candidates:
+        if folder.is_dir():
+            return str(folder.absolute())
+    return str(Path.cwd())
+
+
 def cancellable(fn: Callable[[Callable[[int, int], None]], Any], cancel: threading.Event,
                 report: Callable[[int, int], None] | None = None) -> Any:
     """Run ``fn(on_iteration)`` (a compile) in this thread; ``on_iteration(done, total)`` — which the core calls
@@ -478,5 +498,5 @@ class BenchWorker(Worker):
         self.bench.close()
 
 
-__all__ = ["ADVICE", "BenchWorker", "JobCancelled", "Worker", "cancellable", "default_run_path",
+__all__ = ["ADVICE", "BenchWorker", "JobCancelled", "Worker", "cancellable", "default_run_path", "start_folder",
            "start_in_thread", "unique_path"]

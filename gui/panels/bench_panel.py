@@ -9,7 +9,11 @@ from PySide6 import QtCore, QtWidgets
 
 from lab4f.bench.devices import ROLES
 from lab4f.commands import SYNC_CHOICES
-from lab4f.gui.workers import BenchWorker
+from lab4f.gui.views import status_label
+from lab4f.gui.workers import BenchWorker, start_folder
+
+EXPOSURE_TIP = "Camera exposure time in milliseconds (applied when you press Enter or leave the field)"
+GAIN_TIP = "Camera gain in ADU per photo-electron (– when the camera driver has no gain setting)"
 
 
 def show_value(spin: QtWidgets.QDoubleSpinBox, value: float | None, minimum: float) -> None:
@@ -36,10 +40,13 @@ class BenchPanel(QtWidgets.QWidget):
         layout = QtWidgets.QVBoxLayout(self)
 
         row = QtWidgets.QHBoxLayout()
-        self.config_label = QtWidgets.QLabel("(built-in simulated bench)")
+        self.config_label = status_label("(built-in simulated bench)")
         open_btn = QtWidgets.QPushButton("Open config…")
+        open_btn.setToolTip("Open a bench config file (TOML or YAML) naming each device's driver and settings; "
+                            "the devices of the current bench are disconnected first (File ▸ Open bench config)")
         open_btn.clicked.connect(self._choose_config)
         default_btn = QtWidgets.QPushButton("Simulated bench")
+        default_btn.setToolTip("Go back to the built-in simulated bench (every device simulated)")
         default_btn.clicked.connect(lambda: self.open_config(None))
         row.addWidget(QtWidgets.QLabel("Config:"))
         row.addWidget(self.config_label, 1)
@@ -57,7 +64,7 @@ class BenchPanel(QtWidgets.QWidget):
             "marker: read a code of the input's index from every frame (needs a larger display; compile with it)\n"
             "none: take the next frame, whatever it shows — only to see the failure")
         self.sync.textActivated.connect(lambda p: self.worker.submit(lambda: self.worker.set_sync(p), where="bench"))
-        self.sync_counters = QtWidgets.QLabel("")
+        self.sync_counters = status_label("")
         self.sync_counters.setToolTip("frames used (proven fresh) · stale frames skipped · frames used unproven")
         sync_row.addWidget(QtWidgets.QLabel("Sync:"))
         sync_row.addWidget(self.sync)
@@ -73,14 +80,18 @@ class BenchPanel(QtWidgets.QWidget):
         for i, role in enumerate(ROLES):
             self.table.setItem(i, 0, QtWidgets.QTableWidgetItem(role))
             btn = QtWidgets.QPushButton("Connect")
+            btn.setToolTip(f"Connect (or disconnect) the {role.replace('_', ' ')} named in the bench config")
             btn.clicked.connect(lambda _=False, r=role: self._toggle(r))
             self.toggle[role] = btn
             self.table.setCellWidget(i, 3, btn)
         layout.addWidget(self.table)
         both = QtWidgets.QHBoxLayout()
         self.connect_all_btn = QtWidgets.QPushButton("Connect all")
+        self.connect_all_btn.setToolTip("Connect every device of the bench config (a calibration record in use is "
+                                        "applied once the camera and SLM are connected)")
         self.connect_all_btn.clicked.connect(self.connect_all)
         self.disconnect_all_btn = QtWidgets.QPushButton("Disconnect all")
+        self.disconnect_all_btn.setToolTip("Stop any stream and close every device")
         self.disconnect_all_btn.clicked.connect(lambda: self.worker.submit(lambda: self.worker.disconnect_device(),
                                                                            where="bench"))
         both.addWidget(self.connect_all_btn)
@@ -89,17 +100,24 @@ class BenchPanel(QtWidgets.QWidget):
 
         form = QtWidgets.QFormLayout()
         self.exposure_ms = QtWidgets.QDoubleSpinBox(decimals=3, minimum=0.001, maximum=10_000.0, suffix=" ms")
+        self.exposure_ms.setToolTip(EXPOSURE_TIP)
         self.exposure_ms.editingFinished.connect(self._set_exposure)
         self.gain = QtWidgets.QDoubleSpinBox(decimals=3, minimum=0.001, maximum=100.0, suffix=" ADU/e⁻")
+        self.gain.setToolTip(GAIN_TIP)
         self.gain.editingFinished.connect(self._set_gain)
         self.power_mw = QtWidgets.QDoubleSpinBox(decimals=3, minimum=0.0, maximum=1000.0, suffix=" mW")
         self.power_mw.setKeyboardTracking(False)
+        self.power_mw.setToolTip("Light-source power setpoint; the bench config's safety maximum is enforced")
         self.power_btn = QtWidgets.QPushButton("Set power")
+        self.power_btn.setToolTip("Send the power setpoint to the light source (a value above the safety maximum "
+                                  "is refused and nothing is sent)")
         self.power_btn.clicked.connect(lambda: self.set_power(self.power_mw.value()))
         self.light_on = QtWidgets.QCheckBox("emission on")
+        self.light_on.setToolTip("Switch the light source's emission on or off")
         self.light_on.clicked.connect(lambda on: self.worker.submit(lambda: self.worker.set_light(on),
                                                                     where="light_source"))
         self.shutter_open = QtWidgets.QCheckBox("shutter open")
+        self.shutter_open.setToolTip("Open or close the shutter")
         self.shutter_open.clicked.connect(lambda o: self.worker.submit(lambda: self.worker.set_shutter(o),
                                                                        where="shutter"))
         power_row = QtWidgets.QHBoxLayout()
@@ -133,7 +151,8 @@ class BenchPanel(QtWidgets.QWidget):
         self.worker.submit(lambda: self.worker.set_power(power_mw), where="light_source")
 
     def _choose_config(self) -> None:
-        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Bench config", "", "Bench config (*.toml *.yaml *.yml)")
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Bench config", start_folder("config", self.worker),
+                                                        "Bench config (*.toml *.yaml *.yml)")
         if path:
             self.open_config(path)
 

@@ -24,6 +24,8 @@ TITLES = {"camera": "Camera: exposure, dark, flat", "timing": "Timing: display l
           "phase": "SLM phase response (LUT)", "wavefront": "Wavefront correction (optional, ~20 s)",
           "registration": "Display → camera registration",
           "tiles": "Tile registration (program)", "gains": "Per-channel filter and offset (program)"}
+#: Each plot's least size (px): two columns fit a 1366×768 laptop's dock; the panel scrolls below that.
+MIN_PLOT_W, MIN_PLOT_H = 200, 150
 RESIDUAL_GAIN = 100.0  # registration residual vectors are drawn this many times longer
 
 
@@ -65,9 +67,15 @@ class CalibrationPanel(QtWidgets.QWidget):
         save_btn, load_btn = QtWidgets.QPushButton("Save copy…"), QtWidgets.QPushButton("Load record…")
         save_btn.clicked.connect(self._choose_save)
         load_btn.clicked.connect(self._choose_load)
-        for w in (self.run_all_btn, self.with_wavefront, self.flat_frames, self.cancel_btn, save_btn, load_btn):
+        for w in (self.run_all_btn, self.with_wavefront, self.flat_frames, self.cancel_btn):
             row.addWidget(w)
+        row.addStretch(1)
         layout.addLayout(row)
+        records = QtWidgets.QHBoxLayout()  # a second row: one row of six buttons was wider than a laptop's dock
+        for w in (save_btn, load_btn):
+            records.addWidget(w)
+        records.addStretch(1)
+        layout.addLayout(records)
         self.summary = QtWidgets.QPlainTextEdit("not calibrated")
         self.summary.setReadOnly(True)
         self.summary.setMaximumHeight(110)
@@ -101,7 +109,7 @@ class CalibrationPanel(QtWidgets.QWidget):
                                                                                          "#2ca02c", "#d62728")]
         for k, w in enumerate((self.phase_plot, self.reg_plot, self.r2_plot, self.resid_plot, self.flat_plot,
                                self.dark_plot, self.timing_plot)):
-            w.setMinimumSize(180, 150)
+            w.setMinimumSize(MIN_PLOT_W, MIN_PLOT_H)
             plots.addWidget(w, k // 2, k % 2)
         layout.addLayout(plots, 1)
         layout.addWidget(QtWidgets.QLabel("History of this bench's records (double-click to use one):"))

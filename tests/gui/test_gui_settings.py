@@ -66,4 +66,5 @@ def test_lab4f_gui_command_opens_and_closes_with_a_json_summary(qtbot, capsys) -
 
     assert main(["gui", "--no-restore", "--quit-after-s", "0.5", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["exit_code"] == 0 and out["status"] == "closed" and 0.5 <= out["open_s"] < 30
+    # the exit code is the process's (0 above); the JSON says how it ended
+    assert out["status"] == "closed" and 0.5 <= out["open_s"] < 30
