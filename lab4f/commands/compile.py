@@ -1,4 +1,10 @@
-"""`lab4f compile CHECKPOINT`: the student's kernel bank → optical program (HDF5) + compile report (PNG)."""
+"""`lab4f compile BANK`: a kernel bank → optical program (HDF5) + compile report (PNG).
+
+BANK is a lab4f student checkpoint, or a bank trained elsewhere: a NumPy array (.npy/.npz, C_out×1×K×K or C×K×K,
+any K ≥ 1), a PyTorch state dict (its first conv weight, or ``--layer NAME``) or a TorchScript module
+(:mod:`lab4f.optics.bank_io`). Kernels are used as ``F.conv2d(x, w, padding="same")`` computes them
+(:mod:`lab4f.spectral`).
+"""
 
 from __future__ import annotations
 
@@ -15,10 +21,21 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("compile", help="compile a student checkpoint into an optical program", parents=[common])
-    p.add_argument("checkpoint", help="SCLC student (or linear) checkpoint")
+    p = sub.add_parser("compile", help="compile a kernel bank (student checkpoint, .npy/.npz, state dict, "
+                       "TorchScript) into an optical program", parents=[common])
+    p.add_argument("checkpoint", metavar="BANK",
+                   help="SCLC student (or linear) checkpoint, or a kernel bank: .npy/.npz (C_out×1×K×K or C×K×K), "
+                        "a PyTorch state dict or a TorchScript module (.pt)")
+    p.add_argument("--layer", default=None, metavar="NAME",
+                   help="the conv layer (state dict / TorchScript: 'conv1' or 'conv1.weight') or array (.npz) to "
+                        "compile; default: the first conv weight")
+    p.add_argument("--input-size", type=positive_int, default=None, metavar="N",
+                   help="input images are N×N (a bank without a lab4f model; default: the bench display's size)")
+    p.add_argument("--kernels-per-frame", type=positive_int, default=None, metavar="N",
+                   help="at most N kernels per SLM frame, the rest time-multiplexed (fewer tiles share the light: "
+                        "brighter tiles, more frames per input); default: as many as fit")
     p.add_argument("--config", help="bench config (TOML/YAML); default: the built-in simulated bench")
-    p.add_argument("--out", help="program path (.h5); default: next to the checkpoint")
+    p.add_argument("--out", help="program path (.h5); default: next to the bank")
     p.add_argument("--modulation", choices=["phase", "complex"], default="phase",
                    help="phase: phase-only SLM via slmsuite WGS (default); complex: ideal modulator")
     p.add_argument("--iterations", type=positive_int, default=50, help="phase-retrieval iterations")
@@ -26,42 +43,79 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.set_defaults(func=cmd_compile)
 
 
+def load_kernels(path: str | Path, layer: str | None = None) -> tuple[Any, int | None, dict[str, Any]]:
+    """(KernelBank, the input size its model was trained for or None, source metadata) of any accepted file."""
+    from lab4f.optics.bank_io import is_lab4f_checkpoint, is_torchscript, load_bank, read_torch
+
+    path = Path(path)
+    payload = None
+    if path.is_file() and path.suffix.lower() not in (".npy", ".npz") and not is_torchscript(path):
+        payload = read_torch(path)
+        if is_lab4f_checkpoint(payload):
+            if layer is not None:
+                raise CompileError(f"{path} is a lab4f checkpoint: its bank is the collapsed front end; --layer "
+                                   "is for banks from elsewhere (state dicts, TorchScript, .npz)")
+            from lab4f.bench.hybrid import load_bench_checkpoint
+
+            model, cfg, meta = load_bench_checkpoint(path)
+            if not hasattr(model, "kernel_bank"):
+                raise CompileError(f"{path} is a {cfg.kind} checkpoint with a nonlinear front end; compile a "
+                                   "'student' or 'linear' (SCLC) checkpoint")
+            return model.kernel_bank(), int(cfg.image_size), {
+                "checkpoint": str(path), "kind": cfg.kind, "task": meta.get("task", "classification"),
+                "dataset": meta.get("dataset"), "created": meta.get("created")}
+    loaded = load_bank(path, layer, payload)
+    return loaded.kernel_bank, None, loaded.source
+
+
+def input_size_for(bench: Bench, model_size: int | None, requested: int | None, what: str) -> tuple[int, str]:
+    """(N, where it came from): the model's, ``--input-size`` (which must agree with a model's), or the display's."""
+    if model_size is not None:
+        if requested is not None and requested != model_size:
+            raise CompileError(f"{what} was trained on {model_size}×{model_size} inputs; --input-size {requested} "
+                               "does not fit it (omit --input-size)")
+        return model_size, "checkpoint"
+    if requested is not None:
+        return int(requested), "--input-size"
+    shape = tuple(int(s) for s in getattr(bench.display, "shape", ()))
+    if bench.config.sync.policy == "marker" or len(shape) != 2 or shape[0] != shape[1]:
+        why = ("under the marker sync policy the display is larger than the images (the code is shown beside them)"
+               if bench.config.sync.policy == "marker" else f"the bench display is {shape}, not square")
+        raise CompileError(f"{what} has no model to say how large its inputs are and {why}: pass --input-size N")
+    return shape[0], "display"
+
+
 def compile_checkpoint(checkpoint: str | Path, bench: Bench, out: str | Path | None = None,
                        modulation: str = "phase", iterations: int = 50, multiplex: str = "auto",
                        progress: bool = True, on_iteration: Callable[[int, int], None] | None = None,
-                       ) -> tuple[Any, Path, Path]:
-    """Compile a checkpoint for a connected bench; returns (program, program path, report path)."""
+                       kernels_per_frame: int | None = None, input_size: int | None = None,
+                       layer: str | None = None) -> tuple[Any, Path, Path]:
+    """Compile a checkpoint or any accepted kernel bank file for a connected bench; returns (program, program path,
+    report path)."""
     from tqdm import tqdm
 
-    from lab4f.bench.hybrid import load_bench_checkpoint
+    from lab4f.bench.marker import compile_gap
     from lab4f.optics.compile import compile_bank
     from lab4f.optics.report import save_report_png
 
-    model, cfg, meta = load_bench_checkpoint(checkpoint)
-    if not hasattr(model, "kernel_bank"):
-        raise CompileError(f"{checkpoint} is a {cfg.kind} checkpoint with a nonlinear front end; compile a "
-                           "'student' or 'linear' (SCLC) checkpoint")
-    from lab4f.bench.hybrid import check_detection
-
-    check_detection(cfg, bench.config.mode, "compile")
+    bank, model_size, source = load_kernels(checkpoint, layer)
+    n, n_from = input_size_for(bench, model_size, input_size, str(checkpoint))
     bar = tqdm(total=1, desc="compile", disable=not progress, leave=False)
 
-    def step(i: int, n: int, msg: str) -> None:
-        bar.total = n
+    def step(i: int, total: int, msg: str) -> None:
+        bar.total = total
         bar.n = i
         bar.set_postfix_str(msg)
         bar.refresh()
 
-    from lab4f.bench.marker import compile_gap
-
+    source = source | {"input_size_from": n_from}
+    if kernels_per_frame is not None:
+        source["kernels_per_frame"] = int(kernels_per_frame)
     program = compile_bank(
-        model.kernel_bank(), cfg.image_size, bench.geometry, mode=bench.config.mode, modulation=modulation,
-        iterations=iterations, multiplex=multiplex,
-        gap=compile_gap(bench.config.sync, model.kernel_bank().kernel_size, cfg.image_size),
-        camera_cells=bench.camera_cells(), progress=step, on_iteration=on_iteration,
-        source={"checkpoint": str(checkpoint), "kind": cfg.kind, "task": meta.get("task", "classification"),
-                "dataset": meta.get("dataset"),
-                "created": meta.get("created")},
+        bank, n, bench.geometry, mode=bench.config.mode, modulation=modulation,
+        iterations=iterations, multiplex=multiplex, gap=compile_gap(bench.config.sync, bank.kernel_size, n),
+        camera_cells=bench.camera_cells(), progress=step, on_iteration=on_iteration, source=source,
+        kernels_per_frame=kernels_per_frame,
     )
     bar.close()
     out = Path(out) if out else Path(checkpoint).with_suffix(".program.h5")
@@ -76,10 +130,15 @@ def cmd_compile(args: argparse.Namespace) -> dict[str, Any]:
 
     with Bench(load_bench_config(args.config)) as bench:
         program, out, report = compile_checkpoint(args.checkpoint, bench, args.out, args.modulation,
-                                                  args.iterations, args.multiplex, progress=not args.json)
-    summary = program.summary() | {"program": str(out), "report": str(report)}
+                                                  args.iterations, args.multiplex, progress=not args.json,
+                                                  kernels_per_frame=args.kernels_per_frame,
+                                                  input_size=args.input_size, layer=args.layer)
+    src = program.source
+    summary = program.summary() | {"program": str(out), "report": str(report), "source": dict(src)}
     if not args.json:
-        print(f"compiled {summary['channels']} kernels {summary['kernel_size']}×{summary['kernel_size']} into "
+        what = f"layer {src['layer']} of {args.checkpoint}" if src.get("layer") else str(args.checkpoint)
+        print(f"compiled {summary['channels']} kernels {summary['kernel_size']}×{summary['kernel_size']} ({what}, "
+              f"{summary['input_size']}×{summary['input_size']} inputs from the {src.get('input_size_from')}) into "
               f"{summary['frames']} frame(s): min tile correlation {summary['min_tile_correlation']:.4f}, "
               f"{100 * summary['energy_in_tiles']:.1f} % of light in tiles → {out}, {report}")
     return summary

@@ -114,6 +114,7 @@ def compile_bank(
     on_iteration: Callable[[int, int], None] | None = None,
     source: dict | None = None,
     gap: int = 2,
+    kernels_per_frame: int | None = None,
 ) -> OpticalProgram:
     """Compile a single-input-channel kernel bank for the 4f bench.
 
@@ -122,6 +123,8 @@ def compile_bank(
 
     ``multiplex``: "never" (all tiles in one frame or a CompileError), "auto" (split into as few frames as
     needed), "always" (one kernel pair per frame — the fallback for kernels that do not tile).
+    ``kernels_per_frame``: at most this many kernels (k⁺/k⁻ tile pairs) per SLM frame, the rest time-multiplexed;
+    fewer tiles share a frame's light, so each gets more of it (None: as many as fit).
     ``progress(frame, frames, message)`` per program frame; ``on_iteration(done, total)`` after every
     phase-retrieval iteration, counted over all frames (an exception it raises, e.g. a user's cancel, aborts).
     """
@@ -149,6 +152,13 @@ def compile_bank(
     if camera_cells is not None:
         grid = (min(grid[0], int(camera_cells[0])), min(grid[1], int(camera_cells[1])))
     per_frame = slots_per_frame(input_size, bank.kernel_size, grid, gap) // 2
+    if kernels_per_frame is not None:
+        if int(kernels_per_frame) < 1:
+            raise CompileError(f"kernels_per_frame must be ≥ 1, got {kernels_per_frame}")
+        if multiplex == "never" and kernels_per_frame < len(channels):
+            raise CompileError(f"{len(channels)} kernels at most {kernels_per_frame} per frame need "
+                               f"{math.ceil(len(channels) / kernels_per_frame)} frames, but multiplex='never'")
+        per_frame = min(per_frame, int(kernels_per_frame)) if per_frame > 0 else per_frame
     if multiplex == "always":
         groups = [[c] for c in channels]
     elif multiplex == "never" or per_frame >= len(channels):
