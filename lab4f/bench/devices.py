@@ -99,6 +99,12 @@ DRIVERS: dict[str, Driver] = {
                           "SCPI laser/LED source over VISA", ("instruments", "LightSourceSettings")),
     "Shutter": Driver("shutter", _lab4f("instruments", "Shutter", "ShutterSettings"), "SCPI shutter over VISA",
                       ("instruments", "ShutterSettings")),
+    "SC10Shutter": Driver("shutter", _lab4f("thorlabs_sc10", "SC10Shutter", "SC10ShutterSettings"),
+                          "Thorlabs SC10 shutter controller (serial ens/closed?/interlock? command set)",
+                          ("thorlabs_sc10", "SC10ShutterSettings")),
+    "PyLabLibCamera": Driver("camera", _lab4f("pylablib_camera", "PyLabLibCamera", "PyLabLibCameraSettings"),
+                             "any pylablib camera (Andor, pco, Hamamatsu, Photometrics, Thorlabs DCx) by module path, "
+                             "as slmsuite's PyLabLib camera", ("pylablib_camera", "PyLabLibCameraSettings")),
 }
 # the device classes slmsuite 0.5 ships (its slms/thorlabs.py defines none, so there is no Thorlabs SLM here)
 for _name, _mod in [("Meadowlark", "meadowlark"), ("Holoeye", "holoeye"), ("Santec", "santec"),
