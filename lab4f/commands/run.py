@@ -38,7 +38,10 @@ def _common(p: argparse.ArgumentParser) -> None:
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("run", help="run data through the bench and the back end → run file", parents=[common])
     _common(p)
-    p.add_argument("--images", help="a folder of images instead of a dataset (subfolders = class names)")
+    p.add_argument("--images", help="a folder of images instead of a dataset (subfolders = class names); read at "
+                   "their full bit depth (8/12/16-bit, float in [0, 1]); colour → BT.601 luminance")
+    p.add_argument("--strict-images", action="store_true",
+                   help="with --images: an unreadable image is an error (default: skipped, counted and named)")
     p.add_argument("--split", choices=["train", "val", "test"], default="test")
     p.add_argument("--policy", choices=["evaluate", "live"], default="evaluate")
     p.add_argument("--back", help="fine-tuned back end (.pt from lab4f finetune) to use instead of the checkpoint's")
@@ -164,19 +167,24 @@ def _run_segmentation(args: argparse.Namespace, setup: HybridSetup, back: torch.
     return m
 
 
-def _image_folder(folder: Path, setup: HybridSetup) -> tuple[torch.Tensor, torch.Tensor]:
+def _image_folder(folder: Path, setup: HybridSetup, strict: bool = False) -> tuple[Any, Any, dict[str, Any]]:
     """Images of ``folder``, labelled by subfolders named like the checkpoint's classes (``3/`` holds class "3");
-    images elsewhere are unlabelled (-1) and scored by agreement only. Unmatched subfolders are reported."""
+    images elsewhere are unlabelled (-1) and scored by agreement only. Unmatched subfolders are reported; so are
+    the depths read and the images skipped as unreadable (``strict``: an error)."""
     from lab4f.checkpoint import class_names
-    from lab4f.imagefolder import load_image_folder
+    from lab4f.imagefolder import read_image_folder
 
     names = class_names(setup.meta, setup.model_cfg.num_classes)
-    x, y, _ = load_image_folder(folder, setup.model_cfg.image_size, names)
+    read = read_image_folder(folder, setup.model_cfg.image_size, names, strict=strict)
     unknown = sorted(d.name for d in Path(folder).iterdir() if d.is_dir() and d.name not in names)
     if unknown:
         print(f"warning: subfolders {unknown} of {folder} are not classes of this checkpoint ({names}); "
               "their images are run unlabelled (agreement only)", file=sys.stderr)
-    return x, y
+    for s in read.skipped:
+        print(f"warning: skipped {s['reason']}", file=sys.stderr)
+    for w in read.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    return read.images, read.labels, read.summary()
 
 
 def _load_back(path: Path, back: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -223,14 +231,19 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
             return _run_segmentation(args, setup, back, out, unique)
         if args.scenes is not None or args.data_seed is not None:
             raise ConfigError("--scenes/--data-seed are for segmentation checkpoints; use --dataset or --images")
+        images_read = None
         if args.images:
-            x, y = _image_folder(args.images, setup)
+            x, y, images_read = _image_folder(args.images, setup, strict=args.strict_images)
             x, y = (x[: args.limit], y[: args.limit]) if args.limit else (x, y)
         else:
+            if args.strict_images:
+                raise ConfigError("--strict-images is for --images FOLDER")
             x, y = _split(setup, args, args.split)
         result = run_dataset(setup, x, y, policy=args.policy, back=back)
         path = save_run(out, result, setup, checkpoint=args.checkpoint, overwrite=not unique, unique=unique)
         m = result.metrics() | {"run_file": str(path)}
+        if images_read is not None:
+            m["images"] = images_read
         stopped_early(m, bench.devices, "inputs")
     say_if_renamed(args, out, path)
     if not args.json:
@@ -240,6 +253,11 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"{m['n']} inputs: {scores} agreement {_num(m['agreement'])}; {m['frames_per_s']:.1f} frames/s, "
               f"latency p50 {_num(m['latency_p50_ms'], '.1f')} ms p95 {_num(m['latency_p95_ms'], '.1f')} ms; "
               f"dropped {m['dropped']}; → {path}")
+        if images_read is not None:
+            depths = ", ".join(f"{n} {d}" for d, n in images_read["depths"].items())
+            skipped = "; ".join(s["file"] for s in images_read["skipped_files"])
+            print(f"images read: {depths}" + (f"; {images_read['skipped']} skipped as unreadable: {skipped}"
+                                               if images_read["skipped"] else ""))
         if m.get("message"):
             print(f"error: {m['message']}", file=sys.stderr)
         if m.get("batches_extractor"):
