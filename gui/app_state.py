@@ -9,6 +9,7 @@ import numpy as np
 from PySide6 import QtCore
 
 from lab4f.calibration import CalibrationRecord
+from lab4f.gui.calibration_check import CalibrationCheck, check_calibration
 
 
 class AppState(QtCore.QObject):
@@ -27,9 +28,15 @@ class AppState(QtCore.QObject):
         self.program: Any = None  # OpticalProgram, compiled and uploaded
         self.program_path: str | None = None
         self.calibration: CalibrationRecord | None = None  # the record in use (run here or loaded)
+        self.stale_steps: dict[str, list[str]] = {}  # its steps measured before a step they build on was re-run
         self.camera_shape: tuple[int, int] | None = None
         self.calibrating = False
         self.compiling = False
+
+    def calibration_check(self) -> CalibrationCheck:
+        """What the record in use lacks for the uploaded program, or has stale (`lab4f.gui.calibration_check`)."""
+        return check_calibration(self.calibration, self.program_path if self.program is not None else None,
+                                 self.stale_steps)
 
     def set_calibrating(self, on: bool) -> None:
         if on != self.calibrating:

@@ -127,6 +127,8 @@ class LiveRun:
     capacity: int = 8
     batch_size: int = 8
     class_names: tuple[str, ...] = ()  # a segmentation run file names its classes
+    #: recorded in the run file's metrics, e.g. ``calibration_warning_acknowledged``: the warning the user started on
+    notes: dict[str, Any] = field(default_factory=dict)
     back: torch.nn.Module = field(init=False)
     pipeline: Pipeline = field(init=False)
     digital_probs: np.ndarray = field(init=False)  # (N, K) probabilities, or (N, H, W) uint8 masks
@@ -242,7 +244,7 @@ class LiveRun:
         if len(self._samples) and len(self.setup.program.frames) == 1:
             with torch.no_grad():
                 features = self.setup.features(samples[:, None]).numpy()
-        extra = {"source": "gui live run", "inputs": int(len(self.images))}
+        extra = {"source": "gui live run", "inputs": int(len(self.images))} | self.notes
         if self.pipeline.results_dropped:
             extra["recorded"] = (f"the newest {len(done)} of {len(done) + self.pipeline.results_dropped} results "
                                  "(a live run keeps a bounded number)")
@@ -254,6 +256,6 @@ class LiveRun:
 
             res = self.result()
             names = self.class_names or tuple(str(i) for i in range(self.num_classes))
-            result = segmentation_result(res, self.images, self.labels, names, {"scenes": "gui live run"})
+            result = segmentation_result(res, self.images, self.labels, names, {"scenes": "gui live run"} | self.notes)
             return save_seg_run(path, result, self.setup, checkpoint=self.checkpoint)
         return save_run(path, self.result(), self.setup, checkpoint=self.checkpoint)

@@ -77,6 +77,7 @@ class MainWindow(QtWidgets.QMainWindow):
             w.cancelled.connect(self.on_cancelled)
             w.succeeded.connect(self.on_succeeded)
         self.state.calibrating_changed.connect(self.bench_panel.set_busy)
+        self.inference_panel.run_steps_requested.connect(self.run_calibration_steps)
         self.bench_worker.state.connect(self._on_bench_state)
         self.state.status.connect(self.show_status)
         for signal in (self.state.model_changed, self.state.program_changed, self.state.calibration_changed,
@@ -98,6 +99,12 @@ class MainWindow(QtWidgets.QMainWindow):
         dock.setWidget(widget)
         self.addDockWidget(where, dock)
         self.docks[name] = dock
+
+    @QtCore.Slot(list)
+    def run_calibration_steps(self, steps: list[str]) -> None:
+        """Run ``steps`` in the Calibration panel (brought to the front, where their progress shows)."""
+        self.docks["Calibration"].raise_()
+        self.calibration_panel.run(steps)
 
     # -- messages ----------------------------------------------------------------------------------
     @QtCore.Slot(str)

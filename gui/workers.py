@@ -344,9 +344,11 @@ class BenchWorker(Worker):
 
     def start_run(self, checkpoint: str, program_path: str, record: CalibrationRecord | None | str,
                   images: np.ndarray, labels: np.ndarray, record_path: str | None = None,
-                  rate_hz: float | None = DEFAULT_RATE_HZ, class_names: tuple[str, ...] = ()) -> LiveRun:
+                  rate_hz: float | None = DEFAULT_RATE_HZ, class_names: tuple[str, ...] = (),
+                  notes: dict[str, Any] | None = None) -> LiveRun:
         """Live inference: check checkpoint/program/calibration belong together, upload, start the pipeline.
-        ``record="current"``: the calibration in use when the run starts (not when Start was clicked)."""
+        ``record="current"``: the calibration in use when the run starts (not when Start was clicked). ``notes`` go
+        into the run file's metrics (a calibration warning the user acknowledged)."""
         import torch
 
         from lab4f.bench.hybrid import prepare
@@ -364,7 +366,7 @@ class BenchWorker(Worker):
         self._torch_threads = torch.get_num_threads()
         torch.set_num_threads(1)
         self.run = LiveRun(setup, images, labels, self.latest, self.device_lock, checkpoint=checkpoint,
-                           rate_hz=rate_hz, class_names=class_names).start()
+                           rate_hz=rate_hz, class_names=class_names, notes=dict(notes or {})).start()
         self.record_path = record_path
         self._watch_streams()
         self.emit_state()  # prepare() switched the source on and opened the shutter: the Bench panel shows it

@@ -15,6 +15,7 @@ from lab4f.calibration import BENCH_ORDER, CalibrationRecord, list_records
 from lab4f.calibration.gains import fitted_features
 from lab4f.calibration.runner import NEEDS_PROGRAM
 from lab4f.gui.app_state import AppState
+from lab4f.gui.calibration_check import stale_after
 from lab4f.gui.views import image_view, montage, show_image
 from lab4f.gui.workers import BenchWorker
 
@@ -36,6 +37,8 @@ class CalibrationPanel(QtWidgets.QWidget):
         super().__init__(parent)
         self.state, self.worker, self._folder = state, worker, folder
         self.running = False
+        self._base: CalibrationRecord | None = None  # the record a running partial calibration builds on
+        self._stale_base: dict[str, list[str]] = {}
         layout = QtWidgets.QVBoxLayout(self)
         grid = QtWidgets.QGridLayout()
         self.bars: dict[str, QtWidgets.QProgressBar] = {}
@@ -76,6 +79,20 @@ class CalibrationPanel(QtWidgets.QWidget):
             records.addWidget(w)
         records.addStretch(1)
         layout.addLayout(records)
+        # the record does not fit the uploaded program (missing, foreign or stale steps): said here and at Start
+        self.check_box = QtWidgets.QFrame()
+        self.check_box.setStyleSheet("QFrame { background: #fff1e0; border: 1px solid #b35900; }"
+                                     " QLabel { border: none; color: #7a3d00; }")
+        check_row = QtWidgets.QHBoxLayout(self.check_box)
+        self.check_label = QtWidgets.QLabel("")
+        self.check_label.setWordWrap(True)
+        self.fix_btn = QtWidgets.QPushButton("Run missing steps")
+        self.fix_btn.setToolTip("Run the steps the warning names, on top of the record in use (one new record)")
+        self.fix_btn.clicked.connect(self.run_missing)
+        check_row.addWidget(self.check_label, 1)
+        check_row.addWidget(self.fix_btn)
+        self.check_box.hide()
+        layout.addWidget(self.check_box)
         self.summary = QtWidgets.QPlainTextEdit("not calibrated")
         self.summary.setReadOnly(True)
         self.summary.setMaximumHeight(110)
@@ -119,6 +136,8 @@ class CalibrationPanel(QtWidgets.QWidget):
         layout.addWidget(self.history)
         worker.progress.connect(self._on_progress)
         state.compiling_changed.connect(lambda _on: self._update_buttons())
+        state.program_changed.connect(self.show_check)
+        state.calibration_changed.connect(self.show_check)
         worker.done.connect(self._on_done)
         worker.failed.connect(self._on_failed)
         worker.cancelled.connect(self._on_cancelled)
@@ -156,9 +175,32 @@ class CalibrationPanel(QtWidgets.QWidget):
         self._set_running(True)
         # a partial run builds on the record in use; 'all' starts afresh (no stale tiles/gains of another program)
         w, base, out = self.worker, None if steps == "all" else st.calibration, str(self.folder)
+        self._base, self._stale_base = base, dict(st.stale_steps)
         options = {"camera": {"flat_frames": self.flat_frames.value()}} if self.flat_frames.value() else None
         w.submit(lambda: w.calibrate(steps, program, program_path, base, out, wavefront, options),
                  name="calibration", where="calibration")
+
+    def run_missing(self) -> None:
+        """Run what the warning names (missing, foreign and stale steps) on top of the record in use."""
+        steps = self.state.calibration_check().steps_to_run()
+        if steps:
+            self.run(steps)
+
+    @QtCore.Slot()
+    def show_check(self) -> None:
+        """The warning box and the step bars: what the record in use lacks for the uploaded program, or has stale."""
+        check = self.state.calibration_check()
+        self.check_box.setVisible(not check.ok)
+        self.check_label.setText("⚠ " + check.text() if not check.ok else "")
+        if self.running or self.state.calibration is None:
+            return
+        for name in check.missing:
+            self.bars[name].setValue(0)
+            self.bars[name].setFormat("missing for the uploaded program")
+        for name in check.foreign:
+            self.bars[name].setFormat("measured for another program")
+        for name, rerun in check.stale.items():
+            self.bars[name].setFormat(f"stale: {', '.join(rerun)} re-run since")
 
     def cancel(self) -> None:
         self.worker.cancel.set()  # a threading.Event: safe to set from the GUI thread
@@ -187,10 +229,12 @@ class CalibrationPanel(QtWidgets.QWidget):
     @QtCore.Slot(str, object)
     def _on_done(self, name: str, result: Any) -> None:
         if name == "calibration":
+            # the record is in use before calibrating ends: what waits for the end (a Start) sees it
+            self.use(result, f"calibration saved to {result.path}", stale_after(self._base, result, self._stale_base))
             self._set_running(False)
-            self.use(result, f"calibration saved to {result.path}")
+            self.show_check()  # the bars of missing or stale steps, now that none is running
             self.refresh_history()
-        elif name == "record_loaded":
+        elif name == "record_loaded":  # what went stale in it before it was saved is not known
             record, note = result
             self.use(record, f"calibration record {record.path} in use. {note}".strip())
 
@@ -217,11 +261,12 @@ class CalibrationPanel(QtWidgets.QWidget):
         note = "" if "nothing was saved" in message else " Nothing was saved; the calibration in use is unchanged."
         self.summary.setPlainText(f"Calibration cancelled: {message}{note}")
 
-    def use(self, record: CalibrationRecord, status: str) -> None:
-        """Make ``record`` the calibration in use and draw it (and tell the device thread, whose runs use it)."""
+    def use(self, record: CalibrationRecord, status: str, stale: dict[str, list[str]] | None = None) -> None:
+        """Make ``record`` the calibration in use and draw it (and tell the device thread, whose runs use it);
+        ``stale``: its steps measured before a step they build on was re-run."""
         w = self.worker
         w.submit(lambda: w.set_record(record), where="calibration")
-        self.state.calibration = record
+        self.state.calibration, self.state.stale_steps = record, dict(stale or {})
         self.state.calibration_changed.emit()
         self.state.status.emit(status)
         self.draw()
@@ -238,6 +283,10 @@ class CalibrationPanel(QtWidgets.QWidget):
                 self.bars[name].setValue(1000)
                 self.bars[name].setFormat(f"done in {r.duration_s:.1f} s")
                 lines.append(f"{name}: {r.message}")
+            else:  # not in this record: no bar left full from the previous one
+                self.bars[name].setValue(0)
+                needs = name in NEEDS_PROGRAM and self.state.program is None
+                self.bars[name].setFormat("not run: needs an uploaded program" if needs else "not run")
         self.summary.setPlainText("\n".join(lines))
         if rec.phase_response is not None:
             levels, gamma = rec.phase_response
@@ -266,6 +315,7 @@ class CalibrationPanel(QtWidgets.QWidget):
             if cap is not None and dig is not None and len(cap):
                 resid = fitted_features(rec, cap[:1])[0] - dig[0]
                 show_image(self.resid_image, montage(resid), levels=(-1.0, 1.0))
+        self.show_check()
 
     def _draw_timing(self, rec: CalibrationRecord) -> None:
         """The timing step's step responses (display: three repetitions; SLM: one), or nothing without the step."""

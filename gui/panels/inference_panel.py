@@ -5,6 +5,7 @@ drops; start/stop; record the run to a file. It reads the streaming pipeline's `
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,33 @@ from lab4f.gui.views import image_view, show_image, status_label
 from lab4f.gui.workers import BenchWorker, default_run_path, unique_path
 
 HISTORY = 300  # points kept in the time plots
+log = logging.getLogger(__name__)
+
+
+def calibration_warning_box(parent: QtWidgets.QWidget | None, text: str) -> tuple[QtWidgets.QMessageBox, dict]:
+    """The question asked at Start when the calibration does not fit the program: its buttons by answer."""
+    box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Warning, "The calibration does not fit the program",
+                                text, parent=parent)
+    box.setInformativeText("Run missing steps calibrates them now and then starts; Start anyway records this warning "
+                           "in the run file.")
+    buttons = {"run": box.addButton("Run missing steps", QtWidgets.QMessageBox.ButtonRole.AcceptRole),
+               "start": box.addButton("Start anyway", QtWidgets.QMessageBox.ButtonRole.DestructiveRole),
+               "cancel": box.addButton(QtWidgets.QMessageBox.StandardButton.Cancel)}
+    box.setDefaultButton(buttons["run"])
+    return box, buttons
+
+
+def confirm_calibration(parent: QtWidgets.QWidget | None, text: str) -> str:
+    """Ask (modal) whether to run the missing steps, start anyway or not start: "run", "start" or "cancel"."""
+    box, buttons = calibration_warning_box(parent, text)
+    box.exec()
+    return next((answer for answer, b in buttons.items() if b is box.clickedButton()), "cancel")
 
 
 class InferencePanel(QtWidgets.QWidget):
     """Start asks the device thread for a LiveRun (HybridSetup + Pipeline); a timer draws its counters."""
+
+    run_steps_requested = QtCore.Signal(list)  # calibration steps to run before starting (the Calibration panel)
 
     def __init__(self, state: AppState, bench: BenchWorker, parent=None) -> None:  # noqa: ANN001
         super().__init__(parent)
@@ -82,9 +106,12 @@ class InferencePanel(QtWidgets.QWidget):
         bench.run_ended.connect(self._on_run_ended)
         state.model_changed.connect(self._on_model_changed)
         state.calibration_changed.connect(self._show_calibration)
-        state.calibrating_changed.connect(lambda _on: self._update_buttons())
+        state.calibrating_changed.connect(self._on_calibrating)
+        state.program_changed.connect(self._show_calibration)
         bench.failed.connect(self._on_failed)
         self.starting = False
+        self._pending_start = False  # missing calibration steps are running; Start follows when they made a record
+        self._record_before: object | None = None
         self._show_calibration()
 
     @QtCore.Slot()
@@ -97,8 +124,10 @@ class InferencePanel(QtWidgets.QWidget):
             self.calibration_label.setStyleSheet("color: #b35900; font-weight: bold")
         else:
             name = rec.path.name if rec.path is not None else "(not saved)"
-            self.calibration_label.setText(f"calibration in use: {name} · steps {', '.join(sorted(rec.steps))}")
-            self.calibration_label.setStyleSheet("")
+            check = self.state.calibration_check()
+            warn = "" if check.ok else f" · ⚠ {check.text().splitlines()[0]}"
+            self.calibration_label.setText(f"calibration in use: {name} · steps {', '.join(sorted(rec.steps))}{warn}")
+            self.calibration_label.setStyleSheet("" if check.ok else "color: #b35900; font-weight: bold")
 
     def _update_buttons(self) -> None:
         """Start waits for a running calibration (the run uses the record it produces) and for a running run."""
@@ -131,16 +160,50 @@ class InferencePanel(QtWidgets.QWidget):
             return
         if st.calibration is None:
             self.state.status.emit("not calibrated: the run uses the nominal registration; expect poor accuracy")
+        notes: dict[str, Any] = {}
+        check = st.calibration_check()
+        if not check.ok:  # never silently on a partial or stale calibration
+            answer = confirm_calibration(self, check.text())
+            if answer == "run":
+                self.run_missing_then_start(check.steps_to_run())
+                return
+            if answer != "start":
+                self.counters.setText("Not started: the calibration does not fit the program (see the Calibration "
+                                      "panel).")
+                return
+            notes["calibration_warning_acknowledged"] = check.text()
+            log.warning("live run started on a calibration that does not fit the program (confirmed): %s",
+                        " ".join(check.text().split()))
         ck, w = st.checkpoint, self.bench
         record_to = self.recording_path() if self.record.isChecked() else None
         # "current": the device thread uses the calibration in use when the run starts, not the one at the click
         args = (ck.path, st.program_path, "current", ck.images, ck.labels, record_to, float(self.rate_hz.value()),
-                ck.class_names)
+                ck.class_names, notes)
         self.run, self.latest, self.series = None, {}, {k: [] for k in self.series}
         w.submit(lambda: w.start_run(*args), name="run_started", where="inference")
         self.starting = True
         self._update_buttons()
         self.stop_btn.setEnabled(True)
+
+    def run_missing_then_start(self, steps: list[str]) -> None:
+        """Ask the Calibration panel to run ``steps``; Start again when they have made a new record."""
+        self._pending_start, self._record_before = True, self.state.calibration
+        self.run_steps_requested.emit(list(steps))
+        if not self.state.calibrating:  # refused (a compile runs …): the panel says why; nothing waits
+            self._pending_start = False
+            self.counters.setText("Not started: the missing calibration steps could not run (see the Calibration "
+                                  "panel).")
+
+    @QtCore.Slot(bool)
+    def _on_calibrating(self, on: bool) -> None:
+        self._update_buttons()
+        if on or not self._pending_start:
+            return
+        self._pending_start = False
+        if self.state.calibration is not self._record_before:  # the steps ran and made the record in use
+            self.start()
+        else:
+            self.counters.setText("Not started: the calibration steps did not finish (see the Calibration panel).")
 
     def stop(self) -> None:
         """Stop the run; the device thread records it to file if that was asked at the start."""

@@ -27,6 +27,21 @@ def temp_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
+@pytest.fixture(autouse=True)
+def no_modal_dialogs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A modal dialog would wait forever for a click headless: a test that opens one fails at once (patch the
+    panel's question, e.g. `inference_panel.confirm_calibration`, instead)."""
+    from PySide6 import QtWidgets
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("a modal dialog was opened in a test; patch the question it asks")
+
+    for name in ("exec", "question", "warning", "critical", "information", "about"):
+        monkeypatch.setattr(QtWidgets.QMessageBox, name, refuse)
+    for name in ("getOpenFileName", "getSaveFileName", "getExistingDirectory"):
+        monkeypatch.setattr(QtWidgets.QFileDialog, name, refuse)
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A linear SCLC (4 kernels 5×5) trained for 2 epochs on 1,000 mnist5k digits (~8 s on 2 cores)."""

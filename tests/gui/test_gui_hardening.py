@@ -88,7 +88,12 @@ def test_a_compile_blocks_calibration_until_it_ends(qtbot, connected_window, tin
 
 
 # -- 2. a calibration blocks Start, Compile and the bench controls; a run uses the record in use at its start --
-def test_calibration_disables_start_compile_and_bench_controls(qtbot, connected_window, tiny_checkpoint) -> None:  # noqa: ANN001
+def test_calibration_disables_start_compile_and_bench_controls(qtbot, connected_window, tiny_checkpoint,  # noqa: ANN001
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab4f.gui.panels import inference_panel
+
+    # the record below has no tiles and gains for the uploaded program: Start asks, and is told to start anyway
+    monkeypatch.setattr(inference_panel, "confirm_calibration", lambda _parent, _text: "start")
     win = loaded(qtbot, connected_window(), tiny_checkpoint)
     cal, inf, k, bench = win.calibration_panel, win.inference_panel, win.kernels_panel, win.bench_panel
     assert inf.start_btn.isEnabled() and k.compile_btn.isEnabled() and bench.exposure_ms.isEnabled()

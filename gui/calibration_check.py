@@ -1,0 +1,100 @@
+"""Is the calibration in use fit for the program on the SLM? Program-dependent steps (tiles, gains) that are missing
+or were measured for another program, and steps left stale by re-running a step they build on — said in the GUI's
+words, with the steps that put it right. Qt-free; the Calibration and Inference panels show it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab4f.calibration import BENCH_ORDER
+from lab4f.calibration.runner import DEPENDS_ON_IT, NEEDS_PROGRAM, stale_steps
+from lab4f.storage import file_sha256
+
+#: What the program-dependent steps need from the record (run first when the record lacks it).
+PREREQUISITES = {"tiles": ("registration",), "gains": ("registration",)}
+_HASHES: dict[tuple[str, int, int], str] = {}  # (path, mtime_ns, size) → sha256: a program file is hashed once
+
+
+def program_hash(path: str | Path) -> str | None:
+    """The file's SHA-256 (cached while the file is unchanged), or None if it cannot be read."""
+    try:
+        st = os.stat(path)
+        key = (str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
+        if key not in _HASHES:
+            _HASHES[key] = file_sha256(path)
+        return _HASHES[key]
+    except OSError:
+        return None
+
+
+@dataclass
+class CalibrationCheck:
+    """What is wrong with a record for the uploaded program (all empty: nothing)."""
+
+    missing: list[str] = field(default_factory=list)  # program-dependent steps the record lacks
+    foreign: list[str] = field(default_factory=list)  # steps measured for another program
+    stale: dict[str, list[str]] = field(default_factory=dict)  # step → the re-run steps it was measured before
+    present: tuple[str, ...] = ()  # the record's steps
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.foreign or self.stale)
+
+    def steps_to_run(self) -> list[str]:
+        """The steps that make the record whole again, in bench order (with what they need from the record)."""
+        wanted = set(self.missing) | set(self.foreign) | set(self.stale)
+        for step in list(wanted):
+            wanted |= {p for p in PREREQUISITES.get(step, ()) if p not in self.present}
+        return [s for s in BENCH_ORDER if s in wanted]
+
+    def text(self) -> str:
+        """The warning, one line per problem, and what to press."""
+        lines = []
+        if self.missing:
+            lines.append(f"Missing for the uploaded program: {', '.join(self.missing)} (the record was calibrated "
+                         "without a program, or before this one was uploaded).")
+        if self.foreign:
+            lines.append(f"Measured for another program: {', '.join(self.foreign)} (the program on the SLM was "
+                         "compiled after them).")
+        for step, rerun in self.stale.items():
+            lines.append(f"Stale: {step} was measured before {', '.join(rerun)} was re-run.")
+        if lines:
+            lines.append(f"A run would use nominal or wrong tiles and gains (expect poor accuracy). Run the steps "
+                         f"{', '.join(self.steps_to_run())} (Calibration panel), or start anyway.")
+        return "\n".join(lines)
+
+
+def check_calibration(record: Any, program_path: str | Path | None, stale: dict[str, list[str]] | None = None,
+                      ) -> CalibrationCheck:
+    """The record's problems for the program at ``program_path`` (None: no program uploaded, so nothing program-
+    dependent is expected); ``stale`` is what the GUI saw go stale in this record (`stale_after`)."""
+    if record is None:
+        return CalibrationCheck()
+    steps = tuple(record.steps)
+    check = CalibrationCheck(present=steps, stale={k: list(v) for k, v in (stale or {}).items() if k in steps})
+    if program_path is None:
+        return check
+    check.missing = [s for s in NEEDS_PROGRAM if s not in steps]
+    want = getattr(record, "program_sha256", None)
+    if want and program_hash(program_path) != want:
+        check.foreign = [s for s in NEEDS_PROGRAM if s in steps]
+    for s in check.foreign:
+        check.stale.pop(s, None)  # re-measured for the new program anyway
+    return check
+
+
+def stale_after(base: Any, record: Any, stale_before: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+    """Which steps of ``record`` (a partial calibration on top of ``base``) are stale: those of the base that build on a
+    step that was re-run, and those already stale in the base that were not re-run. A re-run step is one whose result
+    is not the base's (`CalibrationRecord.merged_with` keeps the base's results of the steps not run)."""
+    if base is None:
+        return {}
+    rerun = [n for n, r in record.steps.items() if base.steps.get(n) is not r]
+    out = {k: list(v) for k, v in (stale_before or {}).items() if k not in rerun and k in record.steps}
+    for step in stale_steps(rerun, base.steps):
+        out.setdefault(step, [])
+        out[step] += [n for n in rerun if step in DEPENDS_ON_IT.get(n, ()) and n not in out[step]]
+    return {k: out[k] for k in BENCH_ORDER if k in out}
