@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -233,19 +234,20 @@ def record_program(record: Any) -> Path:
 
 def prepare(
     bench: Bench,
-    checkpoint: str | Path,
+    checkpoint: str | Path | None,
     record: Any | None = None,
     program: OpticalProgram | str | Path | None = None,
     registration: PlaneToCamera | None = None,
     compile_kwargs: dict[str, Any] | None = None,
 ) -> HybridSetup:
     """Load the student, compile (or load) its program, check the trio, switch the light on, upload the phase, build
-    the extractor."""
-    student, cfg, meta = load_bench_checkpoint(checkpoint)
-    if not hasattr(student, "kernel_bank"):
+    the extractor. ``checkpoint`` None: a program compiled from a bare kernel bank (``lab4f compile kernels.npy``),
+    given or the record's; the setup then has no student (``student``, ``model_cfg`` None: features only)."""
+    student, cfg, meta = (None, None, {}) if checkpoint is None else load_bench_checkpoint(checkpoint)
+    if student is not None and not hasattr(student, "kernel_bank"):
         raise MismatchError(f"{checkpoint} is a {cfg.kind} checkpoint; the bench runs SCLC (student/linear) ones")
-    check_detection(cfg, bench.config.mode, "run")
-    bank = student.kernel_bank().to_numpy()
+    if cfg is not None:
+        check_detection(cfg, bench.config.mode, "run")
     program_path = getattr(program, "path", None) if isinstance(program, OpticalProgram) else None
     verified = program is None and bool(getattr(record, "program_sha256", None))
     if verified:  # the record's own program, found by its hash
@@ -253,12 +255,17 @@ def prepare(
         program = OpticalProgram.load(program_path)
         log.info("using the program the calibration record was measured with: %s", program_path)
     if program is None:
+        if student is None:
+            raise MismatchError("without a checkpoint the bench needs a compiled program: pass --program (from "
+                                "`lab4f compile BANK`) or a calibration record measured with one")
         kwargs = {"camera_cells": bench.camera_cells(), "mode": bench.config.mode} | (compile_kwargs or {})
         program = compile_bank(student.kernel_bank(), cfg.image_size, bench.geometry, **kwargs)
     elif not isinstance(program, OpticalProgram):
         program_path = Path(program)
         program = OpticalProgram.load(program_path)
-    check_compatible(cfg, bank, program, record, None if verified else program_path)
+    bank = program.bank if student is None else student.kernel_bank().to_numpy()
+    check_compatible(cfg or SimpleNamespace(image_size=program.input_size), bank, program, record,
+                     None if verified else program_path)
     if hasattr(record, "apply"):
         # the bench as calibrated: exposure, phase LUT, wavefront correction, and the display showing images as
         # they were shown when the record's channel filters were fitted
