@@ -186,7 +186,8 @@ def check_display_fits(setup: HybridSetup | Bench, images: torch.Tensor | np.nda
     hw = tuple(int(v) for v in images.shape[-2:])
     bench = getattr(setup, "bench", setup)  # a HybridSetup, or the Bench itself
     shape = tuple(getattr(bench.display, "shape", hw))
-    if bench.sync.policy == "marker" and shape[0] >= hw[0] and shape[1] >= hw[1]:
+    policy = getattr(getattr(bench, "sync", None), "policy", None)
+    if policy == "marker" and shape[0] >= hw[0] and shape[1] >= hw[1]:
         pass  # the image is shown centred, the marker code beside it (Bench.show checks the code fits)
     elif shape != hw:
         raise MismatchError(f"the display shows {shape} images but the inputs are {hw}; set the bench config's "

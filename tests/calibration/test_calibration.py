@@ -138,7 +138,9 @@ def test_truncated_record_is_a_clear_error_and_previous_stays_usable(tmp_path):
 def test_identity_mismatch_warns(tmp_path, caplog):
     with make_bench(noise=False) as bench:
         rec = run_calibration(bench, ["camera"], out_dir=tmp_path)
-    other = Bench(BenchConfig(camera=DeviceConfig(driver="Simulated4fCamera", settings={"name": "other-camera"})))
+    # another camera on the same alignment (what differs: its identity; the optics settings are the same)
+    other = Bench(BenchConfig(camera=DeviceConfig(driver="Simulated4fCamera", settings={
+        **MISREGISTERED, "noise": False, "name": "other-camera"})))
     with other.connect():
         with caplog.at_level(logging.WARNING):
             loaded = CalibrationRecord.load(rec.path, other)
