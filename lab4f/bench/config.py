@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from lab4f.bench.sync import SyncConfig
 from lab4f.errors import ConfigError
@@ -66,7 +66,22 @@ class BenchConfig(BaseModel):
     on_exit: str = Field("safe", pattern="^(safe|as_found)$", description="when lab4f closes the bench — normally, "
                          "on an error, Ctrl-C, SIGTERM or SIGHUP: safe closes the shutter and switches the source off; "
                          "as_found puts them back as they were before lab4f switched them")
+    drift_limit_px: float | None = Field(1.0, gt=0, description="at the start of a run, refuse a bench whose tiles "
+                                         "moved more than this (camera pixels, median) since the registration was "
+                                         "calibrated; None: no check")
     calibration_dir: str = "calibrations"
+    #: fault rehearsal: FaultPlan fields per role, armed when the bench connects (lab4f.bench.faults)
+    faults: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("faults")
+    @classmethod
+    def _faults_are_fault_plans(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        from lab4f.bench.faults import validate_faults
+
+        try:
+            return validate_faults(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from exc
 
 
 def _format_validation(exc: ValidationError, source: str) -> str:
@@ -79,10 +94,15 @@ def _format_validation(exc: ValidationError, source: str) -> str:
 
 def load_bench_config(path: str | os.PathLike[str] | None = None, sync: str | None = None) -> BenchConfig:
     """Read a TOML/YAML bench config; ``None`` gives the built-in simulated bench. ``sync`` overrides the config's
-    sync policy (``--sync``)."""
+    sync policy (``--sync``); ``LAB4F_FAULTS`` adds faults to rehearse (:mod:`lab4f.bench.faults`)."""
     config = _load_bench_config(path)
     if sync is not None:
         config = config.model_copy(update={"sync": config.sync.model_copy(update={"policy": sync})})
+    from lab4f.bench.faults import ENV, faults_from_env, merge_faults
+
+    env = faults_from_env(os.environ.get(ENV))  # fault rehearsal for one run, on top of the config's [faults]
+    if env:
+        config = config.model_copy(update={"faults": merge_faults(config.faults, env)})
     return config
 
 

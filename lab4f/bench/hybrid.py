@@ -279,6 +279,14 @@ def prepare(
     setup = HybridSetup(bench, student, cfg, meta, program, extractor_for(program, record, camera_shape, registration),
                         record, program_path)
     setup.upload(0)
+    limit = bench.config.drift_limit_px
+    if record is not None and limit is not None and registration is None:
+        from lab4f.bench.drift import check_drift
+
+        report = check_drift(setup, record, limit)
+        if report is not None:
+            setup.meta = dict(setup.meta) | {"registration_drift": report.to_dict()}
+            log.info("registration holds: tiles within %.2f px (median) of the calibration", report.median_px)
     if bench.sync.policy == "marker":
         from lab4f.bench.marker import marker_reader_for
 
