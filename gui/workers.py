@@ -355,18 +355,30 @@ class BenchWorker(Worker):
 
         if isinstance(record, str):
             record = self.record
+        resume_view = self.view is not None
         self.stop_stream()
-        with self.device_lock:
-            setup = prepare(self.bench, checkpoint, record=record, program=program_path)
-        setup.calibration_path = getattr(record, "path", None)
-        self.uploaded_phase = setup.program.frames[0].phase
-        # small batches gain nothing from intra-op threads, which would take the GUI thread's core; restored at
-        # stop, because prepare()'s checkpoint/program hash check is exact and kernel_bank() rounds differently
-        # with another thread count
-        self._torch_threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        self.run = LiveRun(setup, images, labels, self.latest, self.device_lock, checkpoint=checkpoint,
-                           rate_hz=rate_hz, class_names=class_names, notes=dict(notes or {})).start()
+        threads = torch.get_num_threads()
+        try:
+            with self.device_lock:
+                setup = prepare(self.bench, checkpoint, record=record, program=program_path)
+            setup.calibration_path = getattr(record, "path", None)
+            self.uploaded_phase = setup.program.frames[0].phase
+            # small batches gain nothing from intra-op threads, which would take the GUI thread's core; restored at
+            # stop, because prepare()'s checkpoint/program hash check is exact and kernel_bank() rounds differently
+            # with another thread count
+            self._torch_threads = threads
+            torch.set_num_threads(1)
+            run = LiveRun(setup, images, labels, self.latest, self.device_lock, checkpoint=checkpoint,
+                          rate_hz=rate_hz, class_names=class_names, notes=dict(notes or {}))
+        except BaseException:
+            torch.set_num_threads(threads)
+            if resume_view and "camera" in self.bench.devices:  # a failed Start leaves the live view as it was
+                try:
+                    self.start_stream()
+                except Lab4fError as exc:
+                    self.failed.emit("camera", f"the live view could not resume: {exc}")
+            raise
+        self.run = run.start()
         self.record_path = record_path
         self._watch_streams()
         self.emit_state()  # prepare() switched the source on and opened the shutter: the Bench panel shows it

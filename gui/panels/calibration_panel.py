@@ -315,6 +315,12 @@ class CalibrationPanel(QtWidgets.QWidget):
             if cap is not None and dig is not None and len(cap):
                 resid = fitted_features(rec, cap[:1])[0] - dig[0]
                 show_image(self.resid_image, montage(resid), levels=(-1.0, 1.0))
+            else:
+                show_image(self.resid_image, None)
+        else:  # a record without the gains step: no R² bars or residuals of the previous record
+            self.r2_bars.setOpts(x=[], height=[], width=0.6)
+            self.r2_plot.getAxis("bottom").setTicks(None)
+            show_image(self.resid_image, None)
         self.show_check()
 
     def _draw_timing(self, rec: CalibrationRecord) -> None:

@@ -214,6 +214,12 @@ class KernelsPanel(QtWidgets.QWidget):
         self.info.setText(f"{loaded.path}: {loaded.cfg.kind}, {k.shape[0]} kernels {k.shape[-1]}×{k.shape[-1]}, "
                           f"dataset {(m.get('dataset') or {}).get('name', '?')}, created {m.get('created', '?')}; "
                           f"{len(loaded.labels)} test images for the live run")
+        # a new checkpoint is not compiled yet: no "compiled (100 %)" left from the previous one
+        self.progress.setValue(0)
+        self.progress.setFormat("not compiled: press Compile and upload")
+        if self.state.program is not None:
+            self.info.setText(f"{self.info.text()}. The SLM still holds the program of the previous checkpoint "
+                              f"({self.state.program_path}): Compile and upload this one before a run.")
         self.loading = False
         self._update_buttons()
         self.state.model_changed.emit()

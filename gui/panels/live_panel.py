@@ -10,6 +10,7 @@ instead of the tick being lost as with a 30 ms timer (27.6 displayed frames/s on
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,13 @@ class LivePanel(QtWidgets.QWidget):
         layout.addLayout(row)
         self.plot, self.image = image_view()
         layout.addWidget(self.plot, 1)
+        # over the view's corner: the frame shown is not live (camera disconnected, stream stopped by a fault)
+        self.stale_label = QtWidgets.QLabel(self.plot)
+        self.stale_label.setStyleSheet("background: rgba(164, 0, 0, 210); color: white; padding: 4px; "
+                                       "font-weight: bold")
+        self.stale_label.move(8, 8)
+        self.stale_label.hide()
+        self._frame_time = ""  # wall-clock time of the frame drawn last
         self.boxes: list[QtWidgets.QGraphicsRectItem] = []
         self.timer = QtCore.QTimer(self)
         self.timer.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
@@ -67,6 +75,7 @@ class LivePanel(QtWidgets.QWidget):
         self.timer.timeout.connect(self.draw)
         self.timer.start()
         worker.streaming.connect(self._on_streaming)
+        worker.state.connect(self._on_state)
         state.program_changed.connect(self.draw_tiles)
         state.calibration_changed.connect(self.draw_tiles)
 
@@ -95,11 +104,29 @@ class LivePanel(QtWidgets.QWidget):
                 self.levels = (lo, max(hi, lo + 1.0))
             show_image(self.image, frame, self.levels)
             self.drawn += 1
+            self._frame_time = datetime.now().strftime("%H:%M:%S")
+            if not self.stale_label.isHidden():
+                self.stale_label.hide()
         if now - self._t0 >= 1.0:
             self.display_fps = (self.drawn - self._n0) / (now - self._t0)
             self.camera_fps = (count - getattr(self, "_c0", count)) / (now - self._t0)
             self._t0, self._n0, self._c0 = now, self.drawn, count
             self.fps_label.setText(f"displayed {self.display_fps:.1f} frames/s · camera {self.camera_fps:.1f} frames/s")
+
+    def mark_stale(self, why: str) -> None:
+        """Say over the image that it is the last frame, not a live one (until a new frame is drawn)."""
+        if self.drawn == 0:
+            return
+        self.stale_label.setText(f"STALE: {why} — last frame at {self._frame_time}")
+        self.stale_label.adjustSize()
+        self.stale_label.show()
+        self.stale_label.raise_()
+
+    @QtCore.Slot(dict)
+    def _on_state(self, state: dict) -> None:
+        camera = state.get("devices", {}).get("camera", {})
+        if camera and not camera.get("connected"):
+            self.mark_stale("camera disconnected")
 
     def draw_tiles(self) -> None:
         for box in self.boxes:
