@@ -24,14 +24,15 @@ _ROLE = re.compile(r":(?:py:)?(?:class|mod|func|meth|attr|data|obj|exc|const):`(
 def on_config(config):  # noqa: ANN001, ANN201
     root = Path(config.config_file_path).resolve().parent
     tree = root / "build" / "api-src" / "lab4f"
-    if tree.parent.exists():
-        shutil.rmtree(tree.parent)
-    tree.mkdir(parents=True)
-    for item in (root / "lab4f").iterdir():
-        if item.name != "__pycache__" and item.name not in MAPPED:
-            (tree / item.name).symlink_to(item)
-    for name, folder in MAPPED.items():
-        (tree / name).symlink_to(root / folder, target_is_directory=True)
+    tree.mkdir(parents=True, exist_ok=True)
+    links = {item.name: item for item in (root / "lab4f").iterdir() if item.name != "__pycache__"}
+    links |= {name: root / folder for name, folder in MAPPED.items()}
+    for entry in tree.iterdir():  # kept when still right, so two builds at once do not pull the tree away
+        if entry.name not in links or not entry.is_symlink() or entry.readlink() != links[entry.name]:
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+    for name, target in links.items():
+        if not (tree / name).is_symlink():
+            (tree / name).symlink_to(target, target_is_directory=target.is_dir())
     return config
 
 
