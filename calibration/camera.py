@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -131,11 +132,13 @@ class DarkCorrectedCamera(Camera):
 
 @contextlib.contextmanager
 def light_blocked(bench: Any) -> Iterator[None]:
-    """Close the shutter and switch the source off (where the bench has them), restoring them afterwards."""
+    """Darkness for a measurement, restored afterwards: the shutter closes and the source stays as it is (switching
+    a laser off and on for every dark frame adds warm-up drift); without a shutter the source is switched off."""
     devices = getattr(bench, "devices", {})
     before = light_state(devices)
+    dark = {"shutter": False} if "shutter" in before else dict.fromkeys(before, False)
     try:
-        set_light(devices, dict.fromkeys(before, False))
+        set_light(devices, dark)
         yield
     finally:
         set_light(devices, before)
@@ -143,11 +146,16 @@ def light_blocked(bench: Any) -> Iterator[None]:
 
 @contextlib.contextmanager
 def light_on(bench: Any) -> Iterator[None]:
-    """Open the shutter and switch the source on for a measurement, restoring their state afterwards."""
+    """Open the shutter and switch the source on for a measurement, restoring their state afterwards; a source that
+    was off is given its warm-up (``warmup_s`` in its settings, where it has one) before the measurement."""
     devices = getattr(bench, "devices", {})
     before = light_state(devices)
     try:
         set_light(devices, dict.fromkeys(before, True))
+        source = devices.get("light_source")
+        warmup = float(getattr(getattr(source, "settings", None), "warmup_s", 0.0) or 0.0)
+        if before.get("light_source") is False and warmup > 0:
+            time.sleep(warmup)  # a source just switched on is not stable yet
         yield
     finally:
         set_light(devices, before)

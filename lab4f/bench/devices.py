@@ -194,15 +194,20 @@ def settings_of(device: Any) -> dict[str, Any]:
 _LIGHT = (("light_source", "output_on"), ("shutter", "is_open"))
 
 
-def set_light(devices: dict[str, Any], state: dict[str, bool]) -> None:
+def set_light(devices: dict[str, Any], state: dict[str, bool], force: bool = False) -> None:
     """Put the source's emission and the shutter (the roles ``state`` names and ``devices`` has) in ``state``; a
     shutter that is to close closes first and one that is to open opens last, so no light passes in between."""
     shutter, source = devices.get("shutter"), devices.get("light_source")
-    if shutter is not None and state.get("shutter") is False:
+
+    def differs(device: Any, attr: str, want: bool) -> bool:  # a setting already in place is not sent again
+        known = getattr(device, "known", None)
+        return force or not callable(known) or bool(known(attr)) != want
+
+    if shutter is not None and state.get("shutter") is False and differs(shutter, "is_open", False):
         shutter.is_open = False
-    if source is not None and "light_source" in state:
+    if source is not None and "light_source" in state and differs(source, "output_on", state["light_source"]):
         source.output_on = state["light_source"]
-    if shutter is not None and state.get("shutter") is True:
+    if shutter is not None and state.get("shutter") is True and differs(shutter, "is_open", True):
         shutter.is_open = True
 
 
@@ -261,6 +266,9 @@ class Bench:
                     self.devices[role] = build_device(role, cfg, self.devices)
             self.couple_light()
             stamp_writes(self.devices.get("slm"))
+            from lab4f.bench.faults import apply_faults
+
+            apply_faults(self.devices, self.config.faults)  # fault rehearsal ([faults.ROLE], LAB4F_FAULTS)
         except BaseException:
             self.close()
             raise
@@ -285,10 +293,11 @@ class Bench:
     def _restore_light(self) -> None:
         before, self._light_before = self._light_before, None
         if self.config.on_exit == "safe":  # shutter closed, source off, whatever they were
-            before = dict.fromkeys(light_state(self.devices), False) if self.devices else None
+            # (the roles the bench has, not queried: a device that stopped answering must not stop the closing)
+            before = {role: False for role, _ in _LIGHT if role in self.devices} or None
         if before:
-            try:
-                set_light(self.devices, before)
+            try:  # the safe state is sent whatever lab4f believes the devices hold
+                set_light(self.devices, before, force=self.config.on_exit == "safe")
             except Exception as exc:  # closing must go on; say what state the light was left in
                 log.warning("could not put the light back as it was (%s): %s", before, exc)
 

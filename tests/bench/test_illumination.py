@@ -171,3 +171,23 @@ def test_sigterm_mid_run_leaves_the_light_safe(tmp_path) -> None:
     after = sent[lit + 1:]
     assert "SHUT 0" in after and "OUTP 0" in after
     assert after.index("SHUT 0") < after.index("OUTP 0")  # the shutter closes first
+
+
+def test_dark_frames_close_the_shutter_and_leave_the_source_on() -> None:
+    """Calibration darkness closes the shutter and leaves a source that is on as it is (no warm-up drift from
+    switching a laser off and on for every dark frame); a bench without a shutter switches the source off."""
+    from lab4f.calibration.camera import light_blocked
+
+    with Bench(BenchConfig()) as bench:
+        bench.illuminate()
+        writes = len(bench.light_source.session.exchanges)
+        with light_blocked(bench):
+            assert not bench.shutter.is_open and bench.light_source.output_on
+        assert bench.shutter.is_open
+        sent = [m for m, r in bench.light_source.session.exchanges[writes:] if r is None]
+        assert not any(m.startswith("OUTP") for m in sent)  # the source was never switched
+    with Bench(BenchConfig(shutter=None)) as bench:
+        bench.illuminate()
+        with light_blocked(bench):
+            assert not bench.light_source.output_on
+        assert bench.light_source.output_on
