@@ -1,8 +1,14 @@
-"""SCPI bench instruments (light source, shutter) over pyvisa, as short declarative classes.
+"""Bench instruments (light source, shutter) over pyvisa: SCPI ones as short declarative classes.
 
-Every set is validated (device range, then configured safety limit) before anything reaches the bus,
-and is followed by an error-queue read-back (``SYST:ERR?``), so a refused command never passes silently
-and a queued error never corrupts the next query. Simulated with pyvisa-sim: ``sim_instruments.yaml``.
+:class:`VisaInstrument` is what every instrument shares: the VISA session, its identity, and the settings it last
+accepted (``known()``, ``changed_at``), which a simulated camera reads every frame. :class:`ScpiInstrument` adds SCPI:
+every set is validated (device range, then configured safety limit) before anything reaches the bus, and is followed
+by an error-queue read-back (``SYST:ERR?``), so a refused command never passes silently and a queued error never
+corrupts the next query. A shutter's position is read back after every move and waited for. Non-SCPI command sets
+build on VisaInstrument (:mod:`lab4f.drivers.thorlabs_sc10`).
+
+Simulated with pyvisa-sim: ``sim_instruments.yaml``. What its YAML cannot express (a device that echoes every command;
+a command that toggles a state) is added from the device's ``lab4f:`` key by :func:`install_sim_behaviour`.
 """
 
 from __future__ import annotations
@@ -16,10 +22,11 @@ from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple, Self
 
 import pyvisa
+import yaml
 from pydantic import BaseModel, ConfigDict, Field
 from pyvisa import constants, rname
 
-from lab4f.errors import DeviceDisconnected, DeviceError, DeviceTimeout, SafetyLimitError
+from lab4f.errors import ConfigError, DeviceDisconnected, DeviceError, DeviceTimeout, SafetyLimitError
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +34,8 @@ logger = logging.getLogger(__name__)
 SIM_VISA_LIBRARY = "@lab4f-sim"
 _MAX_QUEUED_ERRORS = 32
 _MISSING = object()
+#: pause between two read-backs while a move completes (each read-back is a bus query as well)
+_POLL_S = 0.005
 
 
 def sim_instruments_path() -> str:
@@ -42,6 +51,106 @@ def sim_resource_manager() -> pyvisa.ResourceManager:
 def resolve_visa_library(visa_library: str) -> str:
     """Expand SIM_VISA_LIBRARY into the pyvisa-sim spec; other values pass through unchanged."""
     return f"{sim_instruments_path()}@sim" if visa_library == SIM_VISA_LIBRARY else visa_library
+
+
+def is_simulated(visa_library: str) -> bool:
+    return visa_library.endswith("@sim") or visa_library == SIM_VISA_LIBRARY
+
+
+def wait_until(read: Callable[[], Any], expected: Any, timeout_s: float) -> tuple[bool, Any]:
+    """Read until ``read()`` gives ``expected`` or ``timeout_s`` passed (read at least once, and once more at the
+    deadline): (reached, last value read)."""
+    deadline = time.perf_counter() + timeout_s
+    while True:
+        value = read()
+        if value == expected:
+            return True, value
+        if time.perf_counter() >= deadline:
+            return False, value
+        time.sleep(min(_POLL_S, max(deadline - time.perf_counter(), 0.0)))
+
+
+# --- what pyvisa-sim's YAML cannot express ------------------------------------------------------------
+
+
+class _SimBehaviour:
+    """Replaces a pyvisa-sim device's ``_match`` (query -> reply bytes) to add the ``lab4f:`` key's behaviour:
+
+    - ``echo: SEP``: the device repeats every message, then SEP, before its reply (also before an error reply and
+      for a command that has none) — Thorlabs' serial convention;
+    - ``toggles``: ``[{q: CMD, flip: [prop, ...], blocked_by: prop, lag_reads: {prop: n}}]``: CMD (no argument)
+      flips 0/1 properties, unless ``blocked_by`` is non-zero; a flipped property's getter reports the old value for
+      ``n`` more reads (a mechanism still moving).
+    """
+
+    def __init__(self, device: Any, spec: dict[str, Any]) -> None:
+        self.device, self.inner = device, device._match
+        echo = spec.get("echo")
+        self.echo = None if echo is None else str(echo).encode()
+        self.toggles = {str(t["q"]).encode(): t for t in spec.get("toggles", ())}
+        self.pending: dict[str, list[Any]] = {}  # property -> [new value, reads left that report the old one]
+
+    def __call__(self, query: bytes) -> Any:
+        from pyvisa_sim.component import NoResponse
+
+        toggle = self.toggles.get(query)
+        if toggle is not None:
+            self._toggle(toggle)
+            response: Any = b""
+        else:
+            self._age(query)
+            response = self.inner(query)
+        if self.echo is None:
+            return response
+        if response is None:
+            response = self.device.error_response("command_error")
+        return query + self.echo + (b"" if response in (None, NoResponse) else response)
+
+    def _toggle(self, toggle: dict[str, Any]) -> None:
+        props = self.device._properties
+        blocker = toggle.get("blocked_by")
+        if blocker is not None and int(props[blocker].get_value()):
+            return
+        lags = {k: int(v) for k, v in (toggle.get("lag_reads") or {}).items()}
+        for name in toggle.get("flip", ()):
+            current = self.pending.pop(name, [props[name].get_value()])[0]
+            new = str(1 - int(current))
+            if lags.get(name, 0) > 0:
+                self.pending[name] = [new, lags[name]]
+            else:
+                props[name].set_value(new)
+
+    def _age(self, query: bytes) -> None:
+        getter = self.device._getters.get(query)
+        if getter is None or getter[0] not in self.pending:
+            return
+        entry = self.pending[getter[0]]
+        if entry[1] > 0:
+            entry[1] -= 1  # this read still sees the old value
+        else:
+            self.device._properties[getter[0]].set_value(entry[0])
+            del self.pending[getter[0]]
+
+
+def install_sim_behaviour(rm: pyvisa.ResourceManager, visa_library: str) -> None:
+    """Give the pyvisa-sim devices of ``rm`` the behaviour their YAML file declares under ``lab4f:`` (pyvisa-sim
+    ignores that key; see :class:`_SimBehaviour`). Idempotent: pyvisa keeps one backend, and its devices, per file."""
+    path = resolve_visa_library(visa_library).rpartition("@")[0]
+    if not path:
+        return
+    with open(path, encoding="utf-8") as f:
+        spec = yaml.safe_load(f)
+    devices = getattr(rm.visalib, "devices", None)
+    for resource, entry in (spec.get("resources") or {}).items():
+        extra = (spec.get("devices") or {}).get(entry.get("device"), {}).get("lab4f")
+        if not extra or devices is None:
+            continue
+        try:
+            device = devices[resource]
+        except KeyError:
+            continue
+        if not isinstance(device._match, _SimBehaviour):
+            device._match = _SimBehaviour(device, extra)
 
 
 # --- declarative SCPI properties (after pymeasure's Instrument.control) ---------------------------------
@@ -70,8 +179,11 @@ class scpi_property:  # noqa: N801 - lower case, like the built-in property it e
         unit: str = "",
         to_device: Callable[[Any], Any] = lambda v: v,
         from_device: Callable[[str], Any] = float,
+        confirm: bool = False,
     ) -> None:
-        self.get_cmd, self.set_cmd, self.unit = get_cmd, set_cmd, unit
+        """``confirm``: after a set, read the setting back until the device reports the value sent (a mechanism
+        that moves), at most the settings' ``move_timeout_s``; DeviceError if it does not."""
+        self.get_cmd, self.set_cmd, self.unit, self.confirm = get_cmd, set_cmd, unit, confirm
         self.validator, self.to_device, self.from_device = validator, to_device, from_device
         self.__doc__ = f"{doc} [{unit}]" if unit else doc
         self.name = ""
@@ -108,8 +220,14 @@ class scpi_property:  # noqa: N801 - lower case, like the built-in property it e
                 inst._known.pop(self.attr, None)  # refused or lost: read it from the device next time
                 raise
             # what the device now holds: the argument as sent (formatted, so rounded as the device sees it)
-            inst._known[self.attr] = self.from_device(command.partition(" ")[2])
+            sent = inst._known[self.attr] = self.from_device(command.partition(" ")[2])
             inst.changed_at[self.attr] = time.perf_counter()  # when it changed (a simulated camera's light timing)
+            if self.confirm:
+                timeout = float(getattr(inst.settings, "move_timeout_s", 1.0))
+                reached, got = wait_until(lambda: self.__get__(inst, type(inst)), sent, timeout)
+                if not reached:
+                    raise DeviceError(f"{inst.settings.resource} accepted {command!r} but {self.get_cmd} still reads "
+                                      f"{got} after {timeout:g} s: {inst.stuck_advice(self.attr, sent)}")
 
 
 # --- bus session and instrument base ------------------------------------------------------------------
@@ -136,6 +254,13 @@ class ScpiSession:
         """Send one message and return its reply, stripped."""
         reply = str(self._call(self._resource.query, message)).strip()
         self.exchanges.append((message, reply))
+        return reply
+
+    def write_read(self, message: str) -> str:
+        """Send a command whose device answers it (an echo, a prompt): counted and transcribed like ``write``."""
+        self.writes += 1
+        reply = self.query(message)
+        _transcribe(self.resource_name, message)
         return reply
 
     def close(self) -> None:
@@ -202,11 +327,8 @@ def parse_scpi_error(reply: str) -> tuple[int, str]:
         raise DeviceError(f"Unexpected SYST:ERR? reply {reply!r}; is this a SCPI instrument?") from exc
 
 
-class ScpiInstrument:
-    """Connection, error read-back and safety checking shared by lab4f's SCPI instruments."""
-
-    #: SCPI header (short form) -> (settings field holding the limit, factor from wire unit to limit unit).
-    safety_limits: ClassVar[dict[str, tuple[str, float]]] = {}
+class VisaInstrument:
+    """A VISA instrument: its session (every exchange recorded), identity, and the settings it last accepted."""
 
     def __init__(self, settings: VisaSettings) -> None:
         self.settings = settings
@@ -229,7 +351,7 @@ class ScpiInstrument:
         return value
 
     def connect(self) -> Self:
-        """Open the VISA session, read ``*IDN?`` and drain stale errors."""
+        """Open the VISA session and greet the device (:meth:`_handshake`: identity, stale errors)."""
         if self._session is not None:
             return self
         self._known.clear()
@@ -237,20 +359,16 @@ class ScpiInstrument:
         self._rm = pyvisa.ResourceManager(resolve_visa_library(s.visa_library))
         listed = self._list_resources()
         # pyvisa-sim opens unknown names without complaint; only its listing is authoritative.
-        if s.visa_library.endswith("@sim") or s.visa_library == SIM_VISA_LIBRARY:
+        if is_simulated(s.visa_library):
             if not any(_same_resource(s.resource, r) for r in listed):
                 self._release()
                 raise DeviceDisconnected(
                     f"VISA resource {s.resource!r} not found; backend {s.visa_library!r} lists {listed}. "
                     "Fix 'resource' in the bench config."
                 )
+            install_sim_behaviour(self._rm, s.visa_library)
         try:
-            resource = self._rm.open_resource(
-                s.resource,
-                timeout=s.timeout_ms,
-                read_termination=s.read_termination,
-                write_termination=s.write_termination,
-            )
+            resource = self._rm.open_resource(s.resource, **self._open_options())
         except (pyvisa.errors.VisaIOError, ValueError) as exc:
             self._release()
             raise DeviceDisconnected(
@@ -259,21 +377,26 @@ class ScpiInstrument:
             ) from exc
         self._session = ScpiSession(resource, s.resource)
         try:
-            idn = self._session.query("*IDN?")
-            if not idn:
-                raise DeviceDisconnected(
-                    f"{s.resource} gave an empty *IDN? reply; backend {s.visa_library!r} lists {listed}. "
-                    "Check that the right instrument is on this port and powered."
-                )
-            self._identity = InstrumentIdentity.parse(idn)
-            stale = self.read_errors()
+            self._identity = self._handshake(listed)
         except DeviceError:
             self.close()
             raise
-        if stale:
-            logger.warning("%s: cleared stale errors on connect: %s", s.resource, stale)
         logger.info("Connected %s at %s: %s", type(self).__name__, s.resource, self._identity)
         return self
+
+    def _open_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``open_resource`` (a serial device adds its baud rate)."""
+        s = self.settings
+        return {"timeout": s.timeout_ms, "read_termination": s.read_termination,
+                "write_termination": s.write_termination}
+
+    def _handshake(self, listed: list[str]) -> InstrumentIdentity:
+        """First exchange on a new session: who the device is (``listed``: what the backend offers, for messages)."""
+        raise NotImplementedError
+
+    def stuck_advice(self, name: str, wanted: Any) -> str:
+        """What to tell the user when ``name`` does not reach ``wanted`` after a move."""
+        return "check the device, its cable and that it is in a mode that follows remote commands."
 
     def close(self) -> None:
         """Close the session; safe to call twice."""
@@ -307,6 +430,44 @@ class ScpiInstrument:
     def query(self, message: str) -> str:
         with self._lock:
             return self.session.query(message)
+
+    def settings_snapshot(self) -> dict[str, Any]:
+        """Configuration and identity as flat scalars (for HDF5 attributes)."""
+        snap: dict[str, Any] = {"driver": type(self).__name__, **self.settings.model_dump()}
+        if self._identity is not None:
+            snap.update({f"idn_{k}": v for k, v in self._identity._asdict().items()})
+        return snap
+
+    def _list_resources(self) -> list[str]:
+        try:
+            return list(self._rm.list_resources()) if self._rm is not None else []
+        except pyvisa.errors.VisaIOError:  # raised when nothing is attached
+            return []
+
+    def _release(self) -> None:
+        self._rm = None
+
+
+class ScpiInstrument(VisaInstrument):
+    """Error read-back (``SYST:ERR?``) and safety checking shared by lab4f's SCPI instruments."""
+
+    #: SCPI header (short form) -> (settings field holding the limit, factor from wire unit to limit unit).
+    safety_limits: ClassVar[dict[str, tuple[str, float]]] = {}
+
+    def _handshake(self, listed: list[str]) -> InstrumentIdentity:
+        """``*IDN?``, then drain the errors a previous session left queued."""
+        s = self.settings
+        idn = self.session.query("*IDN?")
+        if not idn:
+            raise DeviceDisconnected(
+                f"{s.resource} gave an empty *IDN? reply; backend {s.visa_library!r} lists {listed}. "
+                "Check that the right instrument is on this port and powered."
+            )
+        identity = InstrumentIdentity.parse(idn)
+        stale = self.read_errors()
+        if stale:
+            logger.warning("%s: cleared stale errors on connect: %s", s.resource, stale)
+        return identity
 
     def command(self, message: str) -> None:
         """Write one command (after the safety check) and raise DeviceError if the device queued an error."""
@@ -358,22 +519,6 @@ class ScpiInstrument:
                 f"Raise {field} in the bench config only if the optics can take it."
             )
 
-    def settings_snapshot(self) -> dict[str, Any]:
-        """Configuration and identity as flat scalars (for HDF5 attributes)."""
-        snap: dict[str, Any] = {"driver": type(self).__name__, **self.settings.model_dump()}
-        if self._identity is not None:
-            snap.update({f"idn_{k}": v for k, v in self._identity._asdict().items()})
-        return snap
-
-    def _list_resources(self) -> list[str]:
-        try:
-            return list(self._rm.list_resources()) if self._rm is not None else []
-        except pyvisa.errors.VisaIOError:  # raised when nothing is attached
-            return []
-
-    def _release(self) -> None:
-        self._rm = None
-
 
 def _header_matches(header: str, pattern: str) -> bool:
     """SCPI header match: long or short forms, any case, numeric suffixes ignored, sub-nodes included."""
@@ -415,6 +560,15 @@ class LightSource(ScpiInstrument):
 
     def __init__(self, settings: LightSourceSettings | None = None) -> None:
         super().__init__(settings or LightSourceSettings())
+        for field, (_, high), unit in (("max_power_mw", self.POWER_RANGE_MW, "mW"),
+                                       ("max_current_ma", self.CURRENT_RANGE_MA, "mA")):
+            limit = float(getattr(self.settings, field))
+            if limit > high:
+                raise ConfigError(
+                    f"{field} = {limit:g} {unit} is above the most this {type(self).__name__} can deliver ({high:g} "
+                    f"{unit}): a limit the device cannot reach protects nothing, and usually means the config was "
+                    f"written for another source or in other units. Set {field} to at most {high:g} {unit}, the "
+                    "most the optics may receive.")
 
     power_mw = scpi_property(
         "SOUR:POW?", "SOUR:POW {:.6f}", "Optical power setpoint", validator=strict_range(*POWER_RANGE_MW),
@@ -454,17 +608,29 @@ class ShutterSettings(VisaSettings):
     """A beam shutter."""
 
     resource: str = "ASRL2::INSTR"
+    move_timeout_s: float = Field(1.0, gt=0, description="longest wait for the position read back to follow a move")
 
 
 class Shutter(ScpiInstrument):
-    """Beam shutter: open, shut and read its state."""
+    """Beam shutter: open, shut and read its state; every move is read back (``SHUT?``) until it is done."""
 
     settings: ShutterSettings
 
     def __init__(self, settings: ShutterSettings | None = None) -> None:
         super().__init__(settings or ShutterSettings())
 
-    is_open = scpi_property("SHUT?", "SHUT {:d}", "Shutter open", to_device=int, from_device=_to_bool)
+    is_open = scpi_property("SHUT?", "SHUT {:d}", "Shutter open", to_device=int, from_device=_to_bool, confirm=True)
+
+    @property
+    def interlock(self) -> bool | None:
+        """Whether an interlock holds the shutter shut: None, this command set has no interlock to read."""
+        return None
+
+    def stuck_advice(self, name: str, wanted: Any) -> str:
+        if wanted:
+            return "check that nothing blocks the shutter and its cable, or raise move_timeout_s."
+        return ("the shutter did not close, so light may still pass: block the beam by hand, then check the shutter "
+                "and its cable.")
 
     def open_shutter(self) -> None:
         self.is_open = True

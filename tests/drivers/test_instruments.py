@@ -1,4 +1,5 @@
-"""SCPI instruments against pyvisa-sim: exact message exchange, ranges, safety limit, error read-back."""
+"""SCPI instruments against pyvisa-sim: exact message exchange, ranges, safety limit, error read-back, read-back of
+a shutter's moves. The Thorlabs SC10 (not SCPI) is in test_instruments_sc10.py."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from lab4f.drivers.instruments import (
     sim_instruments_path,
     sim_resource_manager,
 )
-from lab4f.errors import DeviceDisconnected, DeviceError, DeviceTimeout, SafetyLimitError
+from lab4f.errors import ConfigError, DeviceDisconnected, DeviceError, DeviceTimeout, SafetyLimitError
 
 NO_ERROR = '0,"No error"'
 
@@ -39,9 +40,9 @@ def source(sim_library: str):
         yield ls
 
 
-def test_sim_resource_manager_lists_both_instruments():
-    rm = sim_resource_manager()
-    assert set(rm.list_resources()) == {"ASRL1::INSTR", "ASRL2::INSTR"}
+def test_sim_resource_manager_lists_the_simulated_instruments():
+    rm = sim_resource_manager()  # source, SCPI shutter, SC10, SC10 with its interlock tripped
+    assert set(rm.list_resources()) == {"ASRL1::INSTR", "ASRL2::INSTR", "ASRL3::INSTR", "ASRL4::INSTR"}
 
 
 def test_connect_reads_identity_then_drains_error_queue(sim_library):
@@ -113,12 +114,21 @@ def test_enabling_output_refused_when_device_setpoint_exceeds_limit(sim_library)
         assert ls.output_on is False
 
 
+@pytest.mark.parametrize(("field", "limit", "numbers"), [("max_power_mw", 100.0, ("100 mW", "50 mW")),
+                                                          ("max_current_ma", 250.0, ("250 mA", "200 mA"))])
+def test_a_limit_above_the_device_range_is_refused_at_construction(sim_library, field, limit, numbers):
+    with pytest.raises(ConfigError, match=rf"{field} = {numbers[0]} is above .*LightSource can deliver "
+                                          rf"\({numbers[1]}\).*at most"):
+        LightSource(LightSourceSettings(visa_library=sim_library, **{field: limit}))
+    LightSource(LightSourceSettings(visa_library=sim_library, **{field: limit / 2}))  # within range: accepted
+
+
 def test_device_range_validated_before_writing(sim_library):
-    # A safety limit above the device maximum leaves the device range (0-50 mW) in charge.
-    with LightSource(LightSourceSettings(visa_library=sim_library, max_power_mw=100.0)) as ls:
+    # The limits cannot exceed the device range (above); below it, the device range (0-50 mW) is what refuses.
+    with LightSource(LightSourceSettings(visa_library=sim_library, max_power_mw=50.0)) as ls:
         writes = ls.session.writes
         with pytest.raises(DeviceError, match=r"outside the device range \[0, 50\] mW"):
-            ls.power_mw = 60.0
+            ls.power_mw = -0.5
         with pytest.raises(DeviceError, match=r"\[0, 200\] mA"):
             ls.current_ma = -1.0
         assert ls.session.writes == writes
@@ -166,10 +176,53 @@ def test_shutter_open_close_state(sim_library):
         sh.close_shutter()
         assert sh.state == "closed"
         assert sh.session.exchanges == [
-            ("SHUT 1", None), ("SYST:ERR?", NO_ERROR), ("SHUT?", "1"),
+            ("SHUT 1", None), ("SYST:ERR?", NO_ERROR), ("SHUT?", "1"),  # the move, its errors, its position
+            ("SHUT?", "1"),  # state
             ("SHUT 0", None), ("SYST:ERR?", NO_ERROR), ("SHUT?", "0"),
+            ("SHUT?", "0"),
         ]
         assert sh.settings_snapshot()["shutter_open"] is False
+        assert sh.interlock is None  # this command set has none
+
+
+# a shutter whose controller accepts every move and whose position never follows (jammed, or its blade unplugged)
+JAMMED = """spec: "1.1"
+devices:
+  jammed:
+    eom:
+      ASRL INSTR: {q: "\\n", r: "\\n"}
+    error:
+      error_queue:
+        - {q: "SYST:ERR?", default: '0,"No error"', command_error: '-222,"Data out of range"'}
+    dialogues:
+      - {q: "*IDN?", r: "LAB4F-SIM,SH-25,JAM0001,1.0.3"}
+    properties:
+      command:
+        default: 0
+        setter: {q: "SHUT {:d}"}
+        specs: {valid: [0, 1], type: int}
+      position:
+        default: 1
+        getter: {q: "SHUT?", r: "{:d}"}
+        specs: {valid: [0, 1], type: int}
+resources:
+  ASRL9::INSTR: {device: jammed}
+"""
+
+
+def test_a_shutter_whose_position_does_not_follow_is_a_device_error(tmp_path):
+    path = tmp_path / "jammed.yaml"
+    path.write_text(JAMMED)
+    settings = ShutterSettings(resource="ASRL9::INSTR", visa_library=f"{path}@sim", move_timeout_s=0.05)
+    with Shutter(settings) as sh:
+        start = time.perf_counter()
+        with pytest.raises(DeviceError, match=r"accepted 'SHUT 0' but SHUT\? still reads True after 0\.05 s: the "
+                                              r"shutter did not close, so light may still pass"):
+            sh.close_shutter()
+        assert 0.05 <= time.perf_counter() - start < 1.0
+        polls = [e for e in sh.session.exchanges if e[0] == "SHUT?"]
+        assert len(polls) >= 3 and all(reply == "1" for _, reply in polls)  # polled until the timeout
+        assert sh.known("is_open") is True  # what the device reports, not what was asked
 
 
 def test_settings_snapshot_is_flat_with_units(source):
