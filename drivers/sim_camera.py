@@ -654,10 +654,10 @@ class Simulated4fCamera(Camera):
             self.frames_dropped += 1
             index += 1
         self._next_id = index + 1
+        t = now()  # exposed now: the time the simulator takes to render is not the sensor's
         frame = self._sensor(self.render())
         self.last_frame_index = index
         self.frames_delivered += 1
-        t = now()
         truth = None if self.display is None else {"display": {self.display.version: 1.0}}
         self.last_frame = Frame(frame, index, t, self.exposure_s, True, t + self.settings.clock_offset_s, truth)
         return self.last_frame
