@@ -9,6 +9,8 @@ from pathlib import Path
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from lab4f.gui.app_state import AppState
+from lab4f.gui.log_dock import LogPanel
+from lab4f.gui.messages import SAFETY_ADVICE, in_gui_terms
 from lab4f.gui.panels.bench_panel import BenchPanel
 from lab4f.gui.panels.calibration_panel import CalibrationPanel
 from lab4f.gui.panels.inference_panel import InferencePanel
@@ -22,6 +24,10 @@ SETTINGS_VERSION = 1
 #: The version of the dock layout saveState writes: a layout saved by an earlier arrangement is not restored.
 LAYOUT_VERSION = 2
 DOCK_WIDTH = 540  # px of the workflow panels' tabs at the first start; the camera view takes the rest
+LOG_HEIGHT = 120  # px of the Log under the camera view at the first start
+#: Errors that stop a job get a dialog (others — a refused setting, a device read — the status line and the Log).
+STOPPED = {"calibration": "The calibration stopped", "compile": "The compile stopped",
+           "inference": "Live inference stopped", "checkpoint": "The checkpoint was not loaded"}
 #: How long closing waits for each worker thread after cancelling its jobs (a non-cancellable job — loading a big
 #: checkpoint, a vendor call — may take this long).
 CLOSE_WAIT_MS = 30_000
@@ -68,7 +74,15 @@ class MainWindow(QtWidgets.QMainWindow):
         for name in ("Kernels", "Calibration", "Inference"):
             self.tabifyDockWidget(first, self.docks[name])
         self.docks["Kernels"].raise_()  # the next step after connecting the bench
+        self.log_panel = LogPanel()
+        self.setCorner(QtCore.Qt.Corner.BottomLeftCorner, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea)
+        self._add_dock("Log", self.log_panel, QtCore.Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.log_panel.counts_changed.connect(self._on_log_counts)
+        self.log_panel.attach()  # the core's warnings (lab4f.*), from any thread, queued to this one
         self.resizeDocks([first], [DOCK_WIDTH], QtCore.Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["Log"]], [LOG_HEIGHT], QtCore.Qt.Orientation.Vertical)
+        self.error_box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Critical, "lab4f", "", parent=self)
+        self.error_box.setWindowModality(QtCore.Qt.WindowModality.NonModal)  # the window stays usable
         self.status_line = status_label("ready")
         self.statusBar().addWidget(self.status_line, 1)
         self.error_where: str | None = None  # the kind of request whose error the status line shows
@@ -79,6 +93,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.state.calibrating_changed.connect(self.bench_panel.set_busy)
         self.inference_panel.run_steps_requested.connect(self.run_calibration_steps)
         self.bench_worker.state.connect(self._on_bench_state)
+        self.bench_worker.stream_failed.connect(self.on_stream_failed)
         self.state.status.connect(self.show_status)
         for signal in (self.state.model_changed, self.state.program_changed, self.state.calibration_changed,
                        self.bench_worker.run_ended):
@@ -114,11 +129,37 @@ class MainWindow(QtWidgets.QMainWindow):
 
     @QtCore.Slot(str, str)
     def on_failed(self, where: str, message: str) -> None:
-        """Device or job errors: a status line that says what happened and what to do; the window stays."""
-        advice = ADVICE.get(where, "")
+        """Device or job errors: a status line that says what happened and what to do (in the GUI's terms), an entry
+        in the Log, and a dialog when the error stopped a job; the window stays."""
+        shown = in_gui_terms(message)
+        advice = SAFETY_ADVICE if "SafetyLimitError" in message else ADVICE.get(where, "")
         self.error_where = where
-        self.status_line.setText(f"⚠ {where}: {message} {advice if advice not in message else ''}".strip())
+        self.status_line.setText(f"⚠ {where}: {shown} {advice if advice not in shown else ''}".strip())
         self.status_line.setStyleSheet("color: #a40000")
+        self.log_panel.add("ERROR", where, message)
+        if where in STOPPED:
+            self.show_error(STOPPED[where], shown, advice)
+
+    @QtCore.Slot(str, str)
+    def on_stream_failed(self, where: str, message: str) -> None:
+        """A device fault ended the camera stream or the run: the last frame is marked and the user told."""
+        self.live_panel.mark_stale(f"the stream stopped ({where} fault)")
+        if where not in STOPPED:  # a job's own failure has its dialog from on_failed
+            self.show_error(f"The stream stopped: the {where.replace('_', ' ')} failed", in_gui_terms(message),
+                            ADVICE.get(where, ""))
+
+    def show_error(self, title: str, message: str, advice: str = "") -> None:
+        """A (non-modal) dialog for an error that stopped something: what happened and what to press."""
+        box = self.error_box
+        box.setWindowTitle(f"lab4f — {title}")
+        box.setText(f"<b>{title}</b>")
+        box.setInformativeText(f"{message}\n\n{advice}".strip())
+        box.show()
+        box.raise_()
+
+    def _on_log_counts(self, warnings: int, errors: int) -> None:
+        n = warnings + errors
+        self.docks["Log"].setWindowTitle(f"Log ({n})" if n else "Log")
 
     @QtCore.Slot(str, str)
     def on_cancelled(self, where: str, message: str) -> None:
@@ -209,4 +250,6 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.notes.append(f"thread {thread.objectName()} did not stop within {CLOSE_WAIT_MS / 1000:g} s; "
                                   "waiting for it in the background")
                 _UNFINISHED.append(thread)
+        self.log_panel.detach()
+        self.error_box.close()
         super().closeEvent(event)

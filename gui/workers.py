@@ -172,6 +172,7 @@ class BenchWorker(Worker):
     progress = QtCore.Signal(str, float, str)  # step, fraction of that step, message
     streaming = QtCore.Signal(bool)
     run_ended = QtCore.Signal(dict)  # stop reason, error, processed, record path
+    stream_failed = QtCore.Signal(str, str)  # where (the faulty device's role, or "inference"), message
     compile_progress = QtCore.Signal(int, int)  # phase-retrieval iterations done, in all (over every frame)
 
     def __init__(self, config_path: str | None = None) -> None:
@@ -432,6 +433,7 @@ class BenchWorker(Worker):
         self.stop_stream()
         if s.error:
             where = self.faulty_role(s.error_device) if s.stop_reason == "device_error" else "inference"
+            self.stream_failed.emit(where, s.error)
             self.failed.emit(where, s.error)
             self.emit_state()
 

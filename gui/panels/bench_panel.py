@@ -9,6 +9,7 @@ from PySide6 import QtCore, QtWidgets
 
 from lab4f.bench.devices import ROLES
 from lab4f.commands import SYNC_CHOICES
+from lab4f.gui.messages import in_gui_terms
 from lab4f.gui.views import status_label
 from lab4f.gui.workers import BenchWorker, start_folder
 
@@ -225,7 +226,7 @@ class BenchPanel(QtWidgets.QWidget):
     def on_failed(self, where: str, message: str) -> None:
         prefix = "Refused" if "SafetyLimitError" in message else "Error"
         self.message_where = where
-        self.message.setText(f"{prefix} ({where}): {message}")
+        self.message.setText(f"{prefix} ({where}): {in_gui_terms(message)}")
 
     @QtCore.Slot(str)
     def on_succeeded(self, where: str) -> None:

@@ -16,6 +16,7 @@ from lab4f.calibration.gains import fitted_features
 from lab4f.calibration.runner import NEEDS_PROGRAM
 from lab4f.gui.app_state import AppState
 from lab4f.gui.calibration_check import stale_after
+from lab4f.gui.messages import in_gui_terms
 from lab4f.gui.views import image_view, montage, show_image
 from lab4f.gui.workers import BenchWorker
 
@@ -245,9 +246,9 @@ class CalibrationPanel(QtWidgets.QWidget):
             for bar in self.bars.values():
                 if bar.value() < 1000 and bar.format() not in ("–",):
                     bar.setFormat("stopped (%p %)")
-            self.summary.setPlainText(f"Calibration stopped: {message}")
+            self.summary.setPlainText(f"Calibration stopped: {in_gui_terms(message)}")
         elif where == "record":
-            self.summary.setPlainText(f"{message} The calibration in use is unchanged.")
+            self.summary.setPlainText(f"{in_gui_terms(message)} The calibration in use is unchanged.")
 
     @QtCore.Slot(str, str)
     def _on_cancelled(self, where: str, message: str) -> None:

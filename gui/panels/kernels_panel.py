@@ -9,6 +9,7 @@ import numpy as np
 from PySide6 import QtCore, QtWidgets
 
 from lab4f.gui.app_state import AppState, Loaded, load_for_gui
+from lab4f.gui.messages import in_gui_terms
 from lab4f.gui.views import image_view, montage, show_image
 from lab4f.gui.workers import BenchWorker, Worker
 
@@ -146,10 +147,10 @@ class KernelsPanel(QtWidgets.QWidget):
             self.loading = False
             self._update_buttons()
             kept = f" Still loaded: {self.state.checkpoint.path}." if self.state.checkpoint is not None else ""
-            self.info.setText(f"Loading the checkpoint failed: {message}{kept}")
+            self.info.setText(f"Loading the checkpoint failed: {in_gui_terms(message)}{kept}")
         elif where == "compile" and self.compiling:
             self._end_compile("compile failed")
-            self.info.setText(f"Compile failed: {message}\n{self._on_slm()}")
+            self.info.setText(f"Compile failed: {in_gui_terms(message)}\n{self._on_slm()}")
         elif where == "slm" and self.pending is not None:
             self.pending = None
             self._revert_display()
