@@ -210,7 +210,12 @@ def extractor_for(program: OpticalProgram, record: Any | None, camera_shape: tup
     }
     if getattr(record, "channel_filter", None) is not None:
         kwargs["channel_filter"] = record.channel_filter
-    return FeatureExtractor.for_program(program, registration or record.registration, camera_shape, **kwargs)
+    reg = registration or getattr(record, "registration", None)
+    if reg is None:  # a record without the registration step: tiles are cut at their nominal positions
+        log.warning("the calibration record has no registration step: tiles are cut at their nominal positions and "
+                    "the optical predictions will be poor; run `lab4f calibrate registration` (or `all`)")
+        reg = PlaneToCamera.identity(camera_shape)
+    return FeatureExtractor.for_program(program, reg, camera_shape, **kwargs)
 
 
 def record_program(record: Any) -> Path:

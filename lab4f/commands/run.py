@@ -22,6 +22,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="SCLC student checkpoint")
     p.add_argument("--calibration", help="calibration record (.h5) or folder (latest record); default: none")
     p.add_argument("--program", help="compiled optical program (.h5); default: compile the checkpoint now")
+    p.add_argument("--force", action="store_true",
+                   help="use a calibration record measured on a bench set up differently (a warning, not a refusal)")
     p.add_argument("--config", help="bench config (TOML/YAML); default: the built-in simulated bench")
     p.add_argument("--sync", choices=SYNC_CHOICES, default=None,
                    help="how frames are paired with inputs: settle, trigger, none (default: the bench config's)")
@@ -108,24 +110,24 @@ def stopped_early(m: dict[str, Any], devices: dict[str, Any], items: str) -> Non
                     f"saved in {m['run_file']} (a partial run file)")
 
 
-def _load_record(path: str | None, bench: Bench) -> Any | None:
+def _load_record(path: str | None, bench: Bench, force: bool = False) -> Any | None:
     if not path:
         return None
     from lab4f.calibration import CalibrationRecord, latest_record
 
     p = Path(path)
     if p.is_dir():
-        record = latest_record(p, bench=bench)
+        record = latest_record(p, bench=bench, force=force)
         if record is None:
             raise ConfigError(f"no readable calibration record in {p}; run `lab4f calibrate all --out {p}`")
         return record
-    return CalibrationRecord.load(p, bench=bench)
+    return CalibrationRecord.load(p, bench=bench, force=force)
 
 
 def _setup(args: argparse.Namespace, bench: Bench) -> HybridSetup:
     from lab4f.bench.hybrid import prepare
 
-    record = _load_record(args.calibration, bench)
+    record = _load_record(args.calibration, bench, force=args.force)
     if record is None:
         import sys
 
