@@ -210,6 +210,12 @@ class MainWindow(QtWidgets.QMainWindow):
                 config_path = str(saved)
             else:
                 self._note(f"saved bench config {saved} no longer exists: using the simulated bench")
+        checkpoint = s.value("kernels/checkpoint")
+        if checkpoint:
+            if Path(str(checkpoint)).is_file():
+                self.kernels_panel.load_checkpoint(str(checkpoint))
+            else:
+                self._note(f"saved checkpoint {checkpoint} no longer exists: not loaded")
         record = s.value("calibration/record")
         if record:
             if Path(str(record)).is_file():

@@ -187,6 +187,7 @@ class BenchWorker(Worker):
         self.cancel = threading.Event()  # calibration
         self.compile_cancel = threading.Event()  # set from the GUI thread (Cancel, closing the window)
         self.record: CalibrationRecord | None = None  # the calibration in use, as of this thread's queue
+        self.record_applied = False  # its exposure, phase LUT … are on the connected camera and SLM
         self.uploaded_phase: np.ndarray | None = None
         self._watch: QtCore.QTimer | None = None
         self._torch_threads = 1
@@ -197,6 +198,7 @@ class BenchWorker(Worker):
         config = load_bench_config(path)  # a bad file raises before the current bench is touched
         self.bench.close()
         self.bench, self.config_path, self.uploaded_phase = Bench(config), path, None
+        self.record_applied = False
         return self.emit_state()
 
     def connect_device(self, role: str | None = None) -> dict[str, Any]:
@@ -212,7 +214,25 @@ class BenchWorker(Worker):
                     from None
         self.bench.couple_light()  # a simulated camera follows a newly connected source or shutter
         stamp_writes(self.bench.devices.get("slm"))  # the sync policy needs to know when the SLM changed
+        self.apply_record()
         return self.emit_state()
+
+    def apply_record(self) -> bool:
+        """Put the calibration in use on the bench once its camera and SLM are connected (a record restored or
+        loaded before connecting, or devices reconnected since); says so with ``done("record_applied", record)``."""
+        if self.record is None or self.record_applied or not {"camera", "slm"} <= set(self.bench.devices):
+            return False
+        try:
+            with self.device_lock:
+                self.record.apply(self.bench)
+                if self.uploaded_phase is not None:
+                    self.bench.upload_phase(self.uploaded_phase)  # through the record's phase LUT
+        except Lab4fError as exc:  # the devices are connected; the record just is not on them
+            self.failed.emit("record", f"applying the calibration record failed: {exc}")
+            return False
+        self.record_applied = True
+        self.done.emit("record_applied", self.record)
+        return True
 
     def set_sync(self, policy: str) -> dict[str, Any]:
         """Pair frames with inputs by ``policy`` from now on (lab4f.bench.sync), for this bench."""
@@ -223,10 +243,13 @@ class BenchWorker(Worker):
         if role is None:
             self.stop_stream()
             self.bench.close()
+            self.record_applied = False
             return self.emit_state()
         for r in (*DEPENDENTS.get(role, ()), role):
             if r in ("camera", "display", "slm"):
                 self.stop_stream()
+            if r in ("camera", "slm"):
+                self.record_applied = False  # a reconnected device starts from its own defaults
             device = self.bench.devices.pop(r, None)
             close = getattr(device, "close", None)
             if callable(close):
@@ -319,7 +342,10 @@ class BenchWorker(Worker):
                            self.compile_cancel, report)
 
     def set_record(self, record: CalibrationRecord | None) -> None:
-        self.record = record
+        """The record in use (one calibrated or loaded here already is; another is applied when it can be)."""
+        if record is not self.record:
+            self.record, self.record_applied = record, False
+            self.apply_record()
 
     def upload_phase(self, phase: np.ndarray) -> np.ndarray:
         with self.device_lock:
@@ -484,7 +510,7 @@ class BenchWorker(Worker):
                 self.bench.upload_phase(self.uploaded_phase)  # the steps left their own patterns on the SLM
             if resume_view:
                 self.start_stream()
-        self.record = record
+        self.record, self.record_applied = record, True  # the steps left the bench as calibrated
         self.emit_state()
         return record
 
@@ -496,15 +522,11 @@ class BenchWorker(Worker):
             differ = record.check_identities(self.bench.info())
             if differ:
                 note = f"measured with other devices ({', '.join(differ)}): calibrate this bench again. "
-        if {"camera", "slm"} <= set(self.bench.devices):
-            with self.device_lock:
-                record.apply(self.bench)
-                if self.uploaded_phase is not None:
-                    self.bench.upload_phase(self.uploaded_phase)  # through the record's phase LUT
+        self.record, self.record_applied = record, False
+        if self.apply_record():
             self.emit_state()
         else:
-            note += "Not applied to the bench yet: connect the camera and SLM, then load it again."
-        self.record = record
+            note += "Not applied to the bench yet: it is applied when the camera and SLM are connected (Connect all)."
         return record, note
 
     def shutdown(self) -> None:

@@ -235,6 +235,9 @@ class CalibrationPanel(QtWidgets.QWidget):
             self._set_running(False)
             self.show_check()  # the bars of missing or stale steps, now that none is running
             self.refresh_history()
+        elif name == "record_applied" and result is self.state.calibration:
+            where = result.path.name if result.path is not None else "the calibration in use"
+            self.state.status.emit(f"calibration {where} applied to the bench (exposure, phase LUT, corrections)")
         elif name == "record_loaded":  # what went stale in it before it was saved is not known
             record, note = result
             self.use(record, f"calibration record {record.path} in use. {note}".strip())
