@@ -5,6 +5,15 @@ handled in software instead of failing. Frames are always fetched with a timeout
 on ``timeout=0``), copied before the buffer is queued back, and every genicam/harvesters exception becomes a
 :class:`~lab4f.errors.DeviceError` (``DeviceTimeout``, ``DeviceDisconnected``) naming the device and the fix.
 
+**A linear sensor**, where the nodes exist: ``GammaEnable`` off (or ``Gamma`` = 1), every ``LUTEnable`` off,
+``ExposureAuto``/``GainAuto``/``BlackLevelAuto`` off, ``BlackLevel`` as configured (default: left as it is), and
+``DeviceTemperature`` read into every settings snapshot (so calibration and run files say how warm the sensor
+was). ROI sizes and offsets are moved to the nearest value their node takes (``min + k·inc``). Binning
+(``BinningHorizontal``/``BinningVertical``, set from the settings at open) is slmsuite's hardware binning: the
+camera's ``binning`` reads the nodes — also a binning a previous program left — and its ``pitch_um`` is the
+sensor's pitch times it. ``exposure_multiple_of_s`` keeps every exposure a whole number of periods of a display that
+flickers (a DMD's or PWM-dimmed monitor's refresh), so each frame integrates the same light.
+
 Beside slmsuite's ``get_image()`` the camera is a :class:`~lab4f.drivers.frames.FrameSource`:
 
 - ``read_frame(timeout_s)``: the next queued frame as a :class:`~lab4f.drivers.frames.Frame` — pixels, frame
@@ -65,7 +74,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
 import genicam.genapi as genapi
 import genicam.gentl as gentl
@@ -121,7 +130,15 @@ class HarvestersCameraSettings(BaseModel):
     frame_rate_hz: float | None = Field(None, gt=0, description="AcquisitionFrameRate, where the node exists")
     timeout_s: float = Field(1.0, gt=0, description="longest wait for one frame")
     capture_attempts: int = Field(1, ge=1, description="fetch retries before a DeviceTimeout is raised")
-    pitch_um: tuple[float, float] | None = Field(None, description="pixel pitch (x, y) in µm")
+    pitch_um: tuple[float, float] | None = Field(None, description="pixel pitch (x, y) in µm of the unbinned sensor "
+                                                 "(the camera's pitch_um is this times its binning)")
+    binning: tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]] | None = Field(
+        None, description="(horizontal, vertical): the BinningHorizontal/BinningVertical nodes; None = the device's")
+    black_level: float | None = Field(None, description="BlackLevel node (the device's unit, usually DN); None = "
+                                      "leave it")
+    exposure_multiple_of_s: float | None = Field(
+        None, gt=0, description="round every exposure to a whole multiple of this period, e.g. the input display's "
+        "refresh period (1/60 s), so a DMD or PWM-dimmed display does not flicker into the data; None = as asked")
     trigger_mode: TriggerMode = Field(
         "off", description="off: free-running (TriggerMode=Off where the node exists); software: "
         "TriggerSelector=FrameStart, TriggerMode=On, TriggerSource=Software, one frame per trigger(); hardware: "
@@ -199,6 +216,11 @@ class HarvestersCamera(Camera):
         self._lock = threading.RLock()
         self._device_name = "HarvestersCamera"
         self.missing_nodes: list[str] = []
+        #: the PixelFormat entries the camera offers (preflight warns about Mono8 when 10/12 bits are offered)
+        self.pixel_formats_offered: tuple[str, ...] = ()
+        #: what the linearity setup found and did: gamma ("off", 1.0, or None: no such node), LUTs (False, or None)
+        self.gamma_in_use: str | float | None = None
+        self.lut_enabled: bool | None = None
         self._exposure_node: str | None = None
         self._software_exposure_s = self.settings.exposure_s
         # frame bookkeeping
@@ -225,11 +247,12 @@ class HarvestersCamera(Camera):
             self._configure_clock()
             width, height = self._node_value("Width"), self._node_value("Height")
             self.pixel_format = str(self._node_value("PixelFormat") or "Mono8")
+            bin_x, bin_y = self._get_binning_hw()
             self._start()
             super().__init__(
-                (int(width), int(height)),
+                (int(width) * bin_x, int(height) * bin_y),  # slmsuite: the unbinned region; shape = it / binning
                 bitdepth=_bitdepth(self.pixel_format),
-                pitch_um=self.settings.pitch_um,
+                pitch_um=self.settings.pitch_um,  # the sensor's: slmsuite's pitch_um multiplies it by the binning
                 name=self._device_name,
                 exposure_bounds_s=self._exposure_bounds_s(),
                 capture_attempts=self.settings.capture_attempts,
@@ -270,13 +293,16 @@ class HarvestersCamera(Camera):
     def _configure(self) -> None:
         """Apply the settings node by node; absent optional nodes are recorded, not fatal."""
         s = self.settings
+        self.pixel_formats_offered = tuple(self._symbolics("PixelFormat"))
         if s.pixel_format is not None:
             self._set_enum("PixelFormat", s.pixel_format)
+        self._configure_binning()  # before the ROI: binning changes the sizes the ROI nodes take
         if s.roi is not None:
             self._set_roi(*s.roi)
-        for auto in ("ExposureAuto", "GainAuto"):  # manual control, where the camera offers it
-            if self._has_node(auto) and "Off" in getattr(self._node(auto), "symbolics", ()):
+        for auto in ("ExposureAuto", "GainAuto", "BlackLevelAuto"):  # manual control, where the camera offers it
+            if self._has_node(auto) and "Off" in self._symbolics(auto):
                 self._set_enum(auto, "Off")
+        self._configure_linearity()
         self._exposure_node = next((n for n in _EXPOSURE_NODES if self._has_node(n)), None)
         if self._exposure_node is None:
             self.missing_nodes.append("ExposureTime")
@@ -286,6 +312,53 @@ class HarvestersCamera(Camera):
             self._set_number("Gain", s.gain_db)
         if s.frame_rate_hz is not None:
             self._set_number("AcquisitionFrameRate", s.frame_rate_hz)
+
+    def _configure_binning(self) -> None:
+        b = self.settings.binning
+        if b is None:
+            return
+        for name, value in zip(("BinningHorizontal", "BinningVertical"), b, strict=True):
+            if self._has_node(name):
+                self._set_number(name, value)
+            elif value != 1:
+                raise ConfigError(f"Camera {self.identity.model} has no {name} node, so binning={tuple(b)} is "
+                                  "impossible (and its pixel pitch would be wrong); remove binning from the settings.")
+
+    def _configure_linearity(self) -> None:
+        """Counts proportional to light: gamma and every LUT off, the black level as configured."""
+        if self._has_node("GammaEnable"):
+            self._write(self._node("GammaEnable"), False, "GammaEnable")
+            self.gamma_in_use = "off"
+        elif self._has_node("Gamma"):
+            self._set_number("Gamma", 1.0)
+            self.gamma_in_use = float(self._node_value("Gamma"))
+        if self._has_node("LUTEnable"):
+            for selector in self._symbolics("LUTSelector") or [None]:  # each LUT (luminance, red, ...) has its own
+                if selector is not None:
+                    self._set_enum("LUTSelector", selector)
+                self._write(self._node("LUTEnable"), False, "LUTEnable")
+            self.lut_enabled = False
+        if self.settings.black_level is not None:
+            if "All" in self._symbolics("BlackLevelSelector"):
+                self._set_enum("BlackLevelSelector", "All")
+            self._set_number("BlackLevel", self.settings.black_level)
+
+    def _on_increment(self, name: str, value: int) -> int:
+        """The value nearest ``value`` that node ``name`` takes (``min + k·inc``, within its range); one outside the
+        range is left for the range check to refuse."""
+        if not self._has_node(name):
+            return value
+        node = self._node(name)
+        inc = int(getattr(node, "inc", 1) or 1)
+        low, high = getattr(node, "min", None), getattr(node, "max", None)
+        if inc <= 1 or low is None or high is None or not low <= value <= high:
+            return value
+        low, high = int(low), int(high)
+        snapped = min(low + math.floor((value - low) / inc + 0.5) * inc, low + (high - low) // inc * inc)
+        if snapped != value:
+            logger.warning("%s: %s=%d is not a multiple of its increment %d; using %d.", self._device_name, name,
+                           value, inc, snapped)
+        return snapped
 
     def _configure_stream(self) -> None:
         """Buffer handling and count: both only take effect before acquisition starts."""
@@ -383,11 +456,11 @@ class HarvestersCamera(Camera):
         for node in ("OffsetX", "OffsetY"):
             if self._has_node(node):
                 self._set_number(node, 0)
-        self._set_number("Width", width)
-        self._set_number("Height", height)
+        self._set_number("Width", self._on_increment("Width", width))
+        self._set_number("Height", self._on_increment("Height", height))
         for node, value in (("OffsetX", x), ("OffsetY", y)):
             if value != 0 or self._has_node(node):
-                self._set_number(node, value)
+                self._set_number(node, self._on_increment(node, value))
 
     def _node(self, name: str) -> Any:
         return getattr(self._ia.remote_device.node_map, name)
@@ -397,6 +470,10 @@ class HarvestersCamera(Camera):
 
     def _node_value(self, name: str) -> Any:
         return self._node(name).value if self._has_node(name) else None
+
+    def _symbolics(self, name: str) -> list[str]:
+        """The entries an enumeration node offers ([] where there is no such node)."""
+        return list(getattr(self._node(name), "symbolics", ())) if self._has_node(name) else []
 
     def _write(self, node: Any, value: Any, name: str) -> None:
         try:
@@ -831,12 +908,38 @@ class HarvestersCamera(Camera):
 
     # --- slmsuite hooks ------------------------------------------------------------------------------------
 
+    def _get_binning_hw(self) -> tuple[int, int]:
+        return (int(self._node_value("BinningHorizontal") or 1), int(self._node_value("BinningVertical") or 1))
+
+    def _set_binning_hw(self, binning: tuple[int, int]) -> None:
+        raise ConfigError(f"Camera {self._device_name}: binning is set when the camera opens (it changes the ROI the "
+                          f"nodes take); set binning = {list(binning)} in its settings and open it again.")
+
     def _get_exposure_hw(self) -> float:
         if self._exposure_node is None:
             return self._software_exposure_s
         return float(self._node(self._exposure_node).value) * 1e-6
 
+    def _on_exposure_multiple(self, exposure_s: float) -> float:
+        """``exposure_s`` rounded to a whole number (>= 1) of ``exposure_multiple_of_s``, within the exposure node's
+        range (unchanged when no multiple is configured)."""
+        period = self.settings.exposure_multiple_of_s
+        if period is None:
+            return exposure_s
+        n = max(1, math.floor(exposure_s / period + 0.5))
+        bounds = self._exposure_bounds_s() if self._exposure_node is not None else None
+        if bounds is not None:
+            n = min(max(n, math.ceil(bounds[0] / period - 1e-9)), math.floor(bounds[1] / period + 1e-9))
+            if n < 1:
+                raise ConfigError(f"exposure_multiple_of_s={period:g} s is longer than camera {self._device_name}'s "
+                                  f"longest exposure ({bounds[1]:g} s); use a shorter period or none.")
+        if not math.isclose(n * period, exposure_s, rel_tol=1e-9):
+            logger.info("%s: exposure %.6g s rounded to %d x %.6g s (exposure_multiple_of_s)", self._device_name,
+                        exposure_s, n, period)
+        return n * period
+
     def _set_exposure_hw(self, exposure_s: float) -> None:
+        exposure_s = self._on_exposure_multiple(float(exposure_s))
         self._software_exposure_s = float(exposure_s)
         if self._exposure_node is not None:
             node = self._node(self._exposure_node)
@@ -901,6 +1004,24 @@ class HarvestersCamera(Camera):
                     raise self._device_error(exc, "stopping acquisition") from exc
 
     @property
+    def device_temperature_c(self) -> float | None:
+        """The sensor's temperature (``DeviceTemperature``, °C, read now); None where the camera has no such node."""
+        if self._ia is None or not self._has_node("DeviceTemperature"):
+            return None
+        try:
+            return float(self._node("DeviceTemperature").value)
+        except _GENICAM_ERRORS as exc:
+            raise self._device_error(exc, "reading DeviceTemperature") from exc
+
+    @property
+    def actual_roi(self) -> tuple[int, int, int, int] | None:
+        """(x, y, width, height) as the device holds them (offsets 0 where it has no offset nodes)."""
+        if self._ia is None:
+            return None
+        return (int(self._node_value("OffsetX") or 0), int(self._node_value("OffsetY") or 0),
+                int(self._node_value("Width") or 0), int(self._node_value("Height") or 0))
+
+    @property
     def configured_frame_rate_hz(self) -> float | None:
         """The device's AcquisitionFrameRate, or None where the node does not exist."""
         value = self._node_value("AcquisitionFrameRate") if self._ia is not None else None
@@ -933,6 +1054,14 @@ class HarvestersCamera(Camera):
             cti_path=self.cti_path,
             vendor=self.identity.vendor, model=self.identity.model, serial=self.identity.serial,
             actual_pixel_format=self.pixel_format, actual_width=self.shape[1], actual_height=self.shape[0],
+            pixel_formats_offered=",".join(self.pixel_formats_offered),
+            actual_roi=self.actual_roi,
+            actual_binning=tuple(int(b) for b in self.binning),
+            actual_pitch_um=None if self.pitch_um is None else tuple(float(p) for p in self.pitch_um),
+            gamma=self.gamma_in_use,
+            lut_enabled=self.lut_enabled,
+            actual_black_level=self._node_value("BlackLevel") if self._ia is not None else None,
+            device_temperature_c=self.device_temperature_c,
             actual_exposure_s=self.exposure_s,
             exposure_source="node" if self._exposure_node else "software",
             actual_frame_rate_hz=self.configured_frame_rate_hz,
