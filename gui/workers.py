@@ -277,8 +277,10 @@ class BenchWorker(Worker):
             with self.device_lock:
                 if "camera" in self.bench.devices:
                     cam = self.bench.camera
+                    settings = getattr(cam, "settings", None)
                     st["camera"] = {"exposure_s": float(cam.get_exposure()), "shape": list(cam.shape),
-                                    "gain": getattr(getattr(cam, "settings", None), "gain", None)}
+                                    "gain": getattr(settings, "gain", None),
+                                    "bitdepth": getattr(cam, "bitdepth", None) or getattr(settings, "bitdepth", None)}
                 if "light_source" in self.bench.devices:
                     ls = self.bench.light_source
                     st["light_source"] = {"power_mw": ls.power_mw, "on": ls.output_on,
