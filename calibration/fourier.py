@@ -11,6 +11,7 @@ squares to every measured grid spot and the residuals decide whether the result 
 
 from __future__ import annotations
 
+import logging
 import threading
 import warnings
 from typing import Any
@@ -22,6 +23,8 @@ from lab4f.calibration.camera import DisplayBackground, autoexpose, check_frame,
 from lab4f.calibration.registration import spot_centroid
 from lab4f.calibration.slm import cameraslm, fourier_as_plain
 from lab4f.errors import CalibrationError
+
+log = logging.getLogger(__name__)
 
 #: The lattice symmetries a square spot grid cannot tell apart (rotations by 90° and reflections).
 _D4 = [np.array(m, dtype=float) for m in (
@@ -111,6 +114,31 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(":")
 
 
+class _Refused(CalibrationError):
+    """One attempt's refusal; ``recentre``: the grid was (partly) off the camera or the SLM, so a retry should put
+    it on the optical axis."""
+
+    def __init__(self, message: str, recentre: bool) -> None:
+        super().__init__(message)
+        self.recentre = recentre
+
+
+#: How much smaller the retry's grid pitch is: spots nearer the axis are brighter (a blazed grating's efficiency
+#: falls with its frequency on a nonlinear SLM) and closer together on the camera, so more of them are found and
+#: their centroids are less noisy (measured on a misregistered bench with 3× read noise and an uncalibrated
+#: nonlinear SLM: half the first attempts refused at pitch 30, none at pitch 24 or 20).
+RETRY_PITCH_FACTOR = 0.75
+ADVICE = ("Centre the grid on the camera (--array-center), or reduce --array-pitch/--array-shape so every spot "
+          "lands on the camera, check the camera sees the SLM's far field, then run `lab4f calibrate fourier`.")
+
+
+def adapted_grid(array_shape: int, array_pitch: int, array_center: tuple[float, float] | None,
+                 recentre: bool) -> tuple[int, int, tuple[float, float] | None]:
+    """The grid a refused attempt is retried with: the pitch scaled by :data:`RETRY_PITCH_FACTOR` (at least 8 knm),
+    the same number of spots, and on the optical axis when the first grid was off the camera or the SLM."""
+    return array_shape, max(8, int(round(array_pitch * RETRY_PITCH_FACTOR))), None if recentre else array_center
+
+
 def fourier_step(
     bench: Any,
     dark: np.ndarray | None = None,
@@ -119,23 +147,63 @@ def fourier_step(
     array_center: tuple[float, float] | None = None,
     max_rms_px: float = 0.5,
     min_found_fraction: float = 0.9,
+    retry: bool = True,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
 ) -> StepResult:
-    """slmsuite ``fourier_calibrate`` on a spot grid (``"knm"`` units), disambiguated by probes, validated."""
+    """slmsuite ``fourier_calibrate`` on a spot grid (``"knm"`` units), disambiguated by probes, validated.
+
+    A refused attempt is retried once (``retry``) with an :func:`adapted_grid` — a finer pitch, on the optical
+    axis if the grid was off the camera or the SLM — before the step refuses; the limits are the same for both
+    attempts, so a truly bad fit is still refused. The result's ``values["retried"]`` says what the first attempt
+    was refused for and which grid succeeded."""
+    ctl = StepControl("fourier", progress, cancel)
+    grid = (int(array_shape), int(array_pitch), None if array_center is None else tuple(map(float, array_center)))
+    try:
+        return ctl.finish(_attempt(bench, dark, *grid, max_rms_px, min_found_fraction, ctl, 0.0, 1.0 if not retry
+                                   else 0.5))
+    except _Refused as first:
+        if not retry:
+            raise CalibrationError(str(first)) from first
+        again = adapted_grid(*grid, recentre=first.recentre)
+        log.warning("%s Retrying once with an adapted grid: %d×%d spots at pitch %d%s.", first, again[0], again[0],
+                    again[1], "" if again[2] is None else f", centre {again[2]}")
+        ctl.report(0.5, f"retrying with a {again[0]}×{again[0]} grid at pitch {again[1]}")
+        try:
+            result = _attempt(bench, dark, *again, max_rms_px, min_found_fraction, ctl, 0.5, 0.5)
+        except _Refused as second:
+            raise CalibrationError(
+                f"{second} (the retry with an adapted grid — {again[0]}×{again[0]} spots at pitch {again[1]}"
+                f"{'' if again[2] is None else f', centre {again[2]}'} — was refused too; the first attempt, "
+                f"{grid[0]}×{grid[0]} at pitch {grid[1]}: {_reason(first)})") from second
+        result.values["retried"] = {"first_grid": {"array_shape": grid[0], "array_pitch": grid[1],
+                                                   "array_center": grid[2]},
+                                    "first_refusal": _reason(first)}
+        result.message += f" (retried with pitch {again[1]}: the first grid was refused, {_reason(first)})"
+        return ctl.finish(result)
+
+
+def _reason(exc: BaseException) -> str:
+    """The refusal without the advice (for a message that quotes it)."""
+    return str(exc).replace(ADVICE, "").strip().removeprefix("Fourier calibration refused: ").rstrip(". ")
+
+
+def _attempt(bench: Any, dark: np.ndarray | None, array_shape: int, array_pitch: int,
+             array_center: tuple[float, float] | None, max_rms_px: float, min_found_fraction: float,
+             ctl: StepControl, start: float, span: float) -> StepResult:
+    """One calibration with one grid; :class:`_Refused` when its result must not be used."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from slmsuite.holography.algorithms import SpotHologram
-    ctl = StepControl("fourier", progress, cancel)
-    advice = ("Centre the grid on the camera (array_center), or reduce array_pitch/array_shape so every spot "
-              "lands on the camera, check the camera sees the SLM's far field, then run `lab4f calibrate fourier`.")
+    advice = ADVICE
     background = DisplayBackground(bench.display)  # the display's black level would halo every spot
     fs = cameraslm(bench, dark, ctl=ctl, frames=3, span=(0.1, 0.6), background=background)
     exposure_s = bench.camera.get_exposure()
     try:
         with light_on(bench):
             bench.display.show_point()
-            ctl.report(0.05, "projecting the spot grid")
+            ctl.report(start + 0.05 * span, f"projecting the spot grid ({array_shape}×{array_shape}, pitch "
+                                            f"{array_pitch})")
             try:
                 cal = fs.fourier_calibrate(array_shape=[array_shape] * 2, array_pitch=[array_pitch] * 2,
                                            array_center=array_center,
@@ -143,7 +211,8 @@ def fourier_step(
             except CalibrationError:
                 raise
             except Exception as exc:  # slmsuite raises anything when it cannot find the array
-                raise CalibrationError(f"slmsuite's Fourier calibration failed ({_first_line(exc)}). {advice}") from exc
+                raise _Refused(f"slmsuite's Fourier calibration failed ({_first_line(exc)}). {advice}",
+                               recentre=True) from exc
             raw = grab(bench.camera, 2)
             check_frame(raw, bench.camera, dark, "Fourier calibration")
             img = grab(bench.camera, 2, background=background)
@@ -156,11 +225,12 @@ def fourier_step(
                     shape, array_shape=[array_shape] * 2, array_pitch=[array_pitch] * 2, array_center=center,
                     basis="knm", orientation_check=True, cameraslm=fs)
             except Exception as exc:  # slmsuite's fit succeeded, but it puts part of the grid off the camera
-                raise CalibrationError(
+                raise _Refused(
                     f"Fourier calibration refused: slmsuite's fit puts the {array_shape}×{array_shape} spot grid "
-                    f"(pitch {array_pitch}) partly off the camera ({_first_line(exc)}). {advice}") from exc
+                    f"(pitch {array_pitch}) partly off the camera ({_first_line(exc)}). {advice}",
+                    recentre=True) from exc
             grid_kxy = np.asarray(holo.spot_kxy_rounded, dtype=float)
-            ctl.report(0.7, "probing the optical axis and the lattice orientation")
+            ctl.report(start + 0.7 * span, "probing the optical axis and the lattice orientation")
             affine, probe, predicted, cents = resolve_lattice(bench, fs, cal, grid_kxy, img, dark)
     finally:
         bench.camera.set_exposure(exposure_s)
@@ -171,21 +241,23 @@ def fourier_step(
     quality = {"spots": float(n), "spots_found": float(n_found), "rms_residual_px": rms,
                "max_residual_px": float(resid.max()), "spot_exposure_s": spot_exposure_s, **probe}
     if n_found < min_found_fraction * n:
-        raise CalibrationError(
+        raise _Refused(
             f"Fourier calibration refused: only {n_found} of {n} spots were found where the fit puts them "
-            f"(spots off the camera or a wrong offset). {advice}")
+            f"(spots off the camera or a wrong offset). {advice}", recentre=array_center is not None)
     if probe["probe_error_px"] > 0.25 * probe["spot_spacing_px"]:
-        raise CalibrationError(
+        raise _Refused(
             f"Fourier calibration refused: a blazed probe spot landed {probe['probe_error_px']:.1f} px from every "
-            f"orientation of slmsuite's lattice (spacing {probe['spot_spacing_px']:.1f} px). {advice}")
+            f"orientation of slmsuite's lattice (spacing {probe['spot_spacing_px']:.1f} px). {advice}",
+            recentre=False)
     if rms > max_rms_px:
-        raise CalibrationError(
+        raise _Refused(
             f"Fourier calibration refused: spots are {rms:.2f} px RMS from the fitted affine "
-            f"(limit {max_rms_px} px). {advice}")
-    return ctl.finish(StepResult(
+            f"(limit {max_rms_px} px). {advice}", recentre=False)
+    return StepResult(
         "fourier", quality=quality,
         arrays={"predicted_ij": predicted, "measured_ij": cents},
         values={"fourier": fourier_as_plain(affine), "slmsuite_fourier": fourier_as_plain(cal),
-                "array_shape": array_shape, "array_pitch": array_pitch},
+                "array_shape": array_shape, "array_pitch": array_pitch,
+                "array_center": None if array_center is None else list(array_center)},
         message=f"{n_found}/{n} spots, {rms:.2f} px RMS residual (probe {probe['probe_error_px']:.2f} px)",
-    ))
+    )

@@ -29,6 +29,16 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                    help="with `camera` or `all`: measure the sensor's flat field (pixel response non-uniformity) "
                         "from N diffuse frames (32 is a good choice: ~0.4 %% error per pixel on the simulated "
                         "bench); 0 (default): a unity flat")
+    grid = p.add_argument_group("Fourier step spot grid (fourier, all; a refused grid is retried once with a finer "
+                                "pitch, on the axis if it was off the camera)")
+    grid.add_argument("--array-shape", type=int, default=None, metavar="N",
+                      help="N×N spots (default 9)")
+    grid.add_argument("--array-pitch", type=int, default=None, metavar="K",
+                      help="spot spacing in SLM k-space pixels, knm (default 30)")
+    grid.add_argument("--array-center", type=_pair, default=None, metavar="X,Y",
+                      help="grid centre offset from the optical axis, knm (default: on the axis)")
+    grid.add_argument("--no-fourier-retry", dest="fourier_retry", action="store_false",
+                      help="refuse a grid at once instead of retrying it with an adapted one")
     p.set_defaults(func=run_calibrate)
     s = sub.add_parser("calibration", parents=[common], help="inspect calibration records")
     ssub = s.add_subparsers(dest="action", required=True)
@@ -44,6 +54,36 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     rec.set_defaults(func=run_recover)
 
 
+def _pair(text: str) -> tuple[float, float]:
+    """``X,Y`` → (x, y) floats (argparse type)."""
+    parts = text.replace(" ", "").split(",")
+    try:
+        x, y = (float(v) for v in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected X,Y (two numbers, e.g. 10,-5), got {text!r}") from None
+    return x, y
+
+
+def fourier_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The Fourier step's grid options given on the command line (refused for steps that do not run it)."""
+    from lab4f.errors import ConfigError
+
+    given = {k: v for k, v in (("array_shape", args.array_shape), ("array_pitch", args.array_pitch),
+                               ("array_center", args.array_center)) if v is not None}
+    if not args.fourier_retry:
+        given["retry"] = False
+    if not given:
+        return {}
+    if args.step not in ("fourier", "wavefront", "all"):
+        raise ConfigError(f"--array-shape/--array-pitch/--array-center/--no-fourier-retry belong to the Fourier step; "
+                          f"`lab4f calibrate {args.step}` does not run it. Use `lab4f calibrate fourier` (or `all`).")
+    for name in ("array_shape", "array_pitch"):
+        if name in given and given[name] < (2 if name == "array_shape" else 1):
+            raise ConfigError(f"--{name.replace('_', '-')} must be ≥ {2 if name == 'array_shape' else 1}, "
+                              f"got {given[name]}")
+    return given
+
+
 def run_calibrate(args: argparse.Namespace) -> dict[str, Any]:
     from lab4f.bench.config import load_bench_config
     from lab4f.bench.devices import Bench
@@ -57,7 +97,9 @@ def run_calibrate(args: argparse.Namespace) -> dict[str, Any]:
     if flat_frames and args.step not in ("camera", "all"):
         raise ConfigError(f"--flat-frames belongs to the camera step; `lab4f calibrate {args.step}` does not run it. "
                           "Use `lab4f calibrate camera --flat-frames N` (or `all`).")
-    step_options = {"camera": {"flat_frames": flat_frames}} if flat_frames else None
+    step_options: dict[str, dict[str, Any]] = {"camera": {"flat_frames": flat_frames}} if flat_frames else {}
+    if fourier := fourier_options(args):
+        step_options["fourier"] = fourier
     program = OpticalProgram.load(args.program) if args.program is not None else None
     t0 = time.perf_counter()
 
@@ -72,7 +114,7 @@ def run_calibrate(args: argparse.Namespace) -> dict[str, Any]:
                            f"{args.out or bench.config.calibration_dir} are unchanged"):
         record = run_calibration(bench, args.step, program=program, program_path=args.program,
                                  out_dir=args.out, progress=progress, wavefront=args.wavefront,
-                                 step_options=step_options)
+                                 step_options=step_options or None)
     elapsed_s = time.perf_counter() - t0
     if not args.json:
         print(file=sys.stderr)
