@@ -10,6 +10,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from lab4f.gui.app_state import AppState
 from lab4f.gui.log_dock import LogPanel
+from lab4f.gui.menus import Menus
 from lab4f.gui.messages import SAFETY_ADVICE, in_gui_terms
 from lab4f.gui.panels.bench_panel import BenchPanel
 from lab4f.gui.panels.calibration_panel import CalibrationPanel
@@ -32,7 +33,8 @@ STOPPED = {"calibration": "The calibration stopped", "compile": "The compile sto
 #: checkpoint, a vendor call — may take this long).
 CLOSE_WAIT_MS = 30_000
 _UNFINISHED: list[QtCore.QThread] = []  # threads still running after close (never destroyed while running)
-KNOWN_KEYS = {"version", "geometry", "window_state", "bench/config", "kernels/checkpoint", "calibration/record"}
+KNOWN_KEYS = {"version", "geometry", "window_state", "bench/config", "kernels/checkpoint", "calibration/record",
+              "recent/files"}
 
 
 def freeze_gc(*_: object) -> None:
@@ -83,6 +85,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.resizeDocks([self.docks["Log"]], [LOG_HEIGHT], QtCore.Qt.Orientation.Vertical)
         self.error_box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Critical, "lab4f", "", parent=self)
         self.error_box.setWindowModality(QtCore.Qt.WindowModality.NonModal)  # the window stays usable
+        self.menus = Menus(self)
+        self._recent_config: str | None = None
         self.status_line = status_label("ready")
         self.statusBar().addWidget(self.status_line, 1)
         self.error_where: str | None = None  # the kind of request whose error the status line shows
@@ -94,6 +98,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.inference_panel.run_steps_requested.connect(self.run_calibration_steps)
         self.bench_worker.state.connect(self._on_bench_state)
         self.bench_worker.stream_failed.connect(self.on_stream_failed)
+        self.bench_worker.done.connect(self._on_bench_done)
+        self.state.model_changed.connect(lambda: self.menus.add_recent(getattr(self.state.checkpoint, "path", None)))
         self.state.status.connect(self.show_status)
         for signal in (self.state.model_changed, self.state.program_changed, self.state.calibration_changed,
                        self.bench_worker.run_ended):
@@ -181,6 +187,23 @@ class MainWindow(QtWidgets.QMainWindow):
     def _on_bench_state(self, st: dict) -> None:
         if "camera" in st:
             self.state.camera_shape = tuple(st["camera"]["shape"])
+        if self.bench_worker.config_path != self._recent_config:  # a config opened: to the top of the recent files
+            self._recent_config = self.bench_worker.config_path
+            self.menus.add_recent(self._recent_config)
+
+    def _on_bench_done(self, name: str, result: object) -> None:
+        if name == "record_loaded":
+            self.menus.add_recent(str(result[0].path))
+        elif name == "run_saved":
+            self.show_status(f"run saved to {result}")
+
+    def reset_layout(self) -> None:
+        """View ▸ Reset layout: every panel where it is at the first start (the Kernels tab in front)."""
+        self.restoreState(self.default_layout, LAYOUT_VERSION)
+        for dock in self.docks.values():
+            dock.setFloating(False)
+            dock.show()
+        self.docks["Kernels"].raise_()
 
     # -- settings ----------------------------------------------------------------------------------
     def _note(self, text: str) -> None:
@@ -216,6 +239,8 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.kernels_panel.load_checkpoint(str(checkpoint))
             else:
                 self._note(f"saved checkpoint {checkpoint} no longer exists: not loaded")
+        recent = s.value("recent/files") or []
+        self.menus.recent = [str(p) for p in ([recent] if isinstance(recent, str) else recent) if Path(str(p)).is_file()]
         record = s.value("calibration/record")
         if record:
             if Path(str(record)).is_file():
@@ -237,6 +262,8 @@ class MainWindow(QtWidgets.QMainWindow):
         record = self.state.calibration
         if record is not None and record.path is not None:
             s.setValue("calibration/record", str(record.path))
+        if self.menus.recent:
+            s.setValue("recent/files", list(self.menus.recent))
         s.sync()
 
     # -- shutdown ----------------------------------------------------------------------------------

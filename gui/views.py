@@ -114,18 +114,33 @@ def scrolled(widget: QtWidgets.QWidget) -> PanelScrollArea:
     return PanelScrollArea(widget)
 
 
-def export_plot(plot: pg.PlotWidget | pg.PlotItem, path: str | Path) -> Path:
-    """Write a plot with pyqtgraph's exporters: .svg as a vector image, .csv as its curves' data, else an image
-    (.png, .jpg, .tif) at the plot's size."""
+def export_plot(plot: pg.PlotWidget, path: str | Path) -> Path:
+    """Write a plot: .svg as a vector image (Qt's SVG generator: pyqtgraph 0.14's SVG exporter fails on Qt 6 paths),
+    .csv as its curves' data (pyqtgraph's exporter), else an image (.png, .jpg, .tif) at the plot's size."""
     from pyqtgraph import exporters
 
-    item = plot.getPlotItem() if isinstance(plot, pg.PlotWidget) else plot
     path = Path(path)
     suffix = path.suffix.lower()
-    kind = {".svg": exporters.SVGExporter, ".csv": exporters.CSVExporter}.get(suffix, exporters.ImageExporter)
-    exporter = kind(item)
-    if kind is exporters.ImageExporter:
-        width = int(max(item.sceneBoundingRect().width(), 200))
-        exporter.parameters()["width"] = width
+    if suffix == ".svg":
+        from PySide6.QtSvg import QSvgGenerator
+
+        generator = QSvgGenerator()
+        generator.setFileName(str(path))
+        size = plot.size()
+        generator.setSize(size)
+        generator.setViewBox(QtCore.QRect(QtCore.QPoint(0, 0), size))
+        generator.setTitle(plot.getPlotItem().titleLabel.text or path.stem)
+        painter = QtGui.QPainter(generator)
+        try:
+            plot.render(painter)
+        finally:
+            painter.end()
+        return path
+    item = plot.getPlotItem()
+    if suffix == ".csv":
+        exporters.CSVExporter(item).export(str(path))
+        return path
+    exporter = exporters.ImageExporter(item)
+    exporter.parameters()["width"] = int(max(item.sceneBoundingRect().width(), 200))
     exporter.export(str(path))
     return path

@@ -41,6 +41,10 @@ class JobCancelled(Lab4fError):
     """A GUI job (compile) was cancelled by the user or by closing the window."""
 
 
+class NothingToSave(Lab4fError):
+    """File ▸ Save run without a stopped run."""
+
+
 def unique_path(path: str | Path) -> Path:
     """``path``, or ``name-1.h5``, ``name-2.h5`` … if it exists: a recording never overwrites a file."""
     path = Path(path)
@@ -183,6 +187,7 @@ class BenchWorker(Worker):
         self.device_lock = threading.RLock()  # the pipeline's acquisition thread holds it while grabbing
         self.view: Pipeline | None = None  # live view only
         self.run: LiveRun | None = None  # live inference
+        self.last_run: LiveRun | None = None  # the run stopped last (File ▸ Save run), until the next starts
         self.record_path: str | None = None
         self.cancel = threading.Event()  # calibration
         self.compile_cancel = threading.Event()  # set from the GUI thread (Cancel, closing the window)
@@ -386,6 +391,7 @@ class BenchWorker(Worker):
             record = self.record
         resume_view = self.view is not None
         self.stop_stream()
+        self.last_run = None  # its results go: a new run starts
         threads = torch.get_num_threads()
         try:
             with self.device_lock:
@@ -423,6 +429,7 @@ class BenchWorker(Worker):
         if self.run is not None:
             run, self.run = self.run, None
             run.stop()
+            self.last_run = run
             import torch
 
             torch.set_num_threads(self._torch_threads)
@@ -475,6 +482,16 @@ class BenchWorker(Worker):
             if device is not None and device == getattr(dev, "name", None):
                 return role
         return "camera"
+
+    def save_run(self, path: str | Path) -> Path:
+        """Record the run stopped last to ``path`` (a free name if it exists): File ▸ Save run."""
+        if self.run is not None:
+            raise NothingToSave("a run is streaming: stop it first (or tick 'record run to' before Start)")
+        if self.last_run is None:
+            raise NothingToSave("no run to save: start live inference in the Inference panel, then stop it")
+        target = unique_path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return self.last_run.save(target)
 
     # -- calibration -------------------------------------------------------------------------------
     def calibrate(self, steps: str | list[str], program: Any = None, program_path: str | None = None,

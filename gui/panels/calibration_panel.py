@@ -26,6 +26,9 @@ TITLES = {"camera": "Camera: exposure, dark, flat", "timing": "Timing: display l
           "phase": "SLM phase response (LUT)", "wavefront": "Wavefront correction (optional, ~20 s)",
           "registration": "Display → camera registration",
           "tiles": "Tile registration (program)", "gains": "Per-channel filter and offset (program)"}
+RUN_TIP = "Run the {step} step on top of the record in use; a new record is saved when it succeeds"
+RUN_ALL_TIP = ("Run every step in bench order into a new record (tiles and gains need a program uploaded in the "
+               "Kernels panel)")
 #: Each plot's least size (px): two columns fit a 1366×768 laptop's dock; the panel scrolls below that.
 MIN_PLOT_W, MIN_PLOT_H = 200, 150
 RESIDUAL_GAIN = 100.0  # registration residual vectors are drawn this many times longer
@@ -50,14 +53,17 @@ class CalibrationPanel(QtWidgets.QWidget):
             self.bars[step].setFormat("–")
             grid.addWidget(self.bars[step], i, 1)
             self.run_btns[step] = QtWidgets.QPushButton("Run")
+            self.run_btns[step].setToolTip(RUN_TIP.format(step=step))
             self.run_btns[step].clicked.connect(lambda _=False, s=step: self.run([s]))
             grid.addWidget(self.run_btns[step], i, 2)
         grid.setColumnStretch(1, 1)
         layout.addLayout(grid)
         row = QtWidgets.QHBoxLayout()
         self.run_all_btn = QtWidgets.QPushButton("Run all")
+        self.run_all_btn.setToolTip(RUN_ALL_TIP)
         self.run_all_btn.clicked.connect(lambda: self.run("all", self.with_wavefront.isChecked()))
         self.with_wavefront = QtWidgets.QCheckBox("with wavefront")
+        self.with_wavefront.setToolTip("Run all includes the optional wavefront correction of the SLM (~20 s)")
         self.flat_frames = QtWidgets.QSpinBox()
         self.flat_frames.setRange(0, 256)
         self.flat_frames.setPrefix("flat field: ")
@@ -66,9 +72,14 @@ class CalibrationPanel(QtWidgets.QWidget):
         self.flat_frames.setToolTip("camera step: measure the sensor's pixel response from N speckle frames "
                                     "(32 recommended; 0 = a unity flat)")
         self.cancel_btn = QtWidgets.QPushButton("Cancel")
+        self.cancel_btn.setToolTip("Stop the running step at its next check; nothing is saved and the record in use "
+                                   "stays")
         self.cancel_btn.setEnabled(False)
         self.cancel_btn.clicked.connect(self.cancel)
         save_btn, load_btn = QtWidgets.QPushButton("Save copy…"), QtWidgets.QPushButton("Load record…")
+        save_btn.setToolTip("Write the record in use to another file (records are never overwritten)")
+        load_btn.setToolTip("Use a saved calibration record (File ▸ Open calibration record); it is applied to the "
+                            "bench when the camera and SLM are connected")
         save_btn.clicked.connect(self._choose_save)
         load_btn.clicked.connect(self._choose_load)
         for w in (self.run_all_btn, self.with_wavefront, self.flat_frames, self.cancel_btn):
@@ -112,6 +123,7 @@ class CalibrationPanel(QtWidgets.QWidget):
             self.reg_plot.addItem(item)
         self.r2_plot = pg.PlotWidget(title="per-channel fit R² (held-out images)")
         self.r2_plot.setLabel("bottom", "channel")
+        self.r2_plot.setLabel("left", "R²")
         self.r2_bars = pg.BarGraphItem(x=[], height=[], width=0.6, brush="#2ca02c")
         self.r2_plot.addItem(self.r2_bars)
         self.resid_plot, self.resid_image = image_view("residual maps (fitted − digital, image 0, per channel)")
@@ -143,6 +155,13 @@ class CalibrationPanel(QtWidgets.QWidget):
         worker.failed.connect(self._on_failed)
         worker.cancelled.connect(self._on_cancelled)
         self.refresh_history()
+
+    def plots(self) -> dict[str, pg.PlotWidget]:
+        """The panel's plots by name (File ▸ Export plot)."""
+        return {"calibration: phase and display response": self.phase_plot, "calibration: registration": self.reg_plot,
+                "calibration: channel R²": self.r2_plot, "calibration: residual maps": self.resid_plot,
+                "calibration: flat field": self.flat_plot, "calibration: dark frame": self.dark_plot,
+                "calibration: timing": self.timing_plot}
 
     @property
     def folder(self) -> Path:
@@ -215,9 +234,10 @@ class CalibrationPanel(QtWidgets.QWidget):
     def _update_buttons(self) -> None:
         """Run waits for a running calibration and for a running compile."""
         compiling = self.state.compiling
-        for b in (*self.run_btns.values(), self.run_all_btn):
+        for step, b in (*self.run_btns.items(), ("all", self.run_all_btn)):
             b.setEnabled(not self.running and not compiling)
-            b.setToolTip("waiting for the compile to finish" if compiling else "")
+            tip = RUN_ALL_TIP if step == "all" else RUN_TIP.format(step=step)
+            b.setToolTip("Waiting for the compile to finish. " + tip if compiling else tip)
 
     @QtCore.Slot(str, float, str)
     def _on_progress(self, step: str, fraction: float, message: str) -> None:

@@ -20,6 +20,8 @@ from lab4f.gui.views import image_view, show_image, status_label
 from lab4f.gui.workers import BenchWorker, default_run_path, unique_path
 
 HISTORY = 300  # points kept in the time plots
+START_TIP = ("Start live inference (F5): the test images are shown in turn and classified through the optics, beside "
+             "the digital network")
 log = logging.getLogger(__name__)
 
 
@@ -58,13 +60,19 @@ class InferencePanel(QtWidgets.QWidget):
         layout = QtWidgets.QVBoxLayout(self)
         row = QtWidgets.QHBoxLayout()
         self.start_btn = QtWidgets.QPushButton("Start")
+        self.start_btn.setToolTip(START_TIP)
         self.start_btn.clicked.connect(self.start)
         self.stop_btn = QtWidgets.QPushButton("Stop")
+        self.stop_btn.setToolTip("Stop the run (Shift+F5); it is recorded if 'record run to' was ticked at Start")
         self.stop_btn.setEnabled(False)
         self.stop_btn.clicked.connect(self.stop)
         self.rate_hz = QtWidgets.QSpinBox(minimum=0, maximum=2000, value=int(DEFAULT_RATE_HZ), suffix=" inputs/s")
         self.rate_hz.setSpecialValueText("camera rate")  # 0: as fast as the camera delivers
+        self.rate_hz.setToolTip("Inputs shown per second (like a 60 Hz input monitor); 0: as fast as the camera "
+                                "delivers")
         self.record = QtWidgets.QCheckBox("record run to")
+        self.record.setToolTip("Record the run to an HDF5 run file when it stops (File ▸ Save run saves the last run "
+                               "afterwards too)")
         self.record_path = QtWidgets.QLineEdit("")  # empty: runs/run-<date>-<time>.h5 beside the calibrations
         self.record_path.setPlaceholderText("automatic: runs/run-<date>-<time>.h5")
         self.record_path.setToolTip("Empty: a new time-stamped file in the runs/ folder beside the calibration "
@@ -83,6 +91,8 @@ class InferencePanel(QtWidgets.QWidget):
         self.input_plot.setMaximumWidth(220)
         self.probs = pg.PlotWidget(title="class probabilities (blue optical, grey digital)")
         self.probs.setYRange(0, 1)
+        self.probs.setLabel("bottom", "class")
+        self.probs.setLabel("left", "probability")
         self.bars_opt = pg.BarGraphItem(x=np.arange(10) - 0.2, height=np.zeros(10), width=0.4, brush="#1f77b4")
         self.bars_dig = pg.BarGraphItem(x=np.arange(10) + 0.2, height=np.zeros(10), width=0.4, brush="#999999")
         self.probs.addItem(self.bars_opt)
@@ -94,6 +104,8 @@ class InferencePanel(QtWidgets.QWidget):
         top.addWidget(self.masks_plot, 1)
         layout.addLayout(top, 1)
         self.rate_plot = pg.PlotWidget(title="frames/s (blue) · latency p50/p95 ms (orange/red)")
+        self.rate_plot.setLabel("bottom", "time since Start (s)")
+        self.rate_plot.setLabel("left", "frames/s · latency (ms)")
         self.fps_curve = self.rate_plot.plot(pen=pg.mkPen("#1f77b4", width=2))
         self.p50_curve = self.rate_plot.plot(pen=pg.mkPen("#ff7f0e"))
         self.p95_curve = self.rate_plot.plot(pen=pg.mkPen("#d62728"))
@@ -114,6 +126,11 @@ class InferencePanel(QtWidgets.QWidget):
         self._record_before: object | None = None
         self._show_calibration()
 
+    def plots(self) -> dict[str, pg.PlotWidget]:
+        """The panel's plots by name (File ▸ Export plot)."""
+        return {"inference: current input": self.input_plot, "inference: class probabilities": self.probs,
+                "inference: masks": self.masks_plot, "inference: frames/s and latency": self.rate_plot}
+
     @QtCore.Slot()
     def _show_calibration(self) -> None:
         """Which calibration record a run will use, or NOT CALIBRATED in a warning colour (always visible)."""
@@ -133,7 +150,8 @@ class InferencePanel(QtWidgets.QWidget):
         """Start waits for a running calibration (the run uses the record it produces) and for a running run."""
         busy = self.run is not None or self.starting
         self.start_btn.setEnabled(not busy and not self.state.calibrating)
-        self.start_btn.setToolTip("waiting for the calibration to finish" if self.state.calibrating else "")
+        self.start_btn.setToolTip("Waiting for the calibration to finish. " + START_TIP if self.state.calibrating
+                                  else START_TIP)
 
     def recording_path(self) -> str:
         """The file this run will be recorded to: the typed one (or runs/run-<time>.h5 when empty), never an

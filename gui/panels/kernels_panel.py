@@ -33,6 +33,10 @@ def upload_changes(new: Any, old: Any, uploaded_phase: np.ndarray | None) -> str
     return "\n".join(lines)
 
 
+COMPILE_TIP = ("Compile the kernel bank for this bench (tile layout, target PSF, SLM phase), then confirm the upload "
+               "to the SLM")
+
+
 class KernelsPanel(QtWidgets.QWidget):
     """Checkpoint → kernel bank view → compile (device thread) → confirm → upload."""
 
@@ -44,12 +48,18 @@ class KernelsPanel(QtWidgets.QWidget):
         layout = QtWidgets.QVBoxLayout(self)
         row = QtWidgets.QHBoxLayout()
         self.load_btn = QtWidgets.QPushButton("Load checkpoint…")
+        self.load_btn.setToolTip("Load a student or linear (SCLC) checkpoint and its test images (File ▸ Open "
+                                 "checkpoint, Ctrl+O)")
         self.load_btn.clicked.connect(self._choose)
         self.iterations = QtWidgets.QSpinBox(minimum=1, maximum=1000, value=30, prefix="WGS iterations ")
+        self.iterations.setToolTip("Phase-retrieval (weighted Gerchberg–Saxton) iterations of the compile: more is "
+                                   "slower and matches the target PSF better")
         self.compile_btn = QtWidgets.QPushButton("Compile and upload")
+        self.compile_btn.setToolTip(COMPILE_TIP)
         self.compile_btn.setEnabled(False)
         self.compile_btn.clicked.connect(self.compile)
         self.cancel_btn = QtWidgets.QPushButton("Cancel")
+        self.cancel_btn.setToolTip("Stop the load or compile (within one iteration); nothing is uploaded")
         self.cancel_btn.setEnabled(False)
         self.cancel_btn.clicked.connect(self.cancel)
         for w in (self.load_btn, self.iterations, self.compile_btn, self.cancel_btn):
@@ -65,10 +75,12 @@ class KernelsPanel(QtWidgets.QWidget):
         layout.addWidget(self.info)
         grid = QtWidgets.QGridLayout()
         self.views = {}
+        self.view_plots: dict[str, Any] = {}
         for k, name in enumerate(("kernel bank", "target PSF", "achieved PSF", "SLM phase")):
             plot, item = image_view(name)
             plot.setMinimumSize(160, 160)
             self.views[name] = item
+            self.view_plots[name] = plot
             grid.addWidget(plot, k // 2, k % 2)
         layout.addLayout(grid, 1)
         jobs.done.connect(self._on_done)
@@ -78,6 +90,10 @@ class KernelsPanel(QtWidgets.QWidget):
             w.cancelled.connect(self._on_cancelled)
         bench.compile_progress.connect(self._on_progress)
         state.calibrating_changed.connect(lambda _on: self._update_buttons())
+
+    def plots(self) -> dict[str, Any]:
+        """The panel's plots by name (File ▸ Export plot)."""
+        return {f"kernels: {name}": plot for name, plot in self.view_plots.items()}
 
     def _choose(self) -> None:
         path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Checkpoint", "", "Checkpoint (*.pt *.pth)")
@@ -128,7 +144,8 @@ class KernelsPanel(QtWidgets.QWidget):
                                     and not self.loading)
         self.load_btn.setEnabled(not self.compiling and not self.loading)
         self.cancel_btn.setEnabled(self.compiling or self.loading)
-        self.compile_btn.setToolTip("waiting for the calibration to finish" if calibrating else "")
+        self.compile_btn.setToolTip("Waiting for the calibration to finish. " + COMPILE_TIP if calibrating
+                                    else COMPILE_TIP)
 
     @QtCore.Slot(int, int)
     def _on_progress(self, i: int, n: int) -> None:

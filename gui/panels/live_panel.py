@@ -311,6 +311,10 @@ class LivePanel(QtWidgets.QWidget):
         r0, c0 = max(0, int(round(y))), max(0, int(round(x)))
         return slice(r0, max(r0, min(rows, int(round(y + h))))), slice(c0, max(c0, min(cols, int(round(x + w)))))
 
+    def plots(self) -> dict[str, pg.PlotWidget]:
+        """The panel's plots by name (File ▸ Export plot)."""
+        return {"live: camera": self.plot}
+
     # -- camera settings beside the image ------------------------------------------------------------
     def _set_exposure(self) -> None:
         s = self.exposure_ms.value() / 1e3

@@ -35,7 +35,7 @@ def test_main_window_fits_a_laptop_screen(qtbot, window: MainWindow, size: tuple
     window.show()
     qtbot.waitUntil(lambda: window.size() == QtCore.QSize(w, h), timeout=5_000)
     qtbot.wait(50)
-    assert inside(window, window.statusBar())
+    assert inside(window, window.statusBar()) and inside(window, window.menuBar())
     tab_bars = [t for t in window.findChildren(QtWidgets.QTabBar) if t.isVisible() and t.count() > 1]
     assert tab_bars, "the workflow panels are tabs of one dock area"
     for bar in tab_bars:
