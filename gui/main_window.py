@@ -239,8 +239,9 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.kernels_panel.load_checkpoint(str(checkpoint))
             else:
                 self._note(f"saved checkpoint {checkpoint} no longer exists: not loaded")
-        recent = s.value("recent/files") or []
-        self.menus.recent = [str(p) for p in ([recent] if isinstance(recent, str) else recent) if Path(str(p)).is_file()]
+        recent = s.value("recent/files") or []  # an INI file gives one entry back as a string
+        recent = [recent] if isinstance(recent, str) else recent
+        self.menus.recent = [str(p) for p in recent if Path(str(p)).is_file()]
         record = s.value("calibration/record")
         if record:
             if Path(str(record)).is_file():

@@ -11,7 +11,7 @@ from PySide6 import QtCore, QtWidgets
 from lab4f.gui.app_state import AppState, Loaded, load_for_gui
 from lab4f.gui.messages import in_gui_terms
 from lab4f.gui.views import image_view, montage, show_image
-from lab4f.gui.workers import BenchWorker, Worker
+from lab4f.gui.workers import BenchWorker, Worker, start_folder
 
 
 def upload_changes(new: Any, old: Any, uploaded_phase: np.ndarray | None) -> str:
@@ -96,7 +96,9 @@ class KernelsPanel(QtWidgets.QWidget):
         return {f"kernels: {name}": plot for name, plot in self.view_plots.items()}
 
     def _choose(self) -> None:
-        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Checkpoint", "", "Checkpoint (*.pt *.pth)")
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self, "Checkpoint", start_folder("checkpoint", self.bench, getattr(self.state.checkpoint, "path", None)),
+            "Checkpoint (*.pt *.pth)")
         if path:
             self.load_checkpoint(path)
 

@@ -107,7 +107,8 @@ def test_every_plot_exports(qtbot, window: MainWindow, tmp_path: Path, monkeypat
     assert "exported" in window.status_line.text()
 
 
-def test_file_dialogs_start_where_the_files_are(qtbot, window: MainWindow, tmp_path: Path) -> None:  # noqa: ANN001
+def test_file_dialogs_start_where_the_files_are(qtbot, window: MainWindow, tmp_path: Path,  # noqa: ANN001
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     w = window.bench_worker
     assert start_folder("run", w) == str(tmp_path)  # nothing there yet: the working folder
     for folder in ("runs", "calibrations", ".lab4f_cache", "examples"):
@@ -119,6 +120,12 @@ def test_file_dialogs_start_where_the_files_are(qtbot, window: MainWindow, tmp_p
     other = tmp_path / "mine"
     other.mkdir()
     assert start_folder("checkpoint", w, recent=other / "x.pt") == str(other)
+    asked: list[str] = []
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getOpenFileName",
+                        lambda _p, _t, start, _f: asked.append(start) or ("", ""))
+    window.menus.actions["open_checkpoint"].trigger()
+    window.menus.actions["open_record"].trigger()
+    assert asked == [str(tmp_path / ".lab4f_cache"), str(tmp_path / "calibrations")]
 
 
 def test_save_run_without_a_run_says_so(qtbot, window: MainWindow, tmp_path: Path,  # noqa: ANN001
