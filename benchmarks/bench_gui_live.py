@@ -1,7 +1,10 @@
-"""Displayed frames/s of the Live panel (512² frames, offscreen) while live inference runs on the streaming
-Pipeline, with the event-loop ping gaps and the load average; `--json` prints one JSON object. Trains a tiny
-SCLC unless --checkpoint is given. Calibrates camera, registration, tiles and gains (the SLM phase-response
-step, ~12 s, does not change what is measured here) into a temporary folder."""
+"""Displayed frames/s of the Live panel (512² frames, offscreen) and the event loop's responsiveness (p99 of the gaps
+between 10 ms timer ticks), measured side by side while live inference runs on the streaming Pipeline, with the
+alignment tools on (histogram, saturation overlay, a region with statistics; `--average N` averages frames too).
+Targets: ≥ 30 displayed frames/s and a p99 gap < 50 ms. `--json` prints one JSON object. These are wall-clock
+figures: they depend on the machine's load (printed with them), which is why they are measured here and not
+asserted in the tests. Trains a tiny SCLC unless --checkpoint is given. Calibrates camera, registration, tiles and
+gains (the SLM phase-response step, ~12 s, does not change what is measured here) into a temporary folder."""
 
 from __future__ import annotations
 
@@ -35,6 +38,8 @@ def main() -> int:
     ap.add_argument("--checkpoint")
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--inputs-per-s", type=int, default=60, help="input rate of the live run (0: the camera's rate)")
+    ap.add_argument("--average", type=int, default=1, help="frames averaged by the live view (1: none)")
+    ap.add_argument("--no-region", action="store_true", help="measure without the region statistics")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
@@ -71,6 +76,8 @@ def main() -> int:
     win.inference_panel.rate_hz.setValue(args.inputs_per_s)
     win.inference_panel.start()
     wait(lambda: win.inference_panel.latest.get("processed", 0) > 20)
+    win.live_panel.roi_on.setChecked(not args.no_region)
+    win.live_panel.average.setValue(args.average)
     gaps, last = [], [time.perf_counter()]
     ping = QtCore.QTimer()
     ping.setInterval(10)
@@ -101,9 +108,12 @@ def main() -> int:
               "frame_shape": list(win.state.camera_shape or ()), "inference_fps": round(u["fps"], 1),
               "processed": u["processed"], "dropped": u["dropped"], "latency_p50_ms": round(u["latency_p50_ms"], 1),
               "optical_accuracy": u["optical_accuracy"], "digital_accuracy": u["digital_accuracy"],
-              "ping_gap_p99_ms": round(1e3 * float(np.percentile(gaps, 99)), 1),
+              "ping_gap_p99_ms": round(1e3 * float(np.percentile(gaps, 99)), 1), "target_ping_gap_p99_ms": 50,
               "ping_gap_max_ms": round(1e3 * max(gaps), 1), "cpus": os.cpu_count(),
               "load_average_1min_before": round(load0, 2), "load_average_1min_after": round(os.getloadavg()[0], 2)}
+    result["meets_targets"] = displayed_fps >= 30 and result["ping_gap_p99_ms"] < 50
+    result["live_view"] = {"histogram": True, "saturation_overlay": True, "region": not args.no_region,
+                           "average_frames": args.average}
     if args.json:
         print(json.dumps(result))
     else:
