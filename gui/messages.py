@@ -15,11 +15,12 @@ UPLOADED = "with a program uploaded (Kernels panel: Compile and upload)"
 
 
 def _calibrate(match: re.Match[str]) -> str:
-    step, program = match.group("step"), match.group("program")
+    step, program, verb = match.group("step"), match.group("program"), match.group("verb")
+    press = f"{'P' if verb[0] == 'R' else 'p'}ress " if verb else ""  # "run `lab4f calibrate x`": press Run …
     if step == "all":
-        return f"Run all in the Calibration panel{' ' + UPLOADED if program else ''}"
+        return f"{press}Run all in the Calibration panel{' ' + UPLOADED if program else ''}"
     row = STEP_ROWS.get(step, step)
-    return f"Run on the {row} row of the Calibration panel{' ' + UPLOADED if program else ''}"
+    return f"{press}Run on the {row} row of the Calibration panel{' ' + UPLOADED if program else ''}"
 
 
 #: (pattern, replacement), applied in order: the specific phrasings before the general ones.
@@ -33,7 +34,7 @@ RULES: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [(re
     (r"pass --program \(from `lab4f compile[^`]*`\)", "upload a program in the Kernels tab"),
     (r"then `(\w+)` and `(\w+)` with --program",
      lambda m: f"then the {STEP_ROWS.get(m[1], m[1])} and {STEP_ROWS.get(m[2], m[2])} rows {UPLOADED}"),
-    (r"`lab4f calibrate (?P<step>\w+)(?P<program> --program \w+)?`", _calibrate),
+    (r"(?P<verb>[Rr]un )?`lab4f calibrate (?P<step>\w+)(?P<program> --program \w+)?`", _calibrate),
     (r"`lab4f compile[^`]*`", "Compile and upload in the Kernels panel"),
     (r"\(lab4f compile\)", "(Compile and upload in the Kernels panel)"),
     (r"pass --program", "upload a program in the Kernels tab"),

@@ -12,9 +12,20 @@ from PySide6 import QtCore, QtGui, QtWidgets
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
 
-def image_view(title: str = "") -> tuple[pg.PlotWidget, pg.ImageItem]:
+TITLE_SIZE = "9pt"  # plot titles: short, and small enough for two plots side by side in a laptop's dock
+
+
+def set_title(plot: pg.PlotWidget, title: str, tip: str | None = None) -> pg.PlotWidget:
+    """A plot's title at `TITLE_SIZE`; ``tip``: what the plot shows in full, as its tooltip."""
+    plot.setTitle(title, size=TITLE_SIZE)
+    if tip is not None:
+        plot.setToolTip(tip)
+    return plot
+
+
+def image_view(title: str = "", tip: str | None = None) -> tuple[pg.PlotWidget, pg.ImageItem]:
     """A PlotWidget holding one ImageItem, y axis pointing down like a camera frame."""
-    plot = pg.PlotWidget(title=title)
+    plot = set_title(pg.PlotWidget(), title, tip)
     plot.setAspectLocked(True)
     plot.invertY(True)
     item = pg.ImageItem()

@@ -17,7 +17,7 @@ from lab4f.calibration.runner import NEEDS_PROGRAM
 from lab4f.gui.app_state import AppState
 from lab4f.gui.calibration_check import stale_after
 from lab4f.gui.messages import in_gui_terms
-from lab4f.gui.views import image_view, montage, show_image
+from lab4f.gui.views import image_view, montage, set_title, show_image
 from lab4f.gui.workers import BenchWorker
 
 TITLES = {"camera": "Camera: exposure, dark, flat", "timing": "Timing: display latency, response, SLM settle",
@@ -110,30 +110,41 @@ class CalibrationPanel(QtWidgets.QWidget):
         self.summary.setMaximumHeight(110)
         layout.addWidget(self.summary)
         plots = QtWidgets.QGridLayout()
-        self.phase_plot = pg.PlotWidget(title="SLM phase (blue) and display light (orange) vs gray level")
+        self.phase_plot = set_title(pg.PlotWidget(), "phase (blue), display (orange)",
+                                    "The SLM's phase response (phase/2π, blue) and the input display's light (orange) "
+                                    "against the gray level sent")
         self.phase_plot.setLabel("bottom", "gray level")
         self.phase_plot.setLabel("left", "phase/2π · light")
         self.phase_curve = self.phase_plot.plot(pen=pg.mkPen("#1f77b4", width=2), symbol="o", symbolSize=4)
         self.display_curve = self.phase_plot.plot(pen=pg.mkPen("#ff7f0e", width=2), symbol="s", symbolSize=4)
-        self.reg_plot, self.reg_image = image_view("registration (o measured, + fit, lines: residual ×100)")
+        self.reg_plot, self.reg_image = image_view("registration (residuals ×100)",
+                                                   "Display → camera registration on the camera image: o measured "
+                                                   "fiducials, + the fit, lines: the residuals drawn 100× longer")
         self.reg_points = pg.ScatterPlotItem(symbol="o", pen=pg.mkPen("c"), brush=None, size=10)
         self.reg_fit = pg.ScatterPlotItem(symbol="+", pen=pg.mkPen("m"), size=10)
         self.reg_resid = pg.PlotDataItem(pen=pg.mkPen("y", width=2), connect="pairs")
         for item in (self.reg_points, self.reg_fit, self.reg_resid):
             self.reg_plot.addItem(item)
-        self.r2_plot = pg.PlotWidget(title="per-channel fit R² (held-out images)")
+        self.r2_plot = set_title(pg.PlotWidget(), "channel fit R² (held out)",
+                                 "Per-channel fit quality (R²) of the channel filters on calibration images held out "
+                                 "of the fit")
         self.r2_plot.setLabel("bottom", "channel")
         self.r2_plot.setLabel("left", "R²")
         self.r2_bars = pg.BarGraphItem(x=[], height=[], width=0.6, brush="#2ca02c")
         self.r2_plot.addItem(self.r2_bars)
-        self.resid_plot, self.resid_image = image_view("residual maps (fitted − digital, image 0, per channel)")
-        self.flat_plot, self.flat_image = image_view("flat field (camera step)")
-        self.dark_plot, self.dark_image = image_view("dark frame (camera step)")
-        self.timing_plot = pg.PlotWidget(title="timing: light after a display change (dots: frames, mid-exposure)")
+        self.resid_plot, self.resid_image = image_view("residuals: fit − digital",
+                                                       "Residual maps of the channel fit (fitted − digital features) "
+                                                       "of the first calibration image, one tile per channel")
+        self.flat_plot, self.flat_image = image_view("flat field (camera step)",
+                                                  "The sensor's relative pixel response from the camera step")
+        self.dark_plot, self.dark_image = image_view("dark frame (camera step)",
+                                                  "The dark frame (light off) subtracted from every frame")
+        self.timing_plot = set_title(pg.PlotWidget(), "timing: not measured")
         self.timing_plot.setLabel("bottom", "time after show()", units="s")
         self.timing_plot.setLabel("left", "fraction of the new image")
-        self.timing_plot.setToolTip("The timing step's step responses: each dot is one camera frame, at the middle "
-                                    "of its exposure; the sync policy waits the latency plus the response.")
+        self.timing_plot.setToolTip("The timing step's step responses (light after a display change; red: the SLM): "
+                                    "each dot is one camera frame, at the middle of its exposure; the sync policy "
+                                    "waits the latency plus the response.")
         self.timing_curves = [self.timing_plot.plot(pen=None, symbol="o", symbolSize=4,
                                                     symbolBrush=pg.mkBrush(c)) for c in ("#1f77b4", "#ff7f0e",
                                                                                          "#2ca02c", "#d62728")]
@@ -216,11 +227,14 @@ class CalibrationPanel(QtWidgets.QWidget):
             return
         for name in check.missing:
             self.bars[name].setValue(0)
-            self.bars[name].setFormat("missing for the uploaded program")
+            self.bars[name].setFormat("missing")
+            self.bars[name].setToolTip("Not measured for the uploaded program: press Run missing steps")
         for name in check.foreign:
-            self.bars[name].setFormat("measured for another program")
+            self.bars[name].setFormat("other program")
+            self.bars[name].setToolTip("Measured for another program than the one on the SLM: run it again")
         for name, rerun in check.stale.items():
-            self.bars[name].setFormat(f"stale: {', '.join(rerun)} re-run since")
+            self.bars[name].setFormat("stale")
+            self.bars[name].setToolTip(f"Measured before {', '.join(rerun)} was re-run: run it again")
 
     def cancel(self) -> None:
         self.worker.cancel.set()  # a threading.Event: safe to set from the GUI thread
@@ -302,6 +316,7 @@ class CalibrationPanel(QtWidgets.QWidget):
             return
         lines = [f"{rec.path.name if rec.path else '(not saved)'} · created {rec.created}"]
         for name in BENCH_ORDER:
+            self.bars[name].setToolTip("")
             if name in rec.steps:
                 r = rec.steps[name]
                 self.bars[name].setValue(1000)
@@ -360,11 +375,11 @@ class CalibrationPanel(QtWidgets.QWidget):
                 curve.setData(start + exposure / 2, signal)
         if step is not None:
             v = step.values
-            self.timing_plot.setTitle(f"timing: display {1e3 * v['display_latency_min_s']:.0f}–"
-                                      f"{1e3 * v['display_latency_max_s']:.0f} ms + {1e3 * v['display_response_s']:.0f}"
-                                      f" ms response; SLM {1e3 * v['slm_settle_s']:.0f} ms (red)")
+            set_title(self.timing_plot, f"display {1e3 * v['display_latency_min_s']:.0f}–"
+                                        f"{1e3 * v['display_latency_max_s']:.0f} ms + "
+                                        f"{1e3 * v['display_response_s']:.0f} ms, SLM {1e3 * v['slm_settle_s']:.0f} ms")
         else:
-            self.timing_plot.setTitle("timing: not measured (nominal delays in use)")
+            set_title(self.timing_plot, "timing: not measured (nominal delays)")
 
     def _draw_camera(self, rec: CalibrationRecord) -> None:
         """The camera step's flat (relative pixel response, shown ±4 RMS around 1; a unity flat says so) and dark."""
@@ -373,18 +388,20 @@ class CalibrationPanel(QtWidgets.QWidget):
         frames, rms = int(quality.get("flat_frames", 0) or 0), float(quality.get("flat_rms", 0.0) or 0.0)
         flat = rec.flat
         if flat is None or frames == 0:
-            self.flat_plot.setTitle("flat field: unity (not measured)")
+            set_title(self.flat_plot, "flat field: unity (not measured)")
             show_image(self.flat_image, None)
         else:
             spread = max(4 * rms, 1e-3)
-            self.flat_plot.setTitle(f"flat: {frames} frames, RMS {100 * rms:.2f} % (shown 1 ± {100 * spread:.1f} %)")
+            set_title(self.flat_plot, f"flat: {frames} frames, RMS {100 * rms:.2f} %",
+                      f"The sensor's relative pixel response from {frames} speckle frames, shown 1 ± "
+                      f"{100 * spread:.1f} %")
             show_image(self.flat_image, flat, levels=(1 - spread, 1 + spread))
         dark = rec.dark
         if dark is None:
-            self.dark_plot.setTitle("dark frame (camera step)")
+            set_title(self.dark_plot, "dark frame (camera step)")
             show_image(self.dark_image, None)
         else:
-            self.dark_plot.setTitle(f"dark: mean {float(np.mean(dark)):.1f} ADU, RMS {float(np.std(dark)):.2f} ADU")
+            set_title(self.dark_plot, f"dark: mean {float(np.mean(dark)):.1f}, RMS {float(np.std(dark)):.2f} ADU")
             show_image(self.dark_image, dark)
 
     def _draw_registration(self, rec: CalibrationRecord) -> None:

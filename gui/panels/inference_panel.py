@@ -16,7 +16,7 @@ from PySide6 import QtCore, QtWidgets
 
 from lab4f.gui.app_state import AppState
 from lab4f.gui.live import DEFAULT_RATE_HZ, LiveRun
-from lab4f.gui.views import image_view, show_image, status_label
+from lab4f.gui.views import image_view, set_title, show_image, status_label
 from lab4f.gui.workers import BenchWorker, default_run_path, unique_path
 
 HISTORY = 300  # points kept in the time plots
@@ -87,9 +87,11 @@ class InferencePanel(QtWidgets.QWidget):
         layout.addWidget(self.counters)
         layout.addWidget(self.rates)
         top = QtWidgets.QHBoxLayout()
-        self.input_plot, self.input_image = image_view("current input")
+        self.input_plot, self.input_image = image_view("current input", "The input the display shows now")
         self.input_plot.setMaximumWidth(220)
-        self.probs = pg.PlotWidget(title="class probabilities (blue optical, grey digital)")
+        self.probs = set_title(pg.PlotWidget(), "optical (blue) · digital (grey)",
+                               "Class probabilities of the newest input: through the optics (blue) and the digital "
+                               "network (grey)")
         self.probs.setYRange(0, 1)
         self.probs.setLabel("bottom", "class")
         self.probs.setLabel("left", "probability")
@@ -97,14 +99,16 @@ class InferencePanel(QtWidgets.QWidget):
         self.bars_dig = pg.BarGraphItem(x=np.arange(10) + 0.2, height=np.zeros(10), width=0.4, brush="#999999")
         self.probs.addItem(self.bars_opt)
         self.probs.addItem(self.bars_dig)
-        self.masks_plot, self.masks_image = image_view("optical mask | digital mask (over the input)")
+        self.masks_plot, self.masks_image = image_view("optical | digital mask",
+                                                     "The optical and the digital masks drawn over the input")
         self.masks_plot.hide()  # shown instead of the probabilities for a segmentation student
         top.addWidget(self.input_plot)
         top.addWidget(self.probs, 1)
         top.addWidget(self.masks_plot, 1)
         layout.addLayout(top, 1)
-        self.rate_plot = pg.PlotWidget(title="frames/s (blue) · latency p50/p95 ms (orange/red)")
-        self.rate_plot.setLabel("bottom", "time since Start (s)")
+        self.rate_plot = set_title(pg.PlotWidget(), "frames/s (blue) · latency p50/p95 (orange/red)",
+                                   "Frames per second through the pipeline and the latency percentiles over time")
+        self.rate_plot.setLabel("bottom", "time since Start", units="s")
         self.rate_plot.setLabel("left", "frames/s · latency (ms)")
         self.fps_curve = self.rate_plot.plot(pen=pg.mkPen("#1f77b4", width=2))
         self.p50_curve = self.rate_plot.plot(pen=pg.mkPen("#ff7f0e"))

@@ -131,6 +131,7 @@ class LivePanel(QtWidgets.QWidget):
                             "frames (less noise while aligning; 1 = every frame as it comes)")
         self.average.setPrefix("average ")
         self.average.setSuffix(" frames")
+        self.average.setSpecialValueText("no averaging")
         self.average.valueChanged.connect(self.averager.set_n)
         self.tiles_on = _tip(QtWidgets.QCheckBox("tiles"), "Draw the uploaded program's tiles (through the "
                              "calibrated registration) over the image")
@@ -172,6 +173,7 @@ class LivePanel(QtWidgets.QWidget):
         self.show_saturated.toggled.connect(lambda on: self.saturated_item.setVisible(on))
         form.addWidget(self.show_saturated)
         self.saturation_label = QtWidgets.QLabel("saturated: –")
+        self.saturation_label.setWordWrap(True)
         form.addWidget(self.saturation_label)
         self.cursor_label = QtWidgets.QLabel("cursor: –")
         self.cursor_label.setWordWrap(True)
@@ -260,7 +262,7 @@ class LivePanel(QtWidgets.QWidget):
             self.saturated_item.setImage(mask.view(np.uint8), lut=SATURATED_LUT, levels=(0, 1), autoLevels=False)
         elif self.saturated_item.image is not None:
             self.saturated_item.clear()
-        self.saturation_label.setText(f"saturated: {self.saturated} px (≥ {sat:g} ADU)")
+        self.saturation_label.setText(f"saturated: {self.saturated} px\n(at {sat:g} ADU, full scale)")
         self.saturation_label.setStyleSheet("color: #c00000; font-weight: bold" if self.saturated else "")
 
     # -- cursor and region ---------------------------------------------------------------------------------

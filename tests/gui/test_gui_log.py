@@ -24,10 +24,10 @@ def test_core_advice_is_said_in_gui_terms() -> None:
     assert "Compile and upload the checkpoint (Kernels panel)" in text and "Tile registration" in text
     sync = ("sync: the display delays are the devices' nominal values, not measured; run `lab4f calibrate timing` so "
             "frames are paired by what the bench really does")
-    assert "Run on the Timing row of the Calibration panel" in in_gui_terms(sync)
+    assert "; press Run on the Timing row of the Calibration panel so frames" in in_gui_terms(sync)
     drift = "it: `lab4f calibrate registration`, then `tiles` and `gains` with --program (or `lab4f calibrate all`)"
     text = in_gui_terms(drift)
-    assert "`" not in text and "--program" not in text and "Run all in the Calibration panel" in text
+    assert "`" not in text and "--program" not in text and "(or Run all in the Calibration panel)" in text
     assert in_gui_terms("re-run them too, e.g. `lab4f calibrate all --program P`").endswith(
         "Run all in the Calibration panel with a program uploaded (Kernels panel: Compile and upload)")
 

@@ -2,28 +2,65 @@
 
 from __future__ import annotations
 
-import time
+import pytest
 
+import lab4f.gui.live as live
 from lab4f.gui.live import Pacer
 
 
-def test_pacer_holds_the_rate_and_does_not_burst_after_a_stall() -> None:
+class FakeClock:
+    """perf_counter and sleep on a virtual clock: the pacer's schedule is checked exactly, whatever the load."""
+
+    def __init__(self) -> None:
+        self.now, self.sleeps = 100.0, []
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds >= 0
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture()
+def clock(monkeypatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(live, "time", fake)
+    return fake
+
+
+# Behaviour on a virtual clock; the rate the pacer holds on the real clock is in benchmarks/bench_rates.py.
+def test_pacer_holds_the_rate_and_does_not_burst_after_a_stall(clock: FakeClock) -> None:
     pacer = Pacer(200.0)
-    t0 = time.perf_counter()
+    starts = []
     for _ in range(41):
         pacer.wait()
-    elapsed_s = time.perf_counter() - t0
-    assert 0.195 <= elapsed_s < 0.4, elapsed_s  # 40 intervals of 5 ms; the upper bound allows a loaded host
-    time.sleep(0.1)  # a stall of 20 intervals
-    t1 = time.perf_counter()
+        starts.append(clock.now)
+    assert len(clock.sleeps) == 40  # the first call is due at once, each of the others waits for its slot
+    assert [round(b - a, 9) for a, b in zip(starts, starts[1:], strict=False)] == [0.005] * 40  # one slot each
+    clock.now += 0.1  # a stall of 20 intervals
+    before = len(clock.sleeps)
+    starts = []
     for _ in range(5):
         pacer.wait()
-    assert time.perf_counter() - t1 >= 0.0195  # the first call is due at once, the next four keep 5 ms apart
+        starts.append(clock.now)
+    # no burst to catch up: the first call after the stall goes at once, the next four keep 5 ms apart
+    assert len(clock.sleeps) - before == 4
+    assert [round(b - a, 9) for a, b in zip(starts, starts[1:], strict=False)] == [0.005] * 4
 
 
-def test_unpaced_never_sleeps() -> None:
-    pacer = Pacer(0)
-    t0 = time.perf_counter()
-    for _ in range(1000):
-        pacer.wait()
-    assert time.perf_counter() - t0 < 0.05
+def test_pacer_counts_the_time_a_call_took(clock: FakeClock) -> None:
+    pacer = Pacer(100.0)
+    pacer.wait()
+    clock.now += 0.004  # the work between calls took 4 of the 10 ms
+    pacer.wait()
+    assert clock.sleeps == [pytest.approx(0.006)]
+
+
+def test_unpaced_never_sleeps(clock: FakeClock) -> None:
+    for rate in (0, None):
+        pacer = Pacer(rate)
+        for _ in range(1000):
+            pacer.wait()
+    assert clock.sleeps == []
