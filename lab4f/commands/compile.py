@@ -63,7 +63,8 @@ def load_kernels(path: str | Path, layer: str | None = None) -> tuple[Any, int |
                                    "'student' or 'linear' (SCLC) checkpoint")
             return model.kernel_bank(), int(cfg.image_size), {
                 "checkpoint": str(path), "kind": cfg.kind, "task": meta.get("task", "classification"),
-                "dataset": meta.get("dataset"), "created": meta.get("created")}
+                "dataset": meta.get("dataset"), "created": meta.get("created"),
+                "detection": getattr(cfg, "detection", None)}
     loaded = load_bank(path, layer, payload)
     return loaded.kernel_bank, None, loaded.source
 
@@ -99,6 +100,12 @@ def compile_checkpoint(checkpoint: str | Path, bench: Bench, out: str | Path | N
     from lab4f.optics.report import save_report_png
 
     bank, model_size, source = load_kernels(checkpoint, layer)
+    if source.get("detection") is not None:  # a lab4f student: trained for this bench's detection?
+        from types import SimpleNamespace
+
+        from lab4f.bench.hybrid import check_detection
+
+        check_detection(SimpleNamespace(detection=source["detection"]), bench.config.mode, "compile")
     n, n_from = input_size_for(bench, model_size, input_size, str(checkpoint))
     bar = tqdm(total=1, desc="compile", disable=not progress, leave=False)
 

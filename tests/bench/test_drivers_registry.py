@@ -44,10 +44,8 @@ def test_a_driver_slmsuite_lacks_is_a_config_error_not_a_device_fault() -> None:
 
 
 def test_readme_bench_config_is_the_example_file_and_validates() -> None:
-    example = (ROOT / "examples" / "lab_bench.toml").read_text()
-    block = re.search(r"```toml\n(name = .*?)```", (ROOT / "README.md").read_text(), re.S)
-    assert block, "README lost its bench-config example"
-    assert block.group(1) == example.split("\n", 1)[1]
+    # the docs include the example file itself (docs/physics.md), so the two cannot drift apart
+    assert "examples/lab_bench.toml" in (ROOT / "docs" / "physics.md").read_text()
     cfg = load_bench_config(ROOT / "examples" / "lab_bench.toml")
     for role in ("slm", "display", "camera", "light_source", "shutter"):
         dev = getattr(cfg, role)

@@ -39,7 +39,8 @@ def test_record_program_finds_verifies_and_refuses(tmp_path):
 
 
 def test_run_without_program_uses_the_records_program_and_catches_another_checkpoint(trained_checkpoints, tmp_path):
-    with Bench(load_bench_config(None)) as bench:
+    # a stand-in record with a nominal (not measured) registration: no drift check at the start of the run
+    with Bench(load_bench_config(None).model_copy(update={"drift_limit_px": None})) as bench:
         program, path, _ = compile_checkpoint(trained_checkpoints["student"], bench, tmp_path / "s.program.h5",
                                               progress=False)
         setup = prepare(bench, trained_checkpoints["student"], record=_record(path))
