@@ -98,13 +98,17 @@ def test_camera_index_gaps_count_as_drops() -> None:
 
 
 def test_latency_percentiles_and_fps_are_plausible() -> None:
-    # source 200 frames/s, processing 5 ms per batch of ≤ 4: latency ≈ waiting for a batch + 5 ms
+    # source ≤ 200 frames/s, processing 5 ms per batch of ≤ 4: latency ≥ the 5 ms of processing. Only bounds that a
+    # loaded machine cannot break are asserted (it makes things slower, never faster); the latency and rate reached
+    # are measured in benchmarks/bench_rates.py (and at bench scale in benchmarks/bench_pipeline.py)
     summary = Pipeline(FakeCamera(n=100, period_s=0.005), slow_process(0.005), batch_size=4,
-                       max_wait_s=0.002).run(timeout=20)
+                       max_wait_s=0.002).run(timeout=60)
     s = summary.stats
-    assert 5.0 <= s.latency_p50_ms <= s.latency_p95_ms <= s.latency_p99_ms < 100.0
-    assert 100 < s.mean_fps < 210  # sleep overshoot only slows the source
+    assert 5.0 <= s.latency_p50_ms <= s.latency_p95_ms <= s.latency_p99_ms
+    assert 0 < s.mean_fps <= 200 * 1.02  # the source sleeps 5 ms per frame: never faster than 200 frames/s
+    assert s.elapsed_s >= 100 * 0.005  # the source's waits happened
     assert isinstance(s, StreamStats) and summary.to_dict()["processed"] == 100
+    assert [r[0] for r in summary.results] == list(range(100))  # in order, none lost
 
 
 def test_max_items_stops_the_source() -> None:

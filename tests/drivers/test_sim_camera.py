@@ -164,29 +164,32 @@ def test_saturation_clips_at_full_well_and_quantisation_is_integer_adu() -> None
     assert np.array_equal(cam.get_image(), expected.astype(np.uint16))
 
 
+# Behaviour, not speed: a limit must make the camera wait (a lower bound on the time taken, which a loaded machine
+# only lengthens); how close to the limit it runs is a rate, measured in benchmarks/bench_rates.py.
 def test_frame_rate_limit() -> None:
     _, _, cam = bench(max_fps=50.0)
+    assert cam.frame_period_s == pytest.approx(1 / 50)
     t0 = time.perf_counter()
     for _ in range(6):
         cam.get_image()
-    elapsed_s = time.perf_counter() - t0
-    assert 5 / 50 <= elapsed_s < 5 / 50 + 0.1
+    assert time.perf_counter() - t0 >= 5 / 50  # the five frames after the first waited for their slots
 
 
 def test_a_frame_takes_at_least_its_exposure() -> None:
     _, _, cam = bench(max_fps=200.0, exposure_s=0.04)  # exposure-limited: 25 frames/s, not the 200 readout allows
+    assert cam.frame_period_s == pytest.approx(0.04)
     cam.get_image()
     t0 = time.perf_counter()
     for _ in range(5):
         cam.get_image()
-    elapsed_s = time.perf_counter() - t0
-    assert 5 * 0.04 - 0.01 <= elapsed_s < 5 * 0.04 + 0.1  # periods run from frame starts: less one render
+    assert time.perf_counter() - t0 >= 5 * 0.04 - 0.01  # periods run from frame starts: less one render
     cam.set_exposure(0.001)  # now the readout limit rules: 5 ms per frame
+    assert cam.frame_period_s == pytest.approx(1 / 200)
     cam.get_image()
     t0 = time.perf_counter()
     for _ in range(5):
         cam.get_image()
-    assert 5 / 200 - 0.004 <= time.perf_counter() - t0 < 5 / 200 + 0.1
+    assert time.perf_counter() - t0 >= 5 / 200 - 0.004
 
 
 def test_camera_sees_the_old_pattern_while_the_slm_settles() -> None:
