@@ -72,8 +72,8 @@ def test_live_view_aligns(qtbot, connected_window) -> None:  # noqa: ANN001
     assert live.gain.isEnabled() and live.gain.value() == pytest.approx(win.bench_panel.gain.value())
 
     # a frame with saturated pixels (a spot at full scale): counted and painted red
-    live.start_btn.setChecked(False)
-    qtbot.waitUntil(lambda: w.view is None, timeout=5_000)
+    with qtbot.waitSignal(w.streaming, timeout=5_000):  # emitted once the acquisition thread has ended
+        live.start_btn.setChecked(False)
     frame = np.full((512, 512), 100, np.uint16)
     frame[200:210, 300:305] = 4095
     w.latest.put(frame)
