@@ -9,6 +9,7 @@ any K ≥ 1), a PyTorch state dict (its first conv weight, or ``--layer NAME``) 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -90,9 +91,10 @@ def compile_checkpoint(checkpoint: str | Path, bench: Bench, out: str | Path | N
                        modulation: str = "phase", iterations: int = 50, multiplex: str = "auto",
                        progress: bool = True, on_iteration: Callable[[int, int], None] | None = None,
                        kernels_per_frame: int | None = None, input_size: int | None = None,
-                       layer: str | None = None) -> tuple[Any, Path, Path]:
+                       layer: str | None = None, forecast: bool = True) -> tuple[Any, Path, Path]:
     """Compile a checkpoint or any accepted kernel bank file for a connected bench; returns (program, program path,
-    report path)."""
+    report path). ``forecast``: the fidelity forecast on this bench (:mod:`lab4f.optics.forecast`) goes into the
+    program's ``source["forecast"]`` (and so into the compile summary)."""
     from tqdm import tqdm
 
     from lab4f.bench.marker import compile_gap
@@ -125,6 +127,10 @@ def compile_checkpoint(checkpoint: str | Path, bench: Bench, out: str | Path | N
         kernels_per_frame=kernels_per_frame,
     )
     bar.close()
+    if forecast:
+        from lab4f.optics.forecast import forecast_program
+
+        program.source["forecast"] = forecast_program(program, bench).to_dict()
     out = Path(out) if out else Path(checkpoint).with_suffix(".program.h5")
     program.save(out)
     report = save_report_png(program, out.with_suffix(".png"))
@@ -141,11 +147,21 @@ def cmd_compile(args: argparse.Namespace) -> dict[str, Any]:
                                                   kernels_per_frame=args.kernels_per_frame,
                                                   input_size=args.input_size, layer=args.layer)
     src = program.source
-    summary = program.summary() | {"program": str(out), "report": str(report), "source": dict(src)}
+    summary = program.summary() | {"program": str(out), "report": str(report),
+                                   "source": {k: v for k, v in src.items() if k != "forecast"}}
+    fc = src.get("forecast")
+    if fc is not None:
+        summary["forecast"] = fc
+        summary["warnings"] = list(fc.get("warnings", [])) + [f"suggestion: {x}" for x in fc.get("suggestions", [])]
     if not args.json:
         what = f"layer {src['layer']} of {args.checkpoint}" if src.get("layer") else str(args.checkpoint)
         print(f"compiled {summary['channels']} kernels {summary['kernel_size']}×{summary['kernel_size']} ({what}, "
               f"{summary['input_size']}×{summary['input_size']} inputs from the {src.get('input_size_from')}) into "
               f"{summary['frames']} frame(s): min tile correlation {summary['min_tile_correlation']:.4f}, "
               f"{100 * summary['energy_in_tiles']:.1f} % of light in tiles → {out}, {report}")
+        if fc is not None:
+            from lab4f.optics.forecast import describe_forecast
+
+            for line in describe_forecast(fc):
+                print(line, file=sys.stderr if line.startswith(("warning", "suggestion")) else sys.stdout)
     return summary

@@ -15,6 +15,21 @@ def _crop(a: np.ndarray, half: int) -> np.ndarray:
     return a[cy - half : cy + half, cx - half : cx + half]
 
 
+def _forecast_axes(ax, fc: dict) -> None:  # noqa: ANN001 — a matplotlib Axes
+    """Predicted feature SNR per channel (log scale) with the warning threshold."""
+    snr = np.asarray([np.nan if v is None else v for v in fc["snr"]], dtype=float)
+    low = snr < fc["threshold_snr"]
+    ax.bar(np.arange(len(snr)), snr, color=np.where(low, "tab:red", "tab:green"))
+    ax.axhline(fc["threshold_snr"], color="k", lw=1, ls="--")
+    ax.set_yscale("log")
+    ax.set_xlabel("channel")
+    ax.set_ylabel("predicted SNR")
+    exp = fc.get("exposure_s")
+    ax.set_title(f"fidelity forecast ({fc['average']} frame/input"
+                 + (f", exposure ≈ {1e3 * exp:.1f} ms" if exp else "") + f"): {int(low.sum())} channel(s) below "
+                 f"SNR {fc['threshold_snr']:.0f}, predicted R² min {fc['min_predicted_r2']:.3f}")
+
+
 def save_report_png(program: OpticalProgram, path: str | os.PathLike[str], frame: int = 0) -> Path:
     import matplotlib
 
@@ -23,7 +38,14 @@ def save_report_png(program: OpticalProgram, path: str | os.PathLike[str], frame
 
     fr = program.frames[frame]
     half = min(fr.layout.extent(), fr.target_psf.shape[0] // 2)
-    fig, ax = plt.subplots(2, 2, figsize=(10, 9))
+    fc = program.source.get("forecast")
+    if fc:
+        fig = plt.figure(figsize=(10, 12))
+        grid = fig.add_gridspec(3, 2, height_ratios=(1, 1, 0.6))
+        ax = np.array([[fig.add_subplot(grid[r, c]) for c in range(2)] for r in range(2)])
+        _forecast_axes(fig.add_subplot(grid[2, :]), fc)
+    else:
+        fig, ax = plt.subplots(2, 2, figsize=(10, 9))
     vmax = float(_crop(fr.target_psf, half).max())
     ax[0, 0].imshow(_crop(fr.target_psf, half), cmap="magma", vmin=0, vmax=vmax)
     ax[0, 0].set_title("target PSF (k⁺/k⁻ tiles)")

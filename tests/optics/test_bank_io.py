@@ -109,6 +109,10 @@ def test_cli_compiles_a_signed_6x6_bank_of_64_from_npy(tmp_path, capsys) -> None
     payload = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
     assert payload["ok"] and payload["channels"] == 64 and payload["kernel_size"] == 6 and payload["frames"] == 4
     assert payload["input_size"] == 28 and payload["source"]["input_size_from"] == "display"
+    fc = payload["forecast"]  # the fidelity forecast on this bench, per channel
+    assert len(fc["snr"]) == 64 and fc["min_snr"] > 0 and 0 < fc["exposure_s"] < 0.05
+    assert fc["below_threshold"] == [i for i, v in enumerate(fc["snr"]) if v < fc["threshold_snr"]]
+    assert "forecast" in OpticalProgram.load(out).source
     program = OpticalProgram.load(out)
     assert [len(f.layout.channels) for f in program.frames] == [16] * 4
     np.testing.assert_allclose(program.bank, signed_bank().astype(np.float64))
