@@ -162,15 +162,22 @@ def light_on(bench: Any) -> Iterator[None]:
 
 
 def autoexpose(camera: Any, target_fraction: float, what: str, window: np.ndarray | None = None,
-               metric: Any = None, min_fraction: float | None = None) -> float:
+               metric: Any = None, min_fraction: float | None = None, max_exposure_s: float | None = None) -> float:
     """slmsuite's autoexpose pinning ``metric`` (default: the maximum) of the raw frame, or of its ``window``
-    (a boolean mask), at ``target_fraction`` of full scale; checks it worked: refuses saturation at the shortest
+    (a boolean mask), at ``target_fraction`` of full scale — lengthening or shortening the exposure, at most to
+    ``max_exposure_s`` (default: the camera's longest); checks it worked: refuses saturation at the shortest
     exposure, and a level below ``min_fraction`` (default half the target) at the longest."""
-    exposure_s = float(camera.autoexpose(set_fraction=target_fraction, window=window, metric=metric, verbose=False))
+    bounds = getattr(camera, "exposure_bounds_s", None) or (0.0, np.inf)
+    if max_exposure_s is not None:
+        bounds = (bounds[0], min(float(bounds[1]), float(max_exposure_s)))
+    exposure_s = float(camera.autoexpose(set_fraction=target_fraction, window=window, metric=metric, verbose=False,
+                                         exposure_bounds_s=bounds))
+    if exposure_s > bounds[1]:  # slmsuite scales the 50 % exposure by the target afterwards, unbounded
+        exposure_s = float(camera.set_exposure(bounds[1]) or bounds[1])
+        exposure_s = float(camera.get_exposure())
     raw = grab(camera, 1)
     raw = raw if window is None else raw[window]
     peak = float((metric or np.max)(raw)) / full_scale_adu(camera)
-    bounds = getattr(camera, "exposure_bounds_s", None) or (0.0, np.inf)
     if peak >= 0.999:
         raise CalibrationError(
             f"{what}: saturated even at the shortest exposure ({exposure_s:.3g} s). Lower the light source "
@@ -213,7 +220,7 @@ class _DirectImage:
     pixels_per_cell: float
 
 
-def _direct_image(bench: Any, dark: np.ndarray) -> _DirectImage:
+def _direct_image(bench: Any, dark: np.ndarray | None, what: str = "flat field") -> _DirectImage:
     """Show the white display through a flat SLM phase at the current exposure; find its image on the camera.
 
     The image may be saturated (its half-maximum mask is still its extent). Its centroid, less the display's
@@ -226,7 +233,7 @@ def _direct_image(bench: Any, dark: np.ndarray) -> _DirectImage:
     peak = float(signal.max())
     if peak < DARK_FRACTION * full:
         raise CalibrationError(
-            f"flat field: the white input display's direct image is too dark (peak {100 * peak / full:.2f} % of full "
+            f"{what}: the white input display's direct image is too dark (peak {100 * peak / full:.2f} % of full "
             "scale). Check that the light source is on and the shutter open; the previous record is unchanged.")
     mask = signal >= 0.5 * peak
     yy, xx = np.nonzero(mask)
@@ -310,7 +317,7 @@ def _expose_diffuse(bench: Any, region: np.ndarray, dark_offset: float, rng: np.
 
 
 def _flat_field(bench: Any, program: Any | None, dark: np.ndarray, frames: int, smooth_px: float, dark_frames: int,
-                ctl: StepControl) -> tuple[np.ndarray, dict[str, float]]:
+                ctl: StepControl, direct: _DirectImage | None = None) -> tuple[np.ndarray, dict[str, float]]:
     """The sensor's relative pixel response (PRNU) where the tiles land, from diffuse light: a white input display
     through random SLM phases, which spread each display pixel's light as speckle over the whole output plane.
 
@@ -331,7 +338,10 @@ def _flat_field(bench: Any, program: Any | None, dark: np.ndarray, frames: int, 
     full = full_scale_adu(camera)
     exposure0 = float(camera.get_exposure())
     try:
-        direct = _direct_image(bench, dark)
+        if direct is None:
+            direct = _direct_image(bench, dark)
+        else:  # located by the exposure's tile region: the diffuse frames still need the white display
+            bench.show(np.ones(bench.display.shape, dtype=np.float32))
         ctl.report(0.58, "flat field: direct image located")
         zone = binary_dilation(direct.mask, iterations=FLAT_ZONE_MARGIN_PX)
         core, need = _tile_masks(camera.shape, program, direct)
@@ -420,6 +430,33 @@ def _flat_field(bench: Any, program: Any | None, dark: np.ndarray, frames: int, 
     return flat, quality
 
 
+#: The frame budget: the longest exposure the camera and gains steps choose on their own when the tiles are dim
+#: (20 ms: 50 frames/s per SLM frame). Pass ``max_exposure_s`` (step option) for another budget.
+EXPOSURE_BUDGET_S = 0.02
+
+
+def tile_region(bench: Any, program: Any) -> tuple[np.ndarray, _DirectImage]:
+    """(mask, direct image): the camera pixels the program's tiles read — nominally placed from the white display's
+    direct image (its centroid is the axis, its area the scale; no rotation yet), grown by margins for the
+    registration still unknown — with the direct image itself (the zero order, the program's empty central slot)
+    and a margin around it left out. The direct image is exposed at half of full scale first, so that its
+    half-maximum outline is its extent, not a saturated halo."""
+    camera = bench.camera
+    bench.show(np.ones(bench.display.shape, dtype=np.float32))
+    bench.slm.set_phase(np.zeros(bench.slm.shape), settle=True)
+    autoexpose(camera, 0.5, "direct image", min_fraction=DARK_FRACTION)
+    # the direct image covers a small part of the frame: the median is the dark level (no dark frame yet)
+    background = float(np.median(grab(camera, 1)))
+    direct = _direct_image(bench, background, "tile region")  # refuses a direct image too dark to locate
+    zone = binary_dilation(direct.mask, iterations=FLAT_ZONE_MARGIN_PX)
+    _, need = _tile_masks(tuple(camera.shape), program, direct)
+    region = need & ~zone
+    if not region.any():
+        raise CalibrationError("the tiles' region lies inside the display's direct image; recompile the program "
+                               "(its tiles must avoid the zero order)")
+    return region, direct
+
+
 def camera_step(
     bench: Any,
     program: Any | None = None,
@@ -427,10 +464,19 @@ def camera_step(
     dark_frames: int = 8,
     flat_frames: int = 0,
     flat_smooth_px: float = 4.0,
+    max_exposure_s: float | None = None,
+    expose_on: str = "tiles",
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
 ) -> StepResult:
     """Exposure (brightest scene at ``target_fraction`` of full scale), dark frame, flat field.
+
+    With a program the exposure is set for what is read: the brightest pixel of the program's tiles (a white input,
+    each SLM frame; :func:`tile_region`), not of the whole frame, where the zero order — the display's direct
+    image in the empty central slot — is far brighter than the tiles of a bank that spreads its light over many
+    tiles (it may saturate; no tile reads it). The exposure is lengthened or shortened to get there, at most to
+    ``max_exposure_s`` (default :data:`EXPOSURE_BUDGET_S`, the frame budget). ``expose_on="frame"`` exposes on the
+    whole frame instead (the behaviour before; without a program it is the only choice).
 
     ``flat_frames`` > 0 measures the sensor's pixel response non-uniformity (PRNU) from that many diffuse frames
     (white display, random SLM phases; see :func:`_flat_field`) over the pixels the program's tiles read (every
@@ -443,19 +489,28 @@ def camera_step(
     """
     if flat_frames < 0:
         raise CalibrationError(f"flat_frames must be ≥ 0 (0: no flat field), got {flat_frames}")
+    if expose_on not in ("tiles", "frame"):
+        raise CalibrationError(f"expose_on must be 'tiles' or 'frame', got {expose_on!r}")
     ctl = StepControl("camera", progress, cancel)
     camera, slm = bench.camera, bench.slm
     white = np.ones(bench.display.shape, dtype=np.float32)
     phases = [f.phase for f in program.frames] if program is not None else [np.zeros(slm.shape)]
+    on_tiles = program is not None and expose_on == "tiles"
+    budget = (EXPOSURE_BUDGET_S if max_exposure_s is None else float(max_exposure_s)) if on_tiles else None
+    region, direct = None, None
     with light_on(bench):
+        if program is not None:  # (exposing on the frame, it is still measured: how bright the tiles end up)
+            region, direct = tile_region(bench, program)
         bench.show(white)
         exposures = []
         for i, phase in enumerate(phases):
             slm.set_phase(phase, settle=True)
-            exposures.append(autoexpose(camera, target_fraction, "auto-exposure"))
+            exposures.append(autoexpose(camera, target_fraction, "auto-exposure", window=region if on_tiles else None,
+                                        max_exposure_s=budget, min_fraction=DARK_FRACTION if on_tiles else None))
             ctl.report(0.3 * (i + 1) / len(phases), f"auto-exposure {exposures[-1]:.3g} s")
         exposure_s = min(exposures)  # the brightest frame sets it
         camera.set_exposure(exposure_s)
+        exposure_s = float(camera.get_exposure())
     with light_blocked(bench):
         bench.display.blank()
         slm.set_phase(np.zeros(slm.shape), settle=True)
@@ -469,24 +524,38 @@ def camera_step(
         )
     with light_on(bench):
         if flat_frames > 0:
-            flat, flat_quality = _flat_field(bench, program, dark, flat_frames, flat_smooth_px, dark_frames, ctl)
+            flat, flat_quality = _flat_field(bench, program, dark, flat_frames, flat_smooth_px, dark_frames, ctl,
+                                             direct)
         else:
             flat, flat_quality = np.ones(camera.shape, dtype=np.float32), {"flat_rms": 0.0, "flat_frames": 0.0}
         camera.set_exposure(exposure_s)
         bench.show(white)
-        peaks = []
+        peaks, frame_peaks, tile_peaks, saturated = [], [], [], 0
         for phase in phases:
             slm.set_phase(phase, settle=True)
-            peaks.append(check_frame(grab(camera, 1), camera, dark, "exposure check"))
+            raw = grab(camera, 1)
+            peaks.append(check_frame(raw, camera, dark, "exposure check", mask=region if on_tiles else None))
+            if region is not None:
+                tile_peaks.append(min(float(corrected(raw, dark)[region].max()) / full, 1.0))
+            frame_peaks.append(min(float(corrected(raw, dark).max()) / full, 1.0))
+            saturated = max(saturated, int(np.count_nonzero(raw >= full)))
     flat_message = (f", flat RMS {100 * flat_quality['flat_rms']:.2f} % (±{100 * flat_quality['flat_noise_rms']:.2f} "
                     f"%) over {int(flat_quality['flat_pixels'])} px" if flat_frames > 0 else ", unity flat")
+    limited = budget is not None and exposure_s >= 0.99 * budget and max(peaks) < 0.9 * target_fraction
+    where = ("tiles" if on_tiles else "frame") + (f", limited by the {budget:.3g} s frame budget" if limited else "")
+    tiles_quality = {"tiles_peak_fraction": max(tile_peaks), "zero_order_saturated_px": float(saturated),
+                     "exposure_budget_limited": float(limited)} if region is not None else {}
     return ctl.finish(StepResult(
         "camera",
-        quality={"exposure_s": exposure_s, "peak_fraction": max(peaks), "dark_mean_adu": float(dark.mean()),
-                 "dark_std_adu": float(dark.std()), **flat_quality},
+        quality={"exposure_s": exposure_s, "peak_fraction": max(peaks), "frame_peak_fraction": max(frame_peaks),
+                 **tiles_quality, "dark_mean_adu": float(dark.mean()), "dark_std_adu": float(dark.std()),
+                 **flat_quality},
         arrays={"dark": dark, "flat": flat},
         values={"exposure_s": exposure_s, "target_fraction": target_fraction, "flat_frames": int(flat_frames),
-                "flat_smooth_px": float(flat_smooth_px)},
-        message=f"exposure {exposure_s:.4g} s, peak {100 * max(peaks):.0f} % of full scale, "
-                f"dark {dark.mean():.1f}±{dark.std():.1f} ADU" + flat_message,
+                "flat_smooth_px": float(flat_smooth_px), "expose_on": "tiles" if on_tiles else "frame",
+                "max_exposure_s": budget},
+        message=f"exposure {exposure_s:.4g} s (on the {where}), peak {100 * max(peaks):.0f} % of full scale"
+                + (f" in the tiles ({100 * max(frame_peaks):.0f} % in the frame)" if on_tiles else
+                   f" ({100 * max(tile_peaks):.0f} % in the tiles)" if region is not None else "")
+                + f", dark {dark.mean():.1f}±{dark.std():.1f} ADU" + flat_message,
     ))

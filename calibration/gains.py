@@ -25,7 +25,15 @@ import torch.nn.functional as F
 
 from lab4f.bench.extract import DEFAULT_FILTER_SIZE
 from lab4f.calibration.base import Progress, StepControl, StepResult
-from lab4f.calibration.camera import check_frame, full_scale_adu, grab, light_blocked, light_on
+from lab4f.calibration.camera import (
+    EXPOSURE_BUDGET_S,
+    check_frame,
+    corrected,
+    full_scale_adu,
+    grab,
+    light_blocked,
+    light_on,
+)
 from lab4f.errors import CalibrationError
 from lab4f.optics.registration import PlaneToCamera, tile_sampling_grid
 
@@ -98,27 +106,80 @@ def fit_channels(captured: np.ndarray, digital: np.ndarray, filter_size: int = 3
     return {"channel_filter": filt, "channel_offset": offset, "channel_r2": r2, "channel_r2_fit": r2_fit}
 
 
-def _fit_exposure(bench: Any, program: Any, images: torch.Tensor, dark: np.ndarray | None,
-                  target_fraction: float = 0.7, probe: int = 8) -> float:
-    """Shorten the exposure if the calibration images saturate it (or nearly): the phase LUT applied after the
-    camera step redistributes light, so the camera step's exposure can be too long by now."""
+def read_mask(program: Any, registration: PlaneToCamera, camera_shape: tuple[int, int],
+              tile_shifts: list[np.ndarray] | None) -> np.ndarray:
+    """(H, W) bool: the camera pixels the extractor's bilinear tile cut reads, over every program frame — what the
+    exposure is set for (the zero order, the display's direct image in the central slot, is not among them)."""
+    h, w = camera_shape
+    mask = np.zeros((h, w), dtype=bool)
+    for f, frame in enumerate(program.frames):
+        shifts = None if tile_shifts is None else tile_shifts[f]
+        grid = tile_sampling_grid(frame.layout, registration, (h, w), shifts)[0].numpy().reshape(-1, 2)
+        x, y = ((grid[:, 0] + 1) * w - 1) / 2, ((grid[:, 1] + 1) * h - 1) / 2
+        x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
+        for dy in (0, 1):
+            for dx in (0, 1):
+                yy, xx = y0 + dy, x0 + dx
+                ok = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+                mask[yy[ok], xx[ok]] = True
+    return mask
+
+
+#: The gains step exposes the brightest tile pixel of its probe images at this fraction of full scale (lengthening
+#: an exposure that left them below :data:`LENGTHEN_BELOW`, shortening one above :data:`SHORTEN_ABOVE`): headroom
+#: for inputs somewhat brighter than the calibration images.
+GAINS_TARGET_FRACTION = 0.6
+LENGTHEN_BELOW = 0.45
+SHORTEN_ABOVE = 0.9
+
+
+def _probe_peak(bench: Any, program: Any, images: torch.Tensor, mask: np.ndarray, probe: int) -> float:
+    """The brightest raw value (ADU) in ``mask`` over the first ``probe`` images through every SLM frame."""
+    peak = 0.0
+    for frame in program.frames:
+        bench.upload_phase(frame.phase)
+        for b in range(min(probe, len(images))):
+            bench.show(images[b, 0].numpy())
+            peak = max(peak, float(np.asarray(bench.camera.get_image())[mask].max()))
+    return peak
+
+
+def _fit_exposure(bench: Any, program: Any, images: torch.Tensor, dark: np.ndarray | None, mask: np.ndarray,
+                  target_fraction: float = GAINS_TARGET_FRACTION, probe: int = 8,
+                  max_exposure_s: float | None = None, lengthen: bool = True) -> float:
+    """Expose the calibration images for what is read: their brightest tile pixel (``mask``) at ``target_fraction``
+    of full scale. The camera step exposed a white input (the brightest possible, for which no tile saturates), and
+    the phase LUT applied after it redistributes light; images like the calibration digits are dimmer, so the
+    exposure is lengthened (at most to ``max_exposure_s``, the frame budget, or the camera step's exposure if that
+    was longer) when they stay below :data:`LENGTHEN_BELOW` and shortened when they exceed :data:`SHORTEN_ABOVE`.
+    ``lengthen=False`` (with ``mask`` the whole frame: the behaviour before) only ever shortens, to 0.7."""
     camera = bench.camera
     full = full_scale_adu(camera)
     offset = 0.0 if dark is None else float(np.mean(dark))
+    start = float(camera.get_exposure())
+    budget = max(EXPOSURE_BUDGET_S if max_exposure_s is None else float(max_exposure_s), start)
+    bounds = getattr(camera, "exposure_bounds_s", None) or (0.0, np.inf)
+    budget = min(budget, float(bounds[1]))
     for _ in range(12):
-        peak_adu = 0.0
-        for frame in program.frames:
-            bench.upload_phase(frame.phase)
-            for b in range(min(probe, len(images))):
-                bench.show(images[b, 0].numpy())
-                peak_adu = max(peak_adu, float(np.asarray(camera.get_image()).max()))
+        peak_adu = _probe_peak(bench, program, images, mask, probe)
         exposure = float(camera.get_exposure())
         if peak_adu >= full:
             camera.set_exposure(exposure / 2)  # saturated: the true peak is unknown, halve and look again
             continue
         fraction = (peak_adu - offset) / (full - offset)
-        if fraction > 0.9:
-            camera.set_exposure(exposure * target_fraction / fraction)
+        at_budget = exposure >= 0.99 * budget
+        if not lengthen and fraction > SHORTEN_ABOVE:
+            camera.set_exposure(exposure * 0.7 / fraction)
+            return float(camera.get_exposure())
+        if not lengthen:
+            return exposure
+        if fraction > SHORTEN_ABOVE or (fraction < LENGTHEN_BELOW and not at_budget and fraction > 0):
+            camera.set_exposure(min(exposure * target_fraction / fraction, budget))
+            if fraction > SHORTEN_ABOVE:
+                return float(camera.get_exposure())  # shorter: stays linear, no need to look again
+            continue
+        return float(camera.get_exposure())
+    if float(camera.get_exposure()) > 1e-3 * start:
         return float(camera.get_exposure())
     raise CalibrationError("calibration images saturate the camera even at a 4000× shorter exposure: lower the "
                            "light source power or add an ND filter, then run `lab4f calibrate all` again")
@@ -126,14 +187,27 @@ def _fit_exposure(bench: Any, program: Any, images: torch.Tensor, dark: np.ndarr
 
 def capture_features(bench: Any, program: Any, images: torch.Tensor, registration: PlaneToCamera,
                      tile_shifts: list[np.ndarray] | None, dark: np.ndarray | None, flat: np.ndarray | None,
-                     frames: int, ctl: StepControl, per_tile: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+                     frames: int, ctl: StepControl, per_tile: bool = True, max_exposure_s: float | None = None,
+                     info: dict[str, float] | None = None, expose_on: str = "tiles",
+                     ) -> tuple[np.ndarray, np.ndarray | None]:
     """Uncorrected features through the pipeline's extractor (no channel gain, filter or offset): (B, C, N, N)
     k⁺ − k⁻, or with ``per_tile`` (B, C, 2, N, N) — the k⁺ and the (negated) k⁻ tile apart, for per-tile filters —
-    and the dark frame they were corrected with (measured again if the exposure had to change)."""
+    and the dark frame they were corrected with (measured again if the exposure had to change).
+
+    The exposure is set for the tiles first (:func:`_fit_exposure`); a calibration image that then saturates a
+    pixel the tiles read shortens it and starts the capture again (the zero order may saturate: it is not read).
+    ``info`` (filled in): ``tiles_peak_fraction`` (the brightest tile pixel of the captured images, dark
+    subtracted, as a fraction of full scale) and ``exposure_restarts``. ``expose_on="frame"``: the behaviour
+    before — the whole frame's peak, only ever shortened, any saturated pixel refused."""
     from lab4f.bench.extract import FeatureExtractor
 
     cam_shape = tuple(int(s) for s in bench.camera.shape)
     chans = program.channels
+    if expose_on not in ("tiles", "frame"):
+        raise CalibrationError(f"expose_on must be 'tiles' or 'frame', got {expose_on!r}")
+    mask = read_mask(program, registration, cam_shape, tile_shifts)
+    checked = mask if expose_on == "tiles" else None
+    full = full_scale_adu(bench.camera)
 
     def extractor(select: tuple[float, float] | None) -> FeatureExtractor:
         if select is None:
@@ -144,25 +218,41 @@ def capture_features(bench: Any, program: Any, images: torch.Tensor, registratio
                                             tile_shifts=tile_shifts, channel_filter=filt)
     raw = np.zeros((len(images), len(program.frames), *cam_shape), dtype=np.float32)
     total = len(program.frames) * len(images)
+    before = float(bench.camera.get_exposure())
+    restarts = 0
     try:
         with light_on(bench):
-            before = float(bench.camera.get_exposure())
-            _fit_exposure(bench, program, images, dark)
-        if dark is not None and float(bench.camera.get_exposure()) != before:
-            # a dark frame belongs to its exposure (dark current): measure it again at the new one
-            with light_blocked(bench):
-                bench.display.blank()
-                dark = grab(bench.camera, 8)
-        with light_on(bench):
-            for f_idx, frame in enumerate(program.frames):
-                bench.upload_phase(frame.phase)
-                for b in range(len(images)):
-                    bench.show(images[b, 0].numpy())
-                    raw[b, f_idx] = grab(bench.camera, frames)
-                    check_frame(raw[b, f_idx], bench.camera, dark, f"calibration image {b}")
-                    ctl.report(0.95 * (f_idx * len(images) + b + 1) / total, f"image {b + 1}/{len(images)}")
+            _fit_exposure(bench, program, images, dark, mask if expose_on == "tiles" else np.ones(cam_shape, bool),
+                          max_exposure_s=max_exposure_s, lengthen=expose_on == "tiles")
+        while True:
+            if dark is not None and float(bench.camera.get_exposure()) != before:
+                # a dark frame belongs to its exposure (dark current): measure it again at the new one
+                with light_blocked(bench):
+                    bench.display.blank()
+                    dark = grab(bench.camera, 8)
+                before = float(bench.camera.get_exposure())
+            peak = 0.0
+            try:
+                with light_on(bench):
+                    for f_idx, frame in enumerate(program.frames):
+                        bench.upload_phase(frame.phase)
+                        for b in range(len(images)):
+                            bench.show(images[b, 0].numpy())
+                            raw[b, f_idx] = grab(bench.camera, frames)
+                            check_frame(raw[b, f_idx], bench.camera, dark, f"calibration image {b}", mask=checked)
+                            peak = max(peak, float(corrected(raw[b, f_idx], dark)[mask].max()) / full)
+                            ctl.report(0.95 * (f_idx * len(images) + b + 1) / total, f"image {b + 1}/{len(images)}")
+            except CalibrationError as exc:
+                if "saturated" not in str(exc) or restarts >= 3 or checked is None:
+                    raise
+                restarts += 1
+                bench.camera.set_exposure(0.7 * float(bench.camera.get_exposure()))
+                continue
+            break
     finally:
         bench.display.blank()
+    if info is not None:
+        info.update({"tiles_peak_fraction": peak, "exposure_restarts": float(restarts)})
     frames_in = raw if len(program.frames) > 1 else raw[:, 0]
     if not per_tile:
         return extractor(None)(frames_in).numpy(), dark
@@ -183,6 +273,8 @@ def channel_gain_step(
     filter_size: int = DEFAULT_FILTER_SIZE,
     per_tile: bool = True,
     min_r2: float = 0.0,
+    max_exposure_s: float | None = None,
+    expose_on: str = "tiles",
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
 ) -> StepResult:
@@ -202,8 +294,11 @@ def channel_gain_step(
     if len(images) < 2:
         raise CalibrationError("the channel fit needs at least 2 calibration images (one is held out)")
     digital = program.simulate(images).numpy()
+    exposure_before = float(bench.camera.get_exposure())
+    exposure_info: dict[str, float] = {}
     captured, dark = capture_features(bench, program, images, registration, tile_shifts, dark, flat, frames, ctl,
-                                      per_tile)
+                                      per_tile, max_exposure_s=max_exposure_s, info=exposure_info,
+                                      expose_on=expose_on)
     holdout = np.arange(len(images)) % 2 == 1
     fit = fit_channels(captured, digital, filter_size, holdout)
     r2 = fit["channel_r2"]
@@ -218,7 +313,8 @@ def channel_gain_step(
     quality = {"min_r2": float(np.nanmin(r2)), "median_r2": float(np.nanmedian(r2)),
                "mean_r2": float(np.nanmean(r2)), "min_r2_fit": float(np.nanmin(fit["channel_r2_fit"])),
                "images": float(len(images)), "held_out": float(holdout.sum()), "frames": float(frames),
-               "filter_size": float(filter_size)}
+               "filter_size": float(filter_size), "exposure_s": float(bench.camera.get_exposure()),
+               "exposure_before_s": exposure_before, **exposure_info}
     return ctl.finish(StepResult(
         "gains", quality=quality,
         arrays={**fit, "channel_gain": gain, "captured_sample": captured[:sample],
@@ -227,7 +323,9 @@ def channel_gain_step(
         values={"filter_size": int(filter_size), "frames": int(frames), "per_tile": bool(per_tile),
                 "exposure_s": float(bench.camera.get_exposure())},
         message=f"held-out R² per channel {np.nanmin(r2):.4f}..{np.nanmax(r2):.4f} "
-                f"({filter_size}×{filter_size} filter, {int(holdout.sum())}/{len(images)} images held out)",
+                f"({filter_size}×{filter_size} filter, {int(holdout.sum())}/{len(images)} images held out; exposure "
+                f"{exposure_before:.3g} → {float(bench.camera.get_exposure()):.3g} s, tiles peak "
+                f"{100 * exposure_info.get('tiles_peak_fraction', float('nan')):.0f} % of full scale)",
     ))
 
 
