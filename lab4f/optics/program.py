@@ -121,7 +121,12 @@ class OpticalProgram:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> OpticalProgram:
-        with open_h5(path, "optical_program", PROGRAM_SCHEMA) as f:
+        try:
+            f = open_h5(path, "optical_program", PROGRAM_SCHEMA)
+        except StorageError as exc:  # missing, truncated, another kind: say how to get a good one
+            raise StorageError(f"{exc}; compile the checkpoint again with `lab4f compile CHECKPOINT --out {path}`") \
+                from exc
+        with f:
             try:
                 geometry_d = read_json_attr(f, "geometry")
                 geometry_d["slm_shape"] = tuple(geometry_d["slm_shape"])
@@ -146,4 +151,5 @@ class OpticalProgram:
                            modulation=str(f.attrs["modulation"]), geometry=geometry, frames=frames,
                            kernel_scale=float(f.attrs["kernel_scale"]), source=read_json_attr(f, "source", {}))
             except (KeyError, ValueError, TypeError) as exc:
-                raise StorageError(f"{path} is an incomplete optical program ({exc}); compile it again") from exc
+                raise StorageError(f"{path} is an incomplete optical program ({exc}); compile it again with "
+                                   f"`lab4f compile CHECKPOINT --out {path}`") from exc
