@@ -156,6 +156,10 @@ def _external(spec: str, role: str, settings: dict[str, Any]) -> Any:
 
 
 def build_device(role: str, cfg: DeviceConfig, built: dict[str, Any]) -> Any:
+    if role == "slm":  # vendor phase-correction / LUT files are loaded after the SLM opens (Bench.connect)
+        from lab4f.drivers.vendor_files import split_vendor_files
+
+        cfg = cfg.model_copy(update={"settings": split_vendor_files(cfg.settings)[0]})
     if ":" in cfg.driver:
         device = _external(cfg.driver, role, dict(cfg.settings))
         if role in ("light_source", "shutter") and hasattr(device, "connect"):
@@ -266,6 +270,12 @@ class Bench:
                     self.devices[role] = build_device(role, cfg, self.devices)
             self.couple_light()
             stamp_writes(self.devices.get("slm"))
+            if self.config.slm is not None and "slm" in self.devices:
+                from lab4f.drivers.vendor_files import apply_vendor_files, split_vendor_files
+
+                files = split_vendor_files(self.config.slm.settings)[1]
+                if files:
+                    apply_vendor_files(self.devices["slm"], **files)
             from lab4f.bench.faults import apply_faults
 
             apply_faults(self.devices, self.config.faults)  # fault rehearsal ([faults.ROLE], LAB4F_FAULTS)

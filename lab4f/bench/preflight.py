@@ -96,6 +96,10 @@ def check_device(role: str, cfg: DeviceConfig) -> list[Finding]:
     from lab4f.bench.config import validate_settings
     from lab4f.bench.devices import DRIVERS, drivers_for
 
+    if role == "slm":  # vendor files are loaded after opening, not passed to the constructor
+        from lab4f.drivers.vendor_files import split_vendor_files
+
+        cfg = cfg.model_copy(update={"settings": split_vendor_files(cfg.settings)[0]})
     if ":" in cfg.driver:
         try:
             cls = resolve_class(cfg.driver)

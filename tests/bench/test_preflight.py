@@ -119,3 +119,22 @@ def test_a_student_for_another_detection_is_refused_at_compile_and_run(tmp_path)
             compile_checkpoint(path, bench, tmp_path / "p.h5", progress=False)
         with pytest.raises(MismatchError, match="coherent detection"):
             prepare(bench, path)
+
+
+def test_vendor_files_in_the_slm_settings_are_loaded_and_recorded(tmp_path) -> None:
+    """A vendor phase-correction file named in [slm] settings passes the preflight (it is not a constructor
+    argument), is loaded through slmsuite once the SLM is open, and is recorded with its hash."""
+    import numpy as np
+    from PIL import Image
+
+    path = tmp_path / "correction.png"
+    Image.fromarray(np.zeros((512, 512), np.uint8)).save(path)
+    cfg = BenchConfig(slm=DeviceConfig(driver="SimulatedFourierSLM", settings={"phase_correction_path": str(path)}))
+    assert check_settings(cfg) == []
+    with Bench(cfg) as bench:
+        snap = bench.info()["devices"]["slm"]["settings"]
+    assert snap["phase_correction_path"] == str(path) and len(snap["phase_correction_sha256"]) == 64
+    missing = BenchConfig(slm=DeviceConfig(driver="SimulatedFourierSLM",
+                                           settings={"phase_correction_path": str(tmp_path / "nope.png")}))
+    with pytest.raises(ConfigError, match="phase_correction_path"):
+        Bench(missing).connect()
