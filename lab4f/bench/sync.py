@@ -185,7 +185,7 @@ class Sync:
 
     @property
     def camera(self) -> Any:
-        return self.bench.devices["camera"]
+        return self.bench._get("camera")  # a DeviceError naming the role when it is not connected
 
     @property
     def timing(self) -> Timing:
