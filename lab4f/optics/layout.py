@@ -3,9 +3,9 @@
 A PSF tile at offset o (from the optical axis) turns an input centred on the axis (its pixel (N//2, N//2) on the
 axis) into the correlation map centred at o: the tile holds the kernel flipped, from o − K//2, and map pixel (i, j)
 is read at o + (i − N//2, j − N//2). For any K, odd or even, that is ``F.conv2d(x, k, padding="same")`` — the
-convention of :mod:`lab4f.spectral` (PyTorch pads (K − 1)//2 before, K//2 after). Tiles sit on a square grid of pitch ≥ N + K − 1 (so the N+K−1 wide full outputs never
-overlap); the central slot is left empty because the undiffracted (zero-order) light forms a direct image
-of the input on the axis.
+convention of :mod:`lab4f.spectral` (PyTorch pads (K − 1)//2 before, K//2 after). Tiles sit on a square grid of
+pitch ≥ N + K − 1 (so the N+K−1 wide full outputs never overlap); the central slot is left empty because the
+undiffracted (zero-order) light forms a direct image of the input on the axis.
 """
 
 from __future__ import annotations
