@@ -233,7 +233,8 @@ class LivePanel(QtWidgets.QWidget):
             self._update_roi()
         self.drawn += 1
         self._frame_time = datetime.now().strftime("%H:%M:%S")
-        if not self.stale_label.isHidden():
+        # a frame acquired before the mark (still in flight when the camera went) does not clear it
+        if not self.stale_label.isHidden() and self._seen > getattr(self, "_stale_at", -1):
             self.stale_label.hide()
 
     def set_levels(self, lo: float, hi: float) -> None:
@@ -351,6 +352,7 @@ class LivePanel(QtWidgets.QWidget):
         """Say over the image that it is the last frame, not a live one (until a new frame is drawn)."""
         if self.drawn == 0:
             return
+        self._stale_at = self.worker.latest.get()[1]  # frames up to this count predate the mark
         self.stale_label.setText(f"STALE: {why} — last frame at {self._frame_time}")
         self.stale_label.adjustSize()
         self.stale_label.show()
