@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from lab4f.bench.config import BenchConfig, DeviceConfig, validate_settings
+from lab4f.bench.preflight import Finding, check_settings, raise_for_errors, resolve_class
 from lab4f.bench.sync import Sync, SyncedCamera
 from lab4f.errors import ConfigError, DeviceError
 from lab4f.optics.geometry import FourfGeometry
@@ -122,6 +123,11 @@ def drivers_for(role: str) -> list[str]:
     return sorted(n for n, d in DRIVERS.items() if d.role == role)
 
 
+def check_config(config: BenchConfig) -> list[Finding]:
+    """Every device's settings in ``config`` against this registry's drivers, opening nothing (the preflight)."""
+    return check_settings(config, DRIVERS, ROLES)
+
+
 def installed_drivers() -> list[dict[str, Any]]:
     """Every registered driver and whether it can be used here (its vendor module imports)."""
     import warnings
@@ -143,8 +149,6 @@ def installed_drivers() -> list[dict[str, Any]]:
 
 def _external(spec: str, role: str, settings: dict[str, Any]) -> Any:
     """A driver a lab adds: ``"package.module:Class"``, built with its settings as keyword arguments."""
-    from lab4f.bench.preflight import resolve_class
-
     cls = resolve_class(spec)
     try:
         return cls(**settings)
@@ -257,9 +261,7 @@ class Bench:
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def connect(self) -> Bench:
-        from lab4f.bench.preflight import check_settings, raise_for_errors
-
-        raise_for_errors(check_settings(self.config))  # a setting that does not fit fails before anything opens
+        raise_for_errors(check_config(self.config))  # a setting that does not fit fails before anything opens
         from lab4f.bench.safety import remember
 
         remember(self)  # closed on SIGTERM/SIGHUP/exit even outside a `with`

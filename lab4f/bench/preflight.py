@@ -91,10 +91,12 @@ def _slmsuite_class(module: str, name: str) -> type | None:
     return getattr(mod, name, None)
 
 
-def check_device(role: str, cfg: DeviceConfig) -> list[Finding]:
-    """Settings of one device against its driver, without opening it."""
+def check_device(role: str, cfg: DeviceConfig, drivers: dict[str, Any]) -> list[Finding]:
+    """Settings of one device against its driver (``drivers``: lab4f.bench.devices.DRIVERS), without opening it."""
     from lab4f.bench.config import validate_settings
-    from lab4f.bench.devices import DRIVERS, drivers_for
+
+    def drivers_for(r: str) -> list[str]:
+        return sorted(n for n, d in drivers.items() if d.role == r)
 
     if role == "slm":  # vendor files are loaded after opening, not passed to the constructor
         from lab4f.drivers.vendor_files import split_vendor_files
@@ -106,7 +108,7 @@ def check_device(role: str, cfg: DeviceConfig) -> list[Finding]:
         except ConfigError as exc:
             return [Finding(role, "error", str(exc))]
         return _check_kwargs(role, cfg.driver, cls, cfg.settings)
-    driver = DRIVERS.get(cfg.driver)
+    driver = drivers.get(cfg.driver)
     if driver is None or driver.role != role:
         return [Finding(role, "error", f"unknown {role} driver {cfg.driver!r}; available: "
                                        f"{', '.join(drivers_for(role))}, or \"package.module:Class\"")]
@@ -133,15 +135,14 @@ def check_device(role: str, cfg: DeviceConfig) -> list[Finding]:
     return []
 
 
-def check_settings(config: BenchConfig) -> list[Finding]:
-    """Every device's settings against its driver (nothing is opened)."""
-    from lab4f.bench.devices import ROLES
-
+def check_settings(config: BenchConfig, drivers: dict[str, Any], roles: tuple[str, ...]) -> list[Finding]:
+    """Every device's settings against its driver (``drivers``, ``roles``: lab4f.bench.devices' registry; nothing is
+    opened). The registry is passed in: lab4f.bench.devices imports this module, not the other way round."""
     out: list[Finding] = []
-    for role in ROLES:
+    for role in roles:
         cfg = getattr(config, role)
         if cfg is not None and cfg.enabled:
-            out += check_device(role, cfg)
+            out += check_device(role, cfg, drivers)
     return out
 
 

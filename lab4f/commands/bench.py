@@ -70,12 +70,12 @@ def cmd_info(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_check(args: argparse.Namespace) -> dict[str, Any]:
     from lab4f.bench.config import load_bench_config
-    from lab4f.bench.devices import Bench
-    from lab4f.bench.preflight import check_settings, default_warnings, raise_for_errors
+    from lab4f.bench.devices import Bench, check_config
+    from lab4f.bench.preflight import default_warnings, raise_for_errors
     from lab4f.calibration.record import record_leftovers
 
     config = load_bench_config(args.config)
-    raise_for_errors(check_settings(config))  # every setting first: nothing opens with a wrong one
+    raise_for_errors(check_config(config))  # every setting first: nothing opens with a wrong one
     with Bench(config) as bench:  # opens each device (a failure closes the ones opened); no light, no SLM upload
         info = bench.info()
         findings = default_warnings(config, bench)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from lab4f.bench.config import BenchConfig, DeviceConfig, load_bench_config
-from lab4f.bench.devices import Bench
-from lab4f.bench.preflight import accepted_keywords, check_settings, default_warnings
+from lab4f.bench.devices import Bench, check_config
+from lab4f.bench.preflight import accepted_keywords, default_warnings
 from lab4f.errors import ConfigError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -24,7 +24,7 @@ def test_a_setting_that_no_constructor_takes_is_refused_before_any_device_opens(
     import slmsuite.hardware.slms.meadowlark as mdl
 
     cfg = BenchConfig(slm=DeviceConfig(driver="Meadowlark", settings={"verbose": False, "wav_um": 0.633}))
-    findings = check_settings(cfg)
+    findings = check_config(cfg)
     assert [f.role for f in findings if f.level == "error"] == ["slm"]
     assert "verbose" in findings[0].message and "wav_um" not in findings[0].message.split("takes")[0]
     calls = []
@@ -49,9 +49,9 @@ def test_accepted_keywords_walks_kwargs_to_the_base_class() -> None:
 
 def test_lab4f_drivers_are_checked_by_their_settings_models() -> None:
     cfg = BenchConfig(camera=DeviceConfig(driver="Simulated4fCamera", settings={"exposure": 0.01}))
-    findings = check_settings(cfg)
+    findings = check_config(cfg)
     assert findings and findings[0].role == "camera" and "exposure" in findings[0].message
-    assert check_settings(load_bench_config(EXAMPLES / "realistic_timing.toml")) == []
+    assert check_config(load_bench_config(EXAMPLES / "realistic_timing.toml")) == []
 
 
 def test_silent_defaults_are_named_with_the_value_in_use() -> None:
@@ -77,7 +77,7 @@ def test_external_driver_by_module_and_class(tmp_path, monkeypatch) -> None:
     with Bench(cfg) as bench:
         assert bench.shutter.port == "COM7" and bench.shutter.connected
     bad = BenchConfig(shutter=DeviceConfig(driver="mylab_drivers:BeamBlock", settings={"baud": 9600}))
-    assert "baud" in check_settings(bad)[0].message
+    assert "baud" in check_config(bad)[0].message
     with pytest.raises(ConfigError, match="cannot import"):
         Bench(BenchConfig(shutter=DeviceConfig(driver="nosuchpackage.mod:X"))).connect()
 
@@ -130,7 +130,7 @@ def test_vendor_files_in_the_slm_settings_are_loaded_and_recorded(tmp_path) -> N
     path = tmp_path / "correction.png"
     Image.fromarray(np.zeros((512, 512), np.uint8)).save(path)
     cfg = BenchConfig(slm=DeviceConfig(driver="SimulatedFourierSLM", settings={"phase_correction_path": str(path)}))
-    assert check_settings(cfg) == []
+    assert check_config(cfg) == []
     with Bench(cfg) as bench:
         snap = bench.info()["devices"]["slm"]["settings"]
     assert snap["phase_correction_path"] == str(path) and len(snap["phase_correction_sha256"]) == 64
