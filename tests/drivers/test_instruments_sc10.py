@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from lab4f.bench.config import BenchConfig, DeviceConfig
-from lab4f.bench.devices import Bench, build_device
+from lab4f.bench.devices import DRIVERS, Bench, build_device
 from lab4f.bench.preflight import check_device
 from lab4f.drivers.instruments import sim_instruments_path
 from lab4f.drivers.thorlabs_sc10 import SC10Shutter, SC10ShutterSettings
@@ -145,8 +145,9 @@ def test_settings_baud_rate_and_the_registry(sim_library):
     bad = DeviceConfig(driver="SC10Shutter", settings={"baud_rate": 4800})
     with pytest.raises(ConfigError, match="baud_rate"):
         build_device("shutter", bad, {})
-    assert [f.level for f in check_device("shutter", bad)] == ["error"]
-    assert check_device("shutter", DeviceConfig(driver="SC10Shutter", settings={"visa_library": sim_library})) == []
+    assert [f.level for f in check_device("shutter", bad, DRIVERS)] == ["error"]
+    good = DeviceConfig(driver="SC10Shutter", settings={"visa_library": sim_library})
+    assert check_device("shutter", good, DRIVERS) == []
     sh = build_device("shutter", DeviceConfig(driver="SC10Shutter", settings={"visa_library": sim_library}), {})
     try:
         assert isinstance(sh, SC10Shutter) and sh.identity.model == "SC10"  # built and connected

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from lab4f.bench.config import DeviceConfig
-from lab4f.bench.devices import build_device
+from lab4f.bench.devices import DRIVERS, build_device
 from lab4f.bench.preflight import check_device
 from lab4f.drivers.pylablib_camera import PyLabLibCamera, PyLabLibCameraSettings
 from lab4f.errors import ConfigError, DeviceError
@@ -91,8 +91,8 @@ def test_settings_validate_without_pylablib():
                 {**ANDOR, "bitdepth": 0}):
         with pytest.raises(ValueError):
             PyLabLibCameraSettings(**bad)
-    assert check_device("camera", DeviceConfig(driver="PyLabLibCamera", settings=ANDOR)) == []
-    [finding] = check_device("camera", DeviceConfig(driver="PyLabLibCamera", settings={"device": "Andor"}))
+    assert check_device("camera", DeviceConfig(driver="PyLabLibCamera", settings=ANDOR), DRIVERS) == []
+    [finding] = check_device("camera", DeviceConfig(driver="PyLabLibCamera", settings={"device": "Andor"}), DRIVERS)
     assert finding.level == "error" and "device" in finding.message
 
 
