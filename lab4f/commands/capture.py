@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lab4f.argtypes import positive_int
 from lab4f.commands import SYNC_CHOICES
-from lab4f.commands.train import positive_int
 from lab4f.errors import ConfigError
 
 

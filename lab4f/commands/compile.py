@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lab4f.commands.train import positive_int
+from lab4f.argtypes import positive_int
 from lab4f.errors import CompileError
 
 if TYPE_CHECKING:

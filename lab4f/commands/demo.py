@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from lab4f.argtypes import positive_int
 from lab4f.commands import SYNC_CHOICES
-from lab4f.commands.train import positive_int
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

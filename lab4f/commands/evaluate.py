@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from lab4f.commands.train import positive_int
+from lab4f.argtypes import positive_int
 from lab4f.errors import ConfigError
 
 SPLITS = ("train", "val", "test")

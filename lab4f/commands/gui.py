@@ -7,7 +7,7 @@ import os
 import time
 from typing import Any
 
-from lab4f.commands.train import positive_float
+from lab4f.argtypes import positive_float
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

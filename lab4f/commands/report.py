@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lab4f.argtypes import parse_int_list, positive_int
 from lab4f.commands import DETECTION_MODELS
-from lab4f.commands.train import parse_int_list, positive_int
 
 
 def _efficiency(args: argparse.Namespace) -> dict[str, Any]:

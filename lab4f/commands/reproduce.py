@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from lab4f.argtypes import parse_int_list, positive_float, positive_int
 from lab4f.commands import DETECTION_MODELS, REPRODUCE_EPOCHS, TRAIN_DEFAULTS
-from lab4f.commands.train import parse_int_list, positive_float, positive_int
 from lab4f.errors import ConfigError
 
 # options that only apply to --task classification. On the command line they (and --epochs, --out) default to None,

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lab4f.argtypes import positive_int
 from lab4f.commands import SCENE_KINDS, SYNC_CHOICES
-from lab4f.commands.train import positive_int
 from lab4f.errors import EXIT_DEVICE, EXIT_ERROR, ConfigError
 
 if TYPE_CHECKING:

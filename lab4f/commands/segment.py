@@ -13,8 +13,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from lab4f.argtypes import parse_int_list
 from lab4f.commands import DETECTION_MODELS, KINDS, SCENE_KINDS, SEG_DATA_DEFAULTS, SEG_DATASETS, SEG_TRAIN_DEFAULTS
-from lab4f.commands.train import parse_int_list
 from lab4f.errors import ConfigError
 
 DEFAULT_SCENES = "shapes"

@@ -287,7 +287,7 @@ def test_limit_must_be_positive(capsys, command: list[str], limit: str) -> None:
 
 
 def test_positive_int_type() -> None:
-    from lab4f.commands.train import positive_float, positive_int
+    from lab4f.argtypes import positive_float, positive_int
 
     assert positive_int("3") == 3
     for bad in ("0", "-1", "x", "1.5"):
