@@ -94,7 +94,7 @@ class SimulatedCameraSettings(BaseModel):
         1.0, gt=0, description="light-source power at which `photons_per_unit` holds (flux scales with the power)")
     capture_attempts: int = Field(1, ge=1, description="slmsuite retries; 1 surfaces faults at once")
     acquisition: Literal["instant", "free_running", "triggered"] = Field(
-        "instant", description="instant: a frame is exposed when get_image() is called (an idealisation no real "
+        "free_running", description="instant: a frame is exposed when get_image() is called (an idealisation no real "
         "camera offers); free_running: frames are exposed back to back at the frame rate and queue in buffers; "
         "triggered: a frame is exposed on each trigger (see trigger_source)")
     buffer_count: int = Field(3, ge=1, description="GenTL-like buffers between the sensor and the host")

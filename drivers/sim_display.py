@@ -30,12 +30,12 @@ class SimulatedDisplaySettings(BaseModel):
         (0.0, 0.0), description="(x, y) offset of the centre pixel from the optical axis, in output cells"
     )
     refresh_hz: float | None = Field(
-        None, gt=0, description="refresh rate; a new image appears at a refresh (None: the instant it is sent, an "
-        "idealisation no real display has; a 60 Hz LCD: 60, a DMD: its pattern rate)")
+        60.0, gt=0, description="refresh rate; a new image appears at a refresh (60: an LCD monitor; a DMD: its "
+        "pattern rate; inf or None: the instant it is sent, an idealisation no real display has)")
     latency_frames: int = Field(
-        0, ge=0, description="pipeline latency in whole refresh periods after the next refresh (monitors: 1-3)")
+        2, ge=0, description="pipeline latency in whole refresh periods after the next refresh (monitors: 1-3)")
     response_s: float = Field(
-        0.0, ge=0, description="10-90 % rise time of the pixels (liquid crystal: ~5-10 ms; a DMD: 0)")
+        0.008, ge=0, description="10-90 % rise time of the pixels (liquid crystal: ~5-10 ms; a DMD: 0)")
     name: str = "sim-input-display"
 
 
@@ -62,7 +62,7 @@ class SimulatedDisplay:
     def refresh_period_s(self) -> float | None:
         """Seconds between refreshes (None: an instant display)."""
         hz = self.settings.refresh_hz
-        return None if hz is None else 1.0 / hz
+        return None if hz is None or np.isinf(hz) else 1.0 / hz
 
     def on_time(self, sent_s: float) -> float:
         """When an image sent at ``sent_s`` starts to appear: the next refresh, plus the pipeline latency."""

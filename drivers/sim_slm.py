@@ -38,9 +38,10 @@ class SimulatedSLMSettings(BaseModel):
     phase_max_2pi: float = Field(1.05, gt=0, description="true phase at the top gray level, units of 2 pi")
     phase_response_gamma: float = Field(1.3, gt=0, description="exponent of the gray -> phase power law")
     crosstalk_sigma_px: float = Field(0.5, ge=0, description="fringing field: Gaussian blur of the phase")
-    settle_s: float = Field(0.02, ge=0, description="time after a write until the light sees it (99 %)")
+    settle_s: float = Field(0.03, ge=0, description="time after a write until the light sees it (99 %; "
+                            "a nematic LCoS: tens of ms; 0: instant, an idealisation)")
     settle_model: Literal["step", "exponential"] = Field(
-        "step", description="step: the new pattern appears whole after settle_s; exponential: the liquid crystal "
+        "exponential", description="step: the new pattern appears whole after settle_s; exponential: the liquid crystal "
         "relaxes from the old to the new pattern (time constant settle_s / ln 100), as a real LCoS does")
     name: str = "sim-fourier-slm"
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from lab4f.bench.config import BenchConfig
+from lab4f.bench.config import BenchConfig, load_bench_config
 from lab4f.bench.devices import Bench
 from lab4f.bench.finetune import finetune_backend
 from lab4f.bench.hybrid import capture_features, check_display_fits, prepare
@@ -99,7 +99,7 @@ def _accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor
 def seeded(bench_config: BenchConfig | None, seed: int) -> BenchConfig:
     """The bench config with the simulated camera's noise seeded (unless it sets its own seed): the noise is still
     drawn afresh for every frame, but the demo's table is then the same from run to run (training is seeded too)."""
-    config = bench_config or BenchConfig()
+    config = bench_config or load_bench_config()
     cam = config.camera
     if cam.driver != "Simulated4fCamera" or cam.settings.get("seed") is not None:
         return config

@@ -9,6 +9,13 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+#: The suite runs on the simulated bench with INSTANT timing, chosen explicitly: the built-in default has a real
+#: bench's timing (display latency, a free-running camera's buffer queue, SLM settle) and is ~10x slower. Every
+#: command and `Bench()` without a config read this variable; tests of timing and sync use the realistic default
+#: (`realistic_default_bench` below) or examples/realistic_timing*.toml.
+INSTANT_BENCH = Path(__file__).resolve().parents[1] / "examples" / "instant_timing.toml"
+os.environ["LAB4F_BENCH_CONFIG"] = str(INSTANT_BENCH)
+
 TEST_WIDTHS = (8, 16, 16)
 
 
@@ -26,6 +33,18 @@ def sim_instruments_at_power_up():
         source.output_on, source.power_mw, source.current_ma = False, 1.0, 20.0
     with Shutter(ShutterSettings(visa_library="@lab4f-sim")) as shutter:
         shutter.is_open = False
+
+
+@pytest.fixture
+def realistic_default_bench(monkeypatch):
+    """The built-in default bench, as a user gets it (no LAB4F_BENCH_CONFIG): real timing."""
+    monkeypatch.delenv("LAB4F_BENCH_CONFIG", raising=False)
+
+
+@pytest.fixture(scope="session")
+def instant_bench_toml() -> str:
+    """The instant-timing bench as TOML, for tests that write their own config on top of it."""
+    return INSTANT_BENCH.read_text()
 
 
 @pytest.fixture(scope="session")

@@ -83,6 +83,17 @@ class BenchConfig(BaseModel):
         except ConfigError as exc:
             raise ValueError(str(exc)) from exc
 
+    def with_settings(self, **roles: dict[str, Any]) -> BenchConfig:
+        """This bench with some devices' settings added or replaced, e.g. ``cfg.with_settings(camera={"seed": 3})``
+        (validated when the bench connects, by the driver's own settings model)."""
+        update: dict[str, Any] = {}
+        for role, settings in roles.items():
+            device = getattr(self, role, None)
+            if not isinstance(device, DeviceConfig):
+                raise ConfigError(f"the bench has no {role!r} device to set {sorted(settings)} on")
+            update[role] = device.model_copy(update={"settings": {**device.settings, **settings}})
+        return self.model_copy(update=update)
+
 
 def _format_validation(exc: ValidationError, source: str) -> str:
     lines = [f"invalid bench config {source}:"]
@@ -92,9 +103,15 @@ def _format_validation(exc: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
+#: the bench config a command uses when it is given none (a lab points it at its bench's file once, in its shell
+#: profile); unset, that is the built-in simulated bench
+BENCH_ENV = "LAB4F_BENCH_CONFIG"
+
+
 def load_bench_config(path: str | os.PathLike[str] | None = None, sync: str | None = None) -> BenchConfig:
-    """Read a TOML/YAML bench config; ``None`` gives the built-in simulated bench. ``sync`` overrides the config's
-    sync policy (``--sync``); ``LAB4F_FAULTS`` adds faults to rehearse (:mod:`lab4f.bench.faults`)."""
+    """Read a TOML/YAML bench config; ``None`` gives the file named by ``LAB4F_BENCH_CONFIG`` if it is set, else the
+    built-in simulated bench. ``sync`` overrides the config's sync policy (``--sync``); ``LAB4F_FAULTS`` adds faults
+    to rehearse (:mod:`lab4f.bench.faults`)."""
     config = _load_bench_config(path)
     if sync is not None:
         config = config.model_copy(update={"sync": config.sync.model_copy(update={"policy": sync})})
@@ -107,11 +124,16 @@ def load_bench_config(path: str | os.PathLike[str] | None = None, sync: str | No
 
 
 def _load_bench_config(path: str | os.PathLike[str] | None) -> BenchConfig:
+    origin = ""
     if path is None:
-        return BenchConfig()
+        if not os.environ.get(BENCH_ENV):
+            return BenchConfig()
+        path, origin = os.environ[BENCH_ENV], f" (from {BENCH_ENV})"
     path = Path(path)
     if not path.exists():
-        raise ConfigError(f"bench config {path} does not exist (omit --config for the built-in simulated bench)")
+        fix = (f"fix {BENCH_ENV} or unset it for the built-in simulated bench" if origin
+               else "omit --config for the built-in simulated bench")
+        raise ConfigError(f"bench config {path}{origin} does not exist ({fix})")
     if path.is_dir():
         found = sorted(p.name for p in path.iterdir() if p.suffix.lower() in {".toml", ".yaml", ".yml"})
         hint = f"; it holds {', '.join(found)}" if found else ""

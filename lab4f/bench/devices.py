@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from lab4f.bench.config import BenchConfig, DeviceConfig, validate_settings
+from lab4f.bench.config import BenchConfig, DeviceConfig, load_bench_config, validate_settings
 from lab4f.bench.preflight import Finding, check_settings, raise_for_errors, resolve_class
 from lab4f.bench.sync import Sync, SyncedCamera
 from lab4f.errors import ConfigError, DeviceError
@@ -245,7 +245,7 @@ class Bench:
     """All devices of one bench. Synchronous and Qt-free; use as a context manager so devices close."""
 
     def __init__(self, config: BenchConfig | None = None) -> None:
-        self.config = config or BenchConfig()
+        self.config = config or load_bench_config()  # None: LAB4F_BENCH_CONFIG's bench, else the built-in one
         self.devices: dict[str, Any] = {}
         #: image → display drive values, set from a calibration record's display step (``record.apply``);
         #: None shows images as they are

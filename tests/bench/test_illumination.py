@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from lab4f.bench.config import BenchConfig, DeviceConfig
+from lab4f.bench.config import BenchConfig, DeviceConfig, load_bench_config
 from lab4f.bench.devices import Bench
 from lab4f.errors import DeviceError
 
@@ -14,11 +14,10 @@ OFFSET = 100.0  # the simulated camera's dark offset, ADU
 
 
 def quiet_bench() -> Bench:
-    """The default simulated bench with a noise-free camera (exact ratios; an exposure far from saturation), a point
+    """The suite's (instant-timing) simulated bench with a noise-free camera (exact ratios; an exposure far from saturation), a point
     on the display, the source at 1 mW and off, the shutter closed. The simulated instruments keep their state between
     connections within a process, as real ones do between sessions, so it is set here, not assumed."""
-    cfg = BenchConfig(camera=DeviceConfig(driver="Simulated4fCamera",
-                                          settings={"noise": False, "max_fps": None, "exposure_s": 2e-4}))
+    cfg = load_bench_config().with_settings(camera={"noise": False, "max_fps": None, "exposure_s": 2e-4})
     bench = Bench(cfg).connect()
     bench.display.show_point()
     bench.light_source.output_on, bench.light_source.power_mw, bench.shutter.is_open = False, 1.0, False

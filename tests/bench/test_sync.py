@@ -43,11 +43,12 @@ def test_free_running_camera_queues_old_frames_oldest_first() -> None:
     fresh = cam.read_frame()
     assert fresh.frame_id > queued[-1].frame_id + 10  # the gap: frames lost while the queue was full
     time.sleep(0.05)
+    t_drain = time.perf_counter()
     drained = cam.drain()
-    t_drained = time.perf_counter()
     after = cam.read_frame()
     assert len(drained) == 3 and after.frame_id > drained[-1].frame_id
-    assert after.end_s > t_drained  # still exposing when the queue was emptied
+    # not yet in the queue when the drain began (a frame reaches it readout_s after its exposure ends)
+    assert after.end_s + cam.settings.readout_s > t_drain
     assert after.timestamp_s == pytest.approx(after.start_s + cam.settings.clock_offset_s)
 
 
@@ -119,6 +120,36 @@ def test_naive_grab_returns_the_previous_image_and_sync_does_not() -> None:
         assert fresh.truth["display"].get(shown, 0) > 0.99
         assert fresh.start_s >= bench.display.last_sent_s + 2 / 60
         assert bench.sync.counters.skipped >= 1 and bench.sync.counters.stale == 0
+
+
+def test_the_built_in_bench_has_a_real_benchs_timing(realistic_default_bench) -> None:
+    """The default simulated bench — what `Bench()` and every command without --config get — has real timing: the
+    naive show -> next frame loop gets the previous image on it, and the settle policy does not."""
+    with Bench() as bench:
+        disp, cam, slm = bench.display, bench.devices["camera"], bench.devices["slm"]
+        assert (disp.settings.refresh_hz, disp.settings.latency_frames, disp.settings.response_s) == (60, 2, 0.008)
+        assert (cam.settings.acquisition, cam.settings.buffer_count, cam.settings.buffer_handling) == (
+            "free_running", 3, "OldestFirst")
+        assert (slm.settings.settle_s, slm.settings.settle_model) == (0.03, "exponential")
+        assert bench.config.sync.policy == "settle"
+        bench.illuminate()
+        bench.camera.get_image()
+        time.sleep(0.05)
+        bench.show(np.ones(disp.shape) * 0.5)
+        shown = disp.version
+        assert _dominant(cam.read_frame()) != shown  # the naive loop: a frame of the previous image
+        assert bench.camera.read_frame().truth["display"].get(shown, 0) > 0.99
+
+
+def test_instant_timing_is_an_explicit_setting() -> None:
+    """examples/instant_timing.toml (the suite's bench, via LAB4F_BENCH_CONFIG): there even the naive loop pairs
+    correctly — which is why it must never be used to judge a sync policy."""
+    with Bench(load_bench_config(REALISTIC.with_name("instant_timing.toml"))) as bench:
+        cam = bench.devices["camera"]
+        assert cam.settings.acquisition == "instant" and bench.display.refresh_period_s is None
+        bench.illuminate()
+        bench.show(np.ones(bench.display.shape) * 0.5)
+        assert _dominant(cam.read_frame()) == bench.display.version
 
 
 def test_trigger_policy_pairs_with_a_software_triggered_camera() -> None:
@@ -209,10 +240,10 @@ def test_realistic_timing_end_to_end(trained_checkpoints, mnist_splits, tmp_path
     """The issue's test, on examples/realistic_timing.toml: with --sync none the optical path's agreement with the
     digital student collapses (the simulator reproduces the real failure); with settle (free-running camera) and
     trigger (software-triggered camera) optical accuracy is within 1 pp of digital and no frame is used unproven."""
+    from lab4f.bench.compile import compile_checkpoint
     from lab4f.bench.hybrid import prepare
     from lab4f.bench.run import run_dataset
     from lab4f.calibration import run_calibration
-    from lab4f.commands.compile import compile_checkpoint
     from lab4f.optics.program import OpticalProgram
 
     test_x, test_y = mnist_splits.test.tensors
@@ -269,10 +300,10 @@ def test_viky_camera_frame_after_show_is_newer_than_the_show() -> None:
 def test_marker_policy_end_to_end(trained_checkpoints, mnist_splits, tmp_path) -> None:
     """examples/realistic_timing_marker.toml: the display shows each input's index code beside it; compiled and
     calibrated there, every frame is paired by the code it shows (no timestamps used): within 1 pp of digital."""
+    from lab4f.bench.compile import compile_checkpoint
     from lab4f.bench.hybrid import prepare
     from lab4f.bench.run import run_dataset
     from lab4f.calibration import run_calibration
-    from lab4f.commands.compile import compile_checkpoint
     from lab4f.optics.program import OpticalProgram
 
     test_x, test_y = mnist_splits.test.tensors

@@ -17,12 +17,14 @@ from lab4f.drivers.sim_slm import SimulatedFourierSLM, SimulatedSLMSettings
 from lab4f.errors import DeviceDisconnected, DeviceTimeout
 
 logging.getLogger("slmsuite").setLevel(logging.ERROR)
-QUIET = dict(max_fps=None, noise=False)
+# the optics tests use an instant camera and display, explicitly (the defaults have a real bench's timing)
+QUIET = dict(max_fps=None, noise=False, acquisition="instant")
+INSTANT_DISPLAY = dict(refresh_hz=None, latency_frames=0, response_s=0.0)
 
 
 def bench(n: int = 128, display: dict | None = None, **cam) -> tuple:
     slm = SimulatedFourierSLM(SimulatedSLMSettings(resolution=(n, n), settle_s=0.0))
-    disp = SimulatedDisplay(SimulatedDisplaySettings(**(display or {})))
+    disp = SimulatedDisplay(SimulatedDisplaySettings(**{**INSTANT_DISPLAY, **(display or {})}))
     camera = Simulated4fCamera(slm, disp, SimulatedCameraSettings(**{"resolution": (n, n), **QUIET, **cam}))
     return slm, disp, camera
 
@@ -236,9 +238,10 @@ def test_camera_faults_become_typed_errors() -> None:
 
 def test_slmsuite_fourier_calibration_recovers_the_misalignment() -> None:
     slm = SimulatedFourierSLM(SimulatedSLMSettings(settle_s=0.0))
-    disp = SimulatedDisplay()
+    disp = SimulatedDisplay(SimulatedDisplaySettings(**INSTANT_DISPLAY))
     disp.show_point()  # one bright pixel on the axis: the camera shows the SLM's far field
-    cam = Simulated4fCamera(slm, disp, SimulatedCameraSettings(max_fps=None, exposure_s=0.005, seed=5))
+    cam = Simulated4fCamera(slm, disp, SimulatedCameraSettings(max_fps=None, exposure_s=0.005, seed=5,
+                                                               acquisition="instant"))
     cal = FourierSLM(cam, slm).fourier_calibrate(array_shape=9, array_pitch=20)
     assert np.abs(cal["M"] - cam.M).max() / np.abs(cam.M).max() < 5e-3
     # slmsuite's blob_array_detect locks spots to about a pixel: b is recovered to ~1.5 px

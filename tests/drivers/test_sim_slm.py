@@ -23,7 +23,7 @@ def test_defaults_match_a_real_lcos() -> None:
     assert slm.shape == (512, 512)
     assert slm.bitdepth == 8 and slm.wav_um == pytest.approx(0.633)
     assert tuple(slm.pitch_um) == (8.0, 8.0)
-    assert slm.settle_time_s == pytest.approx(0.02)
+    assert slm.settle_time_s == pytest.approx(0.03) and slm.settings.settle_model == "exponential"
 
 
 def test_gray_to_phase_response_is_nonlinear() -> None:
