@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from lab4f import __version__, commands
+from lab4f.data_identity import collect_data_warnings
 from lab4f.errors import EXIT_DEVICE, EXIT_ERROR, DeviceError, Lab4fError
 
 
@@ -127,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # with --json, stdout carries exactly one JSON object: anything else a command prints goes to stderr
     quiet = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
     try:
-        with quiet:
+        with quiet, collect_data_warnings() as data_warnings:
             result = args.func(args)
     except Lab4fError as exc:
         payload: dict[str, Any] = {"ok": False, "error": type(exc).__name__, "message": str(exc)}
@@ -143,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     result = dict(result or {})
+    if data_warnings:  # the data differ from a checkpoint's (lab4f.data_identity), a loader skipped files, ...
+        result.setdefault("data_warnings", data_warnings)
     code = int(result.pop("exit_code", 0))
     if as_json:
         print(dumps({"ok": code == 0, **result}))
