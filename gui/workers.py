@@ -334,7 +334,7 @@ class BenchWorker(Worker):
     def compile(self, checkpoint: str, iterations: int) -> tuple[Any, Path, Path]:
         """Compile ``checkpoint`` for this bench (``lab4f compile``); cancellable at every phase-retrieval
         iteration through `compile_cancel`, with `compile_progress` at most 20 times a second."""
-        from lab4f.commands.compile import compile_checkpoint
+        from lab4f.bench.compile import compile_checkpoint
 
         last = [0.0]
 

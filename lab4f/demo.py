@@ -130,7 +130,7 @@ def run_demo(cfg: DemoConfig | None = None, bench_config: BenchConfig | None = N
     with Bench(seeded(bench_config, cfg.seed)) as bench:
         check_display_fits(bench, test_x)  # before minutes of compiling and calibrating
         t0 = time.perf_counter()
-        from lab4f.commands.compile import compile_checkpoint
+        from lab4f.bench.compile import compile_checkpoint
 
         program, program_path, report = compile_checkpoint(s_path, bench, out / "student.program.h5", progress=progress)
         result.timings_s["compile_s"] = time.perf_counter() - t0

@@ -237,7 +237,7 @@ def load_bank(path: str | os.PathLike[str], layer: str | None = None, payload: A
     import torch
 
     if is_lab4f_checkpoint(payload):
-        raise CompileError(f"{path} is a lab4f checkpoint; compile it with lab4f.commands.compile")
+        raise CompileError(f"{path} is a lab4f checkpoint; compile it with lab4f.bench.compile")
     if isinstance(payload, torch.Tensor):
         if layer is not None:
             raise CompileError(f"{path} holds one tensor ({_shape(payload)}), not named layers; omit --layer")

@@ -16,7 +16,7 @@ from lab4f.optics.program import OpticalProgram
 
 
 def test_a_bench_that_moved_since_calibration_is_refused(tmp_path) -> None:
-    from lab4f.commands.compile import compile_checkpoint
+    from lab4f.bench.compile import compile_checkpoint
 
     cfg = ModelConfig(kind="student", widths=(4,), kernel_size=3, image_size=28, detection="incoherent")
     torch.manual_seed(0)

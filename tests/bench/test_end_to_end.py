@@ -14,8 +14,8 @@ from lab4f.optics.program import OpticalProgram
 
 @pytest.mark.slow
 def test_calibrated_bench_matches_the_digital_student(trained_checkpoints, mnist_splits, tmp_path) -> None:
+    from lab4f.bench.compile import compile_checkpoint
     from lab4f.calibration import run_calibration
-    from lab4f.commands.compile import compile_checkpoint
 
     test_x, test_y = mnist_splits.test.tensors
     test_x, test_y = test_x[:400], test_y[:400]

@@ -104,9 +104,9 @@ def test_a_student_for_another_detection_is_refused_at_compile_and_run(tmp_path)
     scored chance; now compile and prepare refuse it, saying which."""
     import torch
 
+    from lab4f.bench.compile import compile_checkpoint
     from lab4f.bench.hybrid import prepare
     from lab4f.checkpoint import make_metadata, save_checkpoint
-    from lab4f.commands.compile import compile_checkpoint
     from lab4f.errors import MismatchError
     from lab4f.models import ModelConfig, build_model
 

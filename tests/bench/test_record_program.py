@@ -7,10 +7,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from lab4f.bench.compile import compile_checkpoint
 from lab4f.bench.config import load_bench_config
 from lab4f.bench.devices import Bench
 from lab4f.bench.hybrid import prepare, record_program
-from lab4f.commands.compile import compile_checkpoint
 from lab4f.errors import MismatchError
 from lab4f.optics import compile_bank
 from lab4f.optics.registration import PlaneToCamera

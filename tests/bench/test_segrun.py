@@ -73,8 +73,8 @@ def test_segmentation_checkpoint_loads_for_the_bench(tmp_path) -> None:
 
 
 def test_compile_refuses_a_segmentation_teacher(tmp_path) -> None:
+    from lab4f.bench.compile import compile_checkpoint
     from lab4f.bench.devices import Bench
-    from lab4f.commands.compile import compile_checkpoint
 
     source = generated_splits("shapes", 2, 1, 1, canvas_size=CANVAS, seed=0).train.source
     with Bench() as bench, pytest.raises(CompileError, match="teacher checkpoint with a nonlinear front end"):
@@ -112,9 +112,9 @@ def test_overlay_tints_classes_and_leaves_background_gray() -> None:
 @pytest.fixture(scope="module")
 def seg_bench(tmp_path_factory) -> dict[str, Path]:
     """A tiny SCLC+KD segmentation student, compiled and the 48×48 bench calibrated for it (~40 s on 2 cores)."""
+    from lab4f.bench.compile import compile_checkpoint
     from lab4f.bench.devices import Bench
     from lab4f.calibration import run_calibration
-    from lab4f.commands.compile import compile_checkpoint
     from lab4f.optics.program import OpticalProgram
 
     folder = tmp_path_factory.mktemp("segbench")

@@ -215,7 +215,7 @@ def test_issue_requirement_channel_r2_099_without_noise(trained_checkpoints, tmp
     0.9904; one filter on k⁺ − k⁻ 0.9515). With the default sensor noise the record's own figure is reported.
     The random Gaussian 5×5 bank above is a harder case (white kernels): per-tile 5×5 reaches 0.957 there.
     """
-    from lab4f.commands.compile import compile_checkpoint
+    from lab4f.bench.compile import compile_checkpoint
 
     bench = make_bench(noise=True)
     try:

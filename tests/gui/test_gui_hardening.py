@@ -168,7 +168,7 @@ def test_failed_checkpoint_load_and_failed_compile_are_shown(qtbot, connected_wi
     qtbot.waitUntil(lambda: k.info.text().startswith("Loading the checkpoint failed"), timeout=10_000)
     assert k.load_btn.isEnabled() and not k.loading
     loaded(qtbot, win, tiny_checkpoint, compile_=False)
-    from lab4f.commands import compile as compile_cmd
+    from lab4f.bench import compile as compile_cmd
     from lab4f.errors import CompileError
 
     def broken(*_a, **_k):  # noqa: ANN002, ANN003, ANN202
