@@ -246,7 +246,8 @@ def _train(model_cfg: ModelConfig, splits: DatasetSplits, cfg: TrainConfig, teac
         start_epoch = _resume(checkpoint_path, model, opt, sched, result)
     net = ctx.wrap(model)
     dataset_meta = {"name": splits.name, "split_seed": splits.split_seed,
-                    "image_size": list(splits.image_size), "class_names": list(splits.class_names)}
+                    "image_size": list(splits.image_size), "class_names": list(splits.class_names),
+                    "identity": dict(getattr(splits, "identity", {}))}  # lab4f.data_identity
     last_good = copy.deepcopy(model.state_dict())
     bar = tqdm(total=cfg.epochs, initial=start_epoch, desc=f"train {model_cfg.kind}", unit="epoch",
                disable=not (progress and ctx.is_main and sys.stderr.isatty()), file=sys.stderr)

@@ -15,6 +15,7 @@ SPLITS = ("train", "val", "test")
 def _cmd(args: argparse.Namespace) -> dict[str, Any]:
     from lab4f.checkpoint import load_checkpoint
     from lab4f.data import load_dataset
+    from lab4f.data_identity import warn_if_data_differ
     from lab4f.training import evaluate
 
     model, cfg, meta = load_checkpoint(args.checkpoint)
@@ -28,6 +29,7 @@ def _cmd(args: argparse.Namespace) -> dict[str, Any]:
     if (splits.in_channels, splits.num_classes) != (cfg.in_channels, cfg.num_classes):
         raise ConfigError(f"{args.checkpoint} expects {cfg.in_channels} channel(s) and {cfg.num_classes} "
                           f"classes; dataset {name} has {splits.in_channels} and {splits.num_classes}")
+    warn_if_data_differ(meta, splits, args.checkpoint, args.split)  # logged, and in --json (data_warnings)
     metrics = evaluate(model, getattr(splits, args.split), args.batch_size)
     if not args.json:
         print(f"{args.checkpoint} ({cfg.kind}, {cfg.detection}) on {name} {args.split} "

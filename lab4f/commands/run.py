@@ -140,10 +140,12 @@ def _setup(args: argparse.Namespace, bench: Bench) -> HybridSetup:
 
 def _split(setup: HybridSetup, args: argparse.Namespace, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     from lab4f.data import load_dataset
+    from lab4f.data_identity import warn_if_data_differ
 
     name = args.dataset or setup.meta.get("dataset", {}).get("name", "mnist5k")
     seed = setup.meta.get("dataset", {}).get("split_seed", 0)
     splits = load_dataset(name, data_dir=args.data_dir, split_seed=seed, image_size=setup.model_cfg.image_size)
+    warn_if_data_differ(setup.meta, splits, args.checkpoint, split)  # logged, and in --json (data_warnings)
     x, y = getattr(splits, split).tensors
     return (x[: args.limit], y[: args.limit]) if args.limit else (x, y)
 

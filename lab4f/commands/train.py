@@ -10,6 +10,7 @@ from typing import Any
 
 from lab4f.argtypes import parse_int_list, positive_float, positive_int
 from lab4f.commands import DETECTION_MODELS, KINDS, TRAIN_DEFAULTS
+from lab4f.data_identity import slug
 from lab4f.errors import ConfigError
 
 DEFAULT_OUT_DIR = Path("runs")
@@ -21,7 +22,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kind", choices=KINDS, default="teacher",
                    help="teacher (nonlinear, CE), linear (SCLC, CE only), student (SCLC + KD)")
     p.add_argument("--teacher", type=Path, help="teacher checkpoint (required for --kind student)")
-    p.add_argument("--dataset", default="mnist5k", help="dataset name (see lab4f.data.available_datasets)")
+    p.add_argument("--dataset", default="mnist5k", help="dataset name (see lab4f.data.available_datasets), or your "
+                   "own data: folder:PATH (class subfolders of images), idx:PATH, npz:FILE")
     p.add_argument("--data-dir", type=Path, default=None, help="folder holding downloaded dataset files")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split")
     p.add_argument("--limit", type=positive_int, default=None, help="cap each split at this many images")
@@ -45,13 +47,14 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 def default_out(args: argparse.Namespace) -> Path:
     det = f"-{args.detection or 'ideal'}" if args.kind != "teacher" else ""
-    return DEFAULT_OUT_DIR / f"{args.dataset}-{args.kind}{det}-seed{args.seed}.pt"
+    return DEFAULT_OUT_DIR / f"{slug(args.dataset)}-{args.kind}{det}-seed{args.seed}.pt"
 
 
 def run_train(args: argparse.Namespace) -> Any:
     """Build everything from parsed arguments and train; returns the TrainResult."""
     from lab4f.checkpoint import load_checkpoint
     from lab4f.data import load_dataset
+    from lab4f.data_identity import check_teacher_data
     from lab4f.distributed import init_from_env
     from lab4f.training import TrainConfig, model_config_for, train_model
 
@@ -90,6 +93,7 @@ def run_train(args: argparse.Namespace) -> Any:
                 f"not {splits.name} split {splits.split_seed}: its knowledge may include this test set. "
                 "Train the teacher on the same dataset and --split-seed."
             )
+        splits = check_teacher_data(tmeta, splits, args.teacher)  # warns; records what it is distilled on
         overrides.update(widths=tcfg.widths, kernel_size=tcfg.kernel_size, hidden=tcfg.hidden,
                          pool_size=tcfg.pool_size, dropout=tcfg.dropout)
     if args.widths:
