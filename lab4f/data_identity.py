@@ -64,10 +64,10 @@ def compare(recorded: dict[str, Any] | None, current: dict[str, Any] | None) -> 
 
 
 def describe(identity: dict[str, Any]) -> str:
-    """'1,234 images (data 0123abcd…, split 4567ef01… of seed 0)'."""
+    """'1,234 images, data 0123abcd89ef4567, split 4567ef0123abcd89 (seed 0)'."""
     n = identity.get("images")
     count = f"{n:,} images" if isinstance(n, int) else "images"
-    return f"{count} (data {identity.get('data')}, split {identity.get('split')} of seed {identity.get('split_seed')})"
+    return f"{count}, data {identity.get('data')}, split {identity.get('split')} (seed {identity.get('split_seed')})"
 
 
 def _names(meta: dict[str, Any]) -> list[str] | None:
@@ -89,21 +89,22 @@ def warn_if_data_differ(meta: dict[str, Any], splits: Any, checkpoint: object, s
     out = []
     kind = compare(recorded, current)
     if kind == "data":
-        out.append(f"{checkpoint} was trained on other data than {splits.name}: {describe(recorded)} then, "
-                   f"{describe(current)} now; its scores here are not scores on the data it was trained for")
+        out.append(f"{checkpoint} was trained on other data than {splits.name}: then {describe(recorded)}; now "
+                   f"{describe(current)}. Its scores here are not scores on the data it was trained for")
     elif kind == "split":
-        out.append(f"{checkpoint} was trained on these images split another way (split {recorded.get('split')} of "
-                   f"seed {recorded.get('split_seed')} then, {current.get('split')} of seed "
-                   f"{current.get('split_seed')} now): images it was trained on may be in this {split} split")
+        out.append(f"{checkpoint} was trained on these images split another way (then split {recorded.get('split')}"
+                   f" (seed {recorded.get('split_seed')}); now {current.get('split')} (seed "
+                   f"{current.get('split_seed')})): images it was trained on may be in this {split} split")
     teacher = recorded.get("teacher") if recorded else None
-    tkind = compare(teacher, current)
+    # a teacher trained on exactly the student's data says nothing the student's own check has not
+    tkind = compare(teacher, current) if compare(teacher, recorded) else None
     if tkind == "data":
-        out.append(f"{checkpoint} was distilled from a teacher trained on other data ({describe(teacher)}) than "
-                   f"these ({describe(current)})")
+        out.append(f"{checkpoint} was distilled from a teacher trained on other data: {describe(teacher)}; these "
+                   f"are {describe(current)}")
     elif tkind == "split":
-        out.append(f"{checkpoint} was distilled from a teacher trained on these images split another way (split "
-                   f"{teacher.get('split')} then, {current.get('split')} now): the teacher's knowledge may include "
-                   f"this {split} split")
+        out.append(f"{checkpoint} was distilled from a teacher trained on these images split another way (then split "
+                   f"{teacher.get('split')}; now {current.get('split')}): the teacher's knowledge may include this "
+                   f"{split} split")
     names, now = _names(meta), [str(n) for n in getattr(splits, "class_names", ())]
     if names and now and names != now:
         out.append(f"{checkpoint} names its classes {names}, these data {now}: labels are compared by index")
@@ -119,12 +120,12 @@ def check_teacher_data(teacher_meta: dict[str, Any], splits: Any, teacher: objec
     out = []
     kind = compare(recorded, current)
     if kind == "data":
-        out.append(f"teacher {teacher} was trained on other data ({describe(recorded)}) than this student "
-                   f"({describe(current)}): the student learns from a teacher that has not seen these images")
+        out.append(f"teacher {teacher} was trained on other data than this student: {describe(recorded)}; the "
+                   f"student's are {describe(current)}")
     elif kind == "split":
-        out.append(f"teacher {teacher} was trained on these images split another way (split {recorded.get('split')} "
-                   f"of seed {recorded.get('split_seed')}, this student's {current.get('split')} of seed "
-                   f"{current.get('split_seed')}): its knowledge may include the student's test split, whose score "
+        out.append(f"teacher {teacher} was trained on these images split another way (split {recorded.get('split')}"
+                   f" (seed {recorded.get('split_seed')}); the student's {current.get('split')} (seed "
+                   f"{current.get('split_seed')})): its knowledge may include the student's test split, whose score "
                    "is then optimistic")
     names, now = _names(teacher_meta), [str(n) for n in getattr(splits, "class_names", ())]
     if names and now and names != now:

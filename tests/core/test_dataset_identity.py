@@ -63,7 +63,7 @@ def test_warnings_for_other_data_another_split_its_teacher_and_class_names(tmp_p
     Image.fromarray(np.zeros((12, 12), np.uint8)).save(tmp_path / "b" / "black.png")
     other = warn_if_data_differ(meta_of(trained), load_dataset(spec), "s.pt", split="val")
     assert len(other) == 1 and "s.pt was trained on other data than folder:" in other[0]
-    assert "20 images (data " in other[0] and "21 images (data " in other[0]
+    assert "then 20 images, data " in other[0] and "now 21 images, data " in other[0]
     # a student distilled on a teacher's split: the student's own data check passes, the teacher's does not
     teacher = load_dataset(spec, split_seed=3)
     student = check_teacher_data(meta_of(teacher), load_dataset(spec), "t.pt")
