@@ -16,6 +16,42 @@ Progress = Callable[[float, str], None]
 
 
 @dataclass
+class Provenance:
+    """When a step was measured, on what: lets a record loaded from disk tell which of its steps are stale.
+
+    ``measured``: ISO-8601 UTC time (microseconds) — also the step's version: a re-run step has a new one.
+    ``upstream``: for every step this one builds on (:data:`lab4f.calibration.steps.STEPS` ``needs_fresh``), that
+    step's ``measured`` when this one was measured; None if the record had no such step then, "" if it had one of
+    unknown time (from a record written before per-step times). ``program_sha256``: the program a program-dependent
+    step was measured for.
+    """
+
+    measured: str
+    upstream: dict[str, str | None] = field(default_factory=dict)
+    program_sha256: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"measured": self.measured, "upstream": dict(self.upstream), "program_sha256": self.program_sha256}
+
+    @classmethod
+    def from_json(cls, d: Any) -> Provenance | None:
+        """None (unknown) for anything that is not a provenance written by :meth:`to_json`."""
+        if not isinstance(d, dict) or not isinstance(d.get("measured"), str):
+            return None
+        up = d.get("upstream")
+        upstream = {str(k): (v if isinstance(v, str) else None) for k, v in up.items()} if isinstance(up, dict) else {}
+        sha = d.get("program_sha256")
+        return cls(d["measured"], upstream, sha if isinstance(sha, str) else None)
+
+
+def now_measured() -> str:
+    """The current UTC time as a step's ``measured`` stamp (microseconds: steps of one run differ)."""
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+@dataclass
 class StepResult:
     """One step's outcome: scalar quality figures, arrays for the record, and plain (JSON-able) values."""
 
@@ -25,11 +61,15 @@ class StepResult:
     values: dict[str, Any] = field(default_factory=dict)
     duration_s: float = 0.0
     message: str = ""
+    provenance: Provenance | None = None  # set by the runner; None: unknown (a record from before per-step times)
 
     def summary(self) -> dict[str, Any]:
         """Quality figures and message, for logs, `--json` and the GUI."""
-        return {"name": self.name, "quality": dict(self.quality), "duration_s": round(self.duration_s, 3),
-                "message": self.message}
+        out = {"name": self.name, "quality": dict(self.quality), "duration_s": round(self.duration_s, 3),
+               "message": self.message}
+        if self.provenance is not None:
+            out["measured"] = self.provenance.measured
+        return out
 
 
 class StepControl:

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from lab4f.calibration.base import StepResult
+from lab4f.calibration.base import Provenance, StepResult
+from lab4f.calibration.steps import BENCH_ORDER, builds_on
 from lab4f.errors import CalibrationError, MismatchError
 from lab4f.optics.registration import PlaneToCamera
 from lab4f.storage import (
@@ -147,7 +148,42 @@ class CalibrationRecord:
         return {"path": str(self.path) if self.path else None, "created": self.created,
                 "bench": self.bench_info.get("name"), "program_path": self.program_path,
                 "program_sha256": self.program_sha256,
-                "steps": {name: r.summary() for name, r in self.steps.items()}}
+                "steps": {name: r.summary() for name, r in self.steps.items()},
+                "stale": self.stale_steps(), "provenance_unknown": self.provenance_unknown()}
+
+    # -- staleness, from each step's provenance (when it was measured, through which upstream versions) ---------
+    def stale_steps(self) -> dict[str, list[str]]:
+        """Steps measured before a step they build on was re-measured: step → those steps, in bench order. Steps of
+        unknown provenance (:meth:`provenance_unknown`) are not judged."""
+        out: dict[str, list[str]] = {}
+        for name in BENCH_ORDER:
+            result = self.steps.get(name)
+            if result is None or result.provenance is None:
+                continue
+            for up in builds_on(name):
+                dep = self.steps.get(up)
+                if dep is None or dep.provenance is None:
+                    continue
+                seen = result.provenance.upstream.get(up)
+                if seen == "":  # it was there, of unknown time: cannot tell
+                    continue
+                if seen != dep.provenance.measured:  # re-measured since (or added after) this step was measured
+                    out.setdefault(name, []).append(up)
+        return out
+
+    def provenance_unknown(self) -> list[str]:
+        """Steps whose freshness cannot be judged: they, or a step they build on that the record has, lack a
+        measurement time (records written before per-step times)."""
+        out = []
+        for name in BENCH_ORDER:
+            result = self.steps.get(name)
+            if result is None:
+                continue
+            ups = [self.steps[u] for u in builds_on(name) if u in self.steps]
+            if ups and (result.provenance is None or any(u.provenance is None for u in ups)
+                        or any(result.provenance.upstream.get(u.name) == "" for u in ups)):
+                out.append(name)
+        return out
 
     def merged_with(self, newer: CalibrationRecord) -> CalibrationRecord:
         """This record's steps overlaid by ``newer``'s (a partial calibration keeps the older steps)."""
@@ -212,6 +248,8 @@ class CalibrationRecord:
                 write_json_attr(g, "values", result.values)
                 g.attrs["duration_s"] = result.duration_s
                 g.attrs["message"] = result.message
+                if result.provenance is not None:
+                    write_json_attr(g, "provenance", result.provenance.to_json())
                 for key, arr in result.arrays.items():
                     g.create_dataset(f"arrays/{key}", data=np.asarray(arr), compression="gzip")
             # written last: a file left by a killed write that still lists every step is known to be complete
@@ -237,7 +275,8 @@ class CalibrationRecord:
                             else None)
                     steps[name] = StepResult(name, read_json_attr(g, "quality", {}), arrays,
                                              read_json_attr(g, "values", {}), float(g.attrs.get("duration_s", 0.0)),
-                                             str(g.attrs.get("message", "")))
+                                             str(g.attrs.get("message", "")),
+                                             Provenance.from_json(read_json_attr(g, "provenance")))
                 listed = read_json_attr(f, "step_names")
                 if listed is not None and set(listed) - set(steps):
                     raise CalibrationError(f"{path} is an incomplete calibration record (steps "
@@ -252,6 +291,11 @@ class CalibrationRecord:
         except (KeyError, OSError, ValueError) as exc:
             raise CalibrationError(f"{path} is a damaged calibration record ({exc}); use an earlier record or "
                                    "calibrate again with `lab4f calibrate all`.") from exc
+        unknown = record.provenance_unknown()
+        if unknown:
+            log.warning("calibration record %s does not say when its steps %s were measured (written before lab4f "
+                        "recorded per-step times): whether they are stale cannot be checked; calibrate again to know",
+                        path, ", ".join(unknown))
         if bench is not None:
             info = bench.info()
             record.check_identities(info, strict=strict)

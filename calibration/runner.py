@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lab4f.calibration.base import Progress, StepResult
+from lab4f.calibration.base import Progress, Provenance, StepResult, now_measured
 from lab4f.calibration.camera import camera_step
 from lab4f.calibration.display import DisplayLinearizer, display_step
 from lab4f.calibration.fourier import fourier_step
@@ -20,22 +20,13 @@ from lab4f.calibration.gains import channel_gain_step
 from lab4f.calibration.record import CalibrationRecord, latest_record
 from lab4f.calibration.registration import display_registration_step, tile_registration_step
 from lab4f.calibration.slm import phase_response_step
+from lab4f.calibration.steps import DEPENDS_ON_IT, builds_on
 from lab4f.calibration.timing import timing_step
 from lab4f.calibration.wavefront import clear_correction, wavefront_step
 from lab4f.errors import CalibrationError
 from lab4f.storage import file_sha256
 
 log = logging.getLogger(__name__)
-
-#: Steps whose results later steps are measured through: re-running one alone leaves those stale.
-DEPENDS_ON_IT = {
-    "camera": ("gains",),  # exposure: the channel filters carry its scale
-    "fourier": ("registration", "tiles", "gains"),  # the registration's matrix is the Fourier calibration's
-    "phase": ("tiles", "gains"),  # a new LUT changes the PSF the tiles and filters were fitted to
-    "wavefront": ("registration", "tiles", "gains"),
-    "registration": ("tiles", "gains"),
-    "tiles": ("gains",),
-}
 
 
 def stale_steps(running: list[str], recorded: Any) -> list[str]:
@@ -88,6 +79,15 @@ def _run_step(name: str, bench: Any, rec: CalibrationRecord, program: Any, progr
         return channel_gain_step(bench, program, reg, None if any(s is None for s in shifts) else shifts,
                                  dark=rec.dark, flat=rec.flat, **kw)
     raise CalibrationError(f"unknown calibration step {name!r}; choose one of {', '.join(BENCH_ORDER)} or 'all'")
+
+
+def provenance(name: str, rec: CalibrationRecord, for_program: bool) -> Provenance:
+    """``name`` measured now, through the versions of the steps it builds on that ``rec`` holds now."""
+    upstream: dict[str, str | None] = {}
+    for up in builds_on(name):
+        dep = rec.steps.get(up)
+        upstream[up] = None if dep is None else "" if dep.provenance is None else dep.provenance.measured
+    return Provenance(now_measured(), upstream, rec.program_sha256 if for_program else None)
 
 
 def resolve_steps(steps: str | list[str], program: Any, wavefront: bool = False) -> list[str]:
@@ -149,6 +149,13 @@ def run_calibration(
             rerun = ", ".join(n for n in names if n in DEPENDS_ON_IT)
             log.warning("re-running %s leaves this record's %s as measured before (they build on it); re-run them "
                         "too, e.g. `lab4f calibrate all --program P`", rerun, ", ".join(stale))
+        # steps the base record itself holds stale (from its steps' provenance, also for a record loaded from disk)
+        # and that this run does not re-measure
+        already = {k: v for k, v in base.stale_steps().items() if k not in names and k not in stale}
+        if already:
+            log.warning("the record this calibration builds on already has stale steps, left as they are: %s; "
+                        "re-run them, e.g. `lab4f calibrate all --program P`",
+                        "; ".join(f"{k} (measured before {', '.join(v)} was re-run)" for k, v in already.items()))
         rec = base.merged_with(rec)
         base.apply(bench)  # the earlier steps' exposure, phase LUT and correction are what later steps assume
     else:
@@ -163,6 +170,7 @@ def run_calibration(
                     progress((i + fraction) / len(names), message)
 
             result = _run_step(name, bench, rec, program, step_progress, cancel, (step_options or {}).get(name))
+            result.provenance = provenance(name, rec, program_path is not None and name in NEEDS_PROGRAM)
             rec.steps[name] = result
             if name == "display":  # the later steps show their images linearised, as the pipeline will
                 bench.display_correction = DisplayLinearizer.from_step(result)

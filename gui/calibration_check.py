@@ -70,17 +70,30 @@ class CalibrationCheck:
 def check_calibration(record: Any, program_path: str | Path | None, stale: dict[str, list[str]] | None = None,
                       ) -> CalibrationCheck:
     """The record's problems for the program at ``program_path`` (None: no program uploaded, so nothing program-
-    dependent is expected); ``stale`` is what the GUI saw go stale in this record (`stale_after`)."""
+    dependent is expected). Stale steps are those the record's own per-step provenance shows measured before a step
+    they build on was re-measured (`CalibrationRecord.stale_steps`: also for a record loaded from disk), plus
+    ``stale``: what the GUI saw go stale in this record (`stale_after`; records from before per-step times)."""
     if record is None:
         return CalibrationCheck()
     steps = tuple(record.steps)
-    check = CalibrationCheck(present=steps, stale={k: list(v) for k, v in (stale or {}).items() if k in steps})
+    merged = {k: list(v) for k, v in (stale or {}).items() if k in steps}
+    own = record.stale_steps() if hasattr(record, "stale_steps") else {}
+    for k, v in own.items():
+        merged.setdefault(k, [])
+        merged[k] += [n for n in v if n not in merged[k]]
+    check = CalibrationCheck(present=steps, stale={k: merged[k] for k in BENCH_ORDER if k in merged})
     if program_path is None:
         return check
     check.missing = [s for s in NEEDS_PROGRAM if s not in steps]
-    want = getattr(record, "program_sha256", None)
-    if want and program_hash(program_path) != want:
-        check.foreign = [s for s in NEEDS_PROGRAM if s in steps]
+    want_record = getattr(record, "program_sha256", None)
+    have = program_hash(program_path)
+    for s in NEEDS_PROGRAM:
+        if s not in steps:
+            continue
+        prov = getattr(record.steps[s], "provenance", None)
+        want = prov.program_sha256 if prov is not None and prov.program_sha256 else want_record
+        if want and have != want:  # the step's own program (records before per-step provenance: the record's)
+            check.foreign.append(s)
     for s in check.foreign:
         check.stale.pop(s, None)  # re-measured for the new program anyway
     return check

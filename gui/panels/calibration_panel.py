@@ -272,7 +272,7 @@ class CalibrationPanel(QtWidgets.QWidget):
         elif name == "record_applied" and result is self.state.calibration:
             where = result.path.name if result.path is not None else "the calibration in use"
             self.state.status.emit(f"calibration {where} applied to the bench (exposure, phase LUT, corrections)")
-        elif name == "record_loaded":  # what went stale in it before it was saved is not known
+        elif name == "record_loaded":  # its stale steps come from its steps' provenance (CalibrationRecord.stale_steps)
             record, note = result
             self.use(record, f"calibration record {record.path} in use. {note}".strip())
 

@@ -126,3 +126,37 @@ def test_a_program_compiled_after_calibrating_is_flagged(qtbot, connected_window
     assert win.state.calibration_check().foreign == ["tiles", "gains"]
     assert not cal.check_box.isHidden() and "another program" in cal.check_label.text()
     assert cal.bars["tiles"].format() == "other program"
+
+
+def test_a_stale_record_loaded_from_disk_is_flagged_in_the_panel_and_at_start(  # noqa: ANN001
+        qtbot, connected_window, tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registration was re-measured after the tiles and gains (saved by another session): loaded into a fresh
+    window, its per-step provenance says tiles and gains are stale — the session knows nothing of the re-run."""
+    from lab4f.calibration.base import Provenance
+    from lab4f.storage import file_sha256
+
+    win = connected_window()  # a new app state: no stale steps seen in this session
+    cal, inf = win.calibration_panel, win.inference_panel
+    loaded(qtbot, win, tiny_checkpoint)
+    sha = file_sha256(win.state.program_path)
+    t = [f"2026-01-01T00:00:0{i}.000000+00:00" for i in range(5)]
+    steps = {"camera": StepResult("camera", provenance=Provenance(t[0])),
+             "registration": StepResult("registration", provenance=Provenance(t[4], {"fourier": None,
+                                                                                     "wavefront": None})),
+             "tiles": StepResult("tiles", provenance=Provenance(t[1], {"registration": t[0], "fourier": None,
+                                                                       "phase": None, "wavefront": None}, sha)),
+             "gains": StepResult("gains", provenance=Provenance(t[2], {"camera": t[0], "registration": t[0],
+                                                                       "tiles": t[1]}, sha))}
+    path = CalibrationRecord(steps=steps, program_sha256=sha).save(tmp_path / "cal-20260101-000005.h5")
+    assert win.state.stale_steps == {}
+    cal.load(path)
+    qtbot.waitUntil(lambda: win.state.calibration is not None and win.state.calibration.path == path, timeout=10_000)
+    check = win.state.calibration_check()
+    assert check.stale == {"tiles": ["registration"], "gains": ["registration"]}
+    assert check.steps_to_run() == ["tiles", "gains"]
+    assert not cal.check_box.isHidden() and "Stale: tiles was measured before registration" in cal.check_label.text()
+    assert cal.bars["gains"].format() == "stale"
+    asked: list[str] = []
+    monkeypatch.setattr(inference_panel, "confirm_calibration", lambda _parent, text: asked.append(text) or "cancel")
+    inf.start()
+    assert len(asked) == 1 and "Stale: gains was measured before registration" in asked[0] and inf.run is None
