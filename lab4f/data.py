@@ -222,7 +222,8 @@ def check_labels(labels: torch.Tensor, names: tuple[str, ...] | None, where: str
     if names is None:
         return tuple(str(i) for i in range(hi + 1))
     if hi >= len(names):
-        raise DataError(f"{where}: label {hi} but classes.json names only {len(names)} classes (0..{len(names) - 1})")
+        raise DataError(f"{where}: label {hi} but only {len(names)} class names ({names[0]!r}..{names[-1]!r}, labels "
+                        f"0..{len(names) - 1}); put a classes.json naming every class beside the files")
     return names
 
 

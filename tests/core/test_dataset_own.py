@@ -159,7 +159,7 @@ def test_idx_set_with_its_own_class_names_and_no_test_files(tmp_path: Path) -> N
     assert splits.test.labels.bincount().tolist() == [2, 2, 2, 2]
     assert any("no test files: the test split is carved" in w for w in splits.warnings)
     (tmp_path / "classes.json").write_text(json.dumps(["A", "B"]))
-    with pytest.raises(DataError, match="label 3 but classes.json names only 2 classes"):
+    with pytest.raises(DataError, match=r"label 3 but only 2 class names \('A'..'B', labels 0..1\); put a"):
         load_dataset(f"idx:{tmp_path}")
 
 
