@@ -219,9 +219,7 @@ def load_idx_set(folder: Path) -> RawData:
     names = check_labels(y_all, names, str(folder))
     x, y = pairs["train"]
     xt, yt = pairs.get("test", (None, None))
-    warnings = () if "test" in pairs else (f"{folder} has no test files: the test split is carved from the training "
-                                           "files (seeded by the split seed, stratified by class)",)
-    return RawData(x, y, names, str(folder), xt, yt, warnings=warnings)
+    return RawData(x, y, names, str(folder), xt, yt)  # no test files: load_dataset carves a test split
 
 
 # -- npz:FILE ----------------------------------------------------------------------------------------------------
@@ -289,6 +287,4 @@ def load_npz(path: Path) -> RawData:
     x, y = data["train"]
     xt, yt = data.get("test", (None, None))
     xv, yv = data.get("val", (None, None))
-    warnings = () if "test" in data else (f"{path.name} has no x_test/y_test: the test split is carved from the "
-                                          "training images (seeded by the split seed, stratified by class)",)
-    return RawData(x, y, names, str(path), xt, yt, xv, yv, warnings=warnings)
+    return RawData(x, y, names, str(path), xt, yt, xv, yv)  # no x_test: load_dataset carves a test split
