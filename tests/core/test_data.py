@@ -276,3 +276,23 @@ def test_names_and_unknown_name() -> None:
         load_dataset("imagenet")
     with pytest.raises(ConfigError, match="val_fraction"):
         load_dataset("digits8", val_fraction=0.5, test_fraction=0.5)
+
+
+def test_splits_without_duplicates_are_those_of_the_per_image_split() -> None:
+    """Keeping duplicates together changes nothing for data without any: checkpoints trained on a split seed
+    before get the same test split now (the per-image split is spelled out here as it was)."""
+    splits = load_dataset("mnist5k", split_seed=3)
+    raw = DATASETS["mnist5k"](None)
+    rng = np.random.default_rng(3)
+    y = raw.labels.numpy()
+    parts: list[list[np.ndarray]] = [[], [], []]
+    for cls in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == cls))
+        counts = [int(round(f * len(idx))) for f in (0.1, 0.2)]
+        for part, chunk in zip(parts, np.split(idx, np.cumsum([len(idx) - sum(counts), *counts])[:-1]), strict=True):
+            part.append(chunk)
+    train, val, test = (rng.permutation(np.concatenate(p)) for p in parts)
+    assert torch.equal(splits.train.images, raw.images[train]) and torch.equal(splits.val.labels, raw.labels[val])
+    assert torch.equal(splits.test.images, raw.images[test])
+    assert splits.identity["duplicates"] == {"copies": 0, "conflicting_label_groups": 0, "left_out_of_train": 0,
+                                             "left_out_of_val": 0}
