@@ -38,7 +38,8 @@ def test_faults_table_in_the_config_arms_the_device(tmp_path: Path, student: Pat
                                                    instant_bench_toml: str) -> None:
     monkeypatch.delenv("LAB4F_FAULTS", raising=False)
     config = tmp_path / "bench.toml"  # instant timing: every camera frame is an input's (no stale frames skipped)
-    config.write_text(instant_bench_toml + "[faults.camera]\ndisconnect_after_n = 30\n[faults.slm]\nslm_write_failure_after_n = 5\n")
+    config.write_text(instant_bench_toml
+                      + "[faults.camera]\ndisconnect_after_n = 30\n[faults.slm]\nslm_write_failure_after_n = 5\n")
     cfg = load_bench_config(config)
     assert cfg.faults == {"camera": {"disconnect_after_n": 30}, "slm": {"slm_write_failure_after_n": 5}}
     with Bench(cfg) as bench:

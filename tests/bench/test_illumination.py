@@ -14,9 +14,10 @@ OFFSET = 100.0  # the simulated camera's dark offset, ADU
 
 
 def quiet_bench() -> Bench:
-    """The suite's (instant-timing) simulated bench with a noise-free camera (exact ratios; an exposure far from saturation), a point
-    on the display, the source at 1 mW and off, the shutter closed. The simulated instruments keep their state between
-    connections within a process, as real ones do between sessions, so it is set here, not assumed."""
+    """The suite's (instant-timing) simulated bench with a noise-free camera (exact ratios; an exposure far from
+    saturation), a point on the display, the source at 1 mW and off, the shutter closed. The simulated instruments
+    keep their state between connections within a process, as real ones do between sessions, so it is set here,
+    not assumed."""
     cfg = load_bench_config().with_settings(camera={"noise": False, "max_fps": None, "exposure_s": 2e-4})
     bench = Bench(cfg).connect()
     bench.display.show_point()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from lab4f.bench.config import BenchConfig, DeviceConfig
+from lab4f.bench.config import load_bench_config
 from lab4f.bench.devices import Bench
 from lab4f.calibration import (
     CalibrationRecord,
@@ -31,7 +31,7 @@ MISREGISTERED = {"affine_shift_px": (6.5, -4.25), "affine_rotation_deg": 3.0, "a
 
 def make_bench(noise: bool = True, **camera: object) -> Bench:
     settings = {**MISREGISTERED, "noise": noise, **camera}
-    return Bench(BenchConfig(camera=DeviceConfig(driver="Simulated4fCamera", settings=settings))).connect()
+    return Bench(load_bench_config().with_settings(camera=settings)).connect()
 
 
 @pytest.fixture(scope="module")
@@ -139,8 +139,7 @@ def test_identity_mismatch_warns(tmp_path, caplog):
     with make_bench(noise=False) as bench:
         rec = run_calibration(bench, ["camera"], out_dir=tmp_path)
     # another camera on the same alignment (what differs: its identity; the optics settings are the same)
-    other = Bench(BenchConfig(camera=DeviceConfig(driver="Simulated4fCamera", settings={
-        **MISREGISTERED, "noise": False, "name": "other-camera"})))
+    other = Bench(load_bench_config().with_settings(camera={**MISREGISTERED, "noise": False, "name": "other-camera"}))
     with other.connect():
         with caplog.at_level(logging.WARNING):
             loaded = CalibrationRecord.load(rec.path, other)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from lab4f.bench.config import BenchConfig, DeviceConfig
+from lab4f.bench.config import load_bench_config
 from lab4f.bench.devices import Bench
 from lab4f.calibration import CalibrationRecord, DisplayLinearizer, list_records, resolve_steps, run_calibration
 from lab4f.errors import CalibrationError
@@ -20,10 +20,8 @@ MISREGISTERED = {"affine_shift_px": (6.5, -4.25), "affine_rotation_deg": 3.0, "a
 
 
 def make_bench(gamma: float, black: float = 0.01) -> Bench:
-    return Bench(BenchConfig(
-        display=DeviceConfig(driver="SimulatedDisplay", settings={"gamma": gamma, "black_level": black}),
-        camera=DeviceConfig(driver="Simulated4fCamera", settings={**MISREGISTERED, "noise": True}),
-    )).connect()
+    return Bench(load_bench_config().with_settings(display={"gamma": gamma, "black_level": black},
+                                                   camera={**MISREGISTERED, "noise": True})).connect()
 
 
 def test_a_gamma_display_is_linearised(tmp_path):
@@ -150,8 +148,8 @@ def test_a_run_uses_the_display_correction_of_its_record(tmp_path, trained_check
 
 def test_a_binary_display_passes_without_a_correction(tmp_path):
     """A 1-bit display (a DMD without PWM gray levels) has nothing to linearise: `all` must not fail on it."""
-    cfg = BenchConfig(display=DeviceConfig(driver="SimulatedDisplay", settings={"bitdepth": 1, "gamma": 2.2}),
-                      camera=DeviceConfig(driver="Simulated4fCamera", settings={**MISREGISTERED, "noise": True}))
+    cfg = load_bench_config().with_settings(display={"bitdepth": 1, "gamma": 2.2},
+                                            camera={**MISREGISTERED, "noise": True})
     with Bench(cfg).connect() as bench:
         rec = run_calibration(bench, ["camera", "display"], out_dir=tmp_path)
         assert "binary" in rec.steps["display"].message and rec.steps["display"].quality["levels"] == 2

@@ -10,7 +10,7 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
-from lab4f.bench.config import BenchConfig, DeviceConfig
+from lab4f.bench.config import load_bench_config
 from lab4f.bench.devices import Bench
 from lab4f.bench.extract import FeatureExtractor
 from lab4f.calibration import list_records, run_calibration
@@ -26,8 +26,7 @@ PRNU = 0.02
 
 
 def make_bench(display: dict | None = None, **camera: object) -> Bench:
-    cfg = BenchConfig(camera=DeviceConfig(driver="Simulated4fCamera", settings={**MISREGISTERED, **camera}),
-                      display=DeviceConfig(driver="SimulatedDisplay", settings=display or {}))
+    cfg = load_bench_config().with_settings(camera={**MISREGISTERED, **camera}, display=display or {})
     return Bench(cfg).connect()
 
 

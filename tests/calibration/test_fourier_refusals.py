@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab4f.bench.config import BenchConfig, DeviceConfig
+from lab4f.bench.config import load_bench_config
 from lab4f.bench.devices import Bench
 from lab4f.calibration import fourier_step
 from lab4f.errors import CalibrationError
@@ -17,13 +17,12 @@ HARSH_SLM = {"phase_max_2pi": 1.3, "phase_response_gamma": 2.0, "crosstalk_sigma
 
 
 def bench() -> Bench:
-    return Bench(BenchConfig(camera=DeviceConfig(driver="Simulated4fCamera", settings=MISREGISTERED))).connect()
+    return Bench(load_bench_config().with_settings(camera=MISREGISTERED)).connect()
 
 
 def harsh_bench(seed: int) -> Bench:
     camera = {**MISREGISTERED, "seed": seed, "read_noise_e": 9.0}
-    return Bench(BenchConfig(camera=DeviceConfig(driver="Simulated4fCamera", settings=camera),
-                             slm=DeviceConfig(driver="SimulatedFourierSLM", settings=HARSH_SLM))).connect()
+    return Bench(load_bench_config().with_settings(camera=camera, slm=HARSH_SLM)).connect()
 
 
 def test_grid_slmsuite_fits_but_puts_off_the_camera_is_refused_with_advice() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lab4f.bench.config import BenchConfig, DeviceConfig
+from lab4f.bench.config import load_bench_config
 from lab4f.bench.devices import Bench
 from lab4f.calibration import display_registration_step
 
@@ -15,8 +15,8 @@ ALIGNED = {"affine_shift_px": (0.0, 0.0), "affine_rotation_deg": 0.0, "affine_sc
 def test_fiducial_brighter_than_the_first_is_reexposed_not_refused(monkeypatch):
     """The first fiducial shown at 30 % (as a point split over pixels is dimmer than one on a single pixel):
     one exposure for all, pinned at 35 % of full scale on the first, would saturate every later fiducial."""
-    linear = DeviceConfig(driver="SimulatedDisplay", settings={"gamma": 1.0})  # 0.3 shows 0.3 of the light
-    with Bench(BenchConfig(camera=DeviceConfig(driver="Simulated4fCamera", settings=ALIGNED), display=linear)) as bench:
+    linear = {"gamma": 1.0}  # 0.3 shows 0.3 of the light
+    with Bench(load_bench_config().with_settings(camera=ALIGNED, display=linear)) as bench:
         display, camera = bench.display, bench.camera
         show_point, shown = display.show_point, []
 
@@ -47,8 +47,8 @@ def test_registration_warns_when_the_lenses_predict_another_magnification(caplog
     """Config f2 = 100 mm predicts 2.81 px per output cell; the bench images 1.0 px per cell: say so."""
     from lab4f.bench.config import GeometryConfig
 
-    cfg = BenchConfig(camera=DeviceConfig(driver="Simulated4fCamera", settings=ALIGNED),
-                      geometry=GeometryConfig(focal_length_2_mm=100.0))
+    cfg = load_bench_config().with_settings(camera=ALIGNED).model_copy(
+        update={"geometry": GeometryConfig(focal_length_2_mm=100.0)})
     with Bench(cfg) as bench, caplog.at_level("WARNING"):
         result = display_registration_step(bench)
     assert result.quality["scale_from_lenses"] == pytest.approx(2.81, abs=0.01)
@@ -61,9 +61,8 @@ def test_pixels_per_cell_from_the_lenses_uses_both_axes():
     (√|det A|) measures. A 1024×512 SLM has cells half as wide as tall; 2×1 binning doubles one camera pitch."""
     from lab4f.bench.config import GeometryConfig
 
-    cfg = BenchConfig(slm=DeviceConfig(driver="SimulatedFourierSLM", settings={"resolution": (1024, 512)}),
-                      camera=DeviceConfig(driver="Simulated4fCamera", settings=ALIGNED),
-                      geometry=GeometryConfig(focal_length_2_mm=36.3))
+    cfg = load_bench_config().with_settings(slm={"resolution": (1024, 512)}, camera=ALIGNED).model_copy(
+        update={"geometry": GeometryConfig(focal_length_2_mm=36.3)})
     with Bench(cfg) as bench:
         cell_y = 0.633 * 36.3e3 / (512 * 8.0)  # µm
         cell_x = cell_y / 2

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from slmsuite.holography.toolbox.phase import zernike_sum
 
-from lab4f.bench.config import BenchConfig, DeviceConfig
+from lab4f.bench.config import load_bench_config
 from lab4f.bench.devices import Bench
 from lab4f.calibration import CalibrationRecord, resolve_steps, run_calibration, wavefront_step
 from lab4f.calibration.wavefront import MARKER, apply_correction, residual_rms_rad
@@ -25,8 +25,7 @@ ABERRATION = ((3, 4, 5, 7), (1.5, 2.0, -1.5, 1.0))
 def aberrated_bench() -> tuple[Bench, np.ndarray]:
     """Noisy misregistered bench whose SLM illumination carries a known aberration; the phase LUT is the truth
     (the phase step recovers it within 0.02×2π, see test_calibration; skipping it saves ~10 s)."""
-    bench = Bench(BenchConfig(camera=DeviceConfig(driver="Simulated4fCamera",
-                                                  settings={**MISREGISTERED, "noise": True}))).connect()
+    bench = Bench(load_bench_config().with_settings(camera={**MISREGISTERED, "noise": True})).connect()
     slm = bench.slm
     aberration = np.asarray(zernike_sum(slm, *ABERRATION, aperture="cropped", use_mask=False), dtype=np.float32)
     slm.source["phase_sim"] = aberration
