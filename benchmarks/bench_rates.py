@@ -40,7 +40,8 @@ def camera_periods_s() -> dict[str, float]:
     def period(**cam: object) -> float:
         slm = SimulatedFourierSLM(SimulatedSLMSettings(resolution=(128, 128), settle_s=0.0))
         camera = Simulated4fCamera(slm, SimulatedDisplay(SimulatedDisplaySettings()),
-                                   SimulatedCameraSettings(resolution=(128, 128), noise=False, **cam))
+                                   SimulatedCameraSettings(resolution=(128, 128), noise=False, acquisition="instant",
+                                                           **cam))
         camera.get_image()
         t0 = time.perf_counter()
         for _ in range(10):

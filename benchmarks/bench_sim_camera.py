@@ -17,7 +17,7 @@ import numpy as np
 import scipy.fft as sfft
 
 from lab4f.drivers.sim_camera import Simulated4fCamera, SimulatedCameraSettings
-from lab4f.drivers.sim_display import SimulatedDisplay
+from lab4f.drivers.sim_display import SimulatedDisplay, SimulatedDisplaySettings
 from lab4f.drivers.sim_slm import SimulatedFourierSLM, SimulatedSLMSettings
 
 
@@ -45,8 +45,9 @@ def _interleaved_min(fn_a, fn_b, repeats: int, rounds: int = 7) -> tuple[float, 
 def bench(size: int, repeats: int) -> dict:
     """Measure one size: the camera frame time, the FFT-pair time, and their ratio."""
     slm = SimulatedFourierSLM(SimulatedSLMSettings(resolution=(size, size), settle_s=0.0))
-    display = SimulatedDisplay()
-    cam = Simulated4fCamera(slm, display, SimulatedCameraSettings(resolution=(size, size), max_fps=None, seed=0))
+    display = SimulatedDisplay(SimulatedDisplaySettings(refresh_hz=None, latency_frames=0, response_s=0.0))
+    cam = Simulated4fCamera(slm, display, SimulatedCameraSettings(resolution=(size, size), max_fps=None, seed=0,
+                                                                  acquisition="instant"))  # the render cost alone
     rng = np.random.default_rng(0)
     slm.set_phase(rng.uniform(0, 2 * np.pi, slm.shape).astype(np.float32))
     inputs = rng.random((16, *display.shape), dtype=np.float32)
