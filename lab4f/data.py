@@ -438,6 +438,9 @@ def _partition(raw: RawData, seed: int, val_fraction: float, test_fraction: floa
         pool_x, pool_y = pool_x[mask], pool_y[mask]
         pool_h = [h for h, k in zip(pool_h, keep, strict=True) if k]
         files = tuple(f for f, k in zip(files, keep, strict=True) if k) if files else None
+    if not len(pool_y):
+        raise DataError(f"{raw.source}: no training images are left: every one is an exact copy of a "
+                        f"{' or '.join(given)} image")
     groups = _first_of_group(pool_h)
     y = pool_y.numpy()
     copies = int(len(groups) - len(np.unique(groups)))

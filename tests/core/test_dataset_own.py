@@ -209,3 +209,10 @@ def test_grouped_split_is_the_per_image_split_without_duplicates_and_keeps_group
     assert sorted(torch.cat(parts).tolist()) == list(range(50))
     where = {int(i): k for k, p in enumerate(parts) for i in p}
     assert all(len({where[i] for i in range(g, g + 5)}) == 1 for g in range(0, 50, 5))
+
+
+def test_training_files_that_all_copy_the_test_split_are_an_error(tmp_path: Path) -> None:
+    make_folder(tmp_path / "test", {"x": 2, "y": 2})
+    shutil.copytree(tmp_path / "test", tmp_path / "train")
+    with pytest.raises(DataError, match="no training images are left: every one is an exact copy of a test image"):
+        load_dataset(f"folder:{tmp_path}")
