@@ -10,6 +10,7 @@ from PySide6 import QtCore
 
 from lab4f.calibration import CalibrationRecord
 from lab4f.gui.calibration_check import CalibrationCheck, check_calibration
+from lab4f.task import CLASSIFICATION, SEGMENTATION, Task
 
 
 class AppState(QtCore.QObject):
@@ -51,8 +52,9 @@ class AppState(QtCore.QObject):
 
 @dataclass
 class Loaded:
-    """A loaded checkpoint with the test inputs the live run shows (in [0, 1], at the model's input size) and their
-    targets: class labels (N,) for a classifier, masks (N, H, W) for a segmentation student."""
+    """A loaded checkpoint with its task (:mod:`lab4f.task`, chosen once from the checkpoint) and the test inputs
+    the live run shows (in [0, 1], at the model's input size) with their targets: class labels (N,) for a classifier,
+    masks (N, H, W) for a segmentation student."""
 
     path: str
     model: Any
@@ -62,33 +64,30 @@ class Loaded:
     images: np.ndarray = field(default_factory=lambda: np.zeros((0, 1, 1), np.float32))
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     class_names: tuple[str, ...] = ()
+    task: Task = CLASSIFICATION
+
+    @property
+    def view(self) -> str:
+        """How its results are shown: the task's view ("probabilities", "masks")."""
+        return self.task.view
 
     @property
     def segmentation(self) -> bool:
-        return self.labels.ndim == 3
+        return self.task is SEGMENTATION
 
 
 def load_for_gui(path: str, n_images: int = 200) -> Loaded:
-    """Load a checkpoint and a slice of its test split: the dataset's images, or for a segmentation student the
-    generated scenes it was tested on (runs in the job thread)."""
-    from lab4f.bench.hybrid import load_bench_checkpoint
+    """Load a checkpoint and the first ``n_images`` of its task's test split: the data set's images, or for a
+    segmentation student the scenes it was tested on (runs in the job thread)."""
+    from lab4f.task import task_of_checkpoint
 
-    model, cfg, meta = load_bench_checkpoint(path)
+    task = task_of_checkpoint(path)
+    model, cfg, meta = task.load(path)
     if not hasattr(model, "kernel_bank"):
         from lab4f.errors import CheckpointError
 
         raise CheckpointError(f"{path} is a {cfg.kind} checkpoint; load a 'student' or 'linear' (SCLC) checkpoint")
     kernels = model.kernel_bank().weights.numpy()
-    if meta.get("task") == "segmentation":
-        from lab4f.bench.segrun import bench_scenes
-
-        scenes = bench_scenes(cfg, "test", limit=n_images)
-        return Loaded(path, model, cfg, meta, kernels, scenes.images[:, 0].numpy().astype(np.float32),
-                      scenes.masks.numpy(), tuple(scenes.class_names))
-    from lab4f.data import load_dataset
-
-    name = (meta.get("dataset") or {}).get("name", "mnist5k")
-    splits = load_dataset(name, limit=n_images, image_size=cfg.image_size)
-    images, labels = splits.test.tensors
-    return Loaded(path, model, cfg, meta, kernels, images[:, 0].numpy().astype(np.float32), labels.numpy(),
-                  tuple(splits.class_names))
+    data = task.data(cfg, meta, "test", checkpoint=path, limit=n_images)
+    return Loaded(path, model, cfg, meta, kernels, data.images[:, 0].numpy().astype(np.float32),
+                  data.targets.numpy(), data.class_names, task)

@@ -177,10 +177,16 @@ def class_names(meta: dict[str, Any], num_classes: int) -> list[str]:
     return [str(n) for n in names] if names else [str(i) for i in range(num_classes)]
 
 
-def is_segmentation_metadata(meta: dict[str, Any]) -> bool:
-    """Whether checkpoint metadata belongs to a segmentation model (``lab4f segment train``), not a classifier."""
+def checkpoint_task(meta: dict[str, Any]) -> str:
+    """The task a checkpoint was trained for, from its metadata: its ``task`` ("classification", "segmentation").
+    The one rule that tells them apart (:func:`lab4f.task.task_of` turns the name into the task object).
+    Checkpoints written before lab4f recorded it are classifiers, except the segmentation models of that time,
+    whose model config has a ``decoder_width``."""
+    task = meta.get("task")
+    if isinstance(task, str) and task:
+        return task
     cfg = meta.get("model_config")
-    return meta.get("task") == "segmentation" or (isinstance(cfg, dict) and "decoder_width" in cfg)
+    return "segmentation" if isinstance(cfg, dict) and "decoder_width" in cfg else "classification"
 
 
 def load_checkpoint(
@@ -193,7 +199,7 @@ def load_checkpoint(
     """
     payload = read_checkpoint(path)
     meta = payload["metadata"]
-    if is_segmentation_metadata(meta):
+    if checkpoint_task(meta) != "classification":
         iou = (meta.get("metrics") or {}).get("test_mean_iou")
         scored = f"; test mean IoU {iou:.4f} at training" if isinstance(iou, float) else ""
         raise CheckpointError(

@@ -18,8 +18,24 @@ from lab4f.gui.app_state import AppState
 from lab4f.gui.live import DEFAULT_RATE_HZ, LiveRun
 from lab4f.gui.views import image_view, set_title, show_image, status_label
 from lab4f.gui.workers import BenchWorker, default_run_path, unique_path
+from lab4f.task import CLASSIFICATION, TASKS
 
 HISTORY = 300  # points kept in the time plots
+
+
+def _classification_counters(u: dict[str, Any], pct: Any) -> str:
+    return (f"optical accuracy {pct(u['optical_accuracy'])} · digital {pct(u['digital_accuracy'])} · "
+            f"agreement {pct(u['agreement'])} over {u['processed']} inputs")
+
+
+def _segmentation_counters(u: dict[str, Any], pct: Any) -> str:
+    num = lambda v: "–" if v != v else f"{v:.3f}"  # noqa: E731 — NaN shows as a dash
+    return (f"optical mean IoU {num(u['optical_mean_iou'])} · digital {num(u['digital_mean_iou'])} · "
+            f"pixel agreement {pct(u['agreement'])} over {u['processed']} scenes")
+
+
+#: the counters line of a live run, by the task's view (lab4f.task.Task.view)
+COUNTERS = {"probabilities": _classification_counters, "masks": _segmentation_counters}
 START_TIP = ("Start live inference (F5): the test images are shown in turn and classified through the optics, beside "
              "the digital network")
 log = logging.getLogger(__name__)
@@ -105,6 +121,9 @@ class InferencePanel(QtWidgets.QWidget):
         top.addWidget(self.input_plot)
         top.addWidget(self.probs, 1)
         top.addWidget(self.masks_plot, 1)
+        # one widget and one drawing per task view (lab4f.task.Task.view); the loaded task's is shown
+        self._views = {"probabilities": self.probs, "masks": self.masks_plot}
+        self._draw_last = {"probabilities": self._draw_probabilities, "masks": self._draw_masks}
         layout.addLayout(top, 1)
         self.rate_plot = set_title(pg.PlotWidget(), "frames/s (blue) · latency p50/p95 (orange/red)",
                                    "Frames per second through the pipeline and the latency percentiles over time")
@@ -241,15 +260,8 @@ class InferencePanel(QtWidgets.QWidget):
     def on_update(self, u: dict[str, Any]) -> None:
         self.latest, self.updates = u, self.updates + 1
         pct = lambda v: "–" if v != v else f"{100 * v:.1f} %"  # noqa: E731 — NaN shows as a dash
-        if u.get("task") == "segmentation":
-            num = lambda v: "–" if v != v else f"{v:.3f}"  # noqa: E731
-            self.counters.setText(
-                f"optical mean IoU {num(u['optical_mean_iou'])} · digital {num(u['digital_mean_iou'])} · "
-                f"pixel agreement {pct(u['agreement'])} over {u['processed']} scenes")
-        else:
-            self.counters.setText(
-                f"optical accuracy {pct(u['optical_accuracy'])} · digital {pct(u['digital_accuracy'])} · "
-                f"agreement {pct(u['agreement'])} over {u['processed']} inputs")
+        view = TASKS[u.get("task", CLASSIFICATION.name)].view  # the run's task (lab4f.task.Tally.metrics)
+        self.counters.setText(COUNTERS[view](u, pct))
         ms = lambda v: "–" if v != v else f"{v:.1f} ms"  # noqa: E731 — no latency before the first result
         reason = u.get("stop_reason")
         stopped = "" if u["running"] else " | stopped" + (f": {reason}" if reason and reason != "stopped" else "")
@@ -262,20 +274,9 @@ class InferencePanel(QtWidgets.QWidget):
             last = None
         else:
             self._drawn_last = last
-        if last and "optical_mask" in last:
-            from lab4f.bench.segrun import overlay
-
+        if last:
             show_image(self.input_image, last["image"], levels=(0.0, 1.0))
-            pair = overlay(np.stack([last["image"], last["image"]]),
-                           np.stack([last["optical_mask"], last["digital_mask"]]).astype(np.uint8),
-                           last["num_classes"])
-            gap = np.full((pair.shape[1], 2, 3), 255, np.uint8)
-            show_image(self.masks_image, np.concatenate([pair[0], gap, pair[1]], axis=1), levels=(0.0, 255.0))
-        elif last:
-            show_image(self.input_image, last["image"], levels=(0.0, 1.0))
-            n = len(last["optical_probs"])
-            self.bars_opt.setOpts(x=np.arange(n) - 0.2, height=last["optical_probs"])
-            self.bars_dig.setOpts(x=np.arange(n) + 0.2, height=last["digital_probs"])
+            self._draw_last[view](last)
         s = self.series
         for key, value in (("t", u["t_s"]), ("fps", u["fps"]), ("p50", u["latency_p50_ms"]),
                            ("p95", u["latency_p95_ms"])):
@@ -285,12 +286,25 @@ class InferencePanel(QtWidgets.QWidget):
         self.p50_curve.setData(t, np.nan_to_num(np.asarray(s["p50"])))
         self.p95_curve.setData(t, np.nan_to_num(np.asarray(s["p95"])))
 
+    def _draw_probabilities(self, last: dict[str, Any]) -> None:
+        n = len(last["optical_probs"])
+        self.bars_opt.setOpts(x=np.arange(n) - 0.2, height=last["optical_probs"])
+        self.bars_dig.setOpts(x=np.arange(n) + 0.2, height=last["digital_probs"])
+
+    def _draw_masks(self, last: dict[str, Any]) -> None:
+        from lab4f.bench.segrun import overlay
+
+        pair = overlay(np.stack([last["image"], last["image"]]),
+                       np.stack([last["optical_mask"], last["digital_mask"]]).astype(np.uint8), last["num_classes"])
+        gap = np.full((pair.shape[1], 2, 3), 255, np.uint8)
+        show_image(self.masks_image, np.concatenate([pair[0], gap, pair[1]], axis=1), levels=(0.0, 255.0))
+
     @QtCore.Slot()
     def _on_model_changed(self) -> None:
-        """Probabilities for a classifier, the mask overlays for a segmentation student."""
-        seg = self.state.checkpoint is not None and self.state.checkpoint.segmentation
-        self.probs.setVisible(not seg)
-        self.masks_plot.setVisible(seg)
+        """The loaded task's view: probabilities for a classifier, the mask overlays for a segmentation student."""
+        view = self.state.checkpoint.view if self.state.checkpoint is not None else CLASSIFICATION.view
+        for name, widget in self._views.items():
+            widget.setVisible(name == view)
 
     @QtCore.Slot(str, object)
     def _on_done(self, name: str, result: Any) -> None:

@@ -26,14 +26,15 @@ def load_kernels(path: str | Path, layer: str | None = None) -> tuple[Any, int |
             if layer is not None:
                 raise CompileError(f"{path} is a lab4f checkpoint: its bank is the collapsed front end; --layer "
                                    "is for banks from elsewhere (state dicts, TorchScript, .npz)")
-            from lab4f.bench.hybrid import load_bench_checkpoint
+            from lab4f.checkpoint import checkpoint_task
+            from lab4f.task import load_bench_checkpoint
 
             model, cfg, meta = load_bench_checkpoint(path)
             if not hasattr(model, "kernel_bank"):
                 raise CompileError(f"{path} is a {cfg.kind} checkpoint with a nonlinear front end; compile a "
                                    "'student' or 'linear' (SCLC) checkpoint")
             return model.kernel_bank(), int(cfg.image_size), {
-                "checkpoint": str(path), "kind": cfg.kind, "task": meta.get("task", "classification"),
+                "checkpoint": str(path), "kind": cfg.kind, "task": checkpoint_task(meta),
                 "dataset": meta.get("dataset"), "created": meta.get("created"),
                 "detection": getattr(cfg, "detection", None)}
     loaded = load_bank(path, layer, payload)

@@ -1,8 +1,9 @@
 """Hardware-in-the-loop fine-tuning: retrain the electronic back end on feature maps the bench captured,
 so it absorbs what calibration leaves (PSF errors, stray light, noise, residual misregistration).
 
-Classification back ends are scored by accuracy; segmentation decoders (targets are per-pixel masks) by mean IoU,
-trained with per-pixel cross-entropy (pixels labelled ``IGNORE_INDEX`` are skipped), the same loss as training."""
+The task (:mod:`lab4f.task`) gives the loss and the metric: a classification back end is trained with
+cross-entropy and scored by accuracy; a segmentation decoder with per-pixel cross-entropy (pixels labelled
+``IGNORE_INDEX`` skipped, the same loss as training) and scored by mean IoU."""
 
 from __future__ import annotations
 
@@ -13,42 +14,31 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from lab4f.task import CLASSIFICATION, SEGMENTATION, Task
+
 
 @dataclass
 class FinetuneResult:
     back: nn.Module
-    score_before: float  # the validation score before/after: accuracy, or mean IoU for segmentation (``metric``)
+    score_before: float  # the validation score before/after: the task's metric (``metric``)
     score_after: float
     history: list[dict[str, float]] = field(default_factory=list)
     metric: str = "accuracy"
 
 
-def accuracy(back: nn.Module, features: torch.Tensor, labels: torch.Tensor, batch_size: int = 512) -> float:
-    back.eval()
-    correct = 0
-    with torch.no_grad():
-        for i in range(0, len(features), batch_size):
-            correct += int((back(features[i : i + batch_size]).argmax(1) == labels[i : i + batch_size]).sum())
-    return correct / max(len(features), 1)
+def accuracy(back: nn.Module, features: torch.Tensor, labels: torch.Tensor) -> float:
+    """Accuracy of a classification back end on captured features."""
+    return CLASSIFICATION.score(back, features, labels)
 
 
-def mean_iou(back: nn.Module, features: torch.Tensor, masks: torch.Tensor, batch_size: int = 128) -> float:
+def mean_iou(back: nn.Module, features: torch.Tensor, masks: torch.Tensor) -> float:
     """Mean IoU of a segmentation decoder on captured features against masks (N, H, W)."""
-    from lab4f.segmentation.train import confusion_matrix, scores_from_confusion
-
-    back.eval()
-    cm = None
-    with torch.no_grad():
-        for i in range(0, len(features), batch_size):
-            logits = back(features[i : i + batch_size])
-            part = confusion_matrix(logits.argmax(1), masks[i : i + batch_size], logits.shape[1])
-            cm = part if cm is None else cm + part
-    return float("nan") if cm is None else scores_from_confusion(cm)["mean_iou"]
+    return SEGMENTATION.score(back, features, masks)
 
 
-def score(back: nn.Module, features: torch.Tensor, targets: torch.Tensor) -> float:
-    """Accuracy for class labels (N,), mean IoU for masks (N, H, W)."""
-    return mean_iou(back, features, targets) if targets.ndim == 3 else accuracy(back, features, targets)
+def score(back: nn.Module, features: torch.Tensor, targets: torch.Tensor, task: Task = CLASSIFICATION) -> float:
+    """The task's metric of ``back`` on captured features."""
+    return task.score(back, features, targets)
 
 
 def finetune_backend(
@@ -62,18 +52,16 @@ def finetune_backend(
     batch_size: int = 64,
     seed: int = 0,
     progress: bool = True,
+    task: Task = CLASSIFICATION,
 ) -> FinetuneResult:
-    """Adam on a copy of the back end with captured features; keeps the epoch with the best validation score.
+    """Adam on a copy of the back end with captured features; keeps the epoch with the best validation score
+    (the task's metric, trained with the task's loss: ``setup.task`` of the run the features came from).
 
     The input BatchNorm re-learns the captured features' statistics, the later layers the residual distortions.
-    Labels (N,) train a classifier (accuracy); masks (N, H, W) a segmentation decoder (mean IoU).
     """
-    from lab4f.segmentation.train import IGNORE_INDEX
-
     torch.manual_seed(seed)
     model = copy.deepcopy(back)
-    segmentation = train_labels.ndim == 3
-    before = score(model, val_features, val_labels)
+    before = task.score(model, val_features, val_labels)
     best, best_state = before, copy.deepcopy(model.state_dict())
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
@@ -86,17 +74,15 @@ def finetune_backend(
             idx = order[i : i + batch_size]
             if len(idx) < 2:  # BatchNorm needs two samples
                 continue
-            loss = nn.functional.cross_entropy(model(train_features[idx]), train_labels[idx],
-                                               ignore_index=IGNORE_INDEX if segmentation else -100)
+            loss = task.loss(model(train_features[idx]), train_labels[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
             total += float(loss.detach()) * len(idx)
-        acc = score(model, val_features, val_labels)
-        history.append({"epoch": epoch + 1, "loss": total / len(order),
-                        ("val_mean_iou" if segmentation else "val_accuracy"): acc})
-        if acc > best:
-            best, best_state = acc, copy.deepcopy(model.state_dict())
+        value = task.score(model, val_features, val_labels)
+        history.append({"epoch": epoch + 1, "loss": total / len(order), f"val_{task.metric}": value})
+        if value > best:
+            best, best_state = value, copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
     model.eval()
-    return FinetuneResult(model, before, best, history, "mean_iou" if segmentation else "accuracy")
+    return FinetuneResult(model, before, best, history, task.metric)

@@ -23,12 +23,13 @@ from tqdm import tqdm
 from lab4f.bench.devices import Bench
 from lab4f.bench.extract import FeatureExtractor
 from lab4f.bench.fused import FusedHead, fused_head_for, why_not_fused
-from lab4f.checkpoint import load_checkpoint, read_checkpoint
-from lab4f.errors import CompileError, ConfigError, MismatchError
+from lab4f.bench.inputs import check_display_fits  # noqa: F401 — where callers have always found it
+from lab4f.errors import CompileError, MismatchError
 from lab4f.models import ModelConfig
 from lab4f.optics.compile import compile_bank
 from lab4f.optics.program import OpticalProgram
 from lab4f.optics.registration import PlaneToCamera
+from lab4f.task import CLASSIFICATION, Task, load_bench_checkpoint, task_of_checkpoint  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +51,6 @@ def _record_tile_shifts(record: Any, frames: int) -> list[np.ndarray | None] | N
         return None
     shifts = [getter(f) for f in range(frames)] if callable(getter) else list(getter)
     return None if all(s is None for s in shifts) else shifts
-
-
-def load_bench_checkpoint(path: str | Path) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
-    """A classifier or segmentation checkpoint for the bench: (model, config with ``image_size`` and ``kind``, meta)."""
-    if read_checkpoint(path)["metadata"].get("task") == "segmentation":
-        from lab4f.bench.segrun import load_seg_for_bench
-
-        return load_seg_for_bench(path)
-    return load_checkpoint(path)
 
 
 def check_detection(model_cfg: Any, bench_mode: str, where: str) -> None:
@@ -115,7 +107,7 @@ class HybridSetup:
 
     bench: Bench
     student: torch.nn.Module
-    model_cfg: ModelConfig  # a SegBenchConfig (lab4f.bench.segrun) for a segmentation student
+    model_cfg: ModelConfig  # a SegBenchConfig (lab4f.bench.scenes) for a segmentation student
     meta: dict[str, Any]
     program: OpticalProgram
     extractor: FeatureExtractor
@@ -126,6 +118,9 @@ class HybridSetup:
     fused: bool = True  # frames → logits through lab4f.bench.fused where the back end allows
     batches: Counter = field(default_factory=Counter)  # batches through logits(): "fused" or "extractor"
     fallback_reason: str | None = None  # why the last batch through logits() took the extractor path
+    #: what the checkpoint was trained for (lab4f.task), chosen once from it; a program without a checkpoint
+    #: (features only) counts as classification
+    task: Task = CLASSIFICATION
 
     def upload(self, frame: int = 0) -> None:
         phase = self.program.frames[frame].phase
@@ -181,21 +176,6 @@ class HybridSetup:
         return back(self.extractor(x))
 
 
-def check_display_fits(setup: HybridSetup | Bench, images: torch.Tensor | np.ndarray) -> None:
-    """Refuse inputs (N, 1, H, W) or (N, H, W) the display cannot show, saying which config setting to change."""
-    hw = tuple(int(v) for v in images.shape[-2:])
-    bench = getattr(setup, "bench", setup)  # a HybridSetup, or the Bench itself
-    shape = tuple(getattr(bench.display, "shape", hw))
-    policy = getattr(getattr(bench, "sync", None), "policy", None)
-    if policy == "marker" and shape[0] >= hw[0] and shape[1] >= hw[1]:
-        pass  # the image is shown centred, the marker code beside it (Bench.show checks the code fits)
-    elif shape != hw:
-        raise MismatchError(f"the display shows {shape} images but the inputs are {hw}; set the bench config's "
-                            f"[display] settings.shape = {list(hw)}")
-    if images.ndim == 4 and images.shape[1] != 1:
-        raise ConfigError(f"the display shows one intensity channel; the inputs have {images.shape[1]}")
-
-
 def extractor_for(program: OpticalProgram, record: Any | None, camera_shape: tuple[int, int],
                   registration: PlaneToCamera | None = None) -> FeatureExtractor:
     """Feature extractor from a program and a calibration record (or an explicit registration)."""
@@ -249,7 +229,8 @@ def prepare(
     """Load the student, compile (or load) its program, check the trio, switch the light on, upload the phase, build
     the extractor. ``checkpoint`` None: a program compiled from a bare kernel bank (``lab4f compile kernels.npy``),
     given or the record's; the setup then has no student (``student``, ``model_cfg`` None: features only)."""
-    student, cfg, meta = (None, None, {}) if checkpoint is None else load_bench_checkpoint(checkpoint)
+    task = CLASSIFICATION if checkpoint is None else task_of_checkpoint(checkpoint)
+    student, cfg, meta = (None, None, {}) if checkpoint is None else task.load(checkpoint)
     if student is not None and not hasattr(student, "kernel_bank"):
         raise MismatchError(f"{checkpoint} is a {cfg.kind} checkpoint; the bench runs SCLC (student/linear) ones")
     if cfg is not None:
@@ -282,7 +263,7 @@ def prepare(
     bench.illuminate()  # a run images its inputs: source on, shutter open (calibration restores its own state)
     camera_shape = tuple(int(s) for s in bench.camera.shape)
     setup = HybridSetup(bench, student, cfg, meta, program, extractor_for(program, record, camera_shape, registration),
-                        record, program_path)
+                        record, program_path, task=task)
     setup.upload(0)
     limit = bench.config.drift_limit_px
     if record is not None and limit is not None and registration is None:

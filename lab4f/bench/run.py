@@ -1,18 +1,27 @@
-"""`lab4f run`: a data set through the bench, streamed, held against the digital student, saved to a run file."""
+"""`lab4f run`: a data set through the bench, streamed, held against the digital student, saved to a run file.
+
+The streaming loop (:class:`StreamRun`) is the one the GUI's live run uses too."""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from lab4f.bench.hybrid import HybridSetup
 from lab4f.bench.stream import Pipeline, RunSummary
+from lab4f.errors import ConfigError
 from lab4f.storage import atomic_write, file_sha256, h5_file, write_json_attr
+
+if TYPE_CHECKING:
+    from lab4f.bench.hybrid import HybridSetup
 
 RUN_SCHEMA = 1
 
@@ -67,6 +76,154 @@ def latencies_ms(stats: Any) -> dict[str, float | None]:
             for v in [float(getattr(stats, k))]}
 
 
+class Pacer:
+    """Sleeps so that calls happen at most ``rate_hz`` times a second (None or 0: never sleeps)."""
+
+    def __init__(self, rate_hz: float | None) -> None:
+        self.interval_s = 1.0 / rate_hz if rate_hz else 0.0
+        self._due = 0.0
+
+    def wait(self) -> None:
+        if not self.interval_s:
+            return
+        now = time.perf_counter()
+        if now < self._due:
+            time.sleep(self._due - now)
+        # the next slot is one interval after this one, or after now when this call came late: no burst
+        self._due = max(self._due, now) + self.interval_s
+
+
+class StreamRun:
+    """A data set streamed through the optics and the back end: the acquisition, processing and result that
+    `lab4f run` (:func:`run_dataset`) and the GUI's live run share (:class:`lab4f.bench.stream.Pipeline` around
+    a :class:`lab4f.bench.hybrid.HybridSetup`; what it keeps per input is ``setup.task.outputs``).
+
+    A finite run (``repeat`` False) pipelines a single-frame program's inputs through the display, paired by the
+    bench's sync policy; a run without an end (``repeat``: the feed shown again and again until stopped) shows
+    one input at a time, at most ``rate_hz`` a second, under ``device_lock``, and hands each camera frame to
+    ``on_frame`` (a live view); the camera's own frame counter then reveals frames it lost. A time-multiplexed
+    program grabs each input's SLM frames in turn. The digital reference (the student on the same inputs) is
+    computed once for the whole feed (in chunks of ``digital_batch``; None: at once).
+    """
+
+    def __init__(self, setup: HybridSetup, images: torch.Tensor, labels: torch.Tensor, *, policy: str = "evaluate",
+                 batch_size: int = 32, capacity: int = 64, samples: int = 8, back: torch.nn.Module | None = None,
+                 repeat: bool = False, rate_hz: float | None = None, device_lock: Any = None,
+                 on_frame: Callable[[np.ndarray], None] | None = None, keep_results: int | None = None,
+                 digital_batch: int | None = None) -> None:
+        if repeat and not len(images):
+            raise ConfigError("a run without an end needs at least one input to show")
+        self.setup, self.images, self.labels = setup, images, labels
+        self.task = setup.task
+        self.back = back or setup.student.back
+        self.back.eval()
+        self.samples, self.repeat, self.on_frame = samples, repeat, on_frame
+        self.single = len(setup.program.frames) == 1
+        self._lock = device_lock if device_lock is not None else contextlib.nullcontext()
+        self._pacer = Pacer(rate_hz)
+        self.sample_frames: list[np.ndarray] = []
+        self.sample_inputs: list[int] = []  # which input each sampled frame shows (a live run may drop frames)
+        self.sync = setup.bench.sync
+        self._before_sync = self.sync.counters.to_dict()
+        n = len(images)
+        self._stream = (self.sync.stream(n, lambda i: setup.show_input(i, images[i, 0].numpy()))
+                        if self.single and not repeat else None)
+        self._count = itertools.count()
+        self._position = 0  # inputs shown so far (a run without an end goes round the feed)
+        with torch.no_grad():
+            student = setup.student.eval()
+            chunk = digital_batch or max(n, 1)
+            outs = [self.task.outputs(student(images[i : i + chunk])) for i in range(0, n, chunk)]
+        self.digital = np.concatenate(outs) if outs else np.zeros((0, 1), np.float32)
+        setup.fused_head(self.back)  # built before the stream starts, not in its first batch
+        self._batches_before = dict(setup.batches)
+        self.pipeline = Pipeline(self.acquire, self.process, policy=policy, capacity=capacity,
+                                 batch_size=batch_size, keep_results=keep_results)
+
+    def _next(self) -> tuple[int, int, np.ndarray] | None:
+        """(frame index, input index, its frames (F, H, W)), or None at the end of a finite run."""
+        if self._stream is not None:  # one SLM frame: inputs pipelined through the display, paired by the sync policy
+            item = next(self._stream, None)
+            if item is None:
+                return None
+            i, frame = item
+            return next(self._count), i, frame.image[None]
+        if not self.repeat and self._position >= len(self.images):
+            return None
+        i = self._position % len(self.images)
+        # one input at a time (a time-multiplexed program: every SLM frame in turn, each grab waits for its settle)
+        frames = self.setup.grab(self.images[i, 0].numpy())
+        camera = self.setup.bench.camera
+        index = int(getattr(camera, "last_frame_index", self._position)) if self.repeat and self.single \
+            else next(self._count)
+        self._position += 1
+        return index, i, frames
+
+    def acquire(self) -> tuple[int, np.ndarray, int] | None:
+        self._pacer.wait()
+        with self._lock:
+            item = self._next()
+        if item is None:
+            return None
+        index, i, frames = item
+        if self.on_frame is not None:
+            self.on_frame(frames[0])
+        if len(self.sample_frames) < self.samples:  # (H, W), or (F, H, W) for a time-multiplexed program
+            self.sample_frames.append(frames[0].copy() if self.single else frames.copy())
+            self.sample_inputs.append(i)
+        # frames the camera lost and frames skipped as stale are in the sync counters; indices count pairs
+        return index, frames, i
+
+    def process(self, frames: np.ndarray) -> list[np.ndarray]:
+        with torch.no_grad():
+            return list(self.task.outputs(self.setup.logits(frames, self.back)))
+
+    def start(self) -> StreamRun:
+        self.pipeline.start()
+        return self
+
+    def stop(self) -> None:
+        self.pipeline.stop()
+
+    def run(self) -> RunResult:
+        """The whole run, to the end of the data set (or a fault): its result."""
+        return self.result(self.pipeline.run())
+
+    def result(self, summary: RunSummary | None = None) -> RunResult:
+        """The run so far (``summary``: the pipeline's, by default taken now) as a :class:`RunResult`."""
+        setup, sync = self.setup, self.sync
+        summary = summary or self.pipeline.summary()
+        done = np.array([payload for _, payload, _ in summary.results], dtype=np.int64)
+        optical = np.stack([out for _, _, out in summary.results]) if len(done) else np.zeros((0, 1))
+        digital = self.digital[done] if len(done) else np.zeros((0, 1))
+        sample_idx = np.asarray(self.sample_inputs, dtype=np.int64)
+        stacked = np.stack(self.sample_frames) if self.sample_frames else np.zeros((0,))
+        with torch.no_grad():
+            sample_feats = setup.features(stacked[:, None] if self.single else stacked).numpy() \
+                if self.sample_frames else np.zeros((0,))
+        after_sync = sync.counters.to_dict()
+        timing = sync.timing
+        pipelined = self.single and not self.repeat
+        sync_info = {"policy": sync.policy, "timing_source": timing.source,
+                     "display_delay_s": timing.display_delay_s,
+                     "display_latency_s": [timing.display_latency_min_s, timing.display_latency_max_s],
+                     "display_response_s": timing.display_response_s, "slm_settle_s": timing.slm_settle_s,
+                     "hold_s": sync.hold_s(timing) if pipelined and sync.policy == "settle" else None}
+        sync_info |= {k: after_sync[k] - self._before_sync.get(k, 0) for k in after_sync}
+        extra = {"sample_indices": sample_idx.tolist(), "sync": sync_info,
+                 "stale": sync_info["stale"], "unpaired": sync_info["unpaired"],
+                 "skipped": sync_info["skipped"],
+                 # batches through the fused frames → logits kernel vs the extractor + back end
+                 "batches_fused": setup.batches["fused"] - self._batches_before.get("fused", 0),
+                 "batches_extractor": setup.batches["extractor"] - self._batches_before.get("extractor", 0)}
+        if self.pipeline.results_dropped:
+            extra["recorded"] = (f"the newest {len(done)} of {len(done) + self.pipeline.results_dropped} results "
+                                 "(a run without an end keeps a bounded number)")
+        labels = self.labels[done]
+        return RunResult(done, labels.numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels),
+                         optical, digital, summary, stacked, sample_feats, extra)
+
+
 def run_dataset(
     setup: HybridSetup,
     images: torch.Tensor,
@@ -77,67 +234,10 @@ def run_dataset(
     samples: int = 8,
     back: torch.nn.Module | None = None,
 ) -> RunResult:
-    """Stream ``images`` (B, 1, N, N) through the optics and the back end (``back`` overrides the student's)."""
-    back = back or setup.student.back
-    back.eval()
-    single = len(setup.program.frames) == 1
-    position = iter(range(len(images)))
-    sample_frames: list[np.ndarray] = []
-    sample_inputs: list[int] = []  # which input each sampled frame shows (a live run may drop frames)
-
-    sync = setup.bench.sync
-    before_sync = sync.counters.to_dict()
-    stream = sync.stream(len(images), lambda i: setup.show_input(i, images[i, 0].numpy())) if single else None
-    count = iter(range(len(images)))
-
-    def acquire() -> tuple[int, np.ndarray, int] | None:
-        if stream is not None:  # one SLM frame: inputs pipelined through the display, paired by the sync policy
-            item = next(stream, None)
-            if item is None:
-                return None
-            i, frame = item
-            frames = frame.image[None]
-        else:  # time-multiplexed: every SLM frame of one input in turn (each grab waits for its own settle)
-            i = next(position, None)
-            if i is None:
-                return None
-            frames = setup.grab(images[i, 0].numpy())
-        if len(sample_frames) < samples:  # (H, W), or (F, H, W) for a time-multiplexed program
-            sample_frames.append(frames[0].copy() if single else frames.copy())
-            sample_inputs.append(i)
-        # frames the camera lost and frames skipped as stale are in the sync counters; indices count pairs
-        return next(count), frames, i
-
-    def process(frames: np.ndarray) -> list[np.ndarray]:
-        with torch.no_grad():
-            probs = torch.softmax(setup.logits(frames, back), dim=1).numpy()
-        return list(probs)
-
-    setup.fused_head(back)  # built before the stream starts, not in its first batch
-    before = dict(setup.batches)
-    summary = Pipeline(acquire, process, policy=policy, capacity=capacity, batch_size=batch_size).run()
-    done = np.array([payload for _, payload, _ in summary.results], dtype=np.int64)
-    optical = np.stack([out for _, _, out in summary.results]) if len(done) else np.zeros((0, 1))
-    with torch.no_grad():
-        digital = torch.softmax(setup.student(images[done]), dim=1).numpy() if len(done) else np.zeros((0, 1))
-        sample_idx = np.asarray(sample_inputs, dtype=np.int64)
-        stacked = np.stack(sample_frames) if sample_frames else np.zeros((0,))
-        sample_feats = setup.features(stacked[:, None] if single else stacked).numpy() if sample_frames \
-            else np.zeros((0,))
-    after_sync = sync.counters.to_dict()
-    timing = sync.timing
-    sync_info = {"policy": sync.policy, "timing_source": timing.source, "display_delay_s": timing.display_delay_s,
-                 "display_latency_s": [timing.display_latency_min_s, timing.display_latency_max_s],
-                 "display_response_s": timing.display_response_s, "slm_settle_s": timing.slm_settle_s,
-                 "hold_s": sync.hold_s(timing) if single and sync.policy == "settle" else None}
-    sync_info |= {k: after_sync[k] - before_sync[k] for k in after_sync}
-    return RunResult(done, labels[done].numpy(), optical, digital, summary, stacked, sample_feats,
-                     {"sample_indices": sample_idx.tolist(), "sync": sync_info,
-                      "stale": sync_info["stale"], "unpaired": sync_info["unpaired"],
-                      "skipped": sync_info["skipped"],
-                      # batches through the fused frames → logits kernel vs the extractor + back end
-                      "batches_fused": setup.batches["fused"] - before.get("fused", 0),
-                      "batches_extractor": setup.batches["extractor"] - before.get("extractor", 0)})
+    """Stream ``images`` (B, 1, N, N) through the optics and the back end (``back`` overrides the student's), to the
+    end: a :class:`StreamRun`. What it keeps per input is ``setup.task.outputs`` (probabilities, or masks)."""
+    return StreamRun(setup, images, labels, policy=policy, batch_size=batch_size, capacity=capacity,
+                     samples=samples, back=back).run()
 
 
 def save_run(path: str | os.PathLike[str], result: RunResult, setup: HybridSetup,

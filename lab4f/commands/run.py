@@ -138,37 +138,11 @@ def _setup(args: argparse.Namespace, bench: Bench) -> HybridSetup:
     return setup
 
 
-def _split(setup: HybridSetup, args: argparse.Namespace, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    from lab4f.data import load_dataset
-    from lab4f.data_identity import warn_if_data_differ
-
-    name = args.dataset or setup.meta.get("dataset", {}).get("name", "mnist5k")
-    seed = setup.meta.get("dataset", {}).get("split_seed", 0)
-    splits = load_dataset(name, data_dir=args.data_dir, split_seed=seed, image_size=setup.model_cfg.image_size)
-    warn_if_data_differ(setup.meta, splits, args.checkpoint, split)  # logged, and in --json (data_warnings)
-    x, y = getattr(splits, split).tensors
-    return (x[: args.limit], y[: args.limit]) if args.limit else (x, y)
-
-
-def _run_segmentation(args: argparse.Namespace, setup: HybridSetup, back: torch.nn.Module | None,
-                      out: Path, unique: bool) -> dict[str, Any]:
-    from lab4f.bench.segrun import run_scenes
-
-    if args.images or args.dataset:
-        raise ConfigError("a segmentation checkpoint runs the scenes it was trained on (generated, or its folder "
-                          "data set: --data-dir if the folder moved), not --images/--dataset")
-    m = run_scenes(setup, out, args.checkpoint, args.split, args.scenes, args.data_seed, args.limit,
-                   args.policy, back, data_dir=args.data_dir, overwrite=not unique, unique=unique)
-    say_if_renamed(args, out, Path(m["run_file"]))
-    stopped_early(m, setup.bench.devices, "scenes")
-    if not args.json:
-        print(f"{m['n']} scenes: digital mean IoU {_num(m['digital_mean_iou'])}, optical "
-              f"{_num(m['optical_mean_iou'])} (pixel agreement {_num(m['pixel_agreement'])}); "
-              f"{m['frames_per_s']:.1f} frames/s, latency p50 {_num(m['latency_p50_ms'], '.1f')} ms; dropped "
-              f"{m['dropped']}; → {m['run_file']}, {len(m['overlays'])} overlay PNGs")
-        if m.get("message"):
-            print(f"error: {m['message']}", file=sys.stderr)
-    return m
+def _data(setup: HybridSetup, args: argparse.Namespace, split: str, limit: int | None = None) -> Any:
+    """The split the checkpoint's task runs (:meth:`lab4f.task.Task.data`): its data set (or --dataset) for a
+    classifier, its scenes (--scenes, --data-seed) or folder data set for segmentation."""
+    return setup.task.data(setup.model_cfg, setup.meta, split, checkpoint=args.checkpoint, dataset=args.dataset,
+                           data_dir=args.data_dir, limit=limit, scenes=args.scenes, data_seed=args.data_seed)
 
 
 def _image_folder(folder: Path, setup: HybridSetup, strict: bool = False) -> tuple[Any, Any, dict[str, Any]]:
@@ -218,45 +192,38 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
     from lab4f.bench.config import load_bench_config
     from lab4f.bench.devices import Bench
     from lab4f.bench.faults import device_fault_context
-    from lab4f.bench.run import run_dataset, save_run
-    from lab4f.bench.segrun import is_segmentation
+    from lab4f.task import TaskData
 
     out, unique = output_path(args, "run", ".h5")
     with Bench(load_bench_config(args.config, sync=args.sync)) as bench, \
             device_fault_context(bench.devices, "the run could not start; nothing was saved"):
         setup = _setup(args, bench)
+        task = setup.task
         back = None
         if args.back:
             import copy
 
             back = copy.deepcopy(setup.student.back)
             back.load_state_dict(_load_back(args.back, back))
-        if is_segmentation(setup):
-            return _run_segmentation(args, setup, back, out, unique)
-        if args.scenes is not None or args.data_seed is not None:
-            raise ConfigError("--scenes/--data-seed are for segmentation checkpoints; use --dataset or --images")
+        if args.strict_images and not args.images:
+            raise ConfigError("--strict-images is for --images FOLDER")
         images_read = None
         if args.images:
+            if not task.reads_image_folders:
+                raise ConfigError(f"a {task.name} checkpoint runs {task.data_description}, not --images")
             x, y, images_read = _image_folder(args.images, setup, strict=args.strict_images)
-            x, y = (x[: args.limit], y[: args.limit]) if args.limit else (x, y)
+            data = TaskData(x, y, (), str(args.images)).head(args.limit)
         else:
-            if args.strict_images:
-                raise ConfigError("--strict-images is for --images FOLDER")
-            x, y = _split(setup, args, args.split)
-        result = run_dataset(setup, x, y, policy=args.policy, back=back)
-        path = save_run(out, result, setup, checkpoint=args.checkpoint, overwrite=not unique, unique=unique)
-        m = result.metrics() | {"run_file": str(path)}
+            data = _data(setup, args, args.split, args.limit)
+        result = task.run(setup, data, policy=args.policy, back=back)
+        path, files = task.save(out, result, setup, args.checkpoint, overwrite=not unique, unique=unique)
+        m = result.metrics() | {"run_file": str(path)} | files
         if images_read is not None:
             m["images"] = images_read
-        stopped_early(m, bench.devices, "inputs")
+        stopped_early(m, bench.devices, task.items)
     say_if_renamed(args, out, path)
     if not args.json:
-        scores = ("no labelled inputs:" if m["labelled"] == 0 else
-                  f"digital accuracy {_num(m['digital_accuracy'])}, optical {_num(m['optical_accuracy'])} "
-                  f"over {m['labelled']} labelled,")
-        print(f"{m['n']} inputs: {scores} agreement {_num(m['agreement'])}; {m['frames_per_s']:.1f} frames/s, "
-              f"latency p50 {_num(m['latency_p50_ms'], '.1f')} ms p95 {_num(m['latency_p95_ms'], '.1f')} ms; "
-              f"dropped {m['dropped']}; → {path}")
+        print(task.describe(m))
         if images_read is not None:
             depths = ", ".join(f"{n} {d}" for d, n in images_read["depths"].items())
             skipped = "; ".join(s["file"] for s in images_read["skipped_files"])
@@ -271,32 +238,19 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _finetune_data(args: argparse.Namespace, setup: HybridSetup) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """(inputs, targets) per split: class labels for a classifier, masks of generated scenes for segmentation.
+    """(inputs, targets) per split of the checkpoint's task (class labels, or masks of its scenes).
     ``--limit`` caps every split, ``--train-images`` the training split as well."""
-    from lab4f.bench.hybrid import check_display_fits
-    from lab4f.bench.segrun import bench_scenes, is_segmentation
+    from lab4f.bench.inputs import check_display_fits
 
-    seg = is_segmentation(setup)
-    if seg and args.dataset:
-        raise ConfigError("a segmentation checkpoint fine-tunes on the scenes it was trained on (generated, or its "
-                          "folder data set: --data-dir if the folder moved), not --dataset")
-    if not seg and (args.scenes is not None or args.data_seed is not None):
-        raise ConfigError("--scenes/--data-seed are for segmentation checkpoints; use --dataset")
     caps = [c for c in (args.limit, args.train_images) if c is not None]
     limits = {"train": min(caps) if caps else None, "val": args.limit, "test": args.limit}
     out = {}
     for split, limit in limits.items():
-        if seg:
-            data = bench_scenes(setup.model_cfg, split, scenes=args.scenes, data_seed=args.data_seed, limit=limit,
-                                data_dir=args.data_dir)
-            x, y = data.images, data.masks
-        else:
-            x, y = _split(setup, args, split)
-            x, y = (x[:limit], y[:limit]) if limit is not None else (x, y)
-        check_display_fits(setup, x)
-        if len(x) == 0:
+        data = _data(setup, args, split, limit)
+        check_display_fits(setup, data.images)
+        if len(data) == 0:
             raise ConfigError(f"no {split} images to fine-tune with (--limit / --train-images)")
-        out[split] = (x, y)
+        out[split] = (data.images, data.targets)
     return out
 
 
@@ -305,7 +259,7 @@ def cmd_finetune(args: argparse.Namespace) -> dict[str, Any]:
 
     from lab4f.bench.config import load_bench_config
     from lab4f.bench.devices import Bench
-    from lab4f.bench.finetune import finetune_backend, score
+    from lab4f.bench.finetune import finetune_backend
     from lab4f.bench.hybrid import capture_features
     from lab4f.storage import atomic_write
 
@@ -319,7 +273,9 @@ def cmd_finetune(args: argparse.Namespace) -> dict[str, Any]:
         data = _finetune_data(args, setup)
         features = {split: capture_features(setup, x, progress=not args.json) for split, (x, _) in data.items()}
     (tr_f, va_f, te_f), (tr_y, va_y, te_y) = ([features[s] for s in data], [data[s][1] for s in data])
-    result = finetune_backend(setup.student.back, tr_f, tr_y, va_f, va_y, epochs=args.epochs, progress=not args.json)
+    task = setup.task
+    result = finetune_backend(setup.student.back, tr_f, tr_y, va_f, va_y, epochs=args.epochs, progress=not args.json,
+                              task=task)
     # a temporary name of this process only, then published atomically: a crash never leaves a half-written back
     # end, and two fine-tunings never write the same temporary file
     with atomic_write(wanted, overwrite=not unique, unique=unique) as target:
@@ -329,8 +285,8 @@ def cmd_finetune(args: argparse.Namespace) -> dict[str, Any]:
     say_if_renamed(args, wanted, out)
     metric = result.metric
     summary = {"metric": metric,
-               f"test_{metric}_before": score(setup.student.back, te_f, te_y),
-               f"test_{metric}_after": score(result.back, te_f, te_y),
+               f"test_{metric}_before": task.score(setup.student.back, te_f, te_y),
+               f"test_{metric}_after": task.score(result.back, te_f, te_y),
                f"val_{metric}_before": result.score_before, f"val_{metric}_after": result.score_after,
                "train_images": len(tr_f), "epochs": args.epochs, "back_end": str(out), "history": result.history}
     if not args.json:
