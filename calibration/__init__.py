@@ -6,6 +6,7 @@ the linearisation the bench applies to every image), ``fourier`` (slmsuite Fouri
 validated), ``phase`` (slmsuite pixel calibration → SLM phase LUT), optional ``wavefront`` (slmsuite superpixel
 aberration calibration → SLM phase correction, then a Fourier refit), ``registration`` (display fiducials →
 plane-to-camera affine), ``tiles`` (per-tile shifts for a program), ``gains`` (per-channel gain/offset, R²).
+The steps are described once, in the registry :mod:`lab4f.calibration.steps`.
 """
 
 from importlib import import_module
@@ -21,7 +22,8 @@ _EXPORTS = {
     "latest_record": "record", "list_records": "record", "new_record_path": "record",
     "display_registration_step": "registration", "tile_registration_step": "registration",
     "BENCH_ORDER": "runner", "OPTIONAL_STEPS": "runner", "STEP_ORDER": "runner", "resolve_steps": "runner",
-    "run_calibration": "runner", "cameraslm": "slm", "phase_response_step": "slm", "wavefront_step": "wavefront",
+    "run_calibration": "runner", "STEPS": "steps", "Step": "steps", "StepSchema": "steps", "register": "steps",
+    "cameraslm": "slm", "phase_response_step": "slm", "wavefront_step": "wavefront",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from lab4f.calibration import steps as registry
 from lab4f.calibration.base import Provenance, StepResult
-from lab4f.calibration.steps import BENCH_ORDER, builds_on
+from lab4f.calibration.steps import builds_on
 from lab4f.errors import CalibrationError, MismatchError
 from lab4f.optics.registration import PlaneToCamera
 from lab4f.storage import (
@@ -55,8 +56,19 @@ class CalibrationRecord:
 
     # -- accessors ---------------------------------------------------------------------------------
     def _array(self, step: str, name: str) -> np.ndarray | None:
+        """Array ``name`` of ``step``'s result (None without the step or the array); ``name`` must be one the step's
+        schema (:class:`lab4f.calibration.steps.StepSchema`) declares."""
+        return self._entry(step, "arrays", name)
+
+    def value(self, step: str, name: str) -> Any:
+        """Plain value ``name`` of ``step``'s result (None without it), as declared by the step's schema."""
+        return self._entry(step, "values", name)
+
+    def _entry(self, step: str, kind: str, name: str) -> Any:
+        if step in registry.STEPS and not registry.step(step).schema.declares(kind, name):
+            raise KeyError(f"calibration step {step!r} declares no {kind[:-1]} {name!r} in its record schema")
         result = self.steps.get(step)
-        return None if result is None else result.arrays.get(name)
+        return None if result is None else getattr(result, kind).get(name)
 
     @property
     def dark(self) -> np.ndarray | None:
@@ -75,9 +87,9 @@ class CalibrationRecord:
     def exposure_s(self) -> float | None:
         """The exposure the channel fit was measured at (gains step), else the camera step's."""
         for step in ("gains", "camera"):
-            result = self.steps.get(step)
-            if result is not None and "exposure_s" in result.values:
-                return float(result.values["exposure_s"])
+            value = self.value(step, "exposure_s")
+            if value is not None:
+                return float(value)
         return None
 
     @property
@@ -91,8 +103,7 @@ class CalibrationRecord:
     @property
     def fourier(self) -> dict | None:
         """slmsuite's kxy → camera-pixel calibration ({"M", "b", "a"})."""
-        result = self.steps.get("fourier")
-        return None if result is None else result.values["fourier"]
+        return self.value("fourier", "fourier")
 
     @property
     def phase_response(self) -> tuple[np.ndarray, np.ndarray] | None:
@@ -156,7 +167,7 @@ class CalibrationRecord:
         """Steps measured before a step they build on was re-measured: step → those steps, in bench order. Steps of
         unknown provenance (:meth:`provenance_unknown`) are not judged."""
         out: dict[str, list[str]] = {}
-        for name in BENCH_ORDER:
+        for name in registry.names():
             result = self.steps.get(name)
             if result is None or result.provenance is None:
                 continue
@@ -175,7 +186,7 @@ class CalibrationRecord:
         """Steps whose freshness cannot be judged: they, or a step they build on that the record has, lack a
         measurement time (records written before per-step times)."""
         out = []
-        for name in BENCH_ORDER:
+        for name in registry.names():
             result = self.steps.get(name)
             if result is None:
                 continue
@@ -248,6 +259,8 @@ class CalibrationRecord:
                 write_json_attr(g, "values", result.values)
                 g.attrs["duration_s"] = result.duration_s
                 g.attrs["message"] = result.message
+                if name in registry.STEPS:
+                    g.attrs["schema_version"] = registry.step(name).schema.version
                 if result.provenance is not None:
                     write_json_attr(g, "provenance", result.provenance.to_json())
                 for key, arr in result.arrays.items():
@@ -268,6 +281,12 @@ class CalibrationRecord:
             with open_h5(path, RECORD_KIND, RECORD_SCHEMA) as f:
                 steps: dict[str, StepResult] = {}
                 for name, g in f.get("steps", {}).items():
+                    known = registry.STEPS[name].schema.version if name in registry.STEPS else None
+                    version = int(g.attrs.get("schema_version", 1))  # records from before per-step versions: 1
+                    if known is not None and version > known:
+                        raise CalibrationError(f"{path}: its {name} step has schema version {version}, this lab4f "
+                                               f"reads up to {known} (written by a newer lab4f: upgrade lab4f to "
+                                               "read it)")
                     arrays: dict[str, np.ndarray] = {}
                     if "arrays" in g:
                         g["arrays"].visititems(

@@ -12,73 +12,33 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lab4f.calibration import steps as registry
 from lab4f.calibration.base import Progress, Provenance, StepResult, now_measured
-from lab4f.calibration.camera import camera_step
-from lab4f.calibration.display import DisplayLinearizer, display_step
-from lab4f.calibration.fourier import fourier_step
-from lab4f.calibration.gains import channel_gain_step
 from lab4f.calibration.record import CalibrationRecord, latest_record
-from lab4f.calibration.registration import display_registration_step, tile_registration_step
-from lab4f.calibration.slm import phase_response_step
-from lab4f.calibration.steps import DEPENDS_ON_IT, builds_on
-from lab4f.calibration.timing import timing_step
-from lab4f.calibration.wavefront import clear_correction, wavefront_step
+from lab4f.calibration.steps import StepContext, builds_on
+from lab4f.calibration.wavefront import clear_correction
 from lab4f.errors import CalibrationError
 from lab4f.storage import file_sha256
 
 log = logging.getLogger(__name__)
 
 
+def __getattr__(attr: str) -> Any:
+    """``BENCH_ORDER``, ``STEP_ORDER``, ``OPTIONAL_STEPS``, ``NEEDS_PROGRAM``, ``DEPENDS_ON_IT``: views of the step
+    registry (:mod:`lab4f.calibration.steps`), computed when read."""
+    return getattr(registry, attr)
+
+
 def stale_steps(running: list[str], recorded: Any) -> list[str]:
     """Steps of the base record that build on a step being re-run but are not re-run themselves."""
-    stale = {d for n in running for d in DEPENDS_ON_IT.get(n, ()) if d in recorded and d not in running}
-    return [n for n in BENCH_ORDER if n in stale]
-
-
-#: The steps ``all`` runs, in bench order. The display is linearised before anything shows images through it;
-#: the Fourier calibration precedes the phase response: slmsuite's pixel calibration needs it.
-STEP_ORDER = ("camera", "timing", "display", "fourier", "phase", "registration", "tiles", "gains")
-#: Every step in bench order, with the optional wavefront step after the phase LUT; a Fourier refit follows it
-#: (its correction moves spot centres; see :mod:`lab4f.calibration.wavefront`). ``all`` runs it only if asked.
-BENCH_ORDER = ("camera", "timing", "display", "fourier", "phase", "wavefront", "registration", "tiles", "gains")
-OPTIONAL_STEPS = ("wavefront",)
-NEEDS_PROGRAM = ("tiles", "gains")
-
-
-def _require(record: CalibrationRecord, what: str, value: Any, step: str) -> Any:
-    if value is None:
-        raise CalibrationError(f"step {step!r} needs the {what} from an earlier step; run `lab4f calibrate {what}` "
-                               "or `lab4f calibrate all` first")
-    return value
+    depends = registry.depends_on_it()
+    stale = {d for n in running for d in depends.get(n, ()) if d in recorded and d not in running}
+    return registry.in_order(stale)
 
 
 def _run_step(name: str, bench: Any, rec: CalibrationRecord, program: Any, progress: Progress | None,
               cancel: threading.Event | None, options: dict[str, Any] | None = None) -> StepResult:
-    kw = {"progress": progress, "cancel": cancel, **(options or {})}
-    if name == "camera":
-        return camera_step(bench, program=program, **kw)
-    if name == "timing":  # right after the camera: every later step's frames are paired by what it measures
-        result = timing_step(bench, **kw)
-        bench.measured_timing = dict(result.values)
-        return result
-    if name == "display":
-        return display_step(bench, dark=rec.dark, **kw)
-    if name == "fourier":
-        return fourier_step(bench, dark=rec.dark, **kw)
-    if name == "phase":
-        return phase_response_step(bench, _require(rec, "fourier", rec.fourier, name), dark=rec.dark, **kw)
-    if name == "wavefront":
-        return wavefront_step(bench, _require(rec, "fourier", rec.fourier, name), dark=rec.dark, **kw)
-    if name == "registration":
-        return display_registration_step(bench, dark=rec.dark, fourier=rec.fourier, **kw)
-    reg = _require(rec, "registration", rec.registration, name)
-    if name == "tiles":
-        return tile_registration_step(bench, program, reg, dark=rec.dark, **kw)
-    if name == "gains":
-        shifts = [rec.tile_shifts(i) for i in range(len(program.frames))]
-        return channel_gain_step(bench, program, reg, None if any(s is None for s in shifts) else shifts,
-                                 dark=rec.dark, flat=rec.flat, **kw)
-    raise CalibrationError(f"unknown calibration step {name!r}; choose one of {', '.join(BENCH_ORDER)} or 'all'")
+    return registry.step(name).run(StepContext(bench, rec, program, progress, cancel, dict(options or {})))
 
 
 def provenance(name: str, rec: CalibrationRecord, for_program: bool) -> Provenance:
@@ -91,19 +51,22 @@ def provenance(name: str, rec: CalibrationRecord, for_program: bool) -> Provenan
 
 
 def resolve_steps(steps: str | list[str], program: Any, wavefront: bool = False) -> list[str]:
-    """'all' → every step (program-dependent ones only with a program, wavefront only if asked); else the named
-    steps in bench order."""
+    """'all' → every step (program-dependent ones only with a program, optional ones (wavefront) only if asked);
+    else the named steps in bench order."""
     if steps == "all":
-        return [s for s in BENCH_ORDER if (program is not None or s not in NEEDS_PROGRAM)
-                and (wavefront or s not in OPTIONAL_STEPS)]
+        return registry.all_steps(optional=wavefront, program=program is not None)
     names = [steps] if isinstance(steps, str) else list(steps)
-    unknown = [s for s in names if s not in BENCH_ORDER]
+    unknown = [s for s in names if s not in registry.STEPS]
     if unknown:
-        raise CalibrationError(f"unknown calibration step(s) {unknown}; choose from {', '.join(BENCH_ORDER)} or all")
-    if program is None and any(s in NEEDS_PROGRAM for s in names):
-        raise CalibrationError("steps 'tiles' and 'gains' need a compiled optical program: pass --program FILE "
-                               "(make one with `lab4f compile`)")
-    return [s for s in BENCH_ORDER if s in names]
+        raise CalibrationError(f"unknown calibration step(s) {unknown}; choose from "
+                               f"{', '.join(registry.names())} or all")
+    need = [s for s in names if registry.step(s).needs_program]
+    if program is None and need:
+        quoted = [repr(s) for s in registry.needs_program()]
+        listed = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} and {quoted[-1]}"
+        raise CalibrationError(f"steps {listed} need a compiled optical program: pass --program FILE (make one with "
+                               "`lab4f compile`)")
+    return registry.in_order(names)
 
 
 def run_calibration(
@@ -135,18 +98,23 @@ def run_calibration(
     rec = CalibrationRecord(bench_info=bench.info())
     if program_path is not None:
         rec.program_path, rec.program_sha256 = str(Path(program_path).resolve()), file_sha256(program_path)
-    if "display" in names and "gains" not in names and base is not None and "gains" in base.steps:
-        # the channel filters were fitted on images shown through the previous display response
-        if program is None:
+    for name in list(names):  # steps whose re-run re-runs what was measured through them (display → gains)
+        step = registry.step(name)
+        if not step.rerun_invalidated or base is None:
+            continue
+        again = [d for d in step.invalidates if d in base.steps and d not in names]
+        if again and program is None and any(registry.step(d).needs_program for d in again):
+            # the channel filters were fitted on images shown through the previous display response
             raise CalibrationError(
-                "re-measuring the display makes this record's channel filters stale (they were fitted through the "
-                "previous display response); run `lab4f calibrate display --program P` (the gains step then runs "
+                f"re-measuring the {name} makes this record's {', '.join(again)} stale (measured through the previous "
+                f"{name} result); run `lab4f calibrate {name} --program P` (the {', '.join(again)} step then runs "
                 "again) or `lab4f calibrate all --program P`; the previous record is unchanged")
-        names.append("gains")
+        names = registry.in_order([*names, *again])
     if base is not None:
         stale = stale_steps(names, base.steps)
         if stale:
-            rerun = ", ".join(n for n in names if n in DEPENDS_ON_IT)
+            depends = registry.depends_on_it()
+            rerun = ", ".join(n for n in names if n in depends)
             log.warning("re-running %s leaves this record's %s as measured before (they build on it); re-run them "
                         "too, e.g. `lab4f calibrate all --program P`", rerun, ", ".join(stale))
         # steps the base record itself holds stale (from its steps' provenance, also for a record loaded from disk)
@@ -161,8 +129,7 @@ def run_calibration(
     else:
         clear_correction(bench.slm)  # a fresh record starts from an uncorrected SLM, as it will be applied
         bench.display_correction = None
-    if "wavefront" in names:
-        names.insert(names.index("wavefront") + 1, "fourier")  # refit: the correction moved the spots
+    names = registry.with_refits(names)  # e.g. a Fourier refit after the wavefront: its correction moved the spots
     try:
         for i, name in enumerate(names):
             def step_progress(fraction: float, message: str, i: int = i) -> None:
@@ -170,10 +137,8 @@ def run_calibration(
                     progress((i + fraction) / len(names), message)
 
             result = _run_step(name, bench, rec, program, step_progress, cancel, (step_options or {}).get(name))
-            result.provenance = provenance(name, rec, program_path is not None and name in NEEDS_PROGRAM)
+            result.provenance = provenance(name, rec, program_path is not None and registry.step(name).needs_program)
             rec.steps[name] = result
-            if name == "display":  # the later steps show their images linearised, as the pipeline will
-                bench.display_correction = DisplayLinearizer.from_step(result)
             log.info("calibration %s: %s", name, result.message)
             if on_step is not None:
                 on_step(result)

@@ -9,12 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab4f.calibration import BENCH_ORDER
-from lab4f.calibration.runner import DEPENDS_ON_IT, NEEDS_PROGRAM, stale_steps
+from lab4f.calibration import steps as registry
+from lab4f.calibration.runner import stale_steps
 from lab4f.storage import file_sha256
 
-#: What the program-dependent steps need from the record (run first when the record lacks it).
-PREREQUISITES = {"tiles": ("registration",), "gains": ("registration",)}
 _HASHES: dict[tuple[str, int, int], str] = {}  # (path, mtime_ns, size) → sha256: a program file is hashed once
 
 
@@ -47,8 +45,8 @@ class CalibrationCheck:
         """The steps that make the record whole again, in bench order (with what they need from the record)."""
         wanted = set(self.missing) | set(self.foreign) | set(self.stale)
         for step in list(wanted):
-            wanted |= {p for p in PREREQUISITES.get(step, ()) if p not in self.present}
-        return [s for s in BENCH_ORDER if s in wanted]
+            wanted |= {p for p in registry.prerequisites(step) if p not in self.present}
+        return registry.in_order(wanted)
 
     def text(self) -> str:
         """The warning, one line per problem, and what to press."""
@@ -81,13 +79,14 @@ def check_calibration(record: Any, program_path: str | Path | None, stale: dict[
     for k, v in own.items():
         merged.setdefault(k, [])
         merged[k] += [n for n in v if n not in merged[k]]
-    check = CalibrationCheck(present=steps, stale={k: merged[k] for k in BENCH_ORDER if k in merged})
+    check = CalibrationCheck(present=steps, stale={k: merged[k] for k in registry.in_order(merged)})
     if program_path is None:
         return check
-    check.missing = [s for s in NEEDS_PROGRAM if s not in steps]
+    program_steps = registry.needs_program()
+    check.missing = [s for s in program_steps if s not in steps]
     want_record = getattr(record, "program_sha256", None)
     have = program_hash(program_path)
-    for s in NEEDS_PROGRAM:
+    for s in program_steps:
         if s not in steps:
             continue
         prov = getattr(record.steps[s], "provenance", None)
@@ -107,7 +106,8 @@ def stale_after(base: Any, record: Any, stale_before: dict[str, list[str]] | Non
         return {}
     rerun = [n for n, r in record.steps.items() if base.steps.get(n) is not r]
     out = {k: list(v) for k, v in (stale_before or {}).items() if k not in rerun and k in record.steps}
+    depends = registry.depends_on_it()
     for step in stale_steps(rerun, base.steps):
         out.setdefault(step, [])
-        out[step] += [n for n in rerun if step in DEPENDS_ON_IT.get(n, ()) and n not in out[step]]
-    return {k: out[k] for k in BENCH_ORDER if k in out}
+        out[step] += [n for n in rerun if step in depends.get(n, ()) and n not in out[step]]
+    return {k: out[k] for k in registry.in_order(out)}

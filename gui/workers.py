@@ -21,6 +21,7 @@ from lab4f.bench.config import load_bench_config
 from lab4f.bench.devices import ROLES, Bench, build_device, identity_of, stamp_writes
 from lab4f.bench.stream import Pipeline
 from lab4f.calibration import CalibrationRecord, resolve_steps, run_calibration
+from lab4f.calibration import steps as calibration_steps
 from lab4f.errors import CalibrationCancelled, DeviceError, Lab4fError
 from lab4f.gui.live import DEFAULT_RATE_HZ, LatestFrame, LiveRun, camera_pipeline
 
@@ -503,8 +504,8 @@ class BenchWorker(Worker):
         resume_view = self.view is not None
         self.stop_stream()
         self.cancel.clear()
-        # the runner reports (steps done + fraction of this one) / steps; after a wavefront step it refits fourier
-        total, done, last_emit = len(names) + ("wavefront" in names), [0], [0.0]
+        # the runner reports (steps done + fraction of this one) / steps, refits included (fourier after wavefront)
+        total, done, last_emit = len(calibration_steps.with_refits(names)), [0], [0.0]
 
         def progress(fraction: float, message: str) -> None:
             step = message.split(":", 1)[0]

@@ -11,21 +11,15 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
-from lab4f.calibration import BENCH_ORDER, CalibrationRecord, list_records
+from lab4f.calibration import CalibrationRecord, list_records
+from lab4f.calibration import steps as registry
 from lab4f.calibration.gains import fitted_features
-from lab4f.calibration.runner import NEEDS_PROGRAM
 from lab4f.gui.app_state import AppState
 from lab4f.gui.calibration_check import stale_after
 from lab4f.gui.messages import in_gui_terms
 from lab4f.gui.views import image_view, montage, set_title, show_image
 from lab4f.gui.workers import BenchWorker
 
-TITLES = {"camera": "Camera: exposure, dark, flat", "timing": "Timing: display latency, response, SLM settle",
-          "display": "Input display linearity (gray → light)",
-          "fourier": "Fourier calibration (slmsuite)",
-          "phase": "SLM phase response (LUT)", "wavefront": "Wavefront correction (optional, ~20 s)",
-          "registration": "Display → camera registration",
-          "tiles": "Tile registration (program)", "gains": "Per-channel filter and offset (program)"}
 RUN_TIP = "Run the {step} step on top of the record in use; a new record is saved when it succeeds"
 RUN_ALL_TIP = ("Run every step in bench order into a new record (tiles and gains need a program uploaded in the "
                "Kernels panel)")
@@ -47,8 +41,10 @@ class CalibrationPanel(QtWidgets.QWidget):
         grid = QtWidgets.QGridLayout()
         self.bars: dict[str, QtWidgets.QProgressBar] = {}
         self.run_btns: dict[str, QtWidgets.QPushButton] = {}
-        for i, step in enumerate(BENCH_ORDER):
-            grid.addWidget(QtWidgets.QLabel(TITLES[step]), i, 0)
+        for i, step in enumerate(registry.names()):  # one row per registered step, in bench order
+            label = QtWidgets.QLabel(registry.title(step))
+            label.setToolTip(registry.step(step).help or registry.title(step))
+            grid.addWidget(label, i, 0)
             self.bars[step] = QtWidgets.QProgressBar(maximum=1000, textVisible=True)
             self.bars[step].setFormat("–")
             grid.addWidget(self.bars[step], i, 1)
@@ -189,19 +185,19 @@ class CalibrationPanel(QtWidgets.QWidget):
         """Run ``steps`` ('all', with the optional wavefront step if asked, or names) in the device thread;
         tiles/gains use the uploaded program."""
         st = self.state
-        names = [s for s in BENCH_ORDER if wavefront or s != "wavefront"] if steps == "all" else list(steps)
+        names = registry.all_steps(optional=wavefront) if steps == "all" else list(steps)
         program, program_path = st.program, st.program_path
         if st.compiling:  # its upload would change the SLM under the calibration
             self.summary.setPlainText("A compile is running: calibrate when it has finished (or cancel it in the "
                                       "Kernels panel).")
             return
-        if program is None and steps != "all" and any(s in NEEDS_PROGRAM for s in names):
+        if program is None and steps != "all" and any(registry.step(s).needs_program for s in names):
             self.summary.setPlainText("Tile registration and channel fits need a compiled program: load a checkpoint "
                                       "and Compile and upload it (Kernels panel) first.")
             return
         for s in names:
             self.bars[s].setValue(0)
-            needs = s in NEEDS_PROGRAM and program is None
+            needs = registry.step(s).needs_program and program is None
             self.bars[s].setFormat("skipped: no program uploaded" if needs else "waiting")
         self._set_running(True)
         # a partial run builds on the record in use; 'all' starts afresh (no stale tiles/gains of another program)
@@ -315,7 +311,7 @@ class CalibrationPanel(QtWidgets.QWidget):
         if rec is None:
             return
         lines = [f"{rec.path.name if rec.path else '(not saved)'} · created {rec.created}"]
-        for name in BENCH_ORDER:
+        for name in registry.names():
             self.bars[name].setToolTip("")
             if name in rec.steps:
                 r = rec.steps[name]
@@ -324,7 +320,7 @@ class CalibrationPanel(QtWidgets.QWidget):
                 lines.append(f"{name}: {r.message}")
             else:  # not in this record: no bar left full from the previous one
                 self.bars[name].setValue(0)
-                needs = name in NEEDS_PROGRAM and self.state.program is None
+                needs = registry.step(name).needs_program and self.state.program is None
                 self.bars[name].setFormat("not run: needs an uploaded program" if needs else "not run")
         self.summary.setPlainText("\n".join(lines))
         if rec.phase_response is not None:

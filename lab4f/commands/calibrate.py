@@ -9,15 +9,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lab4f.calibration import steps as registry  # stdlib only: the steps' code is imported when they run
 from lab4f.commands import SYNC_CHOICES
 
-# the runner's BENCH_ORDER, spelled out so that building the parser does not import the calibration steps
-STEP_NAMES = ("camera", "timing", "display", "fourier", "phase", "wavefront", "registration", "tiles", "gains")
+
+def __getattr__(attr: str) -> Any:
+    if attr == "STEP_NAMES":  # the registry's steps, in bench order (read when asked: a registered step is in it)
+        return registry.names()
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("calibrate", parents=[common], help="calibrate the bench; saves a new calibration record")
-    p.add_argument("step", choices=[*STEP_NAMES, "all"], help="one step, or all of them in bench order")
+    p.add_argument("step", choices=[*registry.names(), "all"], help="one step, or all of them in bench order")
     p.add_argument("--config", type=Path, default=None, help="bench config (default: the simulated bench)")
     p.add_argument("--sync", choices=SYNC_CHOICES, default=None,
                    help="how frames are paired with inputs: settle, trigger, none (default: the bench config's)")
@@ -74,7 +78,7 @@ def fourier_options(args: argparse.Namespace) -> dict[str, Any]:
         given["retry"] = False
     if not given:
         return {}
-    if args.step not in ("fourier", "wavefront", "all"):
+    if not registry.runs(args.step, "fourier"):
         raise ConfigError(f"--array-shape/--array-pitch/--array-center/--no-fourier-retry belong to the Fourier step; "
                           f"`lab4f calibrate {args.step}` does not run it. Use `lab4f calibrate fourier` (or `all`).")
     for name in ("array_shape", "array_pitch"):
@@ -94,7 +98,7 @@ def run_calibrate(args: argparse.Namespace) -> dict[str, Any]:
     flat_frames = args.flat_frames
     if flat_frames < 0:
         raise ConfigError(f"--flat-frames must be ≥ 0 (0: a unity flat), got {flat_frames}")
-    if flat_frames and args.step not in ("camera", "all"):
+    if flat_frames and not registry.runs(args.step, "camera"):
         raise ConfigError(f"--flat-frames belongs to the camera step; `lab4f calibrate {args.step}` does not run it. "
                           "Use `lab4f calibrate camera --flat-frames N` (or `all`).")
     step_options: dict[str, dict[str, Any]] = {"camera": {"flat_frames": flat_frames}} if flat_frames else {}
