@@ -4,6 +4,7 @@ per-channel fit R², residual maps); records loaded, copied and listed from the 
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,7 @@ class CalibrationPanel(QtWidgets.QWidget):
             records.addWidget(w)
         records.addStretch(1)
         layout.addLayout(records)
+        layout.addWidget(self._step_settings())
         # the record does not fit the uploaded program (missing, foreign or stale steps): said here and at Start
         self.check_box = QtWidgets.QFrame()
         self.check_box.setStyleSheet("QFrame { background: #fff1e0; border: 1px solid #b35900; }"
@@ -203,9 +205,92 @@ class CalibrationPanel(QtWidgets.QWidget):
         # a partial run builds on the record in use; 'all' starts afresh (no stale tiles/gains of another program)
         w, base, out = self.worker, None if steps == "all" else st.calibration, str(self.folder)
         self._base, self._stale_base = base, dict(st.stale_steps)
-        options = {"camera": {"flat_frames": self.flat_frames.value()}} if self.flat_frames.value() else None
+        options = self.step_options() or None
         w.submit(lambda: w.calibrate(steps, program, program_path, base, out, wavefront, options),
                  name="calibration", where="calibration")
+
+    def _step_settings(self) -> QtWidgets.QGroupBox:
+        """The Fourier step's spot grid and the gains step's averaging and filter size (as `lab4f calibrate`'s
+        --array-* and --gains-* options); their defaults are the step functions' own."""
+        from lab4f.calibration.fourier import fourier_step
+        from lab4f.calibration.gains import channel_gain_step
+
+        fd = {k: v.default for k, v in inspect.signature(fourier_step).parameters.items()}
+        gd = {k: v.default for k, v in inspect.signature(channel_gain_step).parameters.items()}
+        self._defaults = {"fourier": {"array_shape": fd["array_shape"], "array_pitch": fd["array_pitch"],
+                                      "retry": fd["retry"]},
+                          "gains": {"frames": gd["frames"], "filter_size": gd["filter_size"]}}
+        box = QtWidgets.QGroupBox("Step settings")
+        box.setToolTip("Settings of the Fourier and gains steps, used by Run and Run all (the defaults suit most "
+                       "benches)")
+        grid = QtWidgets.QGridLayout(box)
+
+        def spin(lo: int, hi: int, value: int, suffix: str, tip: str, step: int = 1) -> QtWidgets.QSpinBox:
+            w = QtWidgets.QSpinBox()
+            w.setRange(lo, hi)
+            w.setSingleStep(step)
+            w.setValue(value)
+            w.setSuffix(suffix)
+            w.setToolTip(tip)
+            return w
+
+        self.array_shape = spin(2, 25, fd["array_shape"], " × N spots",
+                                f"Fourier step: the spot grid is N × N spots (default {fd['array_shape']})")
+        self.array_pitch = spin(1, 200, fd["array_pitch"], " knm",
+                                "Fourier step: spot spacing in SLM k-space pixels (knm; default "
+                                f"{fd['array_pitch']}); smaller keeps a large grid on the camera")
+        self.array_center = []
+        for axis in ("x", "y"):
+            w = QtWidgets.QDoubleSpinBox()
+            w.setRange(-500.0, 500.0)
+            w.setDecimals(1)
+            w.setPrefix(f"centre {axis}: ")
+            w.setSuffix(" knm")
+            w.setToolTip(f"Fourier step: the grid centre's {axis} offset from the optical axis in SLM k-space pixels "
+                         "(knm; 0, 0: on the axis, the default)")
+            self.array_center.append(w)
+        self.fourier_retry = QtWidgets.QCheckBox("retry")
+        self.fourier_retry.setChecked(bool(fd["retry"]))
+        self.fourier_retry.setToolTip("Fourier step: a refused grid is retried once with an adapted one (finer pitch, "
+                                      "on the axis) before the step refuses")
+        self.gains_frames = spin(1, 256, gd["frames"], " frames",
+                                 "Gains step: camera frames averaged per calibration image (default "
+                                 f"{gd['frames']}); more frames, less noise in the fitted filters, longer step")
+        self.gains_filter = spin(1, 15, gd["filter_size"], " px filter",
+                                 "Gains step: each channel's FIR filter is K × K camera-plane cells, K odd (default "
+                                 f"{gd['filter_size']}; 1: a scalar gain)", step=2)
+        self.gains_filter.setMinimum(1)
+        grid.addWidget(QtWidgets.QLabel("Fourier grid"), 0, 0)
+        for i, w in enumerate((self.array_shape, self.array_pitch, *self.array_center, self.fourier_retry)):
+            grid.addWidget(w, 0, i + 1)
+        grid.addWidget(QtWidgets.QLabel("Gains"), 1, 0)
+        grid.addWidget(self.gains_frames, 1, 1)
+        grid.addWidget(self.gains_filter, 1, 2)
+        for row in range(2):
+            label = grid.itemAtPosition(row, 0).widget()
+            label.setToolTip(box.toolTip())
+        grid.setColumnStretch(6, 1)
+        return box
+
+    def step_options(self) -> dict[str, dict[str, Any]]:
+        """Per-step keyword options for the runner from the panel's settings (only those off their default)."""
+        options: dict[str, dict[str, Any]] = {}
+        if self.flat_frames.value():
+            options["camera"] = {"flat_frames": self.flat_frames.value()}
+        fourier = {"array_shape": self.array_shape.value(), "array_pitch": self.array_pitch.value(),
+                   "retry": self.fourier_retry.isChecked()}
+        fourier = {k: v for k, v in fourier.items() if v != self._defaults["fourier"][k]}
+        centre = tuple(w.value() for w in self.array_center)
+        if any(centre):
+            fourier["array_center"] = centre
+        if fourier:
+            options["fourier"] = fourier
+        k = self.gains_filter.value()
+        gains = {"frames": self.gains_frames.value(), "filter_size": k if k % 2 else k + 1}
+        gains = {k: v for k, v in gains.items() if v != self._defaults["gains"][k]}
+        if gains:
+            options["gains"] = gains
+        return options
 
     def run_missing(self) -> None:
         """Run what the warning names (missing, foreign and stale steps) on top of the record in use."""

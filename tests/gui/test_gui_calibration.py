@@ -90,3 +90,48 @@ def test_flat_frames_reach_the_camera_step(qtbot, window: MainWindow) -> None:  
     qtbot.waitUntil(lambda: not panel.running, timeout=60_000)
     assert window.state.calibration.steps["camera"].quality.get("flat_frames", 0) == 0
     assert "unity" in panel.flat_plot.getPlotItem().titleLabel.text and panel.flat_image.image is None
+
+
+def test_fourier_grid_and_gains_settings_reach_their_steps(qtbot, window: MainWindow, monkeypatch) -> None:  # noqa: ANN001
+    """The panel's step settings are `lab4f calibrate`'s --array-* and --gains-* options: units and tooltips shown,
+    only the values changed from the step's defaults passed, and the Fourier grid used as set."""
+    from lab4f.errors import CalibrationCancelled
+
+    panel = window.calibration_panel
+    assert panel.step_options() == {}  # the defaults: nothing passed, the step functions' own values apply
+    assert panel.array_pitch.suffix() == " knm" and "k-space" in panel.array_pitch.toolTip()
+    assert panel.gains_frames.suffix() == " frames" and "averaged" in panel.gains_frames.toolTip()
+    assert all("knm" in w.suffix() and w.toolTip() for w in panel.array_center)
+    panel.gains_frames.setValue(16)
+    panel.gains_filter.setValue(7)
+    assert panel.step_options() == {"gains": {"frames": 16, "filter_size": 7}}
+    seen: list[dict] = []
+
+    def fake(*args, **_kw):  # noqa: ANN002, ANN003, ANN202
+        seen.append(args[-1])
+        raise CalibrationCancelled("not run: the test only looks at the options")
+
+    monkeypatch.setattr(window.bench_worker, "calibrate", fake)
+    panel.run(["camera"])
+    qtbot.waitUntil(lambda: not panel.running, timeout=10_000)
+    assert seen == [{"gains": {"frames": 16, "filter_size": 7}}]
+    monkeypatch.undo()
+    panel.gains_frames.setValue(4)
+    panel.gains_filter.setValue(5)
+
+    window.bench_panel.connect_all()
+    qtbot.waitUntil(lambda: window.bench_panel.last_state.get("devices", {}).get("camera", {}).get("connected"),
+                    timeout=20_000)
+    panel.array_shape.setValue(7)
+    panel.array_pitch.setValue(24)
+    panel.array_center[0].setValue(4.0)
+    panel.array_center[1].setValue(-3.0)
+    panel.fourier_retry.setChecked(False)
+    assert panel.step_options() == {"fourier": {"array_shape": 7, "array_pitch": 24, "retry": False,
+                                                "array_center": (4.0, -3.0)}}
+    panel.run(["camera", "fourier"])
+    qtbot.waitUntil(lambda: not panel.running, timeout=90_000)
+    rec = window.state.calibration
+    assert rec is not None and "fourier" in rec.steps, panel.summary.toPlainText()
+    values = rec.steps["fourier"].values
+    assert (values["array_shape"], values["array_pitch"], tuple(values["array_center"])) == (7, 24, (4.0, -3.0))
