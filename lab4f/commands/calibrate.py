@@ -43,6 +43,14 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                       help="grid centre offset from the optical axis, knm (default: on the axis)")
     grid.add_argument("--no-fourier-retry", dest="fourier_retry", action="store_false",
                       help="refuse a grid at once instead of retrying it with an adapted one")
+    gains = p.add_argument_group("gains step (gains, all; and display, which re-fits the gains)")
+    gains.add_argument("--gains-frames", type=int, default=None, metavar="N",
+                       help="camera frames averaged per calibration image (default 4); more frames, less noise in "
+                            "the fitted filters")
+    gains.add_argument("--gains-filter-size", type=int, default=None, metavar="K",
+                       help="per-channel FIR filter size K×K, odd (default 5); 1 is a scalar gain")
+    gains.add_argument("--gains-images", type=int, default=None, metavar="N",
+                       help="calibration images shown (default 48; every second one is held out for the R²)")
     p.set_defaults(func=run_calibrate)
     s = sub.add_parser("calibration", parents=[common], help="inspect calibration records")
     ssub = s.add_subparsers(dest="action", required=True)
@@ -88,6 +96,28 @@ def fourier_options(args: argparse.Namespace) -> dict[str, Any]:
     return given
 
 
+def gains_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The gains step's options given on the command line (refused for steps that do not run it)."""
+    from lab4f.errors import ConfigError
+
+    given = {k: v for k, v in (("frames", args.gains_frames), ("filter_size", args.gains_filter_size),
+                               ("count", args.gains_images)) if v is not None}
+    if not given:
+        return {}
+    if not registry.runs(args.step, "gains"):
+        raise ConfigError(f"--gains-frames/--gains-filter-size/--gains-images belong to the gains step; `lab4f "
+                          f"calibrate {args.step}` does not run it. Use `lab4f calibrate gains --program P` (or "
+                          "`all`).")
+    if given.get("frames", 1) < 1:
+        raise ConfigError(f"--gains-frames must be ≥ 1, got {given['frames']}")
+    k = given.get("filter_size", 1)
+    if k < 1 or k % 2 == 0:
+        raise ConfigError(f"--gains-filter-size must be an odd number ≥ 1 (1: a scalar gain), got {k}")
+    if given.get("count", 2) < 2:
+        raise ConfigError(f"--gains-images must be ≥ 2 (one is held out), got {given['count']}")
+    return given
+
+
 def run_calibrate(args: argparse.Namespace) -> dict[str, Any]:
     from lab4f.bench.config import load_bench_config
     from lab4f.bench.devices import Bench
@@ -104,6 +134,8 @@ def run_calibrate(args: argparse.Namespace) -> dict[str, Any]:
     step_options: dict[str, dict[str, Any]] = {"camera": {"flat_frames": flat_frames}} if flat_frames else {}
     if fourier := fourier_options(args):
         step_options["fourier"] = fourier
+    if gains := gains_options(args):
+        step_options["gains"] = gains
     program = OpticalProgram.load(args.program) if args.program is not None else None
     t0 = time.perf_counter()
 
