@@ -63,6 +63,11 @@ def compare(recorded: dict[str, Any] | None, current: dict[str, Any] | None) -> 
     return "split" if recorded.get("split") != current.get("split") else None
 
 
+def same(recorded: dict[str, Any] | None, current: dict[str, Any] | None) -> bool:
+    """Whether both identities are known and name the same images split the same way (wherever they are now)."""
+    return bool(recorded and current and "data" in recorded) and compare(recorded, current) is None
+
+
 def describe(identity: dict[str, Any]) -> str:
     """'1,234 images, data 0123abcd89ef4567, split 4567ef0123abcd89 (seed 0)'."""
     n = identity.get("images")

@@ -54,7 +54,7 @@ def run_train(args: argparse.Namespace) -> Any:
     """Build everything from parsed arguments and train; returns the TrainResult."""
     from lab4f.checkpoint import load_checkpoint
     from lab4f.data import load_dataset
-    from lab4f.data_identity import check_teacher_data
+    from lab4f.data_identity import check_teacher_data, same
     from lab4f.distributed import init_from_env
     from lab4f.training import TrainConfig, model_config_for, train_model
 
@@ -87,7 +87,8 @@ def run_train(args: argparse.Namespace) -> Any:
     overrides: dict[str, Any] = {}
     if teacher is not None:
         tdata = tmeta.get("dataset", {})
-        if tdata.get("name") != splits.name or tdata.get("split_seed") != splits.split_seed:
+        same_data = same(tdata.get("identity"), splits.identity)  # the same images and split, wherever they are
+        if not same_data and (tdata.get("name") != splits.name or tdata.get("split_seed") != splits.split_seed):
             raise ConfigError(
                 f"teacher {args.teacher} was trained on {tdata.get('name')} split {tdata.get('split_seed')}, "
                 f"not {splits.name} split {splits.split_seed}: its knowledge may include this test set. "

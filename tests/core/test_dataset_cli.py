@@ -135,3 +135,15 @@ def test_run_on_its_data_set_warns_when_the_folder_changed(trained, tmp_path: Pa
     code, out = cli(capsys, "run", "--checkpoint", str(trained["student"]), "--dataset", f"folder:{copy}",
                     "--limit", "4", "--out", str(tmp_path / "b.h5"))
     assert code == 0 and any("was trained on other data" in w for w in out["data_warnings"])
+
+
+def test_a_moved_folder_is_the_same_data_for_the_teacher(trained, tmp_path: Path, capsys) -> None:
+    moved = tmp_path / "moved"
+    shutil.copytree(trained["data"], moved)  # the teacher's images and split, under another path
+    code, out = cli(capsys, "train", "--kind", "student", "--teacher", str(trained["teacher"]), "--dataset",
+                    f"folder:{moved}", *TRAIN, "--out", str(tmp_path / "s.pt"))
+    assert code == 0 and "data_warnings" not in out
+    (moved / "cat" / "00.png").unlink()  # other data under another name: refused, as before
+    code, out = cli(capsys, "train", "--kind", "student", "--teacher", str(trained["teacher"]), "--dataset",
+                    f"folder:{moved}", *TRAIN, "--out", str(tmp_path / "s2.pt"))
+    assert code == 2 and out["error"] == "ConfigError" and "Train the teacher on the same dataset" in out["message"]
