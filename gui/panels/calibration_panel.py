@@ -234,8 +234,8 @@ class CalibrationPanel(QtWidgets.QWidget):
             w.setToolTip(tip)
             return w
 
-        self.array_shape = spin(2, 25, fd["array_shape"], " × N spots",
-                                f"Fourier step: the spot grid is N × N spots (default {fd['array_shape']})")
+        self.array_shape = spin(2, 25, fd["array_shape"], "² spots",
+                                f"Fourier step: the spot grid is N × N spots (default {fd['array_shape']}²)")
         self.array_pitch = spin(1, 200, fd["array_pitch"], " knm",
                                 "Fourier step: spot spacing in SLM k-space pixels (knm; default "
                                 f"{fd['array_pitch']}); smaller keeps a large grid on the camera")
@@ -244,7 +244,7 @@ class CalibrationPanel(QtWidgets.QWidget):
             w = QtWidgets.QDoubleSpinBox()
             w.setRange(-500.0, 500.0)
             w.setDecimals(1)
-            w.setPrefix(f"centre {axis}: ")
+            w.setPrefix(f"{axis} ")
             w.setSuffix(" knm")
             w.setToolTip(f"Fourier step: the grid centre's {axis} offset from the optical axis in SLM k-space pixels "
                          "(knm; 0, 0: on the axis, the default)")
@@ -260,16 +260,16 @@ class CalibrationPanel(QtWidgets.QWidget):
                                  "Gains step: each channel's FIR filter is K × K camera-plane cells, K odd (default "
                                  f"{gd['filter_size']}; 1: a scalar gain)", step=2)
         self.gains_filter.setMinimum(1)
-        grid.addWidget(QtWidgets.QLabel("Fourier grid"), 0, 0)
-        for i, w in enumerate((self.array_shape, self.array_pitch, *self.array_center, self.fourier_retry)):
-            grid.addWidget(w, 0, i + 1)
-        grid.addWidget(QtWidgets.QLabel("Gains"), 1, 0)
-        grid.addWidget(self.gains_frames, 1, 1)
-        grid.addWidget(self.gains_filter, 1, 2)
-        for row in range(2):
-            label = grid.itemAtPosition(row, 0).widget()
-            label.setToolTip(box.toolTip())
-        grid.setColumnStretch(6, 1)
+        # three short rows: the panel must fit a 1366×768 laptop's dock
+        rows = (("Fourier grid", (self.array_shape, self.array_pitch, self.fourier_retry)),
+                ("grid centre", tuple(self.array_center)), ("Gains", (self.gains_frames, self.gains_filter)))
+        for r, (text, widgets) in enumerate(rows):
+            label = QtWidgets.QLabel(text)
+            label.setToolTip(widgets[0].toolTip())
+            grid.addWidget(label, r, 0)
+            for c, w in enumerate(widgets):
+                grid.addWidget(w, r, c + 1)
+        grid.setColumnStretch(4, 1)
         return box
 
     def step_options(self) -> dict[str, dict[str, Any]]:
