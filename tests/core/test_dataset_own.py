@@ -216,3 +216,16 @@ def test_training_files_that_all_copy_the_test_split_are_an_error(tmp_path: Path
     shutil.copytree(tmp_path / "test", tmp_path / "train")
     with pytest.raises(DataError, match="no training images are left: every one is an exact copy of a test image"):
         load_dataset(f"folder:{tmp_path}")
+
+
+def test_given_train_val_and_test_splits_are_used_as_they_are(tmp_path: Path) -> None:
+    make_folder(tmp_path / "train", {"x": 6, "y": 6}, seed=1)
+    make_folder(tmp_path / "val", {"x": 2, "y": 2}, seed=2)
+    make_folder(tmp_path / "test", {"x": 3, "y": 3}, seed=3)
+    shutil.copy(tmp_path / "test" / "x" / "1.png", tmp_path / "val" / "y" / "copy.png")  # a val copy of a test image
+    splits = load_dataset(f"folder:{tmp_path}", val_fraction=0.5, test_fraction=0.3)  # nothing left to carve
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (12, 4, 6)
+    assert splits.identity["carved"] == {} and splits.identity["duplicates"]["left_out_of_val"] == 1
+    assert any("1 validation image(s) are exact copies of test images" in w for w in splits.warnings)
+    keys = split_keys(splits)
+    assert not (keys[1] & keys[2])
