@@ -1,9 +1,10 @@
-"""Data-parallel training with torch.distributed (DistributedDataParallel, gloo on CPU).
+"""Data-parallel training with torch.distributed (DistributedDataParallel; NCCL on CUDA, gloo on CPU).
 
-Launch with torchrun, which sets RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT::
+Launch ``lab4f train --ddp`` with torchrun, which sets RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR /
+MASTER_PORT::
 
-    torchrun --nproc_per_node 2 -m lab4f.distributed --kind teacher --dataset mnist5k --out teacher.pt
-    torchrun --nproc_per_node 2 -m lab4f.cli train --ddp --kind teacher ...   # same, through the CLI
+    torchrun --nproc_per_node 2 -m lab4f.cli train --ddp --kind teacher --dataset mnist5k --out teacher.pt
+    torchrun --nproc_per_node 4 -m lab4f.cli train --ddp --device cuda ...   # one GPU per rank (LOCAL_RANK)
 
 Each rank trains on its DistributedSampler shard; DDP averages the gradients. BatchNorm running statistics
 are not gradients: DDP broadcasts rank 0's buffers before each forward, and :func:`sync_buffers`
@@ -13,12 +14,8 @@ Only rank 0 writes checkpoints and prints.
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -43,7 +40,11 @@ class DistContext:
 
     def wrap(self, model: nn.Module) -> nn.Module:
         """DistributedDataParallel around ``model`` in a multi-process job, else ``model`` itself."""
-        return DistributedDataParallel(model) if self.distributed else model  # syncs buffers each forward
+        if not self.distributed:
+            return model
+        dev = next(model.parameters()).device
+        ids = [dev.index] if dev.type == "cuda" and dev.index is not None else None
+        return DistributedDataParallel(model, device_ids=ids)  # syncs buffers each forward
 
     def all_finite(self, loss: torch.Tensor) -> bool:
         """True if the loss is finite on EVERY rank (all must stop together, or the others hang)."""
@@ -64,12 +65,28 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
 
 
-def init_from_env(backend: str = "gloo") -> DistContext:
-    """Join the process group described by torchrun's environment (no-op outside torchrun)."""
+def init_from_env(backend: str | None = None, device: str = "cpu") -> DistContext:
+    """Join the process group described by torchrun's environment (no-op outside torchrun).
+
+    The backend follows the device (NCCL for CUDA, gloo otherwise) unless given; on CUDA each rank takes the
+    GPU of its LOCAL_RANK. CPU threads per rank: the machine's free cores shared among its ranks.
+    """
+    from lab4f.device import ddp_backend, default_threads
+
     if launched_by_torchrun() and not dist.is_initialized():
-        dist.init_process_group(backend=backend)
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // dist.get_world_size()))
+        if device.startswith("cuda"):
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend=backend or ddp_backend(device))
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", dist.get_world_size()))
+        torch.set_num_threads(default_threads(ranks_per_machine=local))
     return current_context()
+
+
+def rank_device(device: str) -> str:
+    """This rank's device: ``cuda:<LOCAL_RANK>`` for a CUDA job, the device itself otherwise."""
+    if device == "cuda" and launched_by_torchrun():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return device
 
 
 def shutdown() -> None:
@@ -83,37 +100,3 @@ def sync_buffers(model: nn.Module, ctx: DistContext) -> None:
         return
     for buf in getattr(model, "module", model).buffers():
         dist.broadcast(buf.data, src=0)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m lab4f.distributed`` under torchrun: ``lab4f train`` arguments plus ``--rank-state-dir``."""
-    from lab4f.commands.train import add_train_arguments, run_train
-    from lab4f.errors import Lab4fError
-
-    parser = argparse.ArgumentParser(prog="torchrun ... -m lab4f.distributed", description=main.__doc__)
-    add_train_arguments(parser)
-    parser.add_argument("--rank-state-dir", type=Path, default=None,
-                        help="each rank saves its final state dict here as rank<N>.pt (for checks)")
-    args = parser.parse_args(argv)
-    args.ddp = True
-    ctx = init_from_env()
-    try:
-        result = run_train(args)
-        if args.rank_state_dir is not None:
-            args.rank_state_dir.mkdir(parents=True, exist_ok=True)
-            state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
-            torch.save(state, args.rank_state_dir / f"rank{ctx.rank}.pt")
-        if ctx.is_main:
-            s = result.summary()
-            print(f"world_size={ctx.world_size} epochs={s['epochs_completed']} "
-                  f"val_accuracy={s['last_val_accuracy']:.4f} test_accuracy={s['test_accuracy']:.4f}")
-    except Lab4fError as exc:
-        print(f"rank {ctx.rank}: error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        shutdown()
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -8,6 +8,12 @@ Runs are reproducible: each epoch's shuffle comes from a DistributedSampler seed
 dropout RNG is re-seeded from (seed, epoch, rank), so a run resumed from its checkpoint equals an
 uninterrupted one. Under torch.distributed (see :mod:`lab4f.distributed`) the model is wrapped in
 DistributedDataParallel and only rank 0 writes checkpoints and prints.
+
+:func:`fit` is the one training loop of lab4f: classification here (:func:`train_model`) and segmentation
+(:func:`lab4f.segmentation.train.train_segmentation`), teacher and student, pass it an :class:`Objective`
+(loss, evaluation, metric) and share its resume, DDP, NaN guard, early stop on validation (``patience``),
+device and mixed precision (:mod:`lab4f.device`), CPU-thread rule and its progress: a bar on a terminal,
+one line per epoch on stderr otherwise.
 """
 
 from __future__ import annotations
@@ -16,8 +22,8 @@ import copy
 import math
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +34,7 @@ from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 from lab4f.checkpoint import load_state, make_metadata, read_checkpoint, save_checkpoint
+from lab4f.device import autocast, grad_scaler, resolve_device, torch_threads
 from lab4f.distributed import DistContext, current_context, sync_buffers
 from lab4f.errors import CheckpointError, ConfigError
 from lab4f.models import ModelConfig, build_model
@@ -49,10 +56,13 @@ class TrainConfig:
     seed: int = 0
     T: float = 10.0
     alpha: float = 0.5
-    device: str = "cpu"
-    num_threads: int | None = None
+    device: str = "cpu"  # cpu | cuda | mps | auto (lab4f.device.resolve_device)
+    num_threads: int | None = None  # None: the free cores (lab4f.device.default_threads)
     deterministic: bool = True
     eval_batch_size: int = 512
+    amp: bool = False  # mixed precision (float16 + scaler on CUDA, bfloat16 on CPU/MPS)
+    patience: int | None = None  # early stop after this many epochs without a better val score; keep the best
+    optimizer: str = "sgd"  # "sgd" (momentum, weight decay) or "adam"
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -61,6 +71,10 @@ class TrainConfig:
             raise ConfigError(f"KD needs 0 <= alpha <= 1 and T > 0 (got alpha={self.alpha}, T={self.T})")
         if self.schedule not in ("cosine", "constant"):
             raise ConfigError(f"schedule {self.schedule!r} is unknown; choose cosine or constant")
+        if self.optimizer not in ("sgd", "adam"):
+            raise ConfigError(f"optimizer {self.optimizer!r} is unknown; choose sgd or adam")
+        if self.patience is not None and self.patience < 1:
+            raise ConfigError(f"patience must be >= 1 epochs (got {self.patience})")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,7 +93,7 @@ class TrainResult:
     best_epoch: int = 0
     last_val_accuracy: float = float("nan")
     test: dict[str, Any] = field(default_factory=dict)
-    stopped_reason: str = "completed"  # "completed" | "nonfinite_loss"
+    stopped_reason: str = "completed"  # "completed" | "plateau" (early stop) | "nonfinite_loss"
     stop_detail: str = ""
     wall_time_s: float = 0.0
     train_images_per_s: float = 0.0
@@ -180,10 +194,18 @@ class _Deterministic:
         torch.use_deterministic_algorithms(self.prev)
 
 
-def _make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int) -> Any:
-    if cfg.schedule == "cosine":
+def _make_scheduler(opt: torch.optim.Optimizer, schedule: str, total_steps: int) -> Any:
+    if schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total_steps, 1))
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+
+
+def make_optimizer(params: Iterable[nn.Parameter], cfg: Any) -> torch.optim.Optimizer:
+    """SGD with momentum and weight decay (the paper's), or Adam, from a training config."""
+    params = [p for p in params if p.requires_grad]
+    if getattr(cfg, "optimizer", "sgd") == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
 def _check_splits(model_cfg: ModelConfig, splits: DatasetSplits) -> None:
@@ -192,6 +214,193 @@ def _check_splits(model_cfg: ModelConfig, splits: DatasetSplits) -> None:
     if want != have:
         raise ConfigError(f"model expects (channels, size, classes) = {have} but dataset {splits.name} has "
                           f"{want}; build the config with lab4f.training.model_config_for(splits, kind)")
+
+
+@dataclass
+class Objective:
+    """What :func:`fit` optimises and measures for one task.
+
+    ``loss(logits, targets, teacher_logits)`` (teacher_logits None without a teacher) returns the batch loss;
+    ``evaluate(model, dataset, device)`` returns a dict with ``metric`` (higher is better) and optionally
+    ``"loss"``; ``name`` labels progress lines.
+    """
+
+    loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+    evaluate: Callable[[nn.Module, Any, str], dict[str, Any]]
+    metric: str = "accuracy"
+    name: str = "train"
+
+
+@dataclass
+class FitState:
+    """The loop's record of a run (what :class:`TrainResult` and the segmentation result report)."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    epochs_completed: int = 0
+    best_val: float = float("nan")
+    best_epoch: int = 0
+    last_val: float = float("nan")
+    stopped_reason: str = "completed"
+    stop_detail: str = ""
+    wall_time_s: float = 0.0
+    train_images_per_s: float = 0.0
+    test: dict[str, Any] = field(default_factory=dict)
+
+
+SaveFn = Callable[[nn.Module, FitState, torch.optim.Optimizer, Any], None]
+
+
+def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, val: Any, test: Any, cfg: Any,
+        objective: Objective, *, teacher: nn.Module | None = None, save: SaveFn | None = None,
+        resume_state: dict[str, Any] | None = None, progress: bool = True,
+        on_epoch_end: Callable[[dict[str, float], nn.Module], None] | None = None,
+        ctx: DistContext | None = None, log: Callable[[str], None] | None = None) -> FitState:
+    """The one training loop: train ``model`` (already on ``cfg.device``) on (``x_train``, ``y_train``).
+
+    ``cfg`` needs epochs, batch_size, lr, seed, schedule, device, amp, patience (and what
+    :func:`make_optimizer` reads). Each epoch: seeded shuffle (DistributedSampler of (seed, epoch)), the NaN
+    guard (every rank stops together, the last finite weights are kept), validation, ``save`` (rank 0), the
+    early-stop check and ``on_epoch_end``. With ``patience`` the best validation epoch's weights are restored
+    before the test. ``resume_state`` is a checkpoint's ``train_state`` (optimizer, scheduler, epoch, history).
+    Only parameters with ``requires_grad`` are optimised (a frozen front end stays as it is).
+    """
+    ctx = ctx or current_context()
+    device = cfg.device
+    if teacher is not None:
+        teacher = teacher.to(device).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+    sampler = DistributedSampler(range(len(y_train)), num_replicas=ctx.world_size, rank=ctx.rank,
+                                 shuffle=True, seed=cfg.seed, drop_last=False)
+    steps_per_epoch = math.ceil(len(sampler) / cfg.batch_size)
+    opt = make_optimizer(model.parameters(), cfg)
+    sched = _make_scheduler(opt, getattr(cfg, "schedule", "cosine"), cfg.epochs * steps_per_epoch)
+    scaler = grad_scaler(device, cfg.amp)
+    st = FitState()
+    start_epoch = 0
+    if resume_state:
+        opt.load_state_dict(resume_state["optimizer"])
+        sched.load_state_dict(resume_state["scheduler"])
+        st.history = list(resume_state.get("history", []))
+        st.epochs_completed = start_epoch = int(resume_state["epoch"])
+        st.best_val = float(resume_state.get("best_val", resume_state.get("best_val_accuracy", float("nan"))))
+        st.best_epoch = int(resume_state.get("best_epoch", 0))
+        if st.history:
+            st.last_val = float(st.history[-1][f"val_{objective.metric}"])
+    net = ctx.wrap(model)
+    last_good = copy.deepcopy(model.state_dict())
+    best_state = copy.deepcopy(model.state_dict()) if cfg.patience else None
+    tty = sys.stderr.isatty()
+    bar = tqdm(total=cfg.epochs, initial=start_epoch, desc=objective.name, unit="epoch",
+               disable=not (progress and ctx.is_main and tty), file=sys.stderr)
+    say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    t0, seen = time.perf_counter(), 0
+    for epoch in range(start_epoch, cfg.epochs):
+        sampler.set_epoch(epoch)
+        torch.manual_seed(_epoch_seed(cfg.seed, epoch, ctx.rank))  # dropout RNG, resume-exact
+        order = torch.tensor(list(iter(sampler)), dtype=torch.long)
+        net.train()
+        if teacher is not None:
+            teacher.eval()
+        loss_sum, bad = 0.0, ""
+        for step in range(steps_per_epoch):
+            idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+            x, y = x_train[idx].to(device), y_train[idx].to(device)
+            with autocast(device, cfg.amp):
+                logits = net(x)
+                t_logits = None
+                if teacher is not None:
+                    with torch.no_grad():
+                        t_logits = teacher(x).float()
+            loss = objective.loss(logits.float(), y, t_logits)
+            if not ctx.all_finite(loss):
+                bad = (f"non-finite loss ({float(loss.detach())}) at epoch {epoch + 1}, step {step + 1} "
+                       f"(lr={cfg.lr})")
+                break
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            loss_sum += float(loss.detach())
+            seen += len(idx)
+        if not bad and not all(torch.isfinite(p).all() for p in trainable):
+            bad = f"non-finite weights after epoch {epoch + 1} (lr={cfg.lr})"
+        if bad:
+            model.load_state_dict(last_good)
+            st.stopped_reason, st.stop_detail = "nonfinite_loss", bad
+            if ctx.is_main:
+                kept = f"epoch {st.epochs_completed}" if st.epochs_completed else "initial weights"
+                say(f"stopping: {bad}; keeping {kept}")
+            break
+        sync_buffers(model, ctx)
+        scores = objective.evaluate(model, val, device)
+        score = float(scores[objective.metric])
+        record = {"epoch": epoch + 1, "train_loss": loss_sum / steps_per_epoch}
+        if "loss" in scores:
+            record["val_loss"] = scores["loss"]
+        record[f"val_{objective.metric}"] = score
+        record["lr"] = float(opt.param_groups[0]["lr"])
+        st.history.append(record)
+        st.epochs_completed = epoch + 1
+        st.last_val = score
+        if not score <= st.best_val:  # also true while best is NaN
+            st.best_val, st.best_epoch = score, epoch + 1
+            if best_state is not None:
+                best_state = copy.deepcopy(model.state_dict())
+        last_good = copy.deepcopy(model.state_dict())
+        if save is not None and ctx.is_main:
+            save(model, st, opt, sched)
+        bar.update(1)
+        bar.set_postfix(loss=f"{record['train_loss']:.3f}", val=f"{score:.3f}")
+        if progress and ctx.is_main and not tty:  # a log, not a terminal: one line per epoch
+            say(f"{objective.name} epoch {epoch + 1}/{cfg.epochs}: loss {record['train_loss']:.4f}, "
+                f"val {objective.metric} {score:.4f} ({time.perf_counter() - t0:.0f} s)")
+        if on_epoch_end is not None:
+            on_epoch_end(record, model)
+        if cfg.patience and epoch + 1 - st.best_epoch >= cfg.patience and epoch + 1 < cfg.epochs:
+            st.stopped_reason = "plateau"
+            st.stop_detail = (f"no better val {objective.metric} than epoch {st.best_epoch}'s "
+                              f"{st.best_val:.4f} for {cfg.patience} epochs")
+            break
+    bar.close()
+    if best_state is not None and st.best_epoch and st.stopped_reason != "nonfinite_loss":
+        model.load_state_dict(best_state)  # train to plateau: the best validation epoch is the model
+    elapsed = time.perf_counter() - t0
+    st.wall_time_s = elapsed
+    st.train_images_per_s = seen * ctx.world_size / elapsed if elapsed > 0 else 0.0
+    model.eval()
+    st.test = objective.evaluate(model, test, device)
+    if save is not None and ctx.is_main and st.epochs_completed > 0 and st.stopped_reason != "nonfinite_loss":
+        # re-save with the test metrics; after a NaN stop the last good epoch's checkpoint stays as it is
+        save(model, st, opt, sched)
+    return st
+
+
+def classification_objective(cfg: TrainConfig, kd: bool, name: str = "train") -> Objective:
+    """Cross-entropy (teacher, linear) or KD (student) on logits; accuracy on the val/test sets."""
+
+    def loss(logits: torch.Tensor, y: torch.Tensor, t_logits: torch.Tensor | None) -> torch.Tensor:
+        if kd and t_logits is not None:
+            return kd_loss(logits, t_logits, y, cfg.T, cfg.alpha)
+        return F.cross_entropy(logits, y)
+
+    def ev(model: nn.Module, dataset: Any, device: str) -> dict[str, Any]:
+        with autocast(device, cfg.amp):
+            return evaluate(model, dataset, cfg.eval_batch_size, device)
+
+    return Objective(loss=loss, evaluate=ev, metric="accuracy", name=name)
+
+
+def freeze_front(model: nn.Module) -> nn.Module:
+    """Freeze the front end (the optical half: ``layers`` of an SCLC, ``front`` of a teacher)."""
+    front = getattr(model, "layers", None) or getattr(model, "front", None)
+    if front is None:
+        raise ConfigError(f"{type(model).__name__} has no front end to freeze")
+    for p in front.parameters():
+        p.requires_grad_(False)
+    return model
 
 
 def train_model(
@@ -203,6 +412,10 @@ def train_model(
     resume: bool = False,
     progress: bool = True,
     on_epoch_end: Callable[[dict[str, float], nn.Module], None] | None = None,
+    *,
+    init_state: dict[str, torch.Tensor] | None = None,
+    frozen_front: bool = False,
+    log: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train ``model_cfg.kind`` on ``splits``; save the last good epoch to ``checkpoint_path`` (rank 0).
 
@@ -210,110 +423,49 @@ def train_model(
     ``resume`` continues from ``checkpoint_path`` (weights, optimizer, scheduler, epoch, history).
     Training stops early, keeping the last finite weights and checkpoint, if the loss becomes NaN/inf.
     ``on_epoch_end(record, model)`` runs after each epoch's checkpoint (progress; may raise to interrupt).
+    ``init_state`` starts from these weights (e.g. a cross-entropy pre-trained student) instead of the seeded
+    init; ``frozen_front`` trains only the electronic back end (the authors' second stage).
     """
     cfg = train_cfg or TrainConfig()
     _check_splits(model_cfg, splits)
     if model_cfg.kind == "student" and teacher is None:
         raise ConfigError("kind 'student' is trained by distillation: pass a teacher (--teacher CKPT)")
+    cfg = replace(cfg, device=resolve_device(cfg.device))
     ctx = current_context()
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    with _Deterministic(cfg.deterministic):
-        return _train(model_cfg, splits, cfg, teacher, checkpoint_path, resume, progress, on_epoch_end, ctx)
+    with torch_threads(cfg.num_threads), _Deterministic(cfg.deterministic):
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        model = build_model(model_cfg)
+        if init_state is not None:
+            load_state(model, init_state, source="the initial weights")
+        if frozen_front:
+            freeze_front(model)
+        model = model.to(cfg.device)
+        result = TrainResult(model=model, model_cfg=model_cfg, train_cfg=cfg,
+                             checkpoint_path=str(checkpoint_path) if checkpoint_path else None)
+        resume_state = _resume(checkpoint_path, model, model_cfg) if resume else None
+        dataset_meta = {"name": splits.name, "split_seed": splits.split_seed,
+                        "image_size": list(splits.image_size), "class_names": list(splits.class_names),
+                        "identity": dict(getattr(splits, "identity", {}))}  # lab4f.data_identity
 
+        def save(m: nn.Module, st: FitState, opt: torch.optim.Optimizer, sched: Any) -> None:
+            _fill(result, st)
+            _save(checkpoint_path, m, model_cfg, cfg, dataset_meta, result, opt, sched)
 
-def _train(model_cfg: ModelConfig, splits: DatasetSplits, cfg: TrainConfig, teacher: nn.Module | None,
-           checkpoint_path: str | Path | None, resume: bool, progress: bool,
-           on_epoch_end: Callable[[dict[str, float], nn.Module], None] | None,
-           ctx: DistContext) -> TrainResult:
-    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-    model = build_model(model_cfg).to(cfg.device)
-    kd = model_cfg.kind == "student"
-    if kd:
-        teacher = teacher.to(cfg.device).eval()
-        for p in teacher.parameters():
-            p.requires_grad_(False)
-    x_train, y_train = _tensors(splits.train)
-    sampler = DistributedSampler(splits.train, num_replicas=ctx.world_size, rank=ctx.rank,
-                                 shuffle=True, seed=cfg.seed, drop_last=False)
-    steps_per_epoch = math.ceil(len(sampler) / cfg.batch_size)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    sched = _make_scheduler(opt, cfg, cfg.epochs * steps_per_epoch)
-    result = TrainResult(model=model, model_cfg=model_cfg, train_cfg=cfg,
-                         checkpoint_path=str(checkpoint_path) if checkpoint_path else None)
-    start_epoch = 0
-    if resume:
-        start_epoch = _resume(checkpoint_path, model, opt, sched, result)
-    net = ctx.wrap(model)
-    dataset_meta = {"name": splits.name, "split_seed": splits.split_seed,
-                    "image_size": list(splits.image_size), "class_names": list(splits.class_names),
-                    "identity": dict(getattr(splits, "identity", {}))}  # lab4f.data_identity
-    last_good = copy.deepcopy(model.state_dict())
-    bar = tqdm(total=cfg.epochs, initial=start_epoch, desc=f"train {model_cfg.kind}", unit="epoch",
-               disable=not (progress and ctx.is_main and sys.stderr.isatty()), file=sys.stderr)
-    t0, seen = time.perf_counter(), 0
-    for epoch in range(start_epoch, cfg.epochs):
-        sampler.set_epoch(epoch)
-        torch.manual_seed(_epoch_seed(cfg.seed, epoch, ctx.rank))  # dropout RNG, resume-exact
-        order = torch.tensor(list(iter(sampler)), dtype=torch.long)
-        net.train()
-        loss_sum, bad = 0.0, ""
-        for step in range(steps_per_epoch):
-            idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-            x, y = x_train[idx].to(cfg.device), y_train[idx].to(cfg.device)
-            logits = net(x)
-            if kd:
-                with torch.no_grad():
-                    t_logits = teacher(x)
-                loss = kd_loss(logits, t_logits, y, cfg.T, cfg.alpha)
-            else:
-                loss = F.cross_entropy(logits, y)
-            if not ctx.all_finite(loss):
-                bad = (f"non-finite loss ({float(loss.detach())}) at epoch {epoch + 1}, step {step + 1} "
-                       f"(lr={cfg.lr})")
-                break
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_sum += float(loss.detach())
-            seen += len(idx)
-        if not bad and not all(torch.isfinite(p).all() for p in model.parameters()):
-            bad = f"non-finite weights after epoch {epoch + 1} (lr={cfg.lr})"
-        if bad:
-            model.load_state_dict(last_good)
-            result.stopped_reason, result.stop_detail = "nonfinite_loss", bad
-            if ctx.is_main:
-                kept = f"epoch {result.epochs_completed}" if result.epochs_completed else "initial weights"
-                print(f"stopping: {bad}; keeping {kept}", file=sys.stderr)
-            break
-        sync_buffers(model, ctx)
-        val = evaluate(model, splits.val, cfg.eval_batch_size, cfg.device)
-        record = {"epoch": epoch + 1, "train_loss": loss_sum / steps_per_epoch, "val_loss": val["loss"],
-                  "val_accuracy": val["accuracy"], "lr": float(opt.param_groups[0]["lr"])}
-        result.history.append(record)
-        result.epochs_completed = epoch + 1
-        result.last_val_accuracy = val["accuracy"]
-        if not val["accuracy"] <= result.best_val_accuracy:  # also true while best is NaN
-            result.best_val_accuracy, result.best_epoch = val["accuracy"], epoch + 1
-        last_good = copy.deepcopy(model.state_dict())
-        if checkpoint_path and ctx.is_main:
-            _save(checkpoint_path, model, model_cfg, cfg, dataset_meta, result, opt, sched)
-        bar.update(1)
-        bar.set_postfix(loss=f"{record['train_loss']:.3f}", val=f"{val['accuracy']:.3f}")
-        if on_epoch_end is not None:
-            on_epoch_end(record, model)
-    bar.close()
-    elapsed = time.perf_counter() - t0
-    result.wall_time_s = elapsed
-    result.train_images_per_s = seen * ctx.world_size / elapsed if elapsed > 0 else 0.0
-    model.eval()
-    result.test = evaluate(model, splits.test, cfg.eval_batch_size, cfg.device)
-    completed = result.stopped_reason == "completed"
-    if checkpoint_path and ctx.is_main and result.epochs_completed > 0 and completed:
-        # re-save with the test metrics; after a NaN stop the last good epoch's checkpoint stays as it is
-        _save(checkpoint_path, model, model_cfg, cfg, dataset_meta, result, opt, sched)
+        x_train, y_train = _tensors(splits.train)
+        st = fit(model, x_train, y_train, splits.val, splits.test, cfg,
+                 classification_objective(cfg, model_cfg.kind == "student", f"train {model_cfg.kind}"),
+                 teacher=teacher if model_cfg.kind == "student" else None,
+                 save=save if checkpoint_path else None, resume_state=resume_state, progress=progress,
+                 on_epoch_end=on_epoch_end, ctx=ctx, log=log)
+    _fill(result, st)
     return result
+
+
+def _fill(result: TrainResult, st: FitState) -> None:
+    result.history, result.epochs_completed = st.history, st.epochs_completed
+    result.best_val_accuracy, result.best_epoch, result.last_val_accuracy = st.best_val, st.best_epoch, st.last_val
+    result.stopped_reason, result.stop_detail = st.stopped_reason, st.stop_detail
+    result.wall_time_s, result.train_images_per_s, result.test = st.wall_time_s, st.train_images_per_s, st.test
 
 
 def _save(path: str | Path, model: nn.Module, model_cfg: ModelConfig, cfg: TrainConfig,
@@ -327,25 +479,17 @@ def _save(path: str | Path, model: nn.Module, model_cfg: ModelConfig, cfg: Train
     save_checkpoint(path, model, meta, train_state)
 
 
-def _resume(path: str | Path | None, model: nn.Module, opt: torch.optim.Optimizer, sched: Any,
-            result: TrainResult) -> int:
+def _resume(path: str | Path | None, model: nn.Module, model_cfg: Any,
+            cfg_from_dict: Callable[[dict[str, Any]], Any] = ModelConfig.from_dict) -> dict[str, Any] | None:
+    """Load ``path``'s weights into ``model``; its train_state for :func:`fit` (None: nothing to resume yet)."""
     if not path:
         raise ConfigError("resume needs a checkpoint path (--out) to continue from")
     if not Path(path).is_file():
-        return 0  # nothing to resume yet: start fresh
+        return None  # nothing to resume yet: start fresh
     payload = read_checkpoint(path)
     state = payload.get("train_state")
     if not isinstance(state, dict) or "optimizer" not in state:
         raise CheckpointError(f"checkpoint {path} has no optimizer/scheduler state; it cannot be resumed")
-    ckpt_cfg = ModelConfig.from_dict(dict(payload["metadata"]["model_config"]))
-    load_state(model, payload["state_dict"], model_cfg=result.model_cfg, ckpt_cfg=ckpt_cfg,
-               source=f"checkpoint {path}")
-    opt.load_state_dict(state["optimizer"])
-    sched.load_state_dict(state["scheduler"])
-    result.history = list(state.get("history", []))
-    result.epochs_completed = int(state["epoch"])
-    result.best_val_accuracy = float(state.get("best_val_accuracy", float("nan")))
-    result.best_epoch = int(state.get("best_epoch", 0))
-    if result.history:
-        result.last_val_accuracy = float(result.history[-1]["val_accuracy"])
-    return result.epochs_completed
+    ckpt_cfg = cfg_from_dict(dict(payload["metadata"]["model_config"]))
+    load_state(model, payload["state_dict"], model_cfg=model_cfg, ckpt_cfg=ckpt_cfg, source=f"checkpoint {path}")
+    return state

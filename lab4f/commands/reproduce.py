@@ -1,4 +1,12 @@
-"""`lab4f reproduce`: teacher vs SCLC+KD vs linear-without-KD over seeds → table, CSV, plot, checkpoints."""
+"""`lab4f reproduce`: teacher vs the student protocols over seeds → table, CSV, plot, paired tests, checkpoints.
+
+Protocols (each the same total budget of --epochs): linear (cross-entropy only), student (KD from scratch),
+authors (cross-entropy pre-training for half the epochs, then the front end frozen and KD), continued (the same
+pre-training, then plain cross-entropy for the same extra epochs). A paired t-test over seeds compares student
+with linear and authors with continued. --preset paper: the authors' widths 32,128,256, 3x3 kernels and
+optimiser (SGD momentum 0.9, lr 0.01, constant schedule, 50 epochs) on the full data set; --preset cpu: small
+defaults that run on a laptop CPU in minutes.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +17,14 @@ from typing import Any
 from lab4f.argtypes import parse_int_list, positive_float, positive_int
 from lab4f.commands import DETECTION_MODELS, REPRODUCE_EPOCHS, TRAIN_DEFAULTS
 from lab4f.errors import ConfigError
+from lab4f.trainargs import add_device_arguments
 
 # options that only apply to --task classification. On the command line they (and --epochs, --out) default to None,
 # so that an explicit value, even one equal to the default, is seen (and refused with --task segmentation)
 CLASSIFICATION_ONLY = ("dataset", "data_dir", "split_seed", "limit", "detections", "lr", "batch_size", "widths",
-                       "threads")
+                       "threads", "protocols", "preset", "teacher_epochs", "image_size")
+PROTOCOLS = ("linear", "student", "authors", "continued")  # lab4f.reproduce.PROTOCOLS
+PRESETS = ("cpu", "paper")  # lab4f.reproduce.PRESETS
 SEGMENTATION_OUT = Path("results/segmentation")
 
 
@@ -35,6 +46,9 @@ def _segmentation(args: argparse.Namespace) -> dict[str, Any]:
     argv = ["segment", "reproduce", "--seeds", args.seeds, "--out", str(out)]
     if "epochs" in args.given:
         argv += ["--epochs", str(args.epochs)]
+    argv += ["--device", args.device] + (["--amp"] if args.amp else [])
+    if args.patience:
+        argv += ["--patience", str(args.patience)]
     ns = build_parser().parse_args(argv)
     ns.json = args.json
     return ns.func(ns)
@@ -51,11 +65,26 @@ def _cmd(args: argparse.Namespace) -> dict[str, Any]:
     bad = [d for d in detections if d not in DETECTION_MODELS]
     if bad:
         raise ConfigError(f"unknown detection model(s) {bad}; choose from {', '.join(DETECTION_MODELS)}")
-    overrides = {"widths": parse_int_list(args.widths)} if args.widths else {}
-    cfg = TrainConfig(lr=args.lr, batch_size=args.batch_size, num_threads=args.threads)
-    result = reproduce(args.dataset, parse_int_list(args.seeds), detections, args.epochs, args.out,
+    from lab4f.reproduce import PRESETS as PRESET_SETTINGS
+
+    preset = PRESET_SETTINGS[args.preset]
+    protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
+    bad = [p for p in protocols if p not in PROTOCOLS]
+    if bad or not protocols:
+        raise ConfigError(f"unknown protocol(s) {bad or 'none given'}; choose from {', '.join(PROTOCOLS)}")
+    overrides = dict(preset["model"])
+    if args.widths:
+        overrides["widths"] = parse_int_list(args.widths)
+    train = dict(preset["train"])
+    for k in ("lr", "batch_size"):  # an explicit option wins over the preset
+        if k in args.given or k not in train:
+            train[k] = getattr(args, k)
+    epochs = args.epochs if "epochs" in args.given else preset["epochs"]
+    cfg = TrainConfig(**train, num_threads=args.threads, device=args.device, amp=args.amp, patience=args.patience)
+    result = reproduce(args.dataset, parse_int_list(args.seeds), detections, epochs, args.out,
                        data_dir=args.data_dir, split_seed=args.split_seed, limit=args.limit, train_cfg=cfg,
-                       model_overrides=overrides, progress=not args.no_progress)
+                       model_overrides=overrides, progress=not args.no_progress, protocols=protocols,
+                       teacher_epochs=args.teacher_epochs, image_size=args.image_size)
     if not args.json:
         print(Path(result.files["table_md"]).read_text())
         print(f"results in {result.out_dir} ({result.wall_time_s:.0f} s)")
@@ -66,7 +95,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     d = TRAIN_DEFAULTS  # lab4f.training.TrainConfig's
     defaults = {"dataset": "mnist5k", "data_dir": None, "split_seed": 0, "limit": None,
                 "detections": ",".join(DETECTION_MODELS), "epochs": REPRODUCE_EPOCHS, "lr": d.lr,
-                "batch_size": d.batch_size, "widths": None, "threads": None, "out": Path("results/reproduce")}
+                "batch_size": d.batch_size, "widths": None, "threads": None, "out": Path("results/reproduce"),
+                "protocols": ",".join(PROTOCOLS), "preset": "cpu", "teacher_epochs": None, "image_size": None}
     p = sub.add_parser("reproduce", parents=[common], help="teacher vs SCLC+KD vs linear table over seeds",
                        description=__doc__)
     p.add_argument("--task", choices=["classification", "segmentation"], default="classification",
@@ -85,7 +115,19 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--lr", type=positive_float, default=None, help=f"default {d.lr}")
     p.add_argument("--batch-size", type=positive_int, default=None, help=f"default {d.batch_size}")
     p.add_argument("--widths", default=None, help="conv widths, e.g. 16,32,32")
-    p.add_argument("--threads", type=positive_int, default=None)
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="torch CPU threads (default: the machine's free cores, cpu_count - load average, >= 1)")
+    p.add_argument("--protocols", default=None,
+                   help=f"comma-separated student protocols (default {defaults['protocols']}): linear (CE), "
+                        "student (KD from scratch), authors (CE pre-training, then frozen front + KD), continued "
+                        "(CE pre-training, then CE); each gets --epochs in total")
+    p.add_argument("--preset", choices=PRESETS, default=None,
+                   help="cpu (default: widths 16,32,32, 10 epochs, SGD lr 0.02 cosine) or paper (widths "
+                        "32,128,256, 3x3, SGD momentum 0.9 lr 0.01 constant, 50 epochs; pair it with the full data "
+                        "set from --data-dir); explicit options win over the preset")
+    p.add_argument("--teacher-epochs", type=positive_int, default=None, help="teacher epochs (default --epochs)")
+    p.add_argument("--image-size", type=positive_int, default=None, help="resize images to this size")
+    add_device_arguments(p, threads=False)
     p.add_argument("--out", type=Path, default=None,
                    help="results folder (default results/reproduce; results/segmentation with --task segmentation)")
     p.add_argument("--no-progress", action="store_true")

@@ -16,6 +16,7 @@ from typing import Any
 from lab4f.argtypes import parse_int_list
 from lab4f.commands import DETECTION_MODELS, KINDS, SCENE_KINDS, SEG_DATA_DEFAULTS, SEG_DATASETS, SEG_TRAIN_DEFAULTS
 from lab4f.errors import ConfigError
+from lab4f.trainargs import add_device_arguments
 
 DEFAULT_SCENES = "shapes"
 
@@ -41,7 +42,8 @@ def _configs(args: argparse.Namespace) -> tuple[Any, Any]:
                              widths=parse_int_list(args.widths) if args.widths else d.widths,
                              decoder_width=args.decoder_width, detection=args.detection, dataset=args.dataset,
                              data_dir=str(args.data_dir) if folder and args.data_dir is not None else None)
-    tc = SegTrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, T=args.T, alpha=args.alpha)
+    tc = SegTrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, T=args.T, alpha=args.alpha,
+                        device=args.device, amp=args.amp, patience=args.patience, num_threads=args.threads)
     return cfg, tc
 
 
@@ -124,6 +126,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=t.lr)
     p.add_argument("--T", type=float, default=t.T, help="KD temperature")
     p.add_argument("--alpha", type=float, default=t.alpha, help="KD weight of the soft-target term")
+    add_device_arguments(p)
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

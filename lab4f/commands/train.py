@@ -12,12 +12,13 @@ from lab4f.argtypes import parse_int_list, positive_float, positive_int
 from lab4f.commands import DETECTION_MODELS, KINDS, TRAIN_DEFAULTS
 from lab4f.data_identity import slug
 from lab4f.errors import ConfigError
+from lab4f.trainargs import add_device_arguments
 
 DEFAULT_OUT_DIR = Path("runs")
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    """The training options, shared by `lab4f train` and `python -m lab4f.distributed`."""
+    """The options of `lab4f train` (also under torchrun with --ddp)."""
     d = TRAIN_DEFAULTS  # lab4f.training.TrainConfig's
     p.add_argument("--kind", choices=KINDS, default="teacher",
                    help="teacher (nonlinear, CE), linear (SCLC, CE only), student (SCLC + KD)")
@@ -39,10 +40,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--widths", default=None, help="conv channel widths, e.g. 16,32,32 (student: teacher's)")
     p.add_argument("--out", type=Path, default=None, help="checkpoint path (default runs/<kind>-...pt)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint at --out")
-    p.add_argument("--threads", type=positive_int, default=None, help="torch intra-op threads")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_device_arguments(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (nor per-epoch log lines)")
     p.add_argument("--ddp", action="store_true",
                    help="data-parallel under torchrun (reads RANK/WORLD_SIZE); only rank 0 writes")
+    p.add_argument("--rank-state-dir", type=Path, default=None,
+                   help="with --ddp: each rank saves its final state dict here as rank<N>.pt (for checks)")
 
 
 def default_out(args: argparse.Namespace) -> Path:
@@ -55,7 +58,8 @@ def run_train(args: argparse.Namespace) -> Any:
     from lab4f.checkpoint import load_checkpoint
     from lab4f.data import load_dataset
     from lab4f.data_identity import check_teacher_data, same
-    from lab4f.distributed import init_from_env
+    from lab4f.device import resolve_device
+    from lab4f.distributed import init_from_env, rank_device
     from lab4f.training import TrainConfig, model_config_for, train_model
 
     out = args.out or default_out(args)
@@ -65,7 +69,10 @@ def run_train(args: argparse.Namespace) -> Any:
     if args.teacher is not None and args.kind != "student":
         raise ConfigError(f"--teacher is only used by --kind student (knowledge distillation); --kind {args.kind} "
                           "trains without a teacher: drop --teacher, or pass --kind student")
-    ctx = init_from_env() if args.ddp else None
+    device = resolve_device(args.device)
+    ctx = init_from_env(device=device) if args.ddp else None
+    if ctx is not None:
+        device = rank_device(device)
     if ctx is not None and not ctx.is_main:
         # only rank 0 prints: silence this process's stdout at the file-descriptor level, which also
         # covers the CLI's --json line printed after the command returns
@@ -103,9 +110,24 @@ def run_train(args: argparse.Namespace) -> Any:
         overrides["detection"] = args.detection
     model_cfg = model_config_for(splits, args.kind, **overrides)
     train_cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                            T=args.T, alpha=args.alpha, num_threads=args.threads)
-    return train_model(model_cfg, splits, train_cfg, teacher=teacher, checkpoint_path=out,
-                       resume=args.resume, progress=not args.no_progress)
+                            T=args.T, alpha=args.alpha, num_threads=args.threads, device=device, amp=args.amp,
+                            patience=args.patience)
+    result = train_model(model_cfg, splits, train_cfg, teacher=teacher, checkpoint_path=out,
+                         resume=args.resume, progress=not args.no_progress)
+    if args.rank_state_dir is not None:
+        import torch
+
+        rank = ctx.rank if ctx is not None else 0
+        args.rank_state_dir.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
+        torch.save(state, args.rank_state_dir / f"rank{rank}.pt")
+    if ctx is not None:
+        from lab4f.distributed import shutdown
+
+        shutdown()
+        if ctx.is_main and not args.json:
+            print(f"world_size={ctx.world_size}")
+    return result
 
 
 def _cmd(args: argparse.Namespace) -> dict[str, Any]:

@@ -5,14 +5,16 @@ Pixel-wise KD is :func:`lab4f.training.kd_loss` applied to every labelled pixel 
 (``IGNORE_INDEX`` pixels excluded). Metrics: per-class IoU = TP / (TP + FP + FN) and Dice = 2TP / (2TP + FP + FN)
 from the confusion matrix over the whole set; a class absent from both prediction and truth is NaN and
 left out of the means (mean IoU averages the classes, background included).
+
+Training runs through the one loop of lab4f (:func:`lab4f.training.fit`): resume, the NaN guard, DDP, early
+stop on validation mean IoU (``patience``), ``device`` and ``amp`` as for classification.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +23,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from lab4f.checkpoint import load_state, make_metadata, read_checkpoint, save_checkpoint
+from lab4f.device import autocast, resolve_device, torch_threads
 from lab4f.errors import CheckpointError, ConfigError
 from lab4f.segmentation.data import IGNORE_INDEX, SegmentationSet
 from lab4f.segmentation.models import SegConfig, build_seg_model
-from lab4f.training import kd_loss
+from lab4f.training import FitState, Objective, _Deterministic, _resume, fit, kd_loss
 
 TASK = "segmentation"
 
@@ -41,6 +44,13 @@ class SegTrainConfig:
     T: float = 10.0
     alpha: float = 0.5
     eval_batch_size: int = 128
+    device: str = "cpu"  # cpu | cuda | mps | auto
+    amp: bool = False
+    patience: int | None = None  # early stop on val mean IoU; the best epoch is kept
+    num_threads: int | None = None  # None: the free cores (lab4f.device.default_threads)
+    optimizer: str = "adam"
+    schedule: str = "cosine"
+    deterministic: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
@@ -84,24 +94,28 @@ def scores_from_confusion(cm: torch.Tensor) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
-    """Per-pixel class predictions (N, H, W) of ``model`` in eval mode."""
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 128, device: str | None = None) -> torch.Tensor:
+    """Per-pixel class predictions (N, H, W) of ``model`` in eval mode (on the CPU)."""
     was = model.training
     model.eval()
-    out = torch.cat([model(images[i : i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)])
+    dev = device or next(model.parameters()).device
+    out = torch.cat([model(images[i : i + batch_size].to(dev)).argmax(1).cpu()
+                     for i in range(0, len(images), batch_size)])
     model.train(was)
     return out
 
 
-def evaluate_segmentation(model: nn.Module, data: SegmentationSet, batch_size: int = 128) -> dict[str, Any]:
+def evaluate_segmentation(model: nn.Module, data: SegmentationSet, batch_size: int = 128,
+                          device: str | None = None) -> dict[str, Any]:
     """Mean IoU, mean Dice, pixel accuracy and per-class IoU/Dice of ``model`` on ``data``."""
-    cm = confusion_matrix(predict(model, data.images, batch_size), data.masks, data.num_classes)
+    cm = confusion_matrix(predict(model, data.images, batch_size, device), data.masks, data.num_classes)
     return {**scores_from_confusion(cm), "n": len(data)}
 
 
 @dataclass
 class SegTrainResult:
-    """Outcome of :func:`train_segmentation` (``model`` in eval mode, last epoch's weights)."""
+    """Outcome of :func:`train_segmentation` (``model`` in eval mode: the last epoch's weights, or with
+    ``patience`` the best validation epoch's)."""
 
     model: nn.Module
     cfg: SegConfig
@@ -110,66 +124,88 @@ class SegTrainResult:
     test: dict[str, Any] = field(default_factory=dict)
     wall_time_s: float = 0.0
     checkpoint_path: str | None = None
+    epochs_completed: int = 0
+    best_epoch: int = 0
+    best_val_mean_iou: float = float("nan")
+    stopped_reason: str = "completed"
+    stop_detail: str = ""
+
+
+def segmentation_objective(tc: SegTrainConfig, kd: bool, name: str = "train") -> Objective:
+    """Pixel cross-entropy (teacher, linear) or pixel-wise KD (student); mean IoU on the val/test sets."""
+
+    def loss(logits: torch.Tensor, y: torch.Tensor, t_logits: torch.Tensor | None) -> torch.Tensor:
+        if kd and t_logits is not None:
+            return pixel_kd_loss(logits, t_logits, y, tc.T, tc.alpha)
+        return F.cross_entropy(logits, y, ignore_index=IGNORE_INDEX)
+
+    def ev(model: nn.Module, data: Any, device: str) -> dict[str, Any]:
+        with autocast(device, tc.amp):
+            return evaluate_segmentation(model, data, tc.eval_batch_size, device)
+
+    return Objective(loss=loss, evaluate=ev, metric="mean_iou", name=name)
 
 
 def train_segmentation(cfg: SegConfig, train: SegmentationSet, val: SegmentationSet, test: SegmentationSet,
                        train_cfg: SegTrainConfig | None = None, teacher: nn.Module | None = None,
                        checkpoint_path: str | Path | None = None,
-                       log: Callable[[str], None] | None = None) -> SegTrainResult:
-    """Train ``cfg.kind`` (student: KD from ``teacher``); the last epoch's weights are kept and tested."""
+                       log: Callable[[str], None] | None = None, *, resume: bool = False,
+                       progress: bool = False, init_state: dict[str, torch.Tensor] | None = None,
+                       frozen_front: bool = False) -> SegTrainResult:
+    """Train ``cfg.kind`` (student: KD from ``teacher``) through :func:`lab4f.training.fit`; test the result.
+
+    ``log`` gets one line per epoch (and a NaN stop); ``progress`` shows the loop's own bar/lines instead.
+    """
+    from lab4f.training import freeze_front
+
     tc = train_cfg or SegTrainConfig()
     if cfg.kind == "student" and teacher is None:
         raise ConfigError("kind 'student' is trained by pixel-wise KD: pass a trained teacher")
     if (cfg.in_channels, cfg.num_classes) != (train.in_channels, train.num_classes):
         raise ConfigError(f"model has (channels, classes) = ({cfg.in_channels}, {cfg.num_classes}) but the data "
                           f"has ({train.in_channels}, {train.num_classes})")
-    torch.manual_seed(tc.seed)
-    model = build_seg_model(cfg)
-    if teacher is not None:
-        teacher.eval().requires_grad_(False)
-    opt = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    steps = math.ceil(len(train) / tc.batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=tc.epochs * steps)
-    gen = torch.Generator().manual_seed(tc.seed)
-    result = SegTrainResult(model, cfg, tc, checkpoint_path=str(checkpoint_path) if checkpoint_path else None)
-    t0 = time.perf_counter()
-    for epoch in range(tc.epochs):
-        model.train()
-        order = torch.randperm(len(train), generator=gen)
-        loss_sum = 0.0
-        for step in range(steps):
-            idx = order[step * tc.batch_size : (step + 1) * tc.batch_size]
-            x, y = train.images[idx], train.masks[idx]
-            logits = model(x)
-            if cfg.kind == "student":
-                with torch.no_grad():
-                    t_logits = teacher(x)
-                loss = pixel_kd_loss(logits, t_logits, y, tc.T, tc.alpha)
-            else:
-                loss = F.cross_entropy(logits, y, ignore_index=IGNORE_INDEX)
-            if not torch.isfinite(loss):
-                raise ConfigError(f"non-finite loss at epoch {epoch + 1} step {step + 1}; lower the lr ({tc.lr})")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_sum += float(loss.detach())
-        val_scores = evaluate_segmentation(model, val, tc.eval_batch_size)
-        record = {"epoch": epoch + 1, "train_loss": loss_sum / steps, "val_mean_iou": val_scores["mean_iou"]}
-        result.history.append(record)
-        if log:
-            log(f"  {cfg.kind} epoch {epoch + 1}/{tc.epochs}: loss {record['train_loss']:.4f}, "
-                f"val mIoU {record['val_mean_iou']:.4f}")
-    result.wall_time_s = time.perf_counter() - t0
+    tc = replace(tc, device=resolve_device(tc.device))
+    with torch_threads(tc.num_threads), _Deterministic(tc.deterministic):
+        torch.manual_seed(tc.seed)
+        model = build_seg_model(cfg)
+        if init_state is not None:
+            load_state(model, init_state, source="the initial weights")
+        if frozen_front:
+            freeze_front(model)
+        model = model.to(tc.device)
+        result = SegTrainResult(model, cfg, tc, checkpoint_path=str(checkpoint_path) if checkpoint_path else None)
+        resume_state = _resume(checkpoint_path, model, cfg, SegConfig.from_dict) if resume else None
+
+        def save(m: nn.Module, st: FitState, opt: torch.optim.Optimizer, sched: Any) -> None:
+            metrics = {"val_mean_iou": st.last_val, "best_val_mean_iou": st.best_val, "best_epoch": st.best_epoch,
+                       "epochs_completed": st.epochs_completed, "stopped_reason": st.stopped_reason}
+            if st.test:
+                metrics |= {"test_mean_iou": st.test["mean_iou"], "test_mean_dice": st.test["mean_dice"]}
+            meta = make_metadata(cfg, seed=tc.seed, train_config=asdict(tc),  # type: ignore[arg-type]
+                                 metrics=metrics,
+                                 dataset={"source": train.source, "class_names": list(train.class_names)},
+                                 extra={"task": TASK})
+            state = {"epoch": st.epochs_completed, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                     "history": st.history, "best_val": st.best_val, "best_epoch": st.best_epoch}
+            save_checkpoint(checkpoint_path, m, meta, state)
+
+        def epoch_log(record: dict[str, float], _m: nn.Module) -> None:
+            if log:
+                log(f"  {cfg.kind} epoch {record['epoch']}/{tc.epochs}: loss {record['train_loss']:.4f}, "
+                    f"val mIoU {record['val_mean_iou']:.4f}")
+
+        st = fit(model, train.images, train.masks.long(), val, test, tc,
+                 segmentation_objective(tc, cfg.kind == "student", f"segment {cfg.kind}"),
+                 teacher=teacher if cfg.kind == "student" else None,
+                 save=save if checkpoint_path else None, resume_state=resume_state, progress=progress,
+                 on_epoch_end=epoch_log, log=log)
+    result.history, result.test, result.wall_time_s = st.history, st.test, st.wall_time_s
+    result.epochs_completed, result.best_epoch, result.best_val_mean_iou = (st.epochs_completed, st.best_epoch,
+                                                                           st.best_val)
+    result.stopped_reason, result.stop_detail = st.stopped_reason, st.stop_detail
+    if st.stopped_reason == "nonfinite_loss" and st.epochs_completed == 0:
+        raise ConfigError(f"{st.stop_detail}; lower the lr ({tc.lr})")
     model.eval()
-    result.test = evaluate_segmentation(model, test, tc.eval_batch_size)
-    if checkpoint_path:
-        meta = make_metadata(cfg, seed=tc.seed, train_config=asdict(tc),  # type: ignore[arg-type]
-                             metrics={"test_mean_iou": result.test["mean_iou"],
-                                      "test_mean_dice": result.test["mean_dice"]},
-                             dataset={"source": train.source, "class_names": list(train.class_names)},
-                             extra={"task": TASK})
-        save_checkpoint(checkpoint_path, model, meta, {"history": result.history})
     return result
 
 

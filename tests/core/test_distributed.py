@@ -37,7 +37,7 @@ def test_two_gloo_ranks_end_with_identical_weights_and_buffers(tmp_path: Path) -
     out = tmp_path / "ddp.pt"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
            "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-           "-m", "lab4f.distributed", "--dataset", "digits8", "--epochs", "1", "--lr", "0.05",
+           "-m", "lab4f.cli", "train", "--ddp", "--dataset", "digits8", "--epochs", "1", "--lr", "0.05",
            "--batch-size", "32", "--seed", "7", "--out", str(out), "--rank-state-dir", str(tmp_path),
            "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

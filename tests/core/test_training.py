@@ -164,3 +164,90 @@ def test_evaluate_reports_consistent_per_class_accuracy(splits) -> None:
         logits = res.model.eval()(splits.test.tensors[0])
     assert m["accuracy"] == pytest.approx(float((logits.argmax(1) == y).double().mean()), abs=1e-9)
     assert m["loss"] == pytest.approx(float(F.cross_entropy(logits, y)), rel=1e-5)
+
+
+# --- the one loop: plateau, frozen front, device, AMP, threads ------------------------------------------------
+
+def test_patience_stops_at_the_plateau_and_keeps_the_best_val_epoch(splits) -> None:
+    cfg = model_config_for(splits, "linear", **SMALL)
+    # a constant, tiny lr plateaus almost at once; the cap of 30 epochs is never reached
+    res = train_model(cfg, splits, _cfg(epochs=30, lr=1e-6, schedule="constant", patience=2), progress=False)
+    assert res.stopped_reason == "plateau" and res.epochs_completed < 30
+    assert res.epochs_completed - res.best_epoch == 2
+    best = max(h["val_accuracy"] for h in res.history)
+    assert res.best_val_accuracy == best
+    assert evaluate(res.model, splits.val)["accuracy"] == pytest.approx(best)  # the best epoch's weights
+
+
+def test_frozen_front_trains_only_the_back_end_from_the_given_weights(splits) -> None:
+    cfg = model_config_for(splits, "linear", **SMALL)
+    pre = train_model(cfg, splits, _cfg(epochs=1), progress=False)
+    init = {k: v.clone() for k, v in pre.model.state_dict().items()}
+    res = train_model(cfg, splits, _cfg(epochs=1, seed=9), progress=False, init_state=init, frozen_front=True)
+    after = res.model.state_dict()
+    assert all(torch.equal(after[k], init[k]) for k in init if k.startswith("layers."))
+    assert not all(torch.equal(after[k], init[k]) for k in init if k.startswith("back.") and "weight" in k)
+
+
+def test_segmentation_and_classification_share_the_loop() -> None:
+    from lab4f.segmentation import train as seg_train
+
+    assert seg_train.fit is __import__("lab4f.training", fromlist=["fit"]).fit
+
+
+@pytest.mark.parametrize("kind", ["teacher", "student"])
+def test_amp_on_cpu_trains_in_bfloat16_and_stays_finite(splits, kind) -> None:
+    teacher = None
+    if kind == "student":
+        tcfg = model_config_for(splits, "teacher", **SMALL)
+        teacher = train_model(tcfg, splits, _cfg(epochs=1), progress=False).model
+    res = train_model(model_config_for(splits, kind, **SMALL), splits, _cfg(epochs=1, amp=True), teacher=teacher,
+                      progress=False)
+    assert res.stopped_reason == "completed" and math.isfinite(res.history[-1]["train_loss"])
+    assert all(p.dtype == torch.float32 for p in res.model.parameters())  # autocast, not a half model
+
+
+def test_device_names_resolve_and_a_missing_gpu_is_a_config_error() -> None:
+    from lab4f.device import ddp_backend, resolve_device
+
+    assert resolve_device("auto") in ("cpu", "cuda", "mps")
+    assert ddp_backend("cuda:1") == "nccl" and ddp_backend("cpu") == "gloo"
+    with pytest.raises(ConfigError, match="unknown"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA GPU"):
+            resolve_device("cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+@pytest.mark.parametrize("amp", [False, True])
+def test_training_on_cuda_with_and_without_amp(splits, amp) -> None:
+    res = train_model(model_config_for(splits, "linear", **SMALL), splits, _cfg(epochs=1, device="cuda", amp=amp),
+                      progress=False)
+    assert res.stopped_reason == "completed" and next(res.model.parameters()).is_cuda
+    assert res.test["accuracy"] > 0.1
+
+
+def test_default_threads_use_the_free_cores(monkeypatch) -> None:
+    import os
+
+    from lab4f import device
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(os, "getloadavg", lambda: (6.2, 0.0, 0.0))
+    assert device.default_threads() == 2
+    monkeypatch.setattr(os, "getloadavg", lambda: (11.0, 0.0, 0.0))
+    assert device.default_threads() == 1  # overloaded: never fewer than one
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert device.default_threads() == 8 and device.default_threads(ranks_per_machine=2) == 4
+    before = torch.get_num_threads()
+    with device.torch_threads(1) as n:
+        assert n == 1 and torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+
+
+def test_one_log_line_per_epoch_without_a_terminal(splits, capsys) -> None:
+    train_model(model_config_for(splits, "linear", **SMALL), splits, _cfg(epochs=2), progress=True)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "epoch" in line and "val accuracy" in line]
+    assert len(lines) == 2 and lines[0].startswith("train linear epoch 1/2")
