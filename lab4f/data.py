@@ -339,9 +339,17 @@ def load_digits8(data_dir: Path | None = None) -> RawData:
     return RawData(x, y, DIGITS, "sklearn.datasets.load_digits")
 
 
+def load_clutter_digits(data_dir: Path | None = None) -> RawData:
+    """mnist5k's digits rotated, scaled, on cluttered, varying backgrounds at 56x56 (lab4f.datasets_generated)."""
+    from lab4f.datasets_generated import CLUTTER_DESCRIPTION, clutter_digits
+
+    base = load_mnist5k()
+    return RawData(clutter_digits(base.images), base.labels, DIGITS, f"generated: {CLUTTER_DESCRIPTION}")
+
+
 DATASETS: dict[str, Callable[[Path], RawData]] = {
     "mnist5k": load_mnist5k, "digits8": load_digits8, "mnist": load_mnist,
-    "fashion-mnist": load_fashion_mnist, "cifar10": load_cifar10,
+    "fashion-mnist": load_fashion_mnist, "cifar10": load_cifar10, "clutter-digits": load_clutter_digits,
 }
 DEFAULT_DATASET = "mnist5k"
 
