@@ -104,11 +104,27 @@ class SegReproduceResult:
     wall_time_s: float
     files: dict[str, str] = field(default_factory=dict)
     dataset: dict[str, Any] = field(default_factory=dict)  # what dataset_summary says about the data used
+    tests: list[dict[str, Any]] = field(default_factory=list)  # paired t-test SCLC+KD vs linear over seeds
 
     def summary(self) -> dict[str, Any]:
         return {"out_dir": str(self.out_dir), "wall_time_s": self.wall_time_s, "rows": self.rows,
-                "aggregates": self.aggregates, "ordering": self.ordering, "files": self.files,
-                "dataset": self.dataset}
+                "aggregates": self.aggregates, "ordering": self.ordering, "paired_tests": self.tests,
+                "files": self.files, "dataset": self.dataset}
+
+
+def paired_tests(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """SCLC+KD vs its budget-matched baseline (linear, same epochs) on test mean IoU, paired by seed."""
+    from lab4f.reproduce import paired_test
+
+    by = {m: {r["seed"]: r["mean_iou"] for r in rows if r["model"] == m} for m in ("student", "linear")}
+    seeds = sorted(set(by["student"]) & set(by["linear"]))
+    if not seeds:
+        return []
+    t = paired_test([by["student"][s] for s in seeds], [by["linear"][s] for s in seeds])
+    diff = "n/a" if t["mean_diff"] is None else f"{t['mean_diff']:+.4f}"
+    return [{"kd": "student", "baseline": "linear", "metric": "mean_iou", "seeds": seeds, **t,
+             "statement": f"SCLC+KD − linear without KD = {diff} mean IoU over seeds "
+                          f"{', '.join(map(str, seeds))}: {t['verdict']}"}]
 
 
 def _sd(values: list[float]) -> float:
@@ -139,7 +155,7 @@ def ordering_statement(aggs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _write_outputs(out: Path, rows: list[dict[str, Any]], aggs: list[dict[str, Any]], ordering: dict[str, Any],
-                   header: str, class_names: Sequence[str]) -> None:
+                   header: str, class_names: Sequence[str], tests: list[dict[str, Any]] | None = None) -> None:
     lines = [header, "", "| model | mean IoU (mean ± std) | mean Dice (mean ± std) | seeds | per-seed mean IoU |",
              "|---|---|---|---|---|"]
     for a in aggs:
@@ -154,6 +170,8 @@ def _write_outputs(out: Path, rows: list[dict[str, Any]], aggs: list[dict[str, A
                  for c in range(len(class_names))]
         lines.append(f"| {LABELS[a['model']]} | " + " | ".join(cells) + " |")
     lines += ["", f"Ordering: {ordering['statement']}", ""]
+    if tests:
+        lines += ["Paired t-test over seeds (same epochs for both): " + "; ".join(t["statement"] for t in tests), ""]
     (out / "table.md").write_text("\n".join(lines))
     cols = ["model", "seed", "mean_iou", "mean_iou_std", "mean_dice", "mean_dice_std", "pixel_accuracy",
             "n_seeds", "wall_time_s", "checkpoint"] + [f"iou_{n}" for n in class_names]
@@ -265,13 +283,14 @@ def reproduce(seeds: Sequence[int] = (0, 1, 2), out_dir: str | Path = "results/s
               f"{', '.join(map(str, seeds))}; {base.epochs} epochs, Adam lr {base.lr}, T {base.T}, alpha "
               f"{base.alpha}, detection {cfg.detection}; wall time {wall:.0f} s\n\nData: {about['source']} "
               f"(train source); {about['scheme']}.")
-    _write_outputs(out, rows, aggs, ordering, header, classes)
+    tests = paired_tests(rows)
+    _write_outputs(out, rows, aggs, ordering, header, classes, tests)
     what = f"{cfg.kind} scenes" if about["name"] == "generated" else about["name"]
     _plot(out / "mean_iou.png", aggs, f"{what}, {len(seeds)} seeds, {base.epochs} epochs")
     files = {"table_md": str(out / "table.md"), "table_csv": str(out / "table.csv"),
              "plot": str(out / "mean_iou.png"), "summary": str(out / "summary.json"),
              "overlays": str(out / "overlays")}
-    result = SegReproduceResult(out, rows, aggs, ordering, wall, files, about)
+    result = SegReproduceResult(out, rows, aggs, ordering, wall, files, about, tests)
     summary = {"config": {**asdict(cfg), "seeds": list(seeds), "train_config": asdict(base)},
                "class_names": list(classes), **result.summary(),
                "bench": "run a checkpoint on the bench with `lab4f run --checkpoint CKPT --calibration R --config "

@@ -119,3 +119,36 @@ def test_tiny_reproduce_writes_all_files(tmp_path: Path) -> None:
         per_seed = [r["mean_iou"] for r in res.rows if r["model"] == a["model"]]
         assert means[a["model"]] == pytest.approx(sum(per_seed) / 3, abs=1e-9)
     assert res.ordering["statement"] in (tmp_path / "table.md").read_text()
+
+
+def test_tiny_reproduce_reports_the_paired_test_of_kd_vs_linear(tmp_path: Path) -> None:
+    cfg = SegReproduceConfig(canvas_size=32, n_train=16, n_val=8, n_test=8, widths=(4,), decoder_width=4)
+    res = reproduce((0, 1, 2), tmp_path, cfg, SegTrainConfig(epochs=1, batch_size=8), log=lambda m: None)
+    (t,) = res.tests
+    kd = [r["mean_iou"] for r in sorted(res.rows, key=lambda r: r["seed"]) if r["model"] == "student"]
+    lin = [r["mean_iou"] for r in sorted(res.rows, key=lambda r: r["seed"]) if r["model"] == "linear"]
+    assert t["seeds"] == [0, 1, 2] and t["mean_diff"] == pytest.approx(sum(kd) / 3 - sum(lin) / 3)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["paired_tests"][0]["verdict"] == t["verdict"]
+    assert "Paired t-test" in (tmp_path / "table.md").read_text()
+
+
+def test_segmentation_resumes_and_trains_to_plateau_through_the_one_loop(tmp_path: Path) -> None:
+    sp = generated_splits("shapes", 16, 8, 8, 32, seed=0)
+    cfg = SegConfig(kind="linear", widths=(4,), decoder_width=4)
+    full = train_segmentation(cfg, sp.train, sp.val, sp.test, SegTrainConfig(epochs=2, batch_size=8),
+                              checkpoint_path=tmp_path / "full.pt")
+
+    def interrupt(msg: str) -> None:  # the per-epoch log line comes after the epoch's checkpoint
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_segmentation(cfg, sp.train, sp.val, sp.test, SegTrainConfig(epochs=2, batch_size=8),
+                           checkpoint_path=tmp_path / "part.pt", log=interrupt)
+    resumed = train_segmentation(cfg, sp.train, sp.val, sp.test, SegTrainConfig(epochs=2, batch_size=8),
+                                 checkpoint_path=tmp_path / "part.pt", resume=True)
+    assert [h["epoch"] for h in resumed.history] == [1, 2]
+    assert resumed.history[-1]["train_loss"] == pytest.approx(full.history[-1]["train_loss"], rel=1e-5)
+    plateau = train_segmentation(cfg, sp.train, sp.val, sp.test,
+                                 SegTrainConfig(epochs=40, batch_size=8, lr=1e-7, schedule="constant", patience=2))
+    assert plateau.stopped_reason == "plateau" and plateau.epochs_completed < 40
