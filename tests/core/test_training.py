@@ -251,3 +251,22 @@ def test_one_log_line_per_epoch_without_a_terminal(splits, capsys) -> None:
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if "epoch" in line and "val accuracy" in line]
     assert len(lines) == 2 and lines[0].startswith("train linear epoch 1/2")
+
+
+def test_cli_train_takes_device_amp_and_patience(tmp_path: Path, capsys) -> None:
+    import json
+
+    from lab4f.cli import main
+
+    args = ["train", "--kind", "linear", "--dataset", "digits8", "--limit", "200", "--widths", "4", "--epochs", "3",
+            "--device", "auto", "--amp", "--patience", "1", "--threads", "1", "--out", str(tmp_path / "l.pt"),
+            "--no-progress", "--json"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    cfg = read_checkpoint(tmp_path / "l.pt")["metadata"]["train_config"]
+    assert cfg["amp"] is True and cfg["patience"] == 1 and cfg["device"] in ("cpu", "cuda", "mps")
+    assert out["stopped_reason"] in ("completed", "plateau")
+    if not torch.cuda.is_available():
+        assert main([*args[:-1], "--device", "cuda", "--json"]) != 0
+        err = json.loads(capsys.readouterr().out)
+        assert not err["ok"] and "no CUDA GPU" in json.dumps(err)
