@@ -161,6 +161,8 @@ def accounting(d: dict[str, int]) -> dict[str, dict[str, Any]]:
     if d.get("exposed") is not None:
         ids["sensor: exposed == delivered + lost + dropped + queued_delta"] = (
             d["exposed"], d["frames_delivered"] + d["frames_lost"] + d["frames_dropped"] + d["queued_delta"])
+    if d.get("frames_incomplete") is not None:
+        ids["camera: incomplete delivered == incomplete seen by the sync"] = (d["frames_incomplete"], d["incomplete"])
     return {k: {"lhs": int(a), "rhs": int(b), "holds": int(a) == int(b)} for k, (a, b) in ids.items()}
 
 
@@ -175,6 +177,20 @@ def _device_state(bench: Any) -> dict[str, Any]:
     return s | bench.sync.counters.to_dict()
 
 
+def git_commit() -> str | None:
+    """The commit the soak ran from, "+dirty" when the tree has changes (None outside a git checkout)."""
+    import subprocess
+
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return sha + ("+dirty" if dirty else "")
+
+
 def soak(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
@@ -186,6 +202,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     from lab4f.data import load_dataset
     from lab4f.demo import seeded
 
+    commit = git_commit()  # the code this process loads now
     config_path = Path(args.config).resolve()
     work = prepare_work(Path(args.work), config_path, args.sync, Path(args.checkpoint) if args.checkpoint else None,
                         args.seed, Path(args.cache))
@@ -267,7 +284,8 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     warm = passes[0]["rss_mb"] if len(passes) > 1 else None
     out = {
         "config": str(config_path.relative_to(ROOT) if config_path.is_relative_to(ROOT) else config_path),
-        "sync": args.sync, "minutes_requested": args.minutes, "wall_s": wall_s, "stream_s": stream_s,
+        "commit": commit, "sync": args.sync, "minutes_requested": args.minutes, "wall_s": wall_s,
+        "stream_s": stream_s,
         "passes": len(passes), "inputs_per_pass": per_pass, "test_images": n_test, "stop_reason": stop_reason,
         "throughput": {"inputs_per_s": processed / wall_s if wall_s > 0 else None,
                        "inputs_per_s_streaming": processed / stream_s if stream_s > 0 else None,

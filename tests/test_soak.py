@@ -31,14 +31,15 @@ def _consistent() -> dict[str, int]:
     return {"frames_delivered": 130, "paired": 40, "stale": 0, "unpaired": 0, "skipped": 88, "incomplete": 2,
             "acquired": 40, "processed": 38, "dropped_overflow": 0, "unprocessed": 2, "dropped_camera": 0,
             "shown": 43, "inputs": 40, "retried": 3, "exposed": 200, "frames_lost": 69, "frames_dropped": 1,
-            "queued_delta": 0}
+            "queued_delta": 0, "frames_incomplete": 2}
 
 
 def test_accounting_holds_on_consistent_counters_and_flags_each_missing_frame() -> None:
     acc = _soak_module().accounting
     assert all(v["holds"] for v in acc(_consistent()).values())
     for key, broken in (("frames_delivered", "camera"), ("acquired", "pairing"), ("unprocessed", "stream: acquired"),
-                        ("dropped_camera", "dropped_camera"), ("retried", "inputs"), ("frames_lost", "sensor")):
+                        ("dropped_camera", "dropped_camera"), ("retried", "inputs"), ("frames_lost", "sensor"),
+                        ("frames_incomplete", "incomplete delivered")):
         d = _consistent()
         d[key] += 1
         bad = [k for k, v in acc(d).items() if not v["holds"]]
@@ -68,6 +69,7 @@ def test_short_soak_accounts_for_every_frame(trained_checkpoints, tmp_path) -> N
     assert stream["dropped_camera"] == 0
     assert c["inputs_shown"] == stream["inputs"] + sync["retried"]
     assert cam["exposed"] == cam["frames_delivered"] + cam["frames_lost"] + cam["frames_dropped"] + cam["queued_delta"]
+    assert cam["frames_incomplete"] == sync["incomplete"]
     assert out["all_accounted"] and all(v["holds"] for v in out["accounting"].values())
     # settle on the evaluate policy: nothing used unproven, nothing dropped, every input processed
     assert out["stale_used"] == 0 and sync["stale"] == 0 and sync["unpaired"] == 0
