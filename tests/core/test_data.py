@@ -271,7 +271,8 @@ def test_make_loaders_shuffle_is_seeded() -> None:
 
 
 def test_names_and_unknown_name() -> None:
-    assert available_datasets() == ["mnist5k", "digits8", "mnist", "fashion-mnist", "cifar10"] == list(DATASETS)
+    assert available_datasets() == ["mnist5k", "digits8", "mnist", "fashion-mnist", "cifar10",
+                                    "clutter-digits"] == list(DATASETS)
     with pytest.raises(ConfigError, match="unknown dataset 'imagenet'; available: mnist5k, digits8, mnist"):
         load_dataset("imagenet")
     with pytest.raises(ConfigError, match="val_fraction"):
