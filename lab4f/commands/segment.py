@@ -43,7 +43,8 @@ def _configs(args: argparse.Namespace) -> tuple[Any, Any]:
                              decoder_width=args.decoder_width, detection=args.detection, dataset=args.dataset,
                              data_dir=str(args.data_dir) if folder and args.data_dir is not None else None)
     tc = SegTrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, T=args.T, alpha=args.alpha,
-                        device=args.device, amp=args.amp, patience=args.patience, num_threads=args.threads)
+                        device=args.device, amp=args.amp, patience=args.patience, num_threads=args.threads,
+                        kd_balanced=args.kd_balanced)
     return cfg, tc
 
 
@@ -126,6 +127,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=t.lr)
     p.add_argument("--T", type=float, default=t.T, help="KD temperature")
     p.add_argument("--alpha", type=float, default=t.alpha, help="KD weight of the soft-target term")
+    p.add_argument("--kd-balanced", action="store_true",
+                   help="weight the KD soft term per pixel by the inverse frequency of its class (each class "
+                        "present counts equally; background no longer dominates)")
     add_device_arguments(p)
 
 

@@ -51,6 +51,7 @@ class SegTrainConfig:
     optimizer: str = "adam"
     schedule: str = "cosine"
     deterministic: bool = False
+    kd_balanced: bool = False  # class-balanced soft term (pixel_kd_loss balanced=True)
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
@@ -61,14 +62,29 @@ class SegTrainConfig:
 
 
 def pixel_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, masks: torch.Tensor,
-                  T: float = 10.0, alpha: float = 0.5, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
-    """Pixel-wise KD for (B, C, H, W) logits and (B, H, W) masks: kd_loss with every labelled pixel a sample."""
+                  T: float = 10.0, alpha: float = 0.5, ignore_index: int = IGNORE_INDEX,
+                  balanced: bool = False) -> torch.Tensor:
+    """Pixel-wise KD for (B, C, H, W) logits and (B, H, W) masks: kd_loss with every labelled pixel a sample.
+
+    ``balanced`` weights each pixel's soft (KL) term by the inverse frequency of its true class in the batch,
+    normalised so that every class present contributes equally (background no longer dominates the KL);
+    the cross-entropy term is unchanged.
+    """
     c = student_logits.shape[1]
     s = student_logits.permute(0, 2, 3, 1).reshape(-1, c)
     t = teacher_logits.permute(0, 2, 3, 1).reshape(-1, c)
     y = masks.reshape(-1)
     keep = y != ignore_index
-    return kd_loss(s[keep], t[keep], y[keep], T, alpha)
+    if not balanced:
+        return kd_loss(s[keep], t[keep], y[keep], T, alpha)
+    s, t, y = s[keep], t[keep], y[keep]
+    log_p_s = F.log_softmax(s / T, dim=1)
+    log_p_t = F.log_softmax(t.detach() / T, dim=1)
+    kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(1)  # per pixel
+    counts = torch.bincount(y, minlength=c).clamp(min=1).to(kl.dtype)
+    present = (torch.bincount(y, minlength=c) > 0).sum().to(kl.dtype)
+    w = 1.0 / (counts[y] * present)  # each present class sums to 1/present: the weights sum to 1
+    return alpha * T * T * (w * kl).sum() + (1.0 - alpha) * F.cross_entropy(s, y)
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
@@ -136,7 +152,7 @@ def segmentation_objective(tc: SegTrainConfig, kd: bool, name: str = "train") ->
 
     def loss(logits: torch.Tensor, y: torch.Tensor, t_logits: torch.Tensor | None) -> torch.Tensor:
         if kd and t_logits is not None:
-            return pixel_kd_loss(logits, t_logits, y, tc.T, tc.alpha)
+            return pixel_kd_loss(logits, t_logits, y, tc.T, tc.alpha, balanced=tc.kd_balanced)
         return F.cross_entropy(logits, y, ignore_index=IGNORE_INDEX)
 
     def ev(model: nn.Module, data: Any, device: str) -> dict[str, Any]:

@@ -152,3 +152,20 @@ def test_segmentation_resumes_and_trains_to_plateau_through_the_one_loop(tmp_pat
     plateau = train_segmentation(cfg, sp.train, sp.val, sp.test,
                                  SegTrainConfig(epochs=40, batch_size=8, lr=1e-7, schedule="constant", patience=2))
     assert plateau.stopped_reason == "plateau" and plateau.epochs_completed < 40
+
+
+def test_balanced_pixel_kd_weights_every_present_class_equally() -> None:
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(2, 3, 4, 4, generator=g), torch.randn(2, 3, 4, 4, generator=g)
+    masks = torch.zeros(2, 4, 4, dtype=torch.long)
+    masks[0, 0, 0] = 1  # one foreground pixel of class 1 among 31 background pixels
+    hard = pixel_kd_loss(s, t, masks, T=2.0, alpha=0.0, balanced=True)
+    assert hard == pytest.approx(float(pixel_kd_loss(s, t, masks, T=2.0, alpha=0.0)))  # CE term unchanged
+    soft = pixel_kd_loss(s, t, masks, T=2.0, alpha=1.0, balanced=True)
+    ls, lt = F.log_softmax(s / 2, 1), F.log_softmax(t / 2, 1)
+    kl = (lt.exp() * (lt - ls)).sum(1)  # (2, 4, 4)
+    fg, bg = kl[masks == 1].mean(), kl[masks == 0].mean()
+    assert float(soft) == pytest.approx(float(4.0 * (fg + bg) / 2), rel=1e-5)
+    # the unbalanced soft term is dominated by background: 31 of 32 pixels
+    plain = pixel_kd_loss(s, t, masks, T=2.0, alpha=1.0)
+    assert float(plain) == pytest.approx(float(4.0 * kl.mean()), rel=1e-5)
