@@ -299,36 +299,44 @@ class Sync:
                         - timing.display_latency_min_s)
         last_frame_t = time.perf_counter()
         lat_min = timing.display_latency_min_s
-        while todo or windows:
-            t = time.perf_counter()
-            if todo and t >= next_send:
-                i = todo.popleft()
-                show(i)
-                sent = time.perf_counter()
-                if windows and windows[-1][2] == math.inf:  # the input before is shown until this one appears
-                    windows[-1][2] = sent + lat_min - margin
-                next_send = sent + hold
-                # shown until the next input appears; the last one until its frame came
-                until = (next_send + lat_min - margin) if todo else math.inf
-                windows.append([i, sent + timing.display_delay_s + margin, until])
-            for frame in cam.drain():
-                last_frame_t = time.perf_counter()
-                if not frame.complete:
-                    self.counters.incomplete += 1
-                    continue
-                while windows and frame.start_s - slack > windows[0][2]:  # its window passed without a frame
-                    self.counters.retried += 1
-                    todo.appendleft(int(windows.pop(0)[0]))
-                if windows and frame.start_s - slack >= windows[0][1] and frame.end_s + slack <= windows[0][2]:
-                    self.counters.paired += 1
-                    yield int(windows.pop(0)[0]), frame
-                else:
-                    self.counters.skipped += 1
-            if time.perf_counter() - last_frame_t > timeout_s:
-                raise DeviceTimeout(f"no frame from the camera within {timeout_s:.3g} s during a stream",
-                                    device=getattr(cam, "name", None))
-            wake = min(next_send if todo else math.inf, time.perf_counter() + 0.0005)
-            time.sleep(max(wake - time.perf_counter(), 0.0))
+        # drained but not yet looked at: if the stream is left early (stop, an error downstream) they were
+        # delivered and not used, so they are counted as skipped — every delivered frame is in a counter
+        pending: deque[Frame] = deque()
+        try:
+            while todo or windows:
+                t = time.perf_counter()
+                if todo and t >= next_send:
+                    i = todo.popleft()
+                    show(i)
+                    sent = time.perf_counter()
+                    if windows and windows[-1][2] == math.inf:  # the input before is shown until this one appears
+                        windows[-1][2] = sent + lat_min - margin
+                    next_send = sent + hold
+                    # shown until the next input appears; the last one until its frame came
+                    until = (next_send + lat_min - margin) if todo else math.inf
+                    windows.append([i, sent + timing.display_delay_s + margin, until])
+                pending.extend(cam.drain())
+                while pending:
+                    frame = pending.popleft()
+                    last_frame_t = time.perf_counter()
+                    if not frame.complete:
+                        self.counters.incomplete += 1
+                        continue
+                    while windows and frame.start_s - slack > windows[0][2]:  # its window passed without a frame
+                        self.counters.retried += 1
+                        todo.appendleft(int(windows.pop(0)[0]))
+                    if windows and frame.start_s - slack >= windows[0][1] and frame.end_s + slack <= windows[0][2]:
+                        self.counters.paired += 1
+                        yield int(windows.pop(0)[0]), frame
+                    else:
+                        self.counters.skipped += 1
+                if time.perf_counter() - last_frame_t > timeout_s:
+                    raise DeviceTimeout(f"no frame from the camera within {timeout_s:.3g} s during a stream",
+                                        device=getattr(cam, "name", None))
+                wake = min(next_send if todo else math.inf, time.perf_counter() + 0.0005)
+                time.sleep(max(wake - time.perf_counter(), 0.0))
+        finally:
+            self.counters.skipped += len(pending)
 
 
     def _marker_stream(self, count: int, show: Callable[[int], None],

@@ -356,3 +356,32 @@ def test_hardware_trigger_lines_from_the_display_and_the_slm() -> None:
         noise=False, acquisition="triggered", trigger_source="slm"))
     slm.set_phase(np.zeros(slm.shape), settle=False)
     assert cam2.read_frame().start_s == pytest.approx(slm.last_write_s)
+
+
+def test_a_stream_left_early_still_accounts_for_every_delivered_frame() -> None:
+    """Stopped while yielding from inside one drain of several frames (a stop, an error downstream): the frames
+    after it in that drain were delivered, so they are counted (skipped), not lost from the counters."""
+    with _step_bench() as bench:
+        bench.illuminate()
+        cam, sync = bench.devices["camera"], bench.sync
+        real_drain, held, returned = cam.drain, [], []
+
+        def drain_in_fours() -> list:  # a slow host: each drain returns several frames at once
+            held.extend(real_drain())
+            if len(held) < 4:
+                return []
+            out = held[:]
+            held.clear()
+            returned.extend(out)
+            return out
+
+        cam.drain = drain_in_fours
+        shape = bench.display.shape
+        before = sync.counters.to_dict()
+        gen = sync.stream(20, lambda i: bench.show(np.full(shape, 0.1 + 0.05 * i)))
+        for _ in range(3):
+            next(gen)
+        gen.close()
+        after = sync.counters.to_dict()
+        counted = sum(after[k] - before[k] for k in ("paired", "stale", "unpaired", "skipped", "incomplete"))
+        assert after["paired"] - before["paired"] == 3 and counted == len(returned)
