@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lab4f.data import RawData, check_labels, read_classes_json, read_idx, resize, resolve_data_dir
+from lab4f.data_io import RawData, check_labels, read_classes_json, read_idx, resize, resolve_data_dir
 from lab4f.errors import DataError
 
 SPEC_KINDS = ("folder", "idx", "npz")

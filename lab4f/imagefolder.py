@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lab4f.data import resize
+from lab4f.data_io import resize
 from lab4f.errors import DataError
 
 log = logging.getLogger(__name__)
