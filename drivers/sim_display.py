@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, PositiveInt
 
+from lab4f.drivers.display import Display
 from lab4f.drivers.faults import FaultPlan, check_connected
 from lab4f.drivers.timing import ResponseHistory, now, rise_to_tau
 from lab4f.errors import DeviceDisconnected
@@ -39,7 +40,7 @@ class SimulatedDisplaySettings(BaseModel):
     name: str = "sim-input-display"
 
 
-class SimulatedDisplay:
+class SimulatedDisplay(Display):
     """Shows an image quantised to its bit depth through its intensity response; the camera reads `image`."""
 
     def __init__(self, settings: SimulatedDisplaySettings | None = None, faults: FaultPlan | None = None):
@@ -49,7 +50,7 @@ class SimulatedDisplay:
         self.write_count = 0
         self.version = 0
         self._closed = False
-        self._levels = np.zeros(self.shape, dtype=np.uint16 if self.settings.bitdepth > 8 else np.uint8)
+        self._levels = np.zeros(self.shape, dtype=self.level_dtype)
         self._image = self._response(self._levels)
         #: what the light shows over time (the camera integrates it over each exposure)
         self.history = ResponseHistory(self.version, self._image, rise_to_tau(self.settings.response_s))
@@ -79,12 +80,14 @@ class SimulatedDisplay:
     @property
     def shape(self) -> tuple[int, int]:
         """(height, width) in pixels."""
-        return tuple(self.settings.shape)  # type: ignore[return-value]
+        h, w = self.settings.shape
+        return int(h), int(w)
 
     @property
     def position_px(self) -> tuple[float, float]:
         """(x, y) offset of the centre pixel (H // 2, W // 2) from the optical axis, in output cells."""
-        return tuple(self.settings.position_px)  # type: ignore[return-value]
+        x, y = self.settings.position_px
+        return float(x), float(y)
 
     @property
     def image(self) -> np.ndarray:
@@ -93,43 +96,24 @@ class SimulatedDisplay:
         return self._image
 
     @property
-    def levels(self) -> np.ndarray:
-        """The integer gray levels currently shown."""
-        return self._levels
+    def bitdepth(self) -> int:
+        return self.settings.bitdepth
 
     def _response(self, levels: np.ndarray) -> np.ndarray:
         s = self.settings
         drive = levels.astype(np.float32) / np.float32(2**s.bitdepth - 1)
         return (s.black_level + (1 - s.black_level) * drive**s.gamma).astype(np.float32)
 
-    def show(self, image: np.ndarray) -> None:
-        """Show `image` (values in [0, 1], shape `shape`), quantised to the display's gray levels."""
+    def _show_hw(self, levels: np.ndarray) -> None:
         if self._closed:
             raise DeviceDisconnected(f"{self.name} was closed; create a new display object.", device=self.name)
         check_connected(self.faults, self.write_count, self.name)
-        image = np.asarray(image, dtype=np.float32)
-        if image.shape != self.shape:
-            raise ValueError(f"{self.name} shows {self.shape} images; got {image.shape}. Resize or pad first.")
-        if not np.all(np.isfinite(image)) or image.min() < -1e-6 or image.max() > 1 + 1e-6:
-            raise ValueError(f"{self.name} shows intensities in [0, 1]; normalise the image first.")
-        top = 2**self.settings.bitdepth - 1
-        self._levels = np.rint(np.clip(image, 0, 1) * top).astype(self._levels.dtype)
-        self._image = self._response(self._levels)
+        self._levels = levels
+        self._image = self._response(levels)
         self.write_count += 1
         self.version += 1
-        self.last_sent_s = now()
         self.last_on_s = self.on_time(self.last_sent_s)
         self.history.push(self.last_on_s, self.version, self._image)
-
-    def show_point(self, y: int | None = None, x: int | None = None) -> None:
-        """Show one full-on pixel (default: the centre pixel, on the optical axis): the camera sees the PSF."""
-        image = np.zeros(self.shape, dtype=np.float32)
-        image[self.shape[0] // 2 if y is None else y, self.shape[1] // 2 if x is None else x] = 1.0
-        self.show(image)
-
-    def blank(self) -> None:
-        """Show gray level 0 everywhere (the black level remains)."""
-        self.show(np.zeros(self.shape, dtype=np.float32))
 
     def cell_offsets(self) -> tuple[np.ndarray, np.ndarray]:
         """(x, y) offsets from the optical axis, in output cells, of every display pixel (float64 (H, W))."""

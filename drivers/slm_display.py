@@ -2,20 +2,21 @@
 showing intensity images: gray level = intensity × (2^bitdepth − 1), sent as integer data (slmsuite passes integer
 frames to the hardware without its phase LUT). The image sits centred on the device (plus ``position_px``).
 
-It offers the interface lab4f's bench and calibration use for a display (``show``, ``show_point``, ``blank``,
-``shape``, ``levels``, ``position_px``), like the simulated display. The display's own gray → light response is
-measured and linearised by the calibration's ``display`` step (applied in ``Bench.show``).
+It is a :class:`lab4f.drivers.display.Display` like the simulated display (``show``, ``show_point``, ``blank``,
+``shape``, ``levels``, ``position_px``): the base checks and quantises, this class only places the levels on
+the device. The display's own gray → light response is measured and linearised by the calibration's ``display``
+step (applied in ``Bench.show``).
 """
 
 from __future__ import annotations
 
 import importlib
-import time
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, PositiveInt
 
+from lab4f.drivers.display import Display
 from lab4f.errors import ConfigError, DeviceError
 
 SLM_MODULES = {"ScreenMirrored": "screenmirrored", "SimulatedSLM": "simulated", "Meadowlark": "meadowlark",
@@ -35,8 +36,9 @@ class SLMDisplaySettings(BaseModel):
     bitdepth: int | None = Field(None, ge=1, le=32, description="filled in from the SLM")
 
 
-class SLMDisplay:
-    """An slmsuite SLM showing intensity images as gray levels."""
+class SLMDisplay(Display):
+    """An slmsuite SLM showing intensity images as gray levels (refusing, like every :class:`Display`, values
+    outside [0, 1])."""
 
     def __init__(self, settings: SLMDisplaySettings | None = None, slm: Any = None) -> None:
         self.settings = settings or SLMDisplaySettings()
@@ -62,42 +64,33 @@ class SLMDisplay:
             raise ConfigError(f"SLMDisplay: {h}×{w} images do not fit the {sh}×{sw} device")
         self._levels = np.zeros(self.shape, dtype=slm.dtype)
         self.name = f"{type(slm).__name__}-display"
-        self.last_sent_s = -np.inf  # host time of the latest show()
 
     @property
     def shape(self) -> tuple[int, int]:
-        return tuple(int(s) for s in self.settings.shape)  # type: ignore[return-value]
+        h, w = self.settings.shape
+        return int(h), int(w)
 
     @property
     def position_px(self) -> tuple[float, float]:
-        return tuple(self.settings.position_px)  # type: ignore[return-value]
+        x, y = self.settings.position_px
+        return float(x), float(y)
 
     @property
-    def levels(self) -> np.ndarray:
-        return self._levels
+    def bitdepth(self) -> int:
+        return int(self.slm.bitdepth)
 
-    def show(self, image: np.ndarray) -> None:
-        image = np.asarray(image, dtype=np.float64)
-        if image.shape != self.shape:
-            raise ValueError(f"{self.name} shows {self.shape} images; got {image.shape}")
-        top = 2**self.settings.bitdepth - 1
-        self._levels = np.rint(np.clip(image, 0.0, 1.0) * top).astype(self.slm.dtype)
+    @property
+    def level_dtype(self) -> np.dtype:
+        return np.dtype(self.slm.dtype)
+
+    def _show_hw(self, levels: np.ndarray) -> None:
         frame = np.zeros(self.slm.shape, dtype=self.slm.dtype)
         h, w = self.shape
         x0, y0 = self.position_px
         top_row = self.slm.shape[0] // 2 - h // 2 + int(round(y0))
         left = self.slm.shape[1] // 2 - w // 2 + int(round(x0))
-        frame[top_row : top_row + h, left : left + w] = self._levels
+        frame[top_row : top_row + h, left : left + w] = levels
         self.slm.set_phase(frame, settle=False)  # lab4f's sync policy waits for it (lab4f.bench.sync)
-        self.last_sent_s = time.perf_counter()
-
-    def show_point(self, y: int | None = None, x: int | None = None) -> None:
-        image = np.zeros(self.shape)
-        image[self.shape[0] // 2 if y is None else y, self.shape[1] // 2 if x is None else x] = 1.0
-        self.show(image)
-
-    def blank(self) -> None:
-        self.show(np.zeros(self.shape))
 
     def settings_snapshot(self) -> dict[str, Any]:
         return self.settings.model_dump(mode="json")
