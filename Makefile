@@ -27,6 +27,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/python tools/typecheck.py
 
 docs: $(STAMP)  # the CLI reference from the parsers, then the site (into build/site)
 	$(BIN)/python docs/gen_cli.py
