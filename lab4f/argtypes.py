@@ -41,3 +41,8 @@ def positive_float(text: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive number (> 0), got {text}")
     return value
+
+
+#: help of every command's --config
+CONFIG_HELP = ("bench config (TOML/YAML); default: the file $LAB4F_BENCH_CONFIG names, else the built-in simulated "
+               "bench (a real bench's timing)")

@@ -8,6 +8,8 @@ import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lab4f.argtypes import CONFIG_HELP
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -18,16 +20,16 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p = sub.add_parser("bench", help="bench devices: info, snap", parents=[common])
     bsub = p.add_subparsers(dest="bench_command", required=True)
     info = bsub.add_parser("info", help="devices, identities and settings", parents=[common])
-    info.add_argument("--config", help="bench config (TOML/YAML); default: the built-in simulated bench")
+    info.add_argument("--config", help=CONFIG_HELP)
     info.set_defaults(func=cmd_info)
     check = bsub.add_parser("check", help="preflight: validate every setting, open every device, read identities, "
                             "list the silent defaults in use; touches neither the light nor the SLM", parents=[common])
-    check.add_argument("--config", help="bench config (TOML/YAML); default: the built-in simulated bench")
+    check.add_argument("--config", help=CONFIG_HELP)
     check.set_defaults(func=cmd_check)
     drivers = bsub.add_parser("drivers", help="every registered driver and whether it imports here", parents=[common])
     drivers.set_defaults(func=cmd_drivers)
     snap = bsub.add_parser("snap", help="grab one camera frame to PNG and HDF5", parents=[common])
-    snap.add_argument("--config", help="bench config (TOML/YAML); default: the built-in simulated bench")
+    snap.add_argument("--config", help=CONFIG_HELP)
     snap.add_argument("--out", default="snap", help="output path without extension (writes .png and .h5)")
     snap.add_argument("--image", choices=["point", "blank", "digit"], default="point",
                       help="what the input display shows while the frame is grabbed")

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lab4f.argtypes import CONFIG_HELP
 from lab4f.calibration import steps as registry  # stdlib only: the steps' code is imported when they run
 from lab4f.commands import SYNC_CHOICES
 
@@ -22,7 +23,7 @@ def __getattr__(attr: str) -> Any:
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("calibrate", parents=[common], help="calibrate the bench; saves a new calibration record")
     p.add_argument("step", choices=[*registry.names(), "all"], help="one step, or all of them in bench order")
-    p.add_argument("--config", type=Path, default=None, help="bench config (default: the simulated bench)")
+    p.add_argument("--config", type=Path, default=None, help=CONFIG_HELP)
     p.add_argument("--sync", choices=SYNC_CHOICES, default=None,
                    help="how frames are paired with inputs: settle, trigger, none (default: the bench config's)")
     p.add_argument("--program", type=Path, default=None, help="compiled optical program (for tiles/gains)")

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lab4f.argtypes import positive_int
+from lab4f.argtypes import CONFIG_HELP, positive_int
 from lab4f.commands import SYNC_CHOICES
 from lab4f.errors import ConfigError
 
@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--calibration", default=None,
                    help="calibration record (.h5) or folder (its latest record), from `lab4f calibrate all "
                         "--program P`")
-    p.add_argument("--config", default=None, help="bench config (TOML/YAML); default: the built-in simulated bench")
+    p.add_argument("--config", default=None, help=CONFIG_HELP)
     p.add_argument("--sync", choices=SYNC_CHOICES, default=None,
                    help="how frames are paired with inputs (default: the bench config's)")
     src = p.add_mutually_exclusive_group()

@@ -12,7 +12,7 @@ import argparse
 import sys
 from typing import Any
 
-from lab4f.argtypes import positive_int
+from lab4f.argtypes import CONFIG_HELP, positive_int
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--kernels-per-frame", type=positive_int, default=None, metavar="N",
                    help="at most N kernels per SLM frame, the rest time-multiplexed (fewer tiles share the light: "
                         "brighter tiles, more frames per input); default: as many as fit")
-    p.add_argument("--config", help="bench config (TOML/YAML); default: the built-in simulated bench")
+    p.add_argument("--config", help=CONFIG_HELP)
     p.add_argument("--out", help="program path (.h5); default: next to the bank")
     p.add_argument("--modulation", choices=["phase", "complex"], default="phase",
                    help="phase: phase-only SLM via slmsuite WGS (default); complex: ideal modulator")

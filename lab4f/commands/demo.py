@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from lab4f.argtypes import positive_int
+from lab4f.argtypes import CONFIG_HELP, positive_int
 from lab4f.commands import SYNC_CHOICES
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("demo", help="train, calibrate, compile, run the test split through the optics",
                        parents=[common])
-    p.add_argument("--config", help="bench config (TOML/YAML); default: the built-in simulated bench")
+    p.add_argument("--config", help=CONFIG_HELP)
     p.add_argument("--sync", choices=SYNC_CHOICES, default=None,
                    help="how frames are paired with inputs: settle, trigger, none (default: the bench config's)")
     p.add_argument("--out", default="runs/demo", help="results folder")

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lab4f.argtypes import parse_int_list, positive_int
+from lab4f.argtypes import CONFIG_HELP, parse_int_list, positive_int
 from lab4f.commands import DETECTION_MODELS
 
 
@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     e.add_argument("--filter-size", type=positive_int, default=5,
                    help="taps per axis of the calibration's per-tile filter counted in feature extraction "
                         "(default 5, what `lab4f calibrate gains` fits; 1 = a scalar gain per tile)")
-    e.add_argument("--config", default=None, help="bench config file (default: the built-in simulated bench)")
+    e.add_argument("--config", default=None, help=CONFIG_HELP)
     e.add_argument("--no-timing", action="store_true", help="skip timing the digital front end")
     e.add_argument("--threads", type=positive_int, default=1,
                    help="torch threads while timing the digital front end (default 1: on a shared machine more "

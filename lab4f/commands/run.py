@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lab4f.argtypes import positive_int
+from lab4f.argtypes import CONFIG_HELP, positive_int
 from lab4f.commands import SCENE_KINDS, SYNC_CHOICES
 from lab4f.errors import EXIT_DEVICE, EXIT_ERROR, ConfigError
 
@@ -24,7 +24,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--program", help="compiled optical program (.h5); default: compile the checkpoint now")
     p.add_argument("--force", action="store_true",
                    help="use a calibration record measured on a bench set up differently (a warning, not a refusal)")
-    p.add_argument("--config", help="bench config (TOML/YAML); default: the built-in simulated bench")
+    p.add_argument("--config", help=CONFIG_HELP)
     p.add_argument("--sync", choices=SYNC_CHOICES, default=None,
                    help="how frames are paired with inputs: settle, trigger, none (default: the bench config's)")
     p.add_argument("--dataset", default=None, help="dataset name (default: the checkpoint's)")
