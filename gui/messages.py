@@ -1,10 +1,13 @@
-"""The core's messages in the GUI's own terms: advice written for the command line ("pass --program", "`lab4f
-calibrate tiles`") becomes the button and panel that do the same here. Qt-free."""
+"""The core's messages in the GUI's own terms. An error with a structured fix (:class:`lab4f.errors.Fix`) is
+rendered here as the buttons and panels that do it (:func:`gui_advice`); advice still written for the command
+line in a plain message ("pass --program", "`lab4f calibrate tiles`") is rewritten by :data:`RULES`. Qt-free."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+
+from lab4f.errors import Fix, Lab4fError
 
 #: The Calibration panel's row of each step (as its title begins).
 STEP_ROWS = {"camera": "Camera", "timing": "Timing", "display": "Input display", "fourier": "Fourier calibration",
@@ -48,8 +51,33 @@ SAFETY_ADVICE = ("The bench config's safety limit refused it and nothing was sen
                  "shown in the Bench panel (the limit itself is set in the bench config file).")
 
 
-def in_gui_terms(message: str) -> str:
-    """``message`` with command-line advice replaced by the GUI's buttons and panels."""
+def gui_advice(fix: Fix) -> str:
+    """``fix`` in the GUI's terms: the panel and button that do it."""
+    p = fix.params
+    if fix.action == "calibrate":
+        steps = [p["step"]] if isinstance(p["step"], str) else list(p["step"])
+        rows = [STEP_ROWS.get(step, step) for step in steps]
+        where = ("Run all in the Calibration panel" if rows == ["all"] else
+                 "press Run on the " + ", then the ".join(rows) + f" row{'s' if len(rows) > 1 else ''} of the "
+                 "Calibration panel")
+        return where + (f" {UPLOADED}" if p.get("program") else "") + (" (or Run all)" if p.get("or_all") else "")
+    if fix.action == "compile":
+        options = "".join(f", {k.replace('_', ' ')} {v}" for k, v in p.get("options", {}).items())
+        return f"load the checkpoint in the Kernels panel and press Compile and upload again{options}"
+    if fix.action == "choose_layer":
+        return "choose the layer in the Kernels panel's layer box"
+    if fix.action == "set_setting":
+        return (f"set {p['setting']}" + (f" to {p['value']}" if "value" in p else "") +
+                " in the bench config file, then reconnect in the Bench panel")
+    return f"connect the {p.get('device', 'device')} and press Connect in the Bench panel"
+
+
+def in_gui_terms(message: str | BaseException) -> str:
+    """``message`` with its advice in the GUI's buttons and panels: an error's structured fix rendered here, or
+    command-line advice in a plain message replaced."""
+    if isinstance(message, Lab4fError) and message.fix is not None:
+        return f"{in_gui_terms(message.problem)}; {gui_advice(message.fix)}"
+    message = str(message)
     for pattern, replacement in RULES:
         message = pattern.sub(replacement, message)
     return message

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from lab4f.errors import MismatchError
+from lab4f.errors import Fix, MismatchError
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ def measure_drift(setup: Any, registration: Any, tile_shifts: np.ndarray | None 
             shifts.append((x0 + mc[0] - ex, y0 + mc[1] - ey))
     if not shifts:
         raise MismatchError("the registration check found none of the program's tiles on the camera: the bench has "
-                            "moved far, or the light does not reach the camera; recalibrate (`lab4f calibrate all`)")
+                            "moved far, or the light does not reach the camera", fix=Fix("calibrate", {"step": "all"}))
     d = np.asarray(shifts)
     mag = np.hypot(d[:, 0], d[:, 1])
     return DriftReport(float(np.median(mag)), float(mag.max()), (float(np.median(d[:, 0])), float(np.median(d[:, 1]))),
@@ -95,6 +95,7 @@ def check_drift(setup: Any, record: Any, limit_px: float) -> DriftReport | None:
         raise MismatchError(
             f"the bench has moved since it was calibrated: the program's tiles sit {report.median_px:.2f} px (median "
             f"over {report.tiles} tiles; shift x {report.shift_px[0]:+.2f}, y {report.shift_px[1]:+.2f} px) from where "
-            f"the registration puts them (limit {limit_px:g} px). Recalibrate the registration and the steps built on "
-            "it: `lab4f calibrate registration`, then `tiles` and `gains` with --program (or `lab4f calibrate all`)")
+            f"the registration puts them (limit {limit_px:g} px): recalibrate the registration and the steps "
+            "built on it", fix=Fix("calibrate", {"step": ("registration", "tiles", "gains"),
+                                                 "program": ("tiles", "gains"), "or_all": True}))
     return report

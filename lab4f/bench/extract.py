@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lab4f.errors import ConfigError
+from lab4f.errors import ConfigError, Fix
 from lab4f.optics.layout import TileLayout
 from lab4f.optics.program import OpticalProgram
 from lab4f.optics.registration import PlaneToCamera, tile_sampling_grid
@@ -167,7 +167,8 @@ class FeatureExtractor:
         if (filt.ndim != 4 or filt.shape[0] != channels or filt.shape[1] not in (1, 2)
                 or filt.shape[2] != filt.shape[3] or filt.shape[2] % 2 == 0):
             raise ConfigError(f"channel_filter must be ({channels}, k, k) or ({channels}, 2, k, k) with k odd, got "
-                              f"{np.shape(channel_filter)}; recalibrate the channel gains (`lab4f calibrate gains`)")
+                              f"{np.shape(channel_filter)}: recalibrate the channel gains",
+                              fix=Fix("calibrate", {"step": "gains", "program": True}))
         return torch.from_numpy(filt.copy())
 
     @classmethod

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from lab4f.errors import CompileError
+from lab4f.errors import CompileError, Fix
 
 ACCEPTED = ("a NumPy array (.npy, or .npz) of shape C_out×1×K×K or C×K×K, a PyTorch state dict or TorchScript "
             "module (its first conv, or --layer NAME), or a lab4f checkpoint")
@@ -223,7 +223,7 @@ def load_bank(path: str | os.PathLike[str], layer: str | None = None, payload: A
             if not shaped:
                 listed = ", ".join(f"{k} ({_shape(a)})" for k, a in arrays) or "no arrays"
                 raise CompileError(f"{path} holds no array of a kernel bank's shape (C_out×1×K×K or C×K×K): "
-                                   f"{listed}; pass --layer NAME to choose one")
+                                   f"{listed}", fix=Fix("choose_layer"))
             key, array = shaped[0]
         return LoadedBank(bank_from_array(array, f"{path}[{key}]"),
                           source | {"format": "npz", "layer": key, "shape": list(np.shape(array)),

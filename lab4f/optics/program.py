@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lab4f.errors import Fix
 from lab4f.optics.forward import fourf_output
 from lab4f.optics.geometry import FourfGeometry
 from lab4f.optics.layout import TileLayout, extract_tiles
@@ -124,8 +125,7 @@ class OpticalProgram:
         try:
             f = open_h5(path, "optical_program", PROGRAM_SCHEMA)
         except StorageError as exc:  # missing, truncated, another kind: say how to get a good one
-            raise StorageError(f"{exc}; compile the checkpoint again with `lab4f compile CHECKPOINT --out {path}`") \
-                from exc
+            raise StorageError(exc.problem, fix=Fix("compile", {"path": str(path)})) from exc
         with f:
             try:
                 geometry_d = read_json_attr(f, "geometry")
@@ -151,5 +151,5 @@ class OpticalProgram:
                            modulation=str(f.attrs["modulation"]), geometry=geometry, frames=frames,
                            kernel_scale=float(f.attrs["kernel_scale"]), source=read_json_attr(f, "source", {}))
             except (KeyError, ValueError, TypeError) as exc:
-                raise StorageError(f"{path} is an incomplete optical program ({exc}); compile it again with "
-                                   f"`lab4f compile CHECKPOINT --out {path}`") from exc
+                raise StorageError(f"{path} is an incomplete optical program ({exc})",
+                                   fix=Fix("compile", {"path": str(path)})) from exc
