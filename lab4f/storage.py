@@ -162,7 +162,7 @@ def leftover_temps(folder: str | os.PathLike[str], pattern: str = "*") -> list[d
     """Temporary files (:data:`TEMP_RE`) in ``folder`` whose final name matches ``pattern``: left by a process
     killed while writing, or being written now. Each: path, size_bytes, final_name (the name it was to get),
     pid and writer_alive (that process still runs on this machine: the write may be in progress)."""
-    out = []
+    out: list[dict[str, Any]] = []
     folder = Path(folder)
     if not folder.is_dir():
         return out

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel
 
 from lab4f.bench.config import BenchConfig, DeviceConfig, load_bench_config, validate_settings
 from lab4f.bench.preflight import Finding, check_settings, raise_for_errors, resolve_class
@@ -193,7 +194,7 @@ def settings_of(device: Any) -> dict[str, Any]:
     if callable(snap):
         return snap()
     settings = getattr(device, "settings", None)
-    if hasattr(settings, "model_dump"):
+    if isinstance(settings, BaseModel):
         return settings.model_dump(mode="json")
     return {}
 
@@ -386,7 +387,8 @@ class Bench:
         g = self.config.geometry
         pitch = float(np.atleast_1d(slm.pitch_um)[0])
         wav_nm = float(slm.wav_um) * 1e3
-        return FourfGeometry(slm_shape=tuple(int(s) for s in slm.shape), slm_pitch_um=pitch, wavelength_nm=wav_nm,
+        ny, nx = (int(s) for s in slm.shape)
+        return FourfGeometry(slm_shape=(ny, nx), slm_pitch_um=pitch, wavelength_nm=wav_nm,
                              focal_length_1_mm=g.focal_length_1_mm, focal_length_2_mm=g.focal_length_2_mm,
                              aperture_radius=g.aperture_radius)
 
