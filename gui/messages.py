@@ -5,15 +5,37 @@ line in a plain message ("pass --program", "`lab4f calibrate tiles`") is rewritt
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 
 from lab4f.errors import Fix, Lab4fError
 
-#: The Calibration panel's row of each step (as its title begins).
-STEP_ROWS = {"camera": "Camera", "timing": "Timing", "display": "Input display", "fourier": "Fourier calibration",
-             "phase": "SLM phase response", "wavefront": "Wavefront correction",
-             "registration": "Display → camera registration", "tiles": "Tile registration",
-             "gains": "Per-channel filter"}
+
+class _StepRows(Mapping[str, str]):
+    """Each calibration step's row in the Calibration panel, read from the step registry
+    (:mod:`lab4f.calibration.steps`) at every look-up, so a step registered later is named too: the lead of its
+    title, before a colon, a parenthesis or an "and" ("Per-channel filter and offset (program)" → "Per-channel
+    filter"), which is how the panel's row label begins."""
+
+    def __getitem__(self, step: str) -> str:
+        from lab4f.calibration import steps as registry
+
+        if step not in registry.names():
+            raise KeyError(step)
+        return re.split(r":| \(| and ", registry.title(step), maxsplit=1)[0].strip()
+
+    def __iter__(self) -> Iterator[str]:
+        from lab4f.calibration import steps as registry
+
+        return iter(registry.names())
+
+    def __len__(self) -> int:
+        from lab4f.calibration import steps as registry
+
+        return len(registry.names())
+
+
+#: The Calibration panel's row of each step (as its title begins), from the step registry.
+STEP_ROWS: Mapping[str, str] = _StepRows()
 UPLOADED = "with a program uploaded (Kernels panel: Compile and upload)"
 
 

@@ -332,9 +332,11 @@ class BenchWorker(Worker):
             sh.open_shutter() if open_ else sh.close_shutter()
         return self.emit_state()
 
-    def compile(self, checkpoint: str, iterations: int) -> tuple[Any, Path, Path]:
-        """Compile ``checkpoint`` for this bench (``lab4f compile``); cancellable at every phase-retrieval
-        iteration through `compile_cancel`, with `compile_progress` at most 20 times a second."""
+    def compile(self, checkpoint: str, iterations: int,
+                kernels_per_frame: int | None = None) -> tuple[Any, Path, Path]:
+        """Compile ``checkpoint`` for this bench (``lab4f compile``, ``--kernels-per-frame``: None is as many as
+        fit); cancellable at every phase-retrieval iteration through `compile_cancel`, with `compile_progress` at
+        most 20 times a second."""
         from lab4f.bench.compile import compile_checkpoint
 
         last = [0.0]
@@ -346,7 +348,8 @@ class BenchWorker(Worker):
                 self.compile_progress.emit(i, n)
 
         return cancellable(lambda hook: compile_checkpoint(checkpoint, self.bench, iterations=iterations,
-                                                           progress=False, on_iteration=hook),
+                                                           progress=False, on_iteration=hook,
+                                                           kernels_per_frame=kernels_per_frame),
                            self.compile_cancel, report)
 
     def set_record(self, record: CalibrationRecord | None) -> None:

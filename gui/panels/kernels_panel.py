@@ -33,6 +33,14 @@ def upload_changes(new: Any, old: Any, uploaded_phase: np.ndarray | None) -> str
     return "\n".join(lines)
 
 
+def frames_text(program: Any) -> str:
+    """The compiled program's frames per input, and how many kernels each carries."""
+    s = program.summary()
+    per = program.source.get("kernels_per_frame")
+    cap = f", at most {per} per frame" if per else ", as many per frame as fit"
+    return f"frames per input: {s['frames']} ({s['channels']} kernels{cap})"
+
+
 COMPILE_TIP = ("Compile the kernel bank for this bench (tile layout, target PSF, SLM phase), then confirm the upload "
                "to the SLM")
 
@@ -65,6 +73,19 @@ class KernelsPanel(QtWidgets.QWidget):
         for w in (self.load_btn, self.iterations, self.compile_btn, self.cancel_btn):
             row.addWidget(w)
         layout.addLayout(row)
+        options = QtWidgets.QHBoxLayout()
+        self.kernels_per_frame = QtWidgets.QSpinBox(minimum=0, maximum=4096, value=0, prefix="kernels per frame ")
+        self.kernels_per_frame.setSpecialValueText("kernels per frame: auto")
+        self.kernels_per_frame.setToolTip(
+            "At most this many kernels (k⁺/k⁻ tile pairs) on one SLM frame, the rest time-multiplexed on further "
+            "frames (`lab4f compile --kernels-per-frame N`). Fewer per frame: brighter tiles, more frames per "
+            "input. auto (0): as many as fit on the camera")
+        self.frames_label = QtWidgets.QLabel("frames per input: not compiled")
+        self.frames_label.setToolTip("SLM frames each input is shown for by the compiled program (kernels ÷ kernels "
+                                     "per frame, rounded up)")
+        options.addWidget(self.kernels_per_frame)
+        options.addWidget(self.frames_label, 1)
+        layout.addLayout(options)
         self.progress = QtWidgets.QProgressBar(maximum=1000, textVisible=True)
         self.progress.setFormat("–")
         layout.addWidget(self.progress)
@@ -120,13 +141,14 @@ class KernelsPanel(QtWidgets.QWidget):
         if self.state.checkpoint is None or self.compiling or self.state.calibrating:
             return
         path, iters, bench = self.state.checkpoint.path, self.iterations.value(), self.bench
+        per_frame = self.kernels_per_frame.value() or None  # 0: auto, as many as fit
         self.info.setText("compiling …")
         self.progress.setValue(0)
         self.progress.setFormat("compiling: starting (%p %)")
         self.state.set_compiling(True)  # a calibration would measure the SLM mid-upload: it waits for the compile
         self._update_buttons()
         bench.compile_cancel.clear()  # a threading.Event: set by Cancel or closing the window
-        bench.submit(lambda: bench.compile(path, iters), name="compiled", where="compile")
+        bench.submit(lambda: bench.compile(path, iters, per_frame), name="compiled", where="compile")
 
     def cancel(self) -> None:
         if self.loading:
@@ -145,6 +167,7 @@ class KernelsPanel(QtWidgets.QWidget):
         self.compile_btn.setEnabled(self.state.checkpoint is not None and not self.compiling and not calibrating
                                     and not self.loading)
         self.load_btn.setEnabled(not self.compiling and not self.loading)
+        self.kernels_per_frame.setEnabled(not self.compiling)
         self.cancel_btn.setEnabled(self.compiling or self.loading)
         self.compile_btn.setToolTip("Waiting for the calibration to finish. " + COMPILE_TIP if calibrating
                                     else COMPILE_TIP)
@@ -204,6 +227,7 @@ class KernelsPanel(QtWidgets.QWidget):
             self._end_compile("compiled (%p %)")
             self.progress.setValue(1000)
             self._show_program(program)
+            self.frames_label.setText(frames_text(program))
             text = upload_changes(program, self.state.program, self.bench.uploaded_phase)
             if self.auto_confirm or self._confirm(text):
                 self.pending = (program, str(program_path))
