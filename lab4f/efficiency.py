@@ -185,7 +185,12 @@ def bench_rates(config_path: str | None = None) -> BenchRates:
     cam_settings = bench.camera.settings if bench.camera.driver == "Simulated4fCamera" else {}
     slm_settings = bench.slm.settings if bench.slm.driver == "SimulatedFourierSLM" else {}
     cam, slm = SimulatedCameraSettings(**cam_settings), SimulatedSLMSettings(**slm_settings)
-    note = (f"bench config {config_path or '(built-in simulated bench)'}: camera {bench.camera.driver}, "
+    import os
+
+    from lab4f.bench.config import BENCH_ENV
+
+    where = config_path or os.environ.get(BENCH_ENV) or "(built-in simulated bench)"
+    note = (f"bench config {where}: camera {bench.camera.driver}, "
             f"SLM {bench.slm.driver}")
     if bench.camera.driver != "Simulated4fCamera" or bench.slm.driver != "SimulatedFourierSLM":
         note += "; rates of non-simulated devices are not in the config — the simulated defaults are used"
