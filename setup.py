@@ -14,10 +14,19 @@ from pathlib import Path
 from setuptools import Extension, find_packages, setup
 
 here = Path(__file__).resolve().parent
-package_dir = tomllib.loads((here / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
-packages = [pkg for name, src in package_dir.items()
-            for pkg in (name, *(f"{name}.{sub}" for sub in find_packages(here / src)))]
+package_dir = tomllib.loads((here / "pyproject.toml").read_text())["tool"]["setuptools"][
+    "package-dir"
+]
+packages = [
+    pkg
+    for name, src in package_dir.items()
+    for pkg in (name, *(f"{name}.{sub}" for sub in find_packages(here / src)))
+]
 
 flags = [] if sys.platform == "win32" else ["-O3", "-std=c11", "-Wno-psabi"]
-setup(packages=packages,
-      ext_modules=[Extension("lab4f._fusedk", ["lab4f/_fused.c"], extra_compile_args=flags, optional=True)])
+setup(
+    packages=packages,
+    ext_modules=[
+        Extension("lab4f._fusedk", ["lab4f/_fused.c"], extra_compile_args=flags, optional=True)
+    ],
+)

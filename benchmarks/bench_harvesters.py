@@ -36,7 +36,9 @@ def measure(settings: HarvestersCameraSettings, frames: int, warmup: int = 3) ->
             "elapsed_s": round(elapsed_s, 4),
             "measured_fps": round(measured, 2),
             "configured_frame_rate_hz": configured,
-            "compared_against": "AcquisitionFrameRate node" if configured else "no AcquisitionFrameRate node: "
+            "compared_against": "AcquisitionFrameRate node"
+            if configured
+            else "no AcquisitionFrameRate node: "
             "nothing to compare against, measured_fps is the delivered rate",
             "measured_over_configured": round(measured / configured, 3) if configured else None,
         }
@@ -44,10 +46,14 @@ def measure(settings: HarvestersCameraSettings, frames: int, warmup: int = 3) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cti-path", default=None, help="GenTL producer (default: genicam's viky.cti)")
+    parser.add_argument(
+        "--cti-path", default=None, help="GenTL producer (default: genicam's viky.cti)"
+    )
     parser.add_argument("--serial", default=None)
     parser.add_argument("--frames", type=int, default=60)
-    parser.add_argument("--frame-rate-hz", type=float, default=None, help="set AcquisitionFrameRate first")
+    parser.add_argument(
+        "--frame-rate-hz", type=float, default=None, help="set AcquisitionFrameRate first"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # keep the output to the result
@@ -58,11 +64,15 @@ def main() -> None:
     if args.json:
         print(json.dumps(result))
         return
-    print(f"{result['device']} ({result['pixel_format']} {result['frame_shape']}) via {result['cti_path']}")
+    print(
+        f"{result['device']} ({result['pixel_format']} {result['frame_shape']}) via {result['cti_path']}"
+    )
     print(f"  measured   {result['measured_fps']:8.2f} frames/s over {result['frames']} frames")
     if result["configured_frame_rate_hz"]:
-        print(f"  configured {result['configured_frame_rate_hz']:8.2f} Hz (AcquisitionFrameRate); "
-              f"ratio {result['measured_over_configured']:.3f}")
+        print(
+            f"  configured {result['configured_frame_rate_hz']:8.2f} Hz (AcquisitionFrameRate); "
+            f"ratio {result['measured_over_configured']:.3f}"
+        )
     else:
         print(f"  {result['compared_against']}")
 

@@ -58,11 +58,17 @@ def bench_models(image_size: int, batch: int, min_time_s: float) -> dict[str, An
     y = torch.randint(0, 10, (batch,))
     teacher = build_model(ModelConfig(kind="teacher", image_size=image_size))
     results: dict[str, Any] = {}
-    for name, kind, det in (("teacher", "teacher", "ideal"), ("student_ideal", "student", "ideal"),
-                            ("student_incoherent", "student", "incoherent"),
-                            ("student_coherent", "student", "coherent")):
-        model = teacher if kind == "teacher" else build_model(
-            ModelConfig(kind=kind, image_size=image_size, detection=det))
+    for name, kind, det in (
+        ("teacher", "teacher", "ideal"),
+        ("student_ideal", "student", "ideal"),
+        ("student_incoherent", "student", "incoherent"),
+        ("student_coherent", "student", "coherent"),
+    ):
+        model = (
+            teacher
+            if kind == "teacher"
+            else build_model(ModelConfig(kind=kind, image_size=image_size, detection=det))
+        )
         opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
 
         def step(model=model, opt=opt, kind=kind) -> None:
@@ -84,8 +90,10 @@ def bench_models(image_size: int, batch: int, min_time_s: float) -> dict[str, An
             with torch.no_grad():
                 model(x)
 
-        results[name] = {"train_images_per_s": batch / time_per_call_s(step, min_time_s),
-                         "inference_images_per_s": batch / time_per_call_s(infer, min_time_s)}
+        results[name] = {
+            "train_images_per_s": batch / time_per_call_s(step, min_time_s),
+            "inference_images_per_s": batch / time_per_call_s(infer, min_time_s),
+        }
     return results
 
 
@@ -100,8 +108,11 @@ def bench_paper_training(device: str, image_size: int, batch: int, steps: int) -
     teacher = build_model(ModelConfig(kind="teacher", image_size=image_size, **PAPER)).to(device)
     out: dict[str, Any] = {}
     for kind in ("teacher", "linear", "student"):
-        model = teacher if kind == "teacher" else build_model(
-            ModelConfig(kind=kind, image_size=image_size, **PAPER)).to(device)
+        model = (
+            teacher
+            if kind == "teacher"
+            else build_model(ModelConfig(kind=kind, image_size=image_size, **PAPER)).to(device)
+        )
         opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
 
         def step(model=model, opt=opt, kind=kind) -> None:
@@ -127,18 +138,25 @@ def bench_paper_training(device: str, image_size: int, batch: int, steps: int) -
         sync()
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
         ips_wall = steps * batch / wall
-        row = {"train_images_per_s": ips_wall, "s_per_epoch_3500": 3500 / ips_wall,
-               "s_per_epoch_60000": 60000 / ips_wall}
+        row = {
+            "train_images_per_s": ips_wall,
+            "s_per_epoch_3500": 3500 / ips_wall,
+            "s_per_epoch_60000": 60000 / ips_wall,
+        }
         if not device.startswith("cuda"):
             ips_cpu = steps * batch / cpu
-            row |= {"train_images_per_cpu_s": ips_cpu, "cpu_s_per_epoch_3500": 3500 / ips_cpu,
-                    "cpu_s_per_epoch_60000": 60000 / ips_cpu}
+            row |= {
+                "train_images_per_cpu_s": ips_cpu,
+                "cpu_s_per_epoch_3500": 3500 / ips_cpu,
+                "cpu_s_per_epoch_60000": 60000 / ips_cpu,
+            }
         out[kind] = row
     return out
 
 
-def bench_conv(kernel_sizes: tuple[int, ...], batch: int, c_in: int, c_out: int, size: int,
-               min_time_s: float) -> list[dict[str, Any]]:
+def bench_conv(
+    kernel_sizes: tuple[int, ...], batch: int, c_in: int, c_out: int, size: int, min_time_s: float
+) -> list[dict[str, Any]]:
     """Forward and forward+backward time of fft_conv2d vs F.conv2d ('same' output) per kernel size."""
     rows = []
     for k in kernel_sizes:
@@ -148,6 +166,7 @@ def bench_conv(kernel_sizes: tuple[int, ...], batch: int, c_in: int, c_out: int,
         conv = {"conv2d": lambda x, w, k=k: F.conv2d(x, w, padding=k // 2), "fft": fft_conv2d}
         t: dict[str, float] = {}
         for name, fn in conv.items():
+
             def fwd(fn=fn, x=x, w=w) -> None:
                 with torch.no_grad():
                     fn(x, w)
@@ -158,9 +177,15 @@ def bench_conv(kernel_sizes: tuple[int, ...], batch: int, c_in: int, c_out: int,
 
             t[f"{name}_forward_s"] = time_per_call_s(fwd, min_time_s)
             t[f"{name}_forward_backward_s"] = time_per_call_s(fwd_bwd, min_time_s)
-        rows.append({"kernel_size": k, **t,
-                     "ratio_forward": t["fft_forward_s"] / t["conv2d_forward_s"],
-                     "ratio_forward_backward": t["fft_forward_backward_s"] / t["conv2d_forward_backward_s"]})
+        rows.append(
+            {
+                "kernel_size": k,
+                **t,
+                "ratio_forward": t["fft_forward_s"] / t["conv2d_forward_s"],
+                "ratio_forward_backward": t["fft_forward_backward_s"]
+                / t["conv2d_forward_backward_s"],
+            }
+        )
     return rows
 
 
@@ -171,9 +196,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--image-size", type=int, default=28)
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--conv-shape", default="16,1,32,28", help="batch,c_in,c_out,size for the conv comparison")
-    p.add_argument("--paper-only", action="store_true", help="only the paper preset's training images/s")
-    p.add_argument("--paper-steps", type=int, default=None, help="SGD steps timed per model (default 20; 3 quick)")
+    p.add_argument(
+        "--conv-shape", default="16,1,32,28", help="batch,c_in,c_out,size for the conv comparison"
+    )
+    p.add_argument(
+        "--paper-only", action="store_true", help="only the paper preset's training images/s"
+    )
+    p.add_argument(
+        "--paper-steps",
+        type=int,
+        default=None,
+        help="SGD steps timed per model (default 20; 3 quick)",
+    )
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -182,8 +216,14 @@ def main(argv: list[str] | None = None) -> int:
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     paper = {d: bench_paper_training(d, args.image_size, args.batch, steps) for d in devices}
     if args.paper_only:
-        out = {"torch": torch.__version__, "threads": torch.get_num_threads(), "image_size": args.image_size,
-               "batch": args.batch, "steps": steps, "paper_preset": paper}
+        out = {
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "image_size": args.image_size,
+            "batch": args.batch,
+            "steps": steps,
+            "paper_preset": paper,
+        }
         if args.json:
             print(json.dumps(out))
         else:
@@ -191,27 +231,40 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     b, c_in, c_out, size = (int(v) for v in args.conv_shape.split(","))
     t0 = time.perf_counter()
-    out = {"torch": torch.__version__, "threads": torch.get_num_threads(),
-           "models": bench_models(args.image_size, args.batch, min_time_s),
-           "conv": {"shape": {"batch": b, "c_in": c_in, "c_out": c_out, "size": size},
-                    "rows": bench_conv(KERNEL_SIZES, b, c_in, c_out, size, min_time_s)}}
+    out = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "models": bench_models(args.image_size, args.batch, min_time_s),
+        "conv": {
+            "shape": {"batch": b, "c_in": c_in, "c_out": c_out, "size": size},
+            "rows": bench_conv(KERNEL_SIZES, b, c_in, c_out, size, min_time_s),
+        },
+    }
     out["paper_preset"] = paper
     out["wall_time_s"] = time.perf_counter() - t0
     if args.json:
         print(json.dumps(out))
         return 0
-    print(f"torch {out['torch']}, {out['threads']} threads, {args.image_size}x{args.image_size}, "
-          f"batch {args.batch}")
+    print(
+        f"torch {out['torch']}, {out['threads']} threads, {args.image_size}x{args.image_size}, "
+        f"batch {args.batch}"
+    )
     print(f"{'model':<20}{'train img/s':>14}{'infer img/s':>14}")
     for name, m in out["models"].items():
         print(f"{name:<20}{m['train_images_per_s']:>14.0f}{m['inference_images_per_s']:>14.0f}")
-    print(f"\nfft_conv2d / F.conv2d time ratio, x ({b}, {c_in}, {size}, {size}), w ({c_out}, {c_in}, k, k)")
-    print(f"{'k':>4}{'conv fwd ms':>13}{'fft fwd ms':>12}{'ratio':>8}"
-          f"{'conv f+b ms':>13}{'fft f+b ms':>12}{'ratio':>8}")
+    print(
+        f"\nfft_conv2d / F.conv2d time ratio, x ({b}, {c_in}, {size}, {size}), w ({c_out}, {c_in}, k, k)"
+    )
+    print(
+        f"{'k':>4}{'conv fwd ms':>13}{'fft fwd ms':>12}{'ratio':>8}"
+        f"{'conv f+b ms':>13}{'fft f+b ms':>12}{'ratio':>8}"
+    )
     for r in out["conv"]["rows"]:
-        print(f"{r['kernel_size']:>4}{r['conv2d_forward_s'] * 1e3:>13.2f}{r['fft_forward_s'] * 1e3:>12.2f}"
-              f"{r['ratio_forward']:>8.2f}{r['conv2d_forward_backward_s'] * 1e3:>13.2f}"
-              f"{r['fft_forward_backward_s'] * 1e3:>12.2f}{r['ratio_forward_backward']:>8.2f}")
+        print(
+            f"{r['kernel_size']:>4}{r['conv2d_forward_s'] * 1e3:>13.2f}{r['fft_forward_s'] * 1e3:>12.2f}"
+            f"{r['ratio_forward']:>8.2f}{r['conv2d_forward_backward_s'] * 1e3:>13.2f}"
+            f"{r['fft_forward_backward_s'] * 1e3:>12.2f}{r['ratio_forward_backward']:>8.2f}"
+        )
     _print_paper(out)
     return 0
 
@@ -220,10 +273,16 @@ def _print_paper(out: dict[str, Any]) -> None:
     print("\npaper preset (widths 32,128,256), training")
     for dev, rows in out["paper_preset"].items():
         for kind, r in rows.items():
-            cpu = (f", {r['train_images_per_cpu_s']:.0f} img/CPU-s = {r['cpu_s_per_epoch_60000']:.0f} CPU-s per "
-                   "60k epoch" if "train_images_per_cpu_s" in r else "")
-            print(f"  {dev:<5}{kind:<9}{r['train_images_per_s']:>9.0f} img/s = {r['s_per_epoch_60000']:.0f} s per "
-                  f"60k epoch{cpu}")
+            cpu = (
+                f", {r['train_images_per_cpu_s']:.0f} img/CPU-s = {r['cpu_s_per_epoch_60000']:.0f} CPU-s per "
+                "60k epoch"
+                if "train_images_per_cpu_s" in r
+                else ""
+            )
+            print(
+                f"  {dev:<5}{kind:<9}{r['train_images_per_s']:>9.0f} img/s = {r['s_per_epoch_60000']:.0f} s per "
+                f"60k epoch{cpu}"
+            )
 
 
 if __name__ == "__main__":

@@ -78,21 +78,29 @@ class TimedSource:
         return index, self.frames[index % len(self.frames)]
 
 
-def setup(seed: int = 0, per_tile_filters: bool = True) -> tuple[SCLC, FeatureExtractor, np.ndarray]:
+def setup(
+    seed: int = 0, per_tile_filters: bool = True
+) -> tuple[SCLC, FeatureExtractor, np.ndarray]:
     torch.manual_seed(seed)
     student = SCLC(ModelConfig(kind="student", widths=(16, 32, 32), num_classes=10)).eval()
     program = compile_bank(student.kernel_bank(), 28, modulation="complex")
     t = np.deg2rad(0.8)
-    reg = PlaneToCamera(1.02 * np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]]),
-                        [CAMERA[1] / 2 + 3.2, CAMERA[0] / 2 - 2.1])
+    reg = PlaneToCamera(
+        1.02 * np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]]),
+        [CAMERA[1] / 2 + 3.2, CAMERA[0] / 2 - 2.1],
+    )
     rng = np.random.default_rng(seed)
     dark = 100 + rng.normal(0, 2, CAMERA)
     flat = 1 + rng.normal(0, 0.01, CAMERA)
     filt = None
-    if per_tile_filters:  # near-delta 5×5 filters like the gains step fits (their values do not change the cost)
+    if (
+        per_tile_filters
+    ):  # near-delta 5×5 filters like the gains step fits (their values do not change the cost)
         filt = rng.normal(0, 0.02, (program.channels, 2, 5, 5)).astype(np.float32)
         filt[:, :, 2, 2] += 1.0
-    extractor = FeatureExtractor.for_program(program, reg, CAMERA, dark=dark, flat=flat, channel_filter=filt)
+    extractor = FeatureExtractor.for_program(
+        program, reg, CAMERA, dark=dark, flat=flat, channel_filter=filt
+    )
     frames = rng.integers(100, 4000, (64, *CAMERA), dtype=np.uint16)
     return student, extractor, frames
 
@@ -105,8 +113,13 @@ def _runs(head, batch: np.ndarray, isa: str) -> bool:  # noqa: ANN001
     return True
 
 
-def per_frame(student: SCLC, extractor: FeatureExtractor, gain_only: FeatureExtractor, frames: np.ndarray,
-              repeats: int) -> dict:
+def per_frame(
+    student: SCLC,
+    extractor: FeatureExtractor,
+    gain_only: FeatureExtractor,
+    frames: np.ndarray,
+    repeats: int,
+) -> dict:
     batch = frames[:BATCH]
     back = student.back
     t0 = time.perf_counter()
@@ -117,19 +130,27 @@ def per_frame(student: SCLC, extractor: FeatureExtractor, gain_only: FeatureExtr
         features = extractor(batch)
         reference = back(features)
         if head is not None:
-            fused_error = float((head.logits(batch, back) - reference).abs().max() / reference.abs().max())
-            fns = {"fused_and_back_end": lambda: head.logits(batch, back), "fused": lambda: head.pooled(batch)}
+            fused_error = float(
+                (head.logits(batch, back) - reference).abs().max() / reference.abs().max()
+            )
+            fns = {
+                "fused_and_back_end": lambda: head.logits(batch, back),
+                "fused": lambda: head.pooled(batch),
+            }
             for isa in ("avx2", "portable"):  # the fallbacks, where this CPU runs them
                 if isa != kernel_isa() and _runs(head, batch, isa):
                     fns[f"fused_{isa}"] = lambda isa=isa: head.pooled(batch, isa=isa)
-        t = _interleaved_min({
-            "back_end": lambda: back(features),
-            **fns,
-            "extract_and_back_end": lambda: back(extractor(batch)),
-            "extract": lambda: extractor(batch),
-            "copy": lambda: batch.copy(),
-            "extract_gain_only": lambda: gain_only(batch),
-        }, repeats)
+        t = _interleaved_min(
+            {
+                "back_end": lambda: back(features),
+                **fns,
+                "extract_and_back_end": lambda: back(extractor(batch)),
+                "extract": lambda: extractor(batch),
+                "copy": lambda: batch.copy(),
+                "extract_gain_only": lambda: gain_only(batch),
+            },
+            repeats,
+        )
     us = {k: v[0] / BATCH * 1e6 for k, v in t.items()}
     cpu_us = {k: v[1] / BATCH * 1e6 for k, v in t.items()}
     # what a run does: the fused kernel where it is built, else the extractor then the back end
@@ -154,8 +175,14 @@ def per_frame(student: SCLC, extractor: FeatureExtractor, gain_only: FeatureExtr
     }
 
 
-def sustained(student: SCLC, extractor: FeatureExtractor, frames: np.ndarray, rate_hz: float,
-              seconds: float, buffer_frames: int) -> dict:
+def sustained(
+    student: SCLC,
+    extractor: FeatureExtractor,
+    frames: np.ndarray,
+    rate_hz: float,
+    seconds: float,
+    buffer_frames: int,
+) -> dict:
     head = fused_head_for(extractor, student.back)
 
     def process(batch: list[np.ndarray]) -> torch.Tensor:
@@ -165,15 +192,29 @@ def sustained(student: SCLC, extractor: FeatureExtractor, frames: np.ndarray, ra
 
     warm_up(process, frames[0], BATCH, stack=False)
     source = TimedSource(frames, rate_hz, buffer_frames)
-    pipe = Pipeline(source, process, policy="evaluate", capacity=64, batch_size=BATCH,
-                    max_items=int(rate_hz * seconds), stack=False)
+    pipe = Pipeline(
+        source,
+        process,
+        policy="evaluate",
+        capacity=64,
+        batch_size=BATCH,
+        max_items=int(rate_hz * seconds),
+        stack=False,
+    )
     s = pipe.run(timeout=seconds * 5 + 10).stats
     span_s = (time.perf_counter() - source.t0) if source.t0 else float("nan")
     return {
-        "requested_hz": rate_hz, "delivered_hz": (source.next_index) / span_s, "processed_fps": s.mean_fps,
-        "acquired": s.acquired, "processed": s.processed, "dropped_camera": s.dropped_camera,
-        "dropped_overflow": s.dropped_overflow, "latency_p50_ms": s.latency_p50_ms,
-        "latency_p95_ms": s.latency_p95_ms, "latency_p99_ms": s.latency_p99_ms, "stop_reason": s.stop_reason,
+        "requested_hz": rate_hz,
+        "delivered_hz": (source.next_index) / span_s,
+        "processed_fps": s.mean_fps,
+        "acquired": s.acquired,
+        "processed": s.processed,
+        "dropped_camera": s.dropped_camera,
+        "dropped_overflow": s.dropped_overflow,
+        "latency_p50_ms": s.latency_p50_ms,
+        "latency_p95_ms": s.latency_p95_ms,
+        "latency_p99_ms": s.latency_p99_ms,
+        "stop_reason": s.stop_reason,
     }
 
 
@@ -181,54 +222,89 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rates", type=float, nargs="+", default=[500.0, 1000.0])
     parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (acquisition needs CPU too)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (acquisition needs CPU too)"
+    )
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--camera-buffer", type=int, default=64, help="frames the camera holds before losing")
+    parser.add_argument(
+        "--camera-buffer", type=int, default=64, help="frames the camera holds before losing"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     student, extractor, frames = setup()
     gain_only = setup(per_tile_filters=False)[1]
     load_before = os.getloadavg()[0]
-    result = {"torch_threads": args.threads, "camera": list(CAMERA), "load_before": load_before,
-              "camera_buffer": args.camera_buffer,
-              "per_frame": per_frame(student, extractor, gain_only, frames, args.repeats),
-              "sustained": [sustained(student, extractor, frames, r, args.seconds, args.camera_buffer)
-                            for r in args.rates],
-              "load_after": os.getloadavg()[0]}
+    result = {
+        "torch_threads": args.threads,
+        "camera": list(CAMERA),
+        "load_before": load_before,
+        "camera_buffer": args.camera_buffer,
+        "per_frame": per_frame(student, extractor, gain_only, frames, args.repeats),
+        "sustained": [
+            sustained(student, extractor, frames, r, args.seconds, args.camera_buffer)
+            for r in args.rates
+        ],
+        "load_after": os.getloadavg()[0],
+    }
     if args.json:
         print(json.dumps(result))
         return
     pf = result["per_frame"]
-    print(f"per frame, batches of {BATCH} × {CAMERA[0]}² uint16, {pf['tiles']} tiles with 5×5 filters, torch threads "
-          f"{args.threads}, load average before/after {result['load_before']:.1f}/{result['load_after']:.1f}")
+    print(
+        f"per frame, batches of {BATCH} × {CAMERA[0]}² uint16, {pf['tiles']} tiles with 5×5 filters, torch threads "
+        f"{args.threads}, load average before/after {result['load_before']:.1f}/{result['load_after']:.1f}"
+    )
     if pf["kernel"] is None:
-        print("  the fused kernel is not built (lab4f installed without a C compiler): runs use the extractor")
+        print(
+            "  the fused kernel is not built (lab4f installed without a C compiler): runs use the extractor"
+        )
     else:
-        print(f"  fused kernel: {pf['kernel']}, {pf['fused_segments']} 16-pixel segments, built in "
-              f"{pf['fused_build_s']:.1f} s, max relative error vs extractor + back end "
-              f"{pf['fused_max_rel_error']:.1e}")
-    for k in ("back_end", "fused_and_back_end", "fused", "fused_avx2", "fused_portable", "extract_and_back_end",
-              "extract", "copy", "extract_gain_only"):
+        print(
+            f"  fused kernel: {pf['kernel']}, {pf['fused_segments']} 16-pixel segments, built in "
+            f"{pf['fused_build_s']:.1f} s, max relative error vs extractor + back end "
+            f"{pf['fused_max_rel_error']:.1e}"
+        )
+    for k in (
+        "back_end",
+        "fused_and_back_end",
+        "fused",
+        "fused_avx2",
+        "fused_portable",
+        "extract_and_back_end",
+        "extract",
+        "copy",
+        "extract_gain_only",
+    ):
         if k in pf["us_per_frame"]:
-            print(f"  {k:22s} {pf['us_per_frame'][k]:8.1f} µs/frame  {pf['frames_per_s'][k]:9.0f} frames/s  "
-                  f"(CPU {pf['cpu_us_per_frame'][k]:6.1f} µs/frame)")
+            print(
+                f"  {k:22s} {pf['us_per_frame'][k]:8.1f} µs/frame  {pf['frames_per_s'][k]:9.0f} frames/s  "
+                f"(CPU {pf['cpu_us_per_frame'][k]:6.1f} µs/frame)"
+            )
     verdict = "met" if pf["extraction_overhead"] <= 0.2 else "MISSED"
     path = "fused kernel" if pf["kernel"] else "extractor"
-    print(f"  extraction ({path}) adds {100 * pf['extraction_overhead']:.0f} % to the back end, "
-          f"{100 * pf['extraction_overhead_cpu']:.0f} % in CPU time (target ≤ 20 %: {verdict}); unfused it adds "
-          f"{100 * pf['unfused_overhead']:.0f} %")
-    print(f"  extraction ({path}) costs {pf['extract_vs_copy']:.1f}× a plain copy of the frame "
-          f"(unfused {pf['unfused_extract_vs_copy']:.1f}×)")
-    print(f"sustained, evaluate mode (timed 512² uint16 source, {args.camera_buffer}-frame camera buffer):")
+    print(
+        f"  extraction ({path}) adds {100 * pf['extraction_overhead']:.0f} % to the back end, "
+        f"{100 * pf['extraction_overhead_cpu']:.0f} % in CPU time (target ≤ 20 %: {verdict}); unfused it adds "
+        f"{100 * pf['unfused_overhead']:.0f} %"
+    )
+    print(
+        f"  extraction ({path}) costs {pf['extract_vs_copy']:.1f}× a plain copy of the frame "
+        f"(unfused {pf['unfused_extract_vs_copy']:.1f}×)"
+    )
+    print(
+        f"sustained, evaluate mode (timed 512² uint16 source, {args.camera_buffer}-frame camera buffer):"
+    )
     for s in result["sustained"]:
         drops = s["dropped_camera"] + s["dropped_overflow"]
         kept_up = drops == 0 and s["processed_fps"] >= 0.95 * s["requested_hz"]
         ok = "met" if kept_up and s["requested_hz"] >= 500 else "MISSED"
-        print(f"  {s['requested_hz']:6.0f} Hz requested: {s['processed_fps']:7.1f} frames/s processed, "
-              f"drops camera {s['dropped_camera']} / ring {s['dropped_overflow']}, latency p50/p95/p99 "
-              f"{s['latency_p50_ms']:.1f}/{s['latency_p95_ms']:.1f}/{s['latency_p99_ms']:.1f} ms "
-              f"(≥ 500 frames/s with zero drops: {ok})")
+        print(
+            f"  {s['requested_hz']:6.0f} Hz requested: {s['processed_fps']:7.1f} frames/s processed, "
+            f"drops camera {s['dropped_camera']} / ring {s['dropped_overflow']}, latency p50/p95/p99 "
+            f"{s['latency_p50_ms']:.1f}/{s['latency_p95_ms']:.1f}/{s['latency_p99_ms']:.1f} ms "
+            f"(≥ 500 frames/s with zero drops: {ok})"
+        )
 
 
 if __name__ == "__main__":

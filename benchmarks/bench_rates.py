@@ -39,17 +39,24 @@ def camera_periods_s() -> dict[str, float]:
 
     def period(**cam: object) -> float:
         slm = SimulatedFourierSLM(SimulatedSLMSettings(resolution=(128, 128), settle_s=0.0))
-        camera = Simulated4fCamera(slm, SimulatedDisplay(SimulatedDisplaySettings()),
-                                   SimulatedCameraSettings(resolution=(128, 128), noise=False, acquisition="instant",
-                                                           **cam))
+        camera = Simulated4fCamera(
+            slm,
+            SimulatedDisplay(SimulatedDisplaySettings()),
+            SimulatedCameraSettings(
+                resolution=(128, 128), noise=False, acquisition="instant", **cam
+            ),
+        )
         camera.get_image()
         t0 = time.perf_counter()
         for _ in range(10):
             camera.get_image()
         return (time.perf_counter() - t0) / 10
 
-    return {"max_fps_50": period(max_fps=50.0), "exposure_40ms": period(max_fps=200.0, exposure_s=0.04),
-            "exposure_1ms_readout_200fps": period(max_fps=200.0, exposure_s=0.001)}
+    return {
+        "max_fps_50": period(max_fps=50.0),
+        "exposure_40ms": period(max_fps=200.0, exposure_s=0.04),
+        "exposure_1ms_readout_200fps": period(max_fps=200.0, exposure_s=0.001),
+    }
 
 
 def pipeline(n: int = 200) -> dict[str, float]:
@@ -69,16 +76,24 @@ def pipeline(n: int = 200) -> dict[str, float]:
         return [0] * len(frames)
 
     s = Pipeline(source, process, batch_size=4, max_wait_s=0.002).run(timeout=60).stats
-    return {"latency_p50_ms": s.latency_p50_ms, "latency_p95_ms": s.latency_p95_ms,
-            "latency_p99_ms": s.latency_p99_ms, "frames_per_s": s.mean_fps, "processed": s.processed}
+    return {
+        "latency_p50_ms": s.latency_p50_ms,
+        "latency_p95_ms": s.latency_p95_ms,
+        "latency_p99_ms": s.latency_p99_ms,
+        "frames_per_s": s.mean_fps,
+        "processed": s.processed,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    result = {"pacer_200hz_achieved_hz": pacer_rate_hz(), "camera_period_s": camera_periods_s(),
-              "pipeline_200fps_5ms_batches": pipeline()}
+    result = {
+        "pacer_200hz_achieved_hz": pacer_rate_hz(),
+        "camera_period_s": camera_periods_s(),
+        "pipeline_200fps_5ms_batches": pipeline(),
+    }
     if args.json:
         print(json.dumps(result))
     else:
@@ -86,8 +101,10 @@ def main() -> None:
         for k, v in result["camera_period_s"].items():
             print(f"camera {k}: {1e3 * v:.1f} ms per frame")
         p = result["pipeline_200fps_5ms_batches"]
-        print(f"pipeline: latency p50/p95/p99 {p['latency_p50_ms']:.1f}/{p['latency_p95_ms']:.1f}/"
-              f"{p['latency_p99_ms']:.1f} ms, {p['frames_per_s']:.1f} frames/s")
+        print(
+            f"pipeline: latency p50/p95/p99 {p['latency_p50_ms']:.1f}/{p['latency_p95_ms']:.1f}/"
+            f"{p['latency_p99_ms']:.1f} ms, {p['frames_per_s']:.1f} frames/s"
+        )
 
 
 if __name__ == "__main__":

@@ -45,9 +45,16 @@ def _interleaved_min(fn_a, fn_b, repeats: int, rounds: int = 7) -> tuple[float, 
 def bench(size: int, repeats: int) -> dict:
     """Measure one size: the camera frame time, the FFT-pair time, and their ratio."""
     slm = SimulatedFourierSLM(SimulatedSLMSettings(resolution=(size, size), settle_s=0.0))
-    display = SimulatedDisplay(SimulatedDisplaySettings(refresh_hz=None, latency_frames=0, response_s=0.0))
-    cam = Simulated4fCamera(slm, display, SimulatedCameraSettings(resolution=(size, size), max_fps=None, seed=0,
-                                                                  acquisition="instant"))  # the render cost alone
+    display = SimulatedDisplay(
+        SimulatedDisplaySettings(refresh_hz=None, latency_frames=0, response_s=0.0)
+    )
+    cam = Simulated4fCamera(
+        slm,
+        display,
+        SimulatedCameraSettings(
+            resolution=(size, size), max_fps=None, seed=0, acquisition="instant"
+        ),
+    )  # the render cost alone
     rng = np.random.default_rng(0)
     slm.set_phase(rng.uniform(0, 2 * np.pi, slm.shape).astype(np.float32))
     inputs = rng.random((16, *display.shape), dtype=np.float32)
@@ -58,13 +65,20 @@ def bench(size: int, repeats: int) -> dict:
         cam.get_image()
 
     workers = cam.settings.fft_workers
-    field = (rng.standard_normal((size, size)) + 1j * rng.standard_normal((size, size))).astype(np.complex64)
+    field = (rng.standard_normal((size, size)) + 1j * rng.standard_normal((size, size))).astype(
+        np.complex64
+    )
 
     def fft_pair() -> None:
         sfft.ifft2(sfft.fft2(field, workers=workers), workers=workers)
 
     t_fft, t_frame = _interleaved_min(fft_pair, frame, repeats)
-    return {"size": size, "frame_ms": t_frame * 1e3, "fft_pair_ms": t_fft * 1e3, "ratio": t_frame / t_fft}
+    return {
+        "size": size,
+        "frame_ms": t_frame * 1e3,
+        "fft_pair_ms": t_fft * 1e3,
+        "ratio": t_frame / t_fft,
+    }
 
 
 def main() -> None:
@@ -78,8 +92,10 @@ def main() -> None:
         print(json.dumps({"benchmark": "sim_camera_frame_vs_fft_pair", "results": results}))
         return
     for r in results:
-        print(f"{r['size']:>5}^2: frame {r['frame_ms']:.2f} ms, FFT pair {r['fft_pair_ms']:.2f} ms, "
-              f"ratio {r['ratio']:.2f} (target <= 2)")
+        print(
+            f"{r['size']:>5}^2: frame {r['frame_ms']:.2f} ms, FFT pair {r['fft_pair_ms']:.2f} ms, "
+            f"ratio {r['ratio']:.2f} (target <= 2)"
+        )
 
 
 if __name__ == "__main__":

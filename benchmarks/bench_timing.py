@@ -52,11 +52,18 @@ def main() -> int:
         wrong = sum(f.truth["display"].get(versions[i], 0) < 0.99 for i, f in pairs)
         hold = sync.hold_s(timing)
         refreshes = round(hold / timing.display_period_s) if timing.display_period_s else None
-        limit = 1.0 / max(hold, cam.exposure_s, cam.frame_period_s, 0.0)  # single-frame program: no SLM write per input
-        out["settle_stream"] = {"inputs_per_s": settle_rate, "timing_limit_per_s": limit,
-                                "fraction_of_limit": settle_rate / limit, "hold_s": hold,
-                                "refreshes_per_input": refreshes, "wrongly_paired": int(wrong),
-                                "counters": sync.counters.to_dict()}
+        limit = 1.0 / max(
+            hold, cam.exposure_s, cam.frame_period_s, 0.0
+        )  # single-frame program: no SLM write per input
+        out["settle_stream"] = {
+            "inputs_per_s": settle_rate,
+            "timing_limit_per_s": limit,
+            "fraction_of_limit": settle_rate / limit,
+            "hold_s": hold,
+            "refreshes_per_input": refreshes,
+            "wrongly_paired": int(wrong),
+            "counters": sync.counters.to_dict(),
+        }
         # slmsuite's default settle: 0.3 s after every change, then flush and grab
         n_fixed = max(6, args.inputs // 20)
         t0 = time.perf_counter()
@@ -80,11 +87,17 @@ def main() -> int:
         print(json.dumps(out))
     else:
         s = out["settle_stream"]
-        print(f"settle stream: {s['inputs_per_s']:.1f} inputs/s = {100 * s['fraction_of_limit']:.0f} % of the timing "
-              f"limit {s['timing_limit_per_s']:.1f}/s (hold {1e3 * s['hold_s']:.1f} ms = {s['refreshes_per_input']} "
-              f"refreshes), wrongly paired {s['wrongly_paired']}")
-        print(f"fixed 0.3 s settle: {fixed_rate:.2f} inputs/s → lab4f is {out['speedup_vs_fixed_settle']:.1f}× faster")
-        print(f"naive show → grab: {out['naive']['showing_another_input']}/30 frames show another input")
+        print(
+            f"settle stream: {s['inputs_per_s']:.1f} inputs/s = {100 * s['fraction_of_limit']:.0f} % of the timing "
+            f"limit {s['timing_limit_per_s']:.1f}/s (hold {1e3 * s['hold_s']:.1f} ms = {s['refreshes_per_input']} "
+            f"refreshes), wrongly paired {s['wrongly_paired']}"
+        )
+        print(
+            f"fixed 0.3 s settle: {fixed_rate:.2f} inputs/s → lab4f is {out['speedup_vs_fixed_settle']:.1f}× faster"
+        )
+        print(
+            f"naive show → grab: {out['naive']['showing_another_input']}/30 frames show another input"
+        )
     return 0
 
 

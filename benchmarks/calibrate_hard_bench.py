@@ -32,8 +32,12 @@ def harsh_bench(seed: int, camera_extra: dict[str, Any] | None = None) -> Any:
     from lab4f.bench.devices import Bench
 
     camera = {**MISREGISTERED, "seed": seed, "read_noise_e": 9.0, **(camera_extra or {})}
-    return Bench(BenchConfig(camera=DeviceConfig(driver="Simulated4fCamera", settings=camera),
-                             slm=DeviceConfig(driver="SimulatedFourierSLM", settings=HARSH_SLM))).connect()
+    return Bench(
+        BenchConfig(
+            camera=DeviceConfig(driver="Simulated4fCamera", settings=camera),
+            slm=DeviceConfig(driver="SimulatedFourierSLM", settings=HARSH_SLM),
+        )
+    ).connect()
 
 
 def one_run(seed: int) -> dict[str, Any]:
@@ -45,14 +49,24 @@ def one_run(seed: int) -> dict[str, Any]:
         try:
             rec = run_calibration(bench, "all", out_dir=tmp)
         except Lab4fError as exc:
-            return {"seed": seed, "ok": False, "error": str(exc)[:300], "elapsed_s": time.perf_counter() - t0}
+            return {
+                "seed": seed,
+                "ok": False,
+                "error": str(exc)[:300],
+                "elapsed_s": time.perf_counter() - t0,
+            }
     f = rec.steps["fourier"]
-    return {"seed": seed, "ok": True, "elapsed_s": time.perf_counter() - t0,
-            "fourier_rms_px": f.quality.get("rms_residual_px"),
-            "spots_found": f.quality.get("spots_found"), "spots": f.quality.get("spots"),
-            "retried": "retried" in f.values,
-            "first_refusal": f.values.get("retried", {}).get("first_refusal", "")[:200],
-            "registration_rms_px": rec.steps["registration"].quality.get("rms_residual_px")}
+    return {
+        "seed": seed,
+        "ok": True,
+        "elapsed_s": time.perf_counter() - t0,
+        "fourier_rms_px": f.quality.get("rms_residual_px"),
+        "spots_found": f.quality.get("spots_found"),
+        "spots": f.quality.get("spots"),
+        "retried": "retried" in f.values,
+        "first_refusal": f.values.get("retried", {}).get("first_refusal", "")[:200],
+        "registration_rms_px": rec.steps["registration"].quality.get("rms_residual_px"),
+    }
 
 
 def bad_fits() -> dict[str, Any]:
@@ -71,8 +85,12 @@ def bad_fits() -> dict[str, Any]:
     with harsh_bench(0, {"read_noise_e": 120.0, "fourier_aperture_radius_px": 24.0}) as bench:
         try:
             r = fourier_step(bench)
-            out["blurred_noisy"] = {"refused": False, "rms_residual_px": r.quality["rms_residual_px"],
-                                    "spots_found": r.quality["spots_found"], "spots": r.quality["spots"]}
+            out["blurred_noisy"] = {
+                "refused": False,
+                "rms_residual_px": r.quality["rms_residual_px"],
+                "spots_found": r.quality["spots_found"],
+                "spots": r.quality["spots"],
+            }
         except CalibrationError as exc:
             out["blurred_noisy"] = {"refused": True, "message": str(exc)[:300]}
         except TypeError as exc:  # a setting the simulated camera does not have
@@ -90,21 +108,37 @@ def main() -> int:
         r = one_run(seed)
         runs.append(r)
         if not args.json:
-            detail = (f"fourier {r['fourier_rms_px']:.3f} px, {r['spots_found']:.0f}/{r['spots']:.0f} spots"
-                      f"{', retried' if r['retried'] else ''}" if r["ok"] else r["error"])
-            print(f"seed {seed:2d}: {'ok     ' if r['ok'] else 'REFUSED'} {r['elapsed_s']:6.1f} s  {detail}",
-                  file=sys.stderr, flush=True)
+            detail = (
+                f"fourier {r['fourier_rms_px']:.3f} px, {r['spots_found']:.0f}/{r['spots']:.0f} spots"
+                f"{', retried' if r['retried'] else ''}"
+                if r["ok"]
+                else r["error"]
+            )
+            print(
+                f"seed {seed:2d}: {'ok     ' if r['ok'] else 'REFUSED'} {r['elapsed_s']:6.1f} s  {detail}",
+                file=sys.stderr,
+                flush=True,
+            )
     bad = bad_fits()
-    out = {"runs": len(runs), "succeeded": sum(r["ok"] for r in runs),
-           "retried": sum(bool(r.get("retried")) for r in runs), "bad_fits": bad, "per_run": runs}
+    out = {
+        "runs": len(runs),
+        "succeeded": sum(r["ok"] for r in runs),
+        "retried": sum(bool(r.get("retried")) for r in runs),
+        "bad_fits": bad,
+        "per_run": runs,
+    }
     if args.json:
         print(json.dumps(out))
     else:
-        print(f"calibrate all succeeded in {out['succeeded']} of {out['runs']} runs "
-              f"({out['retried']} needed the Fourier step's retry)")
+        print(
+            f"calibrate all succeeded in {out['succeeded']} of {out['runs']} runs "
+            f"({out['retried']} needed the Fourier step's retry)"
+        )
         for name, b in bad.items():
-            print(f"bad fit {name}: {'refused' if b['refused'] else 'NOT refused' if b['refused'] is False else 'n/a'}"
-                  f" — {b.get('message', b)}")
+            print(
+                f"bad fit {name}: {'refused' if b['refused'] else 'NOT refused' if b['refused'] is False else 'n/a'}"
+                f" — {b.get('message', b)}"
+            )
     return 0
 
 

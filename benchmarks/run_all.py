@@ -19,7 +19,9 @@ def main() -> int:
     results = {}
     for script in sorted(HERE.glob("bench_*.py")):
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, str(script), "--json"], capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, str(script), "--json"], capture_output=True, text=True
+        )
         lines = [ln for ln in proc.stdout.splitlines() if ln.strip().startswith("{")]
         try:
             results[script.stem] = json.loads(lines[-1]) if lines else {"error": proc.stderr[-500:]}

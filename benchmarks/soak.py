@@ -76,8 +76,14 @@ class Sampler:
         self._thread = threading.Thread(target=self._loop, name="soak-rss", daemon=True)
 
     def sample(self, label: str) -> dict[str, Any]:
-        s = {"t_s": time.perf_counter() - self._t0, "rss_mb": rss_mb(), "threads": threading.active_count(),
-             "open_fds": open_fds(), "load1": os.getloadavg()[0], "label": label}
+        s = {
+            "t_s": time.perf_counter() - self._t0,
+            "rss_mb": rss_mb(),
+            "threads": threading.active_count(),
+            "open_fds": open_fds(),
+            "load1": os.getloadavg()[0],
+            "label": label,
+        }
         with self._lock:
             self.samples.append(s)
         return s
@@ -105,8 +111,9 @@ def _sha(path: Path) -> str:
     return file_sha256(path)
 
 
-def prepare_work(work: Path, config_path: Path, sync: str, checkpoint: Path | None, seed: int,
-                 cache: Path) -> dict[str, Any]:
+def prepare_work(
+    work: Path, config_path: Path, sync: str, checkpoint: Path | None, seed: int, cache: Path
+) -> dict[str, Any]:
     """Checkpoint, program and calibration folder for this bench config, made once and reused (keyed by the hashes
     of the checkpoint and the config file)."""
     from lab4f.bench.compile import compile_checkpoint
@@ -123,9 +130,13 @@ def prepare_work(work: Path, config_path: Path, sync: str, checkpoint: Path | No
 
         cfg = DemoConfig(seed=seed, cache=str(cache))
         t0 = time.perf_counter()
-        _, checkpoint, _ = train_or_reuse(cfg, load_dataset(cfg.dataset, split_seed=seed), progress=False)
+        _, checkpoint, _ = train_or_reuse(
+            cfg, load_dataset(cfg.dataset, split_seed=seed), progress=False
+        )
         timings["checkpoint_s"] = time.perf_counter() - t0
-    key = hashlib.sha256(f"{_sha(Path(checkpoint))}|{_sha(config_path)}|{sync}|{seed}".encode()).hexdigest()[:12]
+    key = hashlib.sha256(
+        f"{_sha(Path(checkpoint))}|{_sha(config_path)}|{sync}|{seed}".encode()
+    ).hexdigest()[:12]
     folder = work / f"bench-{key}"
     program_path = folder / "student.program.h5"
     cal_dir = folder / "calibrations"
@@ -138,11 +149,20 @@ def prepare_work(work: Path, config_path: Path, sync: str, checkpoint: Path | No
             timings["compile_s"] = time.perf_counter() - t0
         if not cal_dir.is_dir() or latest_record(cal_dir, bench=bench) is None:
             t0 = time.perf_counter()
-            run_calibration(bench, "all", program=OpticalProgram.load(program_path), program_path=program_path,
-                            out_dir=cal_dir)
+            run_calibration(
+                bench,
+                "all",
+                program=OpticalProgram.load(program_path),
+                program_path=program_path,
+                out_dir=cal_dir,
+            )
             timings["calibrate_s"] = time.perf_counter() - t0
-    return {"checkpoint": str(checkpoint), "program": str(program_path), "calibration": str(cal_dir),
-            "prepare_s": timings}
+    return {
+        "checkpoint": str(checkpoint),
+        "program": str(program_path),
+        "calibration": str(cal_dir),
+        "prepare_s": timings,
+    }
 
 
 # -- accounting --------------------------------------------------------------------------------------------------------
@@ -150,20 +170,31 @@ def accounting(d: dict[str, int]) -> dict[str, dict[str, Any]]:
     """Each identity as {lhs, rhs, holds} from the soak's deltas ``d`` (see the module docstring)."""
     used = d["paired"] + d["stale"] + d["unpaired"]
     ids: dict[str, tuple[int, int]] = {
-        "camera: delivered == paired + stale + unpaired + skipped + incomplete":
-            (d["frames_delivered"], used + d["skipped"] + d["incomplete"]),
+        "camera: delivered == paired + stale + unpaired + skipped + incomplete": (
+            d["frames_delivered"],
+            used + d["skipped"] + d["incomplete"],
+        ),
         "pairing: paired + stale + unpaired == stream acquired": (used, d["acquired"]),
-        "stream: acquired == processed + dropped_overflow + unprocessed":
-            (d["acquired"], d["processed"] + d["dropped_overflow"] + d["unprocessed"]),
+        "stream: acquired == processed + dropped_overflow + unprocessed": (
+            d["acquired"],
+            d["processed"] + d["dropped_overflow"] + d["unprocessed"],
+        ),
         "stream: dropped_camera == 0": (d["dropped_camera"], 0),
         "inputs: shown == inputs + retried": (d["shown"], d["inputs"] + d["retried"]),
     }
     if d.get("exposed") is not None:
         ids["sensor: exposed == delivered + lost + dropped + queued_delta"] = (
-            d["exposed"], d["frames_delivered"] + d["frames_lost"] + d["frames_dropped"] + d["queued_delta"])
+            d["exposed"],
+            d["frames_delivered"] + d["frames_lost"] + d["frames_dropped"] + d["queued_delta"],
+        )
     if d.get("frames_incomplete") is not None:
-        ids["camera: incomplete delivered == incomplete seen by the sync"] = (d["frames_incomplete"], d["incomplete"])
-    return {k: {"lhs": int(a), "rhs": int(b), "holds": int(a) == int(b)} for k, (a, b) in ids.items()}
+        ids["camera: incomplete delivered == incomplete seen by the sync"] = (
+            d["frames_incomplete"],
+            d["incomplete"],
+        )
+    return {
+        k: {"lhs": int(a), "rhs": int(b), "holds": int(a) == int(b)} for k, (a, b) in ids.items()
+    }
 
 
 def _device_state(bench: Any) -> dict[str, Any]:
@@ -182,10 +213,20 @@ def git_commit() -> str | None:
     import subprocess
 
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                             check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
     return sha + ("+dirty" if dirty else "")
@@ -204,21 +245,42 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
 
     commit = git_commit()  # the code this process loads now
     config_path = Path(args.config).resolve()
-    work = prepare_work(Path(args.work), config_path, args.sync, Path(args.checkpoint) if args.checkpoint else None,
-                        args.seed, Path(args.cache))
+    work = prepare_work(
+        Path(args.work),
+        config_path,
+        args.sync,
+        Path(args.checkpoint) if args.checkpoint else None,
+        args.seed,
+        Path(args.cache),
+    )
     with Bench(seeded(load_bench_config(config_path, sync=args.sync), args.seed)) as bench:
         record = latest_record(work["calibration"], bench=bench)
-        setup = prepare(bench, work["checkpoint"], record=record, program=work["program"])  # as `lab4f run` does
+        setup = prepare(
+            bench, work["checkpoint"], record=record, program=work["program"]
+        )  # as `lab4f run` does
         setup.calibration_path = getattr(record, "path", None)
         meta = setup.meta.get("dataset", {})
-        splits = load_dataset(meta.get("name", "mnist5k"), split_seed=meta.get("split_seed", 0),
-                              image_size=setup.model_cfg.image_size)
+        splits = load_dataset(
+            meta.get("name", "mnist5k"),
+            split_seed=meta.get("split_seed", 0),
+            image_size=setup.model_cfg.image_size,
+        )
         test_x, test_y = splits.test.tensors
         n_test = len(test_x)
         per_pass = min(args.pass_images, n_test) if args.pass_images else n_test
         before = _device_state(bench)
-        totals = {"inputs": 0, "acquired": 0, "processed": 0, "dropped_overflow": 0, "dropped_camera": 0,
-                  "unprocessed": 0, "labelled": 0, "optical_correct": 0, "digital_correct": 0, "agree": 0}
+        totals = {
+            "inputs": 0,
+            "acquired": 0,
+            "processed": 0,
+            "dropped_overflow": 0,
+            "dropped_camera": 0,
+            "unprocessed": 0,
+            "labelled": 0,
+            "optical_correct": 0,
+            "digital_correct": 0,
+            "agree": 0,
+        }
         passes: list[dict[str, Any]] = []
         stream_s = 0.0
         sampler = Sampler(args.sample_s)
@@ -237,7 +299,13 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                 s = res.summary.stats
                 m = res.metrics()
                 totals["inputs"] += per_pass
-                for k in ("acquired", "processed", "dropped_overflow", "dropped_camera", "unprocessed"):
+                for k in (
+                    "acquired",
+                    "processed",
+                    "dropped_overflow",
+                    "dropped_camera",
+                    "unprocessed",
+                ):
                     totals[k] += int(getattr(s, k))
                 lab = res.labels >= 0
                 opt, dig = res.optical_probs.argmax(1), res.digital_probs.argmax(1)
@@ -247,16 +315,28 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                 totals["agree"] += int((opt == dig).sum())
                 stream_s += s.elapsed_s
                 sync_info = {k: m["sync"][k] for k in ("policy", "timing_source", "hold_s")}
-                passes.append({"t_end_s": time.perf_counter() - t0, "processed": s.processed,
-                               "inputs_per_s": s.mean_fps, "optical_accuracy": m["optical_accuracy"],
-                               "latency_p50_ms": m["latency_p50_ms"], "latency_p99_ms": m["latency_p99_ms"],
-                               "retried": m["sync"]["retried"], "skipped": m["sync"]["skipped"],
-                               "rss_mb": rss_mb()})
+                passes.append(
+                    {
+                        "t_end_s": time.perf_counter() - t0,
+                        "processed": s.processed,
+                        "inputs_per_s": s.mean_fps,
+                        "optical_accuracy": m["optical_accuracy"],
+                        "latency_p50_ms": m["latency_p50_ms"],
+                        "latency_p99_ms": m["latency_p99_ms"],
+                        "retried": m["sync"]["retried"],
+                        "skipped": m["sync"]["skipped"],
+                        "rss_mb": rss_mb(),
+                    }
+                )
                 if not args.json:
                     p = passes[-1]
-                    print(f"[{p['t_end_s'] / 60:5.1f} min] pass {len(passes)}: {s.processed} inputs at "
-                          f"{s.mean_fps:.1f}/s, optical accuracy {p['optical_accuracy']:.3f}, "
-                          f"RSS {p['rss_mb']:.1f} MB", file=sys.stderr, flush=True)
+                    print(
+                        f"[{p['t_end_s'] / 60:5.1f} min] pass {len(passes)}: {s.processed} inputs at "
+                        f"{s.mean_fps:.1f}/s, optical accuracy {p['optical_accuracy']:.3f}, "
+                        f"RSS {p['rss_mb']:.1f} MB",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                 if s.error:
                     stop_reason = f"error: {s.error}"
                     break
@@ -267,9 +347,14 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         timing = bench.sync.timing
         hold_s = bench.sync.hold_s(timing) if bench.sync.policy == "settle" else None
 
-    delta = {k: (None if before[k] is None or after[k] is None else after[k] - before[k]) for k in before}
-    d = {**{k: v for k, v in delta.items() if k not in ("queued",)}, **totals,
-         "queued_delta": delta["queued"]}
+    delta = {
+        k: (None if before[k] is None or after[k] is None else after[k] - before[k]) for k in before
+    }
+    d = {
+        **{k: v for k, v in delta.items() if k not in ("queued",)},
+        **totals,
+        "queued_delta": delta["queued"],
+    }
     ident = accounting(d)
     samples = sampler.samples
     rss = [s_["rss_mb"] for s_ in samples]
@@ -279,37 +364,82 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     if len(half) >= 3:
         import numpy as np
 
-        slope = float(np.polyfit([s_["t_s"] for s_ in half], [s_["rss_mb"] for s_ in half], 1)[0] * 3600.0)
+        slope = float(
+            np.polyfit([s_["t_s"] for s_ in half], [s_["rss_mb"] for s_ in half], 1)[0] * 3600.0
+        )
     processed = totals["processed"]
     warm = passes[0]["rss_mb"] if len(passes) > 1 else None
     out = {
-        "config": str(config_path.relative_to(ROOT) if config_path.is_relative_to(ROOT) else config_path),
-        "commit": commit, "sync": args.sync, "minutes_requested": args.minutes, "wall_s": wall_s,
+        "config": str(
+            config_path.relative_to(ROOT) if config_path.is_relative_to(ROOT) else config_path
+        ),
+        "commit": commit,
+        "sync": args.sync,
+        "minutes_requested": args.minutes,
+        "wall_s": wall_s,
         "stream_s": stream_s,
-        "passes": len(passes), "inputs_per_pass": per_pass, "test_images": n_test, "stop_reason": stop_reason,
-        "throughput": {"inputs_per_s": processed / wall_s if wall_s > 0 else None,
-                       "inputs_per_s_streaming": processed / stream_s if stream_s > 0 else None,
-                       "timing_limit_per_s": (1.0 / hold_s) if hold_s else None, "hold_s": hold_s},
+        "passes": len(passes),
+        "inputs_per_pass": per_pass,
+        "test_images": n_test,
+        "stop_reason": stop_reason,
+        "throughput": {
+            "inputs_per_s": processed / wall_s if wall_s > 0 else None,
+            "inputs_per_s_streaming": processed / stream_s if stream_s > 0 else None,
+            "timing_limit_per_s": (1.0 / hold_s) if hold_s else None,
+            "hold_s": hold_s,
+        },
         # "warm": after the first pass (the fused head and the allocator's pools are built in it)
-        "rss_mb": {"start": rss[0], "warm": warm, "end": rss[-1], "min": min(rss), "max": max(rss),
-                   "growth": rss[-1] - rss[0], "growth_since_warm": None if warm is None else rss[-1] - warm,
-                   "growth_per_hour_second_half": slope},
+        "rss_mb": {
+            "start": rss[0],
+            "warm": warm,
+            "end": rss[-1],
+            "min": min(rss),
+            "max": max(rss),
+            "growth": rss[-1] - rss[0],
+            "growth_since_warm": None if warm is None else rss[-1] - warm,
+            "growth_per_hour_second_half": slope,
+        },
         "sync_timing": sync_info,
-        "counters": {"stream": {k: totals[k] for k in ("inputs", "acquired", "processed", "dropped_overflow",
-                                                        "dropped_camera", "unprocessed")},
-                     "sync": {k: delta[k] for k in SYNC_KEYS},
-                     "camera": {k: delta[k] for k in CAMERA_KEYS} | {"exposed": delta["exposed"],
-                                                                     "queued_delta": delta["queued"]},
-                     "inputs_shown": delta["shown"]},
-        "accuracy": {"optical": totals["optical_correct"] / totals["labelled"] if totals["labelled"] else None,
-                     "digital": totals["digital_correct"] / totals["labelled"] if totals["labelled"] else None,
-                     "agreement": totals["agree"] / processed if processed else None},
-        "accounting": ident, "all_accounted": all(v["holds"] for v in ident.values()),
+        "counters": {
+            "stream": {
+                k: totals[k]
+                for k in (
+                    "inputs",
+                    "acquired",
+                    "processed",
+                    "dropped_overflow",
+                    "dropped_camera",
+                    "unprocessed",
+                )
+            },
+            "sync": {k: delta[k] for k in SYNC_KEYS},
+            "camera": {k: delta[k] for k in CAMERA_KEYS}
+            | {"exposed": delta["exposed"], "queued_delta": delta["queued"]},
+            "inputs_shown": delta["shown"],
+        },
+        "accuracy": {
+            "optical": totals["optical_correct"] / totals["labelled"]
+            if totals["labelled"]
+            else None,
+            "digital": totals["digital_correct"] / totals["labelled"]
+            if totals["labelled"]
+            else None,
+            "agreement": totals["agree"] / processed if processed else None,
+        },
+        "accounting": ident,
+        "all_accounted": all(v["holds"] for v in ident.values()),
         "stale_used": (delta["stale"] or 0) + (delta["unpaired"] or 0),
         "threads": {"start": samples[0]["threads"], "end": samples[-1]["threads"]},
         "open_fds": {"start": samples[0]["open_fds"], "end": samples[-1]["open_fds"]},
-        "load1": {"start": samples[0]["load1"], "max": max(s_["load1"] for s_ in samples), "end": samples[-1]["load1"]},
-        "cpu_count": os.cpu_count(), "samples": samples, "pass_log": passes, "prepared": work,
+        "load1": {
+            "start": samples[0]["load1"],
+            "max": max(s_["load1"] for s_ in samples),
+            "end": samples[-1]["load1"],
+        },
+        "cpu_count": os.cpu_count(),
+        "samples": samples,
+        "pass_log": passes,
+        "prepared": work,
     }
     return out
 
@@ -326,13 +456,22 @@ def save_plot(result: dict[str, Any], path: Path) -> None:
     ax.plot(t, r, "o-", ms=3, label="sampled")
     p = result["pass_log"]
     if p:
-        ax.plot([q["t_end_s"] / 60 for q in p], [q["rss_mb"] for q in p], ".", ms=2, alpha=0.5,
-                label="end of each pass")
+        ax.plot(
+            [q["t_end_s"] / 60 for q in p],
+            [q["rss_mb"] for q in p],
+            ".",
+            ms=2,
+            alpha=0.5,
+            label="end of each pass",
+        )
     ax.set_xlabel("minutes")
     ax.set_ylabel("RSS (MB)")
     c = result["counters"]["stream"]
-    ax.set_title(f"soak: {result['config']}, sync {result['sync']}: {c['processed']} inputs, "
-                 f"RSS {result['rss_mb']['start']:.0f} → {result['rss_mb']['end']:.0f} MB", fontsize=9)
+    ax.set_title(
+        f"soak: {result['config']}, sync {result['sync']}: {c['processed']} inputs, "
+        f"RSS {result['rss_mb']['start']:.0f} → {result['rss_mb']['end']:.0f} MB",
+        fontsize=9,
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -354,13 +493,32 @@ def _strict(obj: Any) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--minutes", type=float, default=30.0, help="streaming time (the last pass is finished)")
-    ap.add_argument("--config", default=str(CONFIG), help="bench config (default: examples/realistic_timing.toml)")
+    ap.add_argument(
+        "--minutes", type=float, default=30.0, help="streaming time (the last pass is finished)"
+    )
+    ap.add_argument(
+        "--config",
+        default=str(CONFIG),
+        help="bench config (default: examples/realistic_timing.toml)",
+    )
     ap.add_argument("--sync", default="settle", choices=("settle", "trigger", "marker", "none"))
-    ap.add_argument("--checkpoint", default=None, help="student checkpoint (default: the demo's, trained once)")
-    ap.add_argument("--work", default=str(ROOT / ".lab4f_cache" / "soak"), help="folder of the cached preparation")
-    ap.add_argument("--cache", default=str(ROOT / ".lab4f_cache"), help="`lab4f demo`'s checkpoint cache")
-    ap.add_argument("--pass-images", type=int, default=1000, help="inputs per run_dataset pass (0: the test split)")
+    ap.add_argument(
+        "--checkpoint", default=None, help="student checkpoint (default: the demo's, trained once)"
+    )
+    ap.add_argument(
+        "--work",
+        default=str(ROOT / ".lab4f_cache" / "soak"),
+        help="folder of the cached preparation",
+    )
+    ap.add_argument(
+        "--cache", default=str(ROOT / ".lab4f_cache"), help="`lab4f demo`'s checkpoint cache"
+    )
+    ap.add_argument(
+        "--pass-images",
+        type=int,
+        default=1000,
+        help="inputs per run_dataset pass (0: the test split)",
+    )
     ap.add_argument("--sample-s", type=float, default=60.0, help="seconds between RSS samples")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true", help="print one strict-JSON object")
@@ -379,9 +537,13 @@ def main(argv: list[str] | None = None) -> int:
         print(text)
     else:
         c, r, th = result["counters"], result["rss_mb"], result["throughput"]
-        print(f"{result['wall_s'] / 60:.1f} min, {result['passes']} passes, {c['stream']['processed']} inputs: "
-              f"{th['inputs_per_s']:.2f} inputs/s overall ({th['inputs_per_s_streaming']:.2f}/s streaming)")
-        print(f"RSS {r['start']:.1f} → {r['end']:.1f} MB (growth {r['growth']:+.1f} MB, max {r['max']:.1f})")
+        print(
+            f"{result['wall_s'] / 60:.1f} min, {result['passes']} passes, {c['stream']['processed']} inputs: "
+            f"{th['inputs_per_s']:.2f} inputs/s overall ({th['inputs_per_s_streaming']:.2f}/s streaming)"
+        )
+        print(
+            f"RSS {r['start']:.1f} → {r['end']:.1f} MB (growth {r['growth']:+.1f} MB, max {r['max']:.1f})"
+        )
         print(f"counters: stream {c['stream']}, sync {c['sync']}, camera {c['camera']}")
         for k, v in result["accounting"].items():
             print(f"  {'ok ' if v['holds'] else 'BAD'} {k}: {v['lhs']} vs {v['rhs']}")

@@ -31,7 +31,11 @@ class Provenance:
     program_sha256: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"measured": self.measured, "upstream": dict(self.upstream), "program_sha256": self.program_sha256}
+        return {
+            "measured": self.measured,
+            "upstream": dict(self.upstream),
+            "program_sha256": self.program_sha256,
+        }
 
     @classmethod
     def from_json(cls, d: Any) -> Provenance | None:
@@ -39,7 +43,11 @@ class Provenance:
         if not isinstance(d, dict) or not isinstance(d.get("measured"), str):
             return None
         up = d.get("upstream")
-        upstream = {str(k): (v if isinstance(v, str) else None) for k, v in up.items()} if isinstance(up, dict) else {}
+        upstream = (
+            {str(k): (v if isinstance(v, str) else None) for k, v in up.items()}
+            if isinstance(up, dict)
+            else {}
+        )
         sha = d.get("program_sha256")
         return cls(d["measured"], upstream, sha if isinstance(sha, str) else None)
 
@@ -61,12 +69,18 @@ class StepResult:
     values: dict[str, Any] = field(default_factory=dict)
     duration_s: float = 0.0
     message: str = ""
-    provenance: Provenance | None = None  # set by the runner; None: unknown (a record from before per-step times)
+    provenance: Provenance | None = (
+        None  # set by the runner; None: unknown (a record from before per-step times)
+    )
 
     def summary(self) -> dict[str, Any]:
         """Quality figures and message, for logs, `--json` and the GUI."""
-        out = {"name": self.name, "quality": dict(self.quality), "duration_s": round(self.duration_s, 3),
-               "message": self.message}
+        out = {
+            "name": self.name,
+            "quality": dict(self.quality),
+            "duration_s": round(self.duration_s, 3),
+            "message": self.message,
+        }
         if self.provenance is not None:
             out["measured"] = self.provenance.measured
         return out
@@ -75,7 +89,9 @@ class StepResult:
 class StepControl:
     """Progress and cancellation of one step: ``report(f, msg)`` checks the cancel flag every time."""
 
-    def __init__(self, name: str, progress: Progress | None, cancel: threading.Event | None) -> None:
+    def __init__(
+        self, name: str, progress: Progress | None, cancel: threading.Event | None
+    ) -> None:
         self.name, self._progress, self._cancel = name, progress, cancel
         self.t0_s = time.perf_counter()
 

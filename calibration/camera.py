@@ -49,7 +49,7 @@ class DisplayBackground:
         settings = getattr(self.display, "settings", None)
         if levels is None or not hasattr(self.display, "blank") or settings is None:
             return on
-        shown = np.asarray(levels, dtype=np.float32) / float(2 ** settings.bitdepth - 1)
+        shown = np.asarray(levels, dtype=np.float32) / float(2**settings.bitdepth - 1)
         self.display.blank()
         off = np.asarray(camera.get_image(**kw), dtype=np.float32)
         self.display.show(shown)
@@ -60,11 +60,17 @@ def grab(camera: Any, frames: int = 1, background: DisplayBackground | None = No
     """Mean of ``frames`` raw camera frames (float32); with ``background``, of differential frames."""
     acc = np.zeros(camera.shape, dtype=np.float64)
     for _ in range(frames):
-        acc += background.frame(camera) if background is not None else np.asarray(camera.get_image(), np.float64)
+        acc += (
+            background.frame(camera)
+            if background is not None
+            else np.asarray(camera.get_image(), np.float64)
+        )
     return (acc / frames).astype(np.float32)
 
 
-def corrected(raw: np.ndarray, dark: np.ndarray | None, flat: np.ndarray | None = None) -> np.ndarray:
+def corrected(
+    raw: np.ndarray, dark: np.ndarray | None, flat: np.ndarray | None = None
+) -> np.ndarray:
     """(raw − dark) / flat, float32: the frame the pipeline and the fits use."""
     img = np.asarray(raw, dtype=np.float32)
     if dark is not None:
@@ -74,8 +80,9 @@ def corrected(raw: np.ndarray, dark: np.ndarray | None, flat: np.ndarray | None 
     return img
 
 
-def check_frame(raw: np.ndarray, camera: Any, dark: np.ndarray | None, what: str,
-                mask: np.ndarray | None = None) -> float:
+def check_frame(
+    raw: np.ndarray, camera: Any, dark: np.ndarray | None, what: str, mask: np.ndarray | None = None
+) -> float:
     """Refuse saturated or too dark frames with advice; returns the peak signal as a fraction of full scale."""
     full = full_scale_adu(camera)
     region = raw if mask is None else raw[mask]
@@ -100,12 +107,19 @@ def check_frame(raw: np.ndarray, camera: Any, dark: np.ndarray | None, what: str
 class DarkCorrectedCamera(Camera):
     """A slmsuite Camera that delivers another camera's frames with the dark frame subtracted (float32)."""
 
-    def __init__(self, camera: Any, dark: np.ndarray | None, background: DisplayBackground | None = None) -> None:
+    def __init__(
+        self, camera: Any, dark: np.ndarray | None, background: DisplayBackground | None = None
+    ) -> None:
         self.camera = camera
         self.dark = None if dark is None else np.asarray(dark, dtype=np.float32)
         self.background = background
-        super().__init__((camera.shape[1], camera.shape[0]), bitdepth=camera.bitdepth, pitch_um=camera.pitch_um,
-                         name=f"{camera.name}-dark-corrected", capture_attempts=1)
+        super().__init__(
+            (camera.shape[1], camera.shape[0]),
+            bitdepth=camera.bitdepth,
+            pitch_um=camera.pitch_um,
+            name=f"{camera.name}-dark-corrected",
+            capture_attempts=1,
+        )
 
     def _get_image_hw(self, timeout_s: float = 1.0) -> np.ndarray:
         if self.background is not None:  # the difference has no dark offset left
@@ -161,8 +175,15 @@ def light_on(bench: Any) -> Iterator[None]:
         set_light(devices, before)
 
 
-def autoexpose(camera: Any, target_fraction: float, what: str, window: np.ndarray | None = None,
-               metric: Any = None, min_fraction: float | None = None, max_exposure_s: float | None = None) -> float:
+def autoexpose(
+    camera: Any,
+    target_fraction: float,
+    what: str,
+    window: np.ndarray | None = None,
+    metric: Any = None,
+    min_fraction: float | None = None,
+    max_exposure_s: float | None = None,
+) -> float:
     """slmsuite's autoexpose pinning ``metric`` (default: the maximum) of the raw frame, or of its ``window``
     (a boolean mask), at ``target_fraction`` of full scale — lengthening or shortening the exposure, at most to
     ``max_exposure_s`` (default: the camera's longest); checks it worked: refuses saturation at the shortest
@@ -170,9 +191,18 @@ def autoexpose(camera: Any, target_fraction: float, what: str, window: np.ndarra
     bounds = getattr(camera, "exposure_bounds_s", None) or (0.0, np.inf)
     if max_exposure_s is not None:
         bounds = (bounds[0], min(float(bounds[1]), float(max_exposure_s)))
-    exposure_s = float(camera.autoexpose(set_fraction=target_fraction, window=window, metric=metric, verbose=False,
-                                         exposure_bounds_s=bounds))
-    if exposure_s > bounds[1]:  # slmsuite scales the 50 % exposure by the target afterwards, unbounded
+    exposure_s = float(
+        camera.autoexpose(
+            set_fraction=target_fraction,
+            window=window,
+            metric=metric,
+            verbose=False,
+            exposure_bounds_s=bounds,
+        )
+    )
+    if (
+        exposure_s > bounds[1]
+    ):  # slmsuite scales the 50 % exposure by the target afterwards, unbounded
         exposure_s = float(camera.set_exposure(bounds[1]) or bounds[1])
         exposure_s = float(camera.get_exposure())
     raw = grab(camera, 1)
@@ -183,7 +213,10 @@ def autoexpose(camera: Any, target_fraction: float, what: str, window: np.ndarra
             f"{what}: saturated even at the shortest exposure ({exposure_s:.3g} s). Lower the light source "
             "power or add an ND filter, then calibrate again; the previous record is unchanged."
         )
-    if peak < (0.5 * target_fraction if min_fraction is None else min_fraction) and exposure_s >= 0.99 * bounds[1]:
+    if (
+        peak < (0.5 * target_fraction if min_fraction is None else min_fraction)
+        and exposure_s >= 0.99 * bounds[1]
+    ):
         raise CalibrationError(
             f"{what}: too dark even at the longest exposure ({exposure_s:.3g} s, peak {100 * peak:.1f} % of full "
             "scale). Check the light source is on and the shutter open; the previous record is unchanged."
@@ -234,7 +267,8 @@ def _direct_image(bench: Any, dark: np.ndarray | None, what: str = "flat field")
     if peak < DARK_FRACTION * full:
         raise CalibrationError(
             f"{what}: the white input display's direct image is too dark (peak {100 * peak / full:.2f} % of full "
-            "scale). Check that the light source is on and the shutter open; the previous record is unchanged.")
+            "scale). Check that the light source is on and the shutter open; the previous record is unchanged."
+        )
     mask = signal >= 0.5 * peak
     yy, xx = np.nonzero(mask)
     h, w = display.shape
@@ -245,7 +279,9 @@ def _direct_image(bench: Any, dark: np.ndarray | None, what: str = "flat field")
     return _DirectImage(mask, axis, ppc)
 
 
-def _tile_masks(shape: tuple[int, int], program: Any | None, direct: _DirectImage) -> tuple[np.ndarray, np.ndarray]:
+def _tile_masks(
+    shape: tuple[int, int], program: Any | None, direct: _DirectImage
+) -> tuple[np.ndarray, np.ndarray]:
     """(core, need): the camera pixels the program's tiles read, nominally placed (axis and scale of the direct
     image, no rotation), and the same grown by a margin for the registration still unknown (rotation, scale).
 
@@ -262,11 +298,18 @@ def _tile_masks(shape: tuple[int, int], program: Any | None, direct: _DirectImag
         n = frame.layout.input_size
         for tile in frame.layout.tiles:
             dy, dx = tile.offset
-            cx0, cx1 = dx - n // 2 - 1, dx + n - 1 - n // 2 + 1  # cells the tile's bilinear samples touch
+            cx0, cx1 = (
+                dx - n // 2 - 1,
+                dx + n - 1 - n // 2 + 1,
+            )  # cells the tile's bilinear samples touch
             cy0, cy1 = dy - n // 2 - 1, dy + n - 1 - n // 2 + 1
             x0, x1, y0, y1 = ax + ppc * cx0, ax + ppc * cx1, ay + ppc * cy0, ay + ppc * cy1
-            reach = float(np.hypot(max(abs(x0 - ax), abs(x1 - ax)), max(abs(y0 - ay), abs(y1 - ay))))
-            margin = 2.0 + 0.06 * reach  # ~3° of rotation (5 %) and ~1 % of scale error at the far corner
+            reach = float(
+                np.hypot(max(abs(x0 - ax), abs(x1 - ax)), max(abs(y0 - ay), abs(y1 - ay)))
+            )
+            margin = (
+                2.0 + 0.06 * reach
+            )  # ~3° of rotation (5 %) and ~1 % of scale error at the far corner
             for mask, m in ((core, 0.0), (need, margin)):
                 r0, r1 = int(np.floor(y0 - m)), int(np.ceil(y1 + m)) + 1
                 c0, c1 = int(np.floor(x0 - m)), int(np.ceil(x1 + m)) + 1
@@ -274,7 +317,8 @@ def _tile_masks(shape: tuple[int, int], program: Any | None, direct: _DirectImag
                     raise CalibrationError(
                         f"flat field: tile (channel {tile.channel}, sign {tile.sign:+d}) falls off the camera "
                         f"(camera rows {r0}..{r1}, cols {c0}..{c1} of {h}×{w}); compile the program for this bench "
-                        "(`lab4f compile` uses the camera's field) or check the camera alignment.")
+                        "(`lab4f compile` uses the camera's field) or check the camera alignment."
+                    )
                 mask[max(r0, 0) : max(r1, 0), max(c0, 0) : max(c1, 0)] = True
     return core, need
 
@@ -293,7 +337,9 @@ class _LocalMean:
         return np.divide(num, self.norm, out=np.zeros_like(num), where=self.valid)
 
 
-def _expose_diffuse(bench: Any, region: np.ndarray, dark_offset: float, rng: np.random.Generator) -> float:
+def _expose_diffuse(
+    bench: Any, region: np.ndarray, dark_offset: float, rng: np.random.Generator
+) -> float:
     """slmsuite's autoexpose on one random-phase speckle pattern, putting the region's brightest diffuse pixels
     (99.9th percentile) at ``FLAT_TARGET_FRACTION`` of full scale (the direct image elsewhere may saturate);
     refuses light too dim for the flat at the longest exposure. Fresh patterns read the same level (±1 %)."""
@@ -305,19 +351,30 @@ def _expose_diffuse(bench: Any, region: np.ndarray, dark_offset: float, rng: np.
 
     # the level is judged here, dark subtracted, with the flat's own advice (autoexpose's raw check would count the
     # dark offset as light)
-    exposure = autoexpose(camera, FLAT_TARGET_FRACTION, "flat field", window=region, metric=p999, min_fraction=0.0)
+    exposure = autoexpose(
+        camera, FLAT_TARGET_FRACTION, "flat field", window=region, metric=p999, min_fraction=0.0
+    )
     level = max(p999(grab(camera, 1)[region]) - dark_offset, 0.0) / full_scale_adu(camera)
     if level < FLAT_MIN_LEVEL:
         raise CalibrationError(
             f"flat field: the diffuse light on the tiles' region is too dim (brightest {100 * level:.2f} % of full "
             f"scale at {exposure:.3g} s, need {100 * FLAT_MIN_LEVEL:.0f} %). Raise the light source power, open the "
             "shutter or allow a longer exposure; or calibrate without a flat (--flat-frames 0). The previous record "
-            "is unchanged.")
+            "is unchanged."
+        )
     return exposure
 
 
-def _flat_field(bench: Any, program: Any | None, dark: np.ndarray, frames: int, smooth_px: float, dark_frames: int,
-                ctl: StepControl, direct: _DirectImage | None = None) -> tuple[np.ndarray, dict[str, float]]:
+def _flat_field(
+    bench: Any,
+    program: Any | None,
+    dark: np.ndarray,
+    frames: int,
+    smooth_px: float,
+    dark_frames: int,
+    ctl: StepControl,
+    direct: _DirectImage | None = None,
+) -> tuple[np.ndarray, dict[str, float]]:
     """The sensor's relative pixel response (PRNU) where the tiles land, from diffuse light: a white input display
     through random SLM phases, which spread each display pixel's light as speckle over the whole output plane.
 
@@ -334,7 +391,8 @@ def _flat_field(bench: Any, program: Any | None, dark: np.ndarray, frames: int, 
         raise CalibrationError(
             "flat field: the bench is in coherent mode, where diffuse light is fully developed speckle (contrast 1, "
             "no averaging over the display's pixels): thousands of frames would be needed. Measure the flat with an "
-            "incoherent source (LED behind the display), or calibrate without a flat (--flat-frames 0).")
+            "incoherent source (LED behind the display), or calibrate without a flat (--flat-frames 0)."
+        )
     full = full_scale_adu(camera)
     exposure0 = float(camera.get_exposure())
     try:
@@ -345,22 +403,30 @@ def _flat_field(bench: Any, program: Any | None, dark: np.ndarray, frames: int, 
         ctl.report(0.58, "flat field: direct image located")
         zone = binary_dilation(direct.mask, iterations=FLAT_ZONE_MARGIN_PX)
         core, need = _tile_masks(camera.shape, program, direct)
-        if program is None:  # a compiled program leaves the zero-order slot empty: only a program asks for it
+        if (
+            program is None
+        ):  # a compiled program leaves the zero-order slot empty: only a program asks for it
             core = core & ~zone
         region = need & ~zone
         if not region.any():
-            raise CalibrationError("flat field: the tiles' region lies inside the display's direct image; "
-                                   "recompile the program (its tiles must avoid the zero order)")
+            raise CalibrationError(
+                "flat field: the tiles' region lies inside the display's direct image; "
+                "recompile the program (its tiles must avoid the zero order)"
+            )
         # work on the bounding box of the region only, padded for the smoothing
         rows, cols = np.nonzero(region)
         pad = int(np.ceil(3 * smooth_px)) + 1
-        box = (slice(max(rows.min() - pad, 0), min(rows.max() + pad + 1, camera.shape[0])),
-               slice(max(cols.min() - pad, 0), min(cols.max() + pad + 1, camera.shape[1])))
+        box = (
+            slice(max(rows.min() - pad, 0), min(rows.max() + pad + 1, camera.shape[0])),
+            slice(max(cols.min() - pad, 0), min(cols.max() + pad + 1, camera.shape[1])),
+        )
         local_mean = _LocalMean(region[box], smooth_px)
         measured = local_mean.valid
         rng = np.random.default_rng(0)
         exposure = _expose_diffuse(bench, region, float(np.median(dark)), rng)
-        with light_blocked(bench):  # a dark frame at the flat's own exposure (dark current grows with it)
+        with light_blocked(
+            bench
+        ):  # a dark frame at the flat's own exposure (dark current grows with it)
             bench.display.blank()
             slm.set_phase(np.zeros(slm.shape), settle=True)
             dark_flat = grab(camera, max(dark_frames, 1))[box]
@@ -371,12 +437,16 @@ def _flat_field(bench: Any, program: Any | None, dark: np.ndarray, frames: int, 
         mean_signal = np.zeros(measured.shape, dtype=np.float64)
         saturated = np.zeros(measured.shape, dtype=bool)
         for i in range(frames):
-            slm.set_phase(rng.uniform(0, 2 * np.pi, slm.shape), settle=True)  # a new speckle pattern
+            slm.set_phase(
+                rng.uniform(0, 2 * np.pi, slm.shape), settle=True
+            )  # a new speckle pattern
             raw = grab(camera, 1)[box]
             saturated |= raw >= full
             signal = raw - dark_flat
             local = local_mean(signal)
-            ratio = np.divide(signal, local, out=np.zeros_like(signal), where=measured & (local > 0))
+            ratio = np.divide(
+                signal, local, out=np.zeros_like(signal), where=measured & (local > 0)
+            )
             acc += ratio
             acc2 += np.square(ratio, dtype=np.float64)
             mean_signal += signal
@@ -387,19 +457,25 @@ def _flat_field(bench: Any, program: Any | None, dark: np.ndarray, frames: int, 
     if bad:
         raise CalibrationError(
             f"flat field: {bad} camera pixels the tiles read saturated in the diffuse frames (exposure {exposure:.3g} "
-            "s); lower the light source power or add an ND filter. The previous record is unchanged.")
+            "s); lower the light source power or add an ND filter. The previous record is unchanged."
+        )
     illumination = local_mean((mean_signal / frames).astype(np.float32))
     lit = measured & (illumination >= FLAT_MIN_RELATIVE * np.percentile(illumination[measured], 99))
     lit_all = np.zeros(camera.shape, dtype=bool)
     lit_all[box] = lit
     coverage = float(np.count_nonzero(core & lit_all)) / float(max(np.count_nonzero(core), 1))
     if coverage < FLAT_MIN_COVERAGE:
-        why = "the input display's direct image (zero order)" if np.any(core & zone) else "too little light"
+        why = (
+            "the input display's direct image (zero order)"
+            if np.any(core & zone)
+            else "too little light"
+        )
         raise CalibrationError(
             f"flat field: only {100 * coverage:.1f} % of the camera pixels the tiles read are lit evenly enough to "
             f"measure (need {100 * FLAT_MIN_COVERAGE:.1f} %); the rest get {why}. Make sure the diffuse light "
             "(random SLM phases, white input display) reaches the whole tile field, or calibrate without a flat "
-            "(--flat-frames 0); the previous record is unchanged.")
+            "(--flat-frames 0); the previous record is unchanged."
+        )
     ratio_mean = acc / frames
     stderr = np.sqrt(np.maximum(acc2 / frames - ratio_mean**2, 0.0) / max(frames - 1, 1))
     noise = float(np.sqrt(np.mean(stderr[lit] ** 2)))
@@ -408,13 +484,15 @@ def _flat_field(bench: Any, program: Any | None, dark: np.ndarray, frames: int, 
         raise CalibrationError(
             f"flat field: too noisy — estimated error {100 * noise:.2f} % per pixel from {frames} frames (allowed "
             f"{100 * FLAT_MAX_NOISE:.1f} %); a flat this noisy adds about as much error as it removes. Use about "
-            f"--flat-frames {wanted}, or more light; the previous record is unchanged.")
+            f"--flat-frames {wanted}, or more light; the previous record is unchanged."
+        )
     values = ratio_mean[lit] / ratio_mean[lit].mean()
     if float(values.min()) <= 0.05:
         raise CalibrationError(
             f"flat field: {int(np.count_nonzero(values <= 0.05))} pixels under the tiles respond at < 5 % "
             "(dead pixels, dust or a shadow); clean the sensor window or move the tile field. The previous record "
-            "is unchanged.")
+            "is unchanged."
+        )
     flat = np.ones(camera.shape, dtype=np.float32)
     flat[box][lit] = values.astype(np.float32)
     rms = float(values.std())
@@ -422,9 +500,12 @@ def _flat_field(bench: Any, program: Any | None, dark: np.ndarray, frames: int, 
         "flat_rms": rms,
         "flat_noise_rms": noise,
         "flat_prnu_estimate": float(np.sqrt(max(rms**2 - noise**2, 0.0))),
-        "flat_min": float(values.min()), "flat_max": float(values.max()),
-        "flat_pixels": float(values.size), "flat_coverage": coverage,
-        "flat_exposure_s": exposure, "flat_level_fraction": float(np.median(illumination[lit])) / full,
+        "flat_min": float(values.min()),
+        "flat_max": float(values.max()),
+        "flat_pixels": float(values.size),
+        "flat_coverage": coverage,
+        "flat_exposure_s": exposure,
+        "flat_level_fraction": float(np.median(illumination[lit])) / full,
         "flat_frames": float(frames),
     }
     return flat, quality
@@ -447,13 +528,17 @@ def tile_region(bench: Any, program: Any) -> tuple[np.ndarray, _DirectImage]:
     autoexpose(camera, 0.5, "direct image", min_fraction=DARK_FRACTION)
     # the direct image covers a small part of the frame: the median is the dark level (no dark frame yet)
     background = float(np.median(grab(camera, 1)))
-    direct = _direct_image(bench, background, "tile region")  # refuses a direct image too dark to locate
+    direct = _direct_image(
+        bench, background, "tile region"
+    )  # refuses a direct image too dark to locate
     zone = binary_dilation(direct.mask, iterations=FLAT_ZONE_MARGIN_PX)
     _, need = _tile_masks(tuple(camera.shape), program, direct)
     region = need & ~zone
     if not region.any():
-        raise CalibrationError("the tiles' region lies inside the display's direct image; recompile the program "
-                               "(its tiles must avoid the zero order)")
+        raise CalibrationError(
+            "the tiles' region lies inside the display's direct image; recompile the program "
+            "(its tiles must avoid the zero order)"
+        )
     return region, direct
 
 
@@ -496,17 +581,31 @@ def camera_step(
     white = np.ones(bench.display.shape, dtype=np.float32)
     phases = [f.phase for f in program.frames] if program is not None else [np.zeros(slm.shape)]
     on_tiles = program is not None and expose_on == "tiles"
-    budget = (EXPOSURE_BUDGET_S if max_exposure_s is None else float(max_exposure_s)) if on_tiles else None
+    budget = (
+        (EXPOSURE_BUDGET_S if max_exposure_s is None else float(max_exposure_s))
+        if on_tiles
+        else None
+    )
     region, direct = None, None
     with light_on(bench):
-        if program is not None:  # (exposing on the frame, it is still measured: how bright the tiles end up)
+        if (
+            program is not None
+        ):  # (exposing on the frame, it is still measured: how bright the tiles end up)
             region, direct = tile_region(bench, program)
         bench.show(white)
         exposures = []
         for i, phase in enumerate(phases):
             slm.set_phase(phase, settle=True)
-            exposures.append(autoexpose(camera, target_fraction, "auto-exposure", window=region if on_tiles else None,
-                                        max_exposure_s=budget, min_fraction=DARK_FRACTION if on_tiles else None))
+            exposures.append(
+                autoexpose(
+                    camera,
+                    target_fraction,
+                    "auto-exposure",
+                    window=region if on_tiles else None,
+                    max_exposure_s=budget,
+                    min_fraction=DARK_FRACTION if on_tiles else None,
+                )
+            )
             ctl.report(0.3 * (i + 1) / len(phases), f"auto-exposure {exposures[-1]:.3g} s")
         exposure_s = min(exposures)  # the brightest frame sets it
         camera.set_exposure(exposure_s)
@@ -524,38 +623,78 @@ def camera_step(
         )
     with light_on(bench):
         if flat_frames > 0:
-            flat, flat_quality = _flat_field(bench, program, dark, flat_frames, flat_smooth_px, dark_frames, ctl,
-                                             direct)
+            flat, flat_quality = _flat_field(
+                bench, program, dark, flat_frames, flat_smooth_px, dark_frames, ctl, direct
+            )
         else:
-            flat, flat_quality = np.ones(camera.shape, dtype=np.float32), {"flat_rms": 0.0, "flat_frames": 0.0}
+            flat, flat_quality = (
+                np.ones(camera.shape, dtype=np.float32),
+                {"flat_rms": 0.0, "flat_frames": 0.0},
+            )
         camera.set_exposure(exposure_s)
         bench.show(white)
         peaks, frame_peaks, tile_peaks, saturated = [], [], [], 0
         for phase in phases:
             slm.set_phase(phase, settle=True)
             raw = grab(camera, 1)
-            peaks.append(check_frame(raw, camera, dark, "exposure check", mask=region if on_tiles else None))
+            peaks.append(
+                check_frame(raw, camera, dark, "exposure check", mask=region if on_tiles else None)
+            )
             if region is not None:
                 tile_peaks.append(min(float(corrected(raw, dark)[region].max()) / full, 1.0))
             frame_peaks.append(min(float(corrected(raw, dark).max()) / full, 1.0))
             saturated = max(saturated, int(np.count_nonzero(raw >= full)))
-    flat_message = (f", flat RMS {100 * flat_quality['flat_rms']:.2f} % (±{100 * flat_quality['flat_noise_rms']:.2f} "
-                    f"%) over {int(flat_quality['flat_pixels'])} px" if flat_frames > 0 else ", unity flat")
-    limited = budget is not None and exposure_s >= 0.99 * budget and max(peaks) < 0.9 * target_fraction
-    where = ("tiles" if on_tiles else "frame") + (f", limited by the {budget:.3g} s frame budget" if limited else "")
-    tiles_quality = {"tiles_peak_fraction": max(tile_peaks), "zero_order_saturated_px": float(saturated),
-                     "exposure_budget_limited": float(limited)} if region is not None else {}
-    return ctl.finish(StepResult(
-        "camera",
-        quality={"exposure_s": exposure_s, "peak_fraction": max(peaks), "frame_peak_fraction": max(frame_peaks),
-                 **tiles_quality, "dark_mean_adu": float(dark.mean()), "dark_std_adu": float(dark.std()),
-                 **flat_quality},
-        arrays={"dark": dark, "flat": flat},
-        values={"exposure_s": exposure_s, "target_fraction": target_fraction, "flat_frames": int(flat_frames),
-                "flat_smooth_px": float(flat_smooth_px), "expose_on": "tiles" if on_tiles else "frame",
-                "max_exposure_s": budget},
-        message=f"exposure {exposure_s:.4g} s (on the {where}), peak {100 * max(peaks):.0f} % of full scale"
-                + (f" in the tiles ({100 * max(frame_peaks):.0f} % in the frame)" if on_tiles else
-                   f" ({100 * max(tile_peaks):.0f} % in the tiles)" if region is not None else "")
-                + f", dark {dark.mean():.1f}±{dark.std():.1f} ADU" + flat_message,
-    ))
+    flat_message = (
+        f", flat RMS {100 * flat_quality['flat_rms']:.2f} % (±{100 * flat_quality['flat_noise_rms']:.2f} "
+        f"%) over {int(flat_quality['flat_pixels'])} px"
+        if flat_frames > 0
+        else ", unity flat"
+    )
+    limited = (
+        budget is not None and exposure_s >= 0.99 * budget and max(peaks) < 0.9 * target_fraction
+    )
+    where = ("tiles" if on_tiles else "frame") + (
+        f", limited by the {budget:.3g} s frame budget" if limited else ""
+    )
+    tiles_quality = (
+        {
+            "tiles_peak_fraction": max(tile_peaks),
+            "zero_order_saturated_px": float(saturated),
+            "exposure_budget_limited": float(limited),
+        }
+        if region is not None
+        else {}
+    )
+    return ctl.finish(
+        StepResult(
+            "camera",
+            quality={
+                "exposure_s": exposure_s,
+                "peak_fraction": max(peaks),
+                "frame_peak_fraction": max(frame_peaks),
+                **tiles_quality,
+                "dark_mean_adu": float(dark.mean()),
+                "dark_std_adu": float(dark.std()),
+                **flat_quality,
+            },
+            arrays={"dark": dark, "flat": flat},
+            values={
+                "exposure_s": exposure_s,
+                "target_fraction": target_fraction,
+                "flat_frames": int(flat_frames),
+                "flat_smooth_px": float(flat_smooth_px),
+                "expose_on": "tiles" if on_tiles else "frame",
+                "max_exposure_s": budget,
+            },
+            message=f"exposure {exposure_s:.4g} s (on the {where}), peak {100 * max(peaks):.0f} % of full scale"
+            + (
+                f" in the tiles ({100 * max(frame_peaks):.0f} % in the frame)"
+                if on_tiles
+                else f" ({100 * max(tile_peaks):.0f} % in the tiles)"
+                if region is not None
+                else ""
+            )
+            + f", dark {dark.mean():.1f}±{dark.std():.1f} ADU"
+            + flat_message,
+        )
+    )

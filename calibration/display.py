@@ -22,7 +22,14 @@ from scipy.interpolate import PchipInterpolator
 from scipy.ndimage import binary_dilation
 
 from lab4f.calibration.base import Progress, StepControl, StepResult
-from lab4f.calibration.camera import autoexpose, check_frame, corrected, full_scale_adu, grab, light_on
+from lab4f.calibration.camera import (
+    autoexpose,
+    check_frame,
+    corrected,
+    full_scale_adu,
+    grab,
+    light_on,
+)
 from lab4f.errors import CalibrationError
 
 #: A drop of the measured response larger than this (fraction of white) between two gray levels is refused.
@@ -43,14 +50,20 @@ class DisplayLinearizer:
         drive = np.asarray(drive, dtype=np.float64).ravel()
         response = np.asarray(response, dtype=np.float64).ravel()
         if drive.shape != response.shape or drive.size < 3:
-            raise CalibrationError(f"a display response needs ≥ 3 (drive, response) pairs of equal length, got "
-                                   f"{drive.size} and {response.size}; run `lab4f calibrate display` again")
+            raise CalibrationError(
+                f"a display response needs ≥ 3 (drive, response) pairs of equal length, got "
+                f"{drive.size} and {response.size}; run `lab4f calibrate display` again"
+            )
         if drive[0] != 0.0 or drive[-1] != 1.0 or np.any(np.diff(drive) <= 0):
-            raise CalibrationError("the display response must be measured at increasing drives from 0 to 1; run "
-                                   "`lab4f calibrate display` again")
+            raise CalibrationError(
+                "the display response must be measured at increasing drives from 0 to 1; run "
+                "`lab4f calibrate display` again"
+            )
         if not response[-1] > response[0]:
-            raise CalibrationError("the display gives no more light at full drive than at gray 0; check that it is "
-                                   "imaged onto the camera and run `lab4f calibrate display` again")
+            raise CalibrationError(
+                "the display gives no more light at full drive than at gray 0; check that it is "
+                "imaged onto the camera and run `lab4f calibrate display` again"
+            )
         self.drive, self.response = drive, (response - response[0]) / (response[-1] - response[0])
         # measurement noise may leave tiny dips; the inverse needs a strictly increasing response
         mono = np.maximum.accumulate(self.response)
@@ -60,7 +73,9 @@ class DisplayLinearizer:
         # a dense table of the inverse: np.interp on it costs µs per image where PCHIP costs ms on a 512² display,
         # and 4097 entries keep its error far below one 8-bit gray level
         self._table_x = np.linspace(0.0, 1.0, 4097)
-        self._table_drive = np.clip(self._inverse(np.clip(self._table_x, mono[0], mono[-1])), 0.0, 1.0)
+        self._table_drive = np.clip(
+            self._inverse(np.clip(self._table_x, mono[0], mono[-1])), 0.0, 1.0
+        )
 
     def forward(self, drive: np.ndarray) -> np.ndarray:
         """Relative light at a drive value (the measured response, interpolated)."""
@@ -114,9 +129,16 @@ def display_step(
     shape = tuple(display.shape)
     exposure_s = camera.get_exposure()
     drives = _levels(display, levels)
-    if len(drives) < 3:  # a binary display (a DMD without PWM gray levels): off or on, nothing in between
-        return ctl.finish(StepResult("display", quality={"levels": float(len(drives))},
-                                     message="binary display: on/off only, nothing to linearise"))
+    if (
+        len(drives) < 3
+    ):  # a binary display (a DMD without PWM gray levels): off or on, nothing in between
+        return ctl.finish(
+            StepResult(
+                "display",
+                quality={"levels": float(len(drives))},
+                message="binary display: on/off only, nothing to linearise",
+            )
+        )
 
     def measure(drive_image: float | np.ndarray) -> float:
         display.show(np.broadcast_to(np.asarray(drive_image, dtype=np.float32), shape).copy())
@@ -126,12 +148,15 @@ def display_step(
                 f"display response refused: drive {float(np.mean(drive_image)):.3f} saturates the camera at the "
                 "exposure set on white, so the display gives more light at a lower drive (an inverted or "
                 "normally-white display?). Check the display's mode and contrast settings, then run "
-                "`lab4f calibrate display` again; the previous record is unchanged.")
+                "`lab4f calibrate display` again; the previous record is unchanged."
+            )
         return float(raw[mask].sum(dtype=np.float64))  # raw: gray 0 is the reference
 
     try:
         with light_on(bench):
-            bench.slm.set_phase(np.zeros(bench.slm.shape), settle=True)  # the 4f system images the display
+            bench.slm.set_phase(
+                np.zeros(bench.slm.shape), settle=True
+            )  # the 4f system images the display
             display.show(np.ones(shape, dtype=np.float32))
             measured_exposure_s = autoexpose(camera, 0.6, "display response")
             white = grab(camera, frames)
@@ -142,14 +167,18 @@ def display_step(
             light = []
             for n, d in enumerate(drives):
                 light.append(measure(d))
-                ctl.report(0.7 * (n + 1) / len(drives), f"drive {d:.3f}: {light[-1] / white_light:.4f} of white")
+                ctl.report(
+                    0.7 * (n + 1) / len(drives),
+                    f"drive {d:.3f}: {light[-1] / white_light:.4f} of white",
+                )
             contrast = (light[-1] - light[0]) / white_light
             if contrast < MIN_CONTRAST:
                 raise CalibrationError(
                     f"display response refused: full drive gives {contrast:+.3f} of the white light more than gray 0 "
                     f"(needs ≥ {MIN_CONTRAST}): the display is inverted (normally white) or has no contrast. Check "
                     "its mode, contrast and that it is imaged onto the camera, then run `lab4f calibrate display` "
-                    "again; the previous record is unchanged.")
+                    "again; the previous record is unchanged."
+                )
             response = (np.asarray(light) - light[0]) / (light[-1] - light[0])
             drops = np.diff(response)
             if np.any(drops < -MONOTONIC_TOLERANCE):
@@ -158,7 +187,8 @@ def display_step(
                     f"display response refused: the light drops by {-drops[i]:.3f} of white between drive "
                     f"{drives[i]:.3f} and {drives[i + 1]:.3f}, so no correction can make it linear. Check the "
                     "display's own contrast/gamma settings and that nothing else changes the light, then run "
-                    "`lab4f calibrate display` again; the previous record is unchanged.")
+                    "`lab4f calibrate display` again; the previous record is unchanged."
+                )
             lin = DisplayLinearizer(drives, response)
             ramp = np.linspace(0.0, 1.0, check_levels)
             shown = []
@@ -175,11 +205,24 @@ def display_step(
         raise CalibrationError(
             f"display linearisation refused: the corrected ramp is still off by {err_after:.3f} of white (limit "
             f"{max_error}). The display may drift or have too few gray levels; check it warmed up, then run "
-            "`lab4f calibrate display` again; the previous record is unchanged.")
-    return ctl.finish(StepResult(
-        "display",
-        quality={"gamma_fit": lin.gamma(), "linearity_error_before": err_before,
-                 "linearity_error_after": err_after, "levels": float(len(drives)), "exposure_s": measured_exposure_s},
-        arrays={"drive": drives, "response": response, "check_intensity": ramp, "check_response": shown_arr},
-        message=f"γ ≈ {lin.gamma():.2f}; linearity error {err_before:.3f} → {err_after:.4f} of white",
-    ))
+            "`lab4f calibrate display` again; the previous record is unchanged."
+        )
+    return ctl.finish(
+        StepResult(
+            "display",
+            quality={
+                "gamma_fit": lin.gamma(),
+                "linearity_error_before": err_before,
+                "linearity_error_after": err_after,
+                "levels": float(len(drives)),
+                "exposure_s": measured_exposure_s,
+            },
+            arrays={
+                "drive": drives,
+                "response": response,
+                "check_intensity": ramp,
+                "check_response": shown_arr,
+            },
+            message=f"γ ≈ {lin.gamma():.2f}; linearity error {err_before:.3f} → {err_after:.4f} of white",
+        )
+    )

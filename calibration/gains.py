@@ -46,13 +46,16 @@ def calibration_images(count: int = 32, size: int | None = None, seed: int = 0) 
     return torch.stack([splits.val[i][0] for i in range(min(count, len(splits.val)))]).float()
 
 
-def tile_features(img: np.ndarray, layout: Any, registration: PlaneToCamera,
-                  tile_shifts: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def tile_features(
+    img: np.ndarray, layout: Any, registration: PlaneToCamera, tile_shifts: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Raw k⁺ and k⁻ maps (C, N, N) of one corrected camera frame, channels in ``layout.channels`` order."""
     grid = tile_sampling_grid(layout, registration, img.shape, tile_shifts)
     frame = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))[None, None]
     n = layout.input_size
-    maps = F.grid_sample(frame, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0, 0]
+    maps = F.grid_sample(frame, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[
+        0, 0
+    ]
     maps = maps.reshape(len(layout.tiles), n, n).numpy()
     index = {c: i for i, c in enumerate(layout.channels)}
     pos, neg = np.zeros((len(index), n, n), np.float32), np.zeros((len(index), n, n), np.float32)
@@ -72,8 +75,12 @@ def _patches(x: np.ndarray, k: int) -> np.ndarray:
     return F.unfold(t, k, padding=k // 2).transpose(1, 2).reshape(-1, k * k).numpy()
 
 
-def fit_channels(captured: np.ndarray, digital: np.ndarray, filter_size: int = 3,
-                 holdout: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def fit_channels(
+    captured: np.ndarray,
+    digital: np.ndarray,
+    filter_size: int = 3,
+    holdout: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
     """Least-squares filter (C, k, k) + offset per channel on arrays (B, C, N, N); R² on fit and held-out images.
 
     ``holdout``: boolean (B,) mask of images left out of the fit (None: fit and report on all).
@@ -88,7 +95,9 @@ def fit_channels(captured: np.ndarray, digital: np.ndarray, filter_size: int = 3
     test = np.zeros(b, bool) if holdout is None else np.asarray(holdout, bool)
     train = ~test
     if not train.any():
-        raise CalibrationError("no calibration image is left to fit the channel filters; use more images")
+        raise CalibrationError(
+            "no calibration image is left to fit the channel filters; use more images"
+        )
     filt, offset = np.zeros((chans, parts, k, k)), np.zeros(chans)
     r2, r2_fit = np.full(chans, np.nan), np.full(chans, np.nan)
     for c in range(chans):
@@ -103,18 +112,29 @@ def fit_channels(captured: np.ndarray, digital: np.ndarray, filter_size: int = 3
         r2[c] = _r2(y[~rows], pred[~rows]) if test.any() else r2_fit[c]
     if captured.ndim == 4:
         filt = filt[:, 0]
-    return {"channel_filter": filt, "channel_offset": offset, "channel_r2": r2, "channel_r2_fit": r2_fit}
+    return {
+        "channel_filter": filt,
+        "channel_offset": offset,
+        "channel_r2": r2,
+        "channel_r2_fit": r2_fit,
+    }
 
 
-def read_mask(program: Any, registration: PlaneToCamera, camera_shape: tuple[int, int],
-              tile_shifts: list[np.ndarray] | None) -> np.ndarray:
+def read_mask(
+    program: Any,
+    registration: PlaneToCamera,
+    camera_shape: tuple[int, int],
+    tile_shifts: list[np.ndarray] | None,
+) -> np.ndarray:
     """(H, W) bool: the camera pixels the extractor's bilinear tile cut reads, over every program frame — what the
     exposure is set for (the zero order, the display's direct image in the central slot, is not among them)."""
     h, w = camera_shape
     mask = np.zeros((h, w), dtype=bool)
     for f, frame in enumerate(program.frames):
         shifts = None if tile_shifts is None else tile_shifts[f]
-        grid = tile_sampling_grid(frame.layout, registration, (h, w), shifts)[0].numpy().reshape(-1, 2)
+        grid = (
+            tile_sampling_grid(frame.layout, registration, (h, w), shifts)[0].numpy().reshape(-1, 2)
+        )
         x, y = ((grid[:, 0] + 1) * w - 1) / 2, ((grid[:, 1] + 1) * h - 1) / 2
         x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
         for dy in (0, 1):
@@ -133,7 +153,9 @@ LENGTHEN_BELOW = 0.45
 SHORTEN_ABOVE = 0.9
 
 
-def _probe_peak(bench: Any, program: Any, images: torch.Tensor, mask: np.ndarray, probe: int) -> float:
+def _probe_peak(
+    bench: Any, program: Any, images: torch.Tensor, mask: np.ndarray, probe: int
+) -> float:
     """The brightest raw value (ADU) in ``mask`` over the first ``probe`` images through every SLM frame."""
     peak = 0.0
     for frame in program.frames:
@@ -144,9 +166,17 @@ def _probe_peak(bench: Any, program: Any, images: torch.Tensor, mask: np.ndarray
     return peak
 
 
-def _fit_exposure(bench: Any, program: Any, images: torch.Tensor, dark: np.ndarray | None, mask: np.ndarray,
-                  target_fraction: float = GAINS_TARGET_FRACTION, probe: int = 8,
-                  max_exposure_s: float | None = None, lengthen: bool = True) -> float:
+def _fit_exposure(
+    bench: Any,
+    program: Any,
+    images: torch.Tensor,
+    dark: np.ndarray | None,
+    mask: np.ndarray,
+    target_fraction: float = GAINS_TARGET_FRACTION,
+    probe: int = 8,
+    max_exposure_s: float | None = None,
+    lengthen: bool = True,
+) -> float:
     """Expose the calibration images for what is read: their brightest tile pixel (``mask``) at ``target_fraction``
     of full scale. The camera step exposed a white input (the brightest possible, for which no tile saturates), and
     the phase LUT applied after it redistributes light; images like the calibration digits are dimmer, so the
@@ -164,7 +194,9 @@ def _fit_exposure(bench: Any, program: Any, images: torch.Tensor, dark: np.ndarr
         peak_adu = _probe_peak(bench, program, images, mask, probe)
         exposure = float(camera.get_exposure())
         if peak_adu >= full:
-            camera.set_exposure(exposure / 2)  # saturated: the true peak is unknown, halve and look again
+            camera.set_exposure(
+                exposure / 2
+            )  # saturated: the true peak is unknown, halve and look again
             continue
         fraction = (peak_adu - offset) / (full - offset)
         at_budget = exposure >= 0.99 * budget
@@ -173,7 +205,9 @@ def _fit_exposure(bench: Any, program: Any, images: torch.Tensor, dark: np.ndarr
             return float(camera.get_exposure())
         if not lengthen:
             return exposure
-        if fraction > SHORTEN_ABOVE or (fraction < LENGTHEN_BELOW and not at_budget and fraction > 0):
+        if fraction > SHORTEN_ABOVE or (
+            fraction < LENGTHEN_BELOW and not at_budget and fraction > 0
+        ):
             camera.set_exposure(min(exposure * target_fraction / fraction, budget))
             if fraction > SHORTEN_ABOVE:
                 return float(camera.get_exposure())  # shorter: stays linear, no need to look again
@@ -181,15 +215,27 @@ def _fit_exposure(bench: Any, program: Any, images: torch.Tensor, dark: np.ndarr
         return float(camera.get_exposure())
     if float(camera.get_exposure()) > 1e-3 * start:
         return float(camera.get_exposure())
-    raise CalibrationError("calibration images saturate the camera even at a 4000× shorter exposure: lower the "
-                           "light source power or add an ND filter, then run `lab4f calibrate all` again")
+    raise CalibrationError(
+        "calibration images saturate the camera even at a 4000× shorter exposure: lower the "
+        "light source power or add an ND filter, then run `lab4f calibrate all` again"
+    )
 
 
-def capture_features(bench: Any, program: Any, images: torch.Tensor, registration: PlaneToCamera,
-                     tile_shifts: list[np.ndarray] | None, dark: np.ndarray | None, flat: np.ndarray | None,
-                     frames: int, ctl: StepControl, per_tile: bool = True, max_exposure_s: float | None = None,
-                     info: dict[str, float] | None = None, expose_on: str = "tiles",
-                     ) -> tuple[np.ndarray, np.ndarray | None]:
+def capture_features(
+    bench: Any,
+    program: Any,
+    images: torch.Tensor,
+    registration: PlaneToCamera,
+    tile_shifts: list[np.ndarray] | None,
+    dark: np.ndarray | None,
+    flat: np.ndarray | None,
+    frames: int,
+    ctl: StepControl,
+    per_tile: bool = True,
+    max_exposure_s: float | None = None,
+    info: dict[str, float] | None = None,
+    expose_on: str = "tiles",
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Uncorrected features through the pipeline's extractor (no channel gain, filter or offset): (B, C, N, N)
     k⁺ − k⁻, or with ``per_tile`` (B, C, 2, N, N) — the k⁺ and the (negated) k⁻ tile apart, for per-tile filters —
     and the dark frame they were corrected with (measured again if the exposure had to change).
@@ -211,19 +257,35 @@ def capture_features(bench: Any, program: Any, images: torch.Tensor, registratio
 
     def extractor(select: tuple[float, float] | None) -> FeatureExtractor:
         if select is None:
-            return FeatureExtractor.for_program(program, registration, cam_shape, dark=dark, flat=flat,
-                                                tile_shifts=tile_shifts)
+            return FeatureExtractor.for_program(
+                program, registration, cam_shape, dark=dark, flat=flat, tile_shifts=tile_shifts
+            )
         filt = np.tile(np.asarray(select, np.float32)[None, :, None, None], (chans, 1, 1, 1))
-        return FeatureExtractor.for_program(program, registration, cam_shape, dark=dark, flat=flat,
-                                            tile_shifts=tile_shifts, channel_filter=filt)
+        return FeatureExtractor.for_program(
+            program,
+            registration,
+            cam_shape,
+            dark=dark,
+            flat=flat,
+            tile_shifts=tile_shifts,
+            channel_filter=filt,
+        )
+
     raw = np.zeros((len(images), len(program.frames), *cam_shape), dtype=np.float32)
     total = len(program.frames) * len(images)
     before = float(bench.camera.get_exposure())
     restarts = 0
     try:
         with light_on(bench):
-            _fit_exposure(bench, program, images, dark, mask if expose_on == "tiles" else np.ones(cam_shape, bool),
-                          max_exposure_s=max_exposure_s, lengthen=expose_on == "tiles")
+            _fit_exposure(
+                bench,
+                program,
+                images,
+                dark,
+                mask if expose_on == "tiles" else np.ones(cam_shape, bool),
+                max_exposure_s=max_exposure_s,
+                lengthen=expose_on == "tiles",
+            )
         while True:
             if dark is not None and float(bench.camera.get_exposure()) != before:
                 # a dark frame belongs to its exposure (dark current): measure it again at the new one
@@ -239,9 +301,20 @@ def capture_features(bench: Any, program: Any, images: torch.Tensor, registratio
                         for b in range(len(images)):
                             bench.show(images[b, 0].numpy())
                             raw[b, f_idx] = grab(bench.camera, frames)
-                            check_frame(raw[b, f_idx], bench.camera, dark, f"calibration image {b}", mask=checked)
-                            peak = max(peak, float(corrected(raw[b, f_idx], dark)[mask].max()) / full)
-                            ctl.report(0.95 * (f_idx * len(images) + b + 1) / total, f"image {b + 1}/{len(images)}")
+                            check_frame(
+                                raw[b, f_idx],
+                                bench.camera,
+                                dark,
+                                f"calibration image {b}",
+                                mask=checked,
+                            )
+                            peak = max(
+                                peak, float(corrected(raw[b, f_idx], dark)[mask].max()) / full
+                            )
+                            ctl.report(
+                                0.95 * (f_idx * len(images) + b + 1) / total,
+                                f"image {b + 1}/{len(images)}",
+                            )
             except CalibrationError as exc:
                 if "saturated" not in str(exc) or restarts >= 3 or checked is None:
                     raise
@@ -287,18 +360,36 @@ def channel_gain_step(
         images = calibration_images(count, size=program.input_size)
     ih, iw = (int(v) for v in images.shape[-2:])
     dh, dw = (int(v) for v in bench.display.shape)
-    if (ih, iw) != (dh, dw) and not (bench.config.sync.policy == "marker" and ih <= dh and iw <= dw):
+    if (ih, iw) != (dh, dw) and not (
+        bench.config.sync.policy == "marker" and ih <= dh and iw <= dw
+    ):
         # a larger display is for the marker code beside the image (Bench.show centres the image)
-        raise CalibrationError(f"calibration images are {(ih, iw)} but the display shows {(dh, dw)}; compile the "
-                               "program for the display's size")
+        raise CalibrationError(
+            f"calibration images are {(ih, iw)} but the display shows {(dh, dw)}; compile the "
+            "program for the display's size"
+        )
     if len(images) < 2:
-        raise CalibrationError("the channel fit needs at least 2 calibration images (one is held out)")
+        raise CalibrationError(
+            "the channel fit needs at least 2 calibration images (one is held out)"
+        )
     digital = program.simulate(images).numpy()
     exposure_before = float(bench.camera.get_exposure())
     exposure_info: dict[str, float] = {}
-    captured, dark = capture_features(bench, program, images, registration, tile_shifts, dark, flat, frames, ctl,
-                                      per_tile, max_exposure_s=max_exposure_s, info=exposure_info,
-                                      expose_on=expose_on)
+    captured, dark = capture_features(
+        bench,
+        program,
+        images,
+        registration,
+        tile_shifts,
+        dark,
+        flat,
+        frames,
+        ctl,
+        per_tile,
+        max_exposure_s=max_exposure_s,
+        info=exposure_info,
+        expose_on=expose_on,
+    )
     holdout = np.arange(len(images)) % 2 == 1
     fit = fit_channels(captured, digital, filter_size, holdout)
     r2 = fit["channel_r2"]
@@ -307,26 +398,50 @@ def channel_gain_step(
         raise CalibrationError(
             f"channel {worst} follows the digital model poorly (held-out R² {r2[worst]:.3f} < {min_r2}): "
             "recalibrate the registration and tiles (`lab4f calibrate registration`, `lab4f calibrate tiles`), "
-            "check the program belongs to this bench, then run `lab4f calibrate gains` again.")
+            "check the program belongs to this bench, then run `lab4f calibrate gains` again."
+        )
     sample = min(len(images), 4)
-    gain = fit["channel_filter"].reshape(program.channels, -1, filter_size, filter_size)[:, 0].sum(axis=(1, 2))
-    quality = {"min_r2": float(np.nanmin(r2)), "median_r2": float(np.nanmedian(r2)),
-               "mean_r2": float(np.nanmean(r2)), "min_r2_fit": float(np.nanmin(fit["channel_r2_fit"])),
-               "images": float(len(images)), "held_out": float(holdout.sum()), "frames": float(frames),
-               "filter_size": float(filter_size), "exposure_s": float(bench.camera.get_exposure()),
-               "exposure_before_s": exposure_before, **exposure_info}
-    return ctl.finish(StepResult(
-        "gains", quality=quality,
-        arrays={**fit, "channel_gain": gain, "captured_sample": captured[:sample],
+    gain = (
+        fit["channel_filter"]
+        .reshape(program.channels, -1, filter_size, filter_size)[:, 0]
+        .sum(axis=(1, 2))
+    )
+    quality = {
+        "min_r2": float(np.nanmin(r2)),
+        "median_r2": float(np.nanmedian(r2)),
+        "mean_r2": float(np.nanmean(r2)),
+        "min_r2_fit": float(np.nanmin(fit["channel_r2_fit"])),
+        "images": float(len(images)),
+        "held_out": float(holdout.sum()),
+        "frames": float(frames),
+        "filter_size": float(filter_size),
+        "exposure_s": float(bench.camera.get_exposure()),
+        "exposure_before_s": exposure_before,
+        **exposure_info,
+    }
+    return ctl.finish(
+        StepResult(
+            "gains",
+            quality=quality,
+            arrays={
+                **fit,
+                "channel_gain": gain,
+                "captured_sample": captured[:sample],
                 **({} if dark is None else {"dark": np.asarray(dark, np.float32)}),
-                "digital_sample": digital[:sample]},
-        values={"filter_size": int(filter_size), "frames": int(frames), "per_tile": bool(per_tile),
-                "exposure_s": float(bench.camera.get_exposure())},
-        message=f"held-out R² per channel {np.nanmin(r2):.4f}..{np.nanmax(r2):.4f} "
-                f"({filter_size}×{filter_size} filter, {int(holdout.sum())}/{len(images)} images held out; exposure "
-                f"{exposure_before:.3g} → {float(bench.camera.get_exposure()):.3g} s, tiles peak "
-                f"{100 * exposure_info.get('tiles_peak_fraction', float('nan')):.0f} % of full scale)",
-    ))
+                "digital_sample": digital[:sample],
+            },
+            values={
+                "filter_size": int(filter_size),
+                "frames": int(frames),
+                "per_tile": bool(per_tile),
+                "exposure_s": float(bench.camera.get_exposure()),
+            },
+            message=f"held-out R² per channel {np.nanmin(r2):.4f}..{np.nanmax(r2):.4f} "
+            f"({filter_size}×{filter_size} filter, {int(holdout.sum())}/{len(images)} images held out; exposure "
+            f"{exposure_before:.3g} → {float(bench.camera.get_exposure()):.3g} s, tiles peak "
+            f"{100 * exposure_info.get('tiles_peak_fraction', float('nan')):.0f} % of full scale)",
+        )
+    )
 
 
 def fitted_features(record: Any, captured: np.ndarray) -> np.ndarray:
@@ -338,7 +453,9 @@ def fitted_features(record: Any, captured: np.ndarray) -> np.ndarray:
         return np.asarray(record.channel_gain)[None, :, None, None] * captured + offset
     k = filt.shape[-1]
     filt = np.asarray(filt, np.float64)
-    weight = torch.from_numpy(filt if filt.ndim == 4 else filt[:, None])  # (C, P, k, k), P tiles per channel
+    weight = torch.from_numpy(
+        filt if filt.ndim == 4 else filt[:, None]
+    )  # (C, P, k, k), P tiles per channel
     captured = np.asarray(captured, np.float64)
     captured = captured.reshape(captured.shape[0], -1, *captured.shape[-2:])  # (B, C·P, N, N)
     out = F.conv2d(torch.from_numpy(captured), weight, padding=k // 2, groups=filt.shape[0])

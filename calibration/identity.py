@@ -15,10 +15,30 @@ from typing import Any
 
 #: settings per role that change the optics or the sensor's registration (any driver; absent keys are skipped)
 OPTICS_SETTINGS: dict[str, tuple[str, ...]] = {
-    "slm": ("resolution", "pitch_um", "wav_um", "lut_path", "phase_max_2pi", "phase_response_gamma"),
-    "camera": ("resolution", "pitch_um", "affine_shift_px", "affine_rotation_deg", "affine_scale", "mode",
-               "fourier_aperture_radius_px", "roi", "binning", "pixel_format", "actual_pixel_format",
-               "actual_width", "actual_height", "bitdepth"),
+    "slm": (
+        "resolution",
+        "pitch_um",
+        "wav_um",
+        "lut_path",
+        "phase_max_2pi",
+        "phase_response_gamma",
+    ),
+    "camera": (
+        "resolution",
+        "pitch_um",
+        "affine_shift_px",
+        "affine_rotation_deg",
+        "affine_scale",
+        "mode",
+        "fourier_aperture_radius_px",
+        "roi",
+        "binning",
+        "pixel_format",
+        "actual_pixel_format",
+        "actual_width",
+        "actual_height",
+        "bitdepth",
+    ),
     "display": ("shape", "position_px", "bitdepth", "slm", "slm_settings"),
 }
 
@@ -37,8 +57,11 @@ def optics_differences(recorded: dict[str, Any], current: dict[str, Any]) -> lis
     for key in ("mode", "geometry"):
         a, b = recorded.get(key), current.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
-            out += [f"geometry.{k}: recorded {a[k]!r}, now {b.get(k)!r}" for k in sorted(a)
-                    if k in b and not _same(a[k], b[k])]
+            out += [
+                f"geometry.{k}: recorded {a[k]!r}, now {b.get(k)!r}"
+                for k in sorted(a)
+                if k in b and not _same(a[k], b[k])
+            ]
         elif a is not None and b is not None and not _same(a, b):
             out.append(f"{key}: recorded {a!r}, now {b!r}")
     mine, theirs = recorded.get("devices", {}), current.get("devices", {})
@@ -46,9 +69,14 @@ def optics_differences(recorded: dict[str, Any], current: dict[str, Any]) -> lis
         if role not in mine or role not in theirs:
             continue
         if mine[role].get("driver") != theirs[role].get("driver"):
-            out.append(f"{role}.driver: recorded {mine[role].get('driver')!r}, now {theirs[role].get('driver')!r}")
+            out.append(
+                f"{role}.driver: recorded {mine[role].get('driver')!r}, now {theirs[role].get('driver')!r}"
+            )
             continue
         a, b = mine[role].get("settings", {}) or {}, theirs[role].get("settings", {}) or {}
-        out += [f"{role}.{k}: recorded {a[k]!r}, now {b[k]!r}" for k in keys
-                if k in a and k in b and not _same(a[k], b[k])]
+        out += [
+            f"{role}.{k}: recorded {a[k]!r}, now {b[k]!r}"
+            for k in keys
+            if k in a and k in b and not _same(a[k], b[k])
+        ]
     return out

@@ -35,12 +35,19 @@ def write_plots(record: CalibrationRecord, out_dir: str | Path) -> list[Path]:
         ax.plot(lin.drive, lin.response, "o", label="measured (uncorrected)")
         ax.plot(d, lin.forward(d), "-", lw=0.8, color="C0")
         ax.plot(d, d, "k--", lw=0.8, label="linear target")
-        ax.plot(step.arrays["check_intensity"], step.arrays["check_response"], "s", label="linearised ramp")
+        ax.plot(
+            step.arrays["check_intensity"],
+            step.arrays["check_response"],
+            "s",
+            label="linearised ramp",
+        )
         ax.set_xlabel("image intensity / drive value")
         ax.set_ylabel("light above gray 0 / white")
         q = step.quality
-        ax.set_title(f"display: γ ≈ {q['gamma_fit']:.2f}, error {q['linearity_error_before']:.3f} → "
-                     f"{q['linearity_error_after']:.4f}")
+        ax.set_title(
+            f"display: γ ≈ {q['gamma_fit']:.2f}, error {q['linearity_error_before']:.3f} → "
+            f"{q['linearity_error_after']:.4f}"
+        )
         ax.legend()
         save(fig, "display_response.png")
     if record.phase_response is not None:
@@ -49,7 +56,9 @@ def write_plots(record: CalibrationRecord, out_dir: str | Path) -> list[Path]:
         ax.plot(lv, g, "o-", label="measured")
         ax.set_xlabel("gray level")
         ax.set_ylabel("phase / 2π")
-        ax.set_title(f"SLM phase response (fit R² {record.steps['phase'].quality.get('fit_r2', np.nan):.4f})")
+        ax.set_title(
+            f"SLM phase response (fit R² {record.steps['phase'].quality.get('fit_r2', np.nan):.4f})"
+        )
         ax.legend()
         save(fig, "phase_response.png")
     reg = record.steps.get("registration")

@@ -66,7 +66,9 @@ class CalibrationRecord:
 
     def _entry(self, step: str, kind: str, name: str) -> Any:
         if step in registry.STEPS and not registry.step(step).schema.declares(kind, name):
-            raise KeyError(f"calibration step {step!r} declares no {kind[:-1]} {name!r} in its record schema")
+            raise KeyError(
+                f"calibration step {step!r} declares no {kind[:-1]} {name!r} in its record schema"
+            )
         result = self.steps.get(step)
         return None if result is None else getattr(result, kind).get(name)
 
@@ -98,7 +100,9 @@ class CalibrationRecord:
         a = self._array("registration", "registration")
         if a is None:
             return None
-        return PlaneToCamera.from_array(a, self.steps["registration"].quality.get("rms_residual_px", float("nan")))
+        return PlaneToCamera.from_array(
+            a, self.steps["registration"].quality.get("rms_residual_px", float("nan"))
+        )
 
     @property
     def fourier(self) -> dict | None:
@@ -156,11 +160,16 @@ class CalibrationRecord:
         return self._array("gains", "channel_r2")
 
     def summary(self) -> dict[str, Any]:
-        return {"path": str(self.path) if self.path else None, "created": self.created,
-                "bench": self.bench_info.get("name"), "program_path": self.program_path,
-                "program_sha256": self.program_sha256,
-                "steps": {name: r.summary() for name, r in self.steps.items()},
-                "stale": self.stale_steps(), "provenance_unknown": self.provenance_unknown()}
+        return {
+            "path": str(self.path) if self.path else None,
+            "created": self.created,
+            "bench": self.bench_info.get("name"),
+            "program_path": self.program_path,
+            "program_sha256": self.program_sha256,
+            "steps": {name: r.summary() for name, r in self.steps.items()},
+            "stale": self.stale_steps(),
+            "provenance_unknown": self.provenance_unknown(),
+        }
 
     # -- staleness, from each step's provenance (when it was measured, through which upstream versions) ---------
     def stale_steps(self) -> dict[str, list[str]]:
@@ -178,7 +187,9 @@ class CalibrationRecord:
                 seen = result.provenance.upstream.get(up)
                 if seen == "":  # it was there, of unknown time: cannot tell
                     continue
-                if seen != dep.provenance.measured:  # re-measured since (or added after) this step was measured
+                if (
+                    seen != dep.provenance.measured
+                ):  # re-measured since (or added after) this step was measured
                     out.setdefault(name, []).append(up)
         return out
 
@@ -191,16 +202,24 @@ class CalibrationRecord:
             if result is None:
                 continue
             ups = [self.steps[u] for u in builds_on(name) if u in self.steps]
-            if ups and (result.provenance is None or any(u.provenance is None for u in ups)
-                        or any(result.provenance.upstream.get(u.name) == "" for u in ups)):
+            if ups and (
+                result.provenance is None
+                or any(u.provenance is None for u in ups)
+                or any(result.provenance.upstream.get(u.name) == "" for u in ups)
+            ):
                 out.append(name)
         return out
 
     def merged_with(self, newer: CalibrationRecord) -> CalibrationRecord:
         """This record's steps overlaid by ``newer``'s (a partial calibration keeps the older steps)."""
         steps = {**self.steps, **newer.steps}
-        return CalibrationRecord(newer.bench_info, steps, newer.created,
-                                 newer.program_path or self.program_path, newer.program_sha256 or self.program_sha256)
+        return CalibrationRecord(
+            newer.bench_info,
+            steps,
+            newer.created,
+            newer.program_path or self.program_path,
+            newer.program_sha256 or self.program_sha256,
+        )
 
     def apply(self, bench: Any) -> None:
         """Put the calibrated state on the bench: camera exposure, SLM phase LUT, wavefront correction and the
@@ -236,11 +255,15 @@ class CalibrationRecord:
         record, even one another process saves under the same name meanwhile."""
         path = Path(path)
         if path.exists():
-            raise CalibrationError(f"{path} already exists; calibration records are never overwritten")
+            raise CalibrationError(
+                f"{path} already exists; calibration records are never overwritten"
+            )
         try:
             return self._write(path, unique=False)
         except ExistsError as exc:
-            raise CalibrationError(f"{path} already exists; calibration records are never overwritten") from exc
+            raise CalibrationError(
+                f"{path} already exists; calibration records are never overwritten"
+            ) from exc
 
     def save_new(self, folder: str | os.PathLike[str], when: datetime | None = None) -> Path:
         """Save as a new record in ``folder`` (``cal-YYYYmmdd-HHMMSS[-N].h5``): the name is taken exclusively
@@ -248,11 +271,15 @@ class CalibrationRecord:
         return self._write(record_base_name(folder, when), unique=True)
 
     def _write(self, path: Path, unique: bool) -> Path:
-        with atomic_write(path, overwrite=False, unique=unique) as target, \
-                h5_file(target.tmp, RECORD_KIND, RECORD_SCHEMA) as f:
+        with (
+            atomic_write(path, overwrite=False, unique=unique) as target,
+            h5_file(target.tmp, RECORD_KIND, RECORD_SCHEMA) as f,
+        ):
             f.attrs["record_created"] = self.created
             write_json_attr(f, "bench_info", self.bench_info)
-            write_json_attr(f, "program", {"path": self.program_path, "sha256": self.program_sha256})
+            write_json_attr(
+                f, "program", {"path": self.program_path, "sha256": self.program_sha256}
+            )
             for name, result in self.steps.items():
                 g = f.create_group(f"steps/{name}")
                 write_json_attr(g, "quality", result.quality)
@@ -272,8 +299,13 @@ class CalibrationRecord:
         return target.path
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], bench: Any | None = None, strict: bool = False,
-             force: bool = False) -> CalibrationRecord:
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        bench: Any | None = None,
+        strict: bool = False,
+        force: bool = False,
+    ) -> CalibrationRecord:
         """Read and validate a record; with ``bench``, warn (or with ``strict`` refuse) on other devices, and refuse
         (with ``force`` warn) a bench whose optics settings differ from the recorded ones."""
         path = Path(path)
@@ -282,39 +314,65 @@ class CalibrationRecord:
                 steps: dict[str, StepResult] = {}
                 for name, g in f.get("steps", {}).items():
                     known = registry.STEPS[name].schema.version if name in registry.STEPS else None
-                    version = int(g.attrs.get("schema_version", 1))  # records from before per-step versions: 1
+                    version = int(
+                        g.attrs.get("schema_version", 1)
+                    )  # records from before per-step versions: 1
                     if known is not None and version > known:
-                        raise CalibrationError(f"{path}: its {name} step has schema version {version}, this lab4f "
-                                               f"reads up to {known} (written by a newer lab4f: upgrade lab4f to "
-                                               "read it)")
+                        raise CalibrationError(
+                            f"{path}: its {name} step has schema version {version}, this lab4f "
+                            f"reads up to {known} (written by a newer lab4f: upgrade lab4f to "
+                            "read it)"
+                        )
                     arrays: dict[str, np.ndarray] = {}
                     if "arrays" in g:
                         g["arrays"].visititems(
-                            lambda key, obj, arrays=arrays: arrays.__setitem__(key, obj[()]) if hasattr(obj, "shape")
-                            else None)
-                    steps[name] = StepResult(name, read_json_attr(g, "quality", {}), arrays,
-                                             read_json_attr(g, "values", {}), float(g.attrs.get("duration_s", 0.0)),
-                                             str(g.attrs.get("message", "")),
-                                             Provenance.from_json(read_json_attr(g, "provenance")))
+                            lambda key, obj, arrays=arrays: (
+                                arrays.__setitem__(key, obj[()]) if hasattr(obj, "shape") else None
+                            )
+                        )
+                    steps[name] = StepResult(
+                        name,
+                        read_json_attr(g, "quality", {}),
+                        arrays,
+                        read_json_attr(g, "values", {}),
+                        float(g.attrs.get("duration_s", 0.0)),
+                        str(g.attrs.get("message", "")),
+                        Provenance.from_json(read_json_attr(g, "provenance")),
+                    )
                 listed = read_json_attr(f, "step_names")
                 if listed is not None and set(listed) - set(steps):
-                    raise CalibrationError(f"{path} is an incomplete calibration record (steps "
-                                           f"{sorted(set(listed) - set(steps))} are missing); use an earlier "
-                                           "record or calibrate again with `lab4f calibrate all`.")
+                    raise CalibrationError(
+                        f"{path} is an incomplete calibration record (steps "
+                        f"{sorted(set(listed) - set(steps))} are missing); use an earlier "
+                        "record or calibrate again with `lab4f calibrate all`."
+                    )
                 program = read_json_attr(f, "program", {})
-                record = cls(read_json_attr(f, "bench_info", {}), steps, str(f.attrs["record_created"]),
-                             program.get("path"), program.get("sha256"), path)
+                record = cls(
+                    read_json_attr(f, "bench_info", {}),
+                    steps,
+                    str(f.attrs["record_created"]),
+                    program.get("path"),
+                    program.get("sha256"),
+                    path,
+                )
         except StorageError as exc:
-            raise CalibrationError(f"{exc}. Use an earlier record (they are kept side by side) or calibrate "
-                                   "again with `lab4f calibrate all`.") from exc
+            raise CalibrationError(
+                f"{exc}. Use an earlier record (they are kept side by side) or calibrate "
+                "again with `lab4f calibrate all`."
+            ) from exc
         except (KeyError, OSError, ValueError) as exc:
-            raise CalibrationError(f"{path} is a damaged calibration record ({exc}); use an earlier record or "
-                                   "calibrate again with `lab4f calibrate all`.") from exc
+            raise CalibrationError(
+                f"{path} is a damaged calibration record ({exc}); use an earlier record or "
+                "calibrate again with `lab4f calibrate all`."
+            ) from exc
         unknown = record.provenance_unknown()
         if unknown:
-            log.warning("calibration record %s does not say when its steps %s were measured (written before lab4f "
-                        "recorded per-step times): whether they are stale cannot be checked; calibrate again to know",
-                        path, ", ".join(unknown))
+            log.warning(
+                "calibration record %s does not say when its steps %s were measured (written before lab4f "
+                "recorded per-step times): whether they are stale cannot be checked; calibrate again to know",
+                path,
+                ", ".join(unknown),
+            )
         if bench is not None:
             info = bench.info()
             record.check_identities(info, strict=strict)
@@ -328,9 +386,12 @@ class CalibrationRecord:
 
         differ = optics_differences(self.bench_info, info)
         if differ:
-            msg = (f"calibration record {self.path} was measured on a bench set up differently: "
-                   + "; ".join(differ) + ". Calibrate this bench (`lab4f calibrate all`), or pass --force to use "
-                   "the record anyway")
+            msg = (
+                f"calibration record {self.path} was measured on a bench set up differently: "
+                + "; ".join(differ)
+                + ". Calibrate this bench (`lab4f calibrate all`), or pass --force to use "
+                "the record anyway"
+            )
             if not force:
                 raise MismatchError(msg)
             log.warning(msg)
@@ -342,11 +403,18 @@ class CalibrationRecord:
         theirs = info.get("devices", {})
         # the devices whose swap changes what was measured: the optics and sensor, and the source (its power and
         # spectrum set the exposure and the PSF scale); a shutter only gates the light
-        differ = [role for role in ("slm", "camera", "display", "light_source")
-                  if role in mine and role in theirs and mine[role].get("identity") != theirs[role].get("identity")]
+        differ = [
+            role
+            for role in ("slm", "camera", "display", "light_source")
+            if role in mine
+            and role in theirs
+            and mine[role].get("identity") != theirs[role].get("identity")
+        ]
         if differ:
-            msg = (f"calibration record {self.path} was measured with other devices ({', '.join(differ)}) than the "
-                   "bench in use; calibrate this bench with `lab4f calibrate all`")
+            msg = (
+                f"calibration record {self.path} was measured with other devices ({', '.join(differ)}) than the "
+                "bench in use; calibrate this bench with `lab4f calibrate all`"
+            )
             if strict:
                 raise MismatchError(msg)
             log.warning(msg)
@@ -380,8 +448,9 @@ def list_records(folder: str | os.PathLike[str]) -> list[Path]:
     return sorted(Path(folder).glob(RECORD_GLOB), key=_record_order)
 
 
-def latest_record(folder: str | os.PathLike[str], bench: Any | None = None,
-                  force: bool = False) -> CalibrationRecord | None:
+def latest_record(
+    folder: str | os.PathLike[str], bench: Any | None = None, force: bool = False
+) -> CalibrationRecord | None:
     """The newest readable record in ``folder`` (damaged files are skipped with a warning), or None."""
     for path in reversed(list_records(folder)):
         try:
@@ -408,15 +477,21 @@ def record_leftovers(folder: str | os.PathLike[str]) -> list[dict[str, Any]]:
         item |= {"complete": False, "duplicate_of": None, "problem": None}
         try:
             if tmp.stat().st_nlink > 1:
-                item["duplicate_of"] = next((str(p) for p in list_records(folder) if os.path.samefile(p, tmp)), None)
-            CalibrationRecord.load(tmp)  # refuses a file whose list of steps (written last) names a missing step
+                item["duplicate_of"] = next(
+                    (str(p) for p in list_records(folder) if os.path.samefile(p, tmp)), None
+                )
+            CalibrationRecord.load(
+                tmp
+            )  # refuses a file whose list of steps (written last) names a missing step
             with open_h5(tmp, RECORD_KIND, RECORD_SCHEMA) as f:
                 listed = "step_names" in f.attrs
             if listed:
                 item["complete"] = True
             else:  # killed before the list was written, or saved by a lab4f from before the list
-                item["problem"] = ("it does not list its steps, so it may be incomplete (inspect it with `lab4f "
-                                   f"calibration show {tmp}`)")
+                item["problem"] = (
+                    "it does not list its steps, so it may be incomplete (inspect it with `lab4f "
+                    f"calibration show {tmp}`)"
+                )
         except CalibrationError as exc:
             item["problem"] = str(exc).split(". Use an earlier")[0].split("; use an earlier")[0]
         except FileNotFoundError:  # published or removed meanwhile
@@ -425,7 +500,9 @@ def record_leftovers(folder: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return out
 
 
-def recover_leftovers(folder: str | os.PathLike[str], remove: bool = False) -> dict[str, list[dict[str, Any]]]:
+def recover_leftovers(
+    folder: str | os.PathLike[str], remove: bool = False
+) -> dict[str, list[dict[str, Any]]]:
     """Give every complete leftover record a proper name (``cal-<its intended time>[-N].h5``, taken exclusively,
     so it sorts where it would have been saved) and, with ``remove``, delete the incomplete ones. Files another
     running process is still writing are left alone; so are incomplete ones without ``remove``.
@@ -437,20 +514,35 @@ def recover_leftovers(folder: str | os.PathLike[str], remove: bool = False) -> d
     for item in record_leftovers(folder):
         tmp = Path(item["path"])
         if item["writer_alive"]:
-            done["kept"].append({"path": str(tmp), "reason": f"process {item['pid']} is still writing it"})
+            done["kept"].append(
+                {"path": str(tmp), "reason": f"process {item['pid']} is still writing it"}
+            )
         elif item["duplicate_of"]:
-            os.unlink(tmp)  # the record already has its name: this is a second name of the same file
-            done["recovered"].append({"from": str(tmp), "to": item["duplicate_of"], "already_saved": True})
+            os.unlink(
+                tmp
+            )  # the record already has its name: this is a second name of the same file
+            done["recovered"].append(
+                {"from": str(tmp), "to": item["duplicate_of"], "already_saved": True}
+            )
         elif item["complete"]:
             m = _STAMP_RE.fullmatch(item["final_name"])
-            when = (datetime.strptime(m.group(1), "%Y%m%d-%H%M%S") if m
-                    else datetime.fromtimestamp(tmp.stat().st_mtime, UTC))
+            when = (
+                datetime.strptime(m.group(1), "%Y%m%d-%H%M%S")
+                if m
+                else datetime.fromtimestamp(tmp.stat().st_mtime, UTC)
+            )
             to = publish(tmp, record_base_name(folder, when), overwrite=False, unique=True)
             done["recovered"].append({"from": str(tmp), "to": str(to), "already_saved": False})
         elif remove:
             os.unlink(tmp)
-            done["removed"].append({"path": str(tmp), "size_bytes": item["size_bytes"], "problem": item["problem"]})
+            done["removed"].append(
+                {"path": str(tmp), "size_bytes": item["size_bytes"], "problem": item["problem"]}
+            )
         else:
-            done["kept"].append({"path": str(tmp), "reason": f"incomplete ({item['problem']}); pass --remove to "
-                                                              "delete it"})
+            done["kept"].append(
+                {
+                    "path": str(tmp),
+                    "reason": f"incomplete ({item['problem']}); pass --remove to delete it",
+                }
+            )
     return done

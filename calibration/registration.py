@@ -29,8 +29,9 @@ def display_cell(display: Any, i: float, j: float) -> np.ndarray:
     return np.array([j - w // 2 + x0, i - h // 2 + y0], dtype=float)
 
 
-def spot_centroid(img: np.ndarray, half: int = 3, near_xy: np.ndarray | None = None,
-                  search_px: int | None = None) -> tuple[np.ndarray, float]:
+def spot_centroid(
+    img: np.ndarray, half: int = 3, near_xy: np.ndarray | None = None, search_px: int | None = None
+) -> tuple[np.ndarray, float]:
     """Centroid (x, y) of the brightest spot (optionally searched near ``near_xy``) and its peak value."""
     h, w = img.shape
     smooth = gaussian_filter(img.astype(np.float32), 1.0)
@@ -45,13 +46,22 @@ def spot_centroid(img: np.ndarray, half: int = 3, near_xy: np.ndarray | None = N
         yi, xi = np.unravel_index(int(np.argmax(smooth)), smooth.shape)
     yi, xi = int(np.clip(yi, half, h - half - 1)), int(np.clip(xi, half, w - half - 1))
     win = img[yi - half : yi + half + 1, xi - half : xi + half + 1].astype(np.float64)
-    win = np.maximum(win - np.median(img[max(yi - 4 * half, 0) : yi + 4 * half + 1,
-                                         max(xi - 4 * half, 0) : xi + 4 * half + 1]), 0)
+    win = np.maximum(
+        win
+        - np.median(
+            img[
+                max(yi - 4 * half, 0) : yi + 4 * half + 1, max(xi - 4 * half, 0) : xi + 4 * half + 1
+            ]
+        ),
+        0,
+    )
     total = win.sum()
     if total <= 0:
         return np.array([np.nan, np.nan]), 0.0
     yy, xx = np.mgrid[-half : half + 1, -half : half + 1]
-    return np.array([xi + (xx * win).sum() / total, yi + (yy * win).sum() / total]), float(win.max())
+    return np.array([xi + (xx * win).sum() / total, yi + (yy * win).sum() / total]), float(
+        win.max()
+    )
 
 
 def fiducial_pixels(shape: tuple[int, int], grid: int, margin: int) -> list[tuple[int, int]]:
@@ -134,40 +144,61 @@ def display_registration_step(
         camera.set_exposure(exposure_s)
     plane_xy, cam_xy = np.array(plane), np.array(cam)
     if not np.all(np.isfinite(cam_xy)):
-        raise CalibrationError("a display fiducial was not found on the camera; check the display is imaged "
-                               "onto the camera and run `lab4f calibrate registration` again")
+        raise CalibrationError(
+            "a display fiducial was not found on the camera; check the display is imaged "
+            "onto the camera and run `lab4f calibrate registration` again"
+        )
     reg = PlaneToCamera.fit(plane_xy, cam_xy)
     fiducial_only = reg
     if fourier is not None:
         # the field-wide matrix from the Fourier calibration, the display's offset from the fiducials
         matrix = plane_matrix_from_fourier(fourier, bench.slm)
         reg = PlaneToCamera(matrix, np.mean(cam_xy - plane_xy @ matrix.T, axis=0))
-        reg.rms_residual_px = float(np.sqrt(np.mean(np.sum((reg.apply(plane_xy) - cam_xy) ** 2, axis=1))))
+        reg.rms_residual_px = float(
+            np.sqrt(np.mean(np.sum((reg.apply(plane_xy) - cam_xy) ** 2, axis=1)))
+        )
     resid = reg.apply(plane_xy) - cam_xy
     expected = _scale_from_lenses(bench)
     ratio = reg.scale / expected if expected else float("nan")
     if abs(ratio - 1.0) > 0.1:  # a sanity check: the fit is used either way
-        log.warning("registration measures %.3f camera pixels per output cell; the bench config's lenses and the "
-                    "camera's %s µm pixels predict %.3f: check focal_length_2_mm and the camera pitch in the "
-                    "config (compile sizes the tile field for the camera with them, `bench info` reports them)",
-                    reg.scale, getattr(camera, "pitch_um", "?"), expected)
+        log.warning(
+            "registration measures %.3f camera pixels per output cell; the bench config's lenses and the "
+            "camera's %s µm pixels predict %.3f: check focal_length_2_mm and the camera pitch in the "
+            "config (compile sizes the tile field for the camera with them, `bench info` reports them)",
+            reg.scale,
+            getattr(camera, "pitch_um", "?"),
+            expected,
+        )
     if reg.rms_residual_px > max_rms_px:
         raise CalibrationError(
             f"display registration refused: the affine fit leaves {reg.rms_residual_px:.2f} px RMS (limit "
             f"{max_rms_px}); the fiducials may be distorted or mis-detected. Check focus and exposure, then run "
-            "`lab4f calibrate registration` again.")
-    return ctl.finish(StepResult(
-        "registration",
-        quality={"rms_residual_px": reg.rms_residual_px, "max_residual_px": float(np.abs(resid).max()),
-                 "rotation_deg": reg.rotation_deg, "scale": reg.scale, "fiducials": float(len(pixels)),
-                 "fiducial_only_rms_px": fiducial_only.rms_residual_px,
-                 "fiducial_only_rotation_deg": fiducial_only.rotation_deg,
-                 "matrix_from_fourier": float(fourier is not None),
-                 "scale_from_lenses": expected or float("nan"), "scale_vs_lenses": ratio},
-        arrays={"registration": reg.to_array(), "fiducial_plane_xy": plane_xy, "fiducial_camera_xy": cam_xy},
-        message=f"rotation {reg.rotation_deg:.2f}°, scale {reg.scale:.4f} px/cell, "
-                f"{reg.rms_residual_px:.3f} px RMS",
-    ))
+            "`lab4f calibrate registration` again."
+        )
+    return ctl.finish(
+        StepResult(
+            "registration",
+            quality={
+                "rms_residual_px": reg.rms_residual_px,
+                "max_residual_px": float(np.abs(resid).max()),
+                "rotation_deg": reg.rotation_deg,
+                "scale": reg.scale,
+                "fiducials": float(len(pixels)),
+                "fiducial_only_rms_px": fiducial_only.rms_residual_px,
+                "fiducial_only_rotation_deg": fiducial_only.rotation_deg,
+                "matrix_from_fourier": float(fourier is not None),
+                "scale_from_lenses": expected or float("nan"),
+                "scale_vs_lenses": ratio,
+            },
+            arrays={
+                "registration": reg.to_array(),
+                "fiducial_plane_xy": plane_xy,
+                "fiducial_camera_xy": cam_xy,
+            },
+            message=f"rotation {reg.rotation_deg:.2f}°, scale {reg.scale:.4f} px/cell, "
+            f"{reg.rms_residual_px:.3f} px RMS",
+        )
+    )
 
 
 def _tile_centroid_cells(psf: np.ndarray, offset: tuple[int, int], k: int) -> np.ndarray | None:
@@ -178,11 +209,14 @@ def _tile_centroid_cells(psf: np.ndarray, offset: tuple[int, int], k: int) -> np
     if win.sum() <= 0:
         return None
     yy, xx = np.mgrid[0:k, 0:k]
-    return np.array([x0 - cx + (xx * win).sum() / win.sum(), y0 - cy + (yy * win).sum() / win.sum()])
+    return np.array(
+        [x0 - cx + (xx * win).sum() / win.sum(), y0 - cy + (yy * win).sum() / win.sum()]
+    )
 
 
-def predicted_point_image(psf: np.ndarray, registration: PlaneToCamera, point: np.ndarray,
-                          camera_shape: tuple[int, int]) -> np.ndarray:
+def predicted_point_image(
+    psf: np.ndarray, registration: PlaneToCamera, point: np.ndarray, camera_shape: tuple[int, int]
+) -> np.ndarray:
     """The camera image the registration predicts for a point input at plane cell ``point`` (PSF warped, bilinear).
 
     Tile shifts are measured as centroid(measured) − centroid(predicted) with the same window, so the window's
@@ -197,8 +231,9 @@ def predicted_point_image(psf: np.ndarray, registration: PlaneToCamera, point: n
     return img.reshape(h, w).astype(np.float32)
 
 
-def _lsq_shift(img: np.ndarray, predicted: np.ndarray, center_xy: np.ndarray, half: int,
-               iterations: int = 3) -> tuple[np.ndarray, float]:
+def _lsq_shift(
+    img: np.ndarray, predicted: np.ndarray, center_xy: np.ndarray, half: int, iterations: int = 3
+) -> tuple[np.ndarray, float]:
     """Sub-pixel shift (x, y) in camera pixels of ``img`` against ``predicted`` in a fixed window (Gauss–Newton on
     img ≈ a·P(x − d) + c), and the fitted amplitude a; NaN if the window leaves the frame or holds no signal."""
     from scipy.ndimage import map_coordinates
@@ -256,22 +291,33 @@ def tile_registration_step(
                 check_frame(raw, camera, dark, f"tile registration, frame {f_idx}")
                 img = raw - (dark if dark is not None else 0)
                 k = frame.layout.kernel_size
-                frame_shifts, frame_peaks = np.zeros((len(frame.layout.tiles), 2)), np.zeros(len(frame.layout.tiles))
-                predicted = predicted_point_image(frame.achieved_psf, registration, point, img.shape)
+                frame_shifts, frame_peaks = (
+                    np.zeros((len(frame.layout.tiles), 2)),
+                    np.zeros(len(frame.layout.tiles)),
+                )
+                predicted = predicted_point_image(
+                    frame.achieved_psf, registration, point, img.shape
+                )
                 for t_idx, tile in enumerate(frame.layout.tiles):
                     c = _tile_centroid_cells(frame.achieved_psf, tile.offset, k)
-                    if c is None:  # an empty tile (e.g. k⁻ of an all-positive kernel): nothing to measure
+                    if (
+                        c is None
+                    ):  # an empty tile (e.g. k⁻ of an all-positive kernel): nothing to measure
                         frame_peaks[t_idx] = np.nan
                         continue
                     pred = registration.apply((point + c)[None])[0]
                     half = max(2, int(np.ceil(scale * k / 2)) + 1)
                     d_cam, amplitude = _lsq_shift(img, predicted, pred, half)
                     if np.all(np.isfinite(d_cam)):
-                        frame_shifts[t_idx] = np.linalg.solve(registration.matrix, d_cam)  # camera px → plane cells
+                        frame_shifts[t_idx] = np.linalg.solve(
+                            registration.matrix, d_cam
+                        )  # camera px → plane cells
                         frame_peaks[t_idx] = amplitude
                 shifts.append(frame_shifts)
                 peaks_all.append(frame_peaks)
-                ctl.report((f_idx + 1) / len(program.frames), f"frame {f_idx + 1}/{len(program.frames)}")
+                ctl.report(
+                    (f_idx + 1) / len(program.frames), f"frame {f_idx + 1}/{len(program.frames)}"
+                )
     finally:
         display.blank()
         camera.set_exposure(exposure_s)
@@ -280,16 +326,26 @@ def tile_registration_step(
     if unmeasured > 0.1 * len(all_shifts):
         raise CalibrationError(
             f"{unmeasured} of {len(all_shifts)} tiles could not be measured (dark, or off the camera): check the "
-            "exposure and that the program fits the camera, then run `lab4f calibrate tiles` again.")
+            "exposure and that the program fits the camera, then run `lab4f calibrate tiles` again."
+        )
     mag = np.linalg.norm(all_shifts, axis=1)
     if mag.max() > program.frames[0].layout.pitch / 4:
         raise CalibrationError(
             f"a tile landed {mag.max():.1f} cells from where the registration predicts it (limit a quarter "
             "pitch): the registration is stale or the program was compiled for another bench. Run "
-            "`lab4f calibrate registration` and then `lab4f calibrate tiles` again.")
+            "`lab4f calibrate registration` and then `lab4f calibrate tiles` again."
+        )
     arrays = {f"tile_shifts/{i}": s for i, s in enumerate(shifts)}
-    return ctl.finish(StepResult(
-        "tiles", quality={"rms_shift_cells": float(np.sqrt(np.mean(mag**2))), "max_shift_cells": float(mag.max()),
-                          "tiles": float(len(all_shifts)), "tiles_unmeasured": float(unmeasured)},
-        arrays=arrays, message=f"{len(all_shifts)} tiles, shifts {np.sqrt(np.mean(mag**2)):.3f} cells RMS",
-    ))
+    return ctl.finish(
+        StepResult(
+            "tiles",
+            quality={
+                "rms_shift_cells": float(np.sqrt(np.mean(mag**2))),
+                "max_shift_cells": float(mag.max()),
+                "tiles": float(len(all_shifts)),
+                "tiles_unmeasured": float(unmeasured),
+            },
+            arrays=arrays,
+            message=f"{len(all_shifts)} tiles, shifts {np.sqrt(np.mean(mag**2)):.3f} cells RMS",
+        )
+    )

@@ -36,9 +36,18 @@ def stale_steps(running: list[str], recorded: Any) -> list[str]:
     return registry.in_order(stale)
 
 
-def _run_step(name: str, bench: Any, rec: CalibrationRecord, program: Any, progress: Progress | None,
-              cancel: threading.Event | None, options: dict[str, Any] | None = None) -> StepResult:
-    return registry.step(name).run(StepContext(bench, rec, program, progress, cancel, dict(options or {})))
+def _run_step(
+    name: str,
+    bench: Any,
+    rec: CalibrationRecord,
+    program: Any,
+    progress: Progress | None,
+    cancel: threading.Event | None,
+    options: dict[str, Any] | None = None,
+) -> StepResult:
+    return registry.step(name).run(
+        StepContext(bench, rec, program, progress, cancel, dict(options or {}))
+    )
 
 
 def provenance(name: str, rec: CalibrationRecord, for_program: bool) -> Provenance:
@@ -46,7 +55,9 @@ def provenance(name: str, rec: CalibrationRecord, for_program: bool) -> Provenan
     upstream: dict[str, str | None] = {}
     for up in builds_on(name):
         dep = rec.steps.get(up)
-        upstream[up] = None if dep is None else "" if dep.provenance is None else dep.provenance.measured
+        upstream[up] = (
+            None if dep is None else "" if dep.provenance is None else dep.provenance.measured
+        )
     return Provenance(now_measured(), upstream, rec.program_sha256 if for_program else None)
 
 
@@ -58,14 +69,18 @@ def resolve_steps(steps: str | list[str], program: Any, wavefront: bool = False)
     names = [steps] if isinstance(steps, str) else list(steps)
     unknown = [s for s in names if s not in registry.STEPS]
     if unknown:
-        raise CalibrationError(f"unknown calibration step(s) {unknown}; choose from "
-                               f"{', '.join(registry.names())} or all")
+        raise CalibrationError(
+            f"unknown calibration step(s) {unknown}; choose from "
+            f"{', '.join(registry.names())} or all"
+        )
     need = [s for s in names if registry.step(s).needs_program]
     if program is None and need:
         quoted = [repr(s) for s in registry.needs_program()]
         listed = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} and {quoted[-1]}"
-        raise CalibrationError(f"steps {listed} need a compiled optical program: pass --program FILE (make one with "
-                               "`lab4f compile`)")
+        raise CalibrationError(
+            f"steps {listed} need a compiled optical program: pass --program FILE (make one with "
+            "`lab4f compile`)"
+        )
     return registry.in_order(names)
 
 
@@ -97,8 +112,13 @@ def run_calibration(
         base = latest_record(folder, bench)
     rec = CalibrationRecord(bench_info=bench.info())
     if program_path is not None:
-        rec.program_path, rec.program_sha256 = str(Path(program_path).resolve()), file_sha256(program_path)
-    for name in list(names):  # steps whose re-run re-runs what was measured through them (display → gains)
+        rec.program_path, rec.program_sha256 = (
+            str(Path(program_path).resolve()),
+            file_sha256(program_path),
+        )
+    for name in list(
+        names
+    ):  # steps whose re-run re-runs what was measured through them (display → gains)
         step = registry.step(name)
         if not step.rerun_invalidated or base is None:
             continue
@@ -108,36 +128,56 @@ def run_calibration(
             raise CalibrationError(
                 f"re-measuring the {name} makes this record's {', '.join(again)} stale (measured through the previous "
                 f"{name} result); run `lab4f calibrate {name} --program P` (the {', '.join(again)} step then runs "
-                "again) or `lab4f calibrate all --program P`; the previous record is unchanged")
+                "again) or `lab4f calibrate all --program P`; the previous record is unchanged"
+            )
         names = registry.in_order([*names, *again])
     if base is not None:
         stale = stale_steps(names, base.steps)
         if stale:
             depends = registry.depends_on_it()
             rerun = ", ".join(n for n in names if n in depends)
-            log.warning("re-running %s leaves this record's %s as measured before (they build on it); re-run them "
-                        "too, e.g. `lab4f calibrate all --program P`", rerun, ", ".join(stale))
+            log.warning(
+                "re-running %s leaves this record's %s as measured before (they build on it); re-run them "
+                "too, e.g. `lab4f calibrate all --program P`",
+                rerun,
+                ", ".join(stale),
+            )
         # steps the base record itself holds stale (from its steps' provenance, also for a record loaded from disk)
         # and that this run does not re-measure
         already = {k: v for k, v in base.stale_steps().items() if k not in names and k not in stale}
         if already:
-            log.warning("the record this calibration builds on already has stale steps, left as they are: %s; "
-                        "re-run them, e.g. `lab4f calibrate all --program P`",
-                        "; ".join(f"{k} (measured before {', '.join(v)} was re-run)" for k, v in already.items()))
+            log.warning(
+                "the record this calibration builds on already has stale steps, left as they are: %s; "
+                "re-run them, e.g. `lab4f calibrate all --program P`",
+                "; ".join(
+                    f"{k} (measured before {', '.join(v)} was re-run)" for k, v in already.items()
+                ),
+            )
         rec = base.merged_with(rec)
-        base.apply(bench)  # the earlier steps' exposure, phase LUT and correction are what later steps assume
+        base.apply(
+            bench
+        )  # the earlier steps' exposure, phase LUT and correction are what later steps assume
     else:
-        clear_correction(bench.slm)  # a fresh record starts from an uncorrected SLM, as it will be applied
+        clear_correction(
+            bench.slm
+        )  # a fresh record starts from an uncorrected SLM, as it will be applied
         bench.display_correction = None
-    names = registry.with_refits(names)  # e.g. a Fourier refit after the wavefront: its correction moved the spots
+    names = registry.with_refits(
+        names
+    )  # e.g. a Fourier refit after the wavefront: its correction moved the spots
     try:
         for i, name in enumerate(names):
+
             def step_progress(fraction: float, message: str, i: int = i) -> None:
                 if progress is not None:
                     progress((i + fraction) / len(names), message)
 
-            result = _run_step(name, bench, rec, program, step_progress, cancel, (step_options or {}).get(name))
-            result.provenance = provenance(name, rec, program_path is not None and registry.step(name).needs_program)
+            result = _run_step(
+                name, bench, rec, program, step_progress, cancel, (step_options or {}).get(name)
+            )
+            result.provenance = provenance(
+                name, rec, program_path is not None and registry.step(name).needs_program
+            )
             rec.steps[name] = result
             log.info("calibration %s: %s", name, result.message)
             if on_step is not None:

@@ -21,8 +21,15 @@ from lab4f.errors import CalibrationError
 class _ReportingCamera(DarkCorrectedCamera):
     """Dark-corrected camera that reports progress (and honours cancel) at every frame slmsuite takes."""
 
-    def __init__(self, camera: Any, dark: np.ndarray | None, ctl: StepControl, frames: int, span: tuple,
-                 background: Any = None) -> None:
+    def __init__(
+        self,
+        camera: Any,
+        dark: np.ndarray | None,
+        ctl: StepControl,
+        frames: int,
+        span: tuple,
+        background: Any = None,
+    ) -> None:
         self._ctl, self._frames, self._span, self._count = ctl, max(frames, 1), span, 0
         super().__init__(camera, dark, background)
 
@@ -30,22 +37,36 @@ class _ReportingCamera(DarkCorrectedCamera):
         if hasattr(self, "_ctl"):
             self._count += 1
             lo, hi = self._span
-            self._ctl.report(lo + (hi - lo) * min(self._count / self._frames, 1.0), f"frame {self._count}")
+            self._ctl.report(
+                lo + (hi - lo) * min(self._count / self._frames, 1.0), f"frame {self._count}"
+            )
         return super()._get_image_hw(timeout_s)
 
 
-def cameraslm(bench: Any, dark: np.ndarray | None, fourier: dict | None = None, ctl: StepControl | None = None,
-              frames: int = 1, span: tuple[float, float] = (0.0, 1.0), background: Any = None) -> Any:
+def cameraslm(
+    bench: Any,
+    dark: np.ndarray | None,
+    fourier: dict | None = None,
+    ctl: StepControl | None = None,
+    frames: int = 1,
+    span: tuple[float, float] = (0.0, 1.0),
+    background: Any = None,
+) -> Any:
     """slmsuite FourierSLM of the bench's SLM and (dark-corrected) camera, with a Fourier calibration loaded."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "cupy is not installed": numpy is the intended backend
         from slmsuite.hardware.cameraslms import FourierSLM
     logging.getLogger("slmsuite").setLevel(logging.WARNING)
-    cam = DarkCorrectedCamera(bench.camera, dark, background) if ctl is None else _ReportingCamera(
-        bench.camera, dark, ctl, frames, span, background)
+    cam = (
+        DarkCorrectedCamera(bench.camera, dark, background)
+        if ctl is None
+        else _ReportingCamera(bench.camera, dark, ctl, frames, span, background)
+    )
     fs = FourierSLM(cam, bench.slm)
     if fourier is not None:
-        fs.calibrations["fourier"] = {k: (np.asarray(v) if isinstance(v, list) else v) for k, v in fourier.items()}
+        fs.calibrations["fourier"] = {
+            k: (np.asarray(v) if isinstance(v, list) else v) for k, v in fourier.items()
+        }
     return fs
 
 
@@ -80,7 +101,9 @@ def phase_response_step(
             kw = {"levels": lv, "periods": [period_px], "directions": "x", "orders": 1}
             # Exposure on the uniform pattern (all light in the 0th order: the brightest spot of the sweep);
             # slmsuite's own sweep autoexposure can run away to the longest exposure when its windows are dark.
-            slm.set_phase(np.zeros(slm.shape, dtype=slm.display.dtype), phase_correct=False, settle=True)
+            slm.set_phase(
+                np.zeros(slm.shape, dtype=slm.display.dtype), phase_correct=False, settle=True
+            )
             autoexpose(bench.camera, 0.7, "phase response")
             fs.pixel_calibrate(**kw)
             gamma = np.asarray(fs.pixel_calibration_process(apply=True), dtype=float)
@@ -97,11 +120,19 @@ def phase_response_step(
     if not r2 >= 0.95:
         raise CalibrationError(
             f"the phase-response fit is poor (R² {r2:.3f}); the LUT was not kept. Check exposure (no saturation "
-            "in the grating orders) and run `lab4f calibrate phase` again, perhaps with a longer period.")
+            "in the grating orders) and run `lab4f calibrate phase` again, perhaps with a longer period."
+        )
     full = np.asarray(slm.gamma, dtype=float)
-    return ctl.finish(StepResult(
-        "phase", quality={"fit_r2": r2, "phase_range_2pi": float(gamma.max() - gamma.min()), "levels": float(len(lv))},
-        arrays={"gamma_levels": lv.astype(np.int64), "gamma": gamma, "gamma_full": full},
-        values={"period_px": period_px},
-        message=f"phase range {gamma.max():.3f}×2π over gray 0..{top}, fit R² {r2:.4f}",
-    ))
+    return ctl.finish(
+        StepResult(
+            "phase",
+            quality={
+                "fit_r2": r2,
+                "phase_range_2pi": float(gamma.max() - gamma.min()),
+                "levels": float(len(lv)),
+            },
+            arrays={"gamma_levels": lv.astype(np.int64), "gamma": gamma, "gamma_full": full},
+            values={"period_px": period_px},
+            message=f"phase range {gamma.max():.3f}×2π over gray 0..{top}, fit R² {r2:.4f}",
+        )
+    )

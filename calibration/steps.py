@@ -57,8 +57,10 @@ class StepContext:
         if value is None:
             from lab4f.errors import CalibrationError
 
-            raise CalibrationError(f"step {for_step!r} needs the {step} from an earlier step; run `lab4f calibrate "
-                                   f"{step}` or `lab4f calibrate all` first")
+            raise CalibrationError(
+                f"step {for_step!r} needs the {step} from an earlier step; run `lab4f calibrate "
+                f"{step}` or `lab4f calibrate all` first"
+            )
         return value
 
 
@@ -96,7 +98,9 @@ def _camera(c: StepContext) -> StepResult:
     return _fn("camera", "camera_step")(c.bench, program=c.program, **c.kw)
 
 
-def _timing(c: StepContext) -> StepResult:  # right after the camera: every later step's frames are paired by it
+def _timing(
+    c: StepContext,
+) -> StepResult:  # right after the camera: every later step's frames are paired by it
     result = _fn("timing", "timing_step")(c.bench, **c.kw)
     c.bench.measured_timing = dict(result.values)
     return result
@@ -124,21 +128,25 @@ def _wavefront(c: StepContext) -> StepResult:
 
 
 def _registration(c: StepContext) -> StepResult:
-    return _fn("registration", "display_registration_step")(c.bench, dark=c.record.dark, fourier=c.record.fourier,
-                                                            **c.kw)
+    return _fn("registration", "display_registration_step")(
+        c.bench, dark=c.record.dark, fourier=c.record.fourier, **c.kw
+    )
 
 
 def _tiles(c: StepContext) -> StepResult:
     reg = c.require("registration", c.record.registration, "tiles")
-    return _fn("registration", "tile_registration_step")(c.bench, c.program, reg, dark=c.record.dark, **c.kw)
+    return _fn("registration", "tile_registration_step")(
+        c.bench, c.program, reg, dark=c.record.dark, **c.kw
+    )
 
 
 def _gains(c: StepContext) -> StepResult:
     reg = c.require("registration", c.record.registration, "gains")
     shifts = [c.record.tile_shifts(i) for i in range(len(c.program.frames))]
     known = None if any(s is None for s in shifts) else shifts
-    return _fn("gains", "channel_gain_step")(c.bench, c.program, reg, known, dark=c.record.dark, flat=c.record.flat,
-                                             **c.kw)
+    return _fn("gains", "channel_gain_step")(
+        c.bench, c.program, reg, known, dark=c.record.dark, flat=c.record.flat, **c.kw
+    )
 
 
 #: Every step, in bench order. The display is linearised before anything shows images through it; the Fourier
@@ -151,7 +159,9 @@ def register(step: Step, after: str | None = None) -> Step:
     """Add ``step`` to the registry (after the step ``after``, default: last); every front end then offers it."""
     if step.name in STEPS or step.name == "all":
         raise ValueError(f"calibration step {step.name!r} is already registered")
-    unknown = [n for n in (*step.needs, *step.refit_after) if n not in STEPS]  # earlier steps (invalidates: later)
+    unknown = [
+        n for n in (*step.needs, *step.refit_after) if n not in STEPS
+    ]  # earlier steps (invalidates: later)
     if unknown:
         raise ValueError(f"step {step.name!r} needs or refits unregistered steps {unknown}")
     items = list(STEPS.items())
@@ -168,41 +178,139 @@ def unregister(name: str) -> None:
 
 
 for _step in (
-    Step("camera", "Camera: exposure, dark, flat", _camera, invalidates=("gains",),  # the filters carry its scale
-         help="exposure, dark frame, flat field",
-         schema=StepSchema(1, {"dark": "dark frame (ADU, camera shape)", "flat": "relative pixel throughput"},
-                           {"exposure_s": "the exposure set", "flat_frames": "frames of the flat (0: unity)"})),
-    Step("timing", "Timing: display latency, response, SLM settle", _timing, help="the bench's measured delays",
-         schema=StepSchema(1, {"display_curve/": "display step responses", "slm_curve/": "SLM step response"},
-                           {"display_latency_min_s": "", "display_latency_max_s": "", "display_response_s": "",
-                            "slm_settle_s": ""})),
+    Step(
+        "camera",
+        "Camera: exposure, dark, flat",
+        _camera,
+        invalidates=("gains",),  # the filters carry its scale
+        help="exposure, dark frame, flat field",
+        schema=StepSchema(
+            1,
+            {"dark": "dark frame (ADU, camera shape)", "flat": "relative pixel throughput"},
+            {"exposure_s": "the exposure set", "flat_frames": "frames of the flat (0: unity)"},
+        ),
+    ),
+    Step(
+        "timing",
+        "Timing: display latency, response, SLM settle",
+        _timing,
+        help="the bench's measured delays",
+        schema=StepSchema(
+            1,
+            {"display_curve/": "display step responses", "slm_curve/": "SLM step response"},
+            {
+                "display_latency_min_s": "",
+                "display_latency_max_s": "",
+                "display_response_s": "",
+                "slm_settle_s": "",
+            },
+        ),
+    ),
     # the channel filters were fitted on images shown through the display response: a re-run re-fits them
-    Step("display", "Input display linearity (gray → light)", _display, invalidates=("gains",),
-         rerun_invalidated=True, help="the input display's response and its linearisation",
-         schema=StepSchema(1, {"drive": "drive values of the inverse response", "response": "light at each drive"})),
-    Step("fourier", "Fourier calibration (slmsuite)", _fourier, help="slmsuite's k-space → camera calibration",
-         invalidates=("registration", "tiles", "gains"),  # the registration's matrix is the Fourier calibration's
-         schema=StepSchema(1, values={"fourier": "slmsuite's {M, b, a}", "array_shape": "", "array_pitch": "",
-                                      "array_center": ""})),
-    Step("phase", "SLM phase response (LUT)", _phase, needs=("fourier",), help="the SLM's phase LUT",
-         invalidates=("tiles", "gains"),  # a new LUT changes the PSF the tiles and filters were fitted to
-         schema=StepSchema(1, {"gamma_levels": "gray levels", "gamma": "phase/2π at each level"})),
-    Step("wavefront", "Wavefront correction (optional, ~20 s)", _wavefront, needs=("fourier",), optional=True,
-         invalidates=("registration", "tiles", "gains"), refit_after=("fourier",),
-         help="slmsuite's aberration correction (optional)",
-         schema=StepSchema(1, {"phase_correction": "SLM phase correction (rad)", "amplitude": "source amplitude"})),
-    Step("registration", "Display → camera registration", _registration, invalidates=("tiles", "gains"),
-         help="display fiducials → plane-to-camera affine",
-         schema=StepSchema(1, {"registration": "plane → camera affine", "fiducial_plane_xy": "",
-                               "fiducial_camera_xy": ""})),
-    Step("tiles", "Tile registration (program)", _tiles, needs=("registration",), needs_program=True,
-         invalidates=("gains",), help="per-tile shifts for a program",
-         schema=StepSchema(1, {"tile_shifts/": "per-tile shifts (T, 2) in plane cells, per program frame"})),
-    Step("gains", "Per-channel filter and offset (program)", _gains, needs=("registration",), needs_program=True,
-         help="per-channel filters and offsets for a program",
-         schema=StepSchema(1, {"dark": "dark frame at the fit's exposure", "channel_filter": "", "channel_gain": "",
-                               "channel_offset": "", "channel_r2": "held-out R² per channel", "captured_sample": "",
-                               "digital_sample": ""}, {"exposure_s": "the exposure of the fit"})),
+    Step(
+        "display",
+        "Input display linearity (gray → light)",
+        _display,
+        invalidates=("gains",),
+        rerun_invalidated=True,
+        help="the input display's response and its linearisation",
+        schema=StepSchema(
+            1, {"drive": "drive values of the inverse response", "response": "light at each drive"}
+        ),
+    ),
+    Step(
+        "fourier",
+        "Fourier calibration (slmsuite)",
+        _fourier,
+        help="slmsuite's k-space → camera calibration",
+        invalidates=(
+            "registration",
+            "tiles",
+            "gains",
+        ),  # the registration's matrix is the Fourier calibration's
+        schema=StepSchema(
+            1,
+            values={
+                "fourier": "slmsuite's {M, b, a}",
+                "array_shape": "",
+                "array_pitch": "",
+                "array_center": "",
+            },
+        ),
+    ),
+    Step(
+        "phase",
+        "SLM phase response (LUT)",
+        _phase,
+        needs=("fourier",),
+        help="the SLM's phase LUT",
+        invalidates=(
+            "tiles",
+            "gains",
+        ),  # a new LUT changes the PSF the tiles and filters were fitted to
+        schema=StepSchema(1, {"gamma_levels": "gray levels", "gamma": "phase/2π at each level"}),
+    ),
+    Step(
+        "wavefront",
+        "Wavefront correction (optional, ~20 s)",
+        _wavefront,
+        needs=("fourier",),
+        optional=True,
+        invalidates=("registration", "tiles", "gains"),
+        refit_after=("fourier",),
+        help="slmsuite's aberration correction (optional)",
+        schema=StepSchema(
+            1, {"phase_correction": "SLM phase correction (rad)", "amplitude": "source amplitude"}
+        ),
+    ),
+    Step(
+        "registration",
+        "Display → camera registration",
+        _registration,
+        invalidates=("tiles", "gains"),
+        help="display fiducials → plane-to-camera affine",
+        schema=StepSchema(
+            1,
+            {
+                "registration": "plane → camera affine",
+                "fiducial_plane_xy": "",
+                "fiducial_camera_xy": "",
+            },
+        ),
+    ),
+    Step(
+        "tiles",
+        "Tile registration (program)",
+        _tiles,
+        needs=("registration",),
+        needs_program=True,
+        invalidates=("gains",),
+        help="per-tile shifts for a program",
+        schema=StepSchema(
+            1, {"tile_shifts/": "per-tile shifts (T, 2) in plane cells, per program frame"}
+        ),
+    ),
+    Step(
+        "gains",
+        "Per-channel filter and offset (program)",
+        _gains,
+        needs=("registration",),
+        needs_program=True,
+        help="per-channel filters and offsets for a program",
+        schema=StepSchema(
+            1,
+            {
+                "dark": "dark frame at the fit's exposure",
+                "channel_filter": "",
+                "channel_gain": "",
+                "channel_offset": "",
+                "channel_r2": "held-out R² per channel",
+                "captured_sample": "",
+                "digital_sample": "",
+            },
+            {"exposure_s": "the exposure of the fit"},
+        ),
+    ),
 ):
     register(_step)
 
@@ -218,7 +326,9 @@ def step(name: str) -> Step:
     if name not in STEPS:
         from lab4f.errors import CalibrationError
 
-        raise CalibrationError(f"unknown calibration step {name!r}; choose one of {', '.join(STEPS)} or 'all'")
+        raise CalibrationError(
+            f"unknown calibration step {name!r}; choose one of {', '.join(STEPS)} or 'all'"
+        )
     return STEPS[name]
 
 
@@ -235,7 +345,11 @@ def in_order(steps: Iterable[str]) -> list[str]:
 def all_steps(optional: bool = False, program: bool = True) -> list[str]:
     """What ``all`` runs: every step but the optional ones (unless ``optional``) and, without a program, those
     that need one."""
-    return [n for n, s in STEPS.items() if (optional or not s.optional) and (program or not s.needs_program)]
+    return [
+        n
+        for n, s in STEPS.items()
+        if (optional or not s.optional) and (program or not s.needs_program)
+    ]
 
 
 def needs_program() -> tuple[str, ...]:
@@ -282,8 +396,13 @@ def runs(requested: str, name: str) -> bool:
 
 def __getattr__(attr: str) -> Any:
     """The registry's views under their former constant names (computed now: a registered step is in them)."""
-    views = {"BENCH_ORDER": names, "STEP_ORDER": all_steps, "OPTIONAL_STEPS": optional_steps,
-             "NEEDS_PROGRAM": needs_program, "DEPENDS_ON_IT": depends_on_it}
+    views = {
+        "BENCH_ORDER": names,
+        "STEP_ORDER": all_steps,
+        "OPTIONAL_STEPS": optional_steps,
+        "NEEDS_PROGRAM": needs_program,
+        "DEPENDS_ON_IT": depends_on_it,
+    }
     if attr in views:
         return views[attr]()
     raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")

@@ -87,7 +87,9 @@ def spot_figures(img: np.ndarray, half: int = 8) -> tuple[float, float]:
         return 0.0, float("nan")
     yy, xx = np.mgrid[y0 : y0 + win.shape[0], x0 : x0 + win.shape[1]]
     cy, cx = (yy * win).sum() / total, (xx * win).sum() / total
-    return float(win.max() / total), float(np.sqrt((((yy - cy) ** 2 + (xx - cx) ** 2) * win).sum() / total))
+    return float(win.max() / total), float(
+        np.sqrt((((yy - cy) ** 2 + (xx - cx) ** 2) * win).sum() / total)
+    )
 
 
 def _focused_spot(bench: Any, dark: np.ndarray | None, correct: bool) -> tuple[float, float]:
@@ -128,12 +130,21 @@ def wavefront_step(
     n_super = supershape[0] * supershape[1]
     frames = 3 * n_super * (2 if verify else 1) + 20
     # differential frames (shown minus display blank): the display's black level would add a halo to every spot
-    fs = cameraslm(bench, dark, fourier, ctl=ctl, frames=frames, span=(0.05, 0.95),
-                   background=DisplayBackground(bench.display))
+    fs = cameraslm(
+        bench,
+        dark,
+        fourier,
+        ctl=ctl,
+        frames=frames,
+        span=(0.05, 0.95),
+        background=DisplayBackground(bench.display),
+    )
     saved = {k: slm.source[k] for k in (*SOURCE_KEYS, MARKER) if k in slm.source}
     exposure_s = bench.camera.get_exposure()
-    advice = ("Run `lab4f calibrate fourier` first, check the calibration point's window is on the camera and "
-              "away from the zeroth order, or try another superpixel_size; the SLM keeps its previous correction.")
+    advice = (
+        "Run `lab4f calibrate fourier` first, check the calibration point's window is on the camera and "
+        "away from the zeroth order, or try another superpixel_size; the SLM keeps its previous correction."
+    )
     try:
         with light_on(bench):
             bench.display.show_point()
@@ -141,31 +152,61 @@ def wavefront_step(
             for key in SOURCE_KEYS:  # slmsuite's fresh calibration starts from no correction at all
                 slm.source.pop(key, None)
             before = _focused_spot(bench, dark, correct=False)
-            window = int(np.max(fs.wavefront_calibration_superpixel_window(superpixel_size))) // 2 * 2 + 1
+            window = (
+                int(np.max(fs.wavefront_calibration_superpixel_window(superpixel_size))) // 2 * 2
+                + 1
+            )
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                points = fs.wavefront_calibration_points(pitch=1.5 * window, field_exclusion=window,
-                                                         field_point=field_point)
+                points = fs.wavefront_calibration_points(
+                    pitch=1.5 * window, field_exclusion=window, field_point=field_point
+                )
             if points.shape[1] == 0:
-                raise CalibrationError(f"no wavefront calibration point fits on the camera. {advice}")
+                raise CalibrationError(
+                    f"no wavefront calibration point fits on the camera. {advice}"
+                )
             point = np.rint(points[:, :1]).astype(int)
-            ref = (supershape[1] // 2, supershape[0] // 2)  # (x, y) superpixel: the brightest, central one
+            ref = (
+                supershape[1] // 2,
+                supershape[0] // 2,
+            )  # (x, y) superpixel: the brightest, central one
             _expose_on_reference(bench, fs, point, ref, superpixel_size, window, target_fraction)
-            ctl.report(0.05, f"{n_super} superpixels of {superpixel_size} px, point {point.ravel().tolist()}")
-            kw = {"calibration_points": point, "superpixel_size": superpixel_size, "reference_superpixels": ref,
-                  "field_point": field_point, "phase_steps": phase_steps, "plot": -1}
+            ctl.report(
+                0.05,
+                f"{n_super} superpixels of {superpixel_size} px, point {point.ravel().tolist()}",
+            )
+            kw = {
+                "calibration_points": point,
+                "superpixel_size": superpixel_size,
+                "reference_superpixels": ref,
+                "field_point": field_point,
+                "phase_steps": phase_steps,
+                "plot": -1,
+            }
             raw = _slmsuite(lambda: fs.wavefront_calibrate(method="superpixel", **kw), advice)
-            source = _slmsuite(lambda: fs.wavefront_calibration_superpixel_process(
-                r2_threshold=r2_threshold, apply=True, plot=0), advice)
+            source = _slmsuite(
+                lambda: fs.wavefront_calibration_superpixel_process(
+                    r2_threshold=r2_threshold, apply=True, plot=0
+                ),
+                advice,
+            )
             slm.source[MARKER] = True
             residual_rad = float("nan")
             if verify:
                 ctl.report(0.5, "verifying: measuring again on top of the correction")
-                again = _slmsuite(lambda: (fs.wavefront_calibrate(method="superpixel", fresh_calibration=False, **kw),
-                                           fs.wavefront_calibration_superpixel_process(
-                                               r2_threshold=r2_threshold, apply=False, plot=0))[1], advice)
-                residual_rad = residual_rms_rad(np.angle(np.exp(1j * (again["phase"] - source["phase"]))),
-                                                np.square(source["amplitude"]))
+                again = _slmsuite(
+                    lambda: (
+                        fs.wavefront_calibrate(method="superpixel", fresh_calibration=False, **kw),
+                        fs.wavefront_calibration_superpixel_process(
+                            r2_threshold=r2_threshold, apply=False, plot=0
+                        ),
+                    )[1],
+                    advice,
+                )
+                residual_rad = residual_rms_rad(
+                    np.angle(np.exp(1j * (again["phase"] - source["phase"]))),
+                    np.square(source["amplitude"]),
+                )
             after = _focused_spot(bench, dark, correct=True)
     except BaseException:
         clear_correction(slm)
@@ -173,60 +214,109 @@ def wavefront_step(
         raise
     finally:
         bench.camera.set_exposure(exposure_s)
-    r2 = np.nan_to_num(np.asarray(raw["r2_fit"][0], dtype=float), nan=1.0)  # nan: the reference itself
+    r2 = np.nan_to_num(
+        np.asarray(raw["r2_fit"][0], dtype=float), nan=1.0
+    )  # nan: the reference itself
     fit_fraction = float(np.mean(r2 >= r2_threshold))
-    phase, amplitude = np.asarray(source["phase"], np.float32), np.asarray(source["amplitude"], np.float32)
+    phase, amplitude = (
+        np.asarray(source["phase"], np.float32),
+        np.asarray(source["amplitude"], np.float32),
+    )
     measured_rad = residual_rms_rad(phase, np.square(amplitude))
     gain = after[0] / before[0] if before[0] > 0 else float("nan")
-    quality = {"aberration_rms_waves": measured_rad / (2 * np.pi), "residual_rms_waves": residual_rad / (2 * np.pi),
-               "fit_fraction": fit_fraction, "spot_peak_fraction_before": before[0],
-               "spot_peak_fraction_after": after[0], "spot_peak_gain": gain, "spot_rms_radius_px_before": before[1],
-               "spot_rms_radius_px_after": after[1], "superpixels": float(n_super)}
+    quality = {
+        "aberration_rms_waves": measured_rad / (2 * np.pi),
+        "residual_rms_waves": residual_rad / (2 * np.pi),
+        "fit_fraction": fit_fraction,
+        "spot_peak_fraction_before": before[0],
+        "spot_peak_fraction_after": after[0],
+        "spot_peak_gain": gain,
+        "spot_rms_radius_px_before": before[1],
+        "spot_rms_radius_px_after": after[1],
+        "superpixels": float(n_super),
+    }
     if fit_fraction < min_fit_fraction:
         clear_correction(slm)
         slm.source.update(saved)
         raise CalibrationError(
             f"wavefront calibration refused: only {100 * fit_fraction:.0f} % of the superpixels gave clean "
             f"interference (R² ≥ {r2_threshold}); check the exposure (no saturation at the calibration point) and "
-            f"that the source illuminates the SLM. {advice}")
-    arrays = {"phase_correction": phase, "amplitude": amplitude, "superpixel_r2": r2.astype(np.float32)}
+            f"that the source illuminates the SLM. {advice}"
+        )
+    arrays = {
+        "phase_correction": phase,
+        "amplitude": amplitude,
+        "superpixel_r2": r2.astype(np.float32),
+    }
     applied = gain >= 1.0
-    message = (f"aberration {quality['aberration_rms_waves']:.3f} waves RMS corrected; focused spot peak ×{gain:.2f}, "
-               f"RMS radius {before[1]:.2f} → {after[1]:.2f} px")
+    message = (
+        f"aberration {quality['aberration_rms_waves']:.3f} waves RMS corrected; focused spot peak ×{gain:.2f}, "
+        f"RMS radius {before[1]:.2f} → {after[1]:.2f} px"
+    )
     if not applied:  # at the method's floor (measured ~0.05 waves on an aberration-free bench): keep the SLM flat
         clear_correction(slm)
         for key in SOURCE_KEYS:
             slm.source.pop(key, None)
         arrays = {"measured_phase": phase, "superpixel_r2": arrays["superpixel_r2"]}
-        message = (f"no correction applied: it did not sharpen the focused spot (peak ×{gain:.2f}); measured "
-                   f"{quality['aberration_rms_waves']:.3f} waves RMS, the bench is at the method's floor")
+        message = (
+            f"no correction applied: it did not sharpen the focused spot (peak ×{gain:.2f}); measured "
+            f"{quality['aberration_rms_waves']:.3f} waves RMS, the bench is at the method's floor"
+        )
     quality["applied"] = float(applied)
-    return ctl.finish(StepResult(
-        "wavefront", quality=quality, arrays=arrays, message=message,
-        values={"superpixel_size": superpixel_size, "calibration_point_ij": point.ravel().tolist(),
-                "reference_superpixel": list(ref), "r2_threshold": r2_threshold, "field_point": list(field_point),
-                "phase_steps": phase_steps},
-    ))
+    return ctl.finish(
+        StepResult(
+            "wavefront",
+            quality=quality,
+            arrays=arrays,
+            message=message,
+            values={
+                "superpixel_size": superpixel_size,
+                "calibration_point_ij": point.ravel().tolist(),
+                "reference_superpixel": list(ref),
+                "r2_threshold": r2_threshold,
+                "field_point": list(field_point),
+                "phase_steps": phase_steps,
+            },
+        )
+    )
 
 
-def _expose_on_reference(bench: Any, fs: Any, point: np.ndarray, ref: tuple[int, int], size: int, window: int,
-                         target_fraction: float) -> float:
+def _expose_on_reference(
+    bench: Any,
+    fs: Any,
+    point: np.ndarray,
+    ref: tuple[int, int],
+    size: int,
+    window: int,
+    target_fraction: float,
+) -> float:
     """Exposure putting the reference superpixel's spot (alone, as slmsuite blazes it) at ``target_fraction``."""
     from slmsuite.holography.toolbox import imprint
     from slmsuite.holography.toolbox.phase import blaze
 
     phase = np.zeros(bench.slm.shape)
-    imprint(phase, np.array([ref[0], 1, ref[1], 1]) * size, blaze, bench.slm, vector=fs.ijcam_to_kxyslm(point))
+    imprint(
+        phase,
+        np.array([ref[0], 1, ref[1], 1]) * size,
+        blaze,
+        bench.slm,
+        vector=fs.ijcam_to_kxyslm(point),
+    )
     bench.slm.set_phase(phase, phase_correct=False, settle=True)
     x, y = (int(v) for v in point.ravel())
-    exposure_s = float(fs.cam.autoexpose(set_fraction=target_fraction, window=[x - window // 2, window,
-                                                                                 y - window // 2, window],
-                                         verbose=False))
+    exposure_s = float(
+        fs.cam.autoexpose(
+            set_fraction=target_fraction,
+            window=[x - window // 2, window, y - window // 2, window],
+            verbose=False,
+        )
+    )
     bounds = getattr(bench.camera, "exposure_bounds_s", None) or (0.0, np.inf)
     if exposure_s >= 0.99 * bounds[1]:
         raise CalibrationError(
             f"wavefront calibration: one superpixel's spot is too dark even at the longest exposure "
-            f"({exposure_s:.3g} s). Use a larger superpixel_size or more light; the previous record is unchanged.")
+            f"({exposure_s:.3g} s). Use a larger superpixel_size or more light; the previous record is unchanged."
+        )
     return exposure_s
 
 

@@ -43,7 +43,9 @@ def _md(text: str) -> str:
 
 
 def _fixed_width(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = lambda prog: argparse.HelpFormatter(prog, width=WIDTH, max_help_position=32)
+    parser.formatter_class = lambda prog: argparse.HelpFormatter(
+        prog, width=WIDTH, max_help_position=32
+    )
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction | None:
@@ -81,7 +83,9 @@ def _options_table(parser: argparse.ArgumentParser, top: bool = False) -> list[s
     return ["| argument | choices | default | what it does |", "|---|---|---|---|", *rows, ""]
 
 
-def _command(parser: argparse.ArgumentParser, name: str, summary: str | None, level: int) -> list[str]:
+def _command(
+    parser: argparse.ArgumentParser, name: str, summary: str | None, level: int
+) -> list[str]:
     _fixed_width(parser)
     lines = [f"{'#' * level} `{name}`", ""]
     if summary:
@@ -91,7 +95,10 @@ def _command(parser: argparse.ArgumentParser, name: str, summary: str | None, le
     if sub is not None:
         helps = {a.dest: a.help for a in sub._choices_actions}
         lines += ["| subcommand | what it does |", "|---|---|"]
-        lines += [f"| [`{name} {n}`](#{_anchor(f'{name} {n}')}) | {_md(helps.get(n) or '')} |" for n in sub.choices]
+        lines += [
+            f"| [`{name} {n}`](#{_anchor(f'{name} {n}')}) | {_md(helps.get(n) or '')} |"
+            for n in sub.choices
+        ]
         lines.append("")
     lines += _options_table(parser)
     if sub is not None:
@@ -117,7 +124,10 @@ def render() -> str:
     assert sub is not None
     helps = {a.dest: a.help for a in sub._choices_actions}
     lines += ["| command | what it does |", "|---|---|"]
-    lines += [f"| [`lab4f {n}`](#{_anchor(f'lab4f {n}')}) | {_md(helps.get(n) or '')} |" for n in sub.choices]
+    lines += [
+        f"| [`lab4f {n}`](#{_anchor(f'lab4f {n}')}) | {_md(helps.get(n) or '')} |"
+        for n in sub.choices
+    ]
     lines.append("")
     for n, child in sub.choices.items():
         lines += _command(child, f"lab4f {n}", helps.get(n), 2)
@@ -126,12 +136,17 @@ def render() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    args.add_argument("--check", action="store_true", help="only check that docs/cli.md is up to date")
+    args.add_argument(
+        "--check", action="store_true", help="only check that docs/cli.md is up to date"
+    )
     ns = args.parse_args(argv)
     text = render()
     if ns.check:
         if not OUT.is_file() or OUT.read_text(encoding="utf-8") != text:
-            print(f"{OUT} is out of date: run `make docs` (or `python docs/gen_cli.py`)", file=sys.stderr)
+            print(
+                f"{OUT} is out of date: run `make docs` (or `python docs/gen_cli.py`)",
+                file=sys.stderr,
+            )
             return 1
         return 0
     OUT.write_text(text, encoding="utf-8")

@@ -27,8 +27,14 @@ def on_config(config):  # noqa: ANN001, ANN201
     tree.mkdir(parents=True, exist_ok=True)
     links = {item.name: item for item in (root / "lab4f").iterdir() if item.name != "__pycache__"}
     links |= {name: root / folder for name, folder in MAPPED.items()}
-    for entry in tree.iterdir():  # kept when still right, so two builds at once do not pull the tree away
-        if entry.name not in links or not entry.is_symlink() or entry.readlink() != links[entry.name]:
+    for (
+        entry
+    ) in tree.iterdir():  # kept when still right, so two builds at once do not pull the tree away
+        if (
+            entry.name not in links
+            or not entry.is_symlink()
+            or entry.readlink() != links[entry.name]
+        ):
             shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
     for name, target in links.items():
         if not (tree / name).is_symlink():

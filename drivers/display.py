@@ -25,12 +25,16 @@ def check_intensities(image: np.ndarray, name: str) -> None:
         return
     finite = np.isfinite(image)
     if not finite.all():
-        raise ValueError(f"{name} shows intensities in [0, 1]; the image has {int((~finite).sum())} NaN or "
-                         "infinite values: fix the image (or the model output it came from) before showing it")
+        raise ValueError(
+            f"{name} shows intensities in [0, 1]; the image has {int((~finite).sum())} NaN or "
+            "infinite values: fix the image (or the model output it came from) before showing it"
+        )
     lo, hi = float(image.min()), float(image.max())
     if lo < -TOLERANCE or hi > 1 + TOLERANCE:
-        raise ValueError(f"{name} shows intensities in [0, 1]; the image spans [{lo:.4g}, {hi:.4g}]: normalise it "
-                         "first (e.g. divide by its maximum), nothing was sent")
+        raise ValueError(
+            f"{name} shows intensities in [0, 1]; the image spans [{lo:.4g}, {hi:.4g}]: normalise it "
+            "first (e.g. divide by its maximum), nothing was sent"
+        )
 
 
 class Display(ABC):
@@ -60,7 +64,9 @@ class Display(ABC):
     @property
     def level_dtype(self) -> np.dtype:
         """The integer type of the gray levels sent to the hardware."""
-        return np.dtype(np.uint8 if self.bitdepth <= 8 else np.uint16 if self.bitdepth <= 16 else np.uint32)
+        return np.dtype(
+            np.uint8 if self.bitdepth <= 8 else np.uint16 if self.bitdepth <= 16 else np.uint32
+        )
 
     @property
     def levels(self) -> np.ndarray:
@@ -76,8 +82,10 @@ class Display(ABC):
         # float32 as the simulated bench always quantised (its results stay bit-identical); float64 past 16 bits
         image = np.asarray(image, dtype=np.float32 if self.bitdepth <= 16 else np.float64)
         if image.shape != self.shape:
-            raise ValueError(f"{self.name} shows {self.shape} images; got {image.shape}: resize or pad the image to "
-                             f"{self.shape} first (Bench.show centres a smaller one on black)")
+            raise ValueError(
+                f"{self.name} shows {self.shape} images; got {image.shape}: resize or pad the image to "
+                f"{self.shape} first (Bench.show centres a smaller one on black)"
+            )
         check_intensities(image, self.name)
         top = 2**self.bitdepth - 1
         return np.rint(np.clip(image, 0, 1) * top).astype(self.level_dtype)

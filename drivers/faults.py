@@ -27,11 +27,15 @@ class FaultPlan(BaseModel):
     disconnect: bool = False
     frame_timeout: bool = False
     slm_write_failure: bool = False
-    drop_every_n: int = Field(0, ge=0, description="drop every n-th hardware frame (0: never; n >= 2)")
+    drop_every_n: int = Field(
+        0, ge=0, description="drop every n-th hardware frame (0: never; n >= 2)"
+    )
     disconnect_after_n: int | None = Field(None, ge=0)
     frame_timeout_after_n: int | None = Field(None, ge=0)
     slm_write_failure_after_n: int | None = Field(None, ge=0)
-    timeout_wait_s: float = Field(0.0, ge=0.0, description="time a simulated timeout blocks before raising")
+    timeout_wait_s: float = Field(
+        0.0, ge=0.0, description="time a simulated timeout blocks before raising"
+    )
 
     @field_validator("drop_every_n")
     @classmethod
@@ -59,7 +63,8 @@ def check_connected(plan: FaultPlan, count: int, device: str) -> None:
     """Raise `DeviceDisconnected` if the plan says the device is unplugged."""
     if plan.active("disconnect", count):
         raise DeviceDisconnected(
-            f"{device} is disconnected (simulated fault). Clear the fault, then reconnect the device.", device=device
+            f"{device} is disconnected (simulated fault). Clear the fault, then reconnect the device.",
+            device=device,
         )
 
 
@@ -69,7 +74,8 @@ def check_frame_timeout(plan: FaultPlan, count: int, device: str, timeout_s: flo
         time.sleep(plan.timeout_wait_s)
         raise DeviceTimeout(
             f"{device} delivered no frame within {timeout_s:.3g} s (simulated fault). "
-            "Check the trigger and the exposure, then retry.", device=device
+            "Check the trigger and the exposure, then retry.",
+            device=device,
         )
 
 
@@ -78,5 +84,6 @@ def check_write(plan: FaultPlan, count: int, device: str) -> None:
     if plan.active("slm_write_failure", count):
         raise DeviceError(
             f"{device} rejected the pattern write (simulated fault); the previous pattern is still shown. "
-            "Retry the write; if it persists, power-cycle the SLM controller.", device=device
+            "Retry the write; if it persists, power-cycle the SLM controller.",
+            device=device,
         )

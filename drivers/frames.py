@@ -34,7 +34,9 @@ class Frame:
 
     image: np.ndarray = field(repr=False)
     frame_id: int  # the camera's own counter; frames it lost leave gaps
-    start_s: float  # exposure start on the host clock (time.perf_counter()), from the device timestamp
+    start_s: (
+        float  # exposure start on the host clock (time.perf_counter()), from the device timestamp
+    )
     exposure_s: float
     complete: bool = True  # False: the buffer arrived incomplete (a GigE link lost packets)
     timestamp_s: float | None = None  # the raw device timestamp, seconds on the device's own clock

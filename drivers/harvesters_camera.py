@@ -93,7 +93,10 @@ _EXPOSURE_NODES = ("ExposureTime", "ExposureTimeAbs")
 #: Trigger delay nodes (SFNC, older firmware), microseconds.
 _TRIGGER_DELAY_NODES = ("TriggerDelay", "TriggerDelayAbs")
 #: (latch command, latched value) node pairs: SFNC, then GigE Vision.
-_LATCH_NODES = (("TimestampLatch", "TimestampLatchValue"), ("GevTimestampControlLatch", "GevTimestampValue"))
+_LATCH_NODES = (
+    ("TimestampLatch", "TimestampLatchValue"),
+    ("GevTimestampControlLatch", "GevTimestampValue"),
+)
 #: Tick frequency nodes (Hz) for device timestamps counted in ticks.
 _TICK_FREQUENCY_NODES = ("TimestampTickFrequency", "GevTimestampTickFrequency")
 #: harvesters polls GenTL's new-buffer event every 1 ms: a fetch returns up to this long after a frame arrived.
@@ -103,8 +106,14 @@ _CLOCK_WINDOW = 32
 #: A crystal's drift allowance for the latch mapping between refreshes.
 _DRIFT = 1e-4
 #: gentl errors that mean the device or its link is gone, not that one request failed.
-_GONE = (gentl.InvalidHandleException, gentl.NotInitializedException, gentl.ClosedException,
-         gentl.IoException, gentl.AccessDeniedException, gentl.ResourceInUseException)
+_GONE = (
+    gentl.InvalidHandleException,
+    gentl.NotInitializedException,
+    gentl.ClosedException,
+    gentl.IoException,
+    gentl.AccessDeniedException,
+    gentl.ResourceInUseException,
+)
 _GENICAM_ERRORS = (gentl.GenericException, genapi.GenericException)
 
 TriggerMode = Literal["off", "software", "hardware"]
@@ -120,54 +129,105 @@ class HarvestersCameraSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    cti_path: str | None = Field(None, description="GenTL producer file; None = genicam's simulated viky.cti")
+    cti_path: str | None = Field(
+        None, description="GenTL producer file; None = genicam's simulated viky.cti"
+    )
     serial: str | None = Field(None, description="device serial number; None = first device found")
-    exposure_s: float = Field(0.01, gt=0, description="exposure (ExposureTime node in µs; software-only where the "
-                              "node is missing)")
+    exposure_s: float = Field(
+        0.01,
+        gt=0,
+        description="exposure (ExposureTime node in µs; software-only where the node is missing)",
+    )
     gain_db: float | None = Field(None, description="None leaves the device's gain untouched")
-    pixel_format: str | None = Field("Mono8", description="PFNC name, e.g. Mono8, Mono12, Mono16; None = keep")
-    roi: tuple[int, int, int, int] | None = Field(None, description="(x, y, width, height) px on the sensor")
-    frame_rate_hz: float | None = Field(None, gt=0, description="AcquisitionFrameRate, where the node exists")
+    pixel_format: str | None = Field(
+        "Mono8", description="PFNC name, e.g. Mono8, Mono12, Mono16; None = keep"
+    )
+    roi: tuple[int, int, int, int] | None = Field(
+        None, description="(x, y, width, height) px on the sensor"
+    )
+    frame_rate_hz: float | None = Field(
+        None, gt=0, description="AcquisitionFrameRate, where the node exists"
+    )
     timeout_s: float = Field(1.0, gt=0, description="longest wait for one frame")
-    capture_attempts: int = Field(1, ge=1, description="fetch retries before a DeviceTimeout is raised")
-    pitch_um: tuple[float, float] | None = Field(None, description="pixel pitch (x, y) in µm of the unbinned sensor "
-                                                 "(the camera's pitch_um is this times its binning)")
+    capture_attempts: int = Field(
+        1, ge=1, description="fetch retries before a DeviceTimeout is raised"
+    )
+    pitch_um: tuple[float, float] | None = Field(
+        None,
+        description="pixel pitch (x, y) in µm of the unbinned sensor "
+        "(the camera's pitch_um is this times its binning)",
+    )
     binning: tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]] | None = Field(
-        None, description="(horizontal, vertical): the BinningHorizontal/BinningVertical nodes; None = the device's")
-    black_level: float | None = Field(None, description="BlackLevel node (the device's unit, usually DN); None = "
-                                      "leave it")
+        None,
+        description="(horizontal, vertical): the BinningHorizontal/BinningVertical nodes; None = the device's",
+    )
+    black_level: float | None = Field(
+        None, description="BlackLevel node (the device's unit, usually DN); None = leave it"
+    )
     exposure_multiple_of_s: float | None = Field(
-        None, gt=0, description="round every exposure to a whole multiple of this period, e.g. the input display's "
-        "refresh period (1/60 s), so a DMD or PWM-dimmed display does not flicker into the data; None = as asked")
+        None,
+        gt=0,
+        description="round every exposure to a whole multiple of this period, e.g. the input display's "
+        "refresh period (1/60 s), so a DMD or PWM-dimmed display does not flicker into the data; None = as asked",
+    )
     trigger_mode: TriggerMode = Field(
-        "off", description="off: free-running (TriggerMode=Off where the node exists); software: "
+        "off",
+        description="off: free-running (TriggerMode=Off where the node exists); software: "
         "TriggerSelector=FrameStart, TriggerMode=On, TriggerSource=Software, one frame per trigger(); hardware: "
         "TriggerSource=trigger_line. Cameras without the trigger nodes (viky.cti) only run 'off': synchronise "
-        "them with the settle or marker sync policy")
-    trigger_line: str | None = Field(None, description="hardware trigger: the TriggerSource, e.g. 'Line1'")
+        "them with the settle or marker sync policy",
+    )
+    trigger_line: str | None = Field(
+        None, description="hardware trigger: the TriggerSource, e.g. 'Line1'"
+    )
     trigger_activation: str | None = Field(
-        None, description="hardware trigger: TriggerActivation, e.g. RisingEdge, FallingEdge, AnyEdge, "
-        "LevelHigh; None = the device's setting")
-    trigger_delay_s: float = Field(0.0, ge=0, description="triggered modes: delay from the trigger to the "
-                                   "exposure (TriggerDelay node, µs); 0 leaves the node untouched")
+        None,
+        description="hardware trigger: TriggerActivation, e.g. RisingEdge, FallingEdge, AnyEdge, "
+        "LevelHigh; None = the device's setting",
+    )
+    trigger_delay_s: float = Field(
+        0.0,
+        ge=0,
+        description="triggered modes: delay from the trigger to the "
+        "exposure (TriggerDelay node, µs); 0 leaves the node untouched",
+    )
     buffer_handling: str | None = Field(
-        None, description="the data stream's StreamBufferHandlingMode, e.g. OldestFirst (GenTL's default: a full "
-        "queue loses NEW frames), OldestFirstOverwrite, NewestOnly; None = the producer's default")
-    buffer_count: int | None = Field(None, ge=1, description="buffers announced to the producer (harvesters' "
-                                     "num_buffers, set before acquisition starts); None = harvesters' default (3)")
-    drain_timeout_s: float = Field(0.002, gt=0, description="drain(): a fetch waiting this long without a frame "
-                                   "means the queue is empty")
+        None,
+        description="the data stream's StreamBufferHandlingMode, e.g. OldestFirst (GenTL's default: a full "
+        "queue loses NEW frames), OldestFirstOverwrite, NewestOnly; None = the producer's default",
+    )
+    buffer_count: int | None = Field(
+        None,
+        ge=1,
+        description="buffers announced to the producer (harvesters' "
+        "num_buffers, set before acquisition starts); None = harvesters' default (3)",
+    )
+    drain_timeout_s: float = Field(
+        0.002,
+        gt=0,
+        description="drain(): a fetch waiting this long without a frame means the queue is empty",
+    )
     timestamp_source: Literal["auto", "device", "frame_id", "host"] = Field(
-        "auto", description="device time of a frame: device = the buffer's timestamp; frame_id = frame ID / "
+        "auto",
+        description="device time of a frame: device = the buffer's timestamp; frame_id = frame ID / "
         "AcquisitionFrameRate (free-running cameras without timestamps, e.g. viky.cti); host = none, frames are "
-        "dated by when they arrive; auto = the first of these the camera offers")
+        "dated by when they arrive; auto = the first of these the camera offers",
+    )
     timestamp_at: Literal["exposure_start", "exposure_end"] = Field(
-        "exposure_start", description="which instant the device's buffer timestamps mark (vendor-dependent)")
+        "exposure_start",
+        description="which instant the device's buffer timestamps mark (vendor-dependent)",
+    )
     clock_margin_s: float | None = Field(
-        None, ge=0, description="longest exposure end -> frame returned by fetch (readout, transfer, delivery) for "
-        "the fetch-based clock mapping; None = one frame period (0.1 s where the period is unknown)")
-    clock_resync_s: float = Field(10.0, gt=0, description="refresh the device->host clock latch and the "
-                                  "nominal frame rate this often")
+        None,
+        ge=0,
+        description="longest exposure end -> frame returned by fetch (readout, transfer, delivery) for "
+        "the fetch-based clock mapping; None = one frame period (0.1 s where the period is unknown)",
+    )
+    clock_resync_s: float = Field(
+        10.0,
+        gt=0,
+        description="refresh the device->host clock latch and the nominal frame rate this often",
+    )
 
 
 class CameraIdentity(NamedTuple):
@@ -207,7 +267,9 @@ class _IncompleteCounter(Callback):
 class HarvestersCamera(Camera):
     """A GenICam camera opened by serial number through a GenTL producer (see the module docstring)."""
 
-    def __init__(self, settings: HarvestersCameraSettings | None = None, **camera_kwargs: Any) -> None:
+    def __init__(
+        self, settings: HarvestersCameraSettings | None = None, **camera_kwargs: Any
+    ) -> None:
         """Open and configure the device, start acquisition; ``camera_kwargs`` go to slmsuite's Camera."""
         self.settings = settings or HarvestersCameraSettings()
         self._harvester: Harvester | None = None
@@ -231,7 +293,9 @@ class HarvestersCamera(Camera):
         self.last_trigger_s: float | None = None
         self._frame_id_source: str | None = None  # "buffer" | "host_counter"
         self._ts_kind: str | None = None  # "ns" | "ticks" | "none"
-        self._timestamp_source: str | None = None  # resolved: device_ns | device_ticks | frame_id | host
+        self._timestamp_source: str | None = (
+            None  # resolved: device_ns | device_ticks | frame_id | host
+        )
         self._tick_hz: float | None = None
         self._tick_hz_assumed = False
         self._latch: tuple[str, str] | None = None
@@ -250,7 +314,10 @@ class HarvestersCamera(Camera):
             bin_x, bin_y = self._get_binning_hw()
             self._start()
             super().__init__(
-                (int(width) * bin_x, int(height) * bin_y),  # slmsuite: the unbinned region; shape = it / binning
+                (
+                    int(width) * bin_x,
+                    int(height) * bin_y,
+                ),  # slmsuite: the unbinned region; shape = it / binning
                 bitdepth=_bitdepth(self.pixel_format),
                 pitch_um=self.settings.pitch_um,  # the sensor's: slmsuite's pitch_um multiplies it by the binning
                 name=self._device_name,
@@ -299,14 +366,20 @@ class HarvestersCamera(Camera):
         self._configure_binning()  # before the ROI: binning changes the sizes the ROI nodes take
         if s.roi is not None:
             self._set_roi(*s.roi)
-        for auto in ("ExposureAuto", "GainAuto", "BlackLevelAuto"):  # manual control, where the camera offers it
+        for auto in (
+            "ExposureAuto",
+            "GainAuto",
+            "BlackLevelAuto",
+        ):  # manual control, where the camera offers it
             if self._has_node(auto) and "Off" in self._symbolics(auto):
                 self._set_enum(auto, "Off")
         self._configure_linearity()
         self._exposure_node = next((n for n in _EXPOSURE_NODES if self._has_node(n)), None)
         if self._exposure_node is None:
             self.missing_nodes.append("ExposureTime")
-            logger.warning("%s has no ExposureTime node: exposure_s is kept in software only.", self.identity)
+            logger.warning(
+                "%s has no ExposureTime node: exposure_s is kept in software only.", self.identity
+            )
         self._set_exposure_hw(s.exposure_s)
         if s.gain_db is not None:
             self._set_number("Gain", s.gain_db)
@@ -321,8 +394,10 @@ class HarvestersCamera(Camera):
             if self._has_node(name):
                 self._set_number(name, value)
             elif value != 1:
-                raise ConfigError(f"Camera {self.identity.model} has no {name} node, so binning={tuple(b)} is "
-                                  "impossible (and its pixel pitch would be wrong); remove binning from the settings.")
+                raise ConfigError(
+                    f"Camera {self.identity.model} has no {name} node, so binning={tuple(b)} is "
+                    "impossible (and its pixel pitch would be wrong); remove binning from the settings."
+                )
 
     def _configure_linearity(self) -> None:
         """Counts proportional to light: gamma and every LUT off, the black level as configured."""
@@ -333,7 +408,9 @@ class HarvestersCamera(Camera):
             self._set_number("Gamma", 1.0)
             self.gamma_in_use = float(self._node_value("Gamma"))
         if self._has_node("LUTEnable"):
-            for selector in self._symbolics("LUTSelector") or [None]:  # each LUT (luminance, red, ...) has its own
+            for selector in self._symbolics("LUTSelector") or [
+                None
+            ]:  # each LUT (luminance, red, ...) has its own
                 if selector is not None:
                     self._set_enum("LUTSelector", selector)
                 self._write(self._node("LUTEnable"), False, "LUTEnable")
@@ -354,10 +431,18 @@ class HarvestersCamera(Camera):
         if inc <= 1 or low is None or high is None or not low <= value <= high:
             return value
         low, high = int(low), int(high)
-        snapped = min(low + math.floor((value - low) / inc + 0.5) * inc, low + (high - low) // inc * inc)
+        snapped = min(
+            low + math.floor((value - low) / inc + 0.5) * inc, low + (high - low) // inc * inc
+        )
         if snapped != value:
-            logger.warning("%s: %s=%d is not a multiple of its increment %d; using %d.", self._device_name, name,
-                           value, inc, snapped)
+            logger.warning(
+                "%s: %s=%d is not a multiple of its increment %d; using %d.",
+                self._device_name,
+                name,
+                value,
+                inc,
+                snapped,
+            )
         return snapped
 
     def _configure_stream(self) -> None:
@@ -369,60 +454,80 @@ class HarvestersCamera(Camera):
                 raise ConfigError(
                     f"The data stream of camera {self.identity.model} has no StreamBufferHandlingMode node, so "
                     f"buffer_handling={s.buffer_handling!r} cannot be set; leave buffer_handling empty and rely on "
-                    "drain() before each fresh frame.")
+                    "drain() before each fresh frame."
+                )
             node = nm.StreamBufferHandlingMode
             offered = list(getattr(node, "symbolics", ()))
             if s.buffer_handling not in offered:
-                raise ConfigError(f"buffer_handling={s.buffer_handling!r} is not offered by the data stream of "
-                                  f"camera {self.identity.model}; choose one of {offered}.")
+                raise ConfigError(
+                    f"buffer_handling={s.buffer_handling!r} is not offered by the data stream of "
+                    f"camera {self.identity.model}; choose one of {offered}."
+                )
             self._write(node, s.buffer_handling, "StreamBufferHandlingMode")
         if s.buffer_count is not None:
             minimum = int(ia.min_num_buffers)
             if s.buffer_count < minimum:
-                raise ConfigError(f"buffer_count={s.buffer_count} is below the producer's minimum of {minimum} "
-                                  f"buffers; set buffer_count >= {minimum}.")
+                raise ConfigError(
+                    f"buffer_count={s.buffer_count} is below the producer's minimum of {minimum} "
+                    f"buffers; set buffer_count >= {minimum}."
+                )
             ia.num_buffers = int(s.buffer_count)
 
     def _configure_trigger(self) -> None:
         s = self.settings
         mode = s.trigger_mode
         if mode != "hardware" and (s.trigger_line is not None or s.trigger_activation is not None):
-            raise ConfigError(f"trigger_line and trigger_activation are only used with trigger_mode='hardware' "
-                              f"(trigger_mode is {mode!r}); remove them or set trigger_mode='hardware'.")
+            raise ConfigError(
+                f"trigger_line and trigger_activation are only used with trigger_mode='hardware' "
+                f"(trigger_mode is {mode!r}); remove them or set trigger_mode='hardware'."
+            )
         if mode == "off":
             if s.trigger_delay_s:
-                raise ConfigError("trigger_delay_s needs trigger_mode 'software' or 'hardware'; a free-running "
-                                  "camera has no trigger to delay: set trigger_delay_s = 0.")
-            if self._has_node("TriggerMode"):  # make sure the camera free-runs (FrameStart is the exposing one)
+                raise ConfigError(
+                    "trigger_delay_s needs trigger_mode 'software' or 'hardware'; a free-running "
+                    "camera has no trigger to delay: set trigger_delay_s = 0."
+                )
+            if self._has_node(
+                "TriggerMode"
+            ):  # make sure the camera free-runs (FrameStart is the exposing one)
                 self._select_frame_start(required=False)
                 self._set_enum("TriggerMode", "Off")
             return
-        required = ["TriggerMode", "TriggerSource"] + (["TriggerSoftware"] if mode == "software" else [])
+        required = ["TriggerMode", "TriggerSource"] + (
+            ["TriggerSoftware"] if mode == "software" else []
+        )
         missing = [n for n in required if not self._has_node(n)]
         if missing:
             raise ConfigError(
                 f"Camera {self.identity.model} has no {' / '.join(missing)} node, so trigger_mode={mode!r} is "
                 f"impossible. Use trigger_mode='off' (free-running) with the settle or marker sync policy, or a "
-                f"camera that offers {mode} triggering.")
+                f"camera that offers {mode} triggering."
+            )
         self._select_frame_start(required=True)
         if mode == "software":
             self._set_enum("TriggerSource", "Software")
         else:
             if s.trigger_line is None:
                 offered = list(getattr(self._node("TriggerSource"), "symbolics", ()))
-                raise ConfigError(f"trigger_mode='hardware' needs trigger_line, the input the trigger comes on; "
-                                  f"camera {self.identity.model} offers {offered}.")
+                raise ConfigError(
+                    f"trigger_mode='hardware' needs trigger_line, the input the trigger comes on; "
+                    f"camera {self.identity.model} offers {offered}."
+                )
             self._set_enum("TriggerSource", s.trigger_line)
             if s.trigger_activation is not None:
                 if not self._has_node("TriggerActivation"):
-                    raise ConfigError(f"Camera {self.identity.model} has no TriggerActivation node; remove "
-                                      f"trigger_activation={s.trigger_activation!r} from the settings.")
+                    raise ConfigError(
+                        f"Camera {self.identity.model} has no TriggerActivation node; remove "
+                        f"trigger_activation={s.trigger_activation!r} from the settings."
+                    )
                 self._set_enum("TriggerActivation", s.trigger_activation)
         if s.trigger_delay_s:
             node = next((n for n in _TRIGGER_DELAY_NODES if self._has_node(n)), None)
             if node is None:
-                raise ConfigError(f"Camera {self.identity.model} has no TriggerDelay node; set trigger_delay_s = 0 "
-                                  "and delay the trigger source instead.")
+                raise ConfigError(
+                    f"Camera {self.identity.model} has no TriggerDelay node; set trigger_delay_s = 0 "
+                    "and delay the trigger source instead."
+                )
             self._set_number(node, s.trigger_delay_s * 1e6)
         self._set_enum("TriggerMode", "On")
 
@@ -433,12 +538,16 @@ class HarvestersCamera(Camera):
         if "FrameStart" in offered:
             self._set_enum("TriggerSelector", "FrameStart")
         elif required:
-            raise ConfigError(f"Camera {self.identity.model}'s TriggerSelector offers {offered}, not FrameStart: "
-                              "lab4f triggers single frames only; use trigger_mode='off'.")
+            raise ConfigError(
+                f"Camera {self.identity.model}'s TriggerSelector offers {offered}, not FrameStart: "
+                "lab4f triggers single frames only; use trigger_mode='off'."
+            )
 
     def _configure_clock(self) -> None:
         s = self.settings
-        self._latch = next(((c, v) for c, v in _LATCH_NODES if self._has_node(c) and self._has_node(v)), None)
+        self._latch = next(
+            ((c, v) for c, v in _LATCH_NODES if self._has_node(c) and self._has_node(v)), None
+        )
         freq = next((self._node_value(n) for n in _TICK_FREQUENCY_NODES if self._has_node(n)), None)
         if not freq:
             try:
@@ -447,9 +556,11 @@ class HarvestersCamera(Camera):
                 freq = None
         self._tick_hz = float(freq) if freq else None
         if s.timestamp_source == "frame_id" and s.trigger_mode != "off":
-            raise ConfigError("timestamp_source='frame_id' dates frames by their ID at the nominal frame rate, "
-                              "which only holds for a free-running camera; use trigger_mode='off' or "
-                              "timestamp_source='auto'.")
+            raise ConfigError(
+                "timestamp_source='frame_id' dates frames by their ID at the nominal frame rate, "
+                "which only holds for a free-running camera; use trigger_mode='off' or "
+                "timestamp_source='auto'."
+            )
 
     def _set_roi(self, x: int, y: int, width: int, height: int) -> None:
         # Offsets to zero first so that the new width/height is always within the sensor.
@@ -479,13 +590,18 @@ class HarvestersCamera(Camera):
         try:
             node.value = value
         except _GENICAM_ERRORS as exc:
-            raise DeviceError(f"Camera refused {name}={value}: {exc}. Stop acquisition before changing it, or "
-                              "check the value against the camera's documentation.", device=self._device_name) from exc
+            raise DeviceError(
+                f"Camera refused {name}={value}: {exc}. Stop acquisition before changing it, or "
+                "check the value against the camera's documentation.",
+                device=self._device_name,
+            ) from exc
 
     def _set_number(self, name: str, value: float) -> None:
         if not self._has_node(name):
             self.missing_nodes.append(name)
-            logger.warning("%s has no %s node; the setting %s is ignored.", self.identity, name, value)
+            logger.warning(
+                "%s has no %s node; the setting %s is ignored.", self.identity, name, value
+            )
             return
         node = self._node(name)
         low, high = getattr(node, "min", None), getattr(node, "max", None)
@@ -496,13 +612,17 @@ class HarvestersCamera(Camera):
     def _set_enum(self, name: str, symbol: str) -> None:
         if not self._has_node(name):
             self.missing_nodes.append(name)
-            logger.warning("%s has no %s node; %s=%s is ignored.", self.identity, name, name, symbol)
+            logger.warning(
+                "%s has no %s node; %s=%s is ignored.", self.identity, name, name, symbol
+            )
             return
         node = self._node(name)
         available = list(getattr(node, "symbolics", ()))
         if available and symbol not in available:
-            raise ConfigError(f"Camera {name}={symbol!r} is not offered by {self.identity.model}; "
-                              f"choose one of {available}.")
+            raise ConfigError(
+                f"Camera {name}={symbol!r} is not offered by {self.identity.model}; "
+                f"choose one of {available}."
+            )
         self._write(node, symbol, name)
 
     def _exposure_bounds_s(self) -> tuple[float, float] | None:
@@ -518,15 +638,24 @@ class HarvestersCamera(Camera):
         serial = getattr(getattr(self, "identity", None), "serial", "?")
         what = f"{type(exc).__name__}: {exc}"
         if isinstance(exc, (gentl.TimeoutException, genapi.TimeoutException)):
-            return DeviceTimeout(f"Camera {serial} did not answer while {doing} ({what}). Check the cable and the "
-                                 "camera's power, or raise timeout_s in the camera settings.", device=self._device_name)
+            return DeviceTimeout(
+                f"Camera {serial} did not answer while {doing} ({what}). Check the cable and the "
+                "camera's power, or raise timeout_s in the camera settings.",
+                device=self._device_name,
+            )
         if isinstance(exc, _GONE):
-            return DeviceDisconnected(f"Camera {serial} stopped answering while {doing} ({what}). Check the cable "
-                                      "and power and that no other program holds the camera, then close it and "
-                                      "create a new HarvestersCamera.", device=self._device_name)
-        return DeviceError(f"Camera {serial} failed while {doing} ({what}). Stop and restart acquisition "
-                           "(stop_acquisition(), start_acquisition()); if it persists, close the camera and open it "
-                           "again.", device=self._device_name)
+            return DeviceDisconnected(
+                f"Camera {serial} stopped answering while {doing} ({what}). Check the cable "
+                "and power and that no other program holds the camera, then close it and "
+                "create a new HarvestersCamera.",
+                device=self._device_name,
+            )
+        return DeviceError(
+            f"Camera {serial} failed while {doing} ({what}). Stop and restart acquisition "
+            "(stop_acquisition(), start_acquisition()); if it persists, close the camera and open it "
+            "again.",
+            device=self._device_name,
+        )
 
     # --- acquisition state -----------------------------------------------------------------------------------
 
@@ -542,7 +671,9 @@ class HarvestersCamera(Camera):
         self._host_count = 0
         self._t_acq_start = time.perf_counter()
         self._t_known_empty = -math.inf
-        self._synthetic_anchor: tuple[int, float] | None = None  # (raw id, device s) for the frame_id clock
+        self._synthetic_anchor: tuple[int, float] | None = (
+            None  # (raw id, device s) for the frame_id clock
+        )
         self._history: deque[tuple[int, float]] = deque(maxlen=16)  # (frame id, device start s)
 
     def _start(self) -> None:
@@ -559,7 +690,12 @@ class HarvestersCamera(Camera):
         self._last_resync = time.perf_counter()
         old = self._nominal_period_s
         self._nominal_period_s = self._read_nominal_period()
-        if old and self._nominal_period_s != old and self._synthetic_anchor and self._last_raw_id is not None:
+        if (
+            old
+            and self._nominal_period_s != old
+            and self._synthetic_anchor
+            and self._last_raw_id is not None
+        ):
             # keep the frame_id clock continuous across a frame-rate change: re-anchor at the last frame
             raw0, d0 = self._synthetic_anchor
             self._synthetic_anchor = (self._last_raw_id, d0 + (self._last_raw_id - raw0) * old)
@@ -624,7 +760,11 @@ class HarvestersCamera(Camera):
         if self._nominal_period_s:
             return self._nominal_period_s
         pairs = list(self._history)
-        steps = [(d1 - d0) / (i1 - i0) for (i0, d0), (i1, d1) in zip(pairs, pairs[1:], strict=False) if i1 > i0]
+        steps = [
+            (d1 - d0) / (i1 - i0)
+            for (i0, d0), (i1, d1) in zip(pairs, pairs[1:], strict=False)
+            if i1 > i0
+        ]
         return float(np.median(steps)) if steps else None
 
     @property
@@ -649,7 +789,11 @@ class HarvestersCamera(Camera):
         if self._ia is None:
             return None
         nm = self._ia.data_streams[0].node_map
-        return str(nm.StreamBufferHandlingMode.value) if hasattr(nm, "StreamBufferHandlingMode") else None
+        return (
+            str(nm.StreamBufferHandlingMode.value)
+            if hasattr(nm, "StreamBufferHandlingMode")
+            else None
+        )
 
     @property
     def buffer_count_in_use(self) -> int | None:
@@ -677,8 +821,10 @@ class HarvestersCamera(Camera):
             return self.settings.timeout_s
         timeout_s = float(timeout_s)
         if not timeout_s > 0:  # harvesters' fetch(timeout=0) waits forever
-            raise ConfigError(f"read_frame(timeout_s={timeout_s:g}): the timeout must be > 0 s (harvesters would wait "
-                              "forever); use drain() to take what is queued without waiting.")
+            raise ConfigError(
+                f"read_frame(timeout_s={timeout_s:g}): the timeout must be > 0 s (harvesters would wait "
+                "forever); use drain() to take what is queued without waiting."
+            )
         return timeout_s
 
     def read_frame(self, timeout_s: float | None = None) -> Frame:
@@ -697,12 +843,17 @@ class HarvestersCamera(Camera):
             cap = 2 * (self.buffer_count_in_use or 3) + 2
             for _ in range(cap):
                 try:
-                    frames.append(self._make_frame(self._fetch(self.settings.drain_timeout_s, draining=True)))
+                    frames.append(
+                        self._make_frame(self._fetch(self.settings.drain_timeout_s, draining=True))
+                    )
                 except _QueueEmpty:
                     break
             else:
-                logger.debug("%s: drain() stopped after %d frames; the camera delivers faster than drain_timeout_s",
-                             self._device_name, cap)
+                logger.debug(
+                    "%s: drain() stopped after %d frames; the camera delivers faster than drain_timeout_s",
+                    self._device_name,
+                    cap,
+                )
         return frames
 
     def flush(self, timeout_s: float = 1) -> None:
@@ -713,10 +864,15 @@ class HarvestersCamera(Camera):
     def trigger(self) -> None:
         """Expose one frame now (``trigger_mode='software'``: executes TriggerSoftware)."""
         if self.trigger_mode != "software":
-            how = ("free-running (trigger_mode='off'): frames come without trigger()" if self.trigger_mode == "off"
-                   else f"triggered by hardware line {self.settings.trigger_line!r}")
-            raise ConfigError(f"Camera {self._device_name} is {how}; trigger() needs trigger_mode='software' in the "
-                              "camera settings.")
+            how = (
+                "free-running (trigger_mode='off'): frames come without trigger()"
+                if self.trigger_mode == "off"
+                else f"triggered by hardware line {self.settings.trigger_line!r}"
+            )
+            raise ConfigError(
+                f"Camera {self._device_name} is {how}; trigger() needs trigger_mode='software' in the "
+                "camera settings."
+            )
         with self._lock:
             self._acquirer()
             t = time.perf_counter()
@@ -755,11 +911,14 @@ class HarvestersCamera(Camera):
                 raise DeviceTimeout(
                     f"No frame from camera {self.identity.serial} within {timeout_s:g} s (acquisition {running}). "
                     f"Check trigger mode and cable, that exposure_s={self._software_exposure_s:g} fits in the "
-                    "timeout, or raise timeout_s in the camera settings.", device=self._device_name
+                    "timeout, or raise timeout_s in the camera settings.",
+                    device=self._device_name,
                 ) from exc
             except Lab4fError:
                 raise
-            except Exception as exc:  # genicam's families, and harvesters' own (AttributeError, TypeError...)
+            except (
+                Exception
+            ) as exc:  # genicam's families, and harvesters' own (AttributeError, TypeError...)
                 raise self._device_error(exc, "fetching a frame") from exc
             prompt = queued == 0 if queued is not None else (t_return - t_call) >= _POLL_LATENCY_S
             return _RawFrame(image, complete, raw_id, ts_s, t_call, t_return, prompt)
@@ -771,7 +930,10 @@ class HarvestersCamera(Camera):
         if components:
             image, complete = _component_pixels(components[0])
         else:
-            image, complete = np.zeros(self._frame_shape(), dtype=_dtype_for(self.pixel_format)), False
+            image, complete = (
+                np.zeros(self._frame_shape(), dtype=_dtype_for(self.pixel_format)),
+                False,
+            )
         module = buffer.module
         try:
             complete = complete and bool(module.is_complete())
@@ -785,8 +947,11 @@ class HarvestersCamera(Camera):
             except _GENICAM_ERRORS:
                 if self._frame_id_source is None:
                     self._frame_id_source = "host_counter"
-                    logger.warning("%s: the producer gives no frame IDs; counting frames on the host (lost frames "
-                                   "cannot be seen).", self._device_name)
+                    logger.warning(
+                        "%s: the producer gives no frame IDs; counting frames on the host (lost frames "
+                        "cannot be seen).",
+                        self._device_name,
+                    )
         return image, complete, raw_id, self._buffer_timestamp_s(module)
 
     def _buffer_timestamp_s(self, module: Any) -> float | None:
@@ -806,33 +971,48 @@ class HarvestersCamera(Camera):
                 return None
             if self._ts_kind is None and self._tick_hz is None:
                 self._tick_hz_assumed = True
-                logger.warning("%s: buffer timestamps come in ticks of unknown frequency; assuming ns.",
-                               self._device_name)
+                logger.warning(
+                    "%s: buffer timestamps come in ticks of unknown frequency; assuming ns.",
+                    self._device_name,
+                )
             self._ts_kind = "ticks"
             return ticks / self._tick_hz if self._tick_hz else ticks * 1e-9
         return None
 
     def _frame_shape(self) -> tuple[int, ...]:
         width, height = int(self._node_value("Width") or 0), int(self._node_value("Height") or 0)
-        channels = 4 if "a8" in self.pixel_format.lower() else 3 if self.pixel_format.startswith(("RGB", "BGR")) else 1
+        channels = (
+            4
+            if "a8" in self.pixel_format.lower()
+            else 3
+            if self.pixel_format.startswith(("RGB", "BGR"))
+            else 1
+        )
         return (height, width) if channels == 1 else (height, width, channels)
 
     def _resolve_timestamp_source(self, raw: _RawFrame) -> str:
         s = self.settings
         has_ts = raw.timestamp_s is not None
         kind = "device_ns" if self._ts_kind == "ns" else "device_ticks"
-        can_frame_id = (self._frame_id_source == "buffer" and s.trigger_mode == "off"
-                        and self._nominal_period_s is not None)
+        can_frame_id = (
+            self._frame_id_source == "buffer"
+            and s.trigger_mode == "off"
+            and self._nominal_period_s is not None
+        )
         if s.timestamp_source == "device":
             if not has_ts:
-                raise ConfigError(f"Camera {self._device_name}'s buffers carry no timestamps, so "
-                                  "timestamp_source='device' is impossible; use timestamp_source='auto'.")
+                raise ConfigError(
+                    f"Camera {self._device_name}'s buffers carry no timestamps, so "
+                    "timestamp_source='device' is impossible; use timestamp_source='auto'."
+                )
             return kind
         if s.timestamp_source == "frame_id":
             if not can_frame_id:
-                raise ConfigError(f"timestamp_source='frame_id' needs frame IDs from the buffer "
-                                  f"({self.frame_id_source}), a free-running camera and a known AcquisitionFrameRate;"
-                                  " use timestamp_source='auto'.")
+                raise ConfigError(
+                    f"timestamp_source='frame_id' needs frame IDs from the buffer "
+                    f"({self.frame_id_source}), a free-running camera and a known AcquisitionFrameRate;"
+                    " use timestamp_source='auto'."
+                )
             return "frame_id"
         if s.timestamp_source == "host":
             return "host"
@@ -849,9 +1029,15 @@ class HarvestersCamera(Camera):
         if self._last_raw_id is not None:
             if raw_id > self._last_raw_id + 1:
                 self.frames_lost += raw_id - self._last_raw_id - 1
-            elif raw_id <= self._last_raw_id:  # the device restarted its counter: keep our IDs increasing
-                logger.warning("%s: frame ID went from %d to %d; rebasing.", self._device_name, self._last_raw_id,
-                               raw_id)
+            elif (
+                raw_id <= self._last_raw_id
+            ):  # the device restarted its counter: keep our IDs increasing
+                logger.warning(
+                    "%s: frame ID went from %d to %d; rebasing.",
+                    self._device_name,
+                    self._last_raw_id,
+                    raw_id,
+                )
                 self._id_base = self.last_frame_index + 1 - raw_id
                 self._samples.clear()
                 self._prompt_sample = None
@@ -862,7 +1048,9 @@ class HarvestersCamera(Camera):
         src = self._timestamp_source
         device_start: float | None = None
         if src in ("device_ns", "device_ticks") and raw.timestamp_s is not None:
-            device_start = raw.timestamp_s - (exposure if self.settings.timestamp_at == "exposure_end" else 0.0)
+            device_start = raw.timestamp_s - (
+                exposure if self.settings.timestamp_at == "exposure_end" else 0.0
+            )
         elif src == "frame_id" and self._nominal_period_s:
             if self._synthetic_anchor is None:
                 self._synthetic_anchor = (raw_id, 0.0)
@@ -878,19 +1066,28 @@ class HarvestersCamera(Camera):
                 start = device_start + self._latch_offset_s
                 if start + exposure > raw.t_return + self.clock_uncertainty_s + _POLL_LATENCY_S:
                     # ended after it was fetched: the buffer timestamps are not on the latched clock
-                    logger.warning("%s: buffer timestamps disagree with the latched device clock (a frame would "
-                                   "end %.3g s after it was fetched); mapping them from fetch times instead.",
-                                   self._device_name, start + exposure - raw.t_return)
+                    logger.warning(
+                        "%s: buffer timestamps disagree with the latched device clock (a frame would "
+                        "end %.3g s after it was fetched); mapping them from fetch times instead.",
+                        self._device_name,
+                        start + exposure - raw.t_return,
+                    )
                     self._latch_rejected = True
             if self.clock_sync != "latch":
-                sample = raw.t_return - device_start - exposure  # >= the true offset: exposure ended before
+                sample = (
+                    raw.t_return - device_start - exposure
+                )  # >= the true offset: exposure ended before
                 self._samples.append(sample)
                 if raw.prompt:
                     self._prompt_sample = sample
-                offset = min(min(self._samples), math.inf if self._prompt_sample is None else self._prompt_sample)
+                offset = min(
+                    min(self._samples),
+                    math.inf if self._prompt_sample is None else self._prompt_sample,
+                )
                 start = device_start + offset
-        frame = Frame(raw.image, frame_id, start, exposure, complete=raw.complete,
-                      timestamp_s=raw.timestamp_s)
+        frame = Frame(
+            raw.image, frame_id, start, exposure, complete=raw.complete, timestamp_s=raw.timestamp_s
+        )
         if not raw.complete:
             self.frames_incomplete += 1
         self.last_frame_index = frame_id
@@ -909,11 +1106,16 @@ class HarvestersCamera(Camera):
     # --- slmsuite hooks ------------------------------------------------------------------------------------
 
     def _get_binning_hw(self) -> tuple[int, int]:
-        return (int(self._node_value("BinningHorizontal") or 1), int(self._node_value("BinningVertical") or 1))
+        return (
+            int(self._node_value("BinningHorizontal") or 1),
+            int(self._node_value("BinningVertical") or 1),
+        )
 
     def _set_binning_hw(self, binning: tuple[int, int]) -> None:
-        raise ConfigError(f"Camera {self._device_name}: binning is set when the camera opens (it changes the ROI the "
-                          f"nodes take); set binning = {list(binning)} in its settings and open it again.")
+        raise ConfigError(
+            f"Camera {self._device_name}: binning is set when the camera opens (it changes the ROI the "
+            f"nodes take); set binning = {list(binning)} in its settings and open it again."
+        )
 
     def _get_exposure_hw(self) -> float:
         if self._exposure_node is None:
@@ -929,13 +1131,22 @@ class HarvestersCamera(Camera):
         n = max(1, math.floor(exposure_s / period + 0.5))
         bounds = self._exposure_bounds_s() if self._exposure_node is not None else None
         if bounds is not None:
-            n = min(max(n, math.ceil(bounds[0] / period - 1e-9)), math.floor(bounds[1] / period + 1e-9))
+            n = min(
+                max(n, math.ceil(bounds[0] / period - 1e-9)), math.floor(bounds[1] / period + 1e-9)
+            )
             if n < 1:
-                raise ConfigError(f"exposure_multiple_of_s={period:g} s is longer than camera {self._device_name}'s "
-                                  f"longest exposure ({bounds[1]:g} s); use a shorter period or none.")
+                raise ConfigError(
+                    f"exposure_multiple_of_s={period:g} s is longer than camera {self._device_name}'s "
+                    f"longest exposure ({bounds[1]:g} s); use a shorter period or none."
+                )
         if not math.isclose(n * period, exposure_s, rel_tol=1e-9):
-            logger.info("%s: exposure %.6g s rounded to %d x %.6g s (exposure_multiple_of_s)", self._device_name,
-                        exposure_s, n, period)
+            logger.info(
+                "%s: exposure %.6g s rounded to %d x %.6g s (exposure_multiple_of_s)",
+                self._device_name,
+                exposure_s,
+                n,
+                period,
+            )
         return n * period
 
     def _set_exposure_hw(self, exposure_s: float) -> None:
@@ -950,7 +1161,9 @@ class HarvestersCamera(Camera):
         """One frame (``read_frame``), copied out of the producer's buffer before it is queued back. A
         software-triggered camera is drained and triggered first; an incomplete frame raises DeviceError."""
         if not self._initialised and self.trigger_mode == "hardware":
-            raise RuntimeError("no frame before a hardware trigger")  # slmsuite's dtype probe: it uses bitdepth
+            raise RuntimeError(
+                "no frame before a hardware trigger"
+            )  # slmsuite's dtype probe: it uses bitdepth
         # harvesters waits forever on timeout=0: never pass it on.
         timeout_s = float(timeout_s) if timeout_s and timeout_s > 0 else self.settings.timeout_s
         if self.trigger_mode == "software":
@@ -958,14 +1171,19 @@ class HarvestersCamera(Camera):
             self.trigger()
         frame = self.read_frame(timeout_s)
         if not frame.complete:
-            raise DeviceError(f"Incomplete frame {frame.frame_id} from camera {self.identity.serial} "
-                              f"({self.frames_incomplete} so far): check the cable, and on GigE the packet size "
-                              "and inter-packet delay.", device=self._device_name)
+            raise DeviceError(
+                f"Incomplete frame {frame.frame_id} from camera {self.identity.serial} "
+                f"({self.frames_incomplete} so far): check the cable, and on GigE the packet size "
+                "and inter-packet delay.",
+                device=self._device_name,
+            )
         return frame.image
 
     def get_image(self, timeout_s: float | None = None, **kwargs: Any) -> np.ndarray:
         """slmsuite's get_image, with the timeout defaulting to the settings' timeout_s."""
-        return super().get_image(timeout_s=self.settings.timeout_s if timeout_s is None else timeout_s, **kwargs)
+        return super().get_image(
+            timeout_s=self.settings.timeout_s if timeout_s is None else timeout_s, **kwargs
+        )
 
     @staticmethod
     def info(verbose: bool = True, cti_path: str | None = None) -> list[str]:
@@ -982,8 +1200,10 @@ class HarvestersCamera(Camera):
 
     def _acquirer(self) -> ImageAcquirer:
         if self._ia is None:
-            raise DeviceDisconnected("Camera is closed; create a new HarvestersCamera to reopen it.",
-                                     device=self._device_name)
+            raise DeviceDisconnected(
+                "Camera is closed; create a new HarvestersCamera to reopen it.",
+                device=self._device_name,
+            )
         return self._ia
 
     @property
@@ -1018,8 +1238,12 @@ class HarvestersCamera(Camera):
         """(x, y, width, height) as the device holds them (offsets 0 where it has no offset nodes)."""
         if self._ia is None:
             return None
-        return (int(self._node_value("OffsetX") or 0), int(self._node_value("OffsetY") or 0),
-                int(self._node_value("Width") or 0), int(self._node_value("Height") or 0))
+        return (
+            int(self._node_value("OffsetX") or 0),
+            int(self._node_value("OffsetY") or 0),
+            int(self._node_value("Width") or 0),
+            int(self._node_value("Height") or 0),
+        )
 
     @property
     def configured_frame_rate_hz(self) -> float | None:
@@ -1052,12 +1276,18 @@ class HarvestersCamera(Camera):
         snap: dict[str, Any] = {"driver": type(self).__name__, **self.settings.model_dump()}
         snap.update(
             cti_path=self.cti_path,
-            vendor=self.identity.vendor, model=self.identity.model, serial=self.identity.serial,
-            actual_pixel_format=self.pixel_format, actual_width=self.shape[1], actual_height=self.shape[0],
+            vendor=self.identity.vendor,
+            model=self.identity.model,
+            serial=self.identity.serial,
+            actual_pixel_format=self.pixel_format,
+            actual_width=self.shape[1],
+            actual_height=self.shape[0],
             pixel_formats_offered=",".join(self.pixel_formats_offered),
             actual_roi=self.actual_roi,
             actual_binning=tuple(int(b) for b in self.binning),
-            actual_pitch_um=None if self.pitch_um is None else tuple(float(p) for p in self.pitch_um),
+            actual_pitch_um=None
+            if self.pitch_um is None
+            else tuple(float(p) for p in self.pitch_um),
             gamma=self.gamma_in_use,
             lut_enabled=self.lut_enabled,
             actual_black_level=self._node_value("BlackLevel") if self._ia is not None else None,
@@ -1066,7 +1296,9 @@ class HarvestersCamera(Camera):
             exposure_source="node" if self._exposure_node else "software",
             actual_frame_rate_hz=self.configured_frame_rate_hz,
             actual_trigger_mode=self.trigger_mode,
-            actual_trigger_source=self._node_value("TriggerSource") if self._ia is not None else None,
+            actual_trigger_source=self._node_value("TriggerSource")
+            if self._ia is not None
+            else None,
             actual_buffer_handling=self.buffer_handling_in_use,
             actual_buffer_count=self.buffer_count_in_use,
             frame_id_source=self.frame_id_source,
@@ -1117,9 +1349,11 @@ def component_to_array(component: Any) -> np.ndarray:
     image, complete = _component_pixels(component)
     if not complete:
         data = component.data
-        raise DeviceError(f"Incomplete frame: {0 if data is None else data.size} values for "
-                          f"{component.height}x{component.width}x{image.shape[2] if image.ndim == 3 else 1} "
-                          f"({component.data_format}).")
+        raise DeviceError(
+            f"Incomplete frame: {0 if data is None else data.size} values for "
+            f"{component.height}x{component.width}x{image.shape[2] if image.ndim == 3 else 1} "
+            f"({component.data_format})."
+        )
     return image
 
 

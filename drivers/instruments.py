@@ -26,7 +26,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 from pyvisa import constants, rname
 
-from lab4f.errors import ConfigError, DeviceDisconnected, DeviceError, DeviceTimeout, SafetyLimitError
+from lab4f.errors import (
+    ConfigError,
+    DeviceDisconnected,
+    DeviceError,
+    DeviceTimeout,
+    SafetyLimitError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +94,9 @@ class _SimBehaviour:
         echo = spec.get("echo")
         self.echo = None if echo is None else str(echo).encode()
         self.toggles = {str(t["q"]).encode(): t for t in spec.get("toggles", ())}
-        self.pending: dict[str, list[Any]] = {}  # property -> [new value, reads left that report the old one]
+        self.pending: dict[
+            str, list[Any]
+        ] = {}  # property -> [new value, reads left that report the old one]
 
     def __call__(self, query: bytes) -> Any:
         from pyvisa_sim.component import NoResponse
@@ -199,7 +207,9 @@ class scpi_property:  # noqa: N801 - lower case, like the built-in property it e
         try:
             value = self.from_device(reply)
         except ValueError as exc:
-            raise DeviceError(f"{self.name}: cannot parse reply {reply!r} to {self.get_cmd!r}") from exc
+            raise DeviceError(
+                f"{self.name}: cannot parse reply {reply!r} to {self.get_cmd!r}"
+            ) from exc
         inst._known[self.attr] = value
         return value
 
@@ -212,22 +222,32 @@ class scpi_property:  # noqa: N801 - lower case, like the built-in property it e
             try:
                 self.validator(value)
             except ValueError as exc:
-                raise DeviceError(f"{self.name} = {value} {self.unit}: {exc} {self.unit}; nothing was sent.") from exc
-        with inst._lock:  # the command and its error read-back are one exchange; known() waits for it
+                raise DeviceError(
+                    f"{self.name} = {value} {self.unit}: {exc} {self.unit}; nothing was sent."
+                ) from exc
+        with (
+            inst._lock
+        ):  # the command and its error read-back are one exchange; known() waits for it
             try:
                 inst._send_checked(command)
             except BaseException:
-                inst._known.pop(self.attr, None)  # refused or lost: read it from the device next time
+                inst._known.pop(
+                    self.attr, None
+                )  # refused or lost: read it from the device next time
                 raise
             # what the device now holds: the argument as sent (formatted, so rounded as the device sees it)
             sent = inst._known[self.attr] = self.from_device(command.partition(" ")[2])
-            inst.changed_at[self.attr] = time.perf_counter()  # when it changed (a simulated camera's light timing)
+            inst.changed_at[self.attr] = (
+                time.perf_counter()
+            )  # when it changed (a simulated camera's light timing)
             if self.confirm:
                 timeout = float(getattr(inst.settings, "move_timeout_s", 1.0))
                 reached, got = wait_until(lambda: self.__get__(inst, type(inst)), sent, timeout)
                 if not reached:
-                    raise DeviceError(f"{inst.settings.resource} accepted {command!r} but {self.get_cmd} still reads "
-                                      f"{got} after {timeout:g} s: {inst.stuck_advice(self.attr, sent)}")
+                    raise DeviceError(
+                        f"{inst.settings.resource} accepted {command!r} but {self.get_cmd} still reads "
+                        f"{got} after {timeout:g} s: {inst.stuck_advice(self.attr, sent)}"
+                    )
 
 
 # --- bus session and instrument base ------------------------------------------------------------------
@@ -270,7 +290,9 @@ class ScpiSession:
         try:
             return method(message)
         except pyvisa.errors.InvalidSession as exc:
-            raise DeviceDisconnected(f"{self.resource_name}: session closed; call connect() again.") from exc
+            raise DeviceDisconnected(
+                f"{self.resource_name}: session closed; call connect() again."
+            ) from exc
         except pyvisa.errors.VisaIOError as exc:
             if exc.error_code == constants.StatusCode.error_timeout:
                 raise DeviceTimeout(
@@ -309,9 +331,12 @@ class VisaSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    resource: str = Field(description="VISA resource string, e.g. 'ASRL1::INSTR' or 'USB0::...::INSTR'")
+    resource: str = Field(
+        description="VISA resource string, e.g. 'ASRL1::INSTR' or 'USB0::...::INSTR'"
+    )
     visa_library: str = Field(
-        SIM_VISA_LIBRARY, description=f"pyvisa backend: '@py', '@ivi', 'file.yaml@sim' or {SIM_VISA_LIBRARY!r}"
+        SIM_VISA_LIBRARY,
+        description=f"pyvisa backend: '@py', '@ivi', 'file.yaml@sim' or {SIM_VISA_LIBRARY!r}",
     )
     timeout_ms: int = Field(2000, gt=0)
     read_termination: str = "\n"
@@ -324,7 +349,9 @@ def parse_scpi_error(reply: str) -> tuple[int, str]:
     try:
         return int(code.strip()), message.strip().strip('"')
     except ValueError as exc:
-        raise DeviceError(f"Unexpected SYST:ERR? reply {reply!r}; is this a SCPI instrument?") from exc
+        raise DeviceError(
+            f"Unexpected SYST:ERR? reply {reply!r}; is this a SCPI instrument?"
+        ) from exc
 
 
 class VisaInstrument:
@@ -336,7 +363,9 @@ class VisaInstrument:
         self._session: ScpiSession | None = None
         self._identity: InstrumentIdentity | None = None
         self._known: dict[str, Any] = {}  # settings as last read from or accepted by the device
-        self.changed_at: dict[str, float] = {}  # host time (perf_counter) each setting was last changed by us
+        self.changed_at: dict[
+            str, float
+        ] = {}  # host time (perf_counter) each setting was last changed by us
         # one exchange at a time on the session (a GUI reads status while a worker sets; VISA replies must not swap)
         self._lock = threading.RLock()
 
@@ -387,8 +416,11 @@ class VisaInstrument:
     def _open_options(self) -> dict[str, Any]:
         """Keyword arguments of ``open_resource`` (a serial device adds its baud rate)."""
         s = self.settings
-        return {"timeout": s.timeout_ms, "read_termination": s.read_termination,
-                "write_termination": s.write_termination}
+        return {
+            "timeout": s.timeout_ms,
+            "read_termination": s.read_termination,
+            "write_termination": s.write_termination,
+        }
 
     def _handshake(self, listed: list[str]) -> InstrumentIdentity:
         """First exchange on a new session: who the device is (``listed``: what the backend offers, for messages)."""
@@ -416,8 +448,10 @@ class VisaInstrument:
     @property
     def session(self) -> ScpiSession:
         if self._session is None:
-            raise DeviceDisconnected(f"{type(self).__name__} at {self.settings.resource} is not connected; "
-                                     "call connect() or use it as a context manager.")
+            raise DeviceDisconnected(
+                f"{type(self).__name__} at {self.settings.resource} is not connected; "
+                "call connect() or use it as a context manager."
+            )
         return self._session
 
     @property
@@ -483,7 +517,9 @@ class ScpiInstrument(VisaInstrument):
             errors = self.read_errors()
         if errors:
             text = "; ".join(f"{code},{msg}" for code, msg in errors)
-            raise DeviceError(f"{self.settings.resource} refused {message!r}: {text}. Check the value and units.")
+            raise DeviceError(
+                f"{self.settings.resource} refused {message!r}: {text}. Check the value and units."
+            )
 
     def read_errors(self) -> list[tuple[int, str]]:
         """Drain the instrument's error queue (``SYST:ERR?`` until code 0)."""
@@ -493,7 +529,9 @@ class ScpiInstrument(VisaInstrument):
             if code == 0:
                 return errors
             errors.append((code, message))
-        raise DeviceError(f"{self.settings.resource}: error queue does not empty ({errors[-3:]}); power-cycle it.")
+        raise DeviceError(
+            f"{self.settings.resource}: error queue does not empty ({errors[-3:]}); power-cycle it."
+        )
 
     def check_safety(self, message: str) -> None:
         """Raise SafetyLimitError if any command in ``message`` would exceed a configured limit."""
@@ -524,7 +562,9 @@ def _header_matches(header: str, pattern: str) -> bool:
     """SCPI header match: long or short forms, any case, numeric suffixes ignored, sub-nodes included."""
     parts = [p.rstrip("0123456789") for p in header.upper().lstrip(":").split(":")]
     wanted = pattern.upper().split(":")
-    return len(parts) >= len(wanted) and all(p.startswith(w) for p, w in zip(parts, wanted, strict=False))
+    return len(parts) >= len(wanted) and all(
+        p.startswith(w) for p, w in zip(parts, wanted, strict=False)
+    )
 
 
 def _same_resource(a: str, b: str) -> bool:
@@ -546,7 +586,9 @@ class LightSourceSettings(VisaSettings):
 
     resource: str = "ASRL1::INSTR"
     max_power_mw: float = Field(5.0, gt=0, description="safety limit on the optical power setpoint")
-    max_current_ma: float = Field(100.0, gt=0, description="safety limit on the drive current setpoint")
+    max_current_ma: float = Field(
+        100.0, gt=0, description="safety limit on the drive current setpoint"
+    )
 
 
 class LightSource(ScpiInstrument):
@@ -560,25 +602,40 @@ class LightSource(ScpiInstrument):
 
     def __init__(self, settings: LightSourceSettings | None = None) -> None:
         super().__init__(settings or LightSourceSettings())
-        for field, (_, high), unit in (("max_power_mw", self.POWER_RANGE_MW, "mW"),
-                                       ("max_current_ma", self.CURRENT_RANGE_MA, "mA")):
+        for field, (_, high), unit in (
+            ("max_power_mw", self.POWER_RANGE_MW, "mW"),
+            ("max_current_ma", self.CURRENT_RANGE_MA, "mA"),
+        ):
             limit = float(getattr(self.settings, field))
             if limit > high:
                 raise ConfigError(
                     f"{field} = {limit:g} {unit} is above the most this {type(self).__name__} can deliver ({high:g} "
                     f"{unit}): a limit the device cannot reach protects nothing, and usually means the config was "
                     f"written for another source or in other units. Set {field} to at most {high:g} {unit}, the "
-                    "most the optics may receive.")
+                    "most the optics may receive."
+                )
 
     power_mw = scpi_property(
-        "SOUR:POW?", "SOUR:POW {:.6f}", "Optical power setpoint", validator=strict_range(*POWER_RANGE_MW),
-        unit="mW", to_device=lambda mw: mw * 1e-3, from_device=lambda s: float(s) * 1e3,
+        "SOUR:POW?",
+        "SOUR:POW {:.6f}",
+        "Optical power setpoint",
+        validator=strict_range(*POWER_RANGE_MW),
+        unit="mW",
+        to_device=lambda mw: mw * 1e-3,
+        from_device=lambda s: float(s) * 1e3,
     )
     current_ma = scpi_property(
-        "SOUR:CURR?", "SOUR:CURR {:.6f}", "Drive current setpoint", validator=strict_range(*CURRENT_RANGE_MA),
-        unit="mA", to_device=lambda ma: ma * 1e-3, from_device=lambda s: float(s) * 1e3,
+        "SOUR:CURR?",
+        "SOUR:CURR {:.6f}",
+        "Drive current setpoint",
+        validator=strict_range(*CURRENT_RANGE_MA),
+        unit="mA",
+        to_device=lambda ma: ma * 1e-3,
+        from_device=lambda s: float(s) * 1e3,
     )
-    output_on = scpi_property("OUTP?", "OUTP {:d}", "Emission enabled", to_device=int, from_device=_to_bool)
+    output_on = scpi_property(
+        "OUTP?", "OUTP {:d}", "Emission enabled", to_device=int, from_device=_to_bool
+    )
 
     def check_safety(self, message: str) -> None:
         """Also refuse to enable emission while a setpoint already on the device exceeds a limit."""
@@ -588,8 +645,12 @@ class LightSource(ScpiInstrument):
             enabling = argument.strip().upper() in {"1", "ON"}
             state_header = header.count(":") == 0 or _header_matches(header, "OUTP:STAT")
             if _header_matches(header, "OUTP") and state_header and enabling:
-                self._check_limit("SOUR:POW (on device)", self.query("SOUR:POW?"), "max_power_mw", 1e3)
-                self._check_limit("SOUR:CURR (on device)", self.query("SOUR:CURR?"), "max_current_ma", 1e3)
+                self._check_limit(
+                    "SOUR:POW (on device)", self.query("SOUR:POW?"), "max_power_mw", 1e3
+                )
+                self._check_limit(
+                    "SOUR:CURR (on device)", self.query("SOUR:CURR?"), "max_current_ma", 1e3
+                )
 
     def on(self) -> None:
         self.output_on = True
@@ -600,7 +661,9 @@ class LightSource(ScpiInstrument):
     def settings_snapshot(self) -> dict[str, Any]:
         snap = super().settings_snapshot()
         if self._session is not None:
-            snap.update(power_mw=self.power_mw, current_ma=self.current_ma, output_on=self.output_on)
+            snap.update(
+                power_mw=self.power_mw, current_ma=self.current_ma, output_on=self.output_on
+            )
         return snap
 
 
@@ -608,7 +671,9 @@ class ShutterSettings(VisaSettings):
     """A beam shutter."""
 
     resource: str = "ASRL2::INSTR"
-    move_timeout_s: float = Field(1.0, gt=0, description="longest wait for the position read back to follow a move")
+    move_timeout_s: float = Field(
+        1.0, gt=0, description="longest wait for the position read back to follow a move"
+    )
 
 
 class Shutter(ScpiInstrument):
@@ -619,7 +684,9 @@ class Shutter(ScpiInstrument):
     def __init__(self, settings: ShutterSettings | None = None) -> None:
         super().__init__(settings or ShutterSettings())
 
-    is_open = scpi_property("SHUT?", "SHUT {:d}", "Shutter open", to_device=int, from_device=_to_bool, confirm=True)
+    is_open = scpi_property(
+        "SHUT?", "SHUT {:d}", "Shutter open", to_device=int, from_device=_to_bool, confirm=True
+    )
 
     @property
     def interlock(self) -> bool | None:
@@ -629,8 +696,10 @@ class Shutter(ScpiInstrument):
     def stuck_advice(self, name: str, wanted: Any) -> str:
         if wanted:
             return "check that nothing blocks the shutter and its cable, or raise move_timeout_s."
-        return ("the shutter did not close, so light may still pass: block the beam by hand, then check the shutter "
-                "and its cable.")
+        return (
+            "the shutter did not close, so light may still pass: block the beam by hand, then check the shutter "
+            "and its cable."
+        )
 
     def open_shutter(self) -> None:
         self.is_open = True

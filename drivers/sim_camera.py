@@ -53,64 +53,105 @@ class SimulatedCameraSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    resolution: tuple[int, int] = Field((512, 512), description="(width, height) in pixels, as slmsuite")
+    resolution: tuple[int, int] = Field(
+        (512, 512), description="(width, height) in pixels, as slmsuite"
+    )
     pitch_um: float = Field(5.5, gt=0)
     bitdepth: int = Field(12, ge=1, le=16)
-    exposure_s: float = Field(0.002, gt=0, description="starting exposure; calibration sets its own")
+    exposure_s: float = Field(
+        0.002, gt=0, description="starting exposure; calibration sets its own"
+    )
     gain: float = Field(0.4, gt=0, description="conversion gain, ADU per photoelectron")
     full_well_e: float = Field(10_000.0, gt=0)
     read_noise_e: float = Field(3.0, ge=0)
     dark_offset_adu: float = Field(100.0, ge=0)
     photons_per_unit: float = Field(
-        2e7, gt=0, description="photoelectrons per second of exposure per unit of output intensity (the default "
-        "source brightness puts calibrated exposures at a few ms)"
+        2e7,
+        gt=0,
+        description="photoelectrons per second of exposure per unit of output intensity (the default "
+        "source brightness puts calibrated exposures at a few ms)",
     )
     max_fps: float | None = Field(
-        200.0, gt=0, description="readout limit: frames are not delivered faster (None: none). A frame also takes "
-        "at least its exposure, so the frame rate is min(max_fps, 1 / exposure)"
+        200.0,
+        gt=0,
+        description="readout limit: frames are not delivered faster (None: none). A frame also takes "
+        "at least its exposure, so the frame rate is min(max_fps, 1 / exposure)",
     )
     max_exposure_s: float = Field(1.0, gt=0, description="the longest exposure the sensor accepts")
-    affine_shift_px: tuple[float, float] = Field((3.2, -2.1), description="(x, y) axis offset from centre")
+    affine_shift_px: tuple[float, float] = Field(
+        (3.2, -2.1), description="(x, y) axis offset from centre"
+    )
     affine_rotation_deg: float = 0.8
     affine_scale: float = Field(1.02, gt=0, description="camera pixels per output-plane cell")
     fourier_aperture_radius_px: float | None = Field(
-        None, gt=0, description="circular pupil on the SLM, radius in SLM pixels (None: the SLM's extent)"
+        None,
+        gt=0,
+        description="circular pupil on the SLM, radius in SLM pixels (None: the SLM's extent)",
     )
     mode: Literal["incoherent", "coherent"] = "incoherent"
     noise: bool = True
-    exact_poisson: bool = Field(False, description="exact Poisson shot noise (slow) instead of Gaussian")
+    exact_poisson: bool = Field(
+        False, description="exact Poisson shot noise (slow) instead of Gaussian"
+    )
     seed: int | None = None
     prnu: float = Field(
-        0.0, ge=0, lt=0.3,
+        0.0,
+        ge=0,
+        lt=0.3,
         description="photo-response non-uniformity: relative RMS of a fixed per-pixel gain map (0: uniform sensor; "
-                    "real CMOS sensors: 0.005..0.02)",
+        "real CMOS sensors: 0.005..0.02)",
     )
     vignetting: float = Field(
-        0.0, ge=0, lt=1,
+        0.0,
+        ge=0,
+        lt=1,
         description="smooth relative response fall-off at the sensor corners (quadratic in the radius; 0: none)",
     )
-    prnu_seed: int | None = Field(None, description="seed of the gain map (None: `seed`, or 0 without a seed)")
+    prnu_seed: int | None = Field(
+        None, description="seed of the gain map (None: `seed`, or 0 without a seed)"
+    )
     reference_power_mw: float = Field(
-        1.0, gt=0, description="light-source power at which `photons_per_unit` holds (flux scales with the power)")
-    capture_attempts: int = Field(1, ge=1, description="slmsuite retries; 1 surfaces faults at once")
+        1.0,
+        gt=0,
+        description="light-source power at which `photons_per_unit` holds (flux scales with the power)",
+    )
+    capture_attempts: int = Field(
+        1, ge=1, description="slmsuite retries; 1 surfaces faults at once"
+    )
     acquisition: Literal["instant", "free_running", "triggered"] = Field(
-        "free_running", description="instant: a frame is exposed when get_image() is called (an idealisation no real "
+        "free_running",
+        description="instant: a frame is exposed when get_image() is called (an idealisation no real "
         "camera offers); free_running: frames are exposed back to back at the frame rate and queue in buffers; "
-        "triggered: a frame is exposed on each trigger (see trigger_source)")
-    buffer_count: int = Field(3, ge=1, description="GenTL-like buffers between the sensor and the host")
+        "triggered: a frame is exposed on each trigger (see trigger_source)",
+    )
+    buffer_count: int = Field(
+        3, ge=1, description="GenTL-like buffers between the sensor and the host"
+    )
     buffer_handling: Literal["OldestFirst", "OldestFirstOverwrite", "NewestOnly"] = Field(
-        "OldestFirst", description="GenICam StreamBufferHandlingMode: OldestFirst (the default of most cameras: a "
+        "OldestFirst",
+        description="GenICam StreamBufferHandlingMode: OldestFirst (the default of most cameras: a "
         "full queue loses NEW frames, fetches return the oldest), OldestFirstOverwrite (a full queue loses its "
-        "oldest frame), NewestOnly (one buffer, always the newest frame)")
-    readout_s: float = Field(0.001, ge=0, description="exposure end to frame in the host's queue (readout + link)")
+        "oldest frame), NewestOnly (one buffer, always the newest frame)",
+    )
+    readout_s: float = Field(
+        0.001, ge=0, description="exposure end to frame in the host's queue (readout + link)"
+    )
     trigger_source: Literal["software", "display", "slm"] = Field(
-        "software", description="triggered cameras: a software trigger, or a hardware line from the input "
-        "display's (each new image, at the refresh it starts) or the Fourier SLM's trigger output (each write)")
-    trigger_delay_s: float = Field(0.0, ge=0, description="delay from a trigger to the exposure start")
-    incomplete_every_n: int = Field(0, ge=0, description="every n-th frame arrives incomplete (a lossy GigE "
-                                    "link; 0: never)")
-    clock_offset_s: float = Field(1000.0, description="the device clock's offset from the host's (timestamps are "
-                                  "the device's; read_frame maps them to the host clock)")
+        "software",
+        description="triggered cameras: a software trigger, or a hardware line from the input "
+        "display's (each new image, at the refresh it starts) or the Fourier SLM's trigger output (each write)",
+    )
+    trigger_delay_s: float = Field(
+        0.0, ge=0, description="delay from a trigger to the exposure start"
+    )
+    incomplete_every_n: int = Field(
+        0, ge=0, description="every n-th frame arrives incomplete (a lossy GigE link; 0: never)"
+    )
+    clock_offset_s: float = Field(
+        1000.0,
+        description="the device clock's offset from the host's (timestamps are "
+        "the device's; read_frame maps them to the host clock)",
+    )
     fft_workers: int = Field(-1, description="scipy.fft workers (-1: all cores)")
     name: str = "sim-4f-camera"
 
@@ -161,12 +202,16 @@ class Simulated4fCamera(Camera):
         self._geom: _Geometry | None = None
         self._ideal_cache: dict = {}
         # timing: frames exposed but not yet fetched, the free-running schedule, pending triggers, the light
-        self._queue: deque[tuple[int, float, float, bool]] = deque()  # (frame id, start, exposure, complete)
+        self._queue: deque[tuple[int, float, float, bool]] = (
+            deque()
+        )  # (frame id, start, exposure, complete)
         self._next_id = 0
         self._next_start: float | None = None
         self._triggers: deque[float] = deque()
         self._light_hist: ResponseHistory | None = None
-        self.frames_lost = 0  # exposed by the sensor but never delivered: buffers full (OldestFirst) or replaced
+        self.frames_lost = (
+            0  # exposed by the sensor but never delivered: buffers full (OldestFirst) or replaced
+        )
         self.frames_incomplete = 0
         self.last_frame: Frame | None = None
         super().__init__(
@@ -189,7 +234,9 @@ class Simulated4fCamera(Camera):
     def attach_light(self, light_source: Any = None, shutter: Any = None) -> None:
         """Couple the frames to the bench's source and shutter: anything with ``known(name)`` giving the last
         accepted ``power_mw``/``output_on`` and ``is_open`` (lab4f's SCPI instruments). None: not on the bench."""
-        self.light_level_of(light_source, shutter)  # reads their state now: a failure is raised here, not mid-run
+        self.light_level_of(
+            light_source, shutter
+        )  # reads their state now: a failure is raised here, not mid-run
         self._light_source, self._shutter = light_source, shutter
 
     def light_level(self) -> float:
@@ -199,7 +246,11 @@ class Simulated4fCamera(Camera):
     def light_level_of(self, src: Any, sh: Any) -> float:
         level = 1.0
         if src is not None:
-            level = float(src.known("power_mw")) / self.settings.reference_power_mw if src.known("output_on") else 0.0
+            level = (
+                float(src.known("power_mw")) / self.settings.reference_power_mw
+                if src.known("output_on")
+                else 0.0
+            )
         if sh is not None and not sh.known("is_open"):
             level = 0.0
         return level
@@ -217,7 +268,9 @@ class Simulated4fCamera(Camera):
             b_xy = np.array([self.shape[1] / 2, self.shape[0] / 2]) + np.asarray(s.affine_shift_px)
             M = A @ cells_per_k
         elif M is None or b is None:
-            raise ValueError("Give both M and b, or neither (then the settings' misalignment is used).")
+            raise ValueError(
+                "Give both M and b, or neither (then the settings' misalignment is used)."
+            )
         else:
             b_xy = np.ravel(np.asarray(b, dtype=np.float64))
         self.M = np.asarray(M, dtype=np.float64).reshape(2, 2)
@@ -249,18 +302,28 @@ class Simulated4fCamera(Camera):
         ix, iy = (fx - x0).astype(np.int64).ravel(), (fy - y0).astype(np.int64).ravel()
         cols = np.arange(ux.size)
         rows, cols4, data = [], [], []
-        for dy, dx, wgt in ((0, 0, (1 - ty) * (1 - tx)), (0, 1, (1 - ty) * tx), (1, 0, ty * (1 - tx)),
-                            (1, 1, ty * tx)):
+        for dy, dx, wgt in (
+            (0, 0, (1 - ty) * (1 - tx)),
+            (0, 1, (1 - ty) * tx),
+            (1, 0, ty * (1 - tx)),
+            (1, 1, ty * tx),
+        ):
             rows.append((iy + dy) * bw + ix + dx)
             cols4.append(cols)
             data.append(wgt)
         splat = sparse.coo_matrix(
-            (np.concatenate(data).astype(np.float32), (np.concatenate(rows), np.concatenate(cols4))),
+            (
+                np.concatenate(data).astype(np.float32),
+                (np.concatenate(rows), np.concatenate(cols4)),
+            ),
             shape=(bh * bw, ux.size),
         ).tocsr()
         h, w = self.shape
         real = self.settings.mode == "incoherent"
-        fft_shape = (sfft.next_fast_len(h + bh - 1, real=real), sfft.next_fast_len(w + bw - 1, real=real))
+        fft_shape = (
+            sfft.next_fast_len(h + bh - 1, real=real),
+            sfft.next_fast_len(w + bw - 1, real=real),
+        )
         self._geom = _Geometry(key, splat, (y0, x0), (bh, bw), fft_shape)
         return self._geom
 
@@ -309,18 +372,28 @@ class Simulated4fCamera(Camera):
         tx, ty = gx - fx, gy - fy
         coherent = self.settings.mode == "coherent"
         values = np.sqrt(inp) if coherent else inp
-        for dy, dx, wgt in ((0, 0, (1 - ty) * (1 - tx)), (0, 1, (1 - ty) * tx), (1, 0, ty * (1 - tx)),
-                            (1, 1, ty * tx)):
-            np.add.at(placed, ((fy.astype(int) + dy) % ny, (fx.astype(int) + dx) % nx), values * wgt)
+        for dy, dx, wgt in (
+            (0, 0, (1 - ty) * (1 - tx)),
+            (0, 1, (1 - ty) * tx),
+            (1, 0, ty * (1 - tx)),
+            (1, 1, ty * tx),
+        ):
+            np.add.at(
+                placed, ((fy.astype(int) + dy) % ny, (fx.astype(int) + dx) % nx), values * wgt
+            )
         w = self.settings.fft_workers
         if coherent:
             kernel = sfft.fft2(sfft.ifftshift(self.amplitude_psf()), workers=w)
             field = sfft.ifft2(sfft.fft2(placed, workers=w) * kernel, workers=w)
             return (field.real**2 + field.imag**2).astype(np.float32)
         kernel = sfft.rfft2(sfft.ifftshift(self.psf()), workers=w)
-        return sfft.irfft2(sfft.rfft2(placed, workers=w) * kernel, s=(ny, nx), workers=w).astype(np.float32)
+        return sfft.irfft2(sfft.rfft2(placed, workers=w) * kernel, s=(ny, nx), workers=w).astype(
+            np.float32
+        )
 
-    def _warped_psf_fft(self, geom: _Geometry, write_index: int | None = None) -> tuple[tuple, np.ndarray]:
+    def _warped_psf_fft(
+        self, geom: _Geometry, write_index: int | None = None
+    ) -> tuple[tuple, np.ndarray]:
         """(key, FFT of the PSF warped onto the camera's extended convolution grid); cached for recent writes."""
         index = self.slm.visible_write_index if write_index is None else write_index
         s = self.settings
@@ -338,7 +411,10 @@ class Simulated4fCamera(Camera):
         jacobian = np.float32(1.0 / abs(np.linalg.det(self.A)))
 
         def warp(img: np.ndarray) -> np.ndarray:
-            return map_coordinates(img, coords, order=1, mode="grid-wrap", output=np.float32) * jacobian
+            return (
+                map_coordinates(img, coords, order=1, mode="grid-wrap", output=np.float32)
+                * jacobian
+            )
 
         if s.mode == "coherent":
             amp = self.amplitude_psf(index)
@@ -351,8 +427,12 @@ class Simulated4fCamera(Camera):
         self._warp_cache[key] = kernel
         return key, kernel
 
-    def render(self, image: np.ndarray | None = None, image_key: object = None,
-               write_index: int | None = None) -> np.ndarray:
+    def render(
+        self,
+        image: np.ndarray | None = None,
+        image_key: object = None,
+        write_index: int | None = None,
+    ) -> np.ndarray:
         """Noise-free camera image in output-intensity units (float32, camera shape), before the sensor: of
         ``image`` (default: the display's latest image) through the PSF of SLM write ``write_index`` (default: the
         one the light sees now). ``image_key`` identifies ``image`` for the cache."""
@@ -372,7 +452,12 @@ class Simulated4fCamera(Camera):
         box = (geom.splat @ values.ravel()).reshape(bh, bw).astype(np.float32)
         wk = self.settings.fft_workers
         if coherent:
-            spec = sfft.fft(sfft.fft(box.astype(np.complex64), n=lx, axis=1, workers=wk), n=ly, axis=0, workers=wk)
+            spec = sfft.fft(
+                sfft.fft(box.astype(np.complex64), n=lx, axis=1, workers=wk),
+                n=ly,
+                axis=0,
+                workers=wk,
+            )
             spec *= kernel
             rows = sfft.ifft(spec, axis=0, workers=wk)[bh - 1 : bh - 1 + h]
             field = sfft.ifft(rows, axis=1, workers=wk)[:, bw - 1 : bw - 1 + w]
@@ -414,7 +499,9 @@ class Simulated4fCamera(Camera):
     # --- sensor ---------------------------------------------------------------------------------
 
     @staticmethod
-    def _make_gain_map(prnu: float, vignetting: float, seed: int, shape: tuple[int, int]) -> np.ndarray | None:
+    def _make_gain_map(
+        prnu: float, vignetting: float, seed: int, shape: tuple[int, int]
+    ) -> np.ndarray | None:
         """PRNU about 1 times the vignetting (1 at the centre), float32; None for a uniform sensor."""
         if prnu == 0 and vignetting == 0:
             return None
@@ -426,7 +513,9 @@ class Simulated4fCamera(Camera):
             g += prnu * rng.standard_normal((h, w))
         if vignetting > 0:
             yy, xx = np.ogrid[:h, :w]
-            r2 = ((yy - (h - 1) / 2) ** 2 + (xx - (w - 1) / 2) ** 2) / (((h - 1) / 2) ** 2 + ((w - 1) / 2) ** 2)
+            r2 = ((yy - (h - 1) / 2) ** 2 + (xx - (w - 1) / 2) ** 2) / (
+                ((h - 1) / 2) ** 2 + ((w - 1) / 2) ** 2
+            )
             g *= 1.0 - vignetting * r2
         return np.maximum(g, 0.05).astype(np.float32)
 
@@ -442,7 +531,9 @@ class Simulated4fCamera(Camera):
         view.flags.writeable = False
         return view
 
-    def _sensor(self, ideal: np.ndarray, light: float | None = None, exposure_s: float | None = None) -> np.ndarray:
+    def _sensor(
+        self, ideal: np.ndarray, light: float | None = None, exposure_s: float | None = None
+    ) -> np.ndarray:
         """Photoelectrons (times the pixel response map), shot + read noise, full-well saturation, gain, dark offset,
         quantisation. ``light``: the mean relative flux over the exposure (default: now)."""
         s = self.settings
@@ -487,7 +578,7 @@ class Simulated4fCamera(Camera):
 
     @property
     def trigger_mode(self) -> str:
-        """"off" (free-running or instant), "software" or "hardware" (a line from the display or the SLM)."""
+        """ "off" (free-running or instant), "software" or "hardware" (a line from the display or the SLM)."""
         if self.settings.acquisition != "triggered":
             return "off"
         return "software" if self.settings.trigger_source == "software" else "hardware"
@@ -504,9 +595,11 @@ class Simulated4fCamera(Camera):
     def trigger(self) -> None:
         """Expose one frame now (software trigger; after ``trigger_delay_s``)."""
         if self.trigger_mode != "software":
-            raise ConfigError(f"{self.name} is not software-triggered (acquisition={self.settings.acquisition!r}, "
-                              f"trigger_source={self.settings.trigger_source!r}); set acquisition = \"triggered\" "
-                              "and trigger_source = \"software\" in the camera settings")
+            raise ConfigError(
+                f"{self.name} is not software-triggered (acquisition={self.settings.acquisition!r}, "
+                f'trigger_source={self.settings.trigger_source!r}); set acquisition = "triggered" '
+                'and trigger_source = "software" in the camera settings'
+            )
         self._check_alive()
         self._schedule(now() + self.settings.trigger_delay_s)
 
@@ -514,7 +607,9 @@ class Simulated4fCamera(Camera):
         if not self._ready:
             raise RuntimeError("camera still initialising")  # slmsuite's dtype probe: use bitdepth
         if self._closed:
-            raise DeviceDisconnected(f"{self.name} was closed; create a new camera object.", device=self.name)
+            raise DeviceDisconnected(
+                f"{self.name} was closed; create a new camera object.", device=self.name
+            )
         check_connected(self.faults, self.frames_delivered, self.name)
 
     def _schedule(self, start_s: float) -> None:
@@ -526,7 +621,11 @@ class Simulated4fCamera(Camera):
         """Exposures triggered by the display's or the SLM's trigger output up to ``until_s``."""
         src = self.settings.trigger_source
         device = self.display if src == "display" else self.slm
-        on = getattr(device, "last_on_s", None) if src == "display" else getattr(device, "last_write_s", None)
+        on = (
+            getattr(device, "last_on_s", None)
+            if src == "display"
+            else getattr(device, "last_write_s", None)
+        )
         if on is None or not np.isfinite(on) or on == getattr(self, "_last_hw_trigger", None):
             return
         self._last_hw_trigger = on
@@ -588,9 +687,18 @@ class Simulated4fCamera(Camera):
     def _light_over(self, t0: float, t1: float) -> float:
         """Mean relative flux over ``[t0, t1]``: the source and shutter as they were then."""
         level = self.light_level()
-        changed = max([getattr(d, "changed_at", {}).get(a, -np.inf) for d, a in
-                       ((self._light_source, "power_mw"), (self._light_source, "output_on"),
-                        (self._shutter, "is_open")) if d is not None] or [-np.inf])
+        changed = max(
+            [
+                getattr(d, "changed_at", {}).get(a, -np.inf)
+                for d, a in (
+                    (self._light_source, "power_mw"),
+                    (self._light_source, "output_on"),
+                    (self._shutter, "is_open"),
+                )
+                if d is not None
+            ]
+            or [-np.inf]
+        )
         if self._light_hist is None:
             self._light_hist = ResponseHistory(level, level)
         elif self._light_hist.latest.value != level:
@@ -598,16 +706,26 @@ class Simulated4fCamera(Camera):
         return float(sum(w * st.value for w, st in self._light_hist.weights(t0, t1)))
 
     def _expose(self, frame_id: int, start: float, exposure: float, complete: bool) -> Frame:
-        image = self._sensor(self.render_exposure(start, exposure), self._light_over(start, start + exposure),
-                             exposure)
+        image = self._sensor(
+            self.render_exposure(start, exposure),
+            self._light_over(start, start + exposure),
+            exposure,
+        )
         if not complete:  # a lossy link: the tail of the buffer never arrived
             self.frames_incomplete += 1
-            image[image.shape[0] // 2:] = 0
+            image[image.shape[0] // 2 :] = 0
         self.last_frame_index = frame_id
         self.frames_delivered += 1
-        truth = None if self.display is None else {
-            "display": {v: w for w, v, _ in self.display.image_weights(start, start + exposure)}}
-        frame = Frame(image, frame_id, start, exposure, complete, start + self.settings.clock_offset_s, truth)
+        truth = (
+            None
+            if self.display is None
+            else {
+                "display": {v: w for w, v, _ in self.display.image_weights(start, start + exposure)}
+            }
+        )
+        frame = Frame(
+            image, frame_id, start, exposure, complete, start + self.settings.clock_offset_s, truth
+        )
         self.last_frame = frame
         return frame
 
@@ -628,9 +746,16 @@ class Simulated4fCamera(Camera):
             if ready is None or ready > deadline:
                 if ready is not None:
                     time.sleep(max(deadline - now(), 0))
-                what = "no trigger came" if ready is None else f"the next frame is due in {ready - now():.3g} s"
-                raise DeviceTimeout(f"{self.name} delivered no frame within {timeout_s:.3g} s ({what}); check the "
-                                    "trigger and the exposure, or raise the timeout", device=self.name)
+                what = (
+                    "no trigger came"
+                    if ready is None
+                    else f"the next frame is due in {ready - now():.3g} s"
+                )
+                raise DeviceTimeout(
+                    f"{self.name} delivered no frame within {timeout_s:.3g} s ({what}); check the "
+                    "trigger and the exposure, or raise the timeout",
+                    device=self.name,
+                )
             time.sleep(max(ready - now(), 0))
 
     def drain(self) -> list[Frame]:
@@ -659,7 +784,9 @@ class Simulated4fCamera(Camera):
         self.last_frame_index = index
         self.frames_delivered += 1
         truth = None if self.display is None else {"display": {self.display.version: 1.0}}
-        self.last_frame = Frame(frame, index, t, self.exposure_s, True, t + self.settings.clock_offset_s, truth)
+        self.last_frame = Frame(
+            frame, index, t, self.exposure_s, True, t + self.settings.clock_offset_s, truth
+        )
         return self.last_frame
 
     def _get_exposure_hw(self) -> float:

@@ -23,27 +23,45 @@ class SimulatedDisplaySettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    shape: tuple[PositiveInt, PositiveInt] = Field((28, 28), description="(height, width) in pixels, each >= 1")
+    shape: tuple[PositiveInt, PositiveInt] = Field(
+        (28, 28), description="(height, width) in pixels, each >= 1"
+    )
     bitdepth: int = Field(8, ge=1, le=16)
-    gamma: float = Field(2.2, gt=0, description="intensity = black + (1 - black) * level ** gamma (2.2: an LCD)")
-    black_level: float = Field(0.001, ge=0, lt=1, description="relative intensity of gray 0 (contrast)")
+    gamma: float = Field(
+        2.2, gt=0, description="intensity = black + (1 - black) * level ** gamma (2.2: an LCD)"
+    )
+    black_level: float = Field(
+        0.001, ge=0, lt=1, description="relative intensity of gray 0 (contrast)"
+    )
     position_px: tuple[FiniteFloat, FiniteFloat] = Field(
-        (0.0, 0.0), description="(x, y) offset of the centre pixel from the optical axis, in output cells"
+        (0.0, 0.0),
+        description="(x, y) offset of the centre pixel from the optical axis, in output cells",
     )
     refresh_hz: float | None = Field(
-        60.0, gt=0, description="refresh rate; a new image appears at a refresh (60: an LCD monitor; a DMD: its "
-        "pattern rate; inf or None: the instant it is sent, an idealisation no real display has)")
+        60.0,
+        gt=0,
+        description="refresh rate; a new image appears at a refresh (60: an LCD monitor; a DMD: its "
+        "pattern rate; inf or None: the instant it is sent, an idealisation no real display has)",
+    )
     latency_frames: int = Field(
-        2, ge=0, description="pipeline latency in whole refresh periods after the next refresh (monitors: 1-3)")
+        2,
+        ge=0,
+        description="pipeline latency in whole refresh periods after the next refresh (monitors: 1-3)",
+    )
     response_s: float = Field(
-        0.008, ge=0, description="10-90 % rise time of the pixels (liquid crystal: ~5-10 ms; a DMD: 0)")
+        0.008,
+        ge=0,
+        description="10-90 % rise time of the pixels (liquid crystal: ~5-10 ms; a DMD: 0)",
+    )
     name: str = "sim-input-display"
 
 
 class SimulatedDisplay(Display):
     """Shows an image quantised to its bit depth through its intensity response; the camera reads `image`."""
 
-    def __init__(self, settings: SimulatedDisplaySettings | None = None, faults: FaultPlan | None = None):
+    def __init__(
+        self, settings: SimulatedDisplaySettings | None = None, faults: FaultPlan | None = None
+    ):
         self.settings = settings or SimulatedDisplaySettings()
         self.faults = faults or FaultPlan()
         self.name = self.settings.name
@@ -53,11 +71,15 @@ class SimulatedDisplay(Display):
         self._levels = np.zeros(self.shape, dtype=self.level_dtype)
         self._image = self._response(self._levels)
         #: what the light shows over time (the camera integrates it over each exposure)
-        self.history = ResponseHistory(self.version, self._image, rise_to_tau(self.settings.response_s))
+        self.history = ResponseHistory(
+            self.version, self._image, rise_to_tau(self.settings.response_s)
+        )
         #: host time of the latest show() call and when its image starts to appear
         self.last_sent_s = self.last_on_s = -np.inf
         # the refresh clock's phase is the display's own, unknown to the host
-        self._vsync0 = now() - float(np.random.default_rng().uniform(0, self.refresh_period_s or 0.0))
+        self._vsync0 = now() - float(
+            np.random.default_rng().uniform(0, self.refresh_period_s or 0.0)
+        )
 
     @property
     def refresh_period_s(self) -> float | None:
@@ -106,7 +128,9 @@ class SimulatedDisplay(Display):
 
     def _show_hw(self, levels: np.ndarray) -> None:
         if self._closed:
-            raise DeviceDisconnected(f"{self.name} was closed; create a new display object.", device=self.name)
+            raise DeviceDisconnected(
+                f"{self.name} was closed; create a new display object.", device=self.name
+            )
         check_connected(self.faults, self.write_count, self.name)
         self._levels = levels
         self._image = self._response(levels)

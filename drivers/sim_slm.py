@@ -31,18 +31,32 @@ class SimulatedSLMSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    resolution: tuple[int, int] = Field((512, 512), description="(width, height) in pixels, as slmsuite")
+    resolution: tuple[int, int] = Field(
+        (512, 512), description="(width, height) in pixels, as slmsuite"
+    )
     pitch_um: float = Field(8.0, gt=0)
     wav_um: float = Field(0.633, gt=0)
     bitdepth: int = Field(8, ge=1, le=12)
-    phase_max_2pi: float = Field(1.05, gt=0, description="true phase at the top gray level, units of 2 pi")
-    phase_response_gamma: float = Field(1.3, gt=0, description="exponent of the gray -> phase power law")
-    crosstalk_sigma_px: float = Field(0.5, ge=0, description="fringing field: Gaussian blur of the phase")
-    settle_s: float = Field(0.03, ge=0, description="time after a write until the light sees it (99 %; "
-                            "a nematic LCoS: tens of ms; 0: instant, an idealisation)")
+    phase_max_2pi: float = Field(
+        1.05, gt=0, description="true phase at the top gray level, units of 2 pi"
+    )
+    phase_response_gamma: float = Field(
+        1.3, gt=0, description="exponent of the gray -> phase power law"
+    )
+    crosstalk_sigma_px: float = Field(
+        0.5, ge=0, description="fringing field: Gaussian blur of the phase"
+    )
+    settle_s: float = Field(
+        0.03,
+        ge=0,
+        description="time after a write until the light sees it (99 %; "
+        "a nematic LCoS: tens of ms; 0: instant, an idealisation)",
+    )
     settle_model: Literal["step", "exponential"] = Field(
-        "exponential", description="step: the new pattern appears whole after settle_s; exponential: the liquid crystal "
-        "relaxes from the old to the new pattern (time constant settle_s / ln 100), as a real LCoS does")
+        "exponential",
+        description="step: the new pattern appears whole after settle_s; exponential: the liquid crystal "
+        "relaxes from the old to the new pattern (time constant settle_s / ln 100), as a real LCoS does",
+    )
     name: str = "sim-fourier-slm"
 
 
@@ -92,8 +106,9 @@ class SimulatedFourierSLM(SimulatedSLM):
         """Accept the pattern into the simulated hardware, or fail like a real controller would."""
         if self._closed:
             self._restore_last_good()
-            raise DeviceDisconnected(f"{self.name} was closed; create a new SLM object to write again.",
-                                     device=self.name)
+            raise DeviceDisconnected(
+                f"{self.name} was closed; create a new SLM object to write again.", device=self.name
+            )
         try:
             check_connected(self.faults, self.write_count, self.name)
             check_write(self.faults, self.write_count, self.name)
@@ -114,7 +129,9 @@ class SimulatedFourierSLM(SimulatedSLM):
 
     def _tau_s(self) -> float:
         """Exponential relaxation constant: ``settle_s`` is where 99 % of the change has happened."""
-        return 0.0 if self.settings.settle_model == "step" else self.settings.settle_s / np.log(100.0)
+        return (
+            0.0 if self.settings.settle_model == "step" else self.settings.settle_s / np.log(100.0)
+        )
 
     def write_weights(self, t0: float, t1: float) -> list[tuple[float, int]]:
         """[(weight, write index)] the light saw over ``[t0, t1]`` (host clock), weights summing to 1."""
@@ -172,7 +189,9 @@ class SimulatedFourierSLM(SimulatedSLM):
         if field is None:
             amp = np.asarray(self.source["amplitude_sim"], dtype=np.float32)
             phase = self.true_phase(index) + np.asarray(self.source["phase_sim"], dtype=np.float32)
-            field = np.empty(phase.shape, dtype=np.complex64)  # float32 cos/sin: 10x faster than exp(1j*)
+            field = np.empty(
+                phase.shape, dtype=np.complex64
+            )  # float32 cos/sin: 10x faster than exp(1j*)
             field.real = amp * np.cos(phase)
             field.imag = amp * np.sin(phase)
             self._field_cache = {k: v for k, v in self._field_cache.items() if k >= index - 1}

@@ -19,8 +19,15 @@ from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, PositiveInt
 from lab4f.drivers.display import Display
 from lab4f.errors import ConfigError, DeviceError
 
-SLM_MODULES = {"ScreenMirrored": "screenmirrored", "SimulatedSLM": "simulated", "Meadowlark": "meadowlark",
-               "Holoeye": "holoeye", "Santec": "santec", "Hamamatsu": "hamamatsu", "PLM": "texasinstruments"}
+SLM_MODULES = {
+    "ScreenMirrored": "screenmirrored",
+    "SimulatedSLM": "simulated",
+    "Meadowlark": "meadowlark",
+    "Holoeye": "holoeye",
+    "Santec": "santec",
+    "Hamamatsu": "hamamatsu",
+    "PLM": "texasinstruments",
+}
 
 
 class SLMDisplaySettings(BaseModel):
@@ -29,10 +36,15 @@ class SLMDisplaySettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     slm: str = Field("ScreenMirrored", description=f"slmsuite SLM class: {', '.join(SLM_MODULES)}")
-    slm_settings: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of that class")
-    shape: tuple[PositiveInt, PositiveInt] = Field((28, 28), description="(H, W) of the input images shown, each >= 1")
-    position_px: tuple[FiniteFloat, FiniteFloat] = Field((0.0, 0.0),
-                                                         description="(x, y) offset of the image centre, pixels")
+    slm_settings: dict[str, Any] = Field(
+        default_factory=dict, description="keyword arguments of that class"
+    )
+    shape: tuple[PositiveInt, PositiveInt] = Field(
+        (28, 28), description="(H, W) of the input images shown, each >= 1"
+    )
+    position_px: tuple[FiniteFloat, FiniteFloat] = Field(
+        (0.0, 0.0), description="(x, y) offset of the image centre, pixels"
+    )
     bitdepth: int | None = Field(None, ge=1, le=32, description="filled in from the SLM")
 
 
@@ -45,17 +57,27 @@ class SLMDisplay(Display):
         if slm is None:
             module = SLM_MODULES.get(self.settings.slm)
             if module is None:
-                raise ConfigError(f"SLMDisplay: unknown slmsuite SLM {self.settings.slm!r}; choose one of "
-                                  f"{', '.join(SLM_MODULES)}")
-            cls = getattr(importlib.import_module(f"slmsuite.hardware.slms.{module}"), self.settings.slm)
+                raise ConfigError(
+                    f"SLMDisplay: unknown slmsuite SLM {self.settings.slm!r}; choose one of "
+                    f"{', '.join(SLM_MODULES)}"
+                )
+            cls = getattr(
+                importlib.import_module(f"slmsuite.hardware.slms.{module}"), self.settings.slm
+            )
             try:
                 slm = cls(**self.settings.slm_settings)
             except TypeError as exc:
-                raise ConfigError(f"SLMDisplay: {self.settings.slm} settings {sorted(self.settings.slm_settings)} "
-                                  f"do not fit its constructor: {exc}") from exc
-            except Exception as exc:  # vendor SDKs raise anything (ImportError when the SDK is absent)
-                raise DeviceError(f"SLMDisplay: the {self.settings.slm} SLM failed to open: {exc}; check it is "
-                                  "connected and its SDK installed") from exc
+                raise ConfigError(
+                    f"SLMDisplay: {self.settings.slm} settings {sorted(self.settings.slm_settings)} "
+                    f"do not fit its constructor: {exc}"
+                ) from exc
+            except (
+                Exception
+            ) as exc:  # vendor SDKs raise anything (ImportError when the SDK is absent)
+                raise DeviceError(
+                    f"SLMDisplay: the {self.settings.slm} SLM failed to open: {exc}; check it is "
+                    "connected and its SDK installed"
+                ) from exc
         self.slm = slm
         self.settings.bitdepth = int(slm.bitdepth)
         h, w = self.shape
@@ -90,7 +112,9 @@ class SLMDisplay(Display):
         top_row = self.slm.shape[0] // 2 - h // 2 + int(round(y0))
         left = self.slm.shape[1] // 2 - w // 2 + int(round(x0))
         frame[top_row : top_row + h, left : left + w] = levels
-        self.slm.set_phase(frame, settle=False)  # lab4f's sync policy waits for it (lab4f.bench.sync)
+        self.slm.set_phase(
+            frame, settle=False
+        )  # lab4f's sync policy waits for it (lab4f.bench.sync)
 
     def settings_snapshot(self) -> dict[str, Any]:
         return self.settings.model_dump(mode="json")

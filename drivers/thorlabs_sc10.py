@@ -37,19 +37,25 @@ logger = logging.getLogger(__name__)
 
 MANUAL_MODE = 1
 #: the SC10's error replies and what they mean
-_ERRORS = {"CMD_NOT_DEFINED": "an unknown command", "CMD_ARG_INVALID": "an argument the SC10 does not accept"}
+_ERRORS = {
+    "CMD_NOT_DEFINED": "an unknown command",
+    "CMD_ARG_INVALID": "an argument the SC10 does not accept",
+}
 
 
 class SC10ShutterSettings(VisaSettings):
     """Where the SC10 is and how it talks (9600 baud by default; its ``baud=1`` setting makes it 115200)."""
 
     resource: str = "ASRL3::INSTR"
-    baud_rate: Literal[9600, 115200] = Field(9600, description="serial rate: the SC10's baud? setting (0: 9600, "
-                                                              "1: 115200)")
+    baud_rate: Literal[9600, 115200] = Field(
+        9600, description="serial rate: the SC10's baud? setting (0: 9600, 1: 115200)"
+    )
     timeout_ms: int = Field(1000, gt=0, description="longest wait for one reply")
     read_termination: str = ">"  # every reply ends with the prompt
     write_termination: str = "\r"
-    move_timeout_s: float = Field(1.0, gt=0, description="longest wait for closed? to follow a move")
+    move_timeout_s: float = Field(
+        1.0, gt=0, description="longest wait for closed? to follow a move"
+    )
 
 
 class SC10Shutter(VisaInstrument):
@@ -80,8 +86,11 @@ class SC10Shutter(VisaInstrument):
         for line in lines:
             for code, meaning in _ERRORS.items():
                 if code in line:
-                    raise DeviceError(f"{self.settings.resource} refused {message!r}: {code} ({meaning}); check the "
-                                      "command against the SC10 manual.", device=type(self).__name__)
+                    raise DeviceError(
+                        f"{self.settings.resource} refused {message!r}: {code} ({meaning}); check the "
+                        "command against the SC10 manual.",
+                        device=type(self).__name__,
+                    )
         return "\n".join(lines)
 
     def command(self, message: str) -> str:
@@ -93,8 +102,10 @@ class SC10Shutter(VisaInstrument):
     def _flag(self, query: str) -> bool:
         reply = self.ask(query)
         if reply not in ("0", "1"):
-            raise DeviceError(f"{self.settings.resource}: cannot parse reply {reply!r} to {query!r} (0 or 1 expected);"
-                              " is this an SC10 at the configured baud rate?")
+            raise DeviceError(
+                f"{self.settings.resource}: cannot parse reply {reply!r} to {query!r} (0 or 1 expected);"
+                " is this an SC10 at the configured baud rate?"
+            )
         return reply == "1"
 
     def _handshake(self, listed: list[str]) -> InstrumentIdentity:
@@ -103,13 +114,18 @@ class SC10Shutter(VisaInstrument):
         reply = self.ask("id?")
         match = re.match(r"\s*(\S+)\s+(SC10)\b(?:.*?VERSION\s+(\S+))?", reply, flags=re.IGNORECASE)
         if match is None:
-            raise DeviceDisconnected(f"{s.resource} answered id? with {reply!r}, not as a Thorlabs SC10 does; backend "
-                                     f"{s.visa_library!r} lists {listed}. Check the port and baud_rate "
-                                     f"({s.baud_rate}).")
+            raise DeviceDisconnected(
+                f"{s.resource} answered id? with {reply!r}, not as a Thorlabs SC10 does; backend "
+                f"{s.visa_library!r} lists {listed}. Check the port and baud_rate "
+                f"({s.baud_rate})."
+            )
         mode = self.mode
         if mode != MANUAL_MODE:
-            logger.warning("%s: SC10 was in mode %d; switching to manual mode (mode=1) so that ens opens and shuts",
-                           s.resource, mode)
+            logger.warning(
+                "%s: SC10 was in mode %d; switching to manual mode (mode=1) so that ens opens and shuts",
+                s.resource,
+                mode,
+            )
             self.ask(f"mode={MANUAL_MODE}", changes=True)
             self._known["mode"] = MANUAL_MODE
         return InstrumentIdentity(match.group(1), match.group(2).upper(), "", match.group(3) or "")
@@ -123,7 +139,9 @@ class SC10Shutter(VisaInstrument):
         try:
             self._known["mode"] = int(reply)
         except ValueError as exc:
-            raise DeviceError(f"{self.settings.resource}: cannot parse reply {reply!r} to 'mode?'") from exc
+            raise DeviceError(
+                f"{self.settings.resource}: cannot parse reply {reply!r} to 'mode?'"
+            ) from exc
         return self._known["mode"]
 
     @property
@@ -153,12 +171,17 @@ class SC10Shutter(VisaInstrument):
         s = self.settings
         with self._lock:
             if open_ and self.interlock:
-                raise DeviceError(f"{s.resource}: the SC10's interlock is tripped, so it keeps the shutter shut; "
-                                  "close the interlock loop (the INTERLOCK connector on its back) and open again. "
-                                  "Nothing was sent.", device=type(self).__name__)
+                raise DeviceError(
+                    f"{s.resource}: the SC10's interlock is tripped, so it keeps the shutter shut; "
+                    "close the interlock loop (the INTERLOCK connector on its back) and open again. "
+                    "Nothing was sent.",
+                    device=type(self).__name__,
+                )
             if self.enabled != open_:
                 self.ask("ens", changes=True)
-                self.changed_at["is_open"] = time.perf_counter()  # when the move began (a simulated camera's timing)
+                self.changed_at["is_open"] = (
+                    time.perf_counter()
+                )  # when the move began (a simulated camera's timing)
                 self._known["enabled"] = open_
             reached, now_open = wait_until(lambda: self.is_open, open_, s.move_timeout_s)
             if not reached:
@@ -166,11 +189,15 @@ class SC10Shutter(VisaInstrument):
 
     def _stuck_message(self, wanted_open: bool, now_open: bool) -> str:
         s = self.settings
-        head = (f"{s.resource}: the SC10 was told to {'open' if wanted_open else 'shut'} but closed? still reads "
-                f"{int(not now_open)} after {s.move_timeout_s:g} s")
+        head = (
+            f"{s.resource}: the SC10 was told to {'open' if wanted_open else 'shut'} but closed? still reads "
+            f"{int(not now_open)} after {s.move_timeout_s:g} s"
+        )
         if not wanted_open:
-            return (f"{head}: the shutter may not have closed, so light may still pass. Block the beam by hand, then "
-                    "check the shutter cable and the controller.")
+            return (
+                f"{head}: the shutter may not have closed, so light may still pass. Block the beam by hand, then "
+                "check the shutter cable and the controller."
+            )
         return f"{head}: check the shutter cable (SH05/SH1 on the controller's output), or raise move_timeout_s."
 
     def open_shutter(self) -> None:

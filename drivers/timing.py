@@ -60,9 +60,13 @@ class State:
 class ResponseHistory:
     """The recent states of one device and their time-weighted shares over an exposure (thread-safe)."""
 
-    def __init__(self, initial_key: Any, initial_value: Any, tau_s: float = 0.0, maxlen: int = 256) -> None:
+    def __init__(
+        self, initial_key: Any, initial_value: Any, tau_s: float = 0.0, maxlen: int = 256
+    ) -> None:
         self.tau_s = float(tau_s)
-        self._states: deque[State] = deque([State(-math.inf, initial_key, initial_value)], maxlen=maxlen)
+        self._states: deque[State] = deque(
+            [State(-math.inf, initial_key, initial_value)], maxlen=maxlen
+        )
         self._lock = threading.Lock()
 
     def push(self, on_s: float, key: Any, value: Any) -> None:
@@ -92,6 +96,7 @@ class ResponseHistory:
         for k, st in enumerate(states):
             nxt = states[k + 1].on_s if k + 1 < len(states) else math.inf
             if t1 > t0:
+
                 def share(on: float) -> float:
                     if on == -math.inf:
                         return t1 - t0
@@ -102,7 +107,8 @@ class ResponseHistory:
                 w = (share(st.on_s) - share(nxt)) / (t1 - t0)
             else:
                 w = (1.0 if st.on_s == -math.inf else _step(t0 - st.on_s, tau)) - (
-                    0.0 if nxt == math.inf else _step(t0 - nxt, tau))
+                    0.0 if nxt == math.inf else _step(t0 - nxt, tau)
+                )
             if w > floor:
                 out.append((w, st))
         total = sum(w for w, _ in out)

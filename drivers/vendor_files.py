@@ -27,8 +27,9 @@ from lab4f.errors import ConfigError, DeviceError
 VENDOR_FILE_KEYS = ("phase_correction_path", "lut_path")
 
 
-def split_vendor_files(settings: Mapping[str, Any], accepted: Iterable[str] | None = None
-                       ) -> tuple[dict[str, Any], dict[str, Any]]:
+def split_vendor_files(
+    settings: Mapping[str, Any], accepted: Iterable[str] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """(settings for the SLM's constructor, vendor files for :func:`apply_vendor_files`): the vendor-file keys move
     out of the settings unless the constructor names them itself (``accepted``: its keywords; None: it names none)."""
     keep = set(accepted or ())
@@ -37,8 +38,9 @@ def split_vendor_files(settings: Mapping[str, Any], accepted: Iterable[str] | No
     return rest, files
 
 
-def apply_vendor_files(slm: Any, phase_correction_path: str | None = None, lut_path: str | None = None
-                       ) -> dict[str, Any]:
+def apply_vendor_files(
+    slm: Any, phase_correction_path: str | None = None, lut_path: str | None = None
+) -> dict[str, Any]:
     """Load the files into ``slm`` (any slmsuite SLM) and record them in its settings snapshot; returns the record.
     A missing or unfitting file is a ConfigError naming it; a vendor SDK refusing one is a DeviceError."""
     record: dict[str, Any] = dict(getattr(slm, "vendor_files", {}) or {})
@@ -47,29 +49,40 @@ def apply_vendor_files(slm: Any, phase_correction_path: str | None = None, lut_p
         try:
             loaded = slm.load_vendor_phase_correction(str(path))
         except (ValueError, OSError) as exc:
-            raise ConfigError(f"phase_correction_path {path} does not fit the SLM ({_shape(slm)}): {exc}; use the "
-                              "correction file made for this SLM (and this wavelength)") from exc
+            raise ConfigError(
+                f"phase_correction_path {path} does not fit the SLM ({_shape(slm)}): {exc}; use the "
+                "correction file made for this SLM (and this wavelength)"
+            ) from exc
         except Exception as exc:  # vendor SDKs raise anything
-            raise DeviceError(f"the SLM's SDK refused phase_correction_path {path}: {type(exc).__name__}: {exc}",
-                              device="slm") from exc
-        record.update(phase_correction_path=str(path), phase_correction_sha256=_sha256(path),
-                      phase_correction_loaded="sdk" if loaded is None else "source_phase")
+            raise DeviceError(
+                f"the SLM's SDK refused phase_correction_path {path}: {type(exc).__name__}: {exc}",
+                device="slm",
+            ) from exc
+        record.update(
+            phase_correction_path=str(path),
+            phase_correction_sha256=_sha256(path),
+            phase_correction_loaded="sdk" if loaded is None else "source_phase",
+        )
     if lut_path is not None:
         path = _existing(lut_path, "lut_path")
         if callable(getattr(slm, "load_lut", None)):
             try:
                 used = slm.load_lut(str(path))
             except Exception as exc:
-                raise DeviceError(f"the SLM's SDK refused lut_path {path}: {type(exc).__name__}: {exc}",
-                                  device="slm") from exc
+                raise DeviceError(
+                    f"the SLM's SDK refused lut_path {path}: {type(exc).__name__}: {exc}",
+                    device="slm",
+                ) from exc
             record.update(lut_path=str(used or path), lut_loaded="load_lut")
         else:
             levels, gamma = read_phase_response(path)
             try:
                 slm.set_gamma(gamma, levels)
             except ValueError as exc:
-                raise ConfigError(f"lut_path {path}: {exc} (the SLM has {getattr(slm, 'bitresolution', '?')} grey "
-                                  "levels; phases in units of 2π)") from exc
+                raise ConfigError(
+                    f"lut_path {path}: {exc} (the SLM has {getattr(slm, 'bitresolution', '?')} grey "
+                    "levels; phases in units of 2π)"
+                ) from exc
             record.update(lut_path=str(path), lut_loaded="set_gamma", lut_levels=int(len(gamma)))
         record["lut_sha256"] = _sha256(path)
     _record(slm, record)
@@ -81,18 +94,28 @@ def read_phase_response(path: str | Path) -> tuple[np.ndarray | None, np.ndarray
     level in order; two: level, phase)."""
     path = Path(path)
     try:
-        table = np.load(path) if path.suffix == ".npy" else np.loadtxt(
-            [line.replace(",", " ") for line in path.read_text(encoding="utf-8").splitlines()], comments="#")
+        table = (
+            np.load(path)
+            if path.suffix == ".npy"
+            else np.loadtxt(
+                [line.replace(",", " ") for line in path.read_text(encoding="utf-8").splitlines()],
+                comments="#",
+            )
+        )
     except ValueError as exc:
-        raise ConfigError(f"lut_path {path}: not a table of numbers ({exc}); write one phase per grey level, or "
-                          "'level, phase' rows, phases in units of 2π") from exc
+        raise ConfigError(
+            f"lut_path {path}: not a table of numbers ({exc}); write one phase per grey level, or "
+            "'level, phase' rows, phases in units of 2π"
+        ) from exc
     table = np.asarray(table, dtype=float)
     if table.ndim == 1:
         return None, table
     if table.ndim == 2 and table.shape[1] == 2:
         return table[:, 0], table[:, 1]
-    raise ConfigError(f"lut_path {path}: a table of shape {table.shape}; expected one column (phase per level) or "
-                      "two (level, phase)")
+    raise ConfigError(
+        f"lut_path {path}: a table of shape {table.shape}; expected one column (phase per level) or "
+        "two (level, phase)"
+    )
 
 
 def _record(slm: Any, record: dict[str, Any]) -> None:
@@ -118,8 +141,10 @@ def _record(slm: Any, record: dict[str, Any]) -> None:
 def _existing(path: str, key: str) -> Path:
     p = Path(path).expanduser().resolve()
     if not p.is_file():
-        raise ConfigError(f"{key} {p} does not exist: fix [slm] settings.{key} in the bench config (the vendor ships "
-                          "this file with the SLM, usually on its driver CD or download page)")
+        raise ConfigError(
+            f"{key} {p} does not exist: fix [slm] settings.{key} in the bench config (the vendor ships "
+            "this file with the SLM, usually on its driver CD or download page)"
+        )
     return p
 
 

@@ -56,14 +56,23 @@ def saturation_level(bitdepth: int | None, frame: np.ndarray | None = None) -> f
     return None
 
 
-def region_stats(region: np.ndarray, raw: np.ndarray | None = None, saturation: float | None = None) -> dict[str, Any]:
+def region_stats(
+    region: np.ndarray, raw: np.ndarray | None = None, saturation: float | None = None
+) -> dict[str, Any]:
     """Mean, standard deviation, min, max, sum and size of ``region`` (as shown, maybe averaged), and how many of the
     ``raw`` frame's pixels in it are saturated."""
     r = np.asarray(region, np.float64)
     if r.size == 0:
         return {"pixels": 0}
-    out = {"pixels": int(r.size), "shape": tuple(r.shape), "mean": float(r.mean()), "std": float(r.std()),
-           "min": float(r.min()), "max": float(r.max()), "sum": float(r.sum())}
+    out = {
+        "pixels": int(r.size),
+        "shape": tuple(r.shape),
+        "mean": float(r.mean()),
+        "std": float(r.std()),
+        "min": float(r.min()),
+        "max": float(r.max()),
+        "sum": float(r.sum()),
+    }
     if raw is not None and saturation is not None:
         out["saturated"] = int(np.count_nonzero(np.asarray(raw) >= saturation))
     return out

@@ -9,7 +9,9 @@ from PySide6 import QtWidgets
 from lab4f.gui.main_window import APPLICATION, ORGANISATION, MainWindow
 
 
-def run(config_path: str | None = None, restore: bool = True, quit_after_ms: int | None = None) -> int:
+def run(
+    config_path: str | None = None, restore: bool = True, quit_after_ms: int | None = None
+) -> int:
     """Open the main window and run the event loop until it closes; returns the exit code."""
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     app.setOrganizationName(ORGANISATION)

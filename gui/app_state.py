@@ -19,7 +19,9 @@ class AppState(QtCore.QObject):
     model_changed = QtCore.Signal()
     program_changed = QtCore.Signal()
     calibration_changed = QtCore.Signal()
-    calibrating_changed = QtCore.Signal(bool)  # a calibration started (True) or ended: other bench jobs wait
+    calibrating_changed = QtCore.Signal(
+        bool
+    )  # a calibration started (True) or ended: other bench jobs wait
     compiling_changed = QtCore.Signal(bool)  # a compile started (True) or ended: calibrations wait
     status = QtCore.Signal(str)
 
@@ -29,15 +31,20 @@ class AppState(QtCore.QObject):
         self.program: Any = None  # OpticalProgram, compiled and uploaded
         self.program_path: str | None = None
         self.calibration: CalibrationRecord | None = None  # the record in use (run here or loaded)
-        self.stale_steps: dict[str, list[str]] = {}  # its steps measured before a step they build on was re-run
+        self.stale_steps: dict[
+            str, list[str]
+        ] = {}  # its steps measured before a step they build on was re-run
         self.camera_shape: tuple[int, int] | None = None
         self.calibrating = False
         self.compiling = False
 
     def calibration_check(self) -> CalibrationCheck:
         """What the record in use lacks for the uploaded program, or has stale (`lab4f.gui.calibration_check`)."""
-        return check_calibration(self.calibration, self.program_path if self.program is not None else None,
-                                 self.stale_steps)
+        return check_calibration(
+            self.calibration,
+            self.program_path if self.program is not None else None,
+            self.stale_steps,
+        )
 
     def set_calibrating(self, on: bool) -> None:
         if on != self.calibrating:
@@ -86,8 +93,19 @@ def load_for_gui(path: str, n_images: int = 200) -> Loaded:
     if not hasattr(model, "kernel_bank"):
         from lab4f.errors import CheckpointError
 
-        raise CheckpointError(f"{path} is a {cfg.kind} checkpoint; load a 'student' or 'linear' (SCLC) checkpoint")
+        raise CheckpointError(
+            f"{path} is a {cfg.kind} checkpoint; load a 'student' or 'linear' (SCLC) checkpoint"
+        )
     kernels = model.kernel_bank().weights.numpy()
     data = task.data(cfg, meta, "test", checkpoint=path, limit=n_images)
-    return Loaded(path, model, cfg, meta, kernels, data.images[:, 0].numpy().astype(np.float32),
-                  data.targets.numpy(), data.class_names, task)
+    return Loaded(
+        path,
+        model,
+        cfg,
+        meta,
+        kernels,
+        data.images[:, 0].numpy().astype(np.float32),
+        data.targets.numpy(),
+        data.class_names,
+        task,
+    )

@@ -13,7 +13,9 @@ from lab4f.calibration import steps as registry
 from lab4f.calibration.runner import stale_steps
 from lab4f.storage import file_sha256
 
-_HASHES: dict[tuple[str, int, int], str] = {}  # (path, mtime_ns, size) → sha256: a program file is hashed once
+_HASHES: dict[
+    tuple[str, int, int], str
+] = {}  # (path, mtime_ns, size) → sha256: a program file is hashed once
 
 
 def program_hash(path: str | Path) -> str | None:
@@ -34,7 +36,9 @@ class CalibrationCheck:
 
     missing: list[str] = field(default_factory=list)  # program-dependent steps the record lacks
     foreign: list[str] = field(default_factory=list)  # steps measured for another program
-    stale: dict[str, list[str]] = field(default_factory=dict)  # step → the re-run steps it was measured before
+    stale: dict[str, list[str]] = field(
+        default_factory=dict
+    )  # step → the re-run steps it was measured before
     present: tuple[str, ...] = ()  # the record's steps
 
     @property
@@ -52,21 +56,30 @@ class CalibrationCheck:
         """The warning, one line per problem, and what to press."""
         lines = []
         if self.missing:
-            lines.append(f"Missing for the uploaded program: {', '.join(self.missing)} (the record was calibrated "
-                         "without a program, or before this one was uploaded).")
+            lines.append(
+                f"Missing for the uploaded program: {', '.join(self.missing)} (the record was calibrated "
+                "without a program, or before this one was uploaded)."
+            )
         if self.foreign:
-            lines.append(f"Measured for another program: {', '.join(self.foreign)} (the program on the SLM was "
-                         "compiled after them).")
+            lines.append(
+                f"Measured for another program: {', '.join(self.foreign)} (the program on the SLM was "
+                "compiled after them)."
+            )
         for step, rerun in self.stale.items():
             lines.append(f"Stale: {step} was measured before {', '.join(rerun)} was re-run.")
         if lines:
-            lines.append(f"A run would use nominal or wrong tiles and gains (expect poor accuracy). Run the steps "
-                         f"{', '.join(self.steps_to_run())} (Calibration panel), or start anyway.")
+            lines.append(
+                f"A run would use nominal or wrong tiles and gains (expect poor accuracy). Run the steps "
+                f"{', '.join(self.steps_to_run())} (Calibration panel), or start anyway."
+            )
         return "\n".join(lines)
 
 
-def check_calibration(record: Any, program_path: str | Path | None, stale: dict[str, list[str]] | None = None,
-                      ) -> CalibrationCheck:
+def check_calibration(
+    record: Any,
+    program_path: str | Path | None,
+    stale: dict[str, list[str]] | None = None,
+) -> CalibrationCheck:
     """The record's problems for the program at ``program_path`` (None: no program uploaded, so nothing program-
     dependent is expected). Stale steps are those the record's own per-step provenance shows measured before a step
     they build on was re-measured (`CalibrationRecord.stale_steps`: also for a record loaded from disk), plus
@@ -91,21 +104,27 @@ def check_calibration(record: Any, program_path: str | Path | None, stale: dict[
             continue
         prov = getattr(record.steps[s], "provenance", None)
         want = prov.program_sha256 if prov is not None and prov.program_sha256 else want_record
-        if want and have != want:  # the step's own program (records before per-step provenance: the record's)
+        if (
+            want and have != want
+        ):  # the step's own program (records before per-step provenance: the record's)
             check.foreign.append(s)
     for s in check.foreign:
         check.stale.pop(s, None)  # re-measured for the new program anyway
     return check
 
 
-def stale_after(base: Any, record: Any, stale_before: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+def stale_after(
+    base: Any, record: Any, stale_before: dict[str, list[str]] | None = None
+) -> dict[str, list[str]]:
     """Which steps of ``record`` (a partial calibration on top of ``base``) are stale: those of the base that build on a
     step that was re-run, and those already stale in the base that were not re-run. A re-run step is one whose result
     is not the base's (`CalibrationRecord.merged_with` keeps the base's results of the steps not run)."""
     if base is None:
         return {}
     rerun = [n for n, r in record.steps.items() if base.steps.get(n) is not r]
-    out = {k: list(v) for k, v in (stale_before or {}).items() if k not in rerun and k in record.steps}
+    out = {
+        k: list(v) for k, v in (stale_before or {}).items() if k not in rerun and k in record.steps
+    }
     depends = registry.depends_on_it()
     for step in stale_steps(rerun, base.steps):
         out.setdefault(step, [])

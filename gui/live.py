@@ -48,8 +48,13 @@ class LatestFrame:
             return self._frame, self.count
 
 
-def camera_pipeline(bench: Any, latest: LatestFrame, device_lock: Any, rate_hz: float | None = DEFAULT_RATE_HZ,
-                    capacity: int = 4) -> Pipeline:
+def camera_pipeline(
+    bench: Any,
+    latest: LatestFrame,
+    device_lock: Any,
+    rate_hz: float | None = DEFAULT_RATE_HZ,
+    capacity: int = 4,
+) -> Pipeline:
     """Live view only: grab at most ``rate_hz`` frames/s; frames go to ``latest``, nothing is processed."""
     camera, pacer = bench.camera, Pacer(rate_hz)
 
@@ -60,8 +65,14 @@ def camera_pipeline(bench: Any, latest: LatestFrame, device_lock: Any, rate_hz: 
         latest.put(frame)
         return int(getattr(camera, "last_frame_index", latest.count)), frame
 
-    return Pipeline(acquire, lambda frames: [None] * len(frames), policy="live", capacity=capacity,
-                    batch_size=capacity, stack=False)
+    return Pipeline(
+        acquire,
+        lambda frames: [None] * len(frames),
+        policy="live",
+        capacity=capacity,
+        batch_size=capacity,
+        stack=False,
+    )
 
 
 @dataclass
@@ -75,11 +86,15 @@ class LiveRun:
 
     setup: HybridSetup
     images: np.ndarray  # (N, h, w) in [0, 1]
-    labels: np.ndarray  # the task's targets: (N,) class labels, −1 where unknown; or masks (N, h, w)
+    labels: (
+        np.ndarray
+    )  # the task's targets: (N,) class labels, −1 where unknown; or masks (N, h, w)
     latest: LatestFrame
     device_lock: Any = field(default_factory=threading.RLock)  # held while showing and grabbing
     checkpoint: str | None = None
-    rate_hz: float | None = DEFAULT_RATE_HZ  # inputs shown per second (None or 0: as fast as the camera)
+    rate_hz: float | None = (
+        DEFAULT_RATE_HZ  # inputs shown per second (None or 0: as fast as the camera)
+    )
     capacity: int = 8
     batch_size: int = 8
     class_names: tuple[str, ...] = ()  # a segmentation run file names its classes
@@ -91,13 +106,26 @@ class LiveRun:
     _missed: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
-        check_display_fits(self.setup, self.images)  # refused here, not as an error in the acquisition thread
+        check_display_fits(
+            self.setup, self.images
+        )  # refused here, not as an error in the acquisition thread
         task = self.setup.task
         x = torch.from_numpy(self.images[:, None].astype(np.float32))
-        self.stream = StreamRun(self.setup, x, torch.from_numpy(np.asarray(self.labels)), policy="live",
-                                batch_size=self.batch_size, capacity=self.capacity, samples=SAMPLE_FRAMES,
-                                repeat=True, rate_hz=self.rate_hz, device_lock=self.device_lock,
-                                on_frame=self.latest.put, keep_results=task.keep_results, digital_batch=64)
+        self.stream = StreamRun(
+            self.setup,
+            x,
+            torch.from_numpy(np.asarray(self.labels)),
+            policy="live",
+            batch_size=self.batch_size,
+            capacity=self.capacity,
+            samples=SAMPLE_FRAMES,
+            repeat=True,
+            rate_hz=self.rate_hz,
+            device_lock=self.device_lock,
+            on_frame=self.latest.put,
+            keep_results=task.keep_results,
+            digital_batch=64,
+        )
         self.tally = task.tally(self.num_classes)
 
     @property
@@ -129,8 +157,12 @@ class LiveRun:
         """Counters now: the pipeline's stats plus the task's running metric over the results since the last poll
         (``task``, the metric's figures, ``agreement`` of the optical and digital paths, the newest result)."""
         stats: StreamStats = self.pipeline.stats()
-        new, total = self.pipeline.results_since(self._read)  # the newest are kept: a live run has no end
-        self._missed += total - self._read - len(new)  # trimmed before this poll read them (a very slow GUI)
+        new, total = self.pipeline.results_since(
+            self._read
+        )  # the newest are kept: a live run has no end
+        self._missed += (
+            total - self._read - len(new)
+        )  # trimmed before this poll read them (a very slow GUI)
         self._read = total
         digital = self.stream.digital
         for _, k, optical in new:
@@ -147,7 +179,11 @@ class LiveRun:
         """The run file `lab4f run` writes for this task (no overlay PNGs beside it)."""
         task = self.setup.task
         names = self.class_names or tuple(str(i) for i in range(self.num_classes))
-        data = TaskData(torch.from_numpy(self.images[:, None].astype(np.float32)),
-                        torch.from_numpy(np.asarray(self.labels)), names, "gui live run")
+        data = TaskData(
+            torch.from_numpy(self.images[:, None].astype(np.float32)),
+            torch.from_numpy(np.asarray(self.labels)),
+            names,
+            "gui live run",
+        )
         result = task.result(self.result(), data, dict(self.notes))
         return task.save(path, result, self.setup, checkpoint=self.checkpoint, pngs=0)[0]

@@ -21,7 +21,9 @@ CORE_LOGGER = "lab4f"  # lab4f.bench.*, lab4f.calibration.*, lab4f.drivers.*, la
 class LogBridge(QtCore.QObject):
     """Lives in the GUI thread; its signal carries a log record's fields across threads."""
 
-    entry = QtCore.Signal(str, str, str, float)  # level name, logger name, message, time (s since the epoch)
+    entry = QtCore.Signal(
+        str, str, str, float
+    )  # level name, logger name, message, time (s since the epoch)
 
 
 class QtLogHandler(logging.Handler):
@@ -56,7 +58,9 @@ class LogPanel(QtWidgets.QWidget):
         self.errors_only.setToolTip("Show only errors (things that stopped), not warnings")
         self.errors_only.toggled.connect(self._filter)
         copy_btn = QtWidgets.QPushButton("Copy")
-        copy_btn.setToolTip("Copy the shown entries to the clipboard (for a bug report or the lab notebook)")
+        copy_btn.setToolTip(
+            "Copy the shown entries to the clipboard (for a bug report or the lab notebook)"
+        )
         copy_btn.clicked.connect(self.copy)
         clear_btn = QtWidgets.QPushButton("Clear")
         clear_btn.setToolTip("Remove every entry from the list")
@@ -68,8 +72,10 @@ class LogPanel(QtWidgets.QWidget):
         layout.addLayout(row)
         self.list = QtWidgets.QListWidget()
         self.list.setWordWrap(True)
-        self.list.setToolTip("Warnings and errors of the core and the GUI, newest last (hover an entry for its "
-                             "original text)")
+        self.list.setToolTip(
+            "Warnings and errors of the core and the GUI, newest last (hover an entry for its "
+            "original text)"
+        )
         layout.addWidget(self.list, 1)
         self.warnings = self.errors = 0
         self.handler = QtLogHandler()
@@ -110,7 +116,11 @@ class LogPanel(QtWidgets.QWidget):
         self._count()
 
     def copy(self) -> None:
-        shown = [self.list.item(i).text() for i in range(self.list.count()) if not self.list.item(i).isHidden()]
+        shown = [
+            self.list.item(i).text()
+            for i in range(self.list.count())
+            if not self.list.item(i).isHidden()
+        ]
         QtWidgets.QApplication.clipboard().setText("\n".join(shown))
 
     def _filter(self, errors_only: bool) -> None:
@@ -120,5 +130,7 @@ class LogPanel(QtWidgets.QWidget):
 
     def _count(self) -> None:
         w, e = self.warnings, self.errors
-        self.summary.setText(f"{w} warning{'s' * (w != 1)}, {e} error{'s' * (e != 1)}" if w or e else "no warnings")
+        self.summary.setText(
+            f"{w} warning{'s' * (w != 1)}, {e} error{'s' * (e != 1)}" if w or e else "no warnings"
+        )
         self.counts_changed.emit(w, e)

@@ -24,17 +24,32 @@ ORGANISATION, APPLICATION = "lab4f", "lab4f-gui"
 SETTINGS_VERSION = 1
 #: The version of the dock layout saveState writes: a layout saved by an earlier arrangement is not restored.
 LAYOUT_VERSION = 2
-DOCK_WIDTH = 540  # px of the workflow panels' tabs at the first start; the camera view takes the rest
+DOCK_WIDTH = (
+    540  # px of the workflow panels' tabs at the first start; the camera view takes the rest
+)
 LOG_HEIGHT = 120  # px of the Log under the camera view at the first start
 #: Errors that stop a job get a dialog (others — a refused setting, a device read — the status line and the Log).
-STOPPED = {"calibration": "The calibration stopped", "compile": "The compile stopped",
-           "inference": "Live inference stopped", "checkpoint": "The checkpoint was not loaded"}
+STOPPED = {
+    "calibration": "The calibration stopped",
+    "compile": "The compile stopped",
+    "inference": "Live inference stopped",
+    "checkpoint": "The checkpoint was not loaded",
+}
 #: How long closing waits for each worker thread after cancelling its jobs (a non-cancellable job — loading a big
 #: checkpoint, a vendor call — may take this long).
 CLOSE_WAIT_MS = 30_000
-_UNFINISHED: list[QtCore.QThread] = []  # threads still running after close (never destroyed while running)
-KNOWN_KEYS = {"version", "geometry", "window_state", "bench/config", "kernels/checkpoint", "calibration/record",
-              "recent/files"}
+_UNFINISHED: list[
+    QtCore.QThread
+] = []  # threads still running after close (never destroyed while running)
+KNOWN_KEYS = {
+    "version",
+    "geometry",
+    "window_state",
+    "bench/config",
+    "kernels/checkpoint",
+    "calibration/record",
+    "recent/files",
+}
 
 
 def freeze_gc(*_: object) -> None:
@@ -54,12 +69,17 @@ class MainWindow(QtWidgets.QMainWindow):
         super().__init__()
         self.setWindowTitle("lab4f — hybrid optical-electronic CNN bench")
         self.setDockNestingEnabled(True)
-        self.setTabPosition(QtCore.Qt.DockWidgetArea.AllDockWidgetAreas, QtWidgets.QTabWidget.TabPosition.North)
+        self.setTabPosition(
+            QtCore.Qt.DockWidgetArea.AllDockWidgetAreas, QtWidgets.QTabWidget.TabPosition.North
+        )
         self.notes: list[str] = []
         self.state = AppState()
         self.bench_worker = BenchWorker(None)
         self.jobs = Worker()
-        self.threads = [start_in_thread(self.bench_worker, "lab4f-devices"), start_in_thread(self.jobs, "lab4f-jobs")]
+        self.threads = [
+            start_in_thread(self.bench_worker, "lab4f-devices"),
+            start_in_thread(self.jobs, "lab4f-jobs"),
+        ]
         self.bench_panel = BenchPanel(self.bench_worker)
         self.calibration_panel = CalibrationPanel(self.state, self.bench_worker)
         self.kernels_panel = KernelsPanel(self.state, self.bench_worker, self.jobs)
@@ -69,22 +89,32 @@ class MainWindow(QtWidgets.QMainWindow):
         # of one dock area beside it, each in a scroll area so that the window fits a 1366×768 laptop screen
         self.setCentralWidget(self.live_panel)
         self.docks: dict[str, QtWidgets.QDockWidget] = {}
-        for name, panel in (("Bench", self.bench_panel), ("Kernels", self.kernels_panel),
-                            ("Calibration", self.calibration_panel), ("Inference", self.inference_panel)):
+        for name, panel in (
+            ("Bench", self.bench_panel),
+            ("Kernels", self.kernels_panel),
+            ("Calibration", self.calibration_panel),
+            ("Inference", self.inference_panel),
+        ):
             self._add_dock(name, scrolled(panel), QtCore.Qt.DockWidgetArea.LeftDockWidgetArea)
         first = self.docks["Bench"]
         for name in ("Kernels", "Calibration", "Inference"):
             self.tabifyDockWidget(first, self.docks[name])
         self.docks["Kernels"].raise_()  # the next step after connecting the bench
         self.log_panel = LogPanel()
-        self.setCorner(QtCore.Qt.Corner.BottomLeftCorner, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.setCorner(
+            QtCore.Qt.Corner.BottomLeftCorner, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea
+        )
         self._add_dock("Log", self.log_panel, QtCore.Qt.DockWidgetArea.BottomDockWidgetArea)
         self.log_panel.counts_changed.connect(self._on_log_counts)
         self.log_panel.attach()  # the core's warnings (lab4f.*), from any thread, queued to this one
         self.resizeDocks([first], [DOCK_WIDTH], QtCore.Qt.Orientation.Horizontal)
         self.resizeDocks([self.docks["Log"]], [LOG_HEIGHT], QtCore.Qt.Orientation.Vertical)
-        self.error_box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Critical, "lab4f", "", parent=self)
-        self.error_box.setWindowModality(QtCore.Qt.WindowModality.NonModal)  # the window stays usable
+        self.error_box = QtWidgets.QMessageBox(
+            QtWidgets.QMessageBox.Icon.Critical, "lab4f", "", parent=self
+        )
+        self.error_box.setWindowModality(
+            QtCore.Qt.WindowModality.NonModal
+        )  # the window stays usable
         self.menus = Menus(self)
         self._recent_config: str | None = None
         self.status_line = status_label("ready")
@@ -99,10 +129,16 @@ class MainWindow(QtWidgets.QMainWindow):
         self.bench_worker.state.connect(self._on_bench_state)
         self.bench_worker.stream_failed.connect(self.on_stream_failed)
         self.bench_worker.done.connect(self._on_bench_done)
-        self.state.model_changed.connect(lambda: self.menus.add_recent(getattr(self.state.checkpoint, "path", None)))
+        self.state.model_changed.connect(
+            lambda: self.menus.add_recent(getattr(self.state.checkpoint, "path", None))
+        )
         self.state.status.connect(self.show_status)
-        for signal in (self.state.model_changed, self.state.program_changed, self.state.calibration_changed,
-                       self.bench_worker.run_ended):
+        for signal in (
+            self.state.model_changed,
+            self.state.program_changed,
+            self.state.calibration_changed,
+            self.bench_worker.run_ended,
+        ):
             signal.connect(freeze_gc)
         self.resize(1400, 900)
         self.default_layout = self.saveState(LAYOUT_VERSION)  # View ▸ Reset layout goes back to it
@@ -114,7 +150,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.bench_worker.submit(self.bench_worker.emit_state, where="bench")
         freeze_gc()
 
-    def _add_dock(self, name: str, widget: QtWidgets.QWidget, where: QtCore.Qt.DockWidgetArea) -> None:
+    def _add_dock(
+        self, name: str, widget: QtWidgets.QWidget, where: QtCore.Qt.DockWidgetArea
+    ) -> None:
         dock = QtWidgets.QDockWidget(name, self)
         dock.setObjectName(f"dock_{name.lower()}")
         dock.setWidget(widget)
@@ -140,7 +178,9 @@ class MainWindow(QtWidgets.QMainWindow):
         shown = in_gui_terms(message)
         advice = SAFETY_ADVICE if "SafetyLimitError" in message else ADVICE.get(where, "")
         self.error_where = where
-        self.status_line.setText(f"⚠ {where}: {shown} {advice if advice not in shown else ''}".strip())
+        self.status_line.setText(
+            f"⚠ {where}: {shown} {advice if advice not in shown else ''}".strip()
+        )
         self.status_line.setStyleSheet("color: #a40000")
         self.log_panel.add("ERROR", where, message)
         if where in STOPPED:
@@ -151,8 +191,11 @@ class MainWindow(QtWidgets.QMainWindow):
         """A device fault ended the camera stream or the run: the last frame is marked and the user told."""
         self.live_panel.mark_stale(f"the stream stopped ({where} fault)")
         if where not in STOPPED:  # a job's own failure has its dialog from on_failed
-            self.show_error(f"The stream stopped: the {where.replace('_', ' ')} failed", in_gui_terms(message),
-                            ADVICE.get(where, ""))
+            self.show_error(
+                f"The stream stopped: the {where.replace('_', ' ')} failed",
+                in_gui_terms(message),
+                ADVICE.get(where, ""),
+            )
 
     def show_error(self, title: str, message: str, advice: str = "") -> None:
         """A (non-modal) dialog for an error that stopped something: what happened and what to press."""
@@ -171,7 +214,9 @@ class MainWindow(QtWidgets.QMainWindow):
     def on_cancelled(self, where: str, message: str) -> None:
         """A job the user (or closing) cancelled: said plainly, not as an error."""
         self._clear_error()
-        self.status_line.setText(f"{where} cancelled: {message}" if where not in message else message)
+        self.status_line.setText(
+            f"{where} cancelled: {message}" if where not in message else message
+        )
 
     @QtCore.Slot(str)
     def on_succeeded(self, where: str) -> None:
@@ -187,7 +232,9 @@ class MainWindow(QtWidgets.QMainWindow):
     def _on_bench_state(self, st: dict) -> None:
         if "camera" in st:
             self.state.camera_shape = tuple(st["camera"]["shape"])
-        if self.bench_worker.config_path != self._recent_config:  # a config opened: to the top of the recent files
+        if (
+            self.bench_worker.config_path != self._recent_config
+        ):  # a config opened: to the top of the recent files
             self._recent_config = self.bench_worker.config_path
             self.menus.add_recent(self._recent_config)
 
@@ -217,22 +264,30 @@ class MainWindow(QtWidgets.QMainWindow):
         if version is None:
             return config_path
         if str(version) != str(SETTINGS_VERSION):
-            self._note(f"saved settings are version {version}, this lab4f writes {SETTINGS_VERSION}: ignored")
+            self._note(
+                f"saved settings are version {version}, this lab4f writes {SETTINGS_VERSION}: ignored"
+            )
             return config_path
         unknown = sorted(set(s.allKeys()) - KNOWN_KEYS)
         if unknown:
             self._note(f"ignored unknown saved settings: {', '.join(unknown)}")
-        for key, restore in (("geometry", self.restoreGeometry),
-                             ("window_state", lambda v: self.restoreState(v, LAYOUT_VERSION))):
+        for key, restore in (
+            ("geometry", self.restoreGeometry),
+            ("window_state", lambda v: self.restoreState(v, LAYOUT_VERSION)),
+        ):
             value = s.value(key)
             if value is not None and not (isinstance(value, QtCore.QByteArray) and restore(value)):
-                self._note(f"saved window {key} could not be restored (stale): using the default layout")
+                self._note(
+                    f"saved window {key} could not be restored (stale): using the default layout"
+                )
         saved = s.value("bench/config")
         if config_path is None and saved:
             if Path(str(saved)).is_file():
                 config_path = str(saved)
             else:
-                self._note(f"saved bench config {saved} no longer exists: using the simulated bench")
+                self._note(
+                    f"saved bench config {saved} no longer exists: using the simulated bench"
+                )
         checkpoint = s.value("kernels/checkpoint")
         if checkpoint:
             if Path(str(checkpoint)).is_file():
@@ -281,8 +336,10 @@ class MainWindow(QtWidgets.QMainWindow):
         for thread in self.threads:
             if not thread.wait(CLOSE_WAIT_MS):
                 # a QThread destroyed while running aborts the process: keep it (and its worker) referenced
-                self.notes.append(f"thread {thread.objectName()} did not stop within {CLOSE_WAIT_MS / 1000:g} s; "
-                                  "waiting for it in the background")
+                self.notes.append(
+                    f"thread {thread.objectName()} did not stop within {CLOSE_WAIT_MS / 1000:g} s; "
+                    "waiting for it in the background"
+                )
                 _UNFINISHED.append(thread)
         self.log_panel.detach()
         self.error_box.close()

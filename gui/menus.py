@@ -42,8 +42,10 @@ def versions() -> dict[str, str]:
 
 def about_text() -> str:
     rows = "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in versions().items())
-    return ("<b>lab4f</b> — lab control for a hybrid optical-electronic CNN on a 4f bench.<br>"
-            f"<table>{rows}</table>")
+    return (
+        "<b>lab4f</b> — lab control for a hybrid optical-electronic CNN on a 4f bench.<br>"
+        f"<table>{rows}</table>"
+    )
 
 
 def docs_index() -> Path | None:
@@ -54,7 +56,9 @@ def docs_index() -> Path | None:
     return index if index.is_file() else None
 
 
-def _action(menu: QtWidgets.QMenu, text: str, slot, shortcut: str | None = None, tip: str = "") -> QtGui.QAction:  # noqa: ANN001
+def _action(
+    menu: QtWidgets.QMenu, text: str, slot, shortcut: str | None = None, tip: str = ""
+) -> QtGui.QAction:  # noqa: ANN001
     act = menu.addAction(text)
     act.triggered.connect(lambda _checked=False: slot())
     if shortcut:
@@ -75,29 +79,48 @@ class Menus:
         bar = win.menuBar()
         file = bar.addMenu("&File")
         a = self.actions
-        a["open_config"] = _action(file, "Open bench config…", win.bench_panel._choose_config, "Ctrl+Shift+O")
-        a["open_checkpoint"] = _action(file, "Open checkpoint…", win.kernels_panel._choose, "Ctrl+O")
-        a["open_record"] = _action(file, "Open calibration record…", win.calibration_panel._choose_load, "Ctrl+Shift+R")
+        a["open_config"] = _action(
+            file, "Open bench config…", win.bench_panel._choose_config, "Ctrl+Shift+O"
+        )
+        a["open_checkpoint"] = _action(
+            file, "Open checkpoint…", win.kernels_panel._choose, "Ctrl+O"
+        )
+        a["open_record"] = _action(
+            file, "Open calibration record…", win.calibration_panel._choose_load, "Ctrl+Shift+R"
+        )
         self.recent_menu = file.addMenu("Recent files")
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         file.addSeparator()
-        a["save_run"] = _action(file, "Save run…", self.save_run, "Ctrl+S", "Record the run stopped last to a file")
+        a["save_run"] = _action(
+            file, "Save run…", self.save_run, "Ctrl+S", "Record the run stopped last to a file"
+        )
         self.export_menu = file.addMenu("Export plot")
         self.export_menu.aboutToShow.connect(self._fill_export)
         file.addSeparator()
         a["quit"] = _action(file, "Quit", win.close, "Ctrl+Q")
         run = bar.addMenu("&Run")
         a["start"] = _action(run, "Start live inference", self.start, "F5")
-        a["stop"] = _action(run, "Stop", self.stop, "Shift+F5", "Stop live inference or the camera stream")
+        a["stop"] = _action(
+            run, "Stop", self.stop, "Shift+F5", "Stop live inference or the camera stream"
+        )
         a["stream"] = _action(run, "Camera stream on/off", win.live_panel.toggle_stream, "F6")
-        a["snapshot"] = _action(run, "Snapshot…", win.live_panel._choose_snapshot, "F8",
-                                "Save the newest camera frame as a 16-bit PNG")
+        a["snapshot"] = _action(
+            run,
+            "Snapshot…",
+            win.live_panel._choose_snapshot,
+            "F8",
+            "Save the newest camera frame as a 16-bit PNG",
+        )
         view = bar.addMenu("&View")
         for dock in win.docks.values():
             view.addAction(dock.toggleViewAction())
         view.addSeparator()
-        a["reset_layout"] = _action(view, "Reset layout", win.reset_layout, tip="Put every panel back where it is at "
-                                    "the first start")
+        a["reset_layout"] = _action(
+            view,
+            "Reset layout",
+            win.reset_layout,
+            tip="Put every panel back where it is at the first start",
+        )
         helpm = bar.addMenu("&Help")
         a["docs"] = _action(helpm, "Documentation", self.open_docs, "F1")
         a["about"] = _action(helpm, "About lab4f", self.about)
@@ -133,8 +156,12 @@ class Menus:
     # -- plots -----------------------------------------------------------------------------------------
     def plots(self) -> dict:
         w = self.win
-        return (w.live_panel.plots() | w.calibration_panel.plots() | w.kernels_panel.plots()
-                | w.inference_panel.plots())
+        return (
+            w.live_panel.plots()
+            | w.calibration_panel.plots()
+            | w.kernels_panel.plots()
+            | w.inference_panel.plots()
+        )
 
     def _fill_export(self) -> None:
         self.export_menu.clear()
@@ -145,12 +172,15 @@ class Menus:
     def export(self, name: str, plot) -> None:  # noqa: ANN001
         stem = name.replace(": ", "-").replace(" ", "_").replace("/", "_")
         folder = Path(start_folder("run", self.win.bench_worker))
-        path, _ = QtWidgets.QFileDialog.getSaveFileName(self.win, f"Export {name}", str(folder / f"{stem}.png"),
-                                                        PLOT_FILTERS)
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(
+            self.win, f"Export {name}", str(folder / f"{stem}.png"), PLOT_FILTERS
+        )
         if path:
             try:
                 self.win.show_status(f"{name} exported to {export_plot(plot, path)}")
-            except Exception as exc:  # an unwritable folder, an exporter's limit: said, the window stays
+            except (
+                Exception
+            ) as exc:  # an unwritable folder, an exporter's limit: said, the window stays
                 self.win.on_failed("export", f"exporting {name} to {path} failed: {exc}")
 
     # -- run -------------------------------------------------------------------------------------------
@@ -167,8 +197,9 @@ class Menus:
     def save_run(self) -> None:
         w = self.win.bench_worker
         folder = Path(start_folder("run", w))
-        path, _ = QtWidgets.QFileDialog.getSaveFileName(self.win, "Save run", str(folder / "run.h5"),
-                                                        "Run file (*.h5)")
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(
+            self.win, "Save run", str(folder / "run.h5"), "Run file (*.h5)"
+        )
         if path:
             w.submit(lambda: w.save_run(path), name="run_saved", where="save run")
 
@@ -176,8 +207,10 @@ class Menus:
     def open_docs(self) -> bool:
         index = docs_index()
         if index is None:
-            self.win.show_status("the documentation is in the docs/ folder of lab4f's source repository (not "
-                                 "installed with the package)")
+            self.win.show_status(
+                "the documentation is in the docs/ folder of lab4f's source repository (not "
+                "installed with the package)"
+            )
             return False
         return QtGui.QDesktopServices.openUrl(QtCore.QUrl.fromLocalFile(str(index)))
 

@@ -12,7 +12,9 @@ from PySide6 import QtCore, QtGui, QtWidgets
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
 
-TITLE_SIZE = "9pt"  # plot titles: short, and small enough for two plots side by side in a laptop's dock
+TITLE_SIZE = (
+    "9pt"  # plot titles: short, and small enough for two plots side by side in a laptop's dock
+)
 
 
 def set_title(plot: pg.PlotWidget, title: str, tip: str | None = None) -> pg.PlotWidget:
@@ -33,7 +35,9 @@ def image_view(title: str = "", tip: str | None = None) -> tuple[pg.PlotWidget, 
     return plot, item
 
 
-def show_image(item: pg.ImageItem, image: np.ndarray | None, levels: tuple[float, float] | None = None) -> None:
+def show_image(
+    item: pg.ImageItem, image: np.ndarray | None, levels: tuple[float, float] | None = None
+) -> None:
     """Draw `image` (None clears); levels default to the image's 0.1–99.9 percentiles."""
     if image is None:
         item.clear()
@@ -76,10 +80,19 @@ class ElidedLabel(QtWidgets.QLabel):
         painter = QtGui.QPainter(self)
         rect = self.contentsRect()
         line = " ".join(self.text().split())
-        elided = self.fontMetrics().elidedText(line, QtCore.Qt.TextElideMode.ElideRight, rect.width())
+        elided = self.fontMetrics().elidedText(
+            line, QtCore.Qt.TextElideMode.ElideRight, rect.width()
+        )
         align = self.alignment() | QtCore.Qt.AlignmentFlag.AlignVCenter
-        self.style().drawItemText(painter, rect, int(align), self.palette(), self.isEnabled(), elided,
-                                  self.foregroundRole())
+        self.style().drawItemText(
+            painter,
+            rect,
+            int(align),
+            self.palette(),
+            self.isEnabled(),
+            elided,
+            self.foregroundRole(),
+        )
 
 
 def status_label(text: str = "") -> ElidedLabel:

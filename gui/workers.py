@@ -29,11 +29,11 @@ from lab4f.gui.live import DEFAULT_RATE_HZ, LatestFrame, LiveRun, camera_pipelin
 ADVICE = {
     "camera": "Check the cable and trigger, then Disconnect and Connect the camera again (Bench panel).",
     "slm": "Check the SLM controller, then Disconnect and Connect the SLM in the Bench panel (the camera that looks "
-           "through it is reconnected with it: press Connect for the camera too).",
+    "through it is reconnected with it: press Connect for the camera too).",
     "display": "Check the input display, then Disconnect and Connect the display in the Bench panel (and then "
-               "Connect the camera, which is released with it).",
+    "Connect the camera, which is released with it).",
     "light_source": "Check the source is powered and cabled, then Disconnect and Connect the light source "
-                    "(Bench panel).",
+    "(Bench panel).",
     "shutter": "Check the shutter controller, then Disconnect and Connect the shutter (Bench panel).",
 }
 
@@ -61,7 +61,9 @@ def unique_path(path: str | Path) -> Path:
 def default_run_path(calibration_dir: str | Path, folder: str | Path | None = None) -> Path:
     """Where a run is recorded when no file is named: ``run-YYYYmmdd-HHMMSS.h5`` in ``folder``, by default
     ``runs/`` beside the calibration folder (absolute: it does not depend on the working folder later)."""
-    folder = Path(folder) if folder is not None else Path(calibration_dir).absolute().parent / "runs"
+    folder = (
+        Path(folder) if folder is not None else Path(calibration_dir).absolute().parent / "runs"
+    )
     return unique_path(folder.absolute() / f"run-{datetime.now():%Y%m%d-%H%M%S}.h5")
 
 
@@ -70,14 +72,21 @@ def default_run_path(calibration_dir: str | Path, folder: str | Path | None = No
 START_FOLDERS = {"checkpoint": (".lab4f_cache", "checkpoints", "runs"), "config": ("examples",)}
 
 
-def start_folder(kind: str, worker: BenchWorker | None = None, recent: str | Path | None = None) -> str:
+def start_folder(
+    kind: str, worker: BenchWorker | None = None, recent: str | Path | None = None
+) -> str:
     """The folder a file dialog for ``kind`` ("run", "snapshot", "record", "checkpoint", "config") starts in: the
     folder of ``recent`` (the last such file), else runs/ beside the calibration folder for runs and snapshots, the
     calibration folder for records, else the ``START_FOLDERS``; the working folder if none exists."""
-    calibrations = Path(worker.bench.config.calibration_dir if worker is not None else "calibrations").absolute()
+    calibrations = Path(
+        worker.bench.config.calibration_dir if worker is not None else "calibrations"
+    ).absolute()
     candidates = [Path(recent).expanduser().parent] if recent else []
-    candidates += {"run": [calibrations.parent / "runs"], "snapshot": [calibrations.parent / "runs"],
-                   "record": [calibrations]}.get(kind, [])
+    candidates += {
+        "run": [calibrations.parent / "runs"],
+        "snapshot": [calibrations.parent / "runs"],
+        "record": [calibrations],
+    }.get(kind, [])
     candidates += [Path(p) for p in START_FOLDERS.get(kind, ())]
     for folder in candidates:
         if folder.is_dir():
@@ -85,8 +94,11 @@ def start_folder(kind: str, worker: BenchWorker | None = None, recent: str | Pat
     return str(Path.cwd())
 
 
-def cancellable(fn: Callable[[Callable[[int, int], None]], Any], cancel: threading.Event,
-                report: Callable[[int, int], None] | None = None) -> Any:
+def cancellable(
+    fn: Callable[[Callable[[int, int], None]], Any],
+    cancel: threading.Event,
+    report: Callable[[int, int], None] | None = None,
+) -> Any:
     """Run ``fn(on_iteration)`` (a compile) in this thread; ``on_iteration(done, total)`` — which the core calls
     after every phase-retrieval iteration — raises `JobCancelled` once ``cancel`` is set, else calls ``report``."""
 
@@ -110,14 +122,20 @@ class Worker(QtCore.QObject):
 
     _run = QtCore.Signal(object, str)
     failed = QtCore.Signal(str, str)
-    cancelled = QtCore.Signal(str, str)  # where, message: the user (or closing) stopped a job; not an error
-    succeeded = QtCore.Signal(str)  # where: a request of this kind worked (earlier error text may be cleared)
+    cancelled = QtCore.Signal(
+        str, str
+    )  # where, message: the user (or closing) stopped a job; not an error
+    succeeded = QtCore.Signal(
+        str
+    )  # where: a request of this kind worked (earlier error text may be cleared)
     done = QtCore.Signal(str, object)
 
     def __init__(self) -> None:
         super().__init__()
         self._run.connect(self._execute, QtCore.Qt.ConnectionType.QueuedConnection)
-        self._call_failed = False  # a request that reported a failure (e.g. from emit_state) is no success
+        self._call_failed = (
+            False  # a request that reported a failure (e.g. from emit_state) is no success
+        )
         self.failed.connect(self._mark_failed, QtCore.Qt.ConnectionType.DirectConnection)
 
     def _mark_failed(self, *_: object) -> None:
@@ -154,7 +172,9 @@ class Worker(QtCore.QObject):
             return
         except Exception as exc:  # a bug or a vendor SDK error: keep the thread alive and say so
             traceback.print_exc()
-            self.failed.emit(where, f"unexpected {type(exc).__name__}: {exc}. {ADVICE.get(where, '')}")
+            self.failed.emit(
+                where, f"unexpected {type(exc).__name__}: {exc}. {ADVICE.get(where, '')}"
+            )
             return
         if not self._call_failed:
             self.succeeded.emit(where)
@@ -177,22 +197,34 @@ class BenchWorker(Worker):
     progress = QtCore.Signal(str, float, str)  # step, fraction of that step, message
     streaming = QtCore.Signal(bool)
     run_ended = QtCore.Signal(dict)  # stop reason, error, processed, record path
-    stream_failed = QtCore.Signal(str, str)  # where (the faulty device's role, or "inference"), message
-    compile_progress = QtCore.Signal(int, int)  # phase-retrieval iterations done, in all (over every frame)
+    stream_failed = QtCore.Signal(
+        str, str
+    )  # where (the faulty device's role, or "inference"), message
+    compile_progress = QtCore.Signal(
+        int, int
+    )  # phase-retrieval iterations done, in all (over every frame)
 
     def __init__(self, config_path: str | None = None) -> None:
         super().__init__()
         self.config_path = config_path
         self.bench = Bench(load_bench_config(config_path))
         self.latest = LatestFrame()
-        self.device_lock = threading.RLock()  # the pipeline's acquisition thread holds it while grabbing
+        self.device_lock = (
+            threading.RLock()
+        )  # the pipeline's acquisition thread holds it while grabbing
         self.view: Pipeline | None = None  # live view only
         self.run: LiveRun | None = None  # live inference
-        self.last_run: LiveRun | None = None  # the run stopped last (File ▸ Save run), until the next starts
+        self.last_run: LiveRun | None = (
+            None  # the run stopped last (File ▸ Save run), until the next starts
+        )
         self.record_path: str | None = None
         self.cancel = threading.Event()  # calibration
-        self.compile_cancel = threading.Event()  # set from the GUI thread (Cancel, closing the window)
-        self.record: CalibrationRecord | None = None  # the calibration in use, as of this thread's queue
+        self.compile_cancel = (
+            threading.Event()
+        )  # set from the GUI thread (Cancel, closing the window)
+        self.record: CalibrationRecord | None = (
+            None  # the calibration in use, as of this thread's queue
+        )
         self.record_applied = False  # its exposure, phase LUT … are on the connected camera and SLM
         self.uploaded_phase: np.ndarray | None = None
         self._watch: QtCore.QTimer | None = None
@@ -216,17 +248,24 @@ class BenchWorker(Worker):
             try:
                 self.bench.devices[r] = build_device(r, cfg, self.bench.devices)
             except KeyError as exc:
-                raise DeviceError(f"the {r} needs the {exc.args[0]} connected first; connect it, then the {r}") \
-                    from None
+                raise DeviceError(
+                    f"the {r} needs the {exc.args[0]} connected first; connect it, then the {r}"
+                ) from None
         self.bench.couple_light()  # a simulated camera follows a newly connected source or shutter
-        stamp_writes(self.bench.devices.get("slm"))  # the sync policy needs to know when the SLM changed
+        stamp_writes(
+            self.bench.devices.get("slm")
+        )  # the sync policy needs to know when the SLM changed
         self.apply_record()
         return self.emit_state()
 
     def apply_record(self) -> bool:
         """Put the calibration in use on the bench once its camera and SLM are connected (a record restored or
         loaded before connecting, or devices reconnected since); says so with ``done("record_applied", record)``."""
-        if self.record is None or self.record_applied or not {"camera", "slm"} <= set(self.bench.devices):
+        if (
+            self.record is None
+            or self.record_applied
+            or not {"camera", "slm"} <= set(self.bench.devices)
+        ):
             return False
         try:
             with self.device_lock:
@@ -270,27 +309,41 @@ class BenchWorker(Worker):
         for role in ROLES:
             cfg = getattr(self.bench.config, role)
             dev = self.bench.devices.get(role)
-            entry: dict[str, Any] = {"configured": cfg is not None and cfg.enabled,
-                                     "driver": cfg.driver if cfg else "", "connected": dev is not None}
+            entry: dict[str, Any] = {
+                "configured": cfg is not None and cfg.enabled,
+                "driver": cfg.driver if cfg else "",
+                "connected": dev is not None,
+            }
             if dev is not None:
                 entry["identity"] = ", ".join(f"{k}={v}" for k, v in identity_of(dev).items() if v)
             devices[role] = entry
-        st: dict[str, Any] = {"config": self.config_path or "(built-in simulated bench)",
-                              "name": self.bench.config.name, "devices": devices,
-                              "sync": self.bench.sync.policy, "sync_counters": self.bench.sync.counters.to_dict(),
-                              "streaming": self.view is not None or self.run is not None}
+        st: dict[str, Any] = {
+            "config": self.config_path or "(built-in simulated bench)",
+            "name": self.bench.config.name,
+            "devices": devices,
+            "sync": self.bench.sync.policy,
+            "sync_counters": self.bench.sync.counters.to_dict(),
+            "streaming": self.view is not None or self.run is not None,
+        }
         try:
             with self.device_lock:
                 if "camera" in self.bench.devices:
                     cam = self.bench.camera
                     settings = getattr(cam, "settings", None)
-                    st["camera"] = {"exposure_s": float(cam.get_exposure()), "shape": list(cam.shape),
-                                    "gain": getattr(settings, "gain", None),
-                                    "bitdepth": getattr(cam, "bitdepth", None) or getattr(settings, "bitdepth", None)}
+                    st["camera"] = {
+                        "exposure_s": float(cam.get_exposure()),
+                        "shape": list(cam.shape),
+                        "gain": getattr(settings, "gain", None),
+                        "bitdepth": getattr(cam, "bitdepth", None)
+                        or getattr(settings, "bitdepth", None),
+                    }
                 if "light_source" in self.bench.devices:
                     ls = self.bench.light_source
-                    st["light_source"] = {"power_mw": ls.power_mw, "on": ls.output_on,
-                                          "max_power_mw": ls.settings.max_power_mw}
+                    st["light_source"] = {
+                        "power_mw": ls.power_mw,
+                        "on": ls.output_on,
+                        "max_power_mw": ls.settings.max_power_mw,
+                    }
                 if "shutter" in self.bench.devices:
                     st["shutter"] = {"open": self.bench.shutter.is_open}
         except DeviceError as exc:
@@ -307,7 +360,9 @@ class BenchWorker(Worker):
     def set_gain(self, gain: float) -> dict[str, Any]:
         settings = getattr(self.bench.camera, "settings", None)
         if settings is None or not hasattr(settings, "gain"):
-            raise DeviceError("this camera driver offers no gain setting; adjust the exposure instead")
+            raise DeviceError(
+                "this camera driver offers no gain setting; adjust the exposure instead"
+            )
         with self.device_lock:
             settings.gain = float(gain)
         return self.emit_state()
@@ -332,8 +387,9 @@ class BenchWorker(Worker):
             sh.open_shutter() if open_ else sh.close_shutter()
         return self.emit_state()
 
-    def compile(self, checkpoint: str, iterations: int,
-                kernels_per_frame: int | None = None) -> tuple[Any, Path, Path]:
+    def compile(
+        self, checkpoint: str, iterations: int, kernels_per_frame: int | None = None
+    ) -> tuple[Any, Path, Path]:
         """Compile ``checkpoint`` for this bench (``lab4f compile``, ``--kernels-per-frame``: None is as many as
         fit); cancellable at every phase-retrieval iteration through `compile_cancel`, with `compile_progress` at
         most 20 times a second."""
@@ -347,10 +403,18 @@ class BenchWorker(Worker):
                 last[0] = now
                 self.compile_progress.emit(i, n)
 
-        return cancellable(lambda hook: compile_checkpoint(checkpoint, self.bench, iterations=iterations,
-                                                           progress=False, on_iteration=hook,
-                                                           kernels_per_frame=kernels_per_frame),
-                           self.compile_cancel, report)
+        return cancellable(
+            lambda hook: compile_checkpoint(
+                checkpoint,
+                self.bench,
+                iterations=iterations,
+                progress=False,
+                on_iteration=hook,
+                kernels_per_frame=kernels_per_frame,
+            ),
+            self.compile_cancel,
+            report,
+        )
 
     def set_record(self, record: CalibrationRecord | None) -> None:
         """The record in use (one calibrated or loaded here already is; another is applied when it can be)."""
@@ -380,10 +444,18 @@ class BenchWorker(Worker):
         self.view = camera_pipeline(self.bench, self.latest, self.device_lock, rate_hz).start()
         self._watch_streams()
 
-    def start_run(self, checkpoint: str, program_path: str, record: CalibrationRecord | None | str,
-                  images: np.ndarray, labels: np.ndarray, record_path: str | None = None,
-                  rate_hz: float | None = DEFAULT_RATE_HZ, class_names: tuple[str, ...] = (),
-                  notes: dict[str, Any] | None = None) -> LiveRun:
+    def start_run(
+        self,
+        checkpoint: str,
+        program_path: str,
+        record: CalibrationRecord | None | str,
+        images: np.ndarray,
+        labels: np.ndarray,
+        record_path: str | None = None,
+        rate_hz: float | None = DEFAULT_RATE_HZ,
+        class_names: tuple[str, ...] = (),
+        notes: dict[str, Any] | None = None,
+    ) -> LiveRun:
         """Live inference: check checkpoint/program/calibration belong together, upload, start the pipeline.
         ``record="current"``: the calibration in use when the run starts (not when Start was clicked). ``notes`` go
         into the run file's metrics (a calibration warning the user acknowledged)."""
@@ -407,11 +479,22 @@ class BenchWorker(Worker):
             # with another thread count
             self._torch_threads = threads
             torch.set_num_threads(1)
-            run = LiveRun(setup, images, labels, self.latest, self.device_lock, checkpoint=checkpoint,
-                          rate_hz=rate_hz, class_names=class_names, notes=dict(notes or {}))
+            run = LiveRun(
+                setup,
+                images,
+                labels,
+                self.latest,
+                self.device_lock,
+                checkpoint=checkpoint,
+                rate_hz=rate_hz,
+                class_names=class_names,
+                notes=dict(notes or {}),
+            )
         except BaseException:
             torch.set_num_threads(threads)
-            if resume_view and "camera" in self.bench.devices:  # a failed Start leaves the live view as it was
+            if (
+                resume_view and "camera" in self.bench.devices
+            ):  # a failed Start leaves the live view as it was
                 try:
                     self.start_stream()
                 except Lab4fError as exc:
@@ -441,11 +524,15 @@ class BenchWorker(Worker):
             ended = {"stop_reason": s.stop_reason, "error": s.error, "processed": s.processed}
             if self.record_path:
                 try:
-                    path = unique_path(self.record_path)  # never overwrite a file written since the start
+                    path = unique_path(
+                        self.record_path
+                    )  # never overwrite a file written since the start
                     path.parent.mkdir(parents=True, exist_ok=True)
                     ended["record"] = str(run.save(path))
                 except (Lab4fError, OSError) as exc:
-                    self.failed.emit("inference", f"recording the run to {self.record_path} failed: {exc}")
+                    self.failed.emit(
+                        "inference", f"recording the run to {self.record_path} failed: {exc}"
+                    )
             self.run_ended.emit(ended)
         if self._watch is not None:
             self._watch.stop()
@@ -471,7 +558,9 @@ class BenchWorker(Worker):
             return
         self.stop_stream()
         if s.error:
-            where = self.faulty_role(s.error_device) if s.stop_reason == "device_error" else "inference"
+            where = (
+                self.faulty_role(s.error_device) if s.stop_reason == "device_error" else "inference"
+            )
             self.stream_failed.emit(where, s.error)
             self.failed.emit(where, s.error)
             self.emit_state()
@@ -480,7 +569,9 @@ class BenchWorker(Worker):
         """The bench role of the device a DeviceError names (``DeviceError.device``: a role or a device's name),
         else the camera (the acquisition thread talks to the camera, which drives the display and SLM on a simulated
         bench)."""
-        if device in ROLES:  # the bench's own refusals name the role, also one that is not connected
+        if (
+            device in ROLES
+        ):  # the bench's own refusals name the role, also one that is not connected
             return device
         for role, dev in self.bench.devices.items():
             if device is not None and device == getattr(dev, "name", None):
@@ -490,20 +581,32 @@ class BenchWorker(Worker):
     def save_run(self, path: str | Path) -> Path:
         """Record the run stopped last to ``path`` (a free name if it exists): File ▸ Save run."""
         if self.run is not None:
-            raise NothingToSave("a run is streaming: stop it first (or tick 'record run to' before Start)")
+            raise NothingToSave(
+                "a run is streaming: stop it first (or tick 'record run to' before Start)"
+            )
         if self.last_run is None:
-            raise NothingToSave("no run to save: start live inference in the Inference panel, then stop it")
+            raise NothingToSave(
+                "no run to save: start live inference in the Inference panel, then stop it"
+            )
         target = unique_path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         return self.last_run.save(target)
 
     # -- calibration -------------------------------------------------------------------------------
-    def calibrate(self, steps: str | list[str], program: Any = None, program_path: str | None = None,
-                  base: CalibrationRecord | None = None, out_dir: str | None = None,
-                  wavefront: bool = False, step_options: dict[str, dict[str, Any]] | None = None,
-                  ) -> CalibrationRecord:
+    def calibrate(
+        self,
+        steps: str | list[str],
+        program: Any = None,
+        program_path: str | None = None,
+        base: CalibrationRecord | None = None,
+        out_dir: str | None = None,
+        wavefront: bool = False,
+        step_options: dict[str, dict[str, Any]] | None = None,
+    ) -> CalibrationRecord:
         """`run_calibration` with per-step progress; the live view pauses meanwhile, a run is ended."""
-        names = resolve_steps(steps, program, wavefront)  # a bad request is refused before anything stops
+        names = resolve_steps(
+            steps, program, wavefront
+        )  # a bad request is refused before anything stops
         resume_view = self.view is not None
         self.stop_stream()
         self.cancel.clear()
@@ -522,15 +625,27 @@ class BenchWorker(Worker):
             done[0] += 1
 
         try:
-            record = run_calibration(self.bench, steps, program=program, program_path=program_path,
-                                     out_dir=out_dir, base=base, progress=progress, cancel=self.cancel,
-                                     on_step=on_step, wavefront=wavefront, step_options=step_options)
+            record = run_calibration(
+                self.bench,
+                steps,
+                program=program,
+                program_path=program_path,
+                out_dir=out_dir,
+                base=base,
+                progress=progress,
+                cancel=self.cancel,
+                on_step=on_step,
+                wavefront=wavefront,
+                step_options=step_options,
+            )
         except CalibrationCancelled as exc:
             self.progress.emit("cancelled", 0.0, str(exc))
             raise
         finally:
             if self.uploaded_phase is not None and "slm" in self.bench.devices:
-                self.bench.upload_phase(self.uploaded_phase)  # the steps left their own patterns on the SLM
+                self.bench.upload_phase(
+                    self.uploaded_phase
+                )  # the steps left their own patterns on the SLM
             if resume_view:
                 self.start_stream()
         self.record, self.record_applied = record, True  # the steps left the bench as calibrated
@@ -559,5 +674,14 @@ class BenchWorker(Worker):
         self.bench.close()
 
 
-__all__ = ["ADVICE", "BenchWorker", "JobCancelled", "Worker", "cancellable", "default_run_path", "start_folder",
-           "start_in_thread", "unique_path"]
+__all__ = [
+    "ADVICE",
+    "BenchWorker",
+    "JobCancelled",
+    "Worker",
+    "cancellable",
+    "default_run_path",
+    "start_folder",
+    "start_in_thread",
+    "unique_path",
+]

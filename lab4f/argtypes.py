@@ -15,7 +15,9 @@ def parse_int_list(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise ConfigError(f"expected comma-separated integers like 16,32,32, got {text!r}") from None
+        raise ConfigError(
+            f"expected comma-separated integers like 16,32,32, got {text!r}"
+        ) from None
     if not values:
         raise ConfigError("expected at least one integer")
     return values
@@ -44,5 +46,7 @@ def positive_float(text: str) -> float:
 
 
 #: help of every command's --config
-CONFIG_HELP = ("bench config (TOML/YAML); default: the file $LAB4F_BENCH_CONFIG names, else the built-in simulated "
-               "bench (a real bench's timing)")
+CONFIG_HELP = (
+    "bench config (TOML/YAML); default: the file $LAB4F_BENCH_CONFIG names, else the built-in simulated "
+    "bench (a real bench's timing)"
+)

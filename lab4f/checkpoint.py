@@ -34,8 +34,12 @@ def git_commit() -> str | None:
     """The commit of the source tree lab4f runs from (best effort; None outside a git checkout)."""
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-            capture_output=True, text=True, timeout=5, check=False,
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -100,13 +104,21 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     if path.is_dir():
         found = sorted(path.glob("*.pt")) or sorted(path.glob("*/*.pt"))
         if found:
-            listed = ", ".join(str(p) for p in found[:8]) + (f" (and {len(found) - 8} more)" if len(found) > 8 else "")
-            raise CheckpointError(f"checkpoint {path} is a directory, not a checkpoint file; pass one of the .pt "
-                                  f"files in it: {listed}")
-        raise CheckpointError(f"checkpoint {path} is a directory, not a checkpoint file, and holds no .pt files; "
-                              "pass a checkpoint file (train one with `lab4f train --out FILE.pt`)")
+            listed = ", ".join(str(p) for p in found[:8]) + (
+                f" (and {len(found) - 8} more)" if len(found) > 8 else ""
+            )
+            raise CheckpointError(
+                f"checkpoint {path} is a directory, not a checkpoint file; pass one of the .pt "
+                f"files in it: {listed}"
+            )
+        raise CheckpointError(
+            f"checkpoint {path} is a directory, not a checkpoint file, and holds no .pt files; "
+            "pass a checkpoint file (train one with `lab4f train --out FILE.pt`)"
+        )
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} not found; train one with `lab4f train --out {path}`.")
+        raise CheckpointError(
+            f"checkpoint {path} not found; train one with `lab4f train --out {path}`."
+        )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a truncated or foreign file
@@ -123,7 +135,9 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         )
     for key in ("state_dict", "metadata"):
         if not isinstance(payload.get(key), dict):
-            raise CheckpointError(f"checkpoint {path} has no {key!r} dict; it is corrupt — retrain it.")
+            raise CheckpointError(
+                f"checkpoint {path} has no {key!r} dict; it is corrupt — retrain it."
+            )
     return payload
 
 
@@ -165,7 +179,9 @@ def load_state(
         if model_cfg is not None and ckpt_cfg is not None:
             diff = _config_diff(model_cfg, ckpt_cfg)
             parts.append(f"config differs: {'; '.join(diff)}." if diff else "configs are equal.")
-        parts.append("Build the model from the checkpoint's own config (lab4f.checkpoint.load_checkpoint).")
+        parts.append(
+            "Build the model from the checkpoint's own config (lab4f.checkpoint.load_checkpoint)."
+        )
         raise CheckpointError(" ".join(parts))
     module.load_state_dict(state_dict, strict=True)
 
@@ -212,9 +228,13 @@ def load_checkpoint(
     try:
         ckpt_cfg = ModelConfig.from_dict(dict(meta["model_config"]))
     except (KeyError, TypeError) as exc:
-        raise CheckpointError(f"checkpoint {path} has no valid model_config ({exc}); retrain it.") from None
+        raise CheckpointError(
+            f"checkpoint {path} has no valid model_config ({exc}); retrain it."
+        ) from None
     cfg = model_cfg or ckpt_cfg
     model = build_model(cfg)
-    load_state(model, payload["state_dict"], model_cfg=cfg, ckpt_cfg=ckpt_cfg, source=f"checkpoint {path}")
+    load_state(
+        model, payload["state_dict"], model_cfg=cfg, ckpt_cfg=ckpt_cfg, source=f"checkpoint {path}"
+    )
     model.eval()
     return model, cfg, meta

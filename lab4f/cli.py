@@ -132,9 +132,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = args.func(args)
     except Lab4fError as exc:
         payload: dict[str, Any] = {"ok": False, "error": type(exc).__name__, "message": str(exc)}
-        if isinstance(exc, DeviceError):  # scripts can tell a failing device from a wrong command line
-            payload |= {"stop_reason": "device_error", "error_device": exc.device,
-                        "error_role": getattr(exc, "role", None)}
+        if isinstance(
+            exc, DeviceError
+        ):  # scripts can tell a failing device from a wrong command line
+            payload |= {
+                "stop_reason": "device_error",
+                "error_device": exc.device,
+                "error_role": getattr(exc, "role", None),
+            }
         if as_json:
             print(dumps(payload))
         else:
@@ -144,7 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     result = dict(result or {})
-    if data_warnings:  # the data differ from a checkpoint's (lab4f.data_identity), a loader skipped files, ...
+    if (
+        data_warnings
+    ):  # the data differ from a checkpoint's (lab4f.data_identity), a loader skipped files, ...
         result.setdefault("data_warnings", data_warnings)
     code = int(result.pop("exit_code", 0))
     if as_json:

@@ -41,20 +41,33 @@ def _digest(entries: Iterable[tuple[bytes, int]]) -> str:
     return h.hexdigest()[:16]
 
 
-def make_identity(content: list[tuple[bytes, int]], splits: dict[str, list[tuple[bytes, int]]], *,
-                  split_seed: int, carved: dict[str, float], duplicates: dict[str, int]) -> dict[str, Any]:
+def make_identity(
+    content: list[tuple[bytes, int]],
+    splits: dict[str, list[tuple[bytes, int]]],
+    *,
+    split_seed: int,
+    carved: dict[str, float],
+    duplicates: dict[str, int],
+) -> dict[str, Any]:
     """The identity of loaded data: ``content`` every (pixel hash, label) loaded, ``splits`` those of train, val
     and test (see the module docstring)."""
     h = hashlib.sha256()
     for name in ("train", "val", "test"):
         h.update(name.encode() + _digest(splits.get(name, [])).encode())
-    return {"version": VERSION, "data": _digest(content), "split": h.hexdigest()[:16], "images": len(content),
-            "sizes": {name: len(splits.get(name, [])) for name in ("train", "val", "test")},
-            "split_seed": split_seed, "carved": dict(carved), "duplicates": dict(duplicates)}
+    return {
+        "version": VERSION,
+        "data": _digest(content),
+        "split": h.hexdigest()[:16],
+        "images": len(content),
+        "sizes": {name: len(splits.get(name, [])) for name in ("train", "val", "test")},
+        "split_seed": split_seed,
+        "carved": dict(carved),
+        "duplicates": dict(duplicates),
+    }
 
 
 def compare(recorded: dict[str, Any] | None, current: dict[str, Any] | None) -> str | None:
-    """"data" when the images differ, "split" when the same images are split another way, else None (also when
+    """ "data" when the images differ, "split" when the same images are split another way, else None (also when
     either side has no identity: a checkpoint written before lab4f recorded one cannot be checked)."""
     if not recorded or not current or "data" not in recorded or "data" not in current:
         return None
@@ -86,7 +99,9 @@ def _warn(messages: list[str]) -> list[str]:
     return messages
 
 
-def warn_if_data_differ(meta: dict[str, Any], splits: Any, checkpoint: object, split: str = "test") -> list[str]:
+def warn_if_data_differ(
+    meta: dict[str, Any], splits: Any, checkpoint: object, split: str = "test"
+) -> list[str]:
     """Run/evaluate: warn (and return the warnings) when ``splits`` (a :class:`lab4f.data.DatasetSplits`) differ
     from the data the checkpoint with metadata ``meta`` was trained on, or its teacher was (for a student)."""
     recorded = (meta.get("dataset") or {}).get("identity") or None
@@ -94,25 +109,35 @@ def warn_if_data_differ(meta: dict[str, Any], splits: Any, checkpoint: object, s
     out = []
     kind = compare(recorded, current)
     if kind == "data":
-        out.append(f"{checkpoint} was trained on other data than {splits.name}: then {describe(recorded)}; now "
-                   f"{describe(current)}. Its scores here are not scores on the data it was trained for")
+        out.append(
+            f"{checkpoint} was trained on other data than {splits.name}: then {describe(recorded)}; now "
+            f"{describe(current)}. Its scores here are not scores on the data it was trained for"
+        )
     elif kind == "split":
-        out.append(f"{checkpoint} was trained on these images split another way (then split {recorded.get('split')}"
-                   f" (seed {recorded.get('split_seed')}); now {current.get('split')} (seed "
-                   f"{current.get('split_seed')})): images it was trained on may be in this {split} split")
+        out.append(
+            f"{checkpoint} was trained on these images split another way (then split {recorded.get('split')}"
+            f" (seed {recorded.get('split_seed')}); now {current.get('split')} (seed "
+            f"{current.get('split_seed')})): images it was trained on may be in this {split} split"
+        )
     teacher = recorded.get("teacher") if recorded else None
     # a teacher trained on exactly the student's data says nothing the student's own check has not
     tkind = compare(teacher, current) if compare(teacher, recorded) else None
     if tkind == "data":
-        out.append(f"{checkpoint} was distilled from a teacher trained on other data: {describe(teacher)}; these "
-                   f"are {describe(current)}")
+        out.append(
+            f"{checkpoint} was distilled from a teacher trained on other data: {describe(teacher)}; these "
+            f"are {describe(current)}"
+        )
     elif tkind == "split":
-        out.append(f"{checkpoint} was distilled from a teacher trained on these images split another way (then split "
-                   f"{teacher.get('split')}; now {current.get('split')}): the teacher's knowledge may include this "
-                   f"{split} split")
+        out.append(
+            f"{checkpoint} was distilled from a teacher trained on these images split another way (then split "
+            f"{teacher.get('split')}; now {current.get('split')}): the teacher's knowledge may include this "
+            f"{split} split"
+        )
     names, now = _names(meta), [str(n) for n in getattr(splits, "class_names", ())]
     if names and now and names != now:
-        out.append(f"{checkpoint} names its classes {names}, these data {now}: labels are compared by index")
+        out.append(
+            f"{checkpoint} names its classes {names}, these data {now}: labels are compared by index"
+        )
     return _warn(out)
 
 
@@ -125,13 +150,17 @@ def check_teacher_data(teacher_meta: dict[str, Any], splits: Any, teacher: objec
     out = []
     kind = compare(recorded, current)
     if kind == "data":
-        out.append(f"teacher {teacher} was trained on other data than this student: {describe(recorded)}; the "
-                   f"student's are {describe(current)}")
+        out.append(
+            f"teacher {teacher} was trained on other data than this student: {describe(recorded)}; the "
+            f"student's are {describe(current)}"
+        )
     elif kind == "split":
-        out.append(f"teacher {teacher} was trained on these images split another way (split {recorded.get('split')}"
-                   f" (seed {recorded.get('split_seed')}); the student's {current.get('split')} (seed "
-                   f"{current.get('split_seed')})): its knowledge may include the student's test split, whose score "
-                   "is then optimistic")
+        out.append(
+            f"teacher {teacher} was trained on these images split another way (split {recorded.get('split')}"
+            f" (seed {recorded.get('split_seed')}); the student's {current.get('split')} (seed "
+            f"{current.get('split_seed')})): its knowledge may include the student's test split, whose score "
+            "is then optimistic"
+        )
     names, now = _names(teacher_meta), [str(n) for n in getattr(splits, "class_names", ())]
     if names and now and names != now:
         out.append(f"teacher {teacher} names its classes {names}, this student's data {now}")
@@ -140,7 +169,9 @@ def check_teacher_data(teacher_meta: dict[str, Any], splits: Any, teacher: objec
         current["teacher"] = {k: v for k, v in recorded.items() if k != "teacher"}
     if not dataclasses.is_dataclass(splits):
         return splits
-    return dataclasses.replace(splits, identity=current, warnings=(*getattr(splits, "warnings", ()), *out))
+    return dataclasses.replace(
+        splits, identity=current, warnings=(*getattr(splits, "warnings", ()), *out)
+    )
 
 
 @contextlib.contextmanager

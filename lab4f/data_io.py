@@ -36,8 +36,12 @@ class RawData:
     test_labels: torch.Tensor | None = None
     val_images: torch.Tensor | None = None  # a given validation split (a folder set's val/)
     val_labels: torch.Tensor | None = None
-    files: tuple[str, ...] | None = None  # the file of each pool image, where there is one (names duplicates)
-    warnings: tuple[str, ...] = ()  # what the loader had to say (skipped files, a carved test split, ...)
+    files: tuple[str, ...] | None = (
+        None  # the file of each pool image, where there is one (names duplicates)
+    )
+    warnings: tuple[
+        str, ...
+    ] = ()  # what the loader had to say (skipped files, a carved test split, ...)
 
 
 def resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -63,17 +67,23 @@ def read_idx(path: Path) -> np.ndarray:
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: not a readable gzip file ({exc}); re-download it.") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or raw[3] == 0:
-        raise DataError(f"{path}: bad IDX magic number {raw[:4].hex() or 'none'} (expected 0000TTDD: "
-                        f"type 08..0e, ndim >= 1); this is not an IDX file, re-download it.")
+        raise DataError(
+            f"{path}: bad IDX magic number {raw[:4].hex() or 'none'} (expected 0000TTDD: "
+            f"type 08..0e, ndim >= 1); this is not an IDX file, re-download it."
+        )
     ndim, dtype = raw[3], np.dtype(_IDX_DTYPES[raw[2]])
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise DataError(f"{path}: truncated IDX header ({len(raw)} bytes, expected {header}); re-download.")
+        raise DataError(
+            f"{path}: truncated IDX header ({len(raw)} bytes, expected {header}); re-download."
+        )
     shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
     expected = header + int(np.prod(shape)) * dtype.itemsize
     if len(raw) != expected:
-        raise DataError(f"{path}: {len(raw)} bytes but shape {shape} of {dtype.name} needs {expected}; "
-                        "the file is truncated or corrupt, re-download it.")
+        raise DataError(
+            f"{path}: {len(raw)} bytes but shape {shape} of {dtype.name} needs {expected}; "
+            "the file is truncated or corrupt, re-download it."
+        )
     return np.frombuffer(raw, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 
@@ -85,17 +95,27 @@ def read_classes_json(path: Path) -> tuple[str, ...] | None:
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: not a readable JSON file ({exc}); it must hold the class names as a list, "
-                        'e.g. ["cat", "dog"] (index = label)') from None
+        raise DataError(
+            f"{path}: not a readable JSON file ({exc}); it must hold the class names as a list, "
+            'e.g. ["cat", "dog"] (index = label)'
+        ) from None
     names = obj.get("class_names") if isinstance(obj, dict) else obj
-    if (not isinstance(names, list) or not names or not all(isinstance(n, str) and n.strip() for n in names)
-            or len(set(names)) != len(names)):
-        raise DataError(f"{path}: expected a list of distinct, non-empty class names (index = label), e.g. "
-                        f'["cat", "dog"]; got {str(obj)[:120]}')
+    if (
+        not isinstance(names, list)
+        or not names
+        or not all(isinstance(n, str) and n.strip() for n in names)
+        or len(set(names)) != len(names)
+    ):
+        raise DataError(
+            f"{path}: expected a list of distinct, non-empty class names (index = label), e.g. "
+            f'["cat", "dog"]; got {str(obj)[:120]}'
+        )
     return tuple(names)
 
 
-def check_labels(labels: torch.Tensor, names: tuple[str, ...] | None, where: str) -> tuple[str, ...]:
+def check_labels(
+    labels: torch.Tensor, names: tuple[str, ...] | None, where: str
+) -> tuple[str, ...]:
     """The class names of integer ``labels``: ``names`` (which must cover every label), else "0".."K-1"."""
     if labels.numel() == 0:
         raise DataError(f"{where}: no labelled images")
@@ -105,6 +125,8 @@ def check_labels(labels: torch.Tensor, names: tuple[str, ...] | None, where: str
     if names is None:
         return tuple(str(i) for i in range(hi + 1))
     if hi >= len(names):
-        raise DataError(f"{where}: label {hi} but only {len(names)} class names ({names[0]!r}..{names[-1]!r}, labels "
-                        f"0..{len(names) - 1}); put a classes.json naming every class beside the files")
+        raise DataError(
+            f"{where}: label {hi} but only {len(names)} class names ({names[0]!r}..{names[-1]!r}, labels "
+            f"0..{len(names) - 1}); put a classes.json naming every class beside the files"
+        )
     return names

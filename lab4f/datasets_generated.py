@@ -24,13 +24,16 @@ import torch
 import torch.nn.functional as F
 
 CLUTTER_SIZE = 56
-CLUTTER_DESCRIPTION = ("mnist5k digits on a 56x56 canvas: rotation ±45°, scale 1.1-1.8, shift ±7 px, stroke "
-                       "contrast 0.25-1, background offset 0-0.3 + gradient ±0.15, two half-digit clutter "
-                       "fragments, noise σ 0.03; seed 0")
+CLUTTER_DESCRIPTION = (
+    "mnist5k digits on a 56x56 canvas: rotation ±45°, scale 1.1-1.8, shift ±7 px, stroke "
+    "contrast 0.25-1, background offset 0-0.3 + gradient ±0.15, two half-digit clutter "
+    "fragments, noise σ 0.03; seed 0"
+)
 
 
-def _place(images: torch.Tensor, size: int, angle: torch.Tensor, scale: torch.Tensor,
-           shift: torch.Tensor) -> torch.Tensor:
+def _place(
+    images: torch.Tensor, size: int, angle: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor
+) -> torch.Tensor:
     """Draw (N, 1, h, h) images onto (N, 1, size, size) canvases rotated, scaled and shifted (pixels)."""
     n, _, h, _ = images.shape
     cos, sin = torch.cos(angle), torch.sin(angle)
@@ -49,12 +52,17 @@ def _half_planes(n: int, size: int, g: torch.Generator) -> torch.Tensor:
     yy, xx = torch.meshgrid(ax, ax, indexing="ij")
     phi = torch.rand(n, generator=g) * 2 * math.pi
     off = (torch.rand(n, generator=g) - 0.5) * 0.6
-    d = xx[None] * torch.cos(phi)[:, None, None] + yy[None] * torch.sin(phi)[:, None, None] - off[:, None, None]
+    d = (
+        xx[None] * torch.cos(phi)[:, None, None]
+        + yy[None] * torch.sin(phi)[:, None, None]
+        - off[:, None, None]
+    )
     return (d > 0).float()[:, None]
 
 
-def clutter_digits(digits: torch.Tensor, seed: int = 0, size: int = CLUTTER_SIZE,
-                   chunk: int = 1000) -> torch.Tensor:
+def clutter_digits(
+    digits: torch.Tensor, seed: int = 0, size: int = CLUTTER_SIZE, chunk: int = 1000
+) -> torch.Tensor:
     """The ``clutter-digits`` images (N, 1, size, size) in [0, 1] for (N, 1, 28, 28) digits (module docstring)."""
     g = torch.Generator().manual_seed(seed)
     n = len(digits)
@@ -74,12 +82,18 @@ def clutter_digits(digits: torch.Tensor, seed: int = 0, size: int = CLUTTER_SIZE
         canvas = contrast[:, None, None, None] * digit
         for _ in range(2):
             src = digits[torch.randint(0, n, (m,), generator=g)].float()
-            frag = _place(src, size, u(-math.pi, math.pi), u(0.6, 1.0),
-                          (torch.rand(m, 2, generator=g) - 0.5) * size) * _half_planes(m, size, g)
+            frag = _place(
+                src,
+                size,
+                u(-math.pi, math.pi),
+                u(0.6, 1.0),
+                (torch.rand(m, 2, generator=g) - 0.5) * size,
+            ) * _half_planes(m, size, g)
             canvas = torch.maximum(canvas, (contrast * u(0.4, 0.9))[:, None, None, None] * frag)
         phi = u(0, 2 * math.pi)
-        grad = u(0, 0.15)[:, None, None] * (xx[None] * torch.cos(phi)[:, None, None]
-                                             + yy[None] * torch.sin(phi)[:, None, None])
+        grad = u(0, 0.15)[:, None, None] * (
+            xx[None] * torch.cos(phi)[:, None, None] + yy[None] * torch.sin(phi)[:, None, None]
+        )
         background = u(0, 0.3)[:, None, None] + grad
         noise = 0.03 * torch.randn(m, 1, size, size, generator=g)
         out[i : i + m] = (canvas + background[:, None] + noise).clamp(0.0, 1.0)

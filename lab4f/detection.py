@@ -37,7 +37,9 @@ def detect(
     i.e. to both tiles in incoherent mode — useful for hardware-aware training.
     """
     if model not in DETECTION_MODELS:
-        raise ConfigError(f"detection model {model!r} is unknown; choose one of {', '.join(DETECTION_MODELS)}")
+        raise ConfigError(
+            f"detection model {model!r} is unknown; choose one of {', '.join(DETECTION_MODELS)}"
+        )
 
     def measure(y: torch.Tensor) -> torch.Tensor:
         if noise_std > 0 and torch.is_grad_enabled():
@@ -51,5 +53,7 @@ def detect(
         pos = measure(_corr_same(x, kernels.clamp(min=0)))
         neg = measure(_corr_same(x, (-kernels).clamp(min=0)))
         return pos - neg
-    field = _corr_same(x, kernels)  # real amplitude input, real (signed: 0/π phase) amplitude kernel
+    field = _corr_same(
+        x, kernels
+    )  # real amplitude input, real (signed: 0/π phase) amplitude kernel
     return measure(field * field)

@@ -37,10 +37,14 @@ def resolve_device(name: str | None) -> str:
             return "mps"
         return "cpu"
     if base == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA GPU is visible to this torch build "
-                          f"(torch {torch.__version__}); use --device cpu or auto")
+        raise ConfigError(
+            "--device cuda: no CUDA GPU is visible to this torch build "
+            f"(torch {torch.__version__}); use --device cpu or auto"
+        )
     if base == "mps" and not mps_available():
-        raise ConfigError("--device mps: Apple's Metal backend is not available here; use --device cpu or auto")
+        raise ConfigError(
+            "--device mps: Apple's Metal backend is not available here; use --device cpu or auto"
+        )
     return name
 
 
@@ -86,7 +90,11 @@ def autocast(device: str, enabled: bool) -> Any:
 def grad_scaler(device: str, enabled: bool) -> Any:
     """A GradScaler for float16 AMP on CUDA; a disabled scaler (pass-through) elsewhere."""
     on = enabled and device.startswith("cuda")
-    return torch.amp.GradScaler("cuda", enabled=on) if on else torch.amp.GradScaler("cpu", enabled=False)
+    return (
+        torch.amp.GradScaler("cuda", enabled=on)
+        if on
+        else torch.amp.GradScaler("cpu", enabled=False)
+    )
 
 
 def ddp_backend(device: str) -> str:

@@ -39,10 +39,14 @@ def cli_advice(fix: Fix) -> str:
     p = fix.params
     if fix.action == "calibrate":
         steps = [p["step"]] if isinstance(p["step"], str) else list(p["step"])
-        program = p.get("program", False)  # True: every step needs the program; or the names of those that do
-        text = ", then ".join(f"`lab4f calibrate {step}"
-                              f"{' --program P' if program is True or step in (program or ()) else ''}`"
-                              for step in steps)
+        program = p.get(
+            "program", False
+        )  # True: every step needs the program; or the names of those that do
+        text = ", then ".join(
+            f"`lab4f calibrate {step}"
+            f"{' --program P' if program is True or step in (program or ()) else ''}`"
+            for step in steps
+        )
         return f"run {text}" + (" (or `lab4f calibrate all`)" if p.get("or_all") else "")
     if fix.action == "compile":
         out = f" --out {p['path']}" if p.get("path") else ""
@@ -51,7 +55,9 @@ def cli_advice(fix: Fix) -> str:
     if fix.action == "choose_layer":
         return "pass --layer NAME to choose one"
     if fix.action == "set_setting":
-        return f"set {p['setting']} in the bench config" + (f" (to {p['value']})" if "value" in p else "")
+        return f"set {p['setting']} in the bench config" + (
+            f" (to {p['value']})" if "value" in p else ""
+        )
     return f"connect the {p.get('device', 'device')} and run the command again"
 
 

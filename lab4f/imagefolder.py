@@ -64,8 +64,13 @@ class ImageFolder:
 
     def summary(self) -> dict[str, object]:
         """For the run's summary: images read, per depth, and the files skipped (each with why)."""
-        return {"read": len(self.files), "depths": dict(self.depths), "skipped": len(self.skipped),
-                "skipped_files": list(self.skipped), "warnings": list(self.warnings)}
+        return {
+            "read": len(self.files),
+            "depths": dict(self.depths),
+            "skipped": len(self.skipped),
+            "skipped_files": list(self.skipped),
+            "warnings": list(self.warnings),
+        }
 
 
 def _png_header(path: Path) -> tuple[int, int, int | None] | None:
@@ -123,11 +128,19 @@ def read_image(path: str | Path) -> tuple[np.ndarray, str]:
     except ImageReadError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, struct.error) as exc:
-        raise ImageReadError(f"{path} is not a readable image ({exc}); remove it or convert it to PNG") from exc
+        raise ImageReadError(
+            f"{path} is not a readable image ({exc}); remove it or convert it to PNG"
+        ) from exc
 
 
-def _intensity(im: object, bits: int | None, sample_format: int | None, max_value: int | None,
-               sbit: int | None, path: Path) -> tuple[np.ndarray, str]:
+def _intensity(
+    im: object,
+    bits: int | None,
+    sample_format: int | None,
+    max_value: int | None,
+    sbit: int | None,
+    path: Path,
+) -> tuple[np.ndarray, str]:
     from PIL import Image
 
     assert isinstance(im, Image.Image)
@@ -137,34 +150,50 @@ def _intensity(im: object, bits: int | None, sample_format: int | None, max_valu
         im = im.convert("RGBA" if mode == "PA" or "transparency" in im.info else "RGB")
         mode, bits = im.mode, 8
     if bits is not None and bits > 8 and mode in ("RGB", "RGBA", "LA", "L"):
-        raise ImageReadError(f"{path} has {bits} bits per channel ({mode}), which Pillow reads only at 8 bits; "
-                             "save it as 16-bit grayscale PNG or TIFF")
+        raise ImageReadError(
+            f"{path} has {bits} bits per channel ({mode}), which Pillow reads only at 8 bits; "
+            "save it as 16-bit grayscale PNG or TIFF"
+        )
     if mode == "1":
         return np.asarray(im, dtype=np.float32), "1-bit"
     if mode == "L":  # (Pillow scales 2- and 4-bit gray to 0..255)
-        return np.asarray(im, dtype=np.float32) / 255.0, f"{bits}-bit" if bits and bits < 8 else "8-bit"
+        return np.asarray(
+            im, dtype=np.float32
+        ) / 255.0, f"{bits}-bit" if bits and bits < 8 else "8-bit"
     if mode.startswith("I;16") or (mode == "I" and bits == 16):
         a = np.asarray(im).astype(np.float32)
         if max_value is not None and 255 < max_value < 65535 and int(a.max()) <= max_value:
             depth = max_value.bit_length()
             return np.clip(a / max_value, 0, 1), f"{depth}-bit (TIFF MaxSampleValue {max_value})"
-        label = f"{sbit}-bit (PNG sBIT, stored scaled to 16)" if sbit is not None and sbit < 16 else "16-bit"
+        label = (
+            f"{sbit}-bit (PNG sBIT, stored scaled to 16)"
+            if sbit is not None and sbit < 16
+            else "16-bit"
+        )
         return a / 65535.0, label
     if mode == "I":
-        raise ImageReadError(f"{path} is a {bits or 32}-bit integer image, which has no defined full scale; save it "
-                             "as 16-bit integer or as float in [0, 1]")
+        raise ImageReadError(
+            f"{path} is a {bits or 32}-bit integer image, which has no defined full scale; save it "
+            "as 16-bit integer or as float in [0, 1]"
+        )
     if mode == "F":
         a = np.asarray(im, dtype=np.float32)
         lo, hi = (float(np.min(a)), float(np.max(a))) if a.size else (0.0, 0.0)
         if not np.all(np.isfinite(a)) or lo < -1e-6 or hi > 1 + 1e-6:
-            raise ImageReadError(f"{path} is a float image with values in [{lo:.4g}, {hi:.4g}]; a float image must "
-                                 "hold intensities in [0, 1] (lab4f cannot know its full scale)")
-        return np.clip(a, 0, 1), f"{bits or 32}-bit float" + (" (TIFF)" if sample_format == 3 else "")
+            raise ImageReadError(
+                f"{path} is a float image with values in [{lo:.4g}, {hi:.4g}]; a float image must "
+                "hold intensities in [0, 1] (lab4f cannot know its full scale)"
+            )
+        return np.clip(a, 0, 1), f"{bits or 32}-bit float" + (
+            " (TIFF)" if sample_format == 3 else ""
+        )
     if mode in ("LA", "RGBA"):
         a = np.asarray(im)
         if a[..., -1].min() < 255:
-            raise ImageReadError(f"{path} is partly transparent; lab4f cannot tell what background it is shown "
-                                 "on: flatten it onto black or white first")
+            raise ImageReadError(
+                f"{path} is partly transparent; lab4f cannot tell what background it is shown "
+                "on: flatten it onto black or white first"
+            )
         im = im.convert("L" if mode == "LA" else "RGB")
         mode = im.mode
         if mode == "L":
@@ -175,28 +204,42 @@ def _intensity(im: object, bits: int | None, sample_format: int | None, max_valu
         if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
             return rgb[..., 0].copy(), f"{kind} (gray stored as RGB)"
         return rgb @ np.asarray(LUMA_BT601, np.float32), f"{kind} colour → BT.601 luminance"
-    raise ImageReadError(f"{path} is a {mode} image; lab4f reads grayscale, RGB and 16-bit/float images: save it "
-                         "as grayscale PNG or TIFF")
+    raise ImageReadError(
+        f"{path} is a {mode} image; lab4f reads grayscale, RGB and 16-bit/float images: save it "
+        "as grayscale PNG or TIFF"
+    )
 
 
-def read_image_folder(folder: str | Path, image_size: int, class_names: Sequence[str] | None = None,
-                      strict: bool = False) -> ImageFolder:
+def read_image_folder(
+    folder: str | Path,
+    image_size: int,
+    class_names: Sequence[str] | None = None,
+    strict: bool = False,
+) -> ImageFolder:
     """The images of ``folder`` (see the module docstring), resized to ``image_size``²; unreadable ones are
     skipped and listed, or with ``strict`` the first one raises :class:`ImageReadError`."""
     folder = Path(folder)
     if folder.is_file():
-        raise DataError(f"--images {folder} is a file, not a folder: put the image(s) in a folder (or in class "
-                        f"subfolders of it) and pass the folder, e.g. --images {folder.parent}")
+        raise DataError(
+            f"--images {folder} is a file, not a folder: put the image(s) in a folder (or in class "
+            f"subfolders of it) and pass the folder, e.g. --images {folder.parent}"
+        )
     if not folder.is_dir():
-        raise DataError(f"image folder {folder} does not exist; pass a folder of images (subfolders = class names)")
+        raise DataError(
+            f"image folder {folder} does not exist; pass a folder of images (subfolders = class names)"
+        )
     subdirs = sorted(d for d in folder.iterdir() if d.is_dir())
     names = list(class_names) if class_names else [d.name for d in subdirs]
-    files: list[tuple[Path, int]] = [(p, -1) for p in sorted(folder.iterdir()) if p.suffix.lower() in EXTENSIONS]
+    files: list[tuple[Path, int]] = [
+        (p, -1) for p in sorted(folder.iterdir()) if p.suffix.lower() in EXTENSIONS
+    ]
     for d in subdirs:
         label = names.index(d.name) if d.name in names else -1
         files += [(p, label) for p in sorted(d.iterdir()) if p.suffix.lower() in EXTENSIONS]
     if not files:
-        raise DataError(f"no images ({', '.join(sorted(EXTENSIONS))}) in {folder} or its subfolders")
+        raise DataError(
+            f"no images ({', '.join(sorted(EXTENSIONS))}) in {folder} or its subfolders"
+        )
     images, labels, kept = [], [], []
     skipped: list[dict[str, str]] = []
     depths: Counter[str] = Counter()
@@ -207,31 +250,52 @@ def read_image_folder(folder: str | Path, image_size: int, class_names: Sequence
             a, depth = read_image(p)
         except ImageReadError as exc:
             if strict:
-                raise ImageReadError(f"{exc} (--strict-images: one unreadable image is an error; without it, "
-                                     "unreadable images are skipped and listed)") from exc
+                raise ImageReadError(
+                    f"{exc} (--strict-images: one unreadable image is an error; without it, "
+                    "unreadable images are skipped and listed)"
+                ) from exc
             log.warning("skipping %s: %s", p, exc)
             skipped.append({"file": rel, "reason": str(exc)})
             continue
         if depth == "16-bit" and a.size and float(a.max()) < 1 / 16:
             dim16.append(rel)
         depths[depth] += 1
-        images.append(resize(torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None, None],
-                             (image_size, image_size))[0])
+        images.append(
+            resize(
+                torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None, None],
+                (image_size, image_size),
+            )[0]
+        )
         labels.append(label)
         kept.append(rel)
     if not images:
-        raise DataError(f"none of the {len(files)} images in {folder} could be read: "
-                        + "; ".join(f"{s['file']}: {s['reason']}" for s in skipped[:3]))
+        raise DataError(
+            f"none of the {len(files)} images in {folder} could be read: "
+            + "; ".join(f"{s['file']}: {s['reason']}" for s in skipped[:3])
+        )
     warnings = []
     if dim16:
-        warnings.append(f"{len(dim16)} 16-bit image(s) use less than 1/16 of the 16-bit range (e.g. {dim16[0]}): "
-                        "12-bit (or lower) data saved without saying so is read as 16-bit and looks dark; save it "
-                        "scaled to 16 bits, or declare the depth (TIFF MaxSampleValue, PNG sBIT)")
-    return ImageFolder(torch.stack(images), torch.tensor(labels, dtype=torch.int64), kept, skipped, depths, warnings)
+        warnings.append(
+            f"{len(dim16)} 16-bit image(s) use less than 1/16 of the 16-bit range (e.g. {dim16[0]}): "
+            "12-bit (or lower) data saved without saying so is read as 16-bit and looks dark; save it "
+            "scaled to 16 bits, or declare the depth (TIFF MaxSampleValue, PNG sBIT)"
+        )
+    return ImageFolder(
+        torch.stack(images),
+        torch.tensor(labels, dtype=torch.int64),
+        kept,
+        skipped,
+        depths,
+        warnings,
+    )
 
 
-def load_image_folder(folder: str | Path, image_size: int, class_names: Sequence[str] | None = None,
-                      strict: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def load_image_folder(
+    folder: str | Path,
+    image_size: int,
+    class_names: Sequence[str] | None = None,
+    strict: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """(images (B, 1, S, S), labels (B,), file names) from ``folder`` (:func:`read_image_folder`; the files it
     skipped are logged as warnings)."""
     result = read_image_folder(folder, image_size, class_names, strict)

@@ -42,13 +42,17 @@ class ModelConfig:
         self.widths = tuple(int(w) for w in self.widths)
         self.hidden = tuple(int(h) for h in self.hidden)
         if self.kind not in KINDS:
-            raise ConfigError(f"model kind {self.kind!r} is unknown; choose one of {', '.join(KINDS)}")
+            raise ConfigError(
+                f"model kind {self.kind!r} is unknown; choose one of {', '.join(KINDS)}"
+            )
         if self.detection not in DETECTION_MODELS:
             raise ConfigError(
                 f"detection {self.detection!r} is unknown; choose one of {', '.join(DETECTION_MODELS)}"
             )
         if self.kernel_size % 2 != 1:
-            raise ConfigError(f"kernel_size must be odd (got {self.kernel_size}) so 'same' outputs stay centred")
+            raise ConfigError(
+                f"kernel_size must be odd (got {self.kernel_size}) so 'same' outputs stay centred"
+            )
 
     @property
     def collapsed_kernel_size(self) -> int:
@@ -65,7 +69,9 @@ class ModelConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise CheckpointError(f"checkpoint config has unknown fields {sorted(unknown)}; newer lab4f?")
+            raise CheckpointError(
+                f"checkpoint config has unknown fields {sorted(unknown)}; newer lab4f?"
+            )
         return cls(**d)
 
 
@@ -97,7 +103,10 @@ class NonlinearFrontEnd(nn.Module):
         layers: list[nn.Module] = []
         c = in_channels
         for w in widths:
-            layers += [nn.Conv2d(c, w, kernel_size, padding=kernel_size // 2), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(c, w, kernel_size, padding=kernel_size // 2),
+                nn.ReLU(inplace=True),
+            ]
             c = w
         self.front = nn.Sequential(*layers)
         return c
@@ -125,7 +134,9 @@ class LinearFrontEnd(nn.Module):
     kernel-sized FFTs) and applies the bank through the configured detection model. Subclasses add ``self.back``.
     """
 
-    def _init_front(self, in_channels: int, widths: tuple[int, ...], kernel_size: int, detection: str) -> int:
+    def _init_front(
+        self, in_channels: int, widths: tuple[int, ...], kernel_size: int, detection: str
+    ) -> int:
         self.layers = nn.ParameterList()
         self.detection = detection
         self.noise_std = 0.0

@@ -38,7 +38,9 @@ def same_padding(kernel_size: int) -> tuple[int, int]:
     return (k - 1) // 2, k // 2
 
 
-def same_crop(full: torch.Tensor, size: tuple[int, int], kernel_size: tuple[int, int] | int) -> torch.Tensor:
+def same_crop(
+    full: torch.Tensor, size: tuple[int, int], kernel_size: tuple[int, int] | int
+) -> torch.Tensor:
     """The "same" (H, W) maps inside full (H + K − 1, W + K − 1) correlations: rows/cols from K // 2 on."""
     kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
     h, w = size
@@ -107,7 +109,9 @@ class KernelBank:
     def __post_init__(self) -> None:
         self.weights = self.weights.detach().to(torch.float64).cpu()
         if self.weights.ndim != 4 or self.weights.shape[-1] != self.weights.shape[-2]:
-            raise ValueError(f"KernelBank needs (C_out, C_in, K, K) weights, got {tuple(self.weights.shape)}")
+            raise ValueError(
+                f"KernelBank needs (C_out, C_in, K, K) weights, got {tuple(self.weights.shape)}"
+            )
 
     @property
     def channels_out(self) -> int:

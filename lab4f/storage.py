@@ -88,9 +88,17 @@ def _link_exclusive(tmp: Path, path: Path) -> None:
     except FileExistsError:
         raise
     except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK):
+        if exc.errno not in (
+            errno.EPERM,
+            errno.ENOTSUP,
+            errno.EOPNOTSUPP,
+            errno.ENOSYS,
+            errno.EMLINK,
+        ):
             raise
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # FileExistsError if taken
+        os.close(
+            os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        )  # FileExistsError if taken
         os.replace(tmp, path)
         return
     os.unlink(tmp)
@@ -115,7 +123,9 @@ def publish(tmp: Path, path: Path, overwrite: bool = True, unique: bool = False)
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike[str], overwrite: bool = True, unique: bool = False) -> Iterator[Target]:
+def atomic_write(
+    path: str | os.PathLike[str], overwrite: bool = True, unique: bool = False
+) -> Iterator[Target]:
     """Write to ``target.tmp`` (a hidden temporary file beside ``path``); when the block ends without an error the
     file is synced and published by :func:`publish` (``target.path`` says under which name); on an error it is
     removed. A process killed inside the block leaves the temporary file (:data:`TEMP_RE`), never a partial
@@ -149,12 +159,16 @@ def h5_file(path: str | os.PathLike[str], kind: str, schema_version: int) -> Ite
 
 
 @contextlib.contextmanager
-def atomic_h5(path: str | os.PathLike[str], kind: str, schema_version: int,
-              overwrite: bool = True) -> Iterator[h5py.File]:
+def atomic_h5(
+    path: str | os.PathLike[str], kind: str, schema_version: int, overwrite: bool = True
+) -> Iterator[h5py.File]:
     """Open a temporary HDF5 file for writing; on success it becomes ``path`` in one step (replacing it, or with
     ``overwrite=False`` only if ``path`` does not exist: :class:`ExistsError`). Use :func:`atomic_write` with
     :func:`h5_file` to take the next free name instead."""
-    with atomic_write(path, overwrite=overwrite) as target, h5_file(target.tmp, kind, schema_version) as f:
+    with (
+        atomic_write(path, overwrite=overwrite) as target,
+        h5_file(target.tmp, kind, schema_version) as f,
+    ):
         yield f
 
 
@@ -172,14 +186,23 @@ def leftover_temps(folder: str | os.PathLike[str], pattern: str = "*") -> list[d
             continue
         pid = int(m.group("pid"))
         with contextlib.suppress(FileNotFoundError):
-            out.append({"path": str(p), "size_bytes": p.stat().st_size, "final_name": m.group("name"), "pid": pid,
-                        "writer_alive": pid_alive(pid)})
+            out.append(
+                {
+                    "path": str(p),
+                    "size_bytes": p.stat().st_size,
+                    "final_name": m.group("name"),
+                    "pid": pid,
+                    "writer_alive": pid_alive(pid),
+                }
+            )
     return out
 
 
 def pid_alive(pid: int) -> bool:
     """True if a process with this id runs on this machine (or might: when we may not ask, assume it does)."""
-    if pid == os.getpid() or os.name == "nt":  # Windows' os.kill(pid, 0) would signal the process, not ask
+    if (
+        pid == os.getpid() or os.name == "nt"
+    ):  # Windows' os.kill(pid, 0) would signal the process, not ask
         return True
     try:
         os.kill(pid, 0)
@@ -198,19 +221,28 @@ def open_h5(path: str | os.PathLike[str], kind: str, max_schema: int) -> h5py.Fi
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
-        raise StorageError(f"{path} is not a readable HDF5 file (corrupt or truncated?): {exc}") from exc
+        raise StorageError(
+            f"{path} is not a readable HDF5 file (corrupt or truncated?): {exc}"
+        ) from exc
     found_kind = f.attrs.get("kind")
     version = int(f.attrs.get("schema_version", -1))
     if found_kind != kind:
         f.close()
-        raise StorageError(f"{path} holds a {found_kind!r} file, not a {kind!r} file; pass a {kind} file "
-                           f"written by lab4f here")
+        raise StorageError(
+            f"{path} holds a {found_kind!r} file, not a {kind!r} file; pass a {kind} file "
+            f"written by lab4f here"
+        )
     if not 1 <= version <= max_schema:
         f.close()
-        advice = ("it was written by a newer lab4f: upgrade lab4f to read it" if version > max_schema else
-                  "it was not written by lab4f, or is damaged: make it again")
-        raise StorageError(f"{path} has schema version {version}; this lab4f reads {kind} versions 1..{max_schema}; "
-                           f"{advice}")
+        advice = (
+            "it was written by a newer lab4f: upgrade lab4f to read it"
+            if version > max_schema
+            else "it was not written by lab4f, or is damaged: make it again"
+        )
+        raise StorageError(
+            f"{path} has schema version {version}; this lab4f reads {kind} versions 1..{max_schema}; "
+            f"{advice}"
+        )
     return f
 
 

@@ -52,7 +52,9 @@ class TaskData:
     def head(self, limit: int | None) -> TaskData:
         if limit is None:
             return self
-        return TaskData(self.images[:limit], self.targets[:limit], self.class_names, self.source, self.info)
+        return TaskData(
+            self.images[:limit], self.targets[:limit], self.class_names, self.source, self.info
+        )
 
 
 def _batched(back: nn.Module, features: torch.Tensor, batch_size: int) -> Any:
@@ -69,7 +71,9 @@ class Task:
     metric: ClassVar[str]  # what ``score`` returns: "accuracy" or "mean_iou"
     items: ClassVar[str]  # what its inputs are called in messages: "inputs", "scenes"
     data_description: ClassVar[str]  # what ``data`` gives, for messages
-    reads_image_folders: ClassVar[bool] = False  # can also run a folder of images (class subfolders)
+    reads_image_folders: ClassVar[bool] = (
+        False  # can also run a folder of images (class subfolders)
+    )
     view: ClassVar[str]  # how a front end shows one result: "probabilities" or "masks"
     keep_results: ClassVar[int]  # results a run without an end keeps (the newest)
     ignore_index: ClassVar[int] = -100  # target value the loss skips
@@ -81,9 +85,19 @@ class Task:
     def load(self, path: PathLike) -> tuple[nn.Module, Any, dict[str, Any]]:
         raise NotImplementedError
 
-    def data(self, cfg: Any, meta: dict[str, Any], split: str = "test", *, checkpoint: PathLike | None = None,
-             dataset: str | None = None, data_dir: PathLike | None = None, limit: int | None = None,
-             scenes: str | None = None, data_seed: int | None = None) -> TaskData:
+    def data(
+        self,
+        cfg: Any,
+        meta: dict[str, Any],
+        split: str = "test",
+        *,
+        checkpoint: PathLike | None = None,
+        dataset: str | None = None,
+        data_dir: PathLike | None = None,
+        limit: int | None = None,
+        scenes: str | None = None,
+        data_seed: int | None = None,
+    ) -> TaskData:
         raise NotImplementedError
 
     # -- outputs, loss, metric ------------------------------------------------------------------------
@@ -108,8 +122,13 @@ class Task:
         """A streamed run (:class:`lab4f.bench.run.RunResult`) as this task scores and records it."""
         raise NotImplementedError
 
-    def run(self, setup: HybridSetup, data: TaskData, policy: str = "evaluate",
-            back: nn.Module | None = None) -> Any:
+    def run(
+        self,
+        setup: HybridSetup,
+        data: TaskData,
+        policy: str = "evaluate",
+        back: nn.Module | None = None,
+    ) -> Any:
         """``data`` through the bench (:func:`lab4f.bench.run.run_dataset`), scored: :meth:`result`."""
         from lab4f.bench import run as bench_run
         from lab4f.bench.inputs import check_display_fits
@@ -118,8 +137,16 @@ class Task:
         res = bench_run.run_dataset(setup, data.images, data.targets, policy=policy, back=back)
         return self.result(res, data)
 
-    def save(self, path: PathLike, result: Any, setup: HybridSetup, checkpoint: PathLike | None = None,
-             overwrite: bool = True, unique: bool = False, pngs: int = 8) -> tuple[Path, dict[str, Any]]:
+    def save(
+        self,
+        path: PathLike,
+        result: Any,
+        setup: HybridSetup,
+        checkpoint: PathLike | None = None,
+        overwrite: bool = True,
+        unique: bool = False,
+        pngs: int = 8,
+    ) -> tuple[Path, dict[str, Any]]:
         """The run file (and any files beside it); returns its path and what to add to the run's summary."""
         raise NotImplementedError
 
@@ -142,7 +169,9 @@ class Tally:
         self.num_classes = num_classes
         self.last: dict[str, Any] | None = None
 
-    def add(self, k: int, image: np.ndarray, optical: np.ndarray, digital: np.ndarray, target: Any) -> None:
+    def add(
+        self, k: int, image: np.ndarray, optical: np.ndarray, digital: np.ndarray, target: Any
+    ) -> None:
         raise NotImplementedError
 
     def metrics(self) -> dict[str, Any]:
@@ -155,7 +184,9 @@ class ClassificationTally(Tally):
         super().__init__(num_classes)
         self.compared = self.labelled = self.optical_correct = self.digital_correct = self.agree = 0
 
-    def add(self, k: int, image: np.ndarray, optical: np.ndarray, digital: np.ndarray, target: Any) -> None:
+    def add(
+        self, k: int, image: np.ndarray, optical: np.ndarray, digital: np.ndarray, target: Any
+    ) -> None:
         o, d, label = int(np.argmax(optical)), int(np.argmax(digital)), int(target)
         self.compared += 1
         self.agree += o == d
@@ -163,14 +194,23 @@ class ClassificationTally(Tally):
             self.labelled += 1
             self.optical_correct += o == label
             self.digital_correct += d == label
-        self.last = {"image": image, "label": label, "optical_probs": optical, "digital_probs": digital, "input": k}
+        self.last = {
+            "image": image,
+            "label": label,
+            "optical_probs": optical,
+            "digital_probs": digital,
+            "input": k,
+        }
 
     def metrics(self) -> dict[str, Any]:
         nan = float("nan")
-        return {"task": CLASSIFICATION.name,
-                "optical_accuracy": self.optical_correct / self.labelled if self.labelled else nan,
-                "digital_accuracy": self.digital_correct / self.labelled if self.labelled else nan,
-                "agreement": self.agree / self.compared if self.compared else nan, "last": self.last}
+        return {
+            "task": CLASSIFICATION.name,
+            "optical_accuracy": self.optical_correct / self.labelled if self.labelled else nan,
+            "digital_accuracy": self.digital_correct / self.labelled if self.labelled else nan,
+            "agreement": self.agree / self.compared if self.compared else nan,
+            "last": self.last,
+        }
 
 
 class Classification(Task):
@@ -188,22 +228,40 @@ class Classification(Task):
 
         return load_checkpoint(path)
 
-    def data(self, cfg: Any, meta: dict[str, Any], split: str = "test", *, checkpoint: PathLike | None = None,
-             dataset: str | None = None, data_dir: PathLike | None = None, limit: int | None = None,
-             scenes: str | None = None, data_seed: int | None = None) -> TaskData:
+    def data(
+        self,
+        cfg: Any,
+        meta: dict[str, Any],
+        split: str = "test",
+        *,
+        checkpoint: PathLike | None = None,
+        dataset: str | None = None,
+        data_dir: PathLike | None = None,
+        limit: int | None = None,
+        scenes: str | None = None,
+        data_seed: int | None = None,
+    ) -> TaskData:
         """The checkpoint's data set (or ``dataset``), split as at training; the first ``limit`` of ``split``.
         Data that differ from what the checkpoint was trained on are warned about (:mod:`lab4f.data_identity`)."""
         from lab4f.data import load_dataset
         from lab4f.data_identity import warn_if_data_differ
 
         if scenes is not None or data_seed is not None:
-            raise ConfigError("generated scenes and their seed are for segmentation checkpoints; this checkpoint "
-                              "is a classifier (give a data set or a folder of images)")
+            raise ConfigError(
+                "generated scenes and their seed are for segmentation checkpoints; this checkpoint "
+                "is a classifier (give a data set or a folder of images)"
+            )
         recorded = meta.get("dataset") or {}
         name = dataset or recorded.get("name", "mnist5k")
-        splits = load_dataset(name, data_dir=data_dir, split_seed=recorded.get("split_seed", 0),
-                              image_size=cfg.image_size)
-        warn_if_data_differ(meta, splits, checkpoint, split)  # logged (and in a command's --json: data_warnings)
+        splits = load_dataset(
+            name,
+            data_dir=data_dir,
+            split_seed=recorded.get("split_seed", 0),
+            image_size=cfg.image_size,
+        )
+        warn_if_data_differ(
+            meta, splits, checkpoint, split
+        )  # logged (and in a command's --json: data_warnings)
         x, y = getattr(splits, split).tensors
         return TaskData(x, y, tuple(splits.class_names), f"{name} ({split})").head(limit)
 
@@ -223,33 +281,58 @@ class Classification(Task):
         run.extra.update(extra or {})
         return run
 
-    def save(self, path: PathLike, result: Any, setup: HybridSetup, checkpoint: PathLike | None = None,
-             overwrite: bool = True, unique: bool = False, pngs: int = 8) -> tuple[Path, dict[str, Any]]:
+    def save(
+        self,
+        path: PathLike,
+        result: Any,
+        setup: HybridSetup,
+        checkpoint: PathLike | None = None,
+        overwrite: bool = True,
+        unique: bool = False,
+        pngs: int = 8,
+    ) -> tuple[Path, dict[str, Any]]:
         from lab4f.bench.run import save_run
 
-        return save_run(path, result, setup, None if checkpoint is None else str(checkpoint), overwrite=overwrite,
-                        unique=unique), {}
+        return save_run(
+            path,
+            result,
+            setup,
+            None if checkpoint is None else str(checkpoint),
+            overwrite=overwrite,
+            unique=unique,
+        ), {}
 
     def describe(self, m: dict[str, Any]) -> str:
-        scores = ("no labelled inputs:" if m["labelled"] == 0 else
-                  f"digital accuracy {_num(m['digital_accuracy'])}, optical {_num(m['optical_accuracy'])} "
-                  f"over {m['labelled']} labelled,")
-        return (f"{m['n']} inputs: {scores} agreement {_num(m['agreement'])}; {m['frames_per_s']:.1f} frames/s, "
-                f"latency p50 {_num(m['latency_p50_ms'], '.1f')} ms p95 {_num(m['latency_p95_ms'], '.1f')} ms; "
-                f"dropped {m['dropped']}; → {m['run_file']}")
+        scores = (
+            "no labelled inputs:"
+            if m["labelled"] == 0
+            else f"digital accuracy {_num(m['digital_accuracy'])}, optical {_num(m['optical_accuracy'])} "
+            f"over {m['labelled']} labelled,"
+        )
+        return (
+            f"{m['n']} inputs: {scores} agreement {_num(m['agreement'])}; {m['frames_per_s']:.1f} frames/s, "
+            f"latency p50 {_num(m['latency_p50_ms'], '.1f')} ms p95 {_num(m['latency_p95_ms'], '.1f')} ms; "
+            f"dropped {m['dropped']}; → {m['run_file']}"
+        )
 
 
 # -- segmentation ---------------------------------------------------------------------------------------------
 def _confusion(pred: np.ndarray, truth: np.ndarray, k: int) -> np.ndarray:
     from lab4f.segmentation.train import confusion_matrix
 
-    return confusion_matrix(torch.from_numpy(np.asarray(pred)), torch.from_numpy(np.asarray(truth)), k).numpy()
+    return confusion_matrix(
+        torch.from_numpy(np.asarray(pred)), torch.from_numpy(np.asarray(truth)), k
+    ).numpy()
 
 
 def _mean_iou(cm: np.ndarray | None) -> float:
     from lab4f.segmentation.train import scores_from_confusion
 
-    return float("nan") if cm is None else float(scores_from_confusion(torch.from_numpy(cm))["mean_iou"])
+    return (
+        float("nan")
+        if cm is None
+        else float(scores_from_confusion(torch.from_numpy(cm))["mean_iou"])
+    )
 
 
 class SegmentationTally(Tally):
@@ -261,19 +344,34 @@ class SegmentationTally(Tally):
         self.cm_optical: np.ndarray | None = None
         self.cm_digital: np.ndarray | None = None
 
-    def add(self, k: int, image: np.ndarray, optical: np.ndarray, digital: np.ndarray, target: Any) -> None:
+    def add(
+        self, k: int, image: np.ndarray, optical: np.ndarray, digital: np.ndarray, target: Any
+    ) -> None:
         self.agree += int((optical == digital).sum())
         self.pixels += optical.size
-        co, cd = _confusion(optical, target, self.num_classes), _confusion(digital, target, self.num_classes)
+        co, cd = (
+            _confusion(optical, target, self.num_classes),
+            _confusion(digital, target, self.num_classes),
+        )
         self.cm_optical = co if self.cm_optical is None else self.cm_optical + co
         self.cm_digital = cd if self.cm_digital is None else self.cm_digital + cd
-        self.last = {"image": image, "truth": target, "optical_mask": optical, "digital_mask": digital, "input": k,
-                     "num_classes": self.num_classes}
+        self.last = {
+            "image": image,
+            "truth": target,
+            "optical_mask": optical,
+            "digital_mask": digital,
+            "input": k,
+            "num_classes": self.num_classes,
+        }
 
     def metrics(self) -> dict[str, Any]:
-        return {"task": SEGMENTATION.name, "optical_mean_iou": _mean_iou(self.cm_optical),
-                "digital_mean_iou": _mean_iou(self.cm_digital),
-                "agreement": self.agree / self.pixels if self.pixels else float("nan"), "last": self.last}
+        return {
+            "task": SEGMENTATION.name,
+            "optical_mean_iou": _mean_iou(self.cm_optical),
+            "digital_mean_iou": _mean_iou(self.cm_digital),
+            "agreement": self.agree / self.pixels if self.pixels else float("nan"),
+            "last": self.last,
+        }
 
 
 class Segmentation(Task):
@@ -292,17 +390,31 @@ class Segmentation(Task):
 
         return load_seg_for_bench(path)
 
-    def data(self, cfg: Any, meta: dict[str, Any], split: str = "test", *, checkpoint: PathLike | None = None,
-             dataset: str | None = None, data_dir: PathLike | None = None, limit: int | None = None,
-             scenes: str | None = None, data_seed: int | None = None) -> TaskData:
+    def data(
+        self,
+        cfg: Any,
+        meta: dict[str, Any],
+        split: str = "test",
+        *,
+        checkpoint: PathLike | None = None,
+        dataset: str | None = None,
+        data_dir: PathLike | None = None,
+        limit: int | None = None,
+        scenes: str | None = None,
+        data_seed: int | None = None,
+    ) -> TaskData:
         """The scenes the checkpoint was trained on (generated: ``scenes``/``data_seed`` override; or its folder
         data set's split, ``data_dir`` if the folder moved): :func:`lab4f.bench.scenes.bench_scenes`."""
         from lab4f.bench.scenes import bench_scenes
 
         if dataset is not None:
-            raise ConfigError("a segmentation checkpoint runs the scenes it was trained on (generated, or its folder "
-                              "data set: give its data folder if the folder moved), not another data set")
-        s = bench_scenes(cfg, split, scenes=scenes, data_seed=data_seed, limit=limit, data_dir=data_dir)
+            raise ConfigError(
+                "a segmentation checkpoint runs the scenes it was trained on (generated, or its folder "
+                "data set: give its data folder if the folder moved), not another data set"
+            )
+        s = bench_scenes(
+            cfg, split, scenes=scenes, data_seed=data_seed, limit=limit, data_dir=data_dir
+        )
         return TaskData(s.images, s.masks, tuple(s.class_names), s.source)
 
     def outputs(self, logits: torch.Tensor) -> np.ndarray:
@@ -324,23 +436,44 @@ class Segmentation(Task):
     def result(self, run: RunResult, data: TaskData, extra: dict[str, Any] | None = None) -> Any:
         from lab4f.bench.segrun import segmentation_result
 
-        return segmentation_result(run, data.images[:, 0].numpy(), data.targets.numpy(), data.class_names,
-                                   {"scenes": data.source} | dict(extra or {}))
+        return segmentation_result(
+            run,
+            data.images[:, 0].numpy(),
+            data.targets.numpy(),
+            data.class_names,
+            {"scenes": data.source} | dict(extra or {}),
+        )
 
-    def save(self, path: PathLike, result: Any, setup: HybridSetup, checkpoint: PathLike | None = None,
-             overwrite: bool = True, unique: bool = False, pngs: int = 8) -> tuple[Path, dict[str, Any]]:
+    def save(
+        self,
+        path: PathLike,
+        result: Any,
+        setup: HybridSetup,
+        checkpoint: PathLike | None = None,
+        overwrite: bool = True,
+        unique: bool = False,
+        pngs: int = 8,
+    ) -> tuple[Path, dict[str, Any]]:
         from lab4f.bench.segrun import save_overlay_pngs, save_seg_run
 
-        written = save_seg_run(path, result, setup, None if checkpoint is None else str(checkpoint),
-                               overwrite=overwrite, unique=unique)
+        written = save_seg_run(
+            path,
+            result,
+            setup,
+            None if checkpoint is None else str(checkpoint),
+            overwrite=overwrite,
+            unique=unique,
+        )
         overlays = save_overlay_pngs(written, result, pngs) if pngs else []
         return written, {"overlays": [str(p) for p in overlays]}
 
     def describe(self, m: dict[str, Any]) -> str:
-        return (f"{m['n']} scenes: digital mean IoU {_num(m['digital_mean_iou'])}, optical "
-                f"{_num(m['optical_mean_iou'])} (pixel agreement {_num(m['pixel_agreement'])}); "
-                f"{m['frames_per_s']:.1f} frames/s, latency p50 {_num(m['latency_p50_ms'], '.1f')} ms; dropped "
-                f"{m['dropped']}; → {m['run_file']}, {len(m.get('overlays', []))} overlay PNGs")
+        return (
+            f"{m['n']} scenes: digital mean IoU {_num(m['digital_mean_iou'])}, optical "
+            f"{_num(m['optical_mean_iou'])} (pixel agreement {_num(m['pixel_agreement'])}); "
+            f"{m['frames_per_s']:.1f} frames/s, latency p50 {_num(m['latency_p50_ms'], '.1f')} ms; dropped "
+            f"{m['dropped']}; → {m['run_file']}, {len(m.get('overlays', []))} overlay PNGs"
+        )
 
 
 CLASSIFICATION = Classification()
@@ -353,7 +486,9 @@ def task_of(meta: dict[str, Any]) -> Task:
     """The task of a checkpoint with metadata ``meta``."""
     name = checkpoint_task(meta)
     if name not in TASKS:
-        raise ConfigError(f"the checkpoint was trained for the task {name!r}; lab4f runs {', '.join(TASKS)}")
+        raise ConfigError(
+            f"the checkpoint was trained for the task {name!r}; lab4f runs {', '.join(TASKS)}"
+        )
     return TASKS[name]
 
 

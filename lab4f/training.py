@@ -61,14 +61,20 @@ class TrainConfig:
     deterministic: bool = True
     eval_batch_size: int = 512
     amp: bool = False  # mixed precision (float16 + scaler on CUDA, bfloat16 on CPU/MPS)
-    patience: int | None = None  # early stop after this many epochs without a better val score; keep the best
+    patience: int | None = (
+        None  # early stop after this many epochs without a better val score; keep the best
+    )
     optimizer: str = "sgd"  # "sgd" (momentum, weight decay) or "adam"
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
-            raise ConfigError(f"epochs ({self.epochs}) and batch_size ({self.batch_size}) must be >= 1")
+            raise ConfigError(
+                f"epochs ({self.epochs}) and batch_size ({self.batch_size}) must be >= 1"
+            )
         if not (0.0 <= self.alpha <= 1.0) or self.T <= 0:
-            raise ConfigError(f"KD needs 0 <= alpha <= 1 and T > 0 (got alpha={self.alpha}, T={self.T})")
+            raise ConfigError(
+                f"KD needs 0 <= alpha <= 1 and T > 0 (got alpha={self.alpha}, T={self.T})"
+            )
         if self.schedule not in ("cosine", "constant"):
             raise ConfigError(f"schedule {self.schedule!r} is unknown; choose cosine or constant")
         if self.optimizer not in ("sgd", "adam"):
@@ -102,12 +108,18 @@ class TrainResult:
     def summary(self) -> dict[str, Any]:
         """Plain-typed summary (no model) for JSON output and checkpoint metrics."""
         return {
-            "kind": self.model_cfg.kind, "detection": self.model_cfg.detection,
-            "epochs_completed": self.epochs_completed, "best_val_accuracy": self.best_val_accuracy,
-            "best_epoch": self.best_epoch, "last_val_accuracy": self.last_val_accuracy,
-            "test_accuracy": self.test.get("accuracy"), "test_loss": self.test.get("loss"),
-            "stopped_reason": self.stopped_reason, "stop_detail": self.stop_detail,
-            "wall_time_s": self.wall_time_s, "train_images_per_s": self.train_images_per_s,
+            "kind": self.model_cfg.kind,
+            "detection": self.model_cfg.detection,
+            "epochs_completed": self.epochs_completed,
+            "best_val_accuracy": self.best_val_accuracy,
+            "best_epoch": self.best_epoch,
+            "last_val_accuracy": self.last_val_accuracy,
+            "test_accuracy": self.test.get("accuracy"),
+            "test_loss": self.test.get("loss"),
+            "stopped_reason": self.stopped_reason,
+            "stop_detail": self.stop_detail,
+            "wall_time_s": self.wall_time_s,
+            "train_images_per_s": self.train_images_per_s,
             "checkpoint": self.checkpoint_path,
         }
 
@@ -130,9 +142,16 @@ def model_config_for(splits: DatasetSplits, kind: str, **overrides: Any) -> Mode
     """A :class:`ModelConfig` matching the dataset's channels, image size and classes."""
     h, w = splits.image_size
     if h != w:
-        raise ConfigError(f"models need square images; dataset {splits.name} is {h}x{w} — set image_size")
-    return ModelConfig(kind=kind, in_channels=splits.in_channels, image_size=h,
-                       num_classes=splits.num_classes, **overrides)
+        raise ConfigError(
+            f"models need square images; dataset {splits.name} is {h}x{w} — set image_size"
+        )
+    return ModelConfig(
+        kind=kind,
+        in_channels=splits.in_channels,
+        image_size=h,
+        num_classes=splits.num_classes,
+        **overrides,
+    )
 
 
 def _tensors(dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,7 +161,9 @@ def _tensors(dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset: Any, batch_size: int = 512, device: str = "cpu") -> dict[str, Any]:
+def evaluate(
+    model: nn.Module, dataset: Any, batch_size: int = 512, device: str = "cpu"
+) -> dict[str, Any]:
     """Accuracy, mean cross-entropy loss, count and per-class accuracy (None for a class without images) of
     ``model`` on ``dataset``."""
     x_all, y_all = _tensors(dataset)
@@ -210,10 +231,16 @@ def make_optimizer(params: Iterable[nn.Parameter], cfg: Any) -> torch.optim.Opti
 
 def _check_splits(model_cfg: ModelConfig, splits: DatasetSplits) -> None:
     want = (splits.in_channels, tuple(splits.image_size), splits.num_classes)
-    have = (model_cfg.in_channels, (model_cfg.image_size, model_cfg.image_size), model_cfg.num_classes)
+    have = (
+        model_cfg.in_channels,
+        (model_cfg.image_size, model_cfg.image_size),
+        model_cfg.num_classes,
+    )
     if want != have:
-        raise ConfigError(f"model expects (channels, size, classes) = {have} but dataset {splits.name} has "
-                          f"{want}; build the config with lab4f.training.model_config_for(splits, kind)")
+        raise ConfigError(
+            f"model expects (channels, size, classes) = {have} but dataset {splits.name} has "
+            f"{want}; build the config with lab4f.training.model_config_for(splits, kind)"
+        )
 
 
 @dataclass
@@ -250,11 +277,23 @@ class FitState:
 SaveFn = Callable[[nn.Module, FitState, torch.optim.Optimizer, Any], None]
 
 
-def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, val: Any, test: Any, cfg: Any,
-        objective: Objective, *, teacher: nn.Module | None = None, save: SaveFn | None = None,
-        resume_state: dict[str, Any] | None = None, progress: bool = True,
-        on_epoch_end: Callable[[dict[str, float], nn.Module], None] | None = None,
-        ctx: DistContext | None = None, log: Callable[[str], None] | None = None) -> FitState:
+def fit(
+    model: nn.Module,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    val: Any,
+    test: Any,
+    cfg: Any,
+    objective: Objective,
+    *,
+    teacher: nn.Module | None = None,
+    save: SaveFn | None = None,
+    resume_state: dict[str, Any] | None = None,
+    progress: bool = True,
+    on_epoch_end: Callable[[dict[str, float], nn.Module], None] | None = None,
+    ctx: DistContext | None = None,
+    log: Callable[[str], None] | None = None,
+) -> FitState:
     """The one training loop: train ``model`` (already on ``cfg.device``) on (``x_train``, ``y_train``).
 
     ``cfg`` needs epochs, batch_size, lr, seed, schedule, device, amp, patience (and what
@@ -270,8 +309,14 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, val: Any
         teacher = teacher.to(device).eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
-    sampler = DistributedSampler(range(len(y_train)), num_replicas=ctx.world_size, rank=ctx.rank,
-                                 shuffle=True, seed=cfg.seed, drop_last=False)
+    sampler = DistributedSampler(
+        range(len(y_train)),
+        num_replicas=ctx.world_size,
+        rank=ctx.rank,
+        shuffle=True,
+        seed=cfg.seed,
+        drop_last=False,
+    )
     steps_per_epoch = math.ceil(len(sampler) / cfg.batch_size)
     opt = make_optimizer(model.parameters(), cfg)
     sched = _make_scheduler(opt, getattr(cfg, "schedule", "cosine"), cfg.epochs * steps_per_epoch)
@@ -283,7 +328,9 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, val: Any
         sched.load_state_dict(resume_state["scheduler"])
         st.history = list(resume_state.get("history", []))
         st.epochs_completed = start_epoch = int(resume_state["epoch"])
-        st.best_val = float(resume_state.get("best_val", resume_state.get("best_val_accuracy", float("nan"))))
+        st.best_val = float(
+            resume_state.get("best_val", resume_state.get("best_val_accuracy", float("nan")))
+        )
         st.best_epoch = int(resume_state.get("best_epoch", 0))
         if st.history:
             st.last_val = float(st.history[-1][f"val_{objective.metric}"])
@@ -291,8 +338,14 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, val: Any
     last_good = copy.deepcopy(model.state_dict())
     best_state = copy.deepcopy(model.state_dict()) if cfg.patience else None
     tty = sys.stderr.isatty()
-    bar = tqdm(total=cfg.epochs, initial=start_epoch, desc=objective.name, unit="epoch",
-               disable=not (progress and ctx.is_main and tty), file=sys.stderr)
+    bar = tqdm(
+        total=cfg.epochs,
+        initial=start_epoch,
+        desc=objective.name,
+        unit="epoch",
+        disable=not (progress and ctx.is_main and tty),
+        file=sys.stderr,
+    )
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     trainable = [p for p in model.parameters() if p.requires_grad]
     t0, seen = time.perf_counter(), 0
@@ -315,8 +368,10 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, val: Any
                         t_logits = teacher(x).float()
             loss = objective.loss(logits.float(), y, t_logits)
             if not ctx.all_finite(loss):
-                bad = (f"non-finite loss ({float(loss.detach())}) at epoch {epoch + 1}, step {step + 1} "
-                       f"(lr={cfg.lr})")
+                bad = (
+                    f"non-finite loss ({float(loss.detach())}) at epoch {epoch + 1}, step {step + 1} "
+                    f"(lr={cfg.lr})"
+                )
                 break
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -355,24 +410,35 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, val: Any
         bar.update(1)
         bar.set_postfix(loss=f"{record['train_loss']:.3f}", val=f"{score:.3f}")
         if progress and ctx.is_main and not tty:  # a log, not a terminal: one line per epoch
-            say(f"{objective.name} epoch {epoch + 1}/{cfg.epochs}: loss {record['train_loss']:.4f}, "
-                f"val {objective.metric} {score:.4f} ({time.perf_counter() - t0:.0f} s)")
+            say(
+                f"{objective.name} epoch {epoch + 1}/{cfg.epochs}: loss {record['train_loss']:.4f}, "
+                f"val {objective.metric} {score:.4f} ({time.perf_counter() - t0:.0f} s)"
+            )
         if on_epoch_end is not None:
             on_epoch_end(record, model)
         if cfg.patience and epoch + 1 - st.best_epoch >= cfg.patience and epoch + 1 < cfg.epochs:
             st.stopped_reason = "plateau"
-            st.stop_detail = (f"no better val {objective.metric} than epoch {st.best_epoch}'s "
-                              f"{st.best_val:.4f} for {cfg.patience} epochs")
+            st.stop_detail = (
+                f"no better val {objective.metric} than epoch {st.best_epoch}'s "
+                f"{st.best_val:.4f} for {cfg.patience} epochs"
+            )
             break
     bar.close()
     if best_state is not None and st.best_epoch and st.stopped_reason != "nonfinite_loss":
-        model.load_state_dict(best_state)  # train to plateau: the best validation epoch is the model
+        model.load_state_dict(
+            best_state
+        )  # train to plateau: the best validation epoch is the model
     elapsed = time.perf_counter() - t0
     st.wall_time_s = elapsed
     st.train_images_per_s = seen * ctx.world_size / elapsed if elapsed > 0 else 0.0
     model.eval()
     st.test = objective.evaluate(model, test, device)
-    if save is not None and ctx.is_main and st.epochs_completed > 0 and st.stopped_reason != "nonfinite_loss":
+    if (
+        save is not None
+        and ctx.is_main
+        and st.epochs_completed > 0
+        and st.stopped_reason != "nonfinite_loss"
+    ):
         # re-save with the test metrics; after a NaN stop the last good epoch's checkpoint stays as it is
         save(model, st, opt, sched)
     return st
@@ -429,7 +495,9 @@ def train_model(
     cfg = train_cfg or TrainConfig()
     _check_splits(model_cfg, splits)
     if model_cfg.kind == "student" and teacher is None:
-        raise ConfigError("kind 'student' is trained by distillation: pass a teacher (--teacher CKPT)")
+        raise ConfigError(
+            "kind 'student' is trained by distillation: pass a teacher (--teacher CKPT)"
+        )
     cfg = replace(cfg, device=resolve_device(cfg.device))
     ctx = current_context()
     with torch_threads(cfg.num_threads), _Deterministic(cfg.deterministic):
@@ -440,47 +508,94 @@ def train_model(
         if frozen_front:
             freeze_front(model)
         model = model.to(cfg.device)
-        result = TrainResult(model=model, model_cfg=model_cfg, train_cfg=cfg,
-                             checkpoint_path=str(checkpoint_path) if checkpoint_path else None)
+        result = TrainResult(
+            model=model,
+            model_cfg=model_cfg,
+            train_cfg=cfg,
+            checkpoint_path=str(checkpoint_path) if checkpoint_path else None,
+        )
         resume_state = _resume(checkpoint_path, model, model_cfg) if resume else None
-        dataset_meta = {"name": splits.name, "split_seed": splits.split_seed,
-                        "image_size": list(splits.image_size), "class_names": list(splits.class_names),
-                        "identity": dict(getattr(splits, "identity", {}))}  # lab4f.data_identity
+        dataset_meta = {
+            "name": splits.name,
+            "split_seed": splits.split_seed,
+            "image_size": list(splits.image_size),
+            "class_names": list(splits.class_names),
+            "identity": dict(getattr(splits, "identity", {})),
+        }  # lab4f.data_identity
 
         def save(m: nn.Module, st: FitState, opt: torch.optim.Optimizer, sched: Any) -> None:
             _fill(result, st)
             _save(checkpoint_path, m, model_cfg, cfg, dataset_meta, result, opt, sched)
 
         x_train, y_train = _tensors(splits.train)
-        st = fit(model, x_train, y_train, splits.val, splits.test, cfg,
-                 classification_objective(cfg, model_cfg.kind == "student", f"train {model_cfg.kind}"),
-                 teacher=teacher if model_cfg.kind == "student" else None,
-                 save=save if checkpoint_path else None, resume_state=resume_state, progress=progress,
-                 on_epoch_end=on_epoch_end, ctx=ctx, log=log)
+        st = fit(
+            model,
+            x_train,
+            y_train,
+            splits.val,
+            splits.test,
+            cfg,
+            classification_objective(cfg, model_cfg.kind == "student", f"train {model_cfg.kind}"),
+            teacher=teacher if model_cfg.kind == "student" else None,
+            save=save if checkpoint_path else None,
+            resume_state=resume_state,
+            progress=progress,
+            on_epoch_end=on_epoch_end,
+            ctx=ctx,
+            log=log,
+        )
     _fill(result, st)
     return result
 
 
 def _fill(result: TrainResult, st: FitState) -> None:
     result.history, result.epochs_completed = st.history, st.epochs_completed
-    result.best_val_accuracy, result.best_epoch, result.last_val_accuracy = st.best_val, st.best_epoch, st.last_val
+    result.best_val_accuracy, result.best_epoch, result.last_val_accuracy = (
+        st.best_val,
+        st.best_epoch,
+        st.last_val,
+    )
     result.stopped_reason, result.stop_detail = st.stopped_reason, st.stop_detail
-    result.wall_time_s, result.train_images_per_s, result.test = st.wall_time_s, st.train_images_per_s, st.test
+    result.wall_time_s, result.train_images_per_s, result.test = (
+        st.wall_time_s,
+        st.train_images_per_s,
+        st.test,
+    )
 
 
-def _save(path: str | Path, model: nn.Module, model_cfg: ModelConfig, cfg: TrainConfig,
-          dataset_meta: dict[str, Any], result: TrainResult, opt: torch.optim.Optimizer, sched: Any) -> None:
-    metrics = {k: v for k, v in result.summary().items() if k not in ("checkpoint", "kind", "detection")}
-    meta = make_metadata(model_cfg, dataset=dataset_meta, seed=cfg.seed, metrics=metrics,
-                         train_config=cfg.to_dict())
-    train_state = {"epoch": result.epochs_completed, "optimizer": opt.state_dict(),
-                   "scheduler": sched.state_dict(), "history": result.history,
-                   "best_val_accuracy": result.best_val_accuracy, "best_epoch": result.best_epoch}
+def _save(
+    path: str | Path,
+    model: nn.Module,
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    dataset_meta: dict[str, Any],
+    result: TrainResult,
+    opt: torch.optim.Optimizer,
+    sched: Any,
+) -> None:
+    metrics = {
+        k: v for k, v in result.summary().items() if k not in ("checkpoint", "kind", "detection")
+    }
+    meta = make_metadata(
+        model_cfg, dataset=dataset_meta, seed=cfg.seed, metrics=metrics, train_config=cfg.to_dict()
+    )
+    train_state = {
+        "epoch": result.epochs_completed,
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "history": result.history,
+        "best_val_accuracy": result.best_val_accuracy,
+        "best_epoch": result.best_epoch,
+    }
     save_checkpoint(path, model, meta, train_state)
 
 
-def _resume(path: str | Path | None, model: nn.Module, model_cfg: Any,
-            cfg_from_dict: Callable[[dict[str, Any]], Any] = ModelConfig.from_dict) -> dict[str, Any] | None:
+def _resume(
+    path: str | Path | None,
+    model: nn.Module,
+    model_cfg: Any,
+    cfg_from_dict: Callable[[dict[str, Any]], Any] = ModelConfig.from_dict,
+) -> dict[str, Any] | None:
     """Load ``path``'s weights into ``model``; its train_state for :func:`fit` (None: nothing to resume yet)."""
     if not path:
         raise ConfigError("resume needs a checkpoint path (--out) to continue from")
@@ -489,7 +604,15 @@ def _resume(path: str | Path | None, model: nn.Module, model_cfg: Any,
     payload = read_checkpoint(path)
     state = payload.get("train_state")
     if not isinstance(state, dict) or "optimizer" not in state:
-        raise CheckpointError(f"checkpoint {path} has no optimizer/scheduler state; it cannot be resumed")
+        raise CheckpointError(
+            f"checkpoint {path} has no optimizer/scheduler state; it cannot be resumed"
+        )
     ckpt_cfg = cfg_from_dict(dict(payload["metadata"]["model_config"]))
-    load_state(model, payload["state_dict"], model_cfg=model_cfg, ckpt_cfg=ckpt_cfg, source=f"checkpoint {path}")
+    load_state(
+        model,
+        payload["state_dict"],
+        model_cfg=model_cfg,
+        ckpt_cfg=ckpt_cfg,
+        source=f"checkpoint {path}",
+    )
     return state

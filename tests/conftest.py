@@ -62,10 +62,20 @@ def trained_checkpoints(tmp_path_factory, mnist_splits) -> dict[str, Path]:
 
     folder = tmp_path_factory.mktemp("checkpoints")
     teacher_path, student_path = folder / "teacher.pt", folder / "student.pt"
-    train_model(model_config_for(mnist_splits, "teacher", widths=TEST_WIDTHS), mnist_splits,
-                TrainConfig(epochs=2, seed=0), checkpoint_path=teacher_path, progress=False)
+    train_model(
+        model_config_for(mnist_splits, "teacher", widths=TEST_WIDTHS),
+        mnist_splits,
+        TrainConfig(epochs=2, seed=0),
+        checkpoint_path=teacher_path,
+        progress=False,
+    )
     teacher, _, _ = load_checkpoint(teacher_path)
-    train_model(model_config_for(mnist_splits, "student", widths=TEST_WIDTHS, detection="incoherent"),
-                mnist_splits, TrainConfig(epochs=3, seed=0), teacher=teacher, checkpoint_path=student_path,
-                progress=False)
+    train_model(
+        model_config_for(mnist_splits, "student", widths=TEST_WIDTHS, detection="incoherent"),
+        mnist_splits,
+        TrainConfig(epochs=3, seed=0),
+        teacher=teacher,
+        checkpoint_path=student_path,
+        progress=False,
+    )
     return {"teacher": teacher_path, "student": student_path}

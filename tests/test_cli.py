@@ -30,7 +30,11 @@ def test_json_output_is_one_object_even_on_error(capsys, tmp_path) -> None:
     out = capsys.readouterr().out
     assert code == 2
     payload = json.loads(out)
-    assert payload["ok"] is False and payload["error"] == "ConfigError" and "missing.toml" in payload["message"]
+    assert (
+        payload["ok"] is False
+        and payload["error"] == "ConfigError"
+        and "missing.toml" in payload["message"]
+    )
 
 
 def test_bench_info_json_on_the_default_simulated_bench(capsys) -> None:
@@ -39,7 +43,9 @@ def test_bench_info_json_on_the_default_simulated_bench(capsys) -> None:
     assert set(payload["devices"]) == {"slm", "display", "camera", "light_source", "shutter"}
     assert payload["devices"]["light_source"]["identity"]["vendor"] == "LAB4F-SIM"
     assert payload["geometry"]["output_pitch_um"] > 0
-    assert abs(payload["geometry"]["camera_pixels_per_cell"] - 1.02) < 0.005  # the default lenses and 5.5 µm pixels
+    assert (
+        abs(payload["geometry"]["camera_pixels_per_cell"] - 1.02) < 0.005
+    )  # the default lenses and 5.5 µm pixels
     assert payload["geometry"]["camera_cells"] == [501, 501]
 
 
@@ -71,17 +77,36 @@ def test_compile_checkpoint_writes_program_and_report(capsys, tmp_path) -> None:
     assert payload["channels"] == 8 and payload["tiles"] == 16 and payload["frames"] == 1
     assert payload["min_tile_correlation"] > 0.99
     program = OpticalProgram.load(out)
-    assert program.frames[0].phase is not None and (tmp_path / "s.program.png").stat().st_size > 10_000
+    assert (
+        program.frames[0].phase is not None and (tmp_path / "s.program.png").stat().st_size > 10_000
+    )
     teacher_cfg = ModelConfig(kind="teacher", widths=(4, 8, 8))
-    teacher = save_checkpoint(tmp_path / "t.pt", build_model(teacher_cfg), make_metadata(teacher_cfg))
+    teacher = save_checkpoint(
+        tmp_path / "t.pt", build_model(teacher_cfg), make_metadata(teacher_cfg)
+    )
     assert main(["compile", str(teacher), "--json"]) == 2
     assert "nonlinear front end" in json.loads(capsys.readouterr().out)["message"]
 
 
 def test_reproduce_task_segmentation_is_the_segment_reproduce_command(capsys, tmp_path) -> None:
     out = tmp_path / "seg"
-    assert main(["reproduce", "--task", "segmentation", "--seeds", "0", "--epochs", "1", "--out", str(out),
-                 "--json"]) == 0
+    assert (
+        main(
+            [
+                "reproduce",
+                "--task",
+                "segmentation",
+                "--seeds",
+                "0",
+                "--epochs",
+                "1",
+                "--out",
+                str(out),
+                "--json",
+            ]
+        )
+        == 0
+    )
     payload = json.loads(capsys.readouterr().out)
     assert {r["model"] for r in payload["rows"]} == {"teacher", "student", "linear"}
     assert (out / "table.md").read_text().count("mean IoU") >= 1 and (out / "mean_iou.png").exists()

@@ -30,8 +30,13 @@ print(json.dumps({"code": code, "stdout": out.getvalue(), "stderr": err.getvalue
 
 
 def _probe(argv: list[str], cwd: Path) -> dict:
-    proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(argv), json.dumps(HEAVY)], cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(argv), json.dumps(HEAVY)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -51,22 +56,29 @@ def test_help_imports_nothing_heavy(tmp_path: Path) -> None:
     assert r["heavy"] == []
 
 
-@pytest.mark.parametrize("argv", [
-    ["--json", "frobnicate"],  # unknown command
-    ["run", "--json"],  # missing --checkpoint
-    ["finetune", "--json", "--checkpoint", "s.pt", "--epochs", "0"],  # bad value
-    ["demo", "--json", "--no-such-option"],
-    ["train", "--json", "--kind", "bogus"],  # bad choice
-    ["segment", "--json", "train", "--detection", "bogus"],
-    ["reproduce", "--json", "--epochs", "x"],
-    ["compile", "--json"],
-    ["bench", "--json", "info", "--config"],  # option without its value
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--json", "frobnicate"],  # unknown command
+        ["run", "--json"],  # missing --checkpoint
+        ["finetune", "--json", "--checkpoint", "s.pt", "--epochs", "0"],  # bad value
+        ["demo", "--json", "--no-such-option"],
+        ["train", "--json", "--kind", "bogus"],  # bad choice
+        ["segment", "--json", "train", "--detection", "bogus"],
+        ["reproduce", "--json", "--epochs", "x"],
+        ["compile", "--json"],
+        ["bench", "--json", "info", "--config"],  # option without its value
+    ],
+)
 def test_json_usage_errors_import_nothing_heavy(tmp_path: Path, argv: list[str]) -> None:
     r = _probe(argv, tmp_path)
     assert r["code"] == 2
     payload = _strict_json(r["stdout"])
-    assert payload["ok"] is False and payload["error"] == "UsageError" and "--help" in payload["message"]
+    assert (
+        payload["ok"] is False
+        and payload["error"] == "UsageError"
+        and "--help" in payload["message"]
+    )
     assert r["heavy"] == []
 
 
@@ -93,7 +105,14 @@ def test_choices_and_defaults_spelled_out_for_the_parser_agree_with_their_source
     assert commands.SCENE_KINDS == SCENE_KINDS
     assert commands.SEG_DATASETS == SEG_DATASETS
     assert commands.REPRODUCE_EPOCHS == DEFAULT_EPOCHS
-    for copy, config in ((commands.TRAIN_DEFAULTS, TrainConfig()), (commands.SEG_DATA_DEFAULTS, SegReproduceConfig()),
-                         (commands.SEG_TRAIN_DEFAULTS, SegTrainConfig())):
-        differ = {k: (v, getattr(config, k)) for k, v in vars(copy).items() if getattr(config, k) != v}
-        assert not differ, f"lab4f.commands' defaults differ from {type(config).__name__}'s: {differ}"
+    for copy, config in (
+        (commands.TRAIN_DEFAULTS, TrainConfig()),
+        (commands.SEG_DATA_DEFAULTS, SegReproduceConfig()),
+        (commands.SEG_TRAIN_DEFAULTS, SegTrainConfig()),
+    ):
+        differ = {
+            k: (v, getattr(config, k)) for k, v in vars(copy).items() if getattr(config, k) != v
+        }
+        assert not differ, (
+            f"lab4f.commands' defaults differ from {type(config).__name__}'s: {differ}"
+        )

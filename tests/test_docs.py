@@ -21,7 +21,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 README_LIMIT = 6000
-GENERATED = {DOCS / "results", DOCS / "screenshots"}  # made by commands and tests, not pages with examples
+GENERATED = {
+    DOCS / "results",
+    DOCS / "screenshots",
+}  # made by commands and tests, not pages with examples
 
 FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)
 MARK = re.compile(r"<!--\s*(run|no-run)\b[^>]*-->\s*$")
@@ -55,9 +58,15 @@ RUNNABLE = [p for p in _pages() if any(mark == "run" for _, _, mark in _blocks(p
 def test_examples_are_marked() -> None:
     """There are examples to run, and no API example is silently left out."""
     assert len(RUNNABLE) >= 8, [_rel(p) for p in RUNNABLE]
-    unmarked = [f"{_rel(p)}:{line}" for p in sorted((DOCS / "api").glob("*.md"))
-                for line, _, mark in _blocks(p) if mark is None]
-    assert not unmarked, f"python blocks on API pages need <!-- run --> or <!-- no-run: why -->: {unmarked}"
+    unmarked = [
+        f"{_rel(p)}:{line}"
+        for p in sorted((DOCS / "api").glob("*.md"))
+        for line, _, mark in _blocks(p)
+        if mark is None
+    ]
+    assert not unmarked, (
+        f"python blocks on API pages need <!-- run --> or <!-- no-run: why -->: {unmarked}"
+    )
 
 
 @pytest.mark.parametrize("page", RUNNABLE, ids=_rel)
@@ -86,7 +95,9 @@ def test_cli_reference_is_up_to_date() -> None:
     """docs/cli.md is what docs/gen_cli.py makes from the parsers today."""
     expected = _gen_cli().render()
     committed = (DOCS / "cli.md").read_text(encoding="utf-8")
-    assert committed == expected, "docs/cli.md is out of date with the CLI's parsers: run `make docs`"
+    assert committed == expected, (
+        "docs/cli.md is out of date with the CLI's parsers: run `make docs`"
+    )
 
 
 def test_cli_reference_lists_every_command() -> None:
@@ -100,7 +111,9 @@ def test_cli_reference_lists_every_command() -> None:
 
 def test_readme_is_short_and_its_links_resolve() -> None:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert len(text) <= README_LIMIT, f"README.md has {len(text)} characters (at most {README_LIMIT})"
+    assert len(text) <= README_LIMIT, (
+        f"README.md has {len(text)} characters (at most {README_LIMIT})"
+    )
     targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text)
     assert targets
     missing = [t for t in targets if "://" not in t and not (ROOT / t).exists()]
@@ -109,10 +122,20 @@ def test_readme_is_short_and_its_links_resolve() -> None:
 
 def test_site_builds_strictly(tmp_path: Path) -> None:
     """`mkdocs build --strict`: every nav page, link, anchor and mkdocstrings reference resolves."""
-    pytest.importorskip("mkdocs", reason="mkdocs is not installed (it is in the dev extra: pip install -e '.[dev]')")
+    pytest.importorskip(
+        "mkdocs", reason="mkdocs is not installed (it is in the dev extra: pip install -e '.[dev]')"
+    )
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
-    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(tmp_path / "site")],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(tmp_path / "site")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
     assert (tmp_path / "site" / "index.html").is_file()
-    assert (tmp_path / "site" / "api" / "bench" / "index.html").read_text(encoding="utf-8").count("doc-heading") > 5
+    assert (tmp_path / "site" / "api" / "bench" / "index.html").read_text(encoding="utf-8").count(
+        "doc-heading"
+    ) > 5

@@ -10,7 +10,12 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FOLDERS = {"lab4f": "lab4f", "drivers": "lab4f.drivers", "calibration": "lab4f.calibration", "gui": "lab4f.gui"}
+FOLDERS = {
+    "lab4f": "lab4f",
+    "drivers": "lab4f.drivers",
+    "calibration": "lab4f.calibration",
+    "gui": "lab4f.gui",
+}
 
 
 def package_modules() -> dict[str, Path]:
@@ -145,8 +150,11 @@ def test_the_cycle_finder_finds_a_cycle_and_passes_a_tree() -> None:
 def test_function_level_and_type_checking_imports(tmp_path: Path) -> None:
     """A function-level import is an edge; one under ``if TYPE_CHECKING:`` is not."""
     src = tmp_path / "m.py"
-    src.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from lab4f.b import X\n"
-                   "def f():\n    from lab4f.c import y\n    import lab4f.d.e\n", encoding="utf-8")
+    src.write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from lab4f.b import X\n"
+        "def f():\n    from lab4f.c import y\n    import lab4f.d.e\n",
+        encoding="utf-8",
+    )
     known = {"lab4f", "lab4f.b", "lab4f.c", "lab4f.d", "lab4f.m"}
     assert imported_modules("lab4f.m", src, known) == {"lab4f.c", "lab4f.d"}
 

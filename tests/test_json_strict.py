@@ -34,15 +34,34 @@ def student(tmp_path_factory) -> Path:
 
     cfg = ModelConfig(kind="student", widths=(4, 8), detection="incoherent")
     torch.manual_seed(0)
-    return save_checkpoint(tmp_path_factory.mktemp("ck") / "student.pt", build_model(cfg),
-                           make_metadata(cfg, dataset={"name": "mnist5k", "split_seed": 0}))
+    return save_checkpoint(
+        tmp_path_factory.mktemp("ck") / "student.pt",
+        build_model(cfg),
+        make_metadata(cfg, dataset={"name": "mnist5k", "split_seed": 0}),
+    )
 
 
 def test_the_writer_makes_every_non_finite_float_null() -> None:
-    payload = {"a": float("nan"), "b": [1.0, float("inf"), {"c": -math.inf}], "d": np.float32("nan"),
-               "e": np.array([np.nan, 2.0]), "f": (np.inf, 3), "g": Path("x"), "ok": True, "n": 4}
-    assert strict(dumps(payload)) == {"a": None, "b": [1.0, None, {"c": None}], "d": None, "e": [None, 2.0],
-                                      "f": [None, 3], "g": "x", "ok": True, "n": 4}
+    payload = {
+        "a": float("nan"),
+        "b": [1.0, float("inf"), {"c": -math.inf}],
+        "d": np.float32("nan"),
+        "e": np.array([np.nan, 2.0]),
+        "f": (np.inf, 3),
+        "g": Path("x"),
+        "ok": True,
+        "n": 4,
+    }
+    assert strict(dumps(payload)) == {
+        "a": None,
+        "b": [1.0, None, {"c": None}],
+        "d": None,
+        "e": [None, 2.0],
+        "f": [None, 3],
+        "g": "x",
+        "ok": True,
+        "n": 4,
+    }
 
 
 def test_evaluate_with_classes_that_have_no_images(student, capsys) -> None:
@@ -59,8 +78,24 @@ def test_bench_info(capsys) -> None:
     assert "devices" in strict(capsys.readouterr().out)
 
 
-def test_a_short_run_and_a_run_that_processed_nothing(student, tmp_path, monkeypatch, capsys) -> None:
-    assert main(["run", "--checkpoint", str(student), "--limit", "3", "--out", str(tmp_path / "a.h5"), "--json"]) == 0
+def test_a_short_run_and_a_run_that_processed_nothing(
+    student, tmp_path, monkeypatch, capsys
+) -> None:
+    assert (
+        main(
+            [
+                "run",
+                "--checkpoint",
+                str(student),
+                "--limit",
+                "3",
+                "--out",
+                str(tmp_path / "a.h5"),
+                "--json",
+            ]
+        )
+        == 0
+    )
     payload = strict(capsys.readouterr().out)
     assert payload["n"] == 3 and payload["latency_p50_ms"] > 0 and 0 <= payload["agreement"] <= 1
 
@@ -68,18 +103,37 @@ def test_a_short_run_and_a_run_that_processed_nothing(student, tmp_path, monkeyp
 
     inner = run_module.run_dataset
 
-    def dead_camera(setup, *args, **kwargs):  # the camera is unplugged as the stream starts: nothing is processed
+    def dead_camera(
+        setup, *args, **kwargs
+    ):  # the camera is unplugged as the stream starts: nothing is processed
         setup.bench.devices["camera"].faults.disconnect = True
         return inner(setup, *args, **kwargs)
 
     monkeypatch.setattr(run_module, "run_dataset", dead_camera)
-    code = main(["run", "--checkpoint", str(student), "--limit", "3", "--out", str(tmp_path / "b.h5"), "--json"])
+    code = main(
+        [
+            "run",
+            "--checkpoint",
+            str(student),
+            "--limit",
+            "3",
+            "--out",
+            str(tmp_path / "b.h5"),
+            "--json",
+        ]
+    )
     payload = strict(capsys.readouterr().out)
     assert code == 3 and payload["n"] == payload["processed"] == 0
-    assert payload["agreement"] is None and payload["latency_p50_ms"] is None and payload["latency_p99_ms"] is None
+    assert (
+        payload["agreement"] is None
+        and payload["latency_p50_ms"] is None
+        and payload["latency_p99_ms"] is None
+    )
     assert payload["optical_accuracy"] is None
     # in words too: the figures it has none of are "n/a"
-    code = main(["run", "--checkpoint", str(student), "--limit", "3", "--out", str(tmp_path / "c.h5")])
+    code = main(
+        ["run", "--checkpoint", str(student), "--limit", "3", "--out", str(tmp_path / "c.h5")]
+    )
     assert code == 3 and "agreement n/a" in capsys.readouterr().out
 
 

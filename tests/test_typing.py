@@ -14,6 +14,11 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.slow
 def test_mypy_errors_do_not_exceed_the_baseline() -> None:
     pytest.importorskip("mypy", reason="mypy is in the dev extra: pip install -e '.[dev]'")
-    done = subprocess.run([sys.executable, str(ROOT / "tools" / "typecheck.py"), "--ratchet"], capture_output=True, text=True,
-                          cwd=ROOT, timeout=900)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "typecheck.py"), "--ratchet"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stdout[-20000:] + done.stderr[-2000:]

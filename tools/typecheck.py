@@ -26,15 +26,29 @@ def link_tree() -> dict[str, str]:
     dirs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
     pkg = TREE / "lab4f"
     pkg.mkdir(parents=True, exist_ok=True)
-    wanted = {p.name: p for p in (ROOT / "lab4f").iterdir() if p.suffix in (".py", ".pyi", ".typed") or p.is_dir()}
-    wanted.update({name.split(".", 1)[1]: ROOT / src for name, src in dirs.items() if name != "lab4f"})
+    wanted = {
+        p.name: p
+        for p in (ROOT / "lab4f").iterdir()
+        if p.suffix in (".py", ".pyi", ".typed") or p.is_dir()
+    }
+    wanted.update(
+        {name.split(".", 1)[1]: ROOT / src for name, src in dirs.items() if name != "lab4f"}
+    )
     for entry in pkg.iterdir():
-        if entry.name not in wanted or not entry.is_symlink() or entry.resolve() != wanted[entry.name].resolve():
+        if (
+            entry.name not in wanted
+            or not entry.is_symlink()
+            or entry.resolve() != wanted[entry.name].resolve()
+        ):
             entry.unlink()
     for name, target in wanted.items():
         if not (pkg / name).is_symlink():
             (pkg / name).symlink_to(target)
-    return {f"lab4f/{name.split('.', 1)[1]}/": f"{src}/" for name, src in dirs.items() if name != "lab4f"}
+    return {
+        f"lab4f/{name.split('.', 1)[1]}/": f"{src}/"
+        for name, src in dirs.items()
+        if name != "lab4f"
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,14 +63,23 @@ def main(argv: list[str] | None = None) -> int:
     cwd = os.getcwd()
     os.chdir(TREE)  # mypy finds lab4f here, before the editable install's hook
     try:
-        out, err, status = api.run(["--config-file", str(ROOT / "pyproject.toml"), "--cache-dir",
-                                    str(TREE / ".mypy_cache"), *(argv or []), "-p", "lab4f"])
+        out, err, status = api.run(
+            [
+                "--config-file",
+                str(ROOT / "pyproject.toml"),
+                "--cache-dir",
+                str(TREE / ".mypy_cache"),
+                *(argv or []),
+                "-p",
+                "lab4f",
+            ]
+        )
     finally:
         os.chdir(cwd)
     for line in out.splitlines():
         for linked, real in prefixes.items():
             if line.startswith(linked):
-                line = real + line[len(linked):]
+                line = real + line[len(linked) :]
                 break
         print(line)
     print(err, end="", file=sys.stderr)
@@ -66,11 +89,16 @@ def main(argv: list[str] | None = None) -> int:
     errors = int(found.group(1)) if found else 0
     allowed = int(BASELINE.read_text().split()[0])
     if errors > allowed:
-        print(f"mypy: {errors} errors, more than the {allowed} of {BASELINE.name}: type the new code", file=sys.stderr)
+        print(
+            f"mypy: {errors} errors, more than the {allowed} of {BASELINE.name}: type the new code",
+            file=sys.stderr,
+        )
         return 1
     if errors < allowed:
-        print(f"mypy: {errors} errors, fewer than the {allowed} of {BASELINE.name}: lower it to {errors}",
-              file=sys.stderr)
+        print(
+            f"mypy: {errors} errors, fewer than the {allowed} of {BASELINE.name}: lower it to {errors}",
+            file=sys.stderr,
+        )
         return 1
     print(f"mypy: {errors} errors, as {BASELINE.name} allows (the goal is 0)", file=sys.stderr)
     return 0

@@ -17,18 +17,24 @@ from lab4f.gui.workers import BenchWorker, Worker, start_folder
 def upload_changes(new: Any, old: Any, uploaded_phase: np.ndarray | None) -> str:
     """A few lines saying what the upload changes: kernels, tiles, tile quality, phase difference."""
     s = new.summary()
-    lines = [f"{s['channels']} kernels {s['kernel_size']}×{s['kernel_size']} in {s['frames']} frame(s), "
-             f"{s['tiles']} tiles, min tile correlation {s['min_tile_correlation']:.4f}, "
-             f"{100 * s['energy_in_tiles']:.1f} % of light in tiles"]
+    lines = [
+        f"{s['channels']} kernels {s['kernel_size']}×{s['kernel_size']} in {s['frames']} frame(s), "
+        f"{s['tiles']} tiles, min tile correlation {s['min_tile_correlation']:.4f}, "
+        f"{100 * s['energy_in_tiles']:.1f} % of light in tiles"
+    ]
     if old is None:
         lines.append("No program was uploaded before.")
     else:
         o = old.summary()
-        diff = [f"{k}: {o[k]} → {s[k]}" for k in ("channels", "kernel_size", "tiles", "frames") if o[k] != s[k]]
+        diff = [
+            f"{k}: {o[k]} → {s[k]}"
+            for k in ("channels", "kernel_size", "tiles", "frames")
+            if o[k] != s[k]
+        ]
         lines.append("Changes: " + ("; ".join(diff) if diff else "same layout, new kernels"))
     if uploaded_phase is not None and new.frames[0].phase is not None:
         d = np.angle(np.exp(1j * (new.frames[0].phase - uploaded_phase)))
-        lines.append(f"Phase change on the SLM: RMS {np.sqrt(np.mean(d ** 2)):.3f} rad")
+        lines.append(f"Phase change on the SLM: RMS {np.sqrt(np.mean(d**2)):.3f} rad")
     lines.append("Tile registration and channel gains must be recalibrated after a layout change.")
     return "\n".join(lines)
 
@@ -41,8 +47,10 @@ def frames_text(program: Any) -> str:
     return f"frames per input: {s['frames']} ({s['channels']} kernels{cap})"
 
 
-COMPILE_TIP = ("Compile the kernel bank for this bench (tile layout, target PSF, SLM phase), then confirm the upload "
-               "to the SLM")
+COMPILE_TIP = (
+    "Compile the kernel bank for this bench (tile layout, target PSF, SLM phase), then confirm the upload "
+    "to the SLM"
+)
 
 
 class KernelsPanel(QtWidgets.QWidget):
@@ -56,33 +64,46 @@ class KernelsPanel(QtWidgets.QWidget):
         layout = QtWidgets.QVBoxLayout(self)
         row = QtWidgets.QHBoxLayout()
         self.load_btn = QtWidgets.QPushButton("Load checkpoint…")
-        self.load_btn.setToolTip("Load a student or linear (SCLC) checkpoint and its test images (File ▸ Open "
-                                 "checkpoint, Ctrl+O)")
+        self.load_btn.setToolTip(
+            "Load a student or linear (SCLC) checkpoint and its test images (File ▸ Open "
+            "checkpoint, Ctrl+O)"
+        )
         self.load_btn.clicked.connect(self._choose)
-        self.iterations = QtWidgets.QSpinBox(minimum=1, maximum=1000, value=30, prefix="WGS iterations ")
-        self.iterations.setToolTip("Phase-retrieval (weighted Gerchberg–Saxton) iterations of the compile: more is "
-                                   "slower and matches the target PSF better")
+        self.iterations = QtWidgets.QSpinBox(
+            minimum=1, maximum=1000, value=30, prefix="WGS iterations "
+        )
+        self.iterations.setToolTip(
+            "Phase-retrieval (weighted Gerchberg–Saxton) iterations of the compile: more is "
+            "slower and matches the target PSF better"
+        )
         self.compile_btn = QtWidgets.QPushButton("Compile and upload")
         self.compile_btn.setToolTip(COMPILE_TIP)
         self.compile_btn.setEnabled(False)
         self.compile_btn.clicked.connect(self.compile)
         self.cancel_btn = QtWidgets.QPushButton("Cancel")
-        self.cancel_btn.setToolTip("Stop the load or compile (within one iteration); nothing is uploaded")
+        self.cancel_btn.setToolTip(
+            "Stop the load or compile (within one iteration); nothing is uploaded"
+        )
         self.cancel_btn.setEnabled(False)
         self.cancel_btn.clicked.connect(self.cancel)
         for w in (self.load_btn, self.iterations, self.compile_btn, self.cancel_btn):
             row.addWidget(w)
         layout.addLayout(row)
         options = QtWidgets.QHBoxLayout()
-        self.kernels_per_frame = QtWidgets.QSpinBox(minimum=0, maximum=4096, value=0, prefix="kernels per frame ")
+        self.kernels_per_frame = QtWidgets.QSpinBox(
+            minimum=0, maximum=4096, value=0, prefix="kernels per frame "
+        )
         self.kernels_per_frame.setSpecialValueText("kernels per frame: auto")
         self.kernels_per_frame.setToolTip(
             "At most this many kernels (k⁺/k⁻ tile pairs) on one SLM frame, the rest time-multiplexed on further "
             "frames (`lab4f compile --kernels-per-frame N`). Fewer per frame: brighter tiles, more frames per "
-            "input. auto (0): as many as fit on the camera")
+            "input. auto (0): as many as fit on the camera"
+        )
         self.frames_label = QtWidgets.QLabel("frames per input: not compiled")
-        self.frames_label.setToolTip("SLM frames each input is shown for by the compiled program (kernels ÷ kernels "
-                                     "per frame, rounded up)")
+        self.frames_label.setToolTip(
+            "SLM frames each input is shown for by the compiled program (kernels ÷ kernels "
+            "per frame, rounded up)"
+        )
         options.addWidget(self.kernels_per_frame)
         options.addWidget(self.frames_label, 1)
         layout.addLayout(options)
@@ -118,8 +139,11 @@ class KernelsPanel(QtWidgets.QWidget):
 
     def _choose(self) -> None:
         path, _ = QtWidgets.QFileDialog.getOpenFileName(
-            self, "Checkpoint", start_folder("checkpoint", self.bench, getattr(self.state.checkpoint, "path", None)),
-            "Checkpoint (*.pt *.pth)")
+            self,
+            "Checkpoint",
+            start_folder("checkpoint", self.bench, getattr(self.state.checkpoint, "path", None)),
+            "Checkpoint (*.pt *.pth)",
+        )
         if path:
             self.load_checkpoint(path)
 
@@ -133,7 +157,9 @@ class KernelsPanel(QtWidgets.QWidget):
         self.info.setText(f"loading {path} …")
         self.loading = True
         self._update_buttons()
-        token = self._load_token = object()  # the result of a cancelled (or superseded) load is not applied
+        token = self._load_token = (
+            object()
+        )  # the result of a cancelled (or superseded) load is not applied
         self.jobs.submit(lambda: (token, load_for_gui(path)), name="checkpoint", where="checkpoint")
 
     def compile(self) -> None:
@@ -145,17 +171,25 @@ class KernelsPanel(QtWidgets.QWidget):
         self.info.setText("compiling …")
         self.progress.setValue(0)
         self.progress.setFormat("compiling: starting (%p %)")
-        self.state.set_compiling(True)  # a calibration would measure the SLM mid-upload: it waits for the compile
+        self.state.set_compiling(
+            True
+        )  # a calibration would measure the SLM mid-upload: it waits for the compile
         self._update_buttons()
         bench.compile_cancel.clear()  # a threading.Event: set by Cancel or closing the window
-        bench.submit(lambda: bench.compile(path, iters, per_frame), name="compiled", where="compile")
+        bench.submit(
+            lambda: bench.compile(path, iters, per_frame), name="compiled", where="compile"
+        )
 
     def cancel(self) -> None:
         if self.loading:
             self._load_token = None
             self.loading = False
             self._update_buttons()
-            kept = f"still loaded: {self.state.checkpoint.path}" if self.state.checkpoint else "no checkpoint loaded"
+            kept = (
+                f"still loaded: {self.state.checkpoint.path}"
+                if self.state.checkpoint
+                else "no checkpoint loaded"
+            )
             self.info.setText(f"Loading cancelled; {kept}.")
             return
         self.bench.compile_cancel.set()
@@ -164,13 +198,18 @@ class KernelsPanel(QtWidgets.QWidget):
     def _update_buttons(self) -> None:
         """Compile waits for a checkpoint, for a running compile and for a running calibration."""
         calibrating = self.state.calibrating
-        self.compile_btn.setEnabled(self.state.checkpoint is not None and not self.compiling and not calibrating
-                                    and not self.loading)
+        self.compile_btn.setEnabled(
+            self.state.checkpoint is not None
+            and not self.compiling
+            and not calibrating
+            and not self.loading
+        )
         self.load_btn.setEnabled(not self.compiling and not self.loading)
         self.kernels_per_frame.setEnabled(not self.compiling)
         self.cancel_btn.setEnabled(self.compiling or self.loading)
-        self.compile_btn.setToolTip("Waiting for the calibration to finish. " + COMPILE_TIP if calibrating
-                                    else COMPILE_TIP)
+        self.compile_btn.setToolTip(
+            "Waiting for the calibration to finish. " + COMPILE_TIP if calibrating else COMPILE_TIP
+        )
 
     @QtCore.Slot(int, int)
     def _on_progress(self, i: int, n: int) -> None:
@@ -188,7 +227,11 @@ class KernelsPanel(QtWidgets.QWidget):
         if where == "checkpoint" and self.loading:
             self.loading = False
             self._update_buttons()
-            kept = f" Still loaded: {self.state.checkpoint.path}." if self.state.checkpoint is not None else ""
+            kept = (
+                f" Still loaded: {self.state.checkpoint.path}."
+                if self.state.checkpoint is not None
+                else ""
+            )
             self.info.setText(f"Loading the checkpoint failed: {in_gui_terms(message)}{kept}")
         elif where == "compile" and self.compiling:
             self._end_compile("compile failed")
@@ -196,7 +239,9 @@ class KernelsPanel(QtWidgets.QWidget):
         elif where == "slm" and self.pending is not None:
             self.pending = None
             self._revert_display()
-            self.info.setText(f"NOT UPLOADED: the upload to the SLM failed ({message}).\n{self._on_slm()}")
+            self.info.setText(
+                f"NOT UPLOADED: the upload to the SLM failed ({message}).\n{self._on_slm()}"
+            )
 
     @QtCore.Slot(str, str)
     def _on_cancelled(self, where: str, message: str) -> None:
@@ -206,7 +251,9 @@ class KernelsPanel(QtWidgets.QWidget):
 
     def _on_slm(self) -> str:
         path = self.state.program_path
-        return f"The SLM keeps the program {path}." if path else "No program is uploaded to the SLM."
+        return (
+            f"The SLM keeps the program {path}." if path else "No program is uploaded to the SLM."
+        )
 
     def _revert_display(self) -> None:
         """Show the program on the SLM (or nothing), not one that was compiled but not uploaded."""
@@ -232,13 +279,17 @@ class KernelsPanel(QtWidgets.QWidget):
             if self.auto_confirm or self._confirm(text):
                 self.pending = (program, str(program_path))
                 phase = program.frames[0].phase
-                self.bench.submit(lambda: self.bench.upload_phase(phase), name="uploaded", where="slm")
+                self.bench.submit(
+                    lambda: self.bench.upload_phase(phase), name="uploaded", where="slm"
+                )
                 self.info.setText(f"uploading …\n{text}")
             else:  # declined: the views go back to what the SLM shows
                 self.pending = None
                 self._revert_display()
-                self.info.setText(f"NOT UPLOADED (declined): {program_path} was compiled and saved but is not on "
-                                  f"the SLM. {self._on_slm()}")
+                self.info.setText(
+                    f"NOT UPLOADED (declined): {program_path} was compiled and saved but is not on "
+                    f"the SLM. {self._on_slm()}"
+                )
         elif name == "uploaded" and self.pending is not None:
             self.state.program, self.state.program_path = self.pending
             self.pending = None
@@ -253,17 +304,23 @@ class KernelsPanel(QtWidgets.QWidget):
     def _show_checkpoint(self, loaded: Loaded) -> None:
         self.state.checkpoint = loaded
         k = loaded.kernels
-        show_image(self.views["kernel bank"], montage(k.reshape(-1, *k.shape[-2:])), levels=(-1.0, 1.0))
+        show_image(
+            self.views["kernel bank"], montage(k.reshape(-1, *k.shape[-2:])), levels=(-1.0, 1.0)
+        )
         m = loaded.meta
-        self.info.setText(f"{loaded.path}: {loaded.cfg.kind}, {k.shape[0]} kernels {k.shape[-1]}×{k.shape[-1]}, "
-                          f"dataset {(m.get('dataset') or {}).get('name', '?')}, created {m.get('created', '?')}; "
-                          f"{len(loaded.labels)} test images for the live run")
+        self.info.setText(
+            f"{loaded.path}: {loaded.cfg.kind}, {k.shape[0]} kernels {k.shape[-1]}×{k.shape[-1]}, "
+            f"dataset {(m.get('dataset') or {}).get('name', '?')}, created {m.get('created', '?')}; "
+            f"{len(loaded.labels)} test images for the live run"
+        )
         # a new checkpoint is not compiled yet: no "compiled (100 %)" left from the previous one
         self.progress.setValue(0)
         self.progress.setFormat("not compiled: press Compile and upload")
         if self.state.program is not None:
-            self.info.setText(f"{self.info.text()}. The SLM still holds the program of the previous checkpoint "
-                              f"({self.state.program_path}): Compile and upload this one before a run.")
+            self.info.setText(
+                f"{self.info.text()}. The SLM still holds the program of the previous checkpoint "
+                f"({self.state.program_path}): Compile and upload this one before a run."
+            )
         self.loading = False
         self._update_buttons()
         self.state.model_changed.emit()

@@ -34,7 +34,9 @@ LEVELS_EVERY = 30  # automatic levels follow the frames every this many drawn fr
 SATURATED_LUT = np.array([[0, 0, 0, 0], [255, 0, 0, 255]], np.uint8)  # 0: transparent, 1: red
 
 
-def tile_rectangles(program, registration: PlaneToCamera) -> list[tuple[float, float, float, float]]:  # noqa: ANN001
+def tile_rectangles(
+    program, registration: PlaneToCamera
+) -> list[tuple[float, float, float, float]]:  # noqa: ANN001
     """(x, y, w, h) camera-pixel boxes of every tile of the program's first frame."""
     layout = program.frames[0].layout
     n = layout.input_size
@@ -55,7 +57,9 @@ def _tip(widget: QtWidgets.QWidget, text: str) -> QtWidgets.QWidget:
 class LivePanel(QtWidgets.QWidget):
     """Draws only the newest frame the acquisition thread left in `worker.latest`, at most `draw_hz` times a second."""
 
-    def __init__(self, state: AppState, worker: BenchWorker, parent=None, draw_hz: float = 34.0) -> None:  # noqa: ANN001
+    def __init__(
+        self, state: AppState, worker: BenchWorker, parent=None, draw_hz: float = 34.0
+    ) -> None:  # noqa: ANN001
         super().__init__(parent)
         self.state, self.worker = state, worker
         self.drawn, self._seen, self._t0, self._n0 = 0, 0, time.perf_counter(), 0
@@ -64,7 +68,9 @@ class LivePanel(QtWidgets.QWidget):
         self.levels: tuple[float, float] | None = None
         self.saturation: float | None = None  # the camera's full-scale value (from its bit depth)
         self.saturated = 0  # pixels of the newest frame at full scale
-        self.shown: np.ndarray | None = None  # the image drawn (the mean of the last N frames when averaging)
+        self.shown: np.ndarray | None = (
+            None  # the image drawn (the mean of the last N frames when averaging)
+        )
         self.raw: np.ndarray | None = None  # the newest camera frame
         self.roi_stats: dict[str, Any] = {}
         self.averager = FrameAverager()
@@ -86,8 +92,10 @@ class LivePanel(QtWidgets.QWidget):
         self.plot.addItem(self.roi)
         self.roi.sigRegionChanged.connect(self._update_roi)
         self.hist = pg.HistogramLUTWidget(image=self.image)
-        self.hist.setToolTip("Histogram of the image and the display levels: drag the bounds to set the levels "
-                             "(automatic levels turn off); the colour bar sets the colour map")
+        self.hist.setToolTip(
+            "Histogram of the image and the display levels: drag the bounds to set the levels "
+            "(automatic levels turn off); the colour bar sets the colour map"
+        )
         self.hist.setMinimumWidth(90)
         # the histogram of every frame (30/s) would cost the GUI thread for nothing: it is redrawn SLOW_UPDATE_S
         self.image.sigImageChanged.disconnect(self.hist.item.imageChanged)
@@ -98,8 +106,9 @@ class LivePanel(QtWidgets.QWidget):
         layout.addLayout(body, 1)
         # over the view's corner: the frame shown is not live (camera disconnected, stream stopped by a fault)
         self.stale_label = QtWidgets.QLabel(self.plot)
-        self.stale_label.setStyleSheet("background: rgba(164, 0, 0, 210); color: white; padding: 4px; "
-                                       "font-weight: bold")
+        self.stale_label.setStyleSheet(
+            "background: rgba(164, 0, 0, 210); color: white; padding: 4px; font-weight: bold"
+        )
         self.stale_label.move(8, 8)
         self.stale_label.hide()
         self._frame_time = ""  # wall-clock time of the frame drawn last
@@ -119,28 +128,50 @@ class LivePanel(QtWidgets.QWidget):
     # -- layout ------------------------------------------------------------------------------------
     def _toolbar(self) -> QtWidgets.QHBoxLayout:
         row = QtWidgets.QHBoxLayout()
-        self.start_btn = _tip(QtWidgets.QPushButton("Start"), "Start or stop the camera stream (F6); a live run is "
-                              "stopped and recorded if it was asked to be")
+        self.start_btn = _tip(
+            QtWidgets.QPushButton("Start"),
+            "Start or stop the camera stream (F6); a live run is "
+            "stopped and recorded if it was asked to be",
+        )
         self.start_btn.setCheckable(True)
         self.start_btn.toggled.connect(self._start_pause)
-        self.freeze = _tip(QtWidgets.QCheckBox("pause display"), "Keep the image still; the stream goes on")
-        self.snap_btn = _tip(QtWidgets.QPushButton("Snapshot…"), "Save the newest camera frame as a lossless 16-bit "
-                             "PNG (F8)")
+        self.freeze = _tip(
+            QtWidgets.QCheckBox("pause display"), "Keep the image still; the stream goes on"
+        )
+        self.snap_btn = _tip(
+            QtWidgets.QPushButton("Snapshot…"),
+            "Save the newest camera frame as a lossless 16-bit PNG (F8)",
+        )
         self.snap_btn.clicked.connect(self._choose_snapshot)
-        self.average = _tip(QtWidgets.QSpinBox(minimum=1, maximum=256, value=1), "Show the mean of the last N "
-                            "frames (less noise while aligning; 1 = every frame as it comes)")
+        self.average = _tip(
+            QtWidgets.QSpinBox(minimum=1, maximum=256, value=1),
+            "Show the mean of the last N "
+            "frames (less noise while aligning; 1 = every frame as it comes)",
+        )
         self.average.setPrefix("average ")
         self.average.setSuffix(" frames")
         self.average.setSpecialValueText("no averaging")
         self.average.valueChanged.connect(self.averager.set_n)
-        self.tiles_on = _tip(QtWidgets.QCheckBox("tiles"), "Draw the uploaded program's tiles (through the "
-                             "calibrated registration) over the image")
+        self.tiles_on = _tip(
+            QtWidgets.QCheckBox("tiles"),
+            "Draw the uploaded program's tiles (through the "
+            "calibrated registration) over the image",
+        )
         self.tiles_on.setChecked(True)
         self.tiles_on.toggled.connect(lambda on: [b.setVisible(on) for b in self.boxes])
-        self.roi_on = _tip(QtWidgets.QCheckBox("region"), "Show a region (drag and resize it) and its statistics")
+        self.roi_on = _tip(
+            QtWidgets.QCheckBox("region"), "Show a region (drag and resize it) and its statistics"
+        )
         self.roi_on.toggled.connect(self._show_roi)
         self.fps_label = status_label("–")
-        for w in (self.start_btn, self.freeze, self.snap_btn, self.average, self.tiles_on, self.roi_on):
+        for w in (
+            self.start_btn,
+            self.freeze,
+            self.snap_btn,
+            self.average,
+            self.tiles_on,
+            self.roi_on,
+        ):
             row.addWidget(w)
         row.addWidget(self.fps_label, 1)
         return row
@@ -151,24 +182,34 @@ class LivePanel(QtWidgets.QWidget):
         form = QtWidgets.QVBoxLayout(side)
         form.setContentsMargins(0, 0, 0, 0)
         form.addWidget(QtWidgets.QLabel("Exposure"))
-        self.exposure_ms = _tip(QtWidgets.QDoubleSpinBox(decimals=3, minimum=0.001, maximum=10_000.0, suffix=" ms"),
-                                EXPOSURE_TIP)
+        self.exposure_ms = _tip(
+            QtWidgets.QDoubleSpinBox(decimals=3, minimum=0.001, maximum=10_000.0, suffix=" ms"),
+            EXPOSURE_TIP,
+        )
         self.exposure_ms.setKeyboardTracking(False)
         self.exposure_ms.editingFinished.connect(self._set_exposure)
         form.addWidget(self.exposure_ms)
         form.addWidget(QtWidgets.QLabel("Gain"))
-        self.gain = _tip(QtWidgets.QDoubleSpinBox(decimals=3, minimum=0.001, maximum=100.0, suffix=" ADU/e⁻"),
-                         GAIN_TIP)
+        self.gain = _tip(
+            QtWidgets.QDoubleSpinBox(decimals=3, minimum=0.001, maximum=100.0, suffix=" ADU/e⁻"),
+            GAIN_TIP,
+        )
         self.gain.setKeyboardTracking(False)
         self.gain.editingFinished.connect(self._set_gain)
         form.addWidget(self.gain)
-        self.auto_levels = _tip(QtWidgets.QCheckBox("automatic levels"), "Levels follow the image (0.1 % darkest "
-                                "to 99.9 % brightest pixel); off once you drag the histogram's bounds")
+        self.auto_levels = _tip(
+            QtWidgets.QCheckBox("automatic levels"),
+            "Levels follow the image (0.1 % darkest "
+            "to 99.9 % brightest pixel); off once you drag the histogram's bounds",
+        )
         self.auto_levels.setChecked(True)
         self.auto_levels.toggled.connect(lambda on: setattr(self, "levels", None) if on else None)
         form.addWidget(self.auto_levels)
-        self.show_saturated = _tip(QtWidgets.QCheckBox("saturated in red"), "Paint pixels at the camera's full "
-                                   "scale (2^bit depth − 1) red: lower the exposure or the power until none is")
+        self.show_saturated = _tip(
+            QtWidgets.QCheckBox("saturated in red"),
+            "Paint pixels at the camera's full "
+            "scale (2^bit depth − 1) red: lower the exposure or the power until none is",
+        )
         self.show_saturated.setChecked(True)
         self.show_saturated.toggled.connect(lambda on: self.saturated_item.setVisible(on))
         form.addWidget(self.show_saturated)
@@ -209,7 +250,12 @@ class LivePanel(QtWidgets.QWidget):
         """Draw the newest frame if there is one we have not drawn; update the rates once a second."""
         frame, count = self.worker.latest.get()
         now = time.perf_counter()
-        if frame is not None and count != self._seen and now >= self._due and not self.freeze.isChecked():
+        if (
+            frame is not None
+            and count != self._seen
+            and now >= self._due
+            and not self.freeze.isChecked()
+        ):
             # the next slot keeps the schedule after a late tick, but a long stall earns one extra frame only
             self._seen, self._due = count, max(self._due + self.interval_s, now - self.interval_s)
             self._draw_frame(frame, now)
@@ -217,7 +263,9 @@ class LivePanel(QtWidgets.QWidget):
             self.display_fps = (self.drawn - self._n0) / (now - self._t0)
             self.camera_fps = (count - getattr(self, "_c0", count)) / (now - self._t0)
             self._t0, self._n0, self._c0 = now, self.drawn, count
-            self.fps_label.setText(f"displayed {self.display_fps:.1f} frames/s · camera {self.camera_fps:.1f} frames/s")
+            self.fps_label.setText(
+                f"displayed {self.display_fps:.1f} frames/s · camera {self.camera_fps:.1f} frames/s"
+            )
 
     def _draw_frame(self, frame: np.ndarray, now: float) -> None:
         self.raw, self.shown = frame, self.averager.add(frame)
@@ -260,11 +308,17 @@ class LivePanel(QtWidgets.QWidget):
         mask = frame >= sat
         self.saturated = int(np.count_nonzero(mask))
         if self.saturated:
-            self.saturated_item.setImage(mask.view(np.uint8), lut=SATURATED_LUT, levels=(0, 1), autoLevels=False)
+            self.saturated_item.setImage(
+                mask.view(np.uint8), lut=SATURATED_LUT, levels=(0, 1), autoLevels=False
+            )
         elif self.saturated_item.image is not None:
             self.saturated_item.clear()
-        self.saturation_label.setText(f"saturated: {self.saturated} px\n(at {sat:g} ADU, full scale)")
-        self.saturation_label.setStyleSheet("color: #c00000; font-weight: bold" if self.saturated else "")
+        self.saturation_label.setText(
+            f"saturated: {self.saturated} px\n(at {sat:g} ADU, full scale)"
+        )
+        self.saturation_label.setStyleSheet(
+            "color: #c00000; font-weight: bold" if self.saturated else ""
+        )
 
     # -- cursor and region ---------------------------------------------------------------------------------
     def pixel_at(self, x: float, y: float) -> tuple[int, int, float] | None:
@@ -280,10 +334,14 @@ class LivePanel(QtWidgets.QWidget):
     def _on_mouse(self, pos: QtCore.QPointF) -> None:
         point = self.plot.getPlotItem().vb.mapSceneToView(pos)
         hit = self.pixel_at(point.x(), point.y())
-        self.cursor_label.setText("cursor: –" if hit is None else f"cursor x {hit[0]}, y {hit[1]}: {hit[2]:.1f} ADU")
+        self.cursor_label.setText(
+            "cursor: –" if hit is None else f"cursor x {hit[0]}, y {hit[1]}: {hit[2]:.1f} ADU"
+        )
 
     def _show_roi(self, on: bool) -> None:
-        if on and self.shown is not None:  # start over the middle of the image, a quarter of its size
+        if (
+            on and self.shown is not None
+        ):  # start over the middle of the image, a quarter of its size
             h, w = self.shown.shape
             self.roi.setPos((w * 3 / 8, h * 3 / 8))
             self.roi.setSize((w / 4, h / 4))
@@ -296,23 +354,29 @@ class LivePanel(QtWidgets.QWidget):
             self.roi_stats = {}
             return
         rows, cols = self._roi_slices()
-        self.roi_stats = region_stats(self.shown[rows, cols], self.raw[rows, cols] if self.raw is not None else None,
-                                      self.saturation if self.saturation is not None
-                                      else saturation_level(None, self.raw))
+        self.roi_stats = region_stats(
+            self.shown[rows, cols],
+            self.raw[rows, cols] if self.raw is not None else None,
+            self.saturation if self.saturation is not None else saturation_level(None, self.raw),
+        )
         s = self.roi_stats
         if not s.get("pixels"):
             self.roi_label.setText("region: outside the image")
             return
         avg = f" (mean of {self.averager.count} frames)" if self.averager.n > 1 else ""
-        self.roi_label.setText(f"region {s['shape'][1]}×{s['shape'][0]} px{avg}\nmean {s['mean']:.1f} ± "
-                               f"{s['std']:.1f} ADU\nmin {s['min']:.0f}, max {s['max']:.0f}\nsum {s['sum']:.4g} "
-                               f"ADU\nsaturated {s.get('saturated', 0)} px")
+        self.roi_label.setText(
+            f"region {s['shape'][1]}×{s['shape'][0]} px{avg}\nmean {s['mean']:.1f} ± "
+            f"{s['std']:.1f} ADU\nmin {s['min']:.0f}, max {s['max']:.0f}\nsum {s['sum']:.4g} "
+            f"ADU\nsaturated {s.get('saturated', 0)} px"
+        )
 
     def _roi_slices(self) -> tuple[slice, slice]:
         (x, y), (w, h) = self.roi.pos(), self.roi.size()
         rows, cols = self.shown.shape
         r0, c0 = max(0, int(round(y))), max(0, int(round(x)))
-        return slice(r0, max(r0, min(rows, int(round(y + h))))), slice(c0, max(c0, min(cols, int(round(x + w)))))
+        return slice(r0, max(r0, min(rows, int(round(y + h))))), slice(
+            c0, max(c0, min(cols, int(round(x + w))))
+        )
 
     def plots(self) -> dict[str, pg.PlotWidget]:
         """The panel's plots by name (File ▸ Export plot)."""
@@ -388,7 +452,9 @@ class LivePanel(QtWidgets.QWidget):
     def _choose_snapshot(self) -> None:
         folder = Path(start_folder("snapshot", self.worker))
         name = f"snapshot-{datetime.now():%Y%m%d-%H%M%S}.png"
-        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Snapshot", str(folder / name), "16-bit PNG (*.png)")
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(
+            self, "Snapshot", str(folder / name), "16-bit PNG (*.png)"
+        )
         if path:
             self.snapshot(path)
 
@@ -402,7 +468,9 @@ class LivePanel(QtWidgets.QWidget):
         h, w = data.shape
         qimg = QtGui.QImage(data.data, w, h, 2 * w, QtGui.QImage.Format.Format_Grayscale16)
         if not qimg.save(str(path)):
-            self.state.status.emit(f"could not write {path}: check the folder exists and is writable")
+            self.state.status.emit(
+                f"could not write {path}: check the folder exists and is writable"
+            )
             return None
         self.state.status.emit(f"snapshot saved to {path}")
         return Path(path)

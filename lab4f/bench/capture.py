@@ -58,7 +58,9 @@ class CaptureResult:
     average: int
     program_frames: int
     elapsed_s: float
-    bank_error: float  # ‖digital − bank conv‖ / ‖bank conv‖: the compiled hologram against the bank itself
+    bank_error: (
+        float  # ‖digital − bank conv‖ / ‖bank conv‖: the compiled hologram against the bank itself
+    )
     bank_feature_error: float  # ‖features − bank conv‖ / ‖bank conv‖
     sync: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -66,7 +68,10 @@ class CaptureResult:
     @property
     def relative_error(self) -> float:
         d = np.asarray(self.digital, np.float64)
-        return float(np.linalg.norm(np.asarray(self.features, np.float64) - d) / max(np.linalg.norm(d), 1e-30))
+        return float(
+            np.linalg.norm(np.asarray(self.features, np.float64) - d)
+            / max(np.linalg.norm(d), 1e-30)
+        )
 
     def metrics(self) -> dict[str, Any]:
         r2 = channel_r2(self.features, self.digital)
@@ -74,15 +79,19 @@ class CaptureResult:
         frames = n * self.program_frames * self.average
         ok = r2[np.isfinite(r2)]
         return {
-            "n": int(n), "labelled": int((self.labels >= 0).sum()),
+            "n": int(n),
+            "labelled": int((self.labels >= 0).sum()),
             "relative_error": self.relative_error,
             "relative_error_vs_bank": _finite(self.bank_feature_error),
             "hologram_error_vs_bank": _finite(self.bank_error),
-            "r2_min": float(ok.min()) if ok.size else None, "r2_median": float(np.median(ok)) if ok.size else None,
+            "r2_min": float(ok.min()) if ok.size else None,
+            "r2_median": float(np.median(ok)) if ok.size else None,
             "r2_mean": float(ok.mean()) if ok.size else None,
             "channel_r2": [_finite(v) for v in r2],
-            "average": int(self.average), "program_frames": int(self.program_frames),
-            "frames_per_input": int(self.program_frames * self.average), "camera_frames": int(frames),
+            "average": int(self.average),
+            "program_frames": int(self.program_frames),
+            "frames_per_input": int(self.program_frames * self.average),
+            "camera_frames": int(frames),
             "elapsed_s": float(self.elapsed_s),
             "inputs_per_s": float(n / self.elapsed_s) if self.elapsed_s > 0 else None,
             "camera_frames_per_s": float(frames / self.elapsed_s) if self.elapsed_s > 0 else None,
@@ -90,17 +99,28 @@ class CaptureResult:
         } | self.extra
 
 
-def capture_dataset(setup: HybridSetup, images: torch.Tensor, labels: torch.Tensor | None = None,
-                    average: int = 1, chunk: int | None = None,
-                    on_progress: Callable[[int, int], None] | None = None) -> CaptureResult:
+def capture_dataset(
+    setup: HybridSetup,
+    images: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    average: int = 1,
+    chunk: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> CaptureResult:
     """Stream ``images`` (B, 1, N, N) through the bench; ``average`` frames per input and SLM frame."""
     if average < 1:
         raise ConfigError(f"average must be ≥ 1 frame per input, got {average}")
     program = setup.program
     n_in = len(images)
-    if images.ndim != 4 or images.shape[1] != 1 or tuple(images.shape[-2:]) != (program.input_size,) * 2:
-        raise ConfigError(f"the program was compiled for {program.input_size}×{program.input_size} inputs; the "
-                          f"images are {tuple(images.shape)}")
+    if (
+        images.ndim != 4
+        or images.shape[1] != 1
+        or tuple(images.shape[-2:]) != (program.input_size,) * 2
+    ):
+        raise ConfigError(
+            f"the program was compiled for {program.input_size}×{program.input_size} inputs; the "
+            f"images are {tuple(images.shape)}"
+        )
     n_frames = len(program.frames)
     chunk = chunk or (64 if n_frames == 1 else 16)
     cam_shape = tuple(int(s) for s in setup.bench.camera.shape)
@@ -139,30 +159,48 @@ def capture_dataset(setup: HybridSetup, images: torch.Tensor, labels: torch.Tens
         if on_progress is not None:
             on_progress(stop, n_in)
     after = sync.counters.to_dict()
-    labels_np = (np.full(n_in, -1, np.int64) if labels is None else np.asarray(labels, np.int64).reshape(-1))
+    labels_np = (
+        np.full(n_in, -1, np.int64) if labels is None else np.asarray(labels, np.int64).reshape(-1)
+    )
     return CaptureResult(
-        indices=np.arange(n_in, dtype=np.int64), labels=labels_np, features=features, digital=digital,
-        average=int(average), program_frames=n_frames, elapsed_s=elapsed,
+        indices=np.arange(n_in, dtype=np.int64),
+        labels=labels_np,
+        features=features,
+        digital=digital,
+        average=int(average),
+        program_frames=n_frames,
+        elapsed_s=elapsed,
         bank_error=math.sqrt(sq_holo / sq_bank) if sq_bank > 0 else math.nan,
         bank_feature_error=math.sqrt(sq_feat / sq_bank) if sq_bank > 0 else math.nan,
-        sync={"policy": sync.policy} | {k: after[k] - before[k] for k in after})
+        sync={"policy": sync.policy} | {k: after[k] - before[k] for k in after},
+    )
 
 
-def save_capture(path: str | Path, result: CaptureResult, setup: HybridSetup, overwrite: bool = True,
-                 unique: bool = False, extra: dict[str, Any] | None = None) -> Path:
+def save_capture(
+    path: str | Path,
+    result: CaptureResult,
+    setup: HybridSetup,
+    overwrite: bool = True,
+    unique: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """One HDF5 file (kind ``capture``, atomic write): indices, labels, features, digital reference, the bank, the
     metrics and what produced them (bench, program, calibration record). Returns the name it was saved under."""
     from lab4f.bench.run import write_provenance
 
-    with atomic_write(path, overwrite=overwrite, unique=unique) as target, \
-            h5_file(target.tmp, "capture", CAPTURE_SCHEMA) as f:
+    with (
+        atomic_write(path, overwrite=overwrite, unique=unique) as target,
+        h5_file(target.tmp, "capture", CAPTURE_SCHEMA) as f,
+    ):
         f.create_dataset("indices", data=result.indices)
         f.create_dataset("labels", data=result.labels)
         chunks = (1, *result.features.shape[1:]) if len(result.features) else None
         f.create_dataset("features", data=result.features, compression="gzip", chunks=chunks)
         f.create_dataset("digital", data=result.digital, compression="gzip", chunks=chunks)
         f.create_dataset("bank", data=np.asarray(setup.program.bank))
-        f.attrs["convention"] = 'F.conv2d(x, bank, padding="same") (cross-correlation, PyTorch placement)'
+        f.attrs["convention"] = (
+            'F.conv2d(x, bank, padding="same") (cross-correlation, PyTorch placement)'
+        )
         write_json_attr(f, "metrics", result.metrics())
         write_json_attr(f, "inputs", extra or {})
         write_provenance(f, setup, None)

@@ -60,15 +60,25 @@ class BenchConfig(BaseModel):
     light_source: DeviceConfig | None = DeviceConfig(
         driver="LightSource", settings={"visa_library": "@lab4f-sim", "max_power_mw": 5.0}
     )
-    shutter: DeviceConfig | None = DeviceConfig(driver="Shutter", settings={"visa_library": "@lab4f-sim"})
+    shutter: DeviceConfig | None = DeviceConfig(
+        driver="Shutter", settings={"visa_library": "@lab4f-sim"}
+    )
     geometry: GeometryConfig = GeometryConfig()
     sync: SyncConfig = SyncConfig()
-    on_exit: str = Field("safe", pattern="^(safe|as_found)$", description="when lab4f closes the bench — normally, "
-                         "on an error, Ctrl-C, SIGTERM or SIGHUP: safe closes the shutter and switches the source off; "
-                         "as_found puts them back as they were before lab4f switched them")
-    drift_limit_px: float | None = Field(1.0, gt=0, description="at the start of a run, refuse a bench whose tiles "
-                                         "moved more than this (camera pixels, median) since the registration was "
-                                         "calibrated; None: no check")
+    on_exit: str = Field(
+        "safe",
+        pattern="^(safe|as_found)$",
+        description="when lab4f closes the bench — normally, "
+        "on an error, Ctrl-C, SIGTERM or SIGHUP: safe closes the shutter and switches the source off; "
+        "as_found puts them back as they were before lab4f switched them",
+    )
+    drift_limit_px: float | None = Field(
+        1.0,
+        gt=0,
+        description="at the start of a run, refuse a bench whose tiles "
+        "moved more than this (camera pixels, median) since the registration was "
+        "calibrated; None: no check",
+    )
     calibration_dir: str = "calibrations"
     #: fault rehearsal: FaultPlan fields per role, armed when the bench connects (lab4f.bench.faults)
     faults: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -99,7 +109,9 @@ def _format_validation(exc: ValidationError, source: str) -> str:
     lines = [f"invalid bench config {source}:"]
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        lines.append(f"  {where}: {err['msg']}" + (f" (got {err['input']!r})" if "input" in err else ""))
+        lines.append(
+            f"  {where}: {err['msg']}" + (f" (got {err['input']!r})" if "input" in err else "")
+        )
     return "\n".join(lines)
 
 
@@ -108,7 +120,9 @@ def _format_validation(exc: ValidationError, source: str) -> str:
 BENCH_ENV = "LAB4F_BENCH_CONFIG"
 
 
-def load_bench_config(path: str | os.PathLike[str] | None = None, sync: str | None = None) -> BenchConfig:
+def load_bench_config(
+    path: str | os.PathLike[str] | None = None, sync: str | None = None
+) -> BenchConfig:
     """Read a TOML/YAML bench config; ``None`` gives the file named by ``LAB4F_BENCH_CONFIG`` if it is set, else the
     built-in simulated bench. ``sync`` overrides the config's sync policy (``--sync``); ``LAB4F_FAULTS`` adds faults
     to rehearse (:mod:`lab4f.bench.faults`)."""
@@ -117,7 +131,9 @@ def load_bench_config(path: str | os.PathLike[str] | None = None, sync: str | No
         config = config.model_copy(update={"sync": config.sync.model_copy(update={"policy": sync})})
     from lab4f.bench.faults import ENV, faults_from_env, merge_faults
 
-    env = faults_from_env(os.environ.get(ENV))  # fault rehearsal for one run, on top of the config's [faults]
+    env = faults_from_env(
+        os.environ.get(ENV)
+    )  # fault rehearsal for one run, on top of the config's [faults]
     if env:
         config = config.model_copy(update={"faults": merge_faults(config.faults, env)})
     return config
@@ -131,27 +147,38 @@ def _load_bench_config(path: str | os.PathLike[str] | None) -> BenchConfig:
         path, origin = os.environ[BENCH_ENV], f" (from {BENCH_ENV})"
     path = Path(path)
     if not path.exists():
-        fix = (f"fix {BENCH_ENV} or unset it for the built-in simulated bench" if origin
-               else "omit --config for the built-in simulated bench")
+        fix = (
+            f"fix {BENCH_ENV} or unset it for the built-in simulated bench"
+            if origin
+            else "omit --config for the built-in simulated bench"
+        )
         raise ConfigError(f"bench config {path}{origin} does not exist ({fix})")
     if path.is_dir():
-        found = sorted(p.name for p in path.iterdir() if p.suffix.lower() in {".toml", ".yaml", ".yml"})
+        found = sorted(
+            p.name for p in path.iterdir() if p.suffix.lower() in {".toml", ".yaml", ".yml"}
+        )
         hint = f"; it holds {', '.join(found)}" if found else ""
-        raise ConfigError(f"bench config {path} is a directory, not a file{hint}: pass a .toml or .yaml file "
-                          "(or omit --config for the built-in simulated bench)")
+        raise ConfigError(
+            f"bench config {path} is a directory, not a file{hint}: pass a .toml or .yaml file "
+            "(or omit --config for the built-in simulated bench)"
+        )
     if path.suffix.lower() not in {".toml", ".yaml", ".yml"}:
         raise ConfigError(f"bench config {path} must end in .toml, .yaml or .yml")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"bench config {path} cannot be read ({exc}); pass a readable UTF-8 TOML/YAML file") from exc
+        raise ConfigError(
+            f"bench config {path} cannot be read ({exc}); pass a readable UTF-8 TOML/YAML file"
+        ) from exc
     try:
         if path.suffix.lower() == ".toml":
             data = tomllib.loads(text)
         else:
             data = yaml.safe_load(text) or {}
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"bench config {path} is not valid {path.suffix[1:].upper()}: {exc}") from exc
+        raise ConfigError(
+            f"bench config {path} is not valid {path.suffix[1:].upper()}: {exc}"
+        ) from exc
     try:
         return BenchConfig.model_validate(data)
     except ValidationError as exc:

@@ -35,11 +35,17 @@ class Driver:
     role: str
     build: Callable[[dict[str, Any], dict[str, Any]], Any]
     doc: str
-    settings: tuple[str, str] | None = None  # lab4f drivers: (module in lab4f.drivers, pydantic settings model)
-    slmsuite: tuple[str, str] | None = None  # slmsuite drivers: (module in slmsuite.hardware, class)
+    settings: tuple[str, str] | None = (
+        None  # lab4f drivers: (module in lab4f.drivers, pydantic settings model)
+    )
+    slmsuite: tuple[str, str] | None = (
+        None  # slmsuite drivers: (module in slmsuite.hardware, class)
+    )
 
 
-def _lab4f(module: str, cls: str, settings_cls: str | None, needs: tuple[str, ...] = ()) -> Callable:
+def _lab4f(
+    module: str, cls: str, settings_cls: str | None, needs: tuple[str, ...] = ()
+) -> Callable:
     def build(settings: dict[str, Any], built: dict[str, Any]) -> Any:
         mod = importlib.import_module(f"lab4f.drivers.{module}")
         args = [built[n] for n in needs]
@@ -56,13 +62,19 @@ def _slmsuite(module: str, cls: str) -> Callable:
         try:
             mod = importlib.import_module(f"slmsuite.hardware.{module}")
         except ImportError as exc:
-            raise ConfigError(f"driver {cls} needs its vendor SDK, which failed to import: {exc}") from exc
+            raise ConfigError(
+                f"driver {cls} needs its vendor SDK, which failed to import: {exc}"
+            ) from exc
         if not hasattr(mod, cls):
-            raise ConfigError(f"slmsuite's hardware.{module} has no {cls} class in this slmsuite version")
+            raise ConfigError(
+                f"slmsuite's hardware.{module} has no {cls} class in this slmsuite version"
+            )
         try:
             return getattr(mod, cls)(**settings)
         except TypeError as exc:
-            raise ConfigError(f"{cls} settings {sorted(settings)} do not fit its constructor: {exc}") from exc
+            raise ConfigError(
+                f"{cls} settings {sorted(settings)} do not fit its constructor: {exc}"
+            ) from exc
         except Exception as exc:  # vendor SDKs raise anything
             raise DeviceError(_open_failure(cls, exc)) from exc
 
@@ -72,52 +84,111 @@ def _slmsuite(module: str, cls: str) -> Callable:
 def _open_failure(cls: str, exc: Exception) -> str:
     """What an slmsuite vendor class failing in its constructor most likely means."""
     text = f"{type(exc).__name__}: {exc}"
-    sdk = isinstance(exc, ImportError | OSError) or any(w in text.lower() for w in ("dll", "windll", "sdk", ".so"))
+    sdk = isinstance(exc, ImportError | OSError) or any(
+        w in text.lower() for w in ("dll", "windll", "sdk", ".so")
+    )
     if sdk:
-        return (f"{cls} could not load its vendor SDK on this machine ({text}): install the vendor's SDK/driver "
-                f"(slmsuite's {cls} loads it when the device opens), or run on the bench PC it is installed on; "
-                "no other device was left open")
+        return (
+            f"{cls} could not load its vendor SDK on this machine ({text}): install the vendor's SDK/driver "
+            f"(slmsuite's {cls} loads it when the device opens), or run on the bench PC it is installed on; "
+            "no other device was left open"
+        )
     return f"{cls} failed to open ({text}): check it is connected, powered and not held by another program"
 
 
 DRIVERS: dict[str, Driver] = {
-    "SimulatedFourierSLM": Driver("slm", _lab4f("sim_slm", "SimulatedFourierSLM", "SimulatedSLMSettings"),
-                                  "simulated phase SLM (nonlinear LUT, crosstalk, settle time)",
-                                  ("sim_slm", "SimulatedSLMSettings")),
-    "SimulatedDisplay": Driver("display", _lab4f("sim_display", "SimulatedDisplay", "SimulatedDisplaySettings"),
-                               "simulated input display (DMD/monitor: refresh, latency, response)",
-                               ("sim_display", "SimulatedDisplaySettings")),
-    "Simulated4fCamera": Driver("camera", _lab4f("sim_camera", "Simulated4fCamera", "SimulatedCameraSettings",
-                                                 needs=("slm", "display")),
-                                "simulated camera rendering the 4f physics (buffers, triggers, timestamps)",
-                                ("sim_camera", "SimulatedCameraSettings")),
-    "SLMDisplay": Driver("display", _lab4f("slm_display", "SLMDisplay", "SLMDisplaySettings"),
-                         "any slmsuite SLM (DMD, amplitude SLM, monitor via ScreenMirrored) as the input display",
-                         ("slm_display", "SLMDisplaySettings")),
-    "HarvestersCamera": Driver("camera", _lab4f("harvesters_camera", "HarvestersCamera", "HarvestersCameraSettings"),
-                               "GenICam camera through a GenTL producer (.cti)",
-                               ("harvesters_camera", "HarvestersCameraSettings")),
-    "LightSource": Driver("light_source", _lab4f("instruments", "LightSource", "LightSourceSettings"),
-                          "SCPI laser/LED source over VISA", ("instruments", "LightSourceSettings")),
-    "Shutter": Driver("shutter", _lab4f("instruments", "Shutter", "ShutterSettings"), "SCPI shutter over VISA",
-                      ("instruments", "ShutterSettings")),
-    "SC10Shutter": Driver("shutter", _lab4f("thorlabs_sc10", "SC10Shutter", "SC10ShutterSettings"),
-                          "Thorlabs SC10 shutter controller (serial ens/closed?/interlock? command set)",
-                          ("thorlabs_sc10", "SC10ShutterSettings")),
-    "PyLabLibCamera": Driver("camera", _lab4f("pylablib_camera", "PyLabLibCamera", "PyLabLibCameraSettings"),
-                             "any pylablib camera (Andor, pco, Hamamatsu, Photometrics, Thorlabs DCx) by module path, "
-                             "as slmsuite's PyLabLib camera", ("pylablib_camera", "PyLabLibCameraSettings")),
+    "SimulatedFourierSLM": Driver(
+        "slm",
+        _lab4f("sim_slm", "SimulatedFourierSLM", "SimulatedSLMSettings"),
+        "simulated phase SLM (nonlinear LUT, crosstalk, settle time)",
+        ("sim_slm", "SimulatedSLMSettings"),
+    ),
+    "SimulatedDisplay": Driver(
+        "display",
+        _lab4f("sim_display", "SimulatedDisplay", "SimulatedDisplaySettings"),
+        "simulated input display (DMD/monitor: refresh, latency, response)",
+        ("sim_display", "SimulatedDisplaySettings"),
+    ),
+    "Simulated4fCamera": Driver(
+        "camera",
+        _lab4f(
+            "sim_camera", "Simulated4fCamera", "SimulatedCameraSettings", needs=("slm", "display")
+        ),
+        "simulated camera rendering the 4f physics (buffers, triggers, timestamps)",
+        ("sim_camera", "SimulatedCameraSettings"),
+    ),
+    "SLMDisplay": Driver(
+        "display",
+        _lab4f("slm_display", "SLMDisplay", "SLMDisplaySettings"),
+        "any slmsuite SLM (DMD, amplitude SLM, monitor via ScreenMirrored) as the input display",
+        ("slm_display", "SLMDisplaySettings"),
+    ),
+    "HarvestersCamera": Driver(
+        "camera",
+        _lab4f("harvesters_camera", "HarvestersCamera", "HarvestersCameraSettings"),
+        "GenICam camera through a GenTL producer (.cti)",
+        ("harvesters_camera", "HarvestersCameraSettings"),
+    ),
+    "LightSource": Driver(
+        "light_source",
+        _lab4f("instruments", "LightSource", "LightSourceSettings"),
+        "SCPI laser/LED source over VISA",
+        ("instruments", "LightSourceSettings"),
+    ),
+    "Shutter": Driver(
+        "shutter",
+        _lab4f("instruments", "Shutter", "ShutterSettings"),
+        "SCPI shutter over VISA",
+        ("instruments", "ShutterSettings"),
+    ),
+    "SC10Shutter": Driver(
+        "shutter",
+        _lab4f("thorlabs_sc10", "SC10Shutter", "SC10ShutterSettings"),
+        "Thorlabs SC10 shutter controller (serial ens/closed?/interlock? command set)",
+        ("thorlabs_sc10", "SC10ShutterSettings"),
+    ),
+    "PyLabLibCamera": Driver(
+        "camera",
+        _lab4f("pylablib_camera", "PyLabLibCamera", "PyLabLibCameraSettings"),
+        "any pylablib camera (Andor, pco, Hamamatsu, Photometrics, Thorlabs DCx) by module path, "
+        "as slmsuite's PyLabLib camera",
+        ("pylablib_camera", "PyLabLibCameraSettings"),
+    ),
 }
 # the device classes slmsuite 0.5 ships (its slms/thorlabs.py defines none, so there is no Thorlabs SLM here)
-for _name, _mod in [("Meadowlark", "meadowlark"), ("Holoeye", "holoeye"), ("Santec", "santec"),
-                    ("Hamamatsu", "hamamatsu"), ("PLM", "texasinstruments"), ("ScreenMirrored", "screenmirrored")]:
-    DRIVERS[_name] = Driver("slm", _slmsuite(f"slms.{_mod}", _name), f"slmsuite {_name} SLM (hardware.slms.{_mod})",
-                            slmsuite=(f"slms.{_mod}", _name))
-for _name, _mod in [("AlliedVision", "alliedvision"), ("Basler", "basler"), ("FLIR", "flir"), ("ThorCam", "thorlabs"),
-                    ("ImagingSource", "imagingsource"), ("Instrumental", "instrumental"), ("MindVision", "mindvision"),
-                    ("Cheetah640", "xenics"), ("Webcam", "webcam"), ("PyLabLib", "pylablib"), ("MMCore", "mmcore")]:
-    DRIVERS[_name] = Driver("camera", _slmsuite(f"cameras.{_mod}", _name),
-                            f"slmsuite {_name} camera (hardware.cameras.{_mod})", slmsuite=(f"cameras.{_mod}", _name))
+for _name, _mod in [
+    ("Meadowlark", "meadowlark"),
+    ("Holoeye", "holoeye"),
+    ("Santec", "santec"),
+    ("Hamamatsu", "hamamatsu"),
+    ("PLM", "texasinstruments"),
+    ("ScreenMirrored", "screenmirrored"),
+]:
+    DRIVERS[_name] = Driver(
+        "slm",
+        _slmsuite(f"slms.{_mod}", _name),
+        f"slmsuite {_name} SLM (hardware.slms.{_mod})",
+        slmsuite=(f"slms.{_mod}", _name),
+    )
+for _name, _mod in [
+    ("AlliedVision", "alliedvision"),
+    ("Basler", "basler"),
+    ("FLIR", "flir"),
+    ("ThorCam", "thorlabs"),
+    ("ImagingSource", "imagingsource"),
+    ("Instrumental", "instrumental"),
+    ("MindVision", "mindvision"),
+    ("Cheetah640", "xenics"),
+    ("Webcam", "webcam"),
+    ("PyLabLib", "pylablib"),
+    ("MMCore", "mmcore"),
+]:
+    DRIVERS[_name] = Driver(
+        "camera",
+        _slmsuite(f"cameras.{_mod}", _name),
+        f"slmsuite {_name} camera (hardware.cameras.{_mod})",
+        slmsuite=(f"cameras.{_mod}", _name),
+    )
 
 
 def drivers_for(role: str) -> list[str]:
@@ -144,7 +215,9 @@ def installed_drivers() -> list[dict[str, Any]]:
                     available = hasattr(mod, d.slmsuite[1])
                 except Exception as exc:  # a vendor module fails in its own way without its SDK
                     available, why = False, f"{type(exc).__name__}: {exc}"
-        out.append({"driver": name, "role": d.role, "doc": d.doc, "importable": available, "why": why})
+        out.append(
+            {"driver": name, "role": d.role, "doc": d.doc, "importable": available, "why": why}
+        )
     return out
 
 
@@ -154,14 +227,20 @@ def _external(spec: str, role: str, settings: dict[str, Any]) -> Any:
     try:
         return cls(**settings)
     except TypeError as exc:
-        raise ConfigError(f"{spec} settings {sorted(settings)} do not fit its constructor: {exc}") from exc
+        raise ConfigError(
+            f"{spec} settings {sorted(settings)} do not fit its constructor: {exc}"
+        ) from exc
     except Exception as exc:  # a vendor SDK raises anything
-        raise DeviceError(f"{spec} ({role}) failed to open: {exc}; check it is connected and its SDK installed",
-                          device=role) from exc
+        raise DeviceError(
+            f"{spec} ({role}) failed to open: {exc}; check it is connected and its SDK installed",
+            device=role,
+        ) from exc
 
 
 def build_device(role: str, cfg: DeviceConfig, built: dict[str, Any]) -> Any:
-    if role == "slm":  # vendor phase-correction / LUT files are loaded after the SLM opens (Bench.connect)
+    if (
+        role == "slm"
+    ):  # vendor phase-correction / LUT files are loaded after the SLM opens (Bench.connect)
         from lab4f.drivers.vendor_files import split_vendor_files
 
         cfg = cfg.model_copy(update={"settings": split_vendor_files(cfg.settings)[0]})
@@ -208,13 +287,19 @@ def set_light(devices: dict[str, Any], state: dict[str, bool], force: bool = Fal
     shutter that is to close closes first and one that is to open opens last, so no light passes in between."""
     shutter, source = devices.get("shutter"), devices.get("light_source")
 
-    def differs(device: Any, attr: str, want: bool) -> bool:  # a setting already in place is not sent again
+    def differs(
+        device: Any, attr: str, want: bool
+    ) -> bool:  # a setting already in place is not sent again
         known = getattr(device, "known", None)
         return force or not callable(known) or bool(known(attr)) != want
 
     if shutter is not None and state.get("shutter") is False and differs(shutter, "is_open", False):
         shutter.is_open = False
-    if source is not None and "light_source" in state and differs(source, "output_on", state["light_source"]):
+    if (
+        source is not None
+        and "light_source" in state
+        and differs(source, "output_on", state["light_source"])
+    ):
         source.output_on = state["light_source"]
     if shutter is not None and state.get("shutter") is True and differs(shutter, "is_open", True):
         shutter.is_open = True
@@ -229,7 +314,11 @@ def stamp_writes(slm: Any) -> None:
     """Make an slmsuite SLM record when it was last written (``last_write_s``, host clock), as lab4f's simulated
     SLM does, so the sync policy knows when its pattern changed: slmsuite's ``set_phase`` calls the instance's
     ``_set_phase_hw``, which is wrapped here."""
-    if slm is None or hasattr(slm, "last_write_s") or not callable(getattr(slm, "_set_phase_hw", None)):
+    if (
+        slm is None
+        or hasattr(slm, "last_write_s")
+        or not callable(getattr(slm, "_set_phase_hw", None))
+    ):
         return
     inner = slm._set_phase_hw
     slm.last_write_s = -np.inf
@@ -246,7 +335,9 @@ class Bench:
     """All devices of one bench. Synchronous and Qt-free; use as a context manager so devices close."""
 
     def __init__(self, config: BenchConfig | None = None) -> None:
-        self.config = config or load_bench_config()  # None: LAB4F_BENCH_CONFIG's bench, else the built-in one
+        self.config = (
+            config or load_bench_config()
+        )  # None: LAB4F_BENCH_CONFIG's bench, else the built-in one
         self.devices: dict[str, Any] = {}
         #: image → display drive values, set from a calibration record's display step (``record.apply``);
         #: None shows images as they are
@@ -262,7 +353,9 @@ class Bench:
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def connect(self) -> Bench:
-        raise_for_errors(check_config(self.config))  # a setting that does not fit fails before anything opens
+        raise_for_errors(
+            check_config(self.config)
+        )  # a setting that does not fit fails before anything opens
         from lab4f.bench.safety import remember
 
         remember(self)  # closed on SIGTERM/SIGHUP/exit even outside a `with`
@@ -281,7 +374,9 @@ class Bench:
                     apply_vendor_files(self.devices["slm"], **files)
             from lab4f.bench.faults import apply_faults
 
-            apply_faults(self.devices, self.config.faults)  # fault rehearsal ([faults.ROLE], LAB4F_FAULTS)
+            apply_faults(
+                self.devices, self.config.faults
+            )  # fault rehearsal ([faults.ROLE], LAB4F_FAULTS)
         except BaseException:
             self.close()
             raise
@@ -338,8 +433,11 @@ class Bench:
     # -- devices ------------------------------------------------------------------------------------
     def _get(self, role: str) -> Any:
         if role not in self.devices:
-            raise DeviceError(f"the bench has no connected {role}: connect the bench first, or enable the {role} in "
-                              "the bench config", device=role)
+            raise DeviceError(
+                f"the bench has no connected {role}: connect the bench first, or enable the {role} in "
+                "the bench config",
+                device=role,
+            )
         return self.devices[role]
 
     @property
@@ -388,9 +486,14 @@ class Bench:
         pitch = float(np.atleast_1d(slm.pitch_um)[0])
         wav_nm = float(slm.wav_um) * 1e3
         ny, nx = (int(s) for s in slm.shape)
-        return FourfGeometry(slm_shape=(ny, nx), slm_pitch_um=pitch, wavelength_nm=wav_nm,
-                             focal_length_1_mm=g.focal_length_1_mm, focal_length_2_mm=g.focal_length_2_mm,
-                             aperture_radius=g.aperture_radius)
+        return FourfGeometry(
+            slm_shape=(ny, nx),
+            slm_pitch_um=pitch,
+            wavelength_nm=wav_nm,
+            focal_length_1_mm=g.focal_length_1_mm,
+            focal_length_2_mm=g.focal_length_2_mm,
+            aperture_radius=g.aperture_radius,
+        )
 
     def _pixels_per_cell_xy(self) -> tuple[float, float] | None:
         """Camera pixels per output cell along x and y that the lenses and pitches predict: c / p per axis, with
@@ -402,7 +505,9 @@ class Bench:
         pcx, pcy = (np.ravel(np.asarray(pitch, dtype=float)).tolist() * 2)[:2]
         g = self.geometry
         ny, nx = g.slm_shape
-        cell = g.wavelength_nm * 1e-3 * g.focal_length_2_mm * 1e3 / g.slm_pitch_um  # × 1/N per axis, in µm
+        cell = (
+            g.wavelength_nm * 1e-3 * g.focal_length_2_mm * 1e3 / g.slm_pitch_um
+        )  # × 1/N per axis, in µm
         return cell / nx / pcx, cell / ny / pcy
 
     def pixels_per_cell(self) -> float | None:
@@ -423,28 +528,46 @@ class Bench:
         geometry = None
         if "slm" in self.devices:
             g = self.geometry
-            geometry = {"slm_shape": list(g.slm_shape), "slm_pitch_um": g.slm_pitch_um,
-                        "wavelength_nm": g.wavelength_nm, "focal_length_1_mm": g.focal_length_1_mm,
-                        "focal_length_2_mm": g.focal_length_2_mm, "aperture_radius": g.aperture_radius}
+            geometry = {
+                "slm_shape": list(g.slm_shape),
+                "slm_pitch_um": g.slm_pitch_um,
+                "wavelength_nm": g.wavelength_nm,
+                "focal_length_1_mm": g.focal_length_1_mm,
+                "focal_length_2_mm": g.focal_length_2_mm,
+                "aperture_radius": g.aperture_radius,
+            }
         return {
             "name": self.config.name,
             "mode": self.config.mode,
             "geometry": geometry,
             "devices": {
-                role: {"driver": getattr(self.config, role).driver, "identity": identity_of(dev),
-                       "settings": settings_of(dev)}
+                role: {
+                    "driver": getattr(self.config, role).driver,
+                    "identity": identity_of(dev),
+                    "settings": settings_of(dev),
+                }
                 for role, dev in self.devices.items()
             },
         }
 
-    def show(self, image: np.ndarray, marker: int | None = None, pitch: int | None = None,
-             kernel_size: int | None = None) -> None:
+    def show(
+        self,
+        image: np.ndarray,
+        marker: int | None = None,
+        pitch: int | None = None,
+        kernel_size: int | None = None,
+    ) -> None:
         """Show an intensity image (values in [0, 1]) on the input display, linearised when calibrated. An image
         smaller than the display is shown centred on black; ``marker`` draws that index's code beside it (the
         ``marker`` sync policy, for tiles at ``pitch`` of kernels ``kernel_size`` wide; :mod:`lab4f.bench.marker`)."""
         image = np.asarray(image, dtype=np.float32)
         shape = tuple(self.display.shape)
-        if image.shape != shape and image.ndim == 2 and image.shape[0] <= shape[0] and image.shape[1] <= shape[1]:
+        if (
+            image.shape != shape
+            and image.ndim == 2
+            and image.shape[0] <= shape[0]
+            and image.shape[1] <= shape[1]
+        ):
             frame = np.zeros(shape, dtype=np.float32)
             top, left = shape[0] // 2 - image.shape[0] // 2, shape[1] // 2 - image.shape[1] // 2
             frame[top : top + image.shape[0], left : left + image.shape[1]] = image
@@ -453,11 +576,15 @@ class Bench:
             from lab4f.bench.marker import marker_code
 
             image = image.copy() if image.base is None else np.array(image)
-            marker_code(self.config.sync).draw(image, marker, int(pitch or 0), int(kernel_size or 1))
+            marker_code(self.config.sync).draw(
+                image, marker, int(pitch or 0), int(kernel_size or 1)
+            )
         if self.display_correction is not None:
             from lab4f.drivers.display import check_intensities
 
-            check_intensities(image, "the display")  # before the correction, which may map any value into range
+            check_intensities(
+                image, "the display"
+            )  # before the correction, which may map any value into range
             image = self.display_correction(image)
         self.display.show(image)
 

@@ -25,8 +25,12 @@ class DriftReport:
     tiles: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"median_px": self.median_px, "max_px": self.max_px, "shift_px": list(self.shift_px),
-                "tiles": self.tiles}
+        return {
+            "median_px": self.median_px,
+            "max_px": self.max_px,
+            "shift_px": list(self.shift_px),
+            "tiles": self.tiles,
+        }
 
 
 def _centroid(img: np.ndarray) -> tuple[float, float] | None:
@@ -38,7 +42,9 @@ def _centroid(img: np.ndarray) -> tuple[float, float] | None:
     return float((w * xx).sum() / total), float((w * yy).sum() / total)
 
 
-def measure_drift(setup: Any, registration: Any, tile_shifts: np.ndarray | None = None) -> DriftReport:
+def measure_drift(
+    setup: Any, registration: Any, tile_shifts: np.ndarray | None = None
+) -> DriftReport:
     """Measured − expected tile centroids (camera pixels) for the uploaded program's first frame."""
     bench, frame = setup.bench, setup.program.frames[0]
     layout, psf = frame.layout, np.asarray(frame.achieved_psf, dtype=np.float64)
@@ -58,7 +64,9 @@ def measure_drift(setup: Any, registration: Any, tile_shifts: np.ndarray | None 
     shifts = []
     for t_idx, tile in enumerate(layout.tiles):
         ty, tx = tile.offset
-        box = psf[m // 2 + ty - half: m // 2 + ty + half + 1, m // 2 + tx - half: m // 2 + tx + half + 1]
+        box = psf[
+            m // 2 + ty - half : m // 2 + ty + half + 1, m // 2 + tx - half : m // 2 + tx + half + 1
+        ]
         c = _centroid(box)
         if c is None:
             continue
@@ -70,16 +78,23 @@ def measure_drift(setup: Any, registration: Any, tile_shifts: np.ndarray | None 
         x0, y0 = int(round(ex)) - r, int(round(ey)) - r
         if x0 < 0 or y0 < 0 or x0 + 2 * r + 1 > w or y0 + 2 * r + 1 > h:
             continue
-        mc = _centroid(diff[y0: y0 + 2 * r + 1, x0: x0 + 2 * r + 1])
+        mc = _centroid(diff[y0 : y0 + 2 * r + 1, x0 : x0 + 2 * r + 1])
         if mc is not None:
             shifts.append((x0 + mc[0] - ex, y0 + mc[1] - ey))
     if not shifts:
-        raise MismatchError("the registration check found none of the program's tiles on the camera: the bench has "
-                            "moved far, or the light does not reach the camera", fix=Fix("calibrate", {"step": "all"}))
+        raise MismatchError(
+            "the registration check found none of the program's tiles on the camera: the bench has "
+            "moved far, or the light does not reach the camera",
+            fix=Fix("calibrate", {"step": "all"}),
+        )
     d = np.asarray(shifts)
     mag = np.hypot(d[:, 0], d[:, 1])
-    return DriftReport(float(np.median(mag)), float(mag.max()), (float(np.median(d[:, 0])), float(np.median(d[:, 1]))),
-                       len(d))
+    return DriftReport(
+        float(np.median(mag)),
+        float(mag.max()),
+        (float(np.median(d[:, 0])), float(np.median(d[:, 1]))),
+        len(d),
+    )
 
 
 def check_drift(setup: Any, record: Any, limit_px: float) -> DriftReport | None:
@@ -96,6 +111,14 @@ def check_drift(setup: Any, record: Any, limit_px: float) -> DriftReport | None:
             f"the bench has moved since it was calibrated: the program's tiles sit {report.median_px:.2f} px (median "
             f"over {report.tiles} tiles; shift x {report.shift_px[0]:+.2f}, y {report.shift_px[1]:+.2f} px) from where "
             f"the registration puts them (limit {limit_px:g} px): recalibrate the registration and the steps "
-            "built on it", fix=Fix("calibrate", {"step": ("registration", "tiles", "gains"),
-                                                 "program": ("tiles", "gains"), "or_all": True}))
+            "built on it",
+            fix=Fix(
+                "calibrate",
+                {
+                    "step": ("registration", "tiles", "gains"),
+                    "program": ("tiles", "gains"),
+                    "or_all": True,
+                },
+            ),
+        )
     return report

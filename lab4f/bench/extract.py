@@ -20,7 +20,9 @@ from lab4f.optics.layout import TileLayout
 from lab4f.optics.program import OpticalProgram
 from lab4f.optics.registration import PlaneToCamera, tile_sampling_grid
 
-_OUTSIDE = -4.0  # normalised grid coordinate far outside the frame: grid_sample's zero padding returns 0
+_OUTSIDE = (
+    -4.0
+)  # normalised grid coordinate far outside the frame: grid_sample's zero padding returns 0
 #: taps per axis of the per-tile filters the default calibration fits (``lab4f calibrate gains``); the efficiency
 #: report counts their cost with the same number
 DEFAULT_FILTER_SIZE = 5
@@ -81,41 +83,63 @@ class FeatureExtractor:
         n = self.input_size
         channels = sorted({c for lay in layouts for c in lay.channels})
         if channels != list(range(len(channels))):
-            raise ConfigError(f"the layouts cover channels {channels}; they must cover 0..C-1 exactly once")
+            raise ConfigError(
+                f"the layouts cover channels {channels}; they must cover 0..C-1 exactly once"
+            )
         self.channels = len(channels)
 
         # the sampling grid of every frame, padded to the same tile count with points outside the camera
         t_max = max(len(lay.tiles) for lay in layouts)
         grids = torch.full((self.frames, t_max * n, n, 2), _OUTSIDE)
-        where: dict[tuple[int, int], tuple[int, int, float]] = {}  # (channel, sign) → (frame, tile, gain)
+        where: dict[
+            tuple[int, int], tuple[int, int, float]
+        ] = {}  # (channel, sign) → (frame, tile, gain)
         for f, (lay, g, s) in enumerate(zip(layouts, gains, shifts, strict=True)):
             if g is None or len(g) != len(lay.tiles):
-                raise ConfigError(f"frame {f}: tile_gain needs one value per tile ({len(lay.tiles)})")
+                raise ConfigError(
+                    f"frame {f}: tile_gain needs one value per tile ({len(lay.tiles)})"
+                )
             if lay.input_size != n:
                 raise ConfigError(f"frame {f} has input size {lay.input_size}, frame 0 has {n}")
-            grids[f, : len(lay.tiles) * n] = tile_sampling_grid(lay, registration, self.camera_shape, s)[0]
+            grids[f, : len(lay.tiles) * n] = tile_sampling_grid(
+                lay, registration, self.camera_shape, s
+            )[0]
             for t_idx, (t, gain) in enumerate(zip(lay.tiles, g, strict=True)):
                 if (t.channel, t.sign) in where:
-                    raise ConfigError(f"channel {t.channel} sign {t.sign:+d} is in more than one layout")
+                    raise ConfigError(
+                        f"channel {t.channel} sign {t.sign:+d} is in more than one layout"
+                    )
                 where[(t.channel, t.sign)] = (f, t_idx, float(gain))
         missing = [(c, s) for c in channels for s in (1, -1) if (c, s) not in where]
         if missing:
-            raise ConfigError(f"the layouts lack tiles for (channel, sign) {missing}; recompile the program")
+            raise ConfigError(
+                f"the layouts lack tiles for (channel, sign) {missing}; recompile the program"
+            )
         if np.any(np.asarray([where[k][2] for k in where]) <= 0):
-            raise ConfigError("a compiled tile gain is ≤ 0 (a tile gets no light); recompile the program")
+            raise ConfigError(
+                "a compiled tile gain is ≤ 0 (a tile gets no light); recompile the program"
+            )
 
         c_n = self.channels
         cg = np.ones(c_n) if channel_gain is None else np.asarray(channel_gain, float).reshape(-1)
-        off = np.zeros(c_n) if channel_offset is None else np.asarray(channel_offset, float).reshape(-1)
+        off = (
+            np.zeros(c_n)
+            if channel_offset is None
+            else np.asarray(channel_offset, float).reshape(-1)
+        )
         if len(cg) != c_n or len(off) != c_n:
-            raise ConfigError(f"channel_gain/channel_offset need {c_n} values each, got {len(cg)}/{len(off)}")
+            raise ConfigError(
+                f"channel_gain/channel_offset need {c_n} values each, got {len(cg)}/{len(off)}"
+            )
         if exposure_scale <= 0:
             raise ConfigError(f"exposure_scale must be > 0, got {exposure_scale}")
         filt = self._channel_filter(channel_filter, c_n)  # (C, P, k, k), folded into self._dw below
         if filt is not None:
             cg = np.ones(c_n)  # the filter carries the gain
         # one weight per tile: sign × channel gain × kernel scale × pixel area / (tile gain × exposure)
-        common = float(kernel_scale) * abs(float(np.linalg.det(registration.matrix))) / exposure_scale
+        common = (
+            float(kernel_scale) * abs(float(np.linalg.det(registration.matrix))) / exposure_scale
+        )
         self._w_pos = torch.tensor([cg[c] * common / where[(c, 1)][2] for c in channels]).float()
         self._w_neg = torch.tensor([-cg[c] * common / where[(c, -1)][2] for c in channels]).float()
         self._w_pos, self._w_neg = self._w_pos.view(1, -1, 1, 1), self._w_neg.view(1, -1, 1, 1)
@@ -131,10 +155,14 @@ class FeatureExtractor:
             else:  # tile index innermost: grid_sample then writes the tiles channels-last for the filter conv
                 grids = grids.permute(0, 2, 3, 1, 4).reshape(1, n, n * len(order), 2)
         else:
-            self._pos_idx = (torch.tensor([where[(c, 1)][0] for c in channels]),
-                             torch.tensor([where[(c, 1)][1] for c in channels]))
-            self._neg_idx = (torch.tensor([where[(c, -1)][0] for c in channels]),
-                             torch.tensor([where[(c, -1)][1] for c in channels]))
+            self._pos_idx = (
+                torch.tensor([where[(c, 1)][0] for c in channels]),
+                torch.tensor([where[(c, 1)][1] for c in channels]),
+            )
+            self._neg_idx = (
+                torch.tensor([where[(c, -1)][0] for c in channels]),
+                torch.tensor([where[(c, -1)][1] for c in channels]),
+            )
 
         self._crop = self._crop_box(grids)
         self._grid = self._renormalise(grids, self._crop)
@@ -164,20 +192,37 @@ class FeatureExtractor:
         filt = np.asarray(channel_filter, dtype=np.float32)
         if filt.ndim == 3:
             filt = filt[:, None]
-        if (filt.ndim != 4 or filt.shape[0] != channels or filt.shape[1] not in (1, 2)
-                or filt.shape[2] != filt.shape[3] or filt.shape[2] % 2 == 0):
-            raise ConfigError(f"channel_filter must be ({channels}, k, k) or ({channels}, 2, k, k) with k odd, got "
-                              f"{np.shape(channel_filter)}: recalibrate the channel gains",
-                              fix=Fix("calibrate", {"step": "gains", "program": True}))
+        if (
+            filt.ndim != 4
+            or filt.shape[0] != channels
+            or filt.shape[1] not in (1, 2)
+            or filt.shape[2] != filt.shape[3]
+            or filt.shape[2] % 2 == 0
+        ):
+            raise ConfigError(
+                f"channel_filter must be ({channels}, k, k) or ({channels}, 2, k, k) with k odd, got "
+                f"{np.shape(channel_filter)}: recalibrate the channel gains",
+                fix=Fix("calibrate", {"step": "gains", "program": True}),
+            )
         return torch.from_numpy(filt.copy())
 
     @classmethod
     def for_program(
-        cls, program: OpticalProgram, registration: PlaneToCamera, camera_shape: tuple[int, int], **kwargs
+        cls,
+        program: OpticalProgram,
+        registration: PlaneToCamera,
+        camera_shape: tuple[int, int],
+        **kwargs,
     ) -> FeatureExtractor:
         """An extractor for every frame of a compiled program (its layouts, tile gains and kernel scale)."""
-        return cls([f.layout for f in program.frames], registration, camera_shape,
-                   [f.tile_gain for f in program.frames], program.kernel_scale, **kwargs)
+        return cls(
+            [f.layout for f in program.frames],
+            registration,
+            camera_shape,
+            [f.tile_gain for f in program.frames],
+            program.kernel_scale,
+            **kwargs,
+        )
 
     # -- set-up ---------------------------------------------------------------------------------------
     def _crop_box(self, grids: torch.Tensor) -> tuple[int, int, int, int]:
@@ -190,7 +235,8 @@ class FeatureExtractor:
             raise ConfigError(
                 f"registered tiles reach camera pixels x {float(xs.min()):.1f}..{float(xs.max()):.1f}, y "
                 f"{float(ys.min()):.1f}..{float(ys.max()):.1f} outside the {w}×{h} frame: part of the feature maps "
-                "would be missing. Recalibrate the registration, or compile for a smaller tile field / larger camera.")
+                "would be missing. Recalibrate the registration, or compile for a smaller tile field / larger camera."
+            )
         x0, x1 = max(int(np.floor(float(xs.min()))), 0), min(int(np.floor(float(xs.max()))) + 2, w)
         y0, y1 = max(int(np.floor(float(ys.min()))), 0), min(int(np.floor(float(ys.max()))) + 2, h)
         return y0, y1, x0, x1
@@ -212,11 +258,15 @@ class FeatureExtractor:
         if flat is None:
             return None
         if np.shape(flat) != self.camera_shape:
-            raise ConfigError(f"flat must be a {self.camera_shape} array, got shape {np.shape(flat)}")
+            raise ConfigError(
+                f"flat must be a {self.camera_shape} array, got shape {np.shape(flat)}"
+            )
         y0, y1, x0, x1 = self._crop
         flat_crop = np.asarray(flat, np.float64)[y0:y1, x0:x1]
         if np.any(flat_crop <= 0):
-            raise ConfigError("the flat field is ≤ 0 under the tiles; redo the flat-field calibration")
+            raise ConfigError(
+                "the flat field is ≤ 0 under the tiles; redo the flat-field calibration"
+            )
         return torch.from_numpy(1.0 / flat_crop).float()
 
     def _dark_features(self, dark: np.ndarray | float | None) -> torch.Tensor:
@@ -229,7 +279,9 @@ class FeatureExtractor:
         elif np.shape(dark) == self.camera_shape:
             dark_crop = np.asarray(dark, np.float64)[y0:y1, x0:x1]
         else:
-            raise ConfigError(f"dark must be a scalar or a {self.camera_shape} array, got {np.shape(dark)}")
+            raise ConfigError(
+                f"dark must be a scalar or a {self.camera_shape} array, got {np.shape(dark)}"
+            )
         crop = torch.from_numpy(dark_crop).float().expand(self.frames, 1, -1, -1).contiguous()
         return self._features(crop)
 
@@ -247,6 +299,7 @@ class FeatureExtractor:
             def fill(crop: torch.Tensor, start: int) -> None:
                 for i in range(crop.shape[1]):
                     crop[:, i].copy_(views[start + i][:, y0:y1, x0:x1])
+
             b = len(views)
         else:
             x = torch.from_numpy(frames) if isinstance(frames, np.ndarray) else frames
@@ -254,11 +307,14 @@ class FeatureExtractor:
                 x = x[:, None]
             if x.ndim != 4 or tuple(x.shape[1:]) != (self.frames, *self.camera_shape):
                 h, w = self.camera_shape
-                raise ConfigError(f"expected camera frames (B, {self.frames}, {h}, {w}) (or (B, H, W) for a "
-                                  f"single-frame program), got {tuple(x.shape)}")
+                raise ConfigError(
+                    f"expected camera frames (B, {self.frames}, {h}, {w}) (or (B, H, W) for a "
+                    f"single-frame program), got {tuple(x.shape)}"
+                )
 
             def fill(crop: torch.Tensor, start: int) -> None:
                 crop.copy_(x[start : start + crop.shape[1], :, y0:y1, x0:x1].transpose(0, 1))
+
             b = x.shape[0]
         n = self.input_size
         out = torch.empty((b, self.channels, n, n), dtype=torch.float32)
@@ -273,15 +329,22 @@ class FeatureExtractor:
     def _check_frame(self, frame: np.ndarray | torch.Tensor) -> torch.Tensor:
         expected = (self.frames, *self.camera_shape) if self.frames > 1 else self.camera_shape
         if tuple(np.shape(frame)) != expected:
-            raise ConfigError(f"expected camera frames of shape {expected}, got {tuple(np.shape(frame))}")
+            raise ConfigError(
+                f"expected camera frames of shape {expected}, got {tuple(np.shape(frame))}"
+            )
         x = torch.as_tensor(frame)
         return x if self.frames > 1 else x[None]
 
     def _resize(self, out: torch.Tensor) -> torch.Tensor:
         n = self.input_size
         if self.output_size != n:
-            out = F.interpolate(out, size=(self.output_size, self.output_size), mode="bilinear",
-                                align_corners=False, antialias=self.output_size < n)
+            out = F.interpolate(
+                out,
+                size=(self.output_size, self.output_size),
+                mode="bilinear",
+                align_corners=False,
+                antialias=self.output_size < n,
+            )
         return out.contiguous()
 
     def _features(self, crop: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -289,11 +352,15 @@ class FeatureExtractor:
         if self._inv_flat is not None:
             crop.mul_(self._inv_flat)
         b, n, c = crop.shape[1], self.input_size, self.channels
-        tiles = F.grid_sample(crop, self._grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        tiles = F.grid_sample(
+            crop, self._grid, mode="bilinear", padding_mode="zeros", align_corners=False
+        )
         # without ``out`` the result is a fresh tensor, which keeps this differentiable (lab4f.bench.fused)
         into = {} if out is None else {"out": out}
         if self._single and self._dw is not None:
-            tiles = tiles.view(b, n, n, 2 * c).permute(0, 3, 1, 2)  # (B, 2C, n, n), channels-last in memory
+            tiles = tiles.view(b, n, n, 2 * c).permute(
+                0, 3, 1, 2
+            )  # (B, 2C, n, n), channels-last in memory
         elif self._single:
             tiles = tiles.view(b, 2, c, n, n)
             pos, neg = tiles[:, 0], tiles[:, 1]

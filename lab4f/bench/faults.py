@@ -31,12 +31,20 @@ from lab4f.errors import ConfigError, DeviceDisconnected, DeviceError, DeviceTim
 ROLES = ("slm", "display", "camera", "light_source", "shutter")  # lab4f.bench.devices.ROLES
 INSTRUMENT_ROLES = ("light_source", "shutter")
 #: the FaultPlan fields an SCPI instrument takes (see the module docstring)
-INSTRUMENT_FIELDS = ("disconnect", "disconnect_after_n", "frame_timeout", "frame_timeout_after_n", "slm_write_failure",
-                     "slm_write_failure_after_n")
+INSTRUMENT_FIELDS = (
+    "disconnect",
+    "disconnect_after_n",
+    "frame_timeout",
+    "frame_timeout_after_n",
+    "slm_write_failure",
+    "slm_write_failure_after_n",
+)
 ENV = "LAB4F_FAULTS"
 
 
-def validate_faults(faults: Mapping[str, Any], where: str = "[faults]") -> dict[str, dict[str, Any]]:
+def validate_faults(
+    faults: Mapping[str, Any], where: str = "[faults]"
+) -> dict[str, dict[str, Any]]:
     """``{role: {FaultPlan field: value}}`` checked: known roles, FaultPlan fields and types (values as given, e.g.
     the strings of ``LAB4F_FAULTS``, are converted). Raises :class:`ConfigError` naming the role and field."""
     fields = sorted(FaultPlan.model_fields)
@@ -44,22 +52,30 @@ def validate_faults(faults: Mapping[str, Any], where: str = "[faults]") -> dict[
     for role, table in faults.items():
         at = f"[faults.{role}]" if where == "[faults]" else f"{where} ({role})"
         if role not in ROLES:
-            raise ConfigError(f"{where}: {role!r} is not a bench role; faults are armed per role: {', '.join(ROLES)}")
+            raise ConfigError(
+                f"{where}: {role!r} is not a bench role; faults are armed per role: {', '.join(ROLES)}"
+            )
         if not isinstance(table, Mapping):
             raise ConfigError(f"{at} must be a table of FaultPlan fields ({', '.join(fields)})")
         unknown = sorted(set(table) - set(fields))
         if unknown:
-            raise ConfigError(f"{at}: {', '.join(map(repr, unknown))} is not a fault; the FaultPlan fields "
-                              f"are {', '.join(fields)}")
+            raise ConfigError(
+                f"{at}: {', '.join(map(repr, unknown))} is not a fault; the FaultPlan fields "
+                f"are {', '.join(fields)}"
+            )
         if role in INSTRUMENT_ROLES and set(table) - set(INSTRUMENT_FIELDS):
             bad = sorted(set(table) - set(INSTRUMENT_FIELDS))
-            raise ConfigError(f"{at}: {', '.join(bad)} do not apply to an SCPI instrument; it takes "
-                              f"{', '.join(INSTRUMENT_FIELDS)}")
+            raise ConfigError(
+                f"{at}: {', '.join(bad)} do not apply to an SCPI instrument; it takes "
+                f"{', '.join(INSTRUMENT_FIELDS)}"
+            )
         try:
             plan = FaultPlan.model_validate(dict(table))
         except ValidationError as exc:
-            errs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})"
-                             for e in exc.errors())
+            errs = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})"
+                for e in exc.errors()
+            )
             raise ConfigError(f"{at}: {errs}") from exc
         out[role] = {k: getattr(plan, k) for k in table}
     return out
@@ -76,8 +92,10 @@ def faults_from_env(value: str | None) -> dict[str, dict[str, Any]]:
         key, eq, raw = item.partition("=")
         role, dot, name = key.strip().partition(".")
         if not eq or not dot or not role or not name or not raw.strip():
-            raise ConfigError(f"{ENV}: {item!r} is not role.field=value (e.g. {ENV}=\"camera.disconnect_after_n=30,"
-                              "slm.slm_write_failure_after_n=2\")")
+            raise ConfigError(
+                f'{ENV}: {item!r} is not role.field=value (e.g. {ENV}="camera.disconnect_after_n=30,'
+                'slm.slm_write_failure_after_n=2")'
+            )
         tables.setdefault(role, {})[name.strip()] = raw.strip()
     return validate_faults(tables, where=ENV)
 
@@ -98,8 +116,10 @@ def apply_faults(devices: dict[str, Any], faults: Mapping[str, Mapping[str, Any]
             continue
         device = devices.get(role)
         if device is None:
-            raise ConfigError(f"[faults.{role}]: the bench has no {role} connected (not configured, or enabled = "
-                              "false); remove the table or enable the device")
+            raise ConfigError(
+                f"[faults.{role}]: the bench has no {role} connected (not configured, or enabled = "
+                "false); remove the table or enable the device"
+            )
         plan = getattr(device, "faults", None)
         if isinstance(plan, FaultPlan):
             for name, value in fields.items():
@@ -107,8 +127,10 @@ def apply_faults(devices: dict[str, Any], faults: Mapping[str, Mapping[str, Any]
         elif role in INSTRUMENT_ROLES and getattr(device, "_session", None) is not None:
             _arm_instrument(device, role, FaultPlan.model_validate(dict(fields)))
         else:
-            raise ConfigError(f"[faults.{role}]: {type(device).__name__} cannot inject faults (only lab4f's simulated "
-                              f"devices and SCPI instruments can); remove [faults.{role}] for real hardware")
+            raise ConfigError(
+                f"[faults.{role}]: {type(device).__name__} cannot inject faults (only lab4f's simulated "
+                f"devices and SCPI instruments can); remove [faults.{role}] for real hardware"
+            )
 
 
 def _arm_instrument(device: Any, role: str, plan: FaultPlan) -> None:
@@ -122,14 +144,23 @@ def _arm_instrument(device: Any, role: str, plan: FaultPlan) -> None:
         n = count[0]
         count[0] += 1
         if plan.active("disconnect", n):
-            raise DeviceDisconnected(f"{resource} stopped answering {message!r} (simulated fault): check its cable "
-                                     "and power, then reconnect it", device=role)
+            raise DeviceDisconnected(
+                f"{resource} stopped answering {message!r} (simulated fault): check its cable "
+                "and power, then reconnect it",
+                device=role,
+            )
         if plan.active("frame_timeout", n):
-            raise DeviceTimeout(f"{resource} did not answer {message!r} (simulated fault): check that it is powered "
-                                "and cabled, or raise timeout_ms in its settings", device=role)
+            raise DeviceTimeout(
+                f"{resource} did not answer {message!r} (simulated fault): check that it is powered "
+                "and cabled, or raise timeout_ms in its settings",
+                device=role,
+            )
         if plan.active("slm_write_failure", n):
-            raise DeviceError(f"{resource} refused {message!r}: -200,\"Execution error\" (simulated fault); check "
-                              "the instrument's front panel and its interlock", device=role)
+            raise DeviceError(
+                f'{resource} refused {message!r}: -200,"Execution error" (simulated fault); check '
+                "the instrument's front panel and its interlock",
+                device=role,
+            )
         return inner(method, message)
 
     session._call = call
@@ -153,9 +184,15 @@ def device_fault_context(devices: dict[str, Any], what_was_kept: str) -> Iterato
         yield
     except DeviceError as exc:
         role = role_of(devices, exc.device)
-        where = f"{role} ({exc.device})" if role and exc.device and role != exc.device else (role or exc.device)
+        where = (
+            f"{role} ({exc.device})"
+            if role and exc.device and role != exc.device
+            else (role or exc.device)
+        )
         try:
-            new = type(exc)(f"{exc} [{where + ': ' if where else ''}{what_was_kept}]", device=exc.device)
+            new = type(exc)(
+                f"{exc} [{where + ': ' if where else ''}{what_was_kept}]", device=exc.device
+            )
         except TypeError:  # a subclass with another signature: keep it as it is
             exc.role = role  # type: ignore[attr-defined]
             raise exc from None

@@ -50,7 +50,10 @@ def kernel_library() -> ctypes.CDLL | None:
         raise ImportError(f"{spec.origin} was built for another segment width; reinstall lab4f")
     args = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64] + [ctypes.c_void_p] * 6
     lib.lab4f_fused_u16.restype, lib.lab4f_fused_u16.argtypes = None, args
-    lib.lab4f_fused_u16_isa.restype, lib.lab4f_fused_u16_isa.argtypes = ctypes.c_int, [ctypes.c_int, *args]
+    lib.lab4f_fused_u16_isa.restype, lib.lab4f_fused_u16_isa.argtypes = (
+        ctypes.c_int,
+        [ctypes.c_int, *args],
+    )
     return lib
 
 
@@ -73,9 +76,14 @@ def fusable(back: nn.Module) -> bool:
     if not isinstance(net, nn.Sequential) or len(net) < 4:
         return False
     bn, pool, flat = net[0], net[1], net[2]
-    return (isinstance(bn, nn.BatchNorm2d) and not bn.training and bn.track_running_stats
-            and bn.running_mean is not None and isinstance(pool, nn.AdaptiveAvgPool2d)
-            and isinstance(flat, nn.Flatten))
+    return (
+        isinstance(bn, nn.BatchNorm2d)
+        and not bn.training
+        and bn.track_running_stats
+        and bn.running_mean is not None
+        and isinstance(pool, nn.AdaptiveAvgPool2d)
+        and isinstance(flat, nn.Flatten)
+    )
 
 
 def _pool_size(back: nn.Module) -> tuple[int, int]:
@@ -86,8 +94,9 @@ def _pool_size(back: nn.Module) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
-def pooled_operator(extractor: FeatureExtractor, pool: tuple[int, int], chunk: int = 64,
-                    chunk_bytes: float = 128e6) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def pooled_operator(
+    extractor: FeatureExtractor, pool: tuple[int, int], chunk: int = 64, chunk_bytes: float = 128e6
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The extractor followed by average pooling, as (row pointer, frame offset, weight, constant).
 
     Output o (channel-major, C·ph·pw of them) = Σ weight · pixel[frame offset] over its row + constant[o], with
@@ -127,18 +136,26 @@ def pooled_operator(extractor: FeatureExtractor, pool: tuple[int, int], chunk: i
     order = np.lexsort((offset, row))
     ptr = np.zeros(out_n + 1, np.int64)
     np.cumsum(np.bincount(row, minlength=out_n), out=ptr[1:])
-    return ptr, offset[order].astype(np.int64), torch.cat(vals).numpy()[order].astype(np.float32), constant.numpy()
+    return (
+        ptr,
+        offset[order].astype(np.int64),
+        torch.cat(vals).numpy()[order].astype(np.float32),
+        constant.numpy(),
+    )
 
 
-def segments(ptr: np.ndarray, offset: np.ndarray, weight: np.ndarray, frame_len: int
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def segments(
+    ptr: np.ndarray, offset: np.ndarray, weight: np.ndarray, frame_len: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each output's weights as 16-pixel segments: (segment pointer per output, start offset, weights (S, 16)).
 
     Greedy along each output's sorted offsets: a segment starts at the first pixel not yet covered and takes every
     weight in the next 16 pixels (pulled back at the end of the frame so it never reads past it). A tile row of
     ~38 pixels becomes 3 segments; cutting at fixed 16-pixel boundaries instead would need half as many again."""
     if frame_len < SEGMENT:
-        raise ValueError(f"camera frames of {frame_len} pixels are shorter than one {SEGMENT}-pixel segment")
+        raise ValueError(
+            f"camera frames of {frame_len} pixels are shorter than one {SEGMENT}-pixel segment"
+        )
     out_n = len(ptr) - 1
     seg_ptr = np.zeros(out_n + 1, np.int64)
     starts: list[int] = []
@@ -170,20 +187,29 @@ class FusedHead:
     def __init__(self, extractor: FeatureExtractor, pool: tuple[int, int]) -> None:
         lib = kernel_library()
         if lib is None:
-            raise RuntimeError("lab4f's C kernel is not built (no C compiler at install): reinstall with gcc present")
+            raise RuntimeError(
+                "lab4f's C kernel is not built (no C compiler at install): reinstall with gcc present"
+            )
         self._lib = lib
         self.extractor = extractor
         self.pool = pool
-        self.frame_shape = (extractor.frames, *extractor.camera_shape) if extractor.frames > 1 \
+        self.frame_shape = (
+            (extractor.frames, *extractor.camera_shape)
+            if extractor.frames > 1
             else extractor.camera_shape
+        )
         frame_len = int(np.prod(self.frame_shape))
         ptr, offset, weight, self.constant = pooled_operator(extractor, pool)
         self.nnz = len(weight)
         self.seg_ptr, self.seg_start, self.seg_w = segments(ptr, offset, weight, frame_len)
         self.outputs = len(ptr) - 1
         self.per_output = pool[0] * pool[1]
-        self._fold: tuple[tuple, tuple[np.ndarray, np.ndarray]] | None = None  # (BatchNorm key, (scale, bias))
-        self.refusal: str | None = None  # why the last call that returned None could not use the kernel
+        self._fold: tuple[tuple, tuple[np.ndarray, np.ndarray]] | None = (
+            None  # (BatchNorm key, (scale, bias))
+        )
+        self.refusal: str | None = (
+            None  # why the last call that returned None could not use the kernel
+        )
 
     @property
     def segment_count(self) -> int:
@@ -201,18 +227,33 @@ class FusedHead:
                 return f"the frames are {frames.dtype} {frames.shape[1:]}; the kernel reads {want}"
             if len(frames) and (not frames[0].flags.c_contiguous or frames.strides[0] < 0):
                 return f"the frames are not laid out as the kernel reads them ({want}, in order)"
-            ptrs = frames.ctypes.data + np.arange(len(frames), dtype=np.uintp) * np.uintp(frames.strides[0])
+            ptrs = frames.ctypes.data + np.arange(len(frames), dtype=np.uintp) * np.uintp(
+                frames.strides[0]
+            )
             return ptrs.astype(np.uintp), [frames]
         views = [np.asarray(f) for f in frames]
-        bad = next((v for v in views if v.dtype != np.uint16 or v.shape != self.frame_shape
-                    or not v.flags.c_contiguous), None)
+        bad = next(
+            (
+                v
+                for v in views
+                if v.dtype != np.uint16 or v.shape != self.frame_shape or not v.flags.c_contiguous
+            ),
+            None,
+        )
         if bad is not None:
-            return f"a frame is {bad.dtype} {bad.shape}{'' if bad.flags.c_contiguous else ', not contiguous'}; " \
-                   f"the kernel reads {want}"
+            return (
+                f"a frame is {bad.dtype} {bad.shape}{'' if bad.flags.c_contiguous else ', not contiguous'}; "
+                f"the kernel reads {want}"
+            )
         return np.array([v.ctypes.data for v in views], dtype=np.uintp), views
 
-    def pooled(self, frames: np.ndarray | Sequence[np.ndarray], scale: np.ndarray | torch.Tensor | None = None,
-               bias: np.ndarray | torch.Tensor | None = None, isa: str | None = None) -> torch.Tensor | None:
+    def pooled(
+        self,
+        frames: np.ndarray | Sequence[np.ndarray],
+        scale: np.ndarray | torch.Tensor | None = None,
+        bias: np.ndarray | torch.Tensor | None = None,
+        isa: str | None = None,
+    ) -> torch.Tensor | None:
         """(B, outputs) = scale · (operator · frame) + bias (defaults: the pooled features themselves), or None when
         the frames are not uint16 arrays of the camera's shape (the caller then takes the extractor's path).
         ``isa`` ("avx512", "avx2", "portable") runs that kernel instead of the best this CPU has (ValueError if the
@@ -226,14 +267,27 @@ class FusedHead:
         out = torch.empty((b, self.outputs), dtype=torch.float32)
         if b == 0:
             return out
-        scale = np.ones(self.outputs, np.float32) if scale is None else np.asarray(scale, np.float32)
+        scale = (
+            np.ones(self.outputs, np.float32) if scale is None else np.asarray(scale, np.float32)
+        )
         bias = self.constant if bias is None else np.asarray(bias, np.float32)
         scale, bias = np.ascontiguousarray(scale.ravel()), np.ascontiguousarray(bias.ravel())
         if scale.shape != (self.outputs,) or bias.shape != (self.outputs,):
-            raise ValueError(f"scale and bias need one value per output ({self.outputs}), got {scale.shape} and "
-                             f"{bias.shape}")
-        args = (ptrs.ctypes.data, b, self.outputs, self.seg_ptr.ctypes.data, self.seg_start.ctypes.data,
-                self.seg_w.ctypes.data, scale.ctypes.data, bias.ctypes.data, out.data_ptr())
+            raise ValueError(
+                f"scale and bias need one value per output ({self.outputs}), got {scale.shape} and "
+                f"{bias.shape}"
+            )
+        args = (
+            ptrs.ctypes.data,
+            b,
+            self.outputs,
+            self.seg_ptr.ctypes.data,
+            self.seg_start.ctypes.data,
+            self.seg_w.ctypes.data,
+            scale.ctypes.data,
+            bias.ctypes.data,
+            out.data_ptr(),
+        )
         if isa is None:
             self._lib.lab4f_fused_u16(*args)
         elif self._lib.lab4f_fused_u16_isa(ISAS[isa], *args) != 0:
@@ -251,22 +305,36 @@ class FusedHead:
             shift = shift.repeat_interleave(self.per_output).numpy()
         return s.astype(np.float32), (s * self.constant + shift).astype(np.float32)
 
-    def logits(self, frames: np.ndarray | Sequence[np.ndarray], back: nn.Module) -> torch.Tensor | None:
+    def logits(
+        self, frames: np.ndarray | Sequence[np.ndarray], back: nn.Module
+    ) -> torch.Tensor | None:
         """The back end's output for camera frames, or None when this head cannot evaluate them (``refusal`` then
         says why)."""
         if not fusable(back):
             self.refusal = _NOT_FUSABLE
             return None
-        if _pool_size(back) != self.pool or back.net[0].num_features * self.per_output != self.outputs:
-            self.refusal = (f"the back end pools {back.net[0].num_features} channels to {_pool_size(back)}; this "
-                            f"head was built for {self.outputs // self.per_output} channels pooled to {self.pool}")
+        if (
+            _pool_size(back) != self.pool
+            or back.net[0].num_features * self.per_output != self.outputs
+        ):
+            self.refusal = (
+                f"the back end pools {back.net[0].num_features} channels to {_pool_size(back)}; this "
+                f"head was built for {self.outputs // self.per_output} channels pooled to {self.pool}"
+            )
             return None
         bn = back.net[0]
         # a tensor's identity, storage and version counter: in-place updates, load_state_dict and .data = … all show
-        key = tuple((id(t), t.data_ptr(), t._version) for t in (bn.weight, bn.bias, bn.running_mean, bn.running_var)
-                    if t is not None) + (bn.eps,)
-        cached = self._fold  # one reference read and written whole: safe if two threads share the head
-        if cached is None or cached[0] != key:  # a retrained or reloaded BatchNorm changes a version counter
+        key = tuple(
+            (id(t), t.data_ptr(), t._version)
+            for t in (bn.weight, bn.bias, bn.running_mean, bn.running_var)
+            if t is not None
+        ) + (bn.eps,)
+        cached = (
+            self._fold
+        )  # one reference read and written whole: safe if two threads share the head
+        if (
+            cached is None or cached[0] != key
+        ):  # a retrained or reloaded BatchNorm changes a version counter
             cached = self._fold = (key, self.bn_fold(bn))
         pooled = self.pooled(frames, *cached[1])
         return None if pooled is None else back.net[3:](pooled)
@@ -293,6 +361,10 @@ def fused_head_for(extractor: FeatureExtractor, back: nn.Module) -> FusedHead | 
     if pool not in cache:
         cache[pool] = FusedHead(extractor, pool)
         head = cache[pool]
-        log.info("fused extraction: %d outputs, %d weights in %d segments", head.outputs, head.nnz,
-                 head.segment_count)
+        log.info(
+            "fused extraction: %d outputs, %d weights in %d segments",
+            head.outputs,
+            head.nnz,
+            head.segment_count,
+        )
     return cache[pool]

@@ -58,17 +58,28 @@ def check_detection(model_cfg: Any, bench_mode: str, where: str) -> None:
     compute something else than it learnt, and it scores chance; warn for one trained without detection."""
     detection = getattr(model_cfg, "detection", None)
     if detection in ("incoherent", "coherent") and detection != bench_mode:
-        raise MismatchError(f"{where}: the checkpoint's student was trained for {detection} detection but the bench "
-                            f"runs in {bench_mode} mode; train the student with --detection {bench_mode}, or set the "
-                            f"bench config's mode = \"{detection}\" if the bench really is {detection}")
+        raise MismatchError(
+            f"{where}: the checkpoint's student was trained for {detection} detection but the bench "
+            f"runs in {bench_mode} mode; train the student with --detection {bench_mode}, or set the "
+            f'bench config\'s mode = "{detection}" if the bench really is {detection}'
+        )
     if detection == "ideal":
-        log.warning("%s: the student was trained without a detection model (ideal, signed fields); the bench measures "
-                    "%s intensity — train with --detection %s for what the optics compute", where, bench_mode,
-                    bench_mode)
+        log.warning(
+            "%s: the student was trained without a detection model (ideal, signed fields); the bench measures "
+            "%s intensity — train with --detection %s for what the optics compute",
+            where,
+            bench_mode,
+            bench_mode,
+        )
 
 
-def check_compatible(model_cfg: ModelConfig, bank: np.ndarray, program: OpticalProgram, record: Any | None,
-                     program_path: Path | None = None) -> None:
+def check_compatible(
+    model_cfg: ModelConfig,
+    bank: np.ndarray,
+    program: OpticalProgram,
+    record: Any | None,
+    program_path: Path | None = None,
+) -> None:
     """Refuse a checkpoint / program / calibration trio that does not belong together, saying what differs."""
     problems = []
     if program.channels != bank.shape[0]:
@@ -76,8 +87,12 @@ def check_compatible(model_cfg: ModelConfig, bank: np.ndarray, program: OpticalP
     if program.kernel_size != bank.shape[-1]:
         problems.append(f"kernel size: checkpoint {bank.shape[-1]}, program {program.kernel_size}")
     if program.input_size != model_cfg.image_size:
-        problems.append(f"input size: checkpoint {model_cfg.image_size}, program {program.input_size}")
-    if not problems and not np.allclose(bank, program.bank, rtol=1e-4, atol=1e-5 * float(np.abs(bank).max())):
+        problems.append(
+            f"input size: checkpoint {model_cfg.image_size}, program {program.input_size}"
+        )
+    if not problems and not np.allclose(
+        bank, program.bank, rtol=1e-4, atol=1e-5 * float(np.abs(bank).max())
+    ):
         problems.append("kernel values: the program was compiled from a different checkpoint")
     if record is not None:
         want = getattr(record, "program_sha256", None)
@@ -85,18 +100,25 @@ def check_compatible(model_cfg: ModelConfig, bank: np.ndarray, program: OpticalP
             from lab4f.storage import file_sha256
 
             if file_sha256(program_path) != want:
-                problems.append(f"calibration: the record's tiles/gains were measured for another program "
-                                f"({getattr(record, 'program_path', '?')}), not {program_path}")
+                problems.append(
+                    f"calibration: the record's tiles/gains were measured for another program "
+                    f"({getattr(record, 'program_path', '?')}), not {program_path}"
+                )
         shifts = _record_tile_shifts(record, len(program.frames))
         for f, (frame, sh) in enumerate(zip(program.frames, shifts or [], strict=False)):
             if sh is not None and len(sh) != len(frame.layout.tiles):
-                problems.append(f"tile layout: frame {f} has {len(frame.layout.tiles)} tiles, the record {len(sh)}")
+                problems.append(
+                    f"tile layout: frame {f} has {len(frame.layout.tiles)} tiles, the record {len(sh)}"
+                )
         gains = getattr(record, "channel_gain", None)
         if gains is not None and len(gains) != program.channels:
-            problems.append(f"channel gains: record has {len(gains)}, program has {program.channels} channels")
+            problems.append(
+                f"channel gains: record has {len(gains)}, program has {program.channels} channels"
+            )
     if problems:
         raise MismatchError(
-            "checkpoint, optical program and calibration do not belong together: " + "; ".join(problems)
+            "checkpoint, optical program and calibration do not belong together: "
+            + "; ".join(problems)
             + ". Recompile the checkpoint (lab4f compile) and recalibrate with --program (lab4f calibrate tiles/gains)."
         )
 
@@ -116,8 +138,12 @@ class HybridSetup:
     calibration_path: Path | None = None
     uploaded_frame: int = field(default=-1)
     fused: bool = True  # frames → logits through lab4f.bench.fused where the back end allows
-    batches: Counter = field(default_factory=Counter)  # batches through logits(): "fused" or "extractor"
-    fallback_reason: str | None = None  # why the last batch through logits() took the extractor path
+    batches: Counter = field(
+        default_factory=Counter
+    )  # batches through logits(): "fused" or "extractor"
+    fallback_reason: str | None = (
+        None  # why the last batch through logits() took the extractor path
+    )
     #: what the checkpoint was trained for (lab4f.task), chosen once from it; a program without a checkpoint
     #: (features only) counts as classification
     task: Task = CLASSIFICATION
@@ -125,7 +151,9 @@ class HybridSetup:
     def upload(self, frame: int = 0) -> None:
         phase = self.program.frames[frame].phase
         if phase is None:
-            raise CompileError("the program was compiled for a complex modulator; compile with modulation='phase'")
+            raise CompileError(
+                "the program was compiled for a complex modulator; compile with modulation='phase'"
+            )
         if frame != self.uploaded_frame:
             self.bench.upload_phase(phase)
             self.uploaded_frame = frame
@@ -171,19 +199,29 @@ class HybridSetup:
         self.batches["fused" if out is not None else "extractor"] += 1
         if out is not None:
             return out
-        self.fallback_reason = (head.refusal if head is not None else
-                                why_not_fused(back) if self.fused else "HybridSetup.fused is off")
+        self.fallback_reason = (
+            head.refusal
+            if head is not None
+            else why_not_fused(back)
+            if self.fused
+            else "HybridSetup.fused is off"
+        )
         return back(self.extractor(x))
 
 
-def extractor_for(program: OpticalProgram, record: Any | None, camera_shape: tuple[int, int],
-                  registration: PlaneToCamera | None = None) -> FeatureExtractor:
+def extractor_for(
+    program: OpticalProgram,
+    record: Any | None,
+    camera_shape: tuple[int, int],
+    registration: PlaneToCamera | None = None,
+) -> FeatureExtractor:
     """Feature extractor from a program and a calibration record (or an explicit registration)."""
     if record is None:
         reg = registration or PlaneToCamera.identity(camera_shape)
         return FeatureExtractor.for_program(program, reg, camera_shape)
     kwargs: dict[str, Any] = {
-        "dark": getattr(record, "dark", None), "flat": getattr(record, "flat", None),
+        "dark": getattr(record, "dark", None),
+        "flat": getattr(record, "flat", None),
         "channel_gain": getattr(record, "channel_gain", None),
         "channel_offset": getattr(record, "channel_offset", None),
         "tile_shifts": _record_tile_shifts(record, len(program.frames)),
@@ -191,9 +229,13 @@ def extractor_for(program: OpticalProgram, record: Any | None, camera_shape: tup
     if getattr(record, "channel_filter", None) is not None:
         kwargs["channel_filter"] = record.channel_filter
     reg = registration or getattr(record, "registration", None)
-    if reg is None:  # a record without the registration step: tiles are cut at their nominal positions
-        log.warning("the calibration record has no registration step: tiles are cut at their nominal positions and "
-                    "the optical predictions will be poor; run `lab4f calibrate registration` (or `all`)")
+    if (
+        reg is None
+    ):  # a record without the registration step: tiles are cut at their nominal positions
+        log.warning(
+            "the calibration record has no registration step: tiles are cut at their nominal positions and "
+            "the optical predictions will be poor; run `lab4f calibrate registration` (or `all`)"
+        )
         reg = PlaneToCamera.identity(camera_shape)
     return FeatureExtractor.for_program(program, reg, camera_shape, **kwargs)
 
@@ -206,16 +248,22 @@ def record_program(record: Any) -> Path:
     from lab4f.storage import file_sha256
 
     stored = Path(str(record.program_path))
-    candidates = [stored] if stored.is_absolute() else [stored, Path(getattr(record, "path", ".")).parent / stored]
+    candidates = (
+        [stored]
+        if stored.is_absolute()
+        else [stored, Path(getattr(record, "path", ".")).parent / stored]
+    )
     for path in candidates:
         if path.is_file() and file_sha256(path) == record.program_sha256:
             return path
     found = next((str(c) for c in candidates if c.is_file()), None)
     why = f"{found} has changed since" if found else f"{stored} no longer exists"
-    raise MismatchError(f"the calibration record's tiles and gains were measured with the program {stored}, but {why}; "
-                        "pass that program with --program, or recalibrate tiles and gains for this checkpoint "
-                        "(`lab4f compile CKPT`, then `lab4f calibrate tiles --program P` and "
-                        "`lab4f calibrate gains --program P`)")
+    raise MismatchError(
+        f"the calibration record's tiles and gains were measured with the program {stored}, but {why}; "
+        "pass that program with --program, or recalibrate tiles and gains for this checkpoint "
+        "(`lab4f compile CKPT`, then `lab4f calibrate tiles --program P` and "
+        "`lab4f calibrate gains --program P`)"
+    )
 
 
 def prepare(
@@ -232,7 +280,9 @@ def prepare(
     task = CLASSIFICATION if checkpoint is None else task_of_checkpoint(checkpoint)
     student, cfg, meta = (None, None, {}) if checkpoint is None else task.load(checkpoint)
     if student is not None and not hasattr(student, "kernel_bank"):
-        raise MismatchError(f"{checkpoint} is a {cfg.kind} checkpoint; the bench runs SCLC (student/linear) ones")
+        raise MismatchError(
+            f"{checkpoint} is a {cfg.kind} checkpoint; the bench runs SCLC (student/linear) ones"
+        )
     if cfg is not None:
         check_detection(cfg, bench.config.mode, "run")
     program_path = getattr(program, "path", None) if isinstance(program, OpticalProgram) else None
@@ -243,27 +293,47 @@ def prepare(
         log.info("using the program the calibration record was measured with: %s", program_path)
     if program is None:
         if student is None:
-            raise MismatchError("without a checkpoint the bench needs a compiled program: pass --program (from "
-                                "`lab4f compile BANK`) or a calibration record measured with one")
-        kwargs = {"camera_cells": bench.camera_cells(), "mode": bench.config.mode} | (compile_kwargs or {})
+            raise MismatchError(
+                "without a checkpoint the bench needs a compiled program: pass --program (from "
+                "`lab4f compile BANK`) or a calibration record measured with one"
+            )
+        kwargs = {"camera_cells": bench.camera_cells(), "mode": bench.config.mode} | (
+            compile_kwargs or {}
+        )
         program = compile_bank(student.kernel_bank(), cfg.image_size, bench.geometry, **kwargs)
     elif not isinstance(program, OpticalProgram):
         program_path = Path(program)
         program = OpticalProgram.load(program_path)
     bank = program.bank if student is None else student.kernel_bank().to_numpy()
-    check_compatible(cfg or SimpleNamespace(image_size=program.input_size), bank, program, record,
-                     None if verified else program_path)
+    check_compatible(
+        cfg or SimpleNamespace(image_size=program.input_size),
+        bank,
+        program,
+        record,
+        None if verified else program_path,
+    )
     if hasattr(record, "apply"):
         # the bench as calibrated: exposure, phase LUT, wavefront correction, and the display showing images as
         # they were shown when the record's channel filters were fitted
         record.apply(bench)
     if record is not None and getattr(record, "display_linearizer", None) is None:
-        log.warning("the calibration record has no display step: images are shown without linearising the "
-                    "display's response; run `lab4f calibrate display --program P` if the display is not linear")
+        log.warning(
+            "the calibration record has no display step: images are shown without linearising the "
+            "display's response; run `lab4f calibrate display --program P` if the display is not linear"
+        )
     bench.illuminate()  # a run images its inputs: source on, shutter open (calibration restores its own state)
     camera_shape = tuple(int(s) for s in bench.camera.shape)
-    setup = HybridSetup(bench, student, cfg, meta, program, extractor_for(program, record, camera_shape, registration),
-                        record, program_path, task=task)
+    setup = HybridSetup(
+        bench,
+        student,
+        cfg,
+        meta,
+        program,
+        extractor_for(program, record, camera_shape, registration),
+        record,
+        program_path,
+        task=task,
+    )
     setup.upload(0)
     limit = bench.config.drift_limit_px
     if record is not None and limit is not None and registration is None:
@@ -272,14 +342,19 @@ def prepare(
         report = check_drift(setup, record, limit)
         if report is not None:
             setup.meta = dict(setup.meta) | {"registration_drift": report.to_dict()}
-            log.info("registration holds: tiles within %.2f px (median) of the calibration", report.median_px)
+            log.info(
+                "registration holds: tiles within %.2f px (median) of the calibration",
+                report.median_px,
+            )
     if bench.sync.policy == "marker":
         from lab4f.bench.marker import marker_reader_for
 
         reg = registration or getattr(record, "registration", None)
         if reg is None:
-            raise MismatchError("the marker sync policy reads the code through the calibrated registration: pass a "
-                                "calibration record with the registration step")
+            raise MismatchError(
+                "the marker sync policy reads the code through the calibrated registration: pass a "
+                "calibration record with the registration step"
+            )
         bench.marker_reader = marker_reader_for(bench, program, reg)
     return setup
 
@@ -290,9 +365,13 @@ def iterate_grabs(setup: HybridSetup, images: torch.Tensor) -> Iterator[tuple[in
     input's SLM frames in turn."""
     if len(setup.program.frames) == 1:
         setup.upload(0)
-        waiting: dict[int, np.ndarray] = {}  # paired out of order (an input shown again after a missed frame)
+        waiting: dict[
+            int, np.ndarray
+        ] = {}  # paired out of order (an input shown again after a missed frame)
         following = 0
-        for i, frame in setup.bench.sync.stream(len(images), lambda i: setup.show_input(i, images[i, 0].numpy())):
+        for i, frame in setup.bench.sync.stream(
+            len(images), lambda i: setup.show_input(i, images[i, 0].numpy())
+        ):
             waiting[i] = frame.image[None]
             while following in waiting:
                 yield following, waiting.pop(following)
@@ -302,13 +381,23 @@ def iterate_grabs(setup: HybridSetup, images: torch.Tensor) -> Iterator[tuple[in
         yield i, setup.grab(images[i, 0].numpy())
 
 
-def capture_features(setup: HybridSetup, images: torch.Tensor, batch_size: int = 32, progress: bool = True,
-                     on_batch: Callable[[int, int], None] | None = None) -> torch.Tensor:
+def capture_features(
+    setup: HybridSetup,
+    images: torch.Tensor,
+    batch_size: int = 32,
+    progress: bool = True,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
     """Synchronously run images through the optics: (B, 1, N, N) → (B, C, N, N) features."""
     out = []
     buf: list[np.ndarray] = []
-    for i, frames in tqdm(iterate_grabs(setup, images), total=len(images), desc="optics", disable=not progress,
-                          leave=False):
+    for i, frames in tqdm(
+        iterate_grabs(setup, images),
+        total=len(images),
+        desc="optics",
+        disable=not progress,
+        leave=False,
+    ):
         buf.append(frames)
         if len(buf) == batch_size or i == len(images) - 1:
             out.append(setup.features(np.stack(buf)))

@@ -20,7 +20,11 @@ def check_display_fits(setup: Any, images: torch.Tensor | np.ndarray) -> None:
     if policy == "marker" and shape[0] >= hw[0] and shape[1] >= hw[1]:
         pass  # the image is shown centred, the marker code beside it (Bench.show checks the code fits)
     elif shape != hw:
-        raise MismatchError(f"the display shows {shape} images but the inputs are {hw}; set the bench config's "
-                            f"[display] settings.shape = {list(hw)}")
+        raise MismatchError(
+            f"the display shows {shape} images but the inputs are {hw}; set the bench config's "
+            f"[display] settings.shape = {list(hw)}"
+        )
     if images.ndim == 4 and images.shape[1] != 1:
-        raise ConfigError(f"the display shows one intensity channel; the inputs have {images.shape[1]}")
+        raise ConfigError(
+            f"the display shows one intensity channel; the inputs have {images.shape[1]}"
+        )

@@ -48,7 +48,9 @@ class MarkerCode:
     def gap_cells(self, kernel_size: int, input_size: int | None = None) -> int:
         """The tile gap that leaves bands wide enough for a slot's copy (size + K − 1, a cell each side) and long
         enough for half the slots each (they repeat every pitch along the band)."""
-        gap = self.size + kernel_size - 1 + 4  # two free cells each side: no image light in a slot's box
+        gap = (
+            self.size + kernel_size - 1 + 4
+        )  # two free cells each side: no image light in a slot's box
         if input_size is not None:
             per_band = (self.rows + 1) // 2
             span = (per_band - 1) * self.spacing(kernel_size) + self.size + kernel_size - 1
@@ -81,8 +83,10 @@ class MarkerCode:
             y, x = h // 2 + dy, w // 2 + dx
             if not (0 <= y and y + self.size <= h and 0 <= x and x + self.size <= w):
                 need = 2 * (pitch // 2 + self.size) + 2
-                raise ConfigError(f"the marker code needs a display of at least {need}×{need} pixels for tiles "
-                                  f"{pitch} cells apart; set the bench config's [display] settings.shape")
+                raise ConfigError(
+                    f"the marker code needs a display of at least {need}×{need} pixels for tiles "
+                    f"{pitch} cells apart; set the bench config's [display] settings.shape"
+                )
             frame[y : y + self.size, x : x + self.size] = float(v)
 
 
@@ -100,26 +104,41 @@ def marker_code(sync_config: Any) -> MarkerCode:
 def marker_reader_for(bench: Any, program: Any, registration: Any) -> MarkerReader:
     """The reader for a program on a bench whose policy is ``marker`` (its first frame's tiles)."""
     if len(program.frames) != 1:
-        raise ConfigError("the marker sync policy reads one SLM frame per input; this program is time-multiplexed "
-                          f"({len(program.frames)} frames): use sync policy 'settle' or 'trigger'")
+        raise ConfigError(
+            "the marker sync policy reads one SLM frame per input; this program is time-multiplexed "
+            f"({len(program.frames)} frames): use sync policy 'settle' or 'trigger'"
+        )
     cfg = bench.config.sync
     cam = bench.devices["camera"]
-    return MarkerReader(marker_code(cfg), program.frames[0].layout, registration,
-                        tuple(int(v) for v in cam.shape), threshold=cfg.marker_threshold)
+    return MarkerReader(
+        marker_code(cfg),
+        program.frames[0].layout,
+        registration,
+        tuple(int(v) for v in cam.shape),
+        threshold=cfg.marker_threshold,
+    )
 
 
 class MarkerReader:
     """Decodes the input index from camera frames of a compiled program (its first frame's tiles)."""
 
-    def __init__(self, code: MarkerCode, layout: Any, registration: Any, camera_shape: tuple[int, int],
-                 threshold: float = 0.05) -> None:
+    def __init__(
+        self,
+        code: MarkerCode,
+        layout: Any,
+        registration: Any,
+        camera_shape: tuple[int, int],
+        threshold: float = 0.05,
+    ) -> None:
         self.code, self.threshold = code, float(threshold)
         k, pitch = int(layout.kernel_size), int(layout.pitch)
         if pitch - (layout.input_size + k - 1) < code.gap_cells(k, layout.input_size):
-            raise ConfigError(f"the optical program's tiles are too close for the marker code (gap "
-                              f"{pitch - layout.input_size - k + 1} cells, the code needs "
-                              f"{code.gap_cells(k, layout.input_size)}); "
-                              "recompile with the marker policy in the bench config (lab4f compile --config ...)")
+            raise ConfigError(
+                f"the optical program's tiles are too close for the marker code (gap "
+                f"{pitch - layout.input_size - k + 1} cells, the code needs "
+                f"{code.gap_cells(k, layout.input_size)}); "
+                "recompile with the marker policy in the bench config (lab4f compile --config ...)"
+            )
         h, w = camera_shape
         rows, cols, data = [], [], []
         lo, hi = (k - 1) // 2, k // 2  # a slot's copy: the slot blurred by the kernel footprint
@@ -137,8 +156,10 @@ class MarkerReader:
                 rows.append(np.full(idx.size, r))
                 cols.append(idx)
                 data.append(np.ones(idx.size))
-        self._m = sparse.csr_matrix((np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))),
-                                    shape=(code.rows, h * w))
+        self._m = sparse.csr_matrix(
+            (np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))),
+            shape=(code.rows, h * w),
+        )
 
     def levels(self, frame: np.ndarray) -> np.ndarray:
         """Each bit's light between the references (0: off, 1: on)."""

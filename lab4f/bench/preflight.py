@@ -57,12 +57,14 @@ def resolve_class(spec: str) -> type:
     """``"package.module:Class"`` → the class (a driver a lab adds without changing lab4f)."""
     module, _, name = spec.partition(":")
     if not module or not name:
-        raise ConfigError(f"driver {spec!r}: write an external driver as \"package.module:Class\"")
+        raise ConfigError(f'driver {spec!r}: write an external driver as "package.module:Class"')
     try:
         mod = importlib.import_module(module)
     except ImportError as exc:
-        raise ConfigError(f"driver {spec!r}: cannot import {module} ({exc}); install the package that provides "
-                          "it into this environment") from exc
+        raise ConfigError(
+            f"driver {spec!r}: cannot import {module} ({exc}); install the package that provides "
+            "it into this environment"
+        ) from exc
     cls = getattr(mod, name, None)
     if not isinstance(cls, type):
         raise ConfigError(f"driver {spec!r}: {module} has no class {name}")
@@ -76,14 +78,22 @@ def _check_kwargs(role: str, what: str, cls: type, settings: dict[str, Any]) -> 
     unknown = sorted(set(settings) - accepted)
     if not unknown:
         return []
-    return [Finding(role, "error", f"{what}: setting(s) {', '.join(unknown)} do not fit {cls.__name__}'s "
-                                   f"constructor, which takes {', '.join(sorted(accepted)) or 'no keywords'}; "
-                                   f"remove or rename them in the bench config's [{role}] settings")]
+    return [
+        Finding(
+            role,
+            "error",
+            f"{what}: setting(s) {', '.join(unknown)} do not fit {cls.__name__}'s "
+            f"constructor, which takes {', '.join(sorted(accepted)) or 'no keywords'}; "
+            f"remove or rename them in the bench config's [{role}] settings",
+        )
+    ]
 
 
 def _slmsuite_class(module: str, name: str) -> type | None:
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "pylablib not installed" and the like: the SDK is checked at open
+        warnings.simplefilter(
+            "ignore"
+        )  # "pylablib not installed" and the like: the SDK is checked at open
         try:
             mod = importlib.import_module(f"slmsuite.hardware.{module}")
         except ImportError:
@@ -110,8 +120,14 @@ def check_device(role: str, cfg: DeviceConfig, drivers: dict[str, Any]) -> list[
         return _check_kwargs(role, cfg.driver, cls, cfg.settings)
     driver = drivers.get(cfg.driver)
     if driver is None or driver.role != role:
-        return [Finding(role, "error", f"unknown {role} driver {cfg.driver!r}; available: "
-                                       f"{', '.join(drivers_for(role))}, or \"package.module:Class\"")]
+        return [
+            Finding(
+                role,
+                "error",
+                f"unknown {role} driver {cfg.driver!r}; available: "
+                f'{", ".join(drivers_for(role))}, or "package.module:Class"',
+            )
+        ]
     if driver.settings is not None:
         module, model = driver.settings
         mod = importlib.import_module(f"lab4f.drivers.{module}")
@@ -135,7 +151,9 @@ def check_device(role: str, cfg: DeviceConfig, drivers: dict[str, Any]) -> list[
     return []
 
 
-def check_settings(config: BenchConfig, drivers: dict[str, Any], roles: tuple[str, ...]) -> list[Finding]:
+def check_settings(
+    config: BenchConfig, drivers: dict[str, Any], roles: tuple[str, ...]
+) -> list[Finding]:
     """Every device's settings against its driver (``drivers``, ``roles``: lab4f.bench.devices' registry; nothing is
     opened). The registry is passed in: lab4f.bench.devices imports this module, not the other way round."""
     out: list[Finding] = []
@@ -149,8 +167,10 @@ def check_settings(config: BenchConfig, drivers: dict[str, Any], roles: tuple[st
 def raise_for_errors(findings: list[Finding]) -> None:
     errors = [f for f in findings if f.level == "error"]
     if errors:
-        raise ConfigError("the bench config does not fit its drivers (nothing was opened):\n"
-                          + "\n".join(f"  [{f.role}] {f.message}" for f in errors))
+        raise ConfigError(
+            "the bench config does not fit its drivers (nothing was opened):\n"
+            + "\n".join(f"  [{f.role}] {f.message}" for f in errors)
+        )
 
 
 def default_warnings(config: BenchConfig, bench: Any = None) -> list[Finding]:
@@ -160,20 +180,51 @@ def default_warnings(config: BenchConfig, bench: Any = None) -> list[Finding]:
     slm = config.slm
     simulated_slm = slm.driver == "SimulatedFourierSLM"
     if not simulated_slm and "wav_um" not in slm.settings:
-        out.append(Finding("slm", "warning", "the SLM's wav_um is not set: slmsuite assumes 1 µm, and lab4f's geometry "
-                                             "(output cell size, tile positions) uses it; set [slm] settings.wav_um"))
-    if not simulated_slm and "settle_time_s" not in slm.settings and (
-            bench is None or getattr(bench, "measured_timing", None) is None):
-        out.append(Finding("slm", "warning", "the SLM's settle time is slmsuite's default 0.3 s, never measured: run "
-                                             "`lab4f calibrate timing` (its measured value then replaces it)"))
+        out.append(
+            Finding(
+                "slm",
+                "warning",
+                "the SLM's wav_um is not set: slmsuite assumes 1 µm, and lab4f's geometry "
+                "(output cell size, tile positions) uses it; set [slm] settings.wav_um",
+            )
+        )
+    if (
+        not simulated_slm
+        and "settle_time_s" not in slm.settings
+        and (bench is None or getattr(bench, "measured_timing", None) is None)
+    ):
+        out.append(
+            Finding(
+                "slm",
+                "warning",
+                "the SLM's settle time is slmsuite's default 0.3 s, never measured: run "
+                "`lab4f calibrate timing` (its measured value then replaces it)",
+            )
+        )
     cam = None if bench is None else bench.devices.get("camera")
     if cam is not None and getattr(cam, "pitch_um", None) is None:
-        out.append(Finding("camera", "warning", "the camera reports no pixel pitch: 1 camera pixel per output cell is "
-                                                "assumed and the magnification check is skipped; set pitch_um"))
+        out.append(
+            Finding(
+                "camera",
+                "warning",
+                "the camera reports no pixel pitch: 1 camera pixel per output cell is "
+                "assumed and the magnification check is skipped; set pitch_um",
+            )
+        )
     fmt = getattr(cam, "pixel_format", None)
     offered = getattr(cam, "pixel_formats_offered", None)
-    if fmt == "Mono8" and offered and any(f in offered for f in ("Mono10", "Mono12", "Mono16", "Mono12p")):
-        out.append(Finding("camera", "warning", f"the camera runs Mono8 but offers {', '.join(offered)}: 8 bits lose "
-                                                "dynamic range and turn the fused extraction kernel off; set "
-                                                "pixel_format = \"Mono12\""))
+    if (
+        fmt == "Mono8"
+        and offered
+        and any(f in offered for f in ("Mono10", "Mono12", "Mono16", "Mono12p"))
+    ):
+        out.append(
+            Finding(
+                "camera",
+                "warning",
+                f"the camera runs Mono8 but offers {', '.join(offered)}: 8 bits lose "
+                "dynamic range and turn the fused extraction kernel off; set "
+                'pixel_format = "Mono12"',
+            )
+        )
     return out

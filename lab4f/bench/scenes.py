@@ -30,7 +30,11 @@ from lab4f.segmentation.train import load_seg_checkpoint
 
 # the scene counts `lab4f segment` trains with by default: regenerating a split with them gives the very scenes
 # (noise included) the checkpoint was tested on
-SPLIT_SIZES = {"train": SegReproduceConfig.n_train, "val": SegReproduceConfig.n_val, "test": SegReproduceConfig.n_test}
+SPLIT_SIZES = {
+    "train": SegReproduceConfig.n_train,
+    "val": SegReproduceConfig.n_val,
+    "test": SegReproduceConfig.n_test,
+}
 _SOURCE = re.compile(r"generated (\w+) scenes, (\d+)x(\d+), seed (\d+)")
 
 
@@ -41,8 +45,12 @@ class SegBenchConfig:
     seg: SegConfig
     image_size: int
     scenes: str | None = None  # "shapes" / "digits" for generated scenes, else None
-    data_seed: int | None = None  # seed of the generated scenes, or the split seed of a folder data set
-    dataset: str | None = None  # "carvana" / "voc2012" for a folder data set, else None (generated scenes)
+    data_seed: int | None = (
+        None  # seed of the generated scenes, or the split seed of a folder data set
+    )
+    dataset: str | None = (
+        None  # "carvana" / "voc2012" for a folder data set, else None (generated scenes)
+    )
     data_root: str | None = None  # the folder the folder data set was read from
 
     @property
@@ -71,7 +79,9 @@ def folder_spec(meta: dict[str, Any]) -> tuple[str, str, int, int] | None:
     return None if parsed is None else parsed[:4]
 
 
-def load_seg_for_bench(path: str | os.PathLike[str]) -> tuple[torch.nn.Module, SegBenchConfig, dict[str, Any]]:
+def load_seg_for_bench(
+    path: str | os.PathLike[str],
+) -> tuple[torch.nn.Module, SegBenchConfig, dict[str, Any]]:
     """Load a segmentation checkpoint with what the bench needs: (SegSCLC, SegBenchConfig, metadata)."""
     model, cfg, meta = load_seg_checkpoint(path)
     spec = scene_spec(meta)
@@ -81,9 +91,11 @@ def load_seg_for_bench(path: str | os.PathLike[str]) -> tuple[torch.nn.Module, S
     if folder is not None:
         dataset, root, size, seed = folder
         return model, SegBenchConfig(cfg, size, None, seed, dataset, root), meta
-    raise ConfigError(f"{path} was trained on {meta.get('dataset', {}).get('source')!r}; the bench runs "
-                      "segmentation students trained on generated scenes or on a folder data set "
-                      "(lab4f segment train [--dataset carvana|voc2012])")
+    raise ConfigError(
+        f"{path} was trained on {meta.get('dataset', {}).get('source')!r}; the bench runs "
+        "segmentation students trained on generated scenes or on a folder data set "
+        "(lab4f segment train [--dataset carvana|voc2012])"
+    )
 
 
 def _folder_root(cfg: SegBenchConfig, data_dir: str | os.PathLike[str] | None) -> Path:
@@ -96,36 +108,62 @@ def _folder_root(cfg: SegBenchConfig, data_dir: str | os.PathLike[str] | None) -
         return find_folder_dataset(dataset, recorded)
     except DataError:
         if not os.environ.get(ENV_VAR):
-            raise DataError(f"the checkpoint was trained on {dataset} from {recorded}, which holds no "
-                            f"{dataset} data set now: restore it there, or set ${ENV_VAR} to the folder "
-                            "holding the same data set") from None
+            raise DataError(
+                f"the checkpoint was trained on {dataset} from {recorded}, which holds no "
+                f"{dataset} data set now: restore it there, or set ${ENV_VAR} to the folder "
+                "holding the same data set"
+            ) from None
         return find_folder_dataset(dataset, None)
 
 
-def _folder_scenes(cfg: SegBenchConfig, split: str, scenes: str | None, data_seed: int | None, limit: int | None,
-                   data_dir: str | os.PathLike[str] | None) -> SegmentationSet:
+def _folder_scenes(
+    cfg: SegBenchConfig,
+    split: str,
+    scenes: str | None,
+    data_seed: int | None,
+    limit: int | None,
+    data_dir: str | os.PathLike[str] | None,
+) -> SegmentationSet:
     """The checkpoint's split of its folder data set (prefix of the seeded split, as at training time)."""
     what = f"{cfg.dataset} (folder {cfg.data_root}, split seed {cfg.data_seed})"
     if scenes is not None:
-        raise ConfigError(f"--scenes {scenes} selects generated scenes, but this checkpoint was trained on {what}; "
-                          "drop --scenes: the bench runs that data set's split")
+        raise ConfigError(
+            f"--scenes {scenes} selects generated scenes, but this checkpoint was trained on {what}; "
+            "drop --scenes: the bench runs that data set's split"
+        )
     if data_seed is not None and data_seed != cfg.data_seed:
-        raise ConfigError(f"this checkpoint was trained on {what}; another --data-seed would draw a different split "
-                          f"whose test images it may have trained on: drop --data-seed (or pass {cfg.data_seed})")
+        raise ConfigError(
+            f"this checkpoint was trained on {what}; another --data-seed would draw a different split "
+            f"whose test images it may have trained on: drop --data-seed (or pass {cfg.data_seed})"
+        )
     if split not in SPLIT_SIZES:
         raise ConfigError(f"split {split!r} is unknown; choose one of {', '.join(SPLIT_SIZES)}")
     root = _folder_root(cfg, data_dir)
     # a cap is a prefix of the seeded split: only the images used are read
-    data = folder_split(cfg.dataset or "", root, cfg.image_size, cfg.data_seed or 0, split,
-                        limit or SPLIT_SIZES[split])
+    data = folder_split(
+        cfg.dataset or "",
+        root,
+        cfg.image_size,
+        cfg.data_seed or 0,
+        split,
+        limit or SPLIT_SIZES[split],
+    )
     if data.num_classes != cfg.num_classes:
-        raise MismatchError(f"{cfg.dataset} has {data.num_classes} classes but the checkpoint predicts "
-                            f"{cfg.num_classes}")
+        raise MismatchError(
+            f"{cfg.dataset} has {data.num_classes} classes but the checkpoint predicts "
+            f"{cfg.num_classes}"
+        )
     return data
 
 
-def bench_scenes(cfg: SegBenchConfig, split: str = "test", scenes: str | None = None, data_seed: int | None = None,
-                 limit: int | None = None, data_dir: str | os.PathLike[str] | None = None) -> SegmentationSet:
+def bench_scenes(
+    cfg: SegBenchConfig,
+    split: str = "test",
+    scenes: str | None = None,
+    data_seed: int | None = None,
+    limit: int | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+) -> SegmentationSet:
     """Scenes for a run: the checkpoint's generated kind, canvas and data seed unless overridden — or, for a
     checkpoint trained on a folder data set, the same split of that folder (``data_dir`` overrides the folder
     recorded in the checkpoint; ``scenes`` and another ``data_seed`` are refused)."""
@@ -138,9 +176,15 @@ def bench_scenes(cfg: SegBenchConfig, split: str = "test", scenes: str | None = 
         raise ConfigError(f"split {split!r} is unknown; choose one of {', '.join(SPLIT_SIZES)}")
     seed = cfg.data_seed if data_seed is None else data_seed
     sizes = {k: 1 for k in SPLIT_SIZES} | {split: max(SPLIT_SIZES[split], limit or 0)}
-    data = getattr(generated_splits(kind, sizes["train"], sizes["val"], sizes["test"], cfg.image_size, seed or 0),
-                   split)
+    data = getattr(
+        generated_splits(
+            kind, sizes["train"], sizes["val"], sizes["test"], cfg.image_size, seed or 0
+        ),
+        split,
+    )
     if data.num_classes != cfg.num_classes:
-        raise MismatchError(f"{kind} scenes have {data.num_classes} classes but the checkpoint predicts "
-                            f"{cfg.num_classes}; pick the scenes it was trained on (--scenes {cfg.scenes})")
+        raise MismatchError(
+            f"{kind} scenes have {data.num_classes} classes but the checkpoint predicts "
+            f"{cfg.num_classes}; pick the scenes it was trained on (--scenes {cfg.scenes})"
+        )
     return data.subset(slice(0, limit)) if limit else data

@@ -59,8 +59,12 @@ class SegRunResult:
 
     def scores(self, pred: np.ndarray, truth: np.ndarray | None = None) -> dict[str, Any]:
         target = self.truth if truth is None else truth
-        cm = confusion_matrix(torch.from_numpy(pred.astype(np.int64)), torch.from_numpy(target.astype(np.int64)),
-                              len(self.class_names), IGNORE_INDEX)
+        cm = confusion_matrix(
+            torch.from_numpy(pred.astype(np.int64)),
+            torch.from_numpy(target.astype(np.int64)),
+            len(self.class_names),
+            IGNORE_INDEX,
+        )
         return scores_from_confusion(cm)
 
     def metrics(self) -> dict[str, Any]:
@@ -69,32 +73,62 @@ class SegRunResult:
         s = self.run.summary.stats
         n = int(len(self.indices))
         return {
-            "task": "segmentation", "n": n, "class_names": list(self.class_names),
-            "optical_mean_iou": opt["mean_iou"], "digital_mean_iou": dig["mean_iou"],
+            "task": "segmentation",
+            "n": n,
+            "class_names": list(self.class_names),
+            "optical_mean_iou": opt["mean_iou"],
+            "digital_mean_iou": dig["mean_iou"],
             "mean_iou_gap": dig["mean_iou"] - opt["mean_iou"],
-            "optical_mean_dice": opt["mean_dice"], "digital_mean_dice": dig["mean_dice"],
-            "optical_pixel_accuracy": opt["pixel_accuracy"], "digital_pixel_accuracy": dig["pixel_accuracy"],
-            "optical_iou": opt["iou"], "digital_iou": dig["iou"], "optical_dice": opt["dice"],
+            "optical_mean_dice": opt["mean_dice"],
+            "digital_mean_dice": dig["mean_dice"],
+            "optical_pixel_accuracy": opt["pixel_accuracy"],
+            "digital_pixel_accuracy": dig["pixel_accuracy"],
+            "optical_iou": opt["iou"],
+            "digital_iou": dig["iou"],
+            "optical_dice": opt["dice"],
             "digital_dice": dig["dice"],
             "pixel_agreement": float((self.optical == self.digital).mean()) if n else None,
             "optical_vs_digital_mean_iou": vs["mean_iou"],
-            "frames_per_s": s.mean_fps, **latencies_ms(s), "acquired": s.acquired, "processed": s.processed,
-            "dropped": s.dropped, "policy": s.policy, "stop_reason": s.stop_reason, "error": s.error,
+            "frames_per_s": s.mean_fps,
+            **latencies_ms(s),
+            "acquired": s.acquired,
+            "processed": s.processed,
+            "dropped": s.dropped,
+            "policy": s.policy,
+            "stop_reason": s.stop_reason,
+            "error": s.error,
             "error_device": s.error_device,
         } | self.extra
 
 
-def run_segmentation(setup: HybridSetup, data: SegmentationSet, policy: str = "evaluate", batch_size: int = 16,
-                     capacity: int = 64, samples: int = 8, back: torch.nn.Module | None = None) -> SegRunResult:
+def run_segmentation(
+    setup: HybridSetup,
+    data: SegmentationSet,
+    policy: str = "evaluate",
+    batch_size: int = 16,
+    capacity: int = 64,
+    samples: int = 8,
+    back: torch.nn.Module | None = None,
+) -> SegRunResult:
     """Stream ``data``'s scenes through the optics and the decoder (``back`` overrides the student's)."""
     check_display_fits(setup, data.images)
     res = run_dataset(setup, data.images, data.masks, policy, batch_size, capacity, samples, back)
-    return segmentation_result(res, data.images[:, 0].numpy(), data.masks.numpy(), data.class_names,
-                               {"scenes": data.source})
+    return segmentation_result(
+        res,
+        data.images[:, 0].numpy(),
+        data.masks.numpy(),
+        data.class_names,
+        {"scenes": data.source},
+    )
 
 
-def segmentation_result(res: RunResult, images: np.ndarray, masks: np.ndarray, class_names: Sequence[str],
-                        extra: dict[str, Any] | None = None) -> SegRunResult:
+def segmentation_result(
+    res: RunResult,
+    images: np.ndarray,
+    masks: np.ndarray,
+    class_names: Sequence[str],
+    extra: dict[str, Any] | None = None,
+) -> SegRunResult:
     """A streamed run whose outputs are per-pixel class scores (n, K, H, W) — or already masks (n, H, W) — scored."""
     n = len(res.indices)
     hw = tuple(images.shape[-2:])
@@ -107,8 +141,16 @@ def segmentation_result(res: RunResult, images: np.ndarray, masks: np.ndarray, c
     idx = res.indices
     shown = images[idx].astype(np.float32) if n else np.zeros((0, *hw), np.float32)
     truth = masks[idx].astype(np.uint8) if n else np.zeros((0, *hw), np.uint8)
-    return SegRunResult(idx, shown, truth, argmax(res.optical_probs), argmax(res.digital_probs), tuple(class_names),
-                        res, dict(extra or {}))
+    return SegRunResult(
+        idx,
+        shown,
+        truth,
+        argmax(res.optical_probs),
+        argmax(res.digital_probs),
+        tuple(class_names),
+        res,
+        dict(extra or {}),
+    )
 
 
 # -- overlays --------------------------------------------------------------------------------------------
@@ -121,7 +163,9 @@ def class_palette(num_classes: int) -> np.ndarray:
     return np.array([(0.0, 0.0, 0.0), *colours], dtype=np.float32)
 
 
-def overlay(images: np.ndarray, masks: np.ndarray, num_classes: int, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
+def overlay(
+    images: np.ndarray, masks: np.ndarray, num_classes: int, alpha: float = OVERLAY_ALPHA
+) -> np.ndarray:
     """(n, H, W) inputs + class masks → (n, H, W, 3) uint8 RGB: gray input, classes ≥ 1 tinted with ``alpha``."""
     gray = np.repeat(np.clip(images, 0, 1)[..., None], 3, axis=-1)
     palette = class_palette(num_classes)
@@ -137,8 +181,9 @@ def _save_png(path: Path, rgb: np.ndarray, scale: int) -> None:
     Image.fromarray(np.kron(rgb, np.ones((scale, scale, 1), np.uint8))).save(path)
 
 
-def save_overlay_pngs(run_path: str | os.PathLike[str], result: SegRunResult, count: int = 8,
-                      scale: int = 4) -> list[Path]:
+def save_overlay_pngs(
+    run_path: str | os.PathLike[str], result: SegRunResult, count: int = 8, scale: int = 4
+) -> list[Path]:
     """``<run>_overlay.png``: a panel (rows optical / digital / truth) of the first ``count`` scenes, then one
     ``<run>_<index>_overlay.png`` strip per scene (input | optical | digital | truth), upscaled ``scale``×."""
     import matplotlib
@@ -151,8 +196,14 @@ def save_overlay_pngs(run_path: str | os.PathLike[str], result: SegRunResult, co
     if k == 0:
         return []
     c = len(result.class_names)
-    rows = {name: overlay(result.images[:k], m[:k], c) for name, m in
-            (("optical", result.optical), ("digital", result.digital), ("truth", result.truth))}
+    rows = {
+        name: overlay(result.images[:k], m[:k], c)
+        for name, m in (
+            ("optical", result.optical),
+            ("digital", result.digital),
+            ("truth", result.truth),
+        )
+    }
     m = result.metrics()
     fig, axes = plt.subplots(3, k, figsize=(1.5 * k, 4.9), squeeze=False)
     for i, (name, rgb) in enumerate(rows.items()):
@@ -165,9 +216,19 @@ def save_overlay_pngs(run_path: str | os.PathLike[str], result: SegRunResult, co
         axes[0, j].set_title(f"scene {int(result.indices[j])}", fontsize=7)
     palette = class_palette(c)
     handles = [plt.Rectangle((0, 0), 1, 1, color=palette[i]) for i in range(1, c)]
-    fig.legend(handles, result.class_names[1:], loc="lower center", ncol=min(c - 1, 6), fontsize=7, frameon=False)
-    fig.suptitle(f"{m['n']} scenes: mean IoU optical {m['optical_mean_iou']:.3f}, digital "
-                 f"{m['digital_mean_iou']:.3f}; pixel agreement {m['pixel_agreement']:.3f}", fontsize=8)
+    fig.legend(
+        handles,
+        result.class_names[1:],
+        loc="lower center",
+        ncol=min(c - 1, 6),
+        fontsize=7,
+        frameon=False,
+    )
+    fig.suptitle(
+        f"{m['n']} scenes: mean IoU optical {m['optical_mean_iou']:.3f}, digital "
+        f"{m['digital_mean_iou']:.3f}; pixel agreement {m['pixel_agreement']:.3f}",
+        fontsize=8,
+    )
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     panel = run_path.with_name(f"{run_path.stem}_overlay.png")
     fig.savefig(panel, dpi=100)
@@ -176,30 +237,51 @@ def save_overlay_pngs(run_path: str | os.PathLike[str], result: SegRunResult, co
     gap = np.full((result.images.shape[1], 1, 3), 255, np.uint8)
     for j in range(k):
         gray = overlay(result.images[j : j + 1], np.zeros_like(result.truth[j : j + 1]), c)[0]
-        strip = np.concatenate([gray, gap, rows["optical"][j], gap, rows["digital"][j], gap, rows["truth"][j]], 1)
+        strip = np.concatenate(
+            [gray, gap, rows["optical"][j], gap, rows["digital"][j], gap, rows["truth"][j]], 1
+        )
         path = run_path.with_name(f"{run_path.stem}_{int(result.indices[j]):04d}_overlay.png")
         _save_png(path, strip, scale)
         paths.append(path)
     return paths
 
 
-def save_seg_run(path: str | os.PathLike[str], result: SegRunResult, setup: HybridSetup,
-                 checkpoint: str | None = None, overwrite: bool = True, unique: bool = False) -> Path:
+def save_seg_run(
+    path: str | os.PathLike[str],
+    result: SegRunResult,
+    setup: HybridSetup,
+    checkpoint: str | None = None,
+    overwrite: bool = True,
+    unique: bool = False,
+) -> Path:
     """One HDF5 file per run: inputs, true / optical / digital masks, optical overlays, metrics, provenance.
     ``overwrite``/``unique``: as :func:`lab4f.storage.publish`; returns the name the file was saved under."""
     c = len(result.class_names)
-    with atomic_write(path, overwrite=overwrite, unique=unique) as target, \
-            h5_file(target.tmp, "segmentation_run", SEG_RUN_SCHEMA) as f:
+    with (
+        atomic_write(path, overwrite=overwrite, unique=unique) as target,
+        h5_file(target.tmp, "segmentation_run", SEG_RUN_SCHEMA) as f,
+    ):
         f.create_dataset("indices", data=result.indices)
         f.create_dataset("images", data=result.images.astype(np.float32), compression="gzip")
-        for name, masks in (("truth_masks", result.truth), ("optical_masks", result.optical),
-                            ("digital_masks", result.digital)):
+        for name, masks in (
+            ("truth_masks", result.truth),
+            ("optical_masks", result.optical),
+            ("digital_masks", result.digital),
+        ):
             f.create_dataset(name, data=masks, compression="gzip")
-        ds = f.create_dataset("overlays", data=overlay(result.images, result.optical, c), compression="gzip")
-        ds.attrs["what"] = f"optical predicted masks over the input, RGB uint8, alpha {OVERLAY_ALPHA}"
+        ds = f.create_dataset(
+            "overlays", data=overlay(result.images, result.optical, c), compression="gzip"
+        )
+        ds.attrs["what"] = (
+            f"optical predicted masks over the input, RGB uint8, alpha {OVERLAY_ALPHA}"
+        )
         f.create_dataset("palette", data=class_palette(c))
         f.create_dataset("sample_frames", data=result.run.sample_frames, compression="gzip")
-        f.create_dataset("sample_features", data=result.run.sample_features.astype(np.float32), compression="gzip")
+        f.create_dataset(
+            "sample_features",
+            data=result.run.sample_features.astype(np.float32),
+            compression="gzip",
+        )
         write_json_attr(f, "metrics", result.metrics())
         write_json_attr(f, "class_names", list(result.class_names))
         write_provenance(f, setup, checkpoint)
@@ -207,11 +289,21 @@ def save_seg_run(path: str | os.PathLike[str], result: SegRunResult, setup: Hybr
     return target.path
 
 
-def run_scenes(setup: HybridSetup, out: str | os.PathLike[str], checkpoint: str | None = None, split: str = "test",
-               scenes: str | None = None, data_seed: int | None = None, limit: int | None = None,
-               policy: str = "evaluate", back: torch.nn.Module | None = None, pngs: int = 8,
-               data_dir: str | os.PathLike[str] | None = None, overwrite: bool = True,
-               unique: bool = False) -> dict[str, Any]:
+def run_scenes(
+    setup: HybridSetup,
+    out: str | os.PathLike[str],
+    checkpoint: str | None = None,
+    split: str = "test",
+    scenes: str | None = None,
+    data_seed: int | None = None,
+    limit: int | None = None,
+    policy: str = "evaluate",
+    back: torch.nn.Module | None = None,
+    pngs: int = 8,
+    data_dir: str | os.PathLike[str] | None = None,
+    overwrite: bool = True,
+    unique: bool = False,
+) -> dict[str, Any]:
     """Generated scenes (or the checkpoint's folder split) through the bench → run file + overlay PNGs next to it;
     returns the metrics and paths. ``data_dir`` overrides the folder a folder-trained checkpoint records."""
     data = bench_scenes(setup.model_cfg, split, scenes, data_seed, limit, data_dir)  # type: ignore[arg-type]

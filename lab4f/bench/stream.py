@@ -56,7 +56,9 @@ class StreamStats:
     elapsed_s: float
     stop_reason: str | None  # None while running; see Pipeline.STOP_REASONS
     error: str | None  # "DeviceTimeout: ..." when the run ended on an exception
-    error_device: str | None = None  # the failing device's name when the error carries it (DeviceError.device)
+    error_device: str | None = (
+        None  # the failing device's name when the error carries it (DeviceError.device)
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -139,7 +141,9 @@ class Pipeline:
         keep_results: int | None = None,
     ) -> None:
         if policy not in POLICIES:
-            raise ConfigError(f"stream policy {policy!r} is unknown; choose one of {', '.join(POLICIES)}")
+            raise ConfigError(
+                f"stream policy {policy!r} is unknown; choose one of {', '.join(POLICIES)}"
+            )
         if capacity < 1 or batch_size < 1:
             raise ConfigError(f"capacity and batch_size must be ≥ 1 (got {capacity}, {batch_size})")
         if keep_results is not None and keep_results < 1:
@@ -162,7 +166,9 @@ class Pipeline:
         self._last_index: int | None = None
         self._latencies: list[float] = []
         self._recent_latency: deque[float] = deque(maxlen=latency_window)
-        self._batches: deque[tuple[float, int]] = deque()  # (time, frames) of recent batches, for fps
+        self._batches: deque[tuple[float, int]] = (
+            deque()
+        )  # (time, frames) of recent batches, for fps
         self._t_start = self._t_end = 0.0
         self._stop_reason: str | None = None
         self._error: BaseException | None = None
@@ -170,7 +176,9 @@ class Pipeline:
     # -- control ---------------------------------------------------------------------------------------
     def start(self) -> Pipeline:
         if self._threads:
-            raise ConfigError("this pipeline was already started; make a new Pipeline for a new run")
+            raise ConfigError(
+                "this pipeline was already started; make a new Pipeline for a new run"
+            )
         if self.freeze_gc:
             # a full collection over everything torch & co. allocated takes ~0.15 s and holds the GIL,
             # stalling acquisition long enough for a free-running camera to drop frames: exempt them
@@ -250,14 +258,26 @@ class Pipeline:
         recent = sum(n for _, n in self._batches)
         err = None if self._error is None else f"{type(self._error).__name__}: {self._error}"
         return StreamStats(
-            policy=self.policy, running=running, acquired=self._acquired, processed=self._processed,
-            dropped=self._overflow + self._camera, dropped_overflow=self._overflow,
+            policy=self.policy,
+            running=running,
+            acquired=self._acquired,
+            processed=self._processed,
+            dropped=self._overflow + self._camera,
+            dropped_overflow=self._overflow,
             dropped_camera=self._camera,
-            unprocessed=self._unprocessed, queue_depth=len(self._ring), in_flight=self._in_flight,
-            capacity=self.capacity, fps=recent / window if window > 0 else 0.0,
+            unprocessed=self._unprocessed,
+            queue_depth=len(self._ring),
+            in_flight=self._in_flight,
+            capacity=self.capacity,
+            fps=recent / window if window > 0 else 0.0,
             mean_fps=self._processed / elapsed if elapsed > 0 else 0.0,
-            latency_p50_ms=p[0], latency_p95_ms=p[1], latency_p99_ms=p[2], elapsed_s=elapsed,
-            stop_reason=self._stop_reason, error=err, error_device=getattr(self._error, "device", None),
+            latency_p50_ms=p[0],
+            latency_p95_ms=p[1],
+            latency_p99_ms=p[2],
+            elapsed_s=elapsed,
+            stop_reason=self._stop_reason,
+            error=err,
+            error_device=getattr(self._error, "device", None),
         )
 
     # -- the threads -------------------------------------------------------------------------------------
@@ -299,7 +319,9 @@ class Pipeline:
 
     def _put(self, index: int, frame: np.ndarray, payload: Any, t_acquired: float) -> None:
         with self._cond:
-            if self._stop.is_set():  # the consumer is gone: acquired, but it will never be processed
+            if (
+                self._stop.is_set()
+            ):  # the consumer is gone: acquired, but it will never be processed
                 self._acquired += 1
                 self._unprocessed += 1
                 return
@@ -307,8 +329,11 @@ class Pipeline:
                 if index > self._last_index + 1:
                     self._camera += index - self._last_index - 1
                 elif index <= self._last_index:
-                    log.warning("frame index went back from %d to %d (camera restarted?)",
-                                self._last_index, index)
+                    log.warning(
+                        "frame index went back from %d to %d (camera restarted?)",
+                        self._last_index,
+                        index,
+                    )
             self._last_index = index
             if self.policy == "evaluate":
                 while len(self._ring) >= self.capacity and not self._stop.is_set():
@@ -332,7 +357,9 @@ class Pipeline:
                     return None
                 self._cond.wait(0.1)
             deadline = time.perf_counter() + self.max_wait_s
-            while len(self._ring) < self.batch_size and not (self._stop.is_set() or self._producer_done):
+            while len(self._ring) < self.batch_size and not (
+                self._stop.is_set() or self._producer_done
+            ):
                 left = deadline - time.perf_counter()
                 if left <= 0:
                     break
@@ -351,7 +378,9 @@ class Pipeline:
                 frames = [item[1] for item in batch]
                 outputs = self.process(np.stack(frames) if self.stack else frames)
                 if len(outputs) != len(batch):
-                    raise ConfigError(f"process() gave {len(outputs)} outputs for a batch of {len(batch)}")
+                    raise ConfigError(
+                        f"process() gave {len(outputs)} outputs for a batch of {len(batch)}"
+                    )
                 t_done = time.perf_counter()
                 with self._cond:
                     for item, out in zip(batch, outputs, strict=True):
@@ -360,7 +389,9 @@ class Pipeline:
                         self._latencies.append(latency)
                         self._recent_latency.append(latency)
                     if self.keep_results is not None and len(self.results) > 2 * self.keep_results:
-                        drop = len(self.results) - self.keep_results  # trimmed in chunks: amortised O(1)
+                        drop = (
+                            len(self.results) - self.keep_results
+                        )  # trimmed in chunks: amortised O(1)
                         del self.results[:drop]
                         del self._latencies[: max(len(self._latencies) - self.keep_results, 0)]
                         self.results_dropped += drop

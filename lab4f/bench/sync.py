@@ -57,19 +57,41 @@ class SyncConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    policy: SyncPolicy = Field("settle", description="none | settle | trigger | marker (see lab4f.bench.sync)")
+    policy: SyncPolicy = Field(
+        "settle", description="none | settle | trigger | marker (see lab4f.bench.sync)"
+    )
     display_latency_s: tuple[float, float] | None = Field(
-        None, description="(min, max) s from show() until the new image starts to appear; None: measured by the "
-        "timing step, else the display's nominal value")
-    display_response_s: float | None = Field(None, ge=0, description="s from appearing to 99 % of the new image")
-    slm_settle_s: float | None = Field(None, ge=0, description="s from an SLM write to a settled pattern")
-    light_settle_s: float = Field(0.01, ge=0, description="s for a shutter move / source switch to take effect")
+        None,
+        description="(min, max) s from show() until the new image starts to appear; None: measured by the "
+        "timing step, else the display's nominal value",
+    )
+    display_response_s: float | None = Field(
+        None, ge=0, description="s from appearing to 99 % of the new image"
+    )
+    slm_settle_s: float | None = Field(
+        None, ge=0, description="s from an SLM write to a settled pattern"
+    )
+    light_settle_s: float = Field(
+        0.01, ge=0, description="s for a shutter move / source switch to take effect"
+    )
     margin_s: float = Field(0.0005, ge=0, description="extra wait on top of every delay")
-    pipeline: bool = Field(True, description="send the next input while the previous one is read (streams)")
-    marker_bits: int = Field(4, ge=2, le=12, description="marker policy: bits of the input index code (the index "
-                             "modulo 2^bits: enough to tell an input from the few before it still in the queue)")
-    marker_threshold: float = Field(0.05, gt=0, lt=0.5, description="marker policy: a bit reading between "
-                                    "threshold and 1 - threshold of its references marks a frame mixing inputs")
+    pipeline: bool = Field(
+        True, description="send the next input while the previous one is read (streams)"
+    )
+    marker_bits: int = Field(
+        4,
+        ge=2,
+        le=12,
+        description="marker policy: bits of the input index code (the index "
+        "modulo 2^bits: enough to tell an input from the few before it still in the queue)",
+    )
+    marker_threshold: float = Field(
+        0.05,
+        gt=0,
+        lt=0.5,
+        description="marker policy: a bit reading between "
+        "threshold and 1 - threshold of its references marks a frame mixing inputs",
+    )
 
 
 @dataclass
@@ -108,8 +130,11 @@ def nominal_timing(bench: Any) -> Timing:
         settle = float(getattr(getattr(disp, "slm", disp), "settle_time_s", 0.0) or 0.0)
         t.display_latency_max_s = settle
     if slm is not None:
-        t.slm_settle_s = float(getattr(getattr(slm, "settings", None), "settle_s", None)
-                               or getattr(slm, "settle_time_s", 0.0) or 0.0)
+        t.slm_settle_s = float(
+            getattr(getattr(slm, "settings", None), "settle_s", None)
+            or getattr(slm, "settle_time_s", 0.0)
+            or 0.0
+        )
     return t
 
 
@@ -146,10 +171,18 @@ def resolve_timing(bench: Any) -> Timing:
 class SyncCounters:
     """Frames and inputs the pairing saw: only ``paired`` frames are ever used."""
 
-    paired: int = 0  # frames used, shown by their timestamps to be exposed after the input had settled
-    stale: int = 0  # frames USED although exposed (partly) before the input had settled: policy none only
-    unpaired: int = 0  # frames used with no timestamps to check them (policy none with a plain camera)
-    skipped: int = 0  # stale frames drained or passed over and never used (old buffers, transitions)
+    paired: int = (
+        0  # frames used, shown by their timestamps to be exposed after the input had settled
+    )
+    stale: int = (
+        0  # frames USED although exposed (partly) before the input had settled: policy none only
+    )
+    unpaired: int = (
+        0  # frames used with no timestamps to check them (policy none with a plain camera)
+    )
+    skipped: int = (
+        0  # stale frames drained or passed over and never used (old buffers, transitions)
+    )
     incomplete: int = 0  # buffers that arrived incomplete (never used)
     retried: int = 0  # inputs shown again because no frame was paired within their window (stream)
 
@@ -179,7 +212,9 @@ class Sync:
         self.bench = bench
         self.policy = policy or bench.config.sync.policy
         if self.policy not in SYNC_POLICIES:
-            raise ConfigError(f"sync policy {self.policy!r} is unknown; choose one of {', '.join(SYNC_POLICIES)}")
+            raise ConfigError(
+                f"sync policy {self.policy!r} is unknown; choose one of {', '.join(SYNC_POLICIES)}"
+            )
         self.counters = SyncCounters()
         self._warned = False
 
@@ -194,30 +229,41 @@ class Sync:
     def _check_camera(self) -> Any:
         cam = self.camera
         if self.policy != "none" and not callable(getattr(cam, "read_frame", None)):
-            raise ConfigError(f"the camera {getattr(cam, 'name', type(cam).__name__)} cannot say when a frame was "
-                              f"exposed (no frame timestamps), so sync policy {self.policy!r} cannot prove a frame "
-                              "is fresh; use lab4f's HarvestersCamera driver, or set [sync] policy = \"none\" "
-                              "knowing frames may be stale")
+            raise ConfigError(
+                f"the camera {getattr(cam, 'name', type(cam).__name__)} cannot say when a frame was "
+                f"exposed (no frame timestamps), so sync policy {self.policy!r} cannot prove a frame "
+                'is fresh; use lab4f\'s HarvestersCamera driver, or set [sync] policy = "none" '
+                "knowing frames may be stale"
+            )
         if self.policy == "marker" and not callable(getattr(cam, "read_frame", None)):
             return cam  # the code in the frame proves what it shows; calibration frames need timestamps
         if self.policy == "trigger" and getattr(cam, "trigger_mode", "off") == "off":
-            raise ConfigError("sync policy 'trigger' needs a triggered camera; set the camera's trigger mode "
-                              "(simulated: acquisition = \"triggered\"), or use sync policy 'settle'")
+            raise ConfigError(
+                "sync policy 'trigger' needs a triggered camera; set the camera's trigger mode "
+                "(simulated: acquisition = \"triggered\"), or use sync policy 'settle'"
+            )
         return cam
 
     def _warn_nominal(self, timing: Timing) -> None:
         if self._warned or timing.source is None:
             return
-        simulated = {role: type(self.bench.devices.get(role)).__module__.startswith("lab4f.drivers.sim")
-                     for role in ("display", "slm")}
+        simulated = {
+            role: type(self.bench.devices.get(role)).__module__.startswith("lab4f.drivers.sim")
+            for role in ("display", "slm")
+        }
         delay = {"display": timing.display_delay_s, "slm": timing.slm_settle_s}
         # a simulated device's nominal value is its own spec; a real one's (slmsuite's 0.3 s default) a guess
-        guessed = [k for k, v in timing.source.items() if v == "nominal" and delay[k] > 0
-                   and not (simulated[k] and k == "slm")]
+        guessed = [
+            k
+            for k, v in timing.source.items()
+            if v == "nominal" and delay[k] > 0 and not (simulated[k] and k == "slm")
+        ]
         if guessed:
-            log.warning("sync: the %s delays are the devices' nominal values, not measured; run "
-                        "`lab4f calibrate timing` so frames are paired by what the bench really does",
-                        " and ".join(guessed))
+            log.warning(
+                "sync: the %s delays are the devices' nominal values, not measured; run "
+                "`lab4f calibrate timing` so frames are paired by what the bench really does",
+                " and ".join(guessed),
+            )
         self._warned = True
 
     # -- one fresh frame ----------------------------------------------------------------------------------
@@ -228,7 +274,9 @@ class Sync:
         timeout_s = 2.0 if timeout_s is None else float(timeout_s)
         timing = self.timing
         ready = _last_change_s(self.bench, self.bench.config.sync, timing)
-        if self.policy == "none":  # the naive loop: the next frame, whatever it shows — counted for what it was
+        if (
+            self.policy == "none"
+        ):  # the naive loop: the next frame, whatever it shows — counted for what it was
             frame = _read(cam, timeout_s)
             if not callable(getattr(cam, "read_frame", None)):
                 self.counters.unpaired += 1
@@ -256,9 +304,12 @@ class Sync:
             else:
                 self.counters.skipped += 1
             if time.perf_counter() > deadline:
-                raise DeviceTimeout(f"no fresh frame within {timeout_s:.3g} s after the bench settled: every frame "
-                                    "was exposed before the change (or incomplete); check the camera's trigger "
-                                    "and timestamps", device=getattr(cam, "name", None))
+                raise DeviceTimeout(
+                    f"no fresh frame within {timeout_s:.3g} s after the bench settled: every frame "
+                    "was exposed before the change (or incomplete); check the camera's trigger "
+                    "and timestamps",
+                    device=getattr(cam, "name", None),
+                )
             if self.policy == "trigger" and cam.trigger_mode == "software":
                 cam.trigger()
 
@@ -269,20 +320,32 @@ class Sync:
         t = timing or self.timing
         cam = self.camera
         period = float(getattr(cam, "frame_period_s", 0.0) or 0.0)
-        need = (t.display_latency_max_s - t.display_latency_min_s) + t.display_response_s + cam.exposure_s + period
-        need += 2 * self.bench.config.sync.margin_s + float(getattr(cam, "clock_uncertainty_s", 0.0) or 0.0)
+        need = (
+            (t.display_latency_max_s - t.display_latency_min_s)
+            + t.display_response_s
+            + cam.exposure_s
+            + period
+        )
+        need += 2 * self.bench.config.sync.margin_s + float(
+            getattr(cam, "clock_uncertainty_s", 0.0) or 0.0
+        )
         if t.display_period_s:
             need = math.ceil(need / t.display_period_s - 1e-9) * t.display_period_s
         return need
 
-    def stream(self, count: int, show: Callable[[int], None], timeout_s: float = 2.0) -> Iterator[tuple[int, Frame]]:
+    def stream(
+        self, count: int, show: Callable[[int], None], timeout_s: float = 2.0
+    ) -> Iterator[tuple[int, Frame]]:
         """Show inputs ``0..count-1`` (``show(i)``) and yield ``(i, frame)`` in the order frames are paired."""
         cam = self._check_camera()
         if self.policy == "marker":
             yield from self._marker_stream(count, show, timeout_s)
             return
-        if (self.policy != "settle" or not self.bench.config.sync.pipeline
-                or not getattr(cam, "buffers_frames", True)):
+        if (
+            self.policy != "settle"
+            or not self.bench.config.sync.pipeline
+            or not getattr(cam, "buffers_frames", True)
+        ):
             for i in range(count):
                 show(i)
                 yield i, self.fresh_frame(timeout_s)
@@ -295,8 +358,11 @@ class Sync:
         todo: deque[int] = deque(range(count))
         windows: list[list[float]] = []  # [input, settled from, shown until] in the order sent
         # the first input waits for everything before it (the SLM upload, the light) to settle
-        next_send = max(time.perf_counter(), _last_change_s(self.bench, self.bench.config.sync, timing)
-                        - timing.display_latency_min_s)
+        next_send = max(
+            time.perf_counter(),
+            _last_change_s(self.bench, self.bench.config.sync, timing)
+            - timing.display_latency_min_s,
+        )
         last_frame_t = time.perf_counter()
         lat_min = timing.display_latency_min_s
         # drained but not yet looked at: if the stream is left early (stop, an error downstream) they were
@@ -309,7 +375,9 @@ class Sync:
                     i = todo.popleft()
                     show(i)
                     sent = time.perf_counter()
-                    if windows and windows[-1][2] == math.inf:  # the input before is shown until this one appears
+                    if (
+                        windows and windows[-1][2] == math.inf
+                    ):  # the input before is shown until this one appears
                         windows[-1][2] = sent + lat_min - margin
                     next_send = sent + hold
                     # shown until the next input appears; the last one until its frame came
@@ -322,30 +390,40 @@ class Sync:
                     if not frame.complete:
                         self.counters.incomplete += 1
                         continue
-                    while windows and frame.start_s - slack > windows[0][2]:  # its window passed without a frame
+                    while (
+                        windows and frame.start_s - slack > windows[0][2]
+                    ):  # its window passed without a frame
                         self.counters.retried += 1
                         todo.appendleft(int(windows.pop(0)[0]))
-                    if windows and frame.start_s - slack >= windows[0][1] and frame.end_s + slack <= windows[0][2]:
+                    if (
+                        windows
+                        and frame.start_s - slack >= windows[0][1]
+                        and frame.end_s + slack <= windows[0][2]
+                    ):
                         self.counters.paired += 1
                         yield int(windows.pop(0)[0]), frame
                     else:
                         self.counters.skipped += 1
                 if time.perf_counter() - last_frame_t > timeout_s:
-                    raise DeviceTimeout(f"no frame from the camera within {timeout_s:.3g} s during a stream",
-                                        device=getattr(cam, "name", None))
+                    raise DeviceTimeout(
+                        f"no frame from the camera within {timeout_s:.3g} s during a stream",
+                        device=getattr(cam, "name", None),
+                    )
                 wake = min(next_send if todo else math.inf, time.perf_counter() + 0.0005)
                 time.sleep(max(wake - time.perf_counter(), 0.0))
         finally:
             self.counters.skipped += len(pending)
 
-
-    def _marker_stream(self, count: int, show: Callable[[int], None],
-                       timeout_s: float) -> Iterator[tuple[int, Frame]]:
+    def _marker_stream(
+        self, count: int, show: Callable[[int], None], timeout_s: float
+    ) -> Iterator[tuple[int, Frame]]:
         """Show each input with its code and take the first frame that spells it (no timestamps used)."""
         reader = getattr(self.bench, "marker_reader", None)
         if reader is None:
-            raise ConfigError("sync policy 'marker' needs the program's marker reader: run through "
-                              "lab4f.bench.hybrid.prepare (lab4f run), which builds it from the calibration")
+            raise ConfigError(
+                "sync policy 'marker' needs the program's marker reader: run through "
+                "lab4f.bench.hybrid.prepare (lab4f run), which builds it from the calibration"
+            )
         cam = self.camera
         for i in range(count):
             show(i)
@@ -362,9 +440,12 @@ class Sync:
                 else:
                     self.counters.skipped += 1
                 if time.perf_counter() > deadline:
-                    raise DeviceTimeout(f"no frame showed input {i}'s marker code within {timeout_s:.3g} s; check "
-                                        "that the display shows the whole code (display shape) and that the "
-                                        "registration still holds", device=getattr(cam, "name", None))
+                    raise DeviceTimeout(
+                        f"no frame showed input {i}'s marker code within {timeout_s:.3g} s; check "
+                        "that the display shows the whole code (display shape) and that the "
+                        "registration still holds",
+                        device=getattr(cam, "name", None),
+                    )
 
 
 def _read(cam: Any, timeout_s: float) -> Frame:
@@ -384,8 +465,13 @@ class SyncedCamera(Camera):
         self._sync = sync
         cam = sync.camera
         self._device = cam
-        super().__init__((cam.shape[1], cam.shape[0]), bitdepth=cam.bitdepth, pitch_um=cam.pitch_um,
-                         name=cam.name, capture_attempts=1)
+        super().__init__(
+            (cam.shape[1], cam.shape[0]),
+            bitdepth=cam.bitdepth,
+            pitch_um=cam.pitch_um,
+            name=cam.name,
+            capture_attempts=1,
+        )
         self._ready = True
 
     def __getattr__(self, name: str) -> Any:  # only called for attributes this object lacks
@@ -402,7 +488,9 @@ class SyncedCamera(Camera):
         return self._sync
 
     def _get_image_hw(self, timeout_s: float = 1.0) -> np.ndarray:
-        if not self.__dict__.get("_ready"):  # slmsuite's Camera.__init__ probes the dtype: no real frame needed
+        if not self.__dict__.get(
+            "_ready"
+        ):  # slmsuite's Camera.__init__ probes the dtype: no real frame needed
             return np.zeros(self._device.shape, dtype=self._device.dtype)
         return self._sync.fresh_frame(timeout_s).image
 
@@ -426,5 +514,13 @@ class SyncedCamera(Camera):
         """The device belongs to the bench; ``Bench.close`` closes it."""
 
 
-__all__: Sequence[str] = ("SYNC_POLICIES", "Sync", "SyncConfig", "SyncCounters", "SyncedCamera", "Timing",
-                          "nominal_timing", "resolve_timing")
+__all__: Sequence[str] = (
+    "SYNC_POLICIES",
+    "Sync",
+    "SyncConfig",
+    "SyncCounters",
+    "SyncedCamera",
+    "Timing",
+    "nominal_timing",
+    "resolve_timing",
+)

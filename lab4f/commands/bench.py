@@ -22,20 +22,36 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     info = bsub.add_parser("info", help="devices, identities and settings", parents=[common])
     info.add_argument("--config", help=CONFIG_HELP)
     info.set_defaults(func=cmd_info)
-    check = bsub.add_parser("check", help="preflight: validate every setting, open every device, read identities, "
-                            "list the silent defaults in use; touches neither the light nor the SLM", parents=[common])
+    check = bsub.add_parser(
+        "check",
+        help="preflight: validate every setting, open every device, read identities, "
+        "list the silent defaults in use; touches neither the light nor the SLM",
+        parents=[common],
+    )
     check.add_argument("--config", help=CONFIG_HELP)
     check.set_defaults(func=cmd_check)
-    drivers = bsub.add_parser("drivers", help="every registered driver and whether it imports here", parents=[common])
+    drivers = bsub.add_parser(
+        "drivers", help="every registered driver and whether it imports here", parents=[common]
+    )
     drivers.set_defaults(func=cmd_drivers)
     snap = bsub.add_parser("snap", help="grab one camera frame to PNG and HDF5", parents=[common])
     snap.add_argument("--config", help=CONFIG_HELP)
-    snap.add_argument("--out", default="snap", help="output path without extension (writes .png and .h5)")
-    snap.add_argument("--image", choices=["point", "blank", "digit"], default="point",
-                      help="what the input display shows while the frame is grabbed")
-    snap.add_argument("--light", choices=["on", "off", "as-is"], default="on",
-                      help="source and shutter during the grab: on/open (default), off/closed (a dark frame), or as "
-                           "they are; restored afterwards")
+    snap.add_argument(
+        "--out", default="snap", help="output path without extension (writes .png and .h5)"
+    )
+    snap.add_argument(
+        "--image",
+        choices=["point", "blank", "digit"],
+        default="point",
+        help="what the input display shows while the frame is grabbed",
+    )
+    snap.add_argument(
+        "--light",
+        choices=["on", "off", "as-is"],
+        default="on",
+        help="source and shutter during the grab: on/open (default), off/closed (a dark frame), or as "
+        "they are; restored afterwards",
+    )
     snap.set_defaults(func=cmd_snap)
 
 
@@ -48,9 +64,11 @@ def cmd_info(args: argparse.Namespace) -> dict[str, Any]:
     config = load_bench_config(args.config)
     with Bench(config) as bench:
         info = bench.info()
-        info["geometry"] = bench.geometry.__dict__ | {"output_pitch_um": bench.geometry.output_pitch_um,
-                                                       "camera_pixels_per_cell": bench.pixels_per_cell(),
-                                                       "camera_cells": list(bench.camera_cells())}
+        info["geometry"] = bench.geometry.__dict__ | {
+            "output_pitch_um": bench.geometry.output_pitch_um,
+            "camera_pixels_per_cell": bench.pixels_per_cell(),
+            "camera_cells": list(bench.camera_cells()),
+        }
     folder = Path(config.calibration_dir)
     info["calibration_dir"] = str(folder)
     # temporary record files an interrupted save left (`lab4f calibration recover` names or removes them)
@@ -61,9 +79,14 @@ def cmd_info(args: argparse.Namespace) -> dict[str, Any]:
             print(f"  {role:13s} {dev['driver']:20s} {dev['identity']}")
         g = info["geometry"]
         ppc = g["camera_pixels_per_cell"]
-        print(f"  geometry: output cell {g['output_pitch_um']:.2f} µm"
-              + (f" = {ppc:.3f} camera pixels; the camera sees {g['camera_cells'][1]}×{g['camera_cells'][0]} cells"
-                 if ppc else " (the camera reports no pixel pitch)"))
+        print(
+            f"  geometry: output cell {g['output_pitch_um']:.2f} µm"
+            + (
+                f" = {ppc:.3f} camera pixels; the camera sees {g['camera_cells'][1]}×{g['camera_cells'][0]} cells"
+                if ppc
+                else " (the camera reports no pixel pitch)"
+            )
+        )
         print("available drivers: " + ", ".join(sorted(DRIVERS)))
         for item in info["leftovers"]:
             print(describe_leftover(item, folder))
@@ -78,14 +101,21 @@ def cmd_check(args: argparse.Namespace) -> dict[str, Any]:
 
     config = load_bench_config(args.config)
     raise_for_errors(check_config(config))  # every setting first: nothing opens with a wrong one
-    with Bench(config) as bench:  # opens each device (a failure closes the ones opened); no light, no SLM upload
+    with Bench(
+        config
+    ) as bench:  # opens each device (a failure closes the ones opened); no light, no SLM upload
         info = bench.info()
         findings = default_warnings(config, bench)
     leftovers = record_leftovers(Path(config.calibration_dir))
     for item in leftovers:
         findings.append(_leftover_finding(item))
-    out = {"name": info["name"], "mode": info["mode"], "devices": info["devices"],
-           "warnings": [f.to_dict() for f in findings], "leftovers": leftovers}
+    out = {
+        "name": info["name"],
+        "mode": info["mode"],
+        "devices": info["devices"],
+        "warnings": [f.to_dict() for f in findings],
+        "leftovers": leftovers,
+    }
     if not args.json:
         print(f"{info['name']}: every device opened")
         for role, dev in info["devices"].items():
@@ -98,8 +128,12 @@ def cmd_check(args: argparse.Namespace) -> dict[str, Any]:
 def _leftover_finding(item: dict[str, Any]) -> Any:
     from lab4f.bench.preflight import Finding
 
-    return Finding("calibration", "warning", f"a temporary record file an interrupted save left: {item}; "
-                                             "`lab4f calibration recover` names or removes it")
+    return Finding(
+        "calibration",
+        "warning",
+        f"a temporary record file an interrupted save left: {item}; "
+        "`lab4f calibration recover` names or removes it",
+    )
 
 
 def cmd_drivers(args: argparse.Namespace) -> dict[str, Any]:
@@ -109,8 +143,13 @@ def cmd_drivers(args: argparse.Namespace) -> dict[str, Any]:
     if not args.json:
         for d in drivers:
             mark = "ok " if d["importable"] else "-- "
-            print(f"{mark}{d['role']:13s} {d['driver']:20s} {d['doc']}" + (f"  ({d['why']})" if d["why"] else ""))
-        print('any other slmsuite SLM/Camera subclass or instrument class: driver = "package.module:Class"')
+            print(
+                f"{mark}{d['role']:13s} {d['driver']:20s} {d['doc']}"
+                + (f"  ({d['why']})" if d["why"] else "")
+            )
+        print(
+            'any other slmsuite SLM/Camera subclass or instrument class: driver = "package.module:Class"'
+        )
     return {"drivers": drivers}
 
 
@@ -139,7 +178,9 @@ def cmd_snap(args: argparse.Namespace) -> dict[str, Any]:
 
     out = Path(args.out)
 
-    light = {"on": light_on, "off": light_blocked, "as-is": lambda bench: contextlib.nullcontext()}[args.light]
+    light = {"on": light_on, "off": light_blocked, "as-is": lambda bench: contextlib.nullcontext()}[
+        args.light
+    ]
     with Bench(load_bench_config(args.config)) as bench:
         if "display" in bench.devices:
             bench.show(_input_image(args.image, tuple(bench.display.shape)))
@@ -157,9 +198,17 @@ def cmd_snap(args: argparse.Namespace) -> dict[str, Any]:
     import matplotlib.pyplot as plt
 
     plt.imsave(out.with_suffix(".png"), np.log1p(frame.astype(np.float64)), cmap="magma")
-    result = {"png": str(out.with_suffix(".png")), "h5": str(out.with_suffix(".h5")), "shape": list(frame.shape),
-              "dtype": str(frame.dtype), "max": float(frame.max()), "mean": float(frame.mean())}
+    result = {
+        "png": str(out.with_suffix(".png")),
+        "h5": str(out.with_suffix(".h5")),
+        "shape": list(frame.shape),
+        "dtype": str(frame.dtype),
+        "max": float(frame.max()),
+        "mean": float(frame.mean()),
+    }
     if not args.json:
-        print(f"frame {frame.shape} {frame.dtype}, max {frame.max()}, mean {frame.mean():.1f} → "
-              f"{result['png']}, {result['h5']}")
+        print(
+            f"frame {frame.shape} {frame.dtype}, max {frame.max()}, mean {frame.mean():.1f} → "
+            f"{result['png']}, {result['h5']}"
+        )
     return result

@@ -17,28 +17,58 @@ from lab4f.errors import ConfigError
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("capture", parents=[common],
-                       help="stream inputs through the calibrated bench → feature maps + digital reference (HDF5)")
-    p.add_argument("--program", default=None,
-                   help="compiled optical program (.h5, from `lab4f compile BANK`); default: the program the "
-                        "calibration record was measured with")
-    p.add_argument("--calibration", default=None,
-                   help="calibration record (.h5) or folder (its latest record), from `lab4f calibrate all "
-                        "--program P`")
+    p = sub.add_parser(
+        "capture",
+        parents=[common],
+        help="stream inputs through the calibrated bench → feature maps + digital reference (HDF5)",
+    )
+    p.add_argument(
+        "--program",
+        default=None,
+        help="compiled optical program (.h5, from `lab4f compile BANK`); default: the program the "
+        "calibration record was measured with",
+    )
+    p.add_argument(
+        "--calibration",
+        default=None,
+        help="calibration record (.h5) or folder (its latest record), from `lab4f calibrate all "
+        "--program P`",
+    )
     p.add_argument("--config", default=None, help=CONFIG_HELP)
-    p.add_argument("--sync", choices=SYNC_CHOICES, default=None,
-                   help="how frames are paired with inputs (default: the bench config's)")
+    p.add_argument(
+        "--sync",
+        choices=SYNC_CHOICES,
+        default=None,
+        help="how frames are paired with inputs (default: the bench config's)",
+    )
     src = p.add_mutually_exclusive_group()
     src.add_argument("--dataset", default=None, help="dataset name (default: mnist5k)")
-    src.add_argument("--images", default=None, help="a folder of images (subfolders = class names, sorted)")
-    p.add_argument("--split", choices=["train", "val", "test"], default="test", help="dataset split (default test)")
+    src.add_argument(
+        "--images", default=None, help="a folder of images (subfolders = class names, sorted)"
+    )
+    p.add_argument(
+        "--split",
+        choices=["train", "val", "test"],
+        default="test",
+        help="dataset split (default test)",
+    )
     p.add_argument("--data-dir", default=None, help="local data directory (or $LAB4F_DATA)")
     p.add_argument("--limit", type=positive_int, default=None, help="only the first N inputs")
-    p.add_argument("--average", type=positive_int, default=1, metavar="N",
-                   help="average N camera frames per input (and SLM frame): noise / √N, N× the frames")
-    p.add_argument("--out", default=None,
-                   help="capture file (HDF5); default: a new runs/capture-YYYYmmdd-HHMMSS[-N].h5")
-    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists (default: refuse)")
+    p.add_argument(
+        "--average",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="average N camera frames per input (and SLM frame): noise / √N, N× the frames",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help="capture file (HDF5); default: a new runs/capture-YYYYmmdd-HHMMSS[-N].h5",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace --out if it exists (default: refuse)"
+    )
     p.set_defaults(func=cmd_capture)
 
 
@@ -52,7 +82,9 @@ def _output(args: argparse.Namespace) -> tuple[Path, bool]:
     if out.is_dir():
         raise ConfigError(f"--out {out} is a folder; pass a file name (e.g. {out / 'capture.h5'})")
     if out.exists() and not args.overwrite:
-        raise ConfigError(f"--out {out} exists and is not overwritten: pass another --out, or --overwrite")
+        raise ConfigError(
+            f"--out {out} exists and is not overwritten: pass another --out, or --overwrite"
+        )
     return out, not args.overwrite
 
 
@@ -65,7 +97,9 @@ def _record(path: str | None, bench: Any) -> Any | None:
     if p.is_dir():
         record = latest_record(p, bench=bench)
         if record is None:
-            raise ConfigError(f"no readable calibration record in {p}; run `lab4f calibrate all --program P --out {p}`")
+            raise ConfigError(
+                f"no readable calibration record in {p}; run `lab4f calibrate all --program P --out {p}`"
+            )
         return record
     return CalibrationRecord.load(p, bench=bench)
 
@@ -78,8 +112,12 @@ def _inputs(args: argparse.Namespace, size: int) -> tuple[Any, Any, dict[str, An
         folder = read_image_folder(args.images, size)
         x, y = folder.images, folder.labels
         classes = sorted(d.name for d in Path(args.images).iterdir() if d.is_dir())
-        info = {"images": str(Path(args.images).resolve()), "files": folder.files, "class_names": classes,
-                **folder.summary()}
+        info = {
+            "images": str(Path(args.images).resolve()),
+            "files": folder.files,
+            "class_names": classes,
+            **folder.summary(),
+        }
         info.pop("skipped_files", None)
     else:
         from lab4f.data import load_dataset
@@ -108,10 +146,15 @@ def cmd_capture(args: argparse.Namespace) -> dict[str, Any]:
         record = _record(args.calibration, bench)
         if record is None:
             if args.program is None:
-                raise ConfigError("pass --program P (from `lab4f compile BANK`) and --calibration R (from `lab4f "
-                                  "calibrate all --program P`)")
-            print("warning: no calibration record (--calibration): tiles are cut at their nominal positions without "
-                  "the channel filters; run `lab4f calibrate all --program P` first", file=sys.stderr)
+                raise ConfigError(
+                    "pass --program P (from `lab4f compile BANK`) and --calibration R (from `lab4f "
+                    "calibrate all --program P`)"
+                )
+            print(
+                "warning: no calibration record (--calibration): tiles are cut at their nominal positions without "
+                "the channel filters; run `lab4f calibrate all --program P` first",
+                file=sys.stderr,
+            )
         setup = prepare(bench, None, record=record, program=args.program)
         setup.calibration_path = getattr(record, "path", None)
         x, y, info = _inputs(args, setup.program.input_size)
@@ -125,10 +168,15 @@ def cmd_capture(args: argparse.Namespace) -> dict[str, Any]:
         if not args.json:
             print(file=sys.stderr)
         path = save_capture(out, result, setup, overwrite=not unique, unique=unique, extra=info)
-    m = result.metrics() | {"capture_file": str(path), "inputs": {k: v for k, v in info.items() if k != "files"}}
+    m = result.metrics() | {
+        "capture_file": str(path),
+        "inputs": {k: v for k, v in info.items() if k != "files"},
+    }
     if not args.json:
-        print(f"{m['n']} inputs × {m['frames_per_input']} frame(s): feature error {100 * m['relative_error']:.2f} % "
-              f"of the digital reference (forward model; {100 * (m['relative_error_vs_bank'] or 0):.2f} % of the "
-              f"bank's own conv2d), channel R² min {m['r2_min']:.4f} median {m['r2_median']:.4f}; "
-              f"{m['inputs_per_s']:.1f} inputs/s ({m['camera_frames_per_s']:.1f} camera frames/s) → {path}")
+        print(
+            f"{m['n']} inputs × {m['frames_per_input']} frame(s): feature error {100 * m['relative_error']:.2f} % "
+            f"of the digital reference (forward model; {100 * (m['relative_error_vs_bank'] or 0):.2f} % of the "
+            f"bank's own conv2d), channel R² min {m['r2_min']:.4f} median {m['r2_median']:.4f}; "
+            f"{m['inputs_per_s']:.1f} inputs/s ({m['camera_frames_per_s']:.1f} camera frames/s) → {path}"
+        )
     return m

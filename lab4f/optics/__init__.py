@@ -8,9 +8,18 @@ from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
-    "compile_bank": "compile", "amplitude_psf": "forward", "fourf_output": "forward", "intensity_psf": "forward",
-    "transmittance_for_psf": "forward", "FourfGeometry": "geometry", "Tile": "layout", "TileLayout": "layout",
-    "extract_tiles": "layout", "plan_layout": "layout", "target_psf": "layout", "OpticalProgram": "program",
+    "compile_bank": "compile",
+    "amplitude_psf": "forward",
+    "fourf_output": "forward",
+    "intensity_psf": "forward",
+    "transmittance_for_psf": "forward",
+    "FourfGeometry": "geometry",
+    "Tile": "layout",
+    "TileLayout": "layout",
+    "extract_tiles": "layout",
+    "plan_layout": "layout",
+    "target_psf": "layout",
+    "OpticalProgram": "program",
     "ProgramFrame": "program",
 }
 

@@ -29,26 +29,37 @@ def _tile_masks(layout: TileLayout) -> list[tuple[slice, slice]]:
     k = layout.kernel_size
     cy, cx = layout.grid_shape[0] // 2, layout.grid_shape[1] // 2
     return [
-        (slice(cy + t.offset[0] - k // 2, cy + t.offset[0] - k // 2 + k),
-         slice(cx + t.offset[1] - k // 2, cx + t.offset[1] - k // 2 + k))
+        (
+            slice(cy + t.offset[0] - k // 2, cy + t.offset[0] - k // 2 + k),
+            slice(cx + t.offset[1] - k // 2, cx + t.offset[1] - k // 2 + k),
+        )
         for t in layout.tiles
     ]
 
 
-def _retrieve_phase(target: np.ndarray, method: str, iterations: int, seed: int,
-                    on_iteration: Callable[[int], None] | None = None) -> np.ndarray:
+def _retrieve_phase(
+    target: np.ndarray,
+    method: str,
+    iterations: int,
+    seed: int,
+    on_iteration: Callable[[int], None] | None = None,
+) -> np.ndarray:
     """Phase-only pattern whose far field intensity approximates ``target`` (slmsuite holography).
 
     ``on_iteration(k)`` is called after iteration k (1-based); an exception it raises (a cancellation) aborts."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "cupy is not installed": numpy is the intended backend here
+        warnings.simplefilter(
+            "ignore"
+        )  # "cupy is not installed": numpy is the intended backend here
         from slmsuite.holography.algorithms import Hologram
 
     logging.getLogger("slmsuite").setLevel(logging.WARNING)
     np.random.seed(seed)  # slmsuite draws its initial random phase from numpy's global state
     amp = np.sqrt(target / target.sum()).astype(np.float32)
     hologram = Hologram(target=amp, slm_shape=target.shape)
-    with np.errstate(divide="ignore", invalid="ignore"):  # WGS weights divide by the zero target outside tiles
+    with np.errstate(
+        divide="ignore", invalid="ignore"
+    ):  # WGS weights divide by the zero target outside tiles
         done = [0]
 
         def callback(_hologram: object) -> bool:
@@ -56,8 +67,12 @@ def _retrieve_phase(target: np.ndarray, method: str, iterations: int, seed: int,
             on_iteration(done[0])
             return False  # never asks slmsuite to stop early
 
-        hologram.optimize(method=method, maxiter=iterations, verbose=False,
-                          callback=None if on_iteration is None else callback)
+        hologram.optimize(
+            method=method,
+            maxiter=iterations,
+            verbose=False,
+            callback=None if on_iteration is None else callback,
+        )
     return np.mod(np.asarray(hologram.get_phase(), dtype=np.float64), 2 * np.pi)
 
 
@@ -69,7 +84,9 @@ def _frame_quality(
         a, t = achieved[sl].ravel(), target[sl].ravel()
         tt = float(t @ t)
         gains.append(float(a @ t) / tt if tt > 0 else 1.0)
-        corrs.append(float(np.corrcoef(a, t)[0, 1]) if t.std() > 0 and a.std() > 0 else float(tt == 0))
+        corrs.append(
+            float(np.corrcoef(a, t)[0, 1]) if t.std() > 0 and a.std() > 0 else float(tt == 0)
+        )
         inside += float(a.sum())
     return np.array(gains), np.array(corrs), inside / float(achieved.sum())
 
@@ -130,13 +147,19 @@ def compile_bank(
     """
     geometry = geometry or FourfGeometry()
     if mode != "incoherent":
-        raise CompileError(
-            f"compiling for {mode!r} mode is not supported: signed amplitude PSFs need a complex modulator and "
-            "far-field phase control; use mode='incoherent' (the default) — the coherent mode is available in "
-            "the forward model and the simulator"
-        ) if mode in MODES else CompileError(f"mode must be one of {MODES}")
+        raise (
+            CompileError(
+                f"compiling for {mode!r} mode is not supported: signed amplitude PSFs need a complex modulator and "
+                "far-field phase control; use mode='incoherent' (the default) — the coherent mode is available in "
+                "the forward model and the simulator"
+            )
+            if mode in MODES
+            else CompileError(f"mode must be one of {MODES}")
+        )
     if modulation not in MODULATIONS:
-        raise CompileError(f"modulation {modulation!r} is unknown; choose one of {', '.join(MODULATIONS)}")
+        raise CompileError(
+            f"modulation {modulation!r} is unknown; choose one of {', '.join(MODULATIONS)}"
+        )
     if bank.channels_in != 1:
         raise CompileError(
             f"the bank has {bank.channels_in} input channels; the 4f bench displays one intensity image — "
@@ -144,7 +167,9 @@ def compile_bank(
         )
     scale = float(bank.weights.abs().max())
     if scale == 0:
-        raise CompileError("the kernel bank is all zeros: nothing to compile (was the checkpoint trained?)")
+        raise CompileError(
+            "the kernel bank is all zeros: nothing to compile (was the checkpoint trained?)"
+        )
     normalised = KernelBank(bank.weights / scale)
     channels = list(range(bank.channels_out))
     # a frame's tiles must fit the SLM's far field and what the camera sees of it
@@ -156,8 +181,10 @@ def compile_bank(
         if int(kernels_per_frame) < 1:
             raise CompileError(f"kernels_per_frame must be ≥ 1, got {kernels_per_frame}")
         if multiplex == "never" and kernels_per_frame < len(channels):
-            raise CompileError(f"{len(channels)} kernels at most {kernels_per_frame} per frame need "
-                               f"{math.ceil(len(channels) / kernels_per_frame)} frames, but multiplex='never'")
+            raise CompileError(
+                f"{len(channels)} kernels at most {kernels_per_frame} per frame need "
+                f"{math.ceil(len(channels) / kernels_per_frame)} frames, but multiplex='never'"
+            )
         per_frame = min(per_frame, int(kernels_per_frame)) if per_frame > 0 else per_frame
     if multiplex == "always":
         groups = [[c] for c in channels]
@@ -175,14 +202,33 @@ def compile_bank(
     for i, group in enumerate(groups):
         if progress:
             progress(i, len(groups), f"frame {i + 1}/{len(groups)}: phase retrieval ({method})")
-        layout = plan_layout(group, input_size, bank.kernel_size, geometry.slm_shape, gap=gap,
-                             camera_cells=camera_cells)
-        hook = None if on_iteration is None else \
-            (lambda k, i=i: on_iteration(i * iterations + k, len(groups) * iterations))
-        frames.append(compile_frame(layout, normalised, geometry, modulation, method, iterations, seed + i, hook))
+        layout = plan_layout(
+            group,
+            input_size,
+            bank.kernel_size,
+            geometry.slm_shape,
+            gap=gap,
+            camera_cells=camera_cells,
+        )
+        hook = (
+            None
+            if on_iteration is None
+            else (lambda k, i=i: on_iteration(i * iterations + k, len(groups) * iterations))
+        )
+        frames.append(
+            compile_frame(
+                layout, normalised, geometry, modulation, method, iterations, seed + i, hook
+            )
+        )
     if progress:
         progress(len(groups), len(groups), "done")
     return OpticalProgram(
-        bank=bank.to_numpy(), input_size=input_size, mode=mode, modulation=modulation, geometry=geometry,
-        frames=frames, kernel_scale=scale * 1.0, source=source or {},
+        bank=bank.to_numpy(),
+        input_size=input_size,
+        mode=mode,
+        modulation=modulation,
+        geometry=geometry,
+        frames=frames,
+        kernel_scale=scale * 1.0,
+        source=source or {},
     )

@@ -54,7 +54,9 @@ class SensorModel:
     read_noise_e: float = 3.0
     gain_adu_per_e: float = 0.4
     bitdepth: int = 12
-    rate_e_per_unit_s: float | None = None  # None: unknown (a real camera); the exposure then reaches its target
+    rate_e_per_unit_s: float | None = (
+        None  # None: unknown (a real camera); the exposure then reaches its target
+    )
     max_exposure_s: float = 1.0
     pixels_per_cell: float = 1.0
     source: str = "defaults"
@@ -123,10 +125,13 @@ class Forecast:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         snr = np.asarray(self.snr)
-        d.update(min_snr=float(snr.min()), median_snr=float(np.median(snr)),
-                 min_predicted_r2=float(np.min(self.predicted_r2)),
-                 median_predicted_r2=float(np.median(self.predicted_r2)),
-                 below_threshold=[int(i) for i in np.flatnonzero(snr < self.threshold_snr)])
+        d.update(
+            min_snr=float(snr.min()),
+            median_snr=float(np.median(snr)),
+            min_predicted_r2=float(np.min(self.predicted_r2)),
+            median_predicted_r2=float(np.median(self.predicted_r2)),
+            below_threshold=[int(i) for i in np.flatnonzero(snr < self.threshold_snr)],
+        )
         return _finite(d)
 
 
@@ -170,9 +175,15 @@ def high_frequency_fraction(bank: np.ndarray, size: int = 64) -> np.ndarray:
     return np.where(total > 0, (spec * high).sum(axis=(1, 2)) / np.maximum(total, 1e-300), 0.0)
 
 
-def forecast_program(program: OpticalProgram, bench: Any | None = None, images: torch.Tensor | None = None,
-                     average: int = 1, sensor: SensorModel | None = None,
-                     max_exposure_s: float | None = None, threshold_snr: float = MIN_SNR) -> Forecast:
+def forecast_program(
+    program: OpticalProgram,
+    bench: Any | None = None,
+    images: torch.Tensor | None = None,
+    average: int = 1,
+    sensor: SensorModel | None = None,
+    max_exposure_s: float | None = None,
+    threshold_snr: float = MIN_SNR,
+) -> Forecast:
     """The fidelity forecast of ``program`` on ``bench`` (its camera's settings; None: :class:`SensorModel`
     defaults) for ``images`` (default :func:`sample_inputs`)."""
     sensor = sensor or (SensorModel.from_bench(bench) if bench is not None else SensorModel())
@@ -189,7 +200,10 @@ def forecast_program(program: OpticalProgram, bench: Any | None = None, images: 
         pw, qw = extract_tiles(fourf_output(white, t, program.mode), frame.layout)
         white_peaks.append(float(max(pw.max(), qw.max())))
         sample_peaks.append(float(max(p.max(), q.max())))
-        gains = {(tl.channel, tl.sign): g for tl, g in zip(frame.layout.tiles, frame.tile_gain, strict=True)}
+        gains = {
+            (tl.channel, tl.sign): g
+            for tl, g in zip(frame.layout.tiles, frame.tile_gain, strict=True)
+        }
         for i, ch in enumerate(frame.layout.channels):
             pos[:, ch], neg[:, ch] = p[:, i].numpy(), q[:, i].numpy()
             w_pos[ch] = program.kernel_scale / gains[(ch, 1)]
@@ -203,7 +217,10 @@ def forecast_program(program: OpticalProgram, bench: Any | None = None, images: 
     exposure, limited = None, False
     if sensor.rate_e_per_unit_s:
         rate = sensor.rate_e_per_unit_s
-        budget = min(EXPOSURE_BUDGET_S if max_exposure_s is None else float(max_exposure_s), sensor.max_exposure_s)
+        budget = min(
+            EXPOSURE_BUDGET_S if max_exposure_s is None else float(max_exposure_s),
+            sensor.max_exposure_s,
+        )
         t_cam = min(k / rate, budget)
         t = t_cam
         if sample_peak * t_cam * rate < GAINS_LENGTHEN_BELOW * full_e:
@@ -220,22 +237,36 @@ def forecast_program(program: OpticalProgram, bench: Any | None = None, images: 
         return (np.maximum(tile, 0.0) * k + floor) / k**2
 
     signal = w_pos[None, :, None, None] * pos - w_neg[None, :, None, None] * neg
-    noise = (w_pos[None, :, None, None] ** 2 * var_plane(pos) + w_neg[None, :, None, None] ** 2 * var_plane(neg))
+    noise = w_pos[None, :, None, None] ** 2 * var_plane(pos) + w_neg[
+        None, :, None, None
+    ] ** 2 * var_plane(neg)
     noise = noise.mean(axis=(0, 2, 3)) / max(int(average), 1)
     sig_var = signal.var(axis=(0, 2, 3))
     # noise amplified by undoing the camera's blur where the channel's maps have their power
-    power = (np.abs(np.fft.fft2(signal - signal.mean(axis=(2, 3), keepdims=True))) ** 2).mean(axis=0)
+    power = (np.abs(np.fft.fft2(signal - signal.mean(axis=(2, 3), keepdims=True))) ** 2).mean(
+        axis=0
+    )
     mtf2 = camera_mtf2(n)
     gain = (power / mtf2).sum(axis=(1, 2)) / np.maximum(power.sum(axis=(1, 2)), 1e-300)
     snr = sig_var / np.maximum(noise * gain, 1e-300)
     plus = w_pos[None, :, None, None] * pos
-    ratio = np.sqrt((signal**2).mean(axis=(0, 2, 3)) / np.maximum((plus**2).mean(axis=(0, 2, 3)), 1e-300))
+    ratio = np.sqrt(
+        (signal**2).mean(axis=(0, 2, 3)) / np.maximum((plus**2).mean(axis=(0, 2, 3)), 1e-300)
+    )
     fc = Forecast(
-        snr=snr.tolist(), predicted_r2=(snr / (1 + snr)).tolist(), cancellation=ratio.tolist(),
-        high_frequency_fraction=high_frequency_fraction(program.bank).tolist(), noise_gain=gain.tolist(),
-        exposure_s=exposure, budget_limited=limited, white_peak_fraction=white_peak * k / full_e,
-        sample_peak_fraction=sample_peak * k / full_e, average=int(average), threshold_snr=float(threshold_snr),
-        sensor=asdict(sensor))
+        snr=snr.tolist(),
+        predicted_r2=(snr / (1 + snr)).tolist(),
+        cancellation=ratio.tolist(),
+        high_frequency_fraction=high_frequency_fraction(program.bank).tolist(),
+        noise_gain=gain.tolist(),
+        exposure_s=exposure,
+        budget_limited=limited,
+        white_peak_fraction=white_peak * k / full_e,
+        sample_peak_fraction=sample_peak * k / full_e,
+        average=int(average),
+        threshold_snr=float(threshold_snr),
+        sensor=asdict(sensor),
+    )
     _advise(fc, program)
     return fc
 
@@ -250,30 +281,43 @@ def _advise(fc: Forecast, program: OpticalProgram) -> None:
         f"{len(low)} of {len(snr)} channels are forecast below SNR {fc.threshold_snr:.0f} (predicted R² "
         f"{fc.threshold_snr / (1 + fc.threshold_snr):.2f}); worst: channel {worst}, SNR {snr[worst]:.1f} (R² "
         f"{fc.predicted_r2[worst]:.3f}), cancellation |k∗x|/|k⁺∗x| {fc.cancellation[worst]:.2f}, "
-        f"{100 * fc.high_frequency_fraction[worst]:.0f} % of its spectral energy above half Nyquist")
+        f"{100 * fc.high_frequency_fraction[worst]:.0f} % of its spectral energy above half Nyquist"
+    )
     per_frame = max(len(f.layout.channels) for f in program.frames)
     if fc.budget_limited and per_frame > 1:
         fewer = max(1, per_frame // 2)
-        fc.suggestions.append(f"the exposure is limited by the frame budget ({fc.exposure_s:.3g} s): fewer kernels "
-                              f"per frame give each tile more light (`lab4f compile --kernels-per-frame {fewer}`), "
-                              "or allow a longer exposure (the camera and gains steps' max_exposure_s)")
+        fc.suggestions.append(
+            f"the exposure is limited by the frame budget ({fc.exposure_s:.3g} s): fewer kernels "
+            f"per frame give each tile more light (`lab4f compile --kernels-per-frame {fewer}`), "
+            "or allow a longer exposure (the camera and gains steps' max_exposure_s)"
+        )
     need = int(min(math.ceil(fc.threshold_snr / max(float(snr.min()), 1e-9)) * fc.average, 256))
     if need > fc.average:
-        fc.suggestions.append(f"average frames per input: `lab4f capture --average {need}` brings the worst channel "
-                              f"to SNR {fc.threshold_snr:.0f} (noise / √N; N× the frames)")
+        fc.suggestions.append(
+            f"average frames per input: `lab4f capture --average {need}` brings the worst channel "
+            f"to SNR {fc.threshold_snr:.0f} (noise / √N; N× the frames)"
+        )
     if fc.high_frequency_fraction[worst] > 0.5:
-        fc.suggestions.append("the weak channels carry most of their energy at high spatial frequencies, which the "
-                              "camera blurs: retrain the bank through the optics (incoherent detection, `lab4f "
-                              "train --detection incoherent`) or with a smoothness penalty")
+        fc.suggestions.append(
+            "the weak channels carry most of their energy at high spatial frequencies, which the "
+            "camera blurs: retrain the bank through the optics (incoherent detection, `lab4f "
+            "train --detection incoherent`) or with a smoothness penalty"
+        )
 
 
 def describe_forecast(fc: dict[str, Any]) -> list[str]:
     """Human-readable lines of a forecast dict (:meth:`Forecast.to_dict`)."""
     exp = fc.get("exposure_s")
-    head = (f"fidelity forecast ({fc['average']} frame(s) per input): SNR per channel min {fc['min_snr']:.1f} "
-            f"median {fc['median_snr']:.1f} (predicted R² min {fc['min_predicted_r2']:.3f} median "
-            f"{fc['median_predicted_r2']:.3f})" + (f", exposure ≈ {exp:.3g} s" if exp else "")
-            + (" (frame budget)" if fc.get("budget_limited") else "")
-            + f", tiles peak {100 * fc['white_peak_fraction']:.0f} % of full scale for a white input")
-    return [head] + [f"warning: {w}" for w in fc.get("warnings", [])] + \
-        [f"suggestion: {s}" for s in fc.get("suggestions", [])]
+    head = (
+        f"fidelity forecast ({fc['average']} frame(s) per input): SNR per channel min {fc['min_snr']:.1f} "
+        f"median {fc['median_snr']:.1f} (predicted R² min {fc['min_predicted_r2']:.3f} median "
+        f"{fc['median_predicted_r2']:.3f})"
+        + (f", exposure ≈ {exp:.3g} s" if exp else "")
+        + (" (frame budget)" if fc.get("budget_limited") else "")
+        + f", tiles peak {100 * fc['white_peak_fraction']:.0f} % of full scale for a white input"
+    )
+    return (
+        [head]
+        + [f"warning: {w}" for w in fc.get("warnings", [])]
+        + [f"suggestion: {s}" for s in fc.get("suggestions", [])]
+    )

@@ -38,14 +38,18 @@ def transmittance_for_psf(amplitude: torch.Tensor) -> torch.Tensor:
     return torch.fft.ifftshift(torch.fft.ifft2(ff, norm="forward"), dim=(-2, -1))
 
 
-def place_on_grid(image: torch.Tensor, shape: tuple[int, int], centre: tuple[int, int] | None = None) -> torch.Tensor:
+def place_on_grid(
+    image: torch.Tensor, shape: tuple[int, int], centre: tuple[int, int] | None = None
+) -> torch.Tensor:
     """Place (..., H, W) images on an output grid so that pixel (H//2, W//2) sits at ``centre`` (default axis)."""
     h, w = image.shape[-2:]
     gy, gx = shape
     cy, cx = centre if centre is not None else (gy // 2, gx // 2)
     top, left = cy - h // 2, cx - w // 2
     if top < 0 or left < 0 or top + h > gy or left + w > gx:
-        raise ConfigError(f"an input of {h}×{w} centred at {centre} does not fit the {gy}×{gx} output grid")
+        raise ConfigError(
+            f"an input of {h}×{w} centred at {centre} does not fit the {gy}×{gx} output grid"
+        )
     out = image.new_zeros(*image.shape[:-2], gy, gx)
     out[..., top : top + h, left : left + w] = image
     return out

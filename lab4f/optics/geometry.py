@@ -30,12 +30,24 @@ class FourfGeometry:
     @property
     def input_pitch_um(self) -> float:
         """Input-plane sampling matched to the SLM's DFT grid."""
-        return self.wavelength_nm * 1e-3 * self.focal_length_1_mm * 1e3 / (self.slm_shape[1] * self.slm_pitch_um)
+        return (
+            self.wavelength_nm
+            * 1e-3
+            * self.focal_length_1_mm
+            * 1e3
+            / (self.slm_shape[1] * self.slm_pitch_um)
+        )
 
     @property
     def output_pitch_um(self) -> float:
         """Size of one output-plane cell (one PSF grid cell) at the camera."""
-        return self.wavelength_nm * 1e-3 * self.focal_length_2_mm * 1e3 / (self.slm_shape[1] * self.slm_pitch_um)
+        return (
+            self.wavelength_nm
+            * 1e-3
+            * self.focal_length_2_mm
+            * 1e3
+            / (self.slm_shape[1] * self.slm_pitch_um)
+        )
 
     @property
     def magnification(self) -> float:
@@ -44,7 +56,9 @@ class FourfGeometry:
     def frequencies_per_mm(self) -> tuple[np.ndarray, np.ndarray]:
         """Spatial frequency (cycles/mm, input side) passed by each SLM row and column (centre = DC)."""
         ny, nx = self.slm_shape
-        scale = 1.0 / (self.wavelength_nm * 1e-6 * self.focal_length_1_mm)  # cycles/mm per mm in Fourier plane
+        scale = 1.0 / (
+            self.wavelength_nm * 1e-6 * self.focal_length_1_mm
+        )  # cycles/mm per mm in Fourier plane
         fy = (np.arange(ny) - ny // 2) * self.slm_pitch_um * 1e-3 * scale
         fx = (np.arange(nx) - nx // 2) * self.slm_pitch_um * 1e-3 * scale
         return fy, fx
@@ -56,4 +70,6 @@ class FourfGeometry:
             return np.ones((ny, nx), dtype=np.float32)
         y = (np.arange(ny) - ny // 2) / (ny / 2)
         x = (np.arange(nx) - nx // 2) / (nx / 2)
-        return (y[:, None] ** 2 + x[None, :] ** 2 <= self.aperture_radius**2 + 1e-12).astype(np.float32)
+        return (y[:, None] ** 2 + x[None, :] ** 2 <= self.aperture_radius**2 + 1e-12).astype(
+            np.float32
+        )

@@ -51,16 +51,26 @@ class TileLayout:
         return reach + (self.input_size + self.kernel_size - 1) // 2 + 1
 
     def to_array(self) -> np.ndarray:
-        return np.array([[t.channel, t.sign, t.offset[0], t.offset[1]] for t in self.tiles], dtype=np.int64)
+        return np.array(
+            [[t.channel, t.sign, t.offset[0], t.offset[1]] for t in self.tiles], dtype=np.int64
+        )
 
     @classmethod
-    def from_array(cls, array: np.ndarray, input_size: int, kernel_size: int,
-                   grid_shape: tuple[int, int], pitch: int) -> TileLayout:
+    def from_array(
+        cls,
+        array: np.ndarray,
+        input_size: int,
+        kernel_size: int,
+        grid_shape: tuple[int, int],
+        pitch: int,
+    ) -> TileLayout:
         tiles = [Tile(int(c), int(s), (int(dy), int(dx))) for c, s, dy, dx in np.asarray(array)]
         return cls(input_size, kernel_size, tuple(grid_shape), pitch, tiles)  # type: ignore[arg-type]
 
 
-def slots_per_frame(input_size: int, kernel_size: int, grid_shape: tuple[int, int], gap: int = 2) -> int:
+def slots_per_frame(
+    input_size: int, kernel_size: int, grid_shape: tuple[int, int], gap: int = 2
+) -> int:
     """How many tiles (k⁺ or k⁻) fit in one frame on this grid."""
     pitch = input_size + kernel_size - 1 + gap
     n = (min(grid_shape) - 2) // pitch
@@ -130,7 +140,9 @@ def extract_tiles(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Cut the N×N 'same' feature maps (B, C, N, N) of k⁺ and k⁻ from output-plane images (B, M, M)."""
     n = layout.input_size
-    cy, cx = centre if centre is not None else (layout.grid_shape[0] // 2, layout.grid_shape[1] // 2)
+    cy, cx = (
+        centre if centre is not None else (layout.grid_shape[0] // 2, layout.grid_shape[1] // 2)
+    )
     chans = layout.channels
     index = {c: i for i, c in enumerate(chans)}
     pos = output.new_zeros(output.shape[0], len(chans), n, n)

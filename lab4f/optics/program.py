@@ -30,10 +30,16 @@ class ProgramFrame:
     layout: TileLayout
     target_psf: np.ndarray  # (M, M) intensity, normalised to unit sum
     transmittance: np.ndarray  # (M, M) complex the model assumes (phase-only: exp(iφ) × aperture)
-    phase: np.ndarray | None  # (M, M) radians in [0, 2π) for a phase-only SLM; None for complex modulation
+    phase: (
+        np.ndarray | None
+    )  # (M, M) radians in [0, 2π) for a phase-only SLM; None for complex modulation
     achieved_psf: np.ndarray  # (M, M) what the transmittance really produces
-    tile_gain: np.ndarray  # (n_tiles,) achieved tile ≈ gain × kernel part (least squares, kernel units)
-    tile_correlation: np.ndarray  # (n_tiles,) Pearson correlation achieved vs target inside each tile
+    tile_gain: (
+        np.ndarray
+    )  # (n_tiles,) achieved tile ≈ gain × kernel part (least squares, kernel units)
+    tile_correlation: (
+        np.ndarray
+    )  # (n_tiles,) Pearson correlation achieved vs target inside each tile
     energy_in_tiles: float  # fraction of the PSF energy that lands in the kernel tiles
 
     @property
@@ -86,11 +92,16 @@ class OpticalProgram:
         k⁻ from k⁺; the result estimates the bank's correlation with the images.
         """
         x = images[:, 0].to(torch.float64)
-        out = images.new_zeros(images.shape[0], self.channels, self.input_size, self.input_size, dtype=torch.float64)
+        out = images.new_zeros(
+            images.shape[0], self.channels, self.input_size, self.input_size, dtype=torch.float64
+        )
         for frame in self.frames:
             plane = fourf_output(x, torch.from_numpy(frame.transmittance), self.mode)
             pos, neg = extract_tiles(plane, frame.layout)
-            gains = {(t.channel, t.sign): g for t, g in zip(frame.layout.tiles, frame.tile_gain, strict=True)}
+            gains = {
+                (t.channel, t.sign): g
+                for t, g in zip(frame.layout.tiles, frame.tile_gain, strict=True)
+            }
             for i, c in enumerate(frame.layout.channels):
                 out[:, c] = pos[:, i] / gains[(c, 1)] - neg[:, i] / gains[(c, -1)]
         return (out * self.kernel_scale).to(images.dtype)
@@ -136,20 +147,33 @@ class OpticalProgram:
                 frames = []
                 for i in sorted(f["frames"], key=int):
                     g = f["frames"][i]
-                    layout = TileLayout.from_array(g["layout"][()], n, k, geometry.slm_shape, int(g.attrs["pitch"]))
-                    frames.append(ProgramFrame(
-                        layout=layout,
-                        target_psf=g["target_psf"][()],
-                        transmittance=g["transmittance"][()],
-                        phase=g["phase"][()] if "phase" in g else None,
-                        achieved_psf=g["achieved_psf"][()],
-                        tile_gain=g["tile_gain"][()],
-                        tile_correlation=g["tile_correlation"][()],
-                        energy_in_tiles=float(g.attrs["energy_in_tiles"]),
-                    ))
-                return cls(bank=bank, input_size=n, mode=str(f.attrs["mode"]),
-                           modulation=str(f.attrs["modulation"]), geometry=geometry, frames=frames,
-                           kernel_scale=float(f.attrs["kernel_scale"]), source=read_json_attr(f, "source", {}))
+                    layout = TileLayout.from_array(
+                        g["layout"][()], n, k, geometry.slm_shape, int(g.attrs["pitch"])
+                    )
+                    frames.append(
+                        ProgramFrame(
+                            layout=layout,
+                            target_psf=g["target_psf"][()],
+                            transmittance=g["transmittance"][()],
+                            phase=g["phase"][()] if "phase" in g else None,
+                            achieved_psf=g["achieved_psf"][()],
+                            tile_gain=g["tile_gain"][()],
+                            tile_correlation=g["tile_correlation"][()],
+                            energy_in_tiles=float(g.attrs["energy_in_tiles"]),
+                        )
+                    )
+                return cls(
+                    bank=bank,
+                    input_size=n,
+                    mode=str(f.attrs["mode"]),
+                    modulation=str(f.attrs["modulation"]),
+                    geometry=geometry,
+                    frames=frames,
+                    kernel_scale=float(f.attrs["kernel_scale"]),
+                    source=read_json_attr(f, "source", {}),
+                )
             except (KeyError, ValueError, TypeError) as exc:
-                raise StorageError(f"{path} is an incomplete optical program ({exc})",
-                                   fix=Fix("compile", {"path": str(path)})) from exc
+                raise StorageError(
+                    f"{path} is an incomplete optical program ({exc})",
+                    fix=Fix("compile", {"path": str(path)}),
+                ) from exc

@@ -28,9 +28,13 @@ class PlaneToCamera:
         self.shift = np.asarray(self.shift, dtype=np.float64).reshape(2)
 
     @classmethod
-    def identity(cls, camera_shape: tuple[int, int], grid_shape: tuple[int, int] | None = None) -> PlaneToCamera:
+    def identity(
+        cls, camera_shape: tuple[int, int], grid_shape: tuple[int, int] | None = None
+    ) -> PlaneToCamera:
         """Plane axis on the camera centre, one cell per pixel."""
-        return cls(np.eye(2), np.array([camera_shape[1] // 2, camera_shape[0] // 2], dtype=np.float64))
+        return cls(
+            np.eye(2), np.array([camera_shape[1] // 2, camera_shape[0] // 2], dtype=np.float64)
+        )
 
     @classmethod
     def fit(cls, plane_xy: np.ndarray, camera_xy: np.ndarray) -> PlaneToCamera:
@@ -39,7 +43,9 @@ class PlaneToCamera:
         design = np.hstack([plane_xy, np.ones((len(plane_xy), 1))])
         sol, *_ = np.linalg.lstsq(design, camera_xy, rcond=None)
         reg = cls(sol[:2].T, sol[2])
-        reg.rms_residual_px = float(np.sqrt(np.mean(np.sum((reg.apply(plane_xy) - camera_xy) ** 2, axis=1))))
+        reg.rms_residual_px = float(
+            np.sqrt(np.mean(np.sum((reg.apply(plane_xy) - camera_xy) ** 2, axis=1)))
+        )
         return reg
 
     def apply(self, plane_xy: np.ndarray) -> np.ndarray:

@@ -25,9 +25,12 @@ def _forecast_axes(ax, fc: dict) -> None:  # noqa: ANN001 — a matplotlib Axes
     ax.set_xlabel("channel")
     ax.set_ylabel("predicted SNR")
     exp = fc.get("exposure_s")
-    ax.set_title(f"fidelity forecast ({fc['average']} frame/input"
-                 + (f", exposure ≈ {1e3 * exp:.1f} ms" if exp else "") + f"): {int(low.sum())} channel(s) below "
-                 f"SNR {fc['threshold_snr']:.0f}, predicted R² min {fc['min_predicted_r2']:.3f}")
+    ax.set_title(
+        f"fidelity forecast ({fc['average']} frame/input"
+        + (f", exposure ≈ {1e3 * exp:.1f} ms" if exp else "")
+        + f"): {int(low.sum())} channel(s) below "
+        f"SNR {fc['threshold_snr']:.0f}, predicted R² min {fc['min_predicted_r2']:.3f}"
+    )
 
 
 def save_report_png(program: OpticalProgram, path: str | os.PathLike[str], frame: int = 0) -> Path:

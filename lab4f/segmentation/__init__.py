@@ -22,8 +22,24 @@ from lab4f.segmentation.train import (
 )
 
 __all__ = [
-    "FOLDER_DATASETS", "FolderSplits", "IGNORE_INDEX", "SegConfig", "SegReproduceConfig", "SegSCLC", "SegTeacher",
-    "SegTrainConfig", "SegmentationSet", "build_seg_model", "evaluate_segmentation", "folder_splits",
-    "generate_scenes", "generated_splits", "load_carvana", "load_seg_checkpoint", "load_voc2012", "pixel_kd_loss",
-    "reproduce", "train_segmentation",
+    "FOLDER_DATASETS",
+    "FolderSplits",
+    "IGNORE_INDEX",
+    "SegConfig",
+    "SegReproduceConfig",
+    "SegSCLC",
+    "SegTeacher",
+    "SegTrainConfig",
+    "SegmentationSet",
+    "build_seg_model",
+    "evaluate_segmentation",
+    "folder_splits",
+    "generate_scenes",
+    "generated_splits",
+    "load_carvana",
+    "load_seg_checkpoint",
+    "load_voc2012",
+    "pixel_kd_loss",
+    "reproduce",
+    "train_segmentation",
 ]

@@ -39,11 +39,17 @@ class SegConfig:
     def __post_init__(self) -> None:
         self.widths = tuple(int(w) for w in self.widths)
         if self.kind not in KINDS:
-            raise ConfigError(f"model kind {self.kind!r} is unknown; choose one of {', '.join(KINDS)}")
+            raise ConfigError(
+                f"model kind {self.kind!r} is unknown; choose one of {', '.join(KINDS)}"
+            )
         if self.detection not in DETECTION_MODELS:
-            raise ConfigError(f"detection {self.detection!r} is unknown; choose one of {', '.join(DETECTION_MODELS)}")
+            raise ConfigError(
+                f"detection {self.detection!r} is unknown; choose one of {', '.join(DETECTION_MODELS)}"
+            )
         if self.kernel_size % 2 != 1 or not self.widths:
-            raise ConfigError(f"need >= 1 front layer and an odd kernel_size (got {self.widths}, {self.kernel_size})")
+            raise ConfigError(
+                f"need >= 1 front layer and an odd kernel_size (got {self.widths}, {self.kernel_size})"
+            )
 
     @property
     def collapsed_kernel_size(self) -> int:
@@ -58,7 +64,9 @@ class SegConfig:
     def from_dict(cls, d: dict[str, Any]) -> SegConfig:
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
-            raise CheckpointError(f"segmentation config has unknown fields {sorted(unknown)}; newer lab4f?")
+            raise CheckpointError(
+                f"segmentation config has unknown fields {sorted(unknown)}; newer lab4f?"
+            )
         return cls(**d)
 
 
@@ -73,13 +81,17 @@ class SegDecoder(nn.Module):
         super().__init__()
         d = cfg.decoder_width
         self.norm = nn.BatchNorm2d(channels)
-        self.down = nn.Sequential(nn.MaxPool2d(2), *_conv_relu(channels, 2 * d), *_conv_relu(2 * d, 2 * d))
+        self.down = nn.Sequential(
+            nn.MaxPool2d(2), *_conv_relu(channels, 2 * d), *_conv_relu(2 * d, 2 * d)
+        )
         self.fuse = nn.Sequential(*_conv_relu(channels + 2 * d, d))
         self.head = nn.Conv2d(d, cfg.num_classes, 1)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         skip = self.norm(features)
-        deep = F.interpolate(self.down(skip), size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        deep = F.interpolate(
+            self.down(skip), size=skip.shape[-2:], mode="bilinear", align_corners=False
+        )
         return self.head(self.fuse(torch.cat([skip, deep], dim=1)))
 
 

@@ -66,16 +66,25 @@ class SegReproduceConfig:
 
     def __post_init__(self) -> None:
         if self.dataset not in SEG_DATASETS:
-            raise ConfigError(f"segmentation data set {self.dataset!r} is unknown; choose one of "
-                              f"{', '.join(SEG_DATASETS)}")
+            raise ConfigError(
+                f"segmentation data set {self.dataset!r} is unknown; choose one of "
+                f"{', '.join(SEG_DATASETS)}"
+            )
 
 
 def load_splits(cfg: SegReproduceConfig) -> SceneSplits | FolderSplits:
     """The train/val/test sets ``cfg`` describes: generated scenes or the splits of a folder data set."""
     if cfg.dataset in FOLDER_DATASETS:
-        return folder_splits(cfg.dataset, cfg.data_dir, cfg.canvas_size, cfg.data_seed,
-                             (cfg.n_train, cfg.n_val, cfg.n_test))
-    return generated_splits(cfg.kind, cfg.n_train, cfg.n_val, cfg.n_test, cfg.canvas_size, cfg.data_seed)
+        return folder_splits(
+            cfg.dataset,
+            cfg.data_dir,
+            cfg.canvas_size,
+            cfg.data_seed,
+            (cfg.n_train, cfg.n_val, cfg.n_test),
+        )
+    return generated_splits(
+        cfg.kind, cfg.n_train, cfg.n_val, cfg.n_test, cfg.canvas_size, cfg.data_seed
+    )
 
 
 def dataset_summary(cfg: SegReproduceConfig, data: SceneSplits | FolderSplits) -> dict[str, Any]:
@@ -83,16 +92,24 @@ def dataset_summary(cfg: SegReproduceConfig, data: SceneSplits | FolderSplits) -
     sets = {"train": data.train, "val": data.val, "test": data.test}
     if isinstance(data, FolderSplits):
         name, root = data.dataset, str(data.root)
-        scheme = f"{data.scheme}; using {len(data.train)}/{len(data.val)}/{len(data.test)} images of " + \
-                 "/".join(map(str, data.available))
+        scheme = (
+            f"{data.scheme}; using {len(data.train)}/{len(data.val)}/{len(data.test)} images of "
+            + "/".join(map(str, data.available))
+        )
         desc = f"{name} from {root}, grayscale {data.image_size}x{data.image_size}"
     else:
         name, root = "generated", None
         scheme = f"generated {data.kind} scenes, data seed {data.seed} (train/val/test seeds 3·s, 3·s+1, 3·s+2)"
         desc = f"generated {data.kind} scenes {data.canvas_size}x{data.canvas_size}"
-    return {"name": name, "root": root, "source": data.train.source,
-            "sources": {k: v.source for k, v in sets.items()}, "sizes": {k: len(v) for k, v in sets.items()},
-            "scheme": scheme, "description": desc}
+    return {
+        "name": name,
+        "root": root,
+        "source": data.train.source,
+        "sources": {k: v.source for k, v in sets.items()},
+        "sizes": {k: len(v) for k, v in sets.items()},
+        "scheme": scheme,
+        "description": desc,
+    }
 
 
 @dataclass
@@ -103,28 +120,50 @@ class SegReproduceResult:
     ordering: dict[str, Any]
     wall_time_s: float
     files: dict[str, str] = field(default_factory=dict)
-    dataset: dict[str, Any] = field(default_factory=dict)  # what dataset_summary says about the data used
-    tests: list[dict[str, Any]] = field(default_factory=list)  # paired t-test SCLC+KD vs linear over seeds
+    dataset: dict[str, Any] = field(
+        default_factory=dict
+    )  # what dataset_summary says about the data used
+    tests: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # paired t-test SCLC+KD vs linear over seeds
 
     def summary(self) -> dict[str, Any]:
-        return {"out_dir": str(self.out_dir), "wall_time_s": self.wall_time_s, "rows": self.rows,
-                "aggregates": self.aggregates, "ordering": self.ordering, "paired_tests": self.tests,
-                "files": self.files, "dataset": self.dataset}
+        return {
+            "out_dir": str(self.out_dir),
+            "wall_time_s": self.wall_time_s,
+            "rows": self.rows,
+            "aggregates": self.aggregates,
+            "ordering": self.ordering,
+            "paired_tests": self.tests,
+            "files": self.files,
+            "dataset": self.dataset,
+        }
 
 
 def paired_tests(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """SCLC+KD vs its budget-matched baseline (linear, same epochs) on test mean IoU, paired by seed."""
     from lab4f.reproduce import paired_test
 
-    by = {m: {r["seed"]: r["mean_iou"] for r in rows if r["model"] == m} for m in ("student", "linear")}
+    by = {
+        m: {r["seed"]: r["mean_iou"] for r in rows if r["model"] == m}
+        for m in ("student", "linear")
+    }
     seeds = sorted(set(by["student"]) & set(by["linear"]))
     if not seeds:
         return []
     t = paired_test([by["student"][s] for s in seeds], [by["linear"][s] for s in seeds])
     diff = "n/a" if t["mean_diff"] is None else f"{t['mean_diff']:+.4f}"
-    return [{"kd": "student", "baseline": "linear", "metric": "mean_iou", "seeds": seeds, **t,
-             "statement": f"SCLC+KD − linear without KD = {diff} mean IoU over seeds "
-                          f"{', '.join(map(str, seeds))}: {t['verdict']}"}]
+    return [
+        {
+            "kd": "student",
+            "baseline": "linear",
+            "metric": "mean_iou",
+            "seeds": seeds,
+            **t,
+            "statement": f"SCLC+KD − linear without KD = {diff} mean IoU over seeds "
+            f"{', '.join(map(str, seeds))}: {t['verdict']}",
+        }
+    ]
 
 
 def _sd(values: list[float]) -> float:
@@ -137,8 +176,16 @@ def _aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         iou = [r["mean_iou"] for r in rows if r["model"] == m]
         dice = [r["mean_dice"] for r in rows if r["model"] == m]
         if iou:
-            out.append({"model": m, "mean_iou": statistics.fmean(iou), "mean_iou_std": _sd(iou),
-                        "mean_dice": statistics.fmean(dice), "mean_dice_std": _sd(dice), "n_seeds": len(iou)})
+            out.append(
+                {
+                    "model": m,
+                    "mean_iou": statistics.fmean(iou),
+                    "mean_iou_std": _sd(iou),
+                    "mean_dice": statistics.fmean(dice),
+                    "mean_dice_std": _sd(dice),
+                    "n_seeds": len(iou),
+                }
+            )
     return out
 
 
@@ -149,39 +196,83 @@ def ordering_statement(aggs: list[dict[str, Any]]) -> dict[str, Any]:
     holds = found == list(MODELS)
     text = " > ".join(f"{LABELS[m]} {means[m]:.4f}" for m in found)
     verdict = "holds" if holds else "does NOT hold"
-    return {"expected": " > ".join(LABELS[m] for m in MODELS), "found": found, "holds": holds,
-            "statement": f"Expected ordering teacher > SCLC+KD > linear-without-KD {verdict}: found {text} "
-                         "(mean test mean-IoU over seeds)."}
+    return {
+        "expected": " > ".join(LABELS[m] for m in MODELS),
+        "found": found,
+        "holds": holds,
+        "statement": f"Expected ordering teacher > SCLC+KD > linear-without-KD {verdict}: found {text} "
+        "(mean test mean-IoU over seeds).",
+    }
 
 
-def _write_outputs(out: Path, rows: list[dict[str, Any]], aggs: list[dict[str, Any]], ordering: dict[str, Any],
-                   header: str, class_names: Sequence[str], tests: list[dict[str, Any]] | None = None) -> None:
-    lines = [header, "", "| model | mean IoU (mean ± std) | mean Dice (mean ± std) | seeds | per-seed mean IoU |",
-             "|---|---|---|---|---|"]
+def _write_outputs(
+    out: Path,
+    rows: list[dict[str, Any]],
+    aggs: list[dict[str, Any]],
+    ordering: dict[str, Any],
+    header: str,
+    class_names: Sequence[str],
+    tests: list[dict[str, Any]] | None = None,
+) -> None:
+    lines = [
+        header,
+        "",
+        "| model | mean IoU (mean ± std) | mean Dice (mean ± std) | seeds | per-seed mean IoU |",
+        "|---|---|---|---|---|",
+    ]
     for a in aggs:
         per = ", ".join(f"{r['mean_iou']:.4f}" for r in rows if r["model"] == a["model"])
-        lines.append(f"| {LABELS[a['model']]} | {a['mean_iou']:.4f} ± {a['mean_iou_std']:.4f} | "
-                     f"{a['mean_dice']:.4f} ± {a['mean_dice_std']:.4f} | {a['n_seeds']} | {per} |")
-    lines += ["", "Per-class IoU / Dice (mean over seeds):", "",
-              "| model | " + " | ".join(class_names) + " |", "|---|" + "---|" * len(class_names)]
+        lines.append(
+            f"| {LABELS[a['model']]} | {a['mean_iou']:.4f} ± {a['mean_iou_std']:.4f} | "
+            f"{a['mean_dice']:.4f} ± {a['mean_dice_std']:.4f} | {a['n_seeds']} | {per} |"
+        )
+    lines += [
+        "",
+        "Per-class IoU / Dice (mean over seeds):",
+        "",
+        "| model | " + " | ".join(class_names) + " |",
+        "|---|" + "---|" * len(class_names),
+    ]
     for a in aggs:
         mine = [r for r in rows if r["model"] == a["model"]]
-        cells = [f"{np.nanmean([r['iou'][c] for r in mine]):.3f} / {np.nanmean([r['dice'][c] for r in mine]):.3f}"
-                 for c in range(len(class_names))]
+        cells = [
+            f"{np.nanmean([r['iou'][c] for r in mine]):.3f} / {np.nanmean([r['dice'][c] for r in mine]):.3f}"
+            for c in range(len(class_names))
+        ]
         lines.append(f"| {LABELS[a['model']]} | " + " | ".join(cells) + " |")
     lines += ["", f"Ordering: {ordering['statement']}", ""]
     if tests:
-        lines += ["Paired t-test over seeds (same epochs for both): " + "; ".join(t["statement"] for t in tests), ""]
+        lines += [
+            "Paired t-test over seeds (same epochs for both): "
+            + "; ".join(t["statement"] for t in tests),
+            "",
+        ]
     (out / "table.md").write_text("\n".join(lines))
-    cols = ["model", "seed", "mean_iou", "mean_iou_std", "mean_dice", "mean_dice_std", "pixel_accuracy",
-            "n_seeds", "wall_time_s", "checkpoint"] + [f"iou_{n}" for n in class_names]
+    cols = [
+        "model",
+        "seed",
+        "mean_iou",
+        "mean_iou_std",
+        "mean_dice",
+        "mean_dice_std",
+        "pixel_accuracy",
+        "n_seeds",
+        "wall_time_s",
+        "checkpoint",
+    ] + [f"iou_{n}" for n in class_names]
     with (out / "table.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, cols, extrasaction="ignore")
         w.writeheader()
         for a in aggs:
             w.writerow({**a, "seed": "mean"})
         for r in rows:
-            w.writerow({**r, "n_seeds": 1, **{f"iou_{n}": v for n, v in zip(class_names, r["iou"], strict=True)}})
+            w.writerow(
+                {
+                    **r,
+                    "n_seeds": 1,
+                    **{f"iou_{n}": v for n, v in zip(class_names, r["iou"], strict=True)},
+                }
+            )
 
 
 def _plot(path: Path, aggs: list[dict[str, Any]], title: str) -> None:
@@ -205,7 +296,9 @@ def _plot(path: Path, aggs: list[dict[str, Any]], title: str) -> None:
     plt.close(fig)
 
 
-def save_overlays(path: Path, data: SegmentationSet, pred: torch.Tensor, title: str, n: int = 6) -> None:
+def save_overlays(
+    path: Path, data: SegmentationSet, pred: torch.Tensor, title: str, n: int = 6
+) -> None:
     """Top row: inputs with predicted masks overlaid; bottom row: with the true masks."""
     import matplotlib
 
@@ -220,8 +313,14 @@ def save_overlays(path: Path, data: SegmentationSet, pred: torch.Tensor, title: 
             ax = axes[i, j]
             ax.imshow(data.images[j].mean(0).numpy(), cmap="gray", vmin=0, vmax=1)
             m = mask.numpy().astype(float)
-            ax.imshow(np.ma.masked_where((m == 0) | (m == 255), m), cmap=cmap, vmin=0,
-                      vmax=max(data.num_classes - 1, 1), alpha=0.55, interpolation="nearest")
+            ax.imshow(
+                np.ma.masked_where((m == 0) | (m == 255), m),
+                cmap=cmap,
+                vmin=0,
+                vmax=max(data.num_classes - 1, 1),
+                alpha=0.55,
+                interpolation="nearest",
+            )
             ax.set_xticks([])
             ax.set_yticks([])
         axes[0, 0].set_ylabel("predicted", fontsize=8)
@@ -232,9 +331,14 @@ def save_overlays(path: Path, data: SegmentationSet, pred: torch.Tensor, title: 
     plt.close(fig)
 
 
-def reproduce(seeds: Sequence[int] = (0, 1, 2), out_dir: str | Path = "results/segmentation",
-              config: SegReproduceConfig | None = None, train_cfg: SegTrainConfig | None = None,
-              log: Callable[[str], None] | None = None, verbose: bool = False) -> SegReproduceResult:
+def reproduce(
+    seeds: Sequence[int] = (0, 1, 2),
+    out_dir: str | Path = "results/segmentation",
+    config: SegReproduceConfig | None = None,
+    train_cfg: SegTrainConfig | None = None,
+    log: Callable[[str], None] | None = None,
+    verbose: bool = False,
+) -> SegReproduceResult:
     """Train teacher / SCLC+KD / linear over ``seeds`` on ``config``'s data; write the results folder."""
     if not seeds:
         raise ConfigError("need at least one seed")
@@ -249,24 +353,55 @@ def reproduce(seeds: Sequence[int] = (0, 1, 2), out_dir: str | Path = "results/s
     about = dataset_summary(cfg, data)
     log(f"data: {about['description']}: {about['scheme']}")
     classes = data.train.class_names
-    arch = {"in_channels": data.train.in_channels, "num_classes": data.train.num_classes,
-            "widths": cfg.widths, "decoder_width": cfg.decoder_width}
+    arch = {
+        "in_channels": data.train.in_channels,
+        "num_classes": data.train.num_classes,
+        "widths": cfg.widths,
+        "decoder_width": cfg.decoder_width,
+    }
     rows: list[dict[str, Any]] = []
 
     def run(kind: str, seed: int, teacher: Any = None) -> Any:
-        mcfg = SegConfig(kind=kind, **arch, **({} if kind == "teacher" else {"detection": cfg.detection}))
+        mcfg = SegConfig(
+            kind=kind, **arch, **({} if kind == "teacher" else {"detection": cfg.detection})
+        )
         name = f"{kind}-seed{seed}"
-        res = train_segmentation(mcfg, data.train, data.val, data.test, replace(base, seed=seed), teacher,
-                                 out / "checkpoints" / f"{name}.pt", log=log if verbose else None)
-        if seed == seeds[0]:  # one seed's overlays show what each model does; more would only cost time
-            save_overlays(out / "overlays" / f"{name}.png", data.test, predict(res.model, data.test.images[:6]),
-                          f"{LABELS[kind]}, seed {seed}: test mean IoU {res.test['mean_iou']:.3f}")
-        rows.append({"model": kind, "seed": seed, **{k: res.test[k] for k in
-                     ("mean_iou", "mean_dice", "pixel_accuracy", "iou", "dice")},
-                     "wall_time_s": round(res.wall_time_s, 2), "checkpoint": f"checkpoints/{name}.pt",
-                     "history": res.history})
-        log(f"{LABELS[kind]} seed {seed}: test mean IoU {res.test['mean_iou']:.4f} ({res.wall_time_s:.0f} s, "
-            f"{time.perf_counter() - t0:.0f} s total)")
+        res = train_segmentation(
+            mcfg,
+            data.train,
+            data.val,
+            data.test,
+            replace(base, seed=seed),
+            teacher,
+            out / "checkpoints" / f"{name}.pt",
+            log=log if verbose else None,
+        )
+        if (
+            seed == seeds[0]
+        ):  # one seed's overlays show what each model does; more would only cost time
+            save_overlays(
+                out / "overlays" / f"{name}.png",
+                data.test,
+                predict(res.model, data.test.images[:6]),
+                f"{LABELS[kind]}, seed {seed}: test mean IoU {res.test['mean_iou']:.3f}",
+            )
+        rows.append(
+            {
+                "model": kind,
+                "seed": seed,
+                **{
+                    k: res.test[k]
+                    for k in ("mean_iou", "mean_dice", "pixel_accuracy", "iou", "dice")
+                },
+                "wall_time_s": round(res.wall_time_s, 2),
+                "checkpoint": f"checkpoints/{name}.pt",
+                "history": res.history,
+            }
+        )
+        log(
+            f"{LABELS[kind]} seed {seed}: test mean IoU {res.test['mean_iou']:.4f} ({res.wall_time_s:.0f} s, "
+            f"{time.perf_counter() - t0:.0f} s total)"
+        )
         return res
 
     for seed in seeds:
@@ -277,24 +412,34 @@ def reproduce(seeds: Sequence[int] = (0, 1, 2), out_dir: str | Path = "results/s
     ordering = ordering_statement(aggs)
     wall = time.perf_counter() - t0
     sizes = about["sizes"]
-    header = (f"# Segmentation: teacher vs SCLC+KD vs linear without KD — {about['description']}, "
-              f"{len(classes)} classes ({', '.join(classes)}), {sizes['train']} train / {sizes['val']} val / "
-              f"{sizes['test']} test (data seed {cfg.data_seed}); seeds "
-              f"{', '.join(map(str, seeds))}; {base.epochs} epochs, Adam lr {base.lr}, T {base.T}, alpha "
-              f"{base.alpha}, detection {cfg.detection}; wall time {wall:.0f} s\n\nData: {about['source']} "
-              f"(train source); {about['scheme']}.")
+    header = (
+        f"# Segmentation: teacher vs SCLC+KD vs linear without KD — {about['description']}, "
+        f"{len(classes)} classes ({', '.join(classes)}), {sizes['train']} train / {sizes['val']} val / "
+        f"{sizes['test']} test (data seed {cfg.data_seed}); seeds "
+        f"{', '.join(map(str, seeds))}; {base.epochs} epochs, Adam lr {base.lr}, T {base.T}, alpha "
+        f"{base.alpha}, detection {cfg.detection}; wall time {wall:.0f} s\n\nData: {about['source']} "
+        f"(train source); {about['scheme']}."
+    )
     tests = paired_tests(rows)
     _write_outputs(out, rows, aggs, ordering, header, classes, tests)
     what = f"{cfg.kind} scenes" if about["name"] == "generated" else about["name"]
     _plot(out / "mean_iou.png", aggs, f"{what}, {len(seeds)} seeds, {base.epochs} epochs")
-    files = {"table_md": str(out / "table.md"), "table_csv": str(out / "table.csv"),
-             "plot": str(out / "mean_iou.png"), "summary": str(out / "summary.json"),
-             "overlays": str(out / "overlays")}
+    files = {
+        "table_md": str(out / "table.md"),
+        "table_csv": str(out / "table.csv"),
+        "plot": str(out / "mean_iou.png"),
+        "summary": str(out / "summary.json"),
+        "overlays": str(out / "overlays"),
+    }
     result = SegReproduceResult(out, rows, aggs, ordering, wall, files, about, tests)
-    summary = {"config": {**asdict(cfg), "seeds": list(seeds), "train_config": asdict(base)},
-               "class_names": list(classes), **result.summary(),
-               "bench": "run a checkpoint on the bench with `lab4f run --checkpoint CKPT --calibration R --config "
-                        "examples/bench48.toml` (48×48 display)",
-               "lab4f_version": __version__, "git_commit": git_commit()}
+    summary = {
+        "config": {**asdict(cfg), "seeds": list(seeds), "train_config": asdict(base)},
+        "class_names": list(classes),
+        **result.summary(),
+        "bench": "run a checkpoint on the bench with `lab4f run --checkpoint CKPT --calibration R --config "
+        "examples/bench48.toml` (48×48 display)",
+        "lab4f_version": __version__,
+        "git_commit": git_commit(),
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return result

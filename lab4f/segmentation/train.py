@@ -55,15 +55,25 @@ class SegTrainConfig:
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ConfigError(f"need epochs, batch_size >= 1 and lr > 0 (got {self.epochs}, "
-                              f"{self.batch_size}, {self.lr})")
+            raise ConfigError(
+                f"need epochs, batch_size >= 1 and lr > 0 (got {self.epochs}, "
+                f"{self.batch_size}, {self.lr})"
+            )
         if not (0.0 <= self.alpha <= 1.0) or self.T <= 0:
-            raise ConfigError(f"KD needs 0 <= alpha <= 1 and T > 0 (got alpha={self.alpha}, T={self.T})")
+            raise ConfigError(
+                f"KD needs 0 <= alpha <= 1 and T > 0 (got alpha={self.alpha}, T={self.T})"
+            )
 
 
-def pixel_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, masks: torch.Tensor,
-                  T: float = 10.0, alpha: float = 0.5, ignore_index: int = IGNORE_INDEX,
-                  balanced: bool = False) -> torch.Tensor:
+def pixel_kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    masks: torch.Tensor,
+    T: float = 10.0,
+    alpha: float = 0.5,
+    ignore_index: int = IGNORE_INDEX,
+    balanced: bool = False,
+) -> torch.Tensor:
     """Pixel-wise KD for (B, C, H, W) logits and (B, H, W) masks: kd_loss with every labelled pixel a sample.
 
     ``balanced`` weights each pixel's soft (KL) term by the inverse frequency of its true class in the batch,
@@ -87,8 +97,9 @@ def pixel_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, ma
     return alpha * T * T * (w * kl).sum() + (1.0 - alpha) * F.cross_entropy(s, y)
 
 
-def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
-                     ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+def confusion_matrix(
+    pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX
+) -> torch.Tensor:
     """(num_classes, num_classes) counts, rows = truth, columns = prediction; ignored pixels skipped."""
     keep = target != ignore_index
     idx = target[keep].long() * num_classes + pred[keep].long()
@@ -102,29 +113,44 @@ def scores_from_confusion(cm: torch.Tensor) -> dict[str, Any]:
     fp, fn = cm.sum(0) - tp, cm.sum(1) - tp
     union = tp + fp + fn
     iou = torch.where(union > 0, tp / union.clamp(min=1), torch.full_like(tp, math.nan))
-    dice = torch.where(union > 0, 2 * tp / (2 * tp + fp + fn).clamp(min=1), torch.full_like(tp, math.nan))
+    dice = torch.where(
+        union > 0, 2 * tp / (2 * tp + fp + fn).clamp(min=1), torch.full_like(tp, math.nan)
+    )
     total = float(cm.sum())
-    return {"mean_iou": float(iou.nanmean()), "mean_dice": float(dice.nanmean()),
-            "pixel_accuracy": float(tp.sum()) / total if total else math.nan,
-            "iou": iou.tolist(), "dice": dice.tolist()}
+    return {
+        "mean_iou": float(iou.nanmean()),
+        "mean_dice": float(dice.nanmean()),
+        "pixel_accuracy": float(tp.sum()) / total if total else math.nan,
+        "iou": iou.tolist(),
+        "dice": dice.tolist(),
+    }
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 128, device: str | None = None) -> torch.Tensor:
+def predict(
+    model: nn.Module, images: torch.Tensor, batch_size: int = 128, device: str | None = None
+) -> torch.Tensor:
     """Per-pixel class predictions (N, H, W) of ``model`` in eval mode (on the CPU)."""
     was = model.training
     model.eval()
     dev = device or next(model.parameters()).device
-    out = torch.cat([model(images[i : i + batch_size].to(dev)).argmax(1).cpu()
-                     for i in range(0, len(images), batch_size)])
+    out = torch.cat(
+        [
+            model(images[i : i + batch_size].to(dev)).argmax(1).cpu()
+            for i in range(0, len(images), batch_size)
+        ]
+    )
     model.train(was)
     return out
 
 
-def evaluate_segmentation(model: nn.Module, data: SegmentationSet, batch_size: int = 128,
-                          device: str | None = None) -> dict[str, Any]:
+def evaluate_segmentation(
+    model: nn.Module, data: SegmentationSet, batch_size: int = 128, device: str | None = None
+) -> dict[str, Any]:
     """Mean IoU, mean Dice, pixel accuracy and per-class IoU/Dice of ``model`` on ``data``."""
-    cm = confusion_matrix(predict(model, data.images, batch_size, device), data.masks, data.num_classes)
+    cm = confusion_matrix(
+        predict(model, data.images, batch_size, device), data.masks, data.num_classes
+    )
     return {**scores_from_confusion(cm), "n": len(data)}
 
 
@@ -162,12 +188,21 @@ def segmentation_objective(tc: SegTrainConfig, kd: bool, name: str = "train") ->
     return Objective(loss=loss, evaluate=ev, metric="mean_iou", name=name)
 
 
-def train_segmentation(cfg: SegConfig, train: SegmentationSet, val: SegmentationSet, test: SegmentationSet,
-                       train_cfg: SegTrainConfig | None = None, teacher: nn.Module | None = None,
-                       checkpoint_path: str | Path | None = None,
-                       log: Callable[[str], None] | None = None, *, resume: bool = False,
-                       progress: bool = False, init_state: dict[str, torch.Tensor] | None = None,
-                       frozen_front: bool = False) -> SegTrainResult:
+def train_segmentation(
+    cfg: SegConfig,
+    train: SegmentationSet,
+    val: SegmentationSet,
+    test: SegmentationSet,
+    train_cfg: SegTrainConfig | None = None,
+    teacher: nn.Module | None = None,
+    checkpoint_path: str | Path | None = None,
+    log: Callable[[str], None] | None = None,
+    *,
+    resume: bool = False,
+    progress: bool = False,
+    init_state: dict[str, torch.Tensor] | None = None,
+    frozen_front: bool = False,
+) -> SegTrainResult:
     """Train ``cfg.kind`` (student: KD from ``teacher``) through :func:`lab4f.training.fit`; test the result.
 
     ``log`` gets one line per epoch (and a NaN stop); ``progress`` shows the loop's own bar/lines instead.
@@ -178,8 +213,10 @@ def train_segmentation(cfg: SegConfig, train: SegmentationSet, val: Segmentation
     if cfg.kind == "student" and teacher is None:
         raise ConfigError("kind 'student' is trained by pixel-wise KD: pass a trained teacher")
     if (cfg.in_channels, cfg.num_classes) != (train.in_channels, train.num_classes):
-        raise ConfigError(f"model has (channels, classes) = ({cfg.in_channels}, {cfg.num_classes}) but the data "
-                          f"has ({train.in_channels}, {train.num_classes})")
+        raise ConfigError(
+            f"model has (channels, classes) = ({cfg.in_channels}, {cfg.num_classes}) but the data "
+            f"has ({train.in_channels}, {train.num_classes})"
+        )
     tc = replace(tc, device=resolve_device(tc.device))
     with torch_threads(tc.num_threads), _Deterministic(tc.deterministic):
         torch.manual_seed(tc.seed)
@@ -189,35 +226,70 @@ def train_segmentation(cfg: SegConfig, train: SegmentationSet, val: Segmentation
         if frozen_front:
             freeze_front(model)
         model = model.to(tc.device)
-        result = SegTrainResult(model, cfg, tc, checkpoint_path=str(checkpoint_path) if checkpoint_path else None)
+        result = SegTrainResult(
+            model, cfg, tc, checkpoint_path=str(checkpoint_path) if checkpoint_path else None
+        )
         resume_state = _resume(checkpoint_path, model, cfg, SegConfig.from_dict) if resume else None
 
         def save(m: nn.Module, st: FitState, opt: torch.optim.Optimizer, sched: Any) -> None:
-            metrics = {"val_mean_iou": st.last_val, "best_val_mean_iou": st.best_val, "best_epoch": st.best_epoch,
-                       "epochs_completed": st.epochs_completed, "stopped_reason": st.stopped_reason}
+            metrics = {
+                "val_mean_iou": st.last_val,
+                "best_val_mean_iou": st.best_val,
+                "best_epoch": st.best_epoch,
+                "epochs_completed": st.epochs_completed,
+                "stopped_reason": st.stopped_reason,
+            }
             if st.test:
-                metrics |= {"test_mean_iou": st.test["mean_iou"], "test_mean_dice": st.test["mean_dice"]}
-            meta = make_metadata(cfg, seed=tc.seed, train_config=asdict(tc),  # type: ignore[arg-type]
-                                 metrics=metrics,
-                                 dataset={"source": train.source, "class_names": list(train.class_names)},
-                                 extra={"task": TASK})
-            state = {"epoch": st.epochs_completed, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                     "history": st.history, "best_val": st.best_val, "best_epoch": st.best_epoch}
+                metrics |= {
+                    "test_mean_iou": st.test["mean_iou"],
+                    "test_mean_dice": st.test["mean_dice"],
+                }
+            meta = make_metadata(
+                cfg,
+                seed=tc.seed,
+                train_config=asdict(tc),  # type: ignore[arg-type]
+                metrics=metrics,
+                dataset={"source": train.source, "class_names": list(train.class_names)},
+                extra={"task": TASK},
+            )
+            state = {
+                "epoch": st.epochs_completed,
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "history": st.history,
+                "best_val": st.best_val,
+                "best_epoch": st.best_epoch,
+            }
             save_checkpoint(checkpoint_path, m, meta, state)
 
         def epoch_log(record: dict[str, float], _m: nn.Module) -> None:
             if log:
-                log(f"  {cfg.kind} epoch {record['epoch']}/{tc.epochs}: loss {record['train_loss']:.4f}, "
-                    f"val mIoU {record['val_mean_iou']:.4f}")
+                log(
+                    f"  {cfg.kind} epoch {record['epoch']}/{tc.epochs}: loss {record['train_loss']:.4f}, "
+                    f"val mIoU {record['val_mean_iou']:.4f}"
+                )
 
-        st = fit(model, train.images, train.masks.long(), val, test, tc,
-                 segmentation_objective(tc, cfg.kind == "student", f"segment {cfg.kind}"),
-                 teacher=teacher if cfg.kind == "student" else None,
-                 save=save if checkpoint_path else None, resume_state=resume_state, progress=progress,
-                 on_epoch_end=epoch_log, log=log)
+        st = fit(
+            model,
+            train.images,
+            train.masks.long(),
+            val,
+            test,
+            tc,
+            segmentation_objective(tc, cfg.kind == "student", f"segment {cfg.kind}"),
+            teacher=teacher if cfg.kind == "student" else None,
+            save=save if checkpoint_path else None,
+            resume_state=resume_state,
+            progress=progress,
+            on_epoch_end=epoch_log,
+            log=log,
+        )
     result.history, result.test, result.wall_time_s = st.history, st.test, st.wall_time_s
-    result.epochs_completed, result.best_epoch, result.best_val_mean_iou = (st.epochs_completed, st.best_epoch,
-                                                                           st.best_val)
+    result.epochs_completed, result.best_epoch, result.best_val_mean_iou = (
+        st.epochs_completed,
+        st.best_epoch,
+        st.best_val,
+    )
     result.stopped_reason, result.stop_detail = st.stopped_reason, st.stop_detail
     if st.stopped_reason == "nonfinite_loss" and st.epochs_completed == 0:
         raise ConfigError(f"{st.stop_detail}; lower the lr ({tc.lr})")
@@ -230,8 +302,10 @@ def load_seg_checkpoint(path: str | Path) -> tuple[nn.Module, SegConfig, dict[st
     payload = read_checkpoint(path)
     meta = payload["metadata"]
     if meta.get("task") != TASK:
-        raise CheckpointError(f"{path} is not a segmentation checkpoint (task {meta.get('task')!r}); "
-                              "load classifiers with lab4f.checkpoint.load_checkpoint")
+        raise CheckpointError(
+            f"{path} is not a segmentation checkpoint (task {meta.get('task')!r}); "
+            "load classifiers with lab4f.checkpoint.load_checkpoint"
+        )
     cfg = SegConfig.from_dict(dict(meta["model_config"]))
     model = build_seg_model(cfg)
     load_state(model, payload["state_dict"], source=f"checkpoint {path}")

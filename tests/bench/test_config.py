@@ -15,8 +15,10 @@ def test_default_is_the_simulated_bench() -> None:
 
 def test_toml_and_yaml_configs_load(tmp_path) -> None:
     toml = tmp_path / "bench.toml"
-    toml.write_text('name = "lab A"\n[camera]\ndriver = "HarvestersCamera"\nsettings = { serial = "1" }\n'
-                    "[geometry]\nfocal_length_2_mm = 150.0\n")
+    toml.write_text(
+        'name = "lab A"\n[camera]\ndriver = "HarvestersCamera"\nsettings = { serial = "1" }\n'
+        "[geometry]\nfocal_length_2_mm = 150.0\n"
+    )
     cfg = load_bench_config(toml)
     assert cfg.name == "lab A" and cfg.camera.settings == {"serial": "1"}
     assert cfg.geometry.focal_length_2_mm == 150.0
@@ -50,17 +52,25 @@ def test_unknown_driver_lists_the_available_ones() -> None:
     for name in drivers_for("camera"):
         assert name in str(exc.value)
     assert "HarvestersCamera" in drivers_for("camera") and "Meadowlark" in drivers_for("slm")
-    assert all(d.role in ("slm", "display", "camera", "light_source", "shutter") for d in DRIVERS.values())
+    assert all(
+        d.role in ("slm", "display", "camera", "light_source", "shutter") for d in DRIVERS.values()
+    )
 
 
 def test_driver_settings_are_validated_by_the_driver_model() -> None:
     with pytest.raises(ConfigError, match="max_power_mw"):
-        build_device("light_source", DeviceConfig(driver="LightSource", settings={"max_power_mw": -1}), {})
+        build_device(
+            "light_source", DeviceConfig(driver="LightSource", settings={"max_power_mw": -1}), {}
+        )
 
 
 def test_missing_visa_resource_says_what_was_looked_for() -> None:
-    cfg = BenchConfig(light_source=DeviceConfig(
-        driver="LightSource", settings={"visa_library": "@lab4f-sim", "resource": "GPIB0::9::INSTR"}))
+    cfg = BenchConfig(
+        light_source=DeviceConfig(
+            driver="LightSource",
+            settings={"visa_library": "@lab4f-sim", "resource": "GPIB0::9::INSTR"},
+        )
+    )
     from lab4f.errors import DeviceError
 
     with pytest.raises(DeviceError, match="GPIB0::9::INSTR"):
@@ -83,10 +93,13 @@ def test_example_configs_validate(name) -> None:
     from lab4f.bench.config import validate_settings
 
     cfg = load_bench_config(Path(__file__).parents[2] / "examples" / name)
-    models = {"SimulatedDisplay": ("sim_display", "SimulatedDisplaySettings"),
-              "SLMDisplay": ("slm_display", "SLMDisplaySettings"),
-              "HarvestersCamera": ("harvesters_camera", "HarvestersCameraSettings"),
-              "LightSource": ("instruments", "LightSourceSettings"), "Shutter": ("instruments", "ShutterSettings")}
+    models = {
+        "SimulatedDisplay": ("sim_display", "SimulatedDisplaySettings"),
+        "SLMDisplay": ("slm_display", "SLMDisplaySettings"),
+        "HarvestersCamera": ("harvesters_camera", "HarvestersCameraSettings"),
+        "LightSource": ("instruments", "LightSourceSettings"),
+        "Shutter": ("instruments", "ShutterSettings"),
+    }
     for role in ("slm", "display", "camera", "light_source", "shutter"):
         dev = getattr(cfg, role)
         assert dev.driver in DRIVERS and DRIVERS[dev.driver].role == role

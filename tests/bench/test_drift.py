@@ -18,19 +18,27 @@ from lab4f.optics.program import OpticalProgram
 def test_a_bench_that_moved_since_calibration_is_refused(tmp_path) -> None:
     from lab4f.bench.compile import compile_checkpoint
 
-    cfg = ModelConfig(kind="student", widths=(4,), kernel_size=3, image_size=28, detection="incoherent")
+    cfg = ModelConfig(
+        kind="student", widths=(4,), kernel_size=3, image_size=28, detection="incoherent"
+    )
     torch.manual_seed(0)
     ckpt = tmp_path / "s.pt"
     save_checkpoint(ckpt, build_model(cfg), make_metadata(cfg))
     with Bench() as bench:
         _, program_path, _ = compile_checkpoint(ckpt, bench, tmp_path / "p.h5", progress=False)
-        record = run_calibration(bench, ["camera", "fourier", "registration", "tiles"],
-                                 program=OpticalProgram.load(program_path), program_path=program_path,
-                                 out_dir=tmp_path / "cal")
+        record = run_calibration(
+            bench,
+            ["camera", "fourier", "registration", "tiles"],
+            program=OpticalProgram.load(program_path),
+            program_path=program_path,
+            out_dir=tmp_path / "cal",
+        )
         setup = prepare(bench, ckpt, record=record, program=program_path)
         held = setup.meta["registration_drift"]
         assert held["median_px"] < 0.5 and held["tiles"] == 8
         cam = bench.devices["camera"]
         cam.set_affine(cam.M, np.ravel(cam.b) + np.array([2.5, -1.5]))  # the camera was bumped
-        with pytest.raises(MismatchError, match=r"moved since it was calibrated.*x \+2\.\d.*y -1\.\d"):
+        with pytest.raises(
+            MismatchError, match=r"moved since it was calibrated.*x \+2\.\d.*y -1\.\d"
+        ):
             prepare(bench, ckpt, record=record, program=program_path)

@@ -16,7 +16,9 @@ from lab4f.errors import ConfigError, DeviceError
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("name", sorted(n for n, d in DRIVERS.items() if d.doc.startswith("slmsuite")))
+@pytest.mark.parametrize(
+    "name", sorted(n for n, d in DRIVERS.items() if d.doc.startswith("slmsuite"))
+)
 def test_every_slmsuite_driver_is_a_class_slmsuite_ships(name: str) -> None:
     from slmsuite.hardware.cameras.camera import Camera
     from slmsuite.hardware.slms.slm import SLM

@@ -35,8 +35,13 @@ def images(n: int = 3) -> torch.Tensor:
 
 def planes(prog: OpticalProgram, imgs: torch.Tensor) -> np.ndarray:
     """Output-plane intensities (B, F, M, M) of every program frame."""
-    return np.stack([fourf_output(imgs[:, 0], torch.from_numpy(f.transmittance), prog.mode).numpy()
-                     for f in prog.frames], axis=1)
+    return np.stack(
+        [
+            fourf_output(imgs[:, 0], torch.from_numpy(f.transmittance), prog.mode).numpy()
+            for f in prog.frames
+        ],
+        axis=1,
+    )
 
 
 def place_identity(plane: np.ndarray, camera: tuple[int, int]) -> np.ndarray:
@@ -50,7 +55,9 @@ def place_identity(plane: np.ndarray, camera: tuple[int, int]) -> np.ndarray:
 def place_affine(plane: np.ndarray, reg: PlaneToCamera, camera: tuple[int, int]) -> np.ndarray:
     """Render the plane as a camera sees it through camera_xy = A plane_xy + b (energy conserving)."""
     yy, xx = np.mgrid[0 : camera[0], 0 : camera[1]]
-    cell = reg.inverse_apply(np.stack([xx.ravel(), yy.ravel()], axis=1))  # plane (x, y) from the axis
+    cell = reg.inverse_apply(
+        np.stack([xx.ravel(), yy.ravel()], axis=1)
+    )  # plane (x, y) from the axis
     coords = np.stack([cell[:, 1] + GRID // 2, cell[:, 0] + GRID // 2])
     flat = plane.reshape(-1, GRID, GRID)
     out = [map_coordinates(p, coords, order=3, mode="constant").reshape(camera) for p in flat]
@@ -58,7 +65,9 @@ def place_affine(plane: np.ndarray, reg: PlaneToCamera, camera: tuple[int, int])
 
 
 @pytest.mark.parametrize("multiplex", ["never", "always"])
-def test_identity_registration_reproduces_the_digital_twin(bank: KernelBank, multiplex: str) -> None:
+def test_identity_registration_reproduces_the_digital_twin(
+    bank: KernelBank, multiplex: str
+) -> None:
     prog = program(bank, multiplex)
     imgs = images()
     frames = place_identity(planes(prog, imgs), CAMERA).astype(np.float32)
@@ -80,8 +89,16 @@ def test_dark_flat_exposure_and_channel_gain_are_undone(bank: KernelBank) -> Non
     scale = 3000.0 / clean.max()  # counts per plane unit, like an exposure
     frames = np.rint(clean * flat * scale + dark).clip(0, 65535).astype(np.uint16)
     gain, offset = np.array([1.0, 2.0, 0.5, -1.0]), np.array([0.0, 0.1, -0.2, 0.3])
-    ex = FeatureExtractor.for_program(prog, PlaneToCamera.identity(CAMERA), CAMERA, dark=dark, flat=flat,
-                                      exposure_scale=scale, channel_gain=gain, channel_offset=offset)
+    ex = FeatureExtractor.for_program(
+        prog,
+        PlaneToCamera.identity(CAMERA),
+        CAMERA,
+        dark=dark,
+        flat=flat,
+        exposure_scale=scale,
+        channel_gain=gain,
+        channel_offset=offset,
+    )
     got = ex(frames)
     ref = prog.simulate(imgs).float() * torch.tensor(gain).float().view(1, -1, 1, 1)
     ref = ref + torch.tensor(offset).float().view(1, -1, 1, 1)
@@ -90,7 +107,9 @@ def test_dark_flat_exposure_and_channel_gain_are_undone(bank: KernelBank) -> Non
     assert err < 5e-3
 
 
-@pytest.mark.parametrize(("scale", "camera", "tolerance"), [(1.02, CAMERA, 0.065), (2.04, (300, 320), 0.02)])
+@pytest.mark.parametrize(
+    ("scale", "camera", "tolerance"), [(1.02, CAMERA, 0.065), (2.04, (300, 320), 0.02)]
+)
 def test_known_affine_is_recovered_within_interpolation_error(
     bank: KernelBank, scale: float, camera: tuple[int, int], tolerance: float
 ) -> None:
@@ -103,8 +122,10 @@ def test_known_affine_is_recovered_within_interpolation_error(
     prog = program(bank)
     imgs = images()
     t = np.deg2rad(1.0)
-    reg = PlaneToCamera(scale * np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]]),
-                        [camera[1] / 2 + 3.3, camera[0] / 2 - 2.6])
+    reg = PlaneToCamera(
+        scale * np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]]),
+        [camera[1] / 2 + 3.3, camera[0] / 2 - 2.6],
+    )
     frames = place_affine(planes(prog, imgs)[:, 0], reg, camera).astype(np.float32)
     got = FeatureExtractor.for_program(prog, reg, camera)(frames)
     ref = prog.simulate(imgs).float()
@@ -128,20 +149,29 @@ def test_resamples_to_the_back_end_grid_and_rejects_wrong_frames(bank: KernelBan
     with pytest.raises(ConfigError, match="expected camera frames"):
         ex(frames[:, :100])
     with pytest.raises(ConfigError, match="channel_gain"):
-        FeatureExtractor.for_program(prog, PlaneToCamera.identity(CAMERA), CAMERA, channel_gain=[1.0])
+        FeatureExtractor.for_program(
+            prog, PlaneToCamera.identity(CAMERA), CAMERA, channel_gain=[1.0]
+        )
 
 
 def test_a_list_of_frames_gives_the_same_features_as_a_stack(bank: KernelBank) -> None:
     prog = program(bank)
     frames = place_identity(planes(prog, images())[:, 0], CAMERA).astype(np.float32)
     rng = np.random.default_rng(3)
-    ex = FeatureExtractor.for_program(prog, PlaneToCamera.identity(CAMERA), CAMERA, dark=rng.random(CAMERA),
-                                      flat=0.9 + 0.2 * rng.random(CAMERA))
+    ex = FeatureExtractor.for_program(
+        prog,
+        PlaneToCamera.identity(CAMERA),
+        CAMERA,
+        dark=rng.random(CAMERA),
+        flat=0.9 + 0.2 * rng.random(CAMERA),
+    )
     torch.testing.assert_close(ex(list(frames)), ex(frames), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("multiplex", ["never", "always"])
-def test_channel_filter_is_a_depthwise_correlation_after_k_plus_minus_k_minus(bank: KernelBank, multiplex: str) -> None:
+def test_channel_filter_is_a_depthwise_correlation_after_k_plus_minus_k_minus(
+    bank: KernelBank, multiplex: str
+) -> None:
     """feature = filter ⋆ (k⁺ − k⁻ features) + offset, zero padded, with the dark frame still subtracted."""
     prog = program(bank, multiplex)
     imgs = images()
@@ -151,8 +181,15 @@ def test_channel_filter_is_a_depthwise_correlation_after_k_plus_minus_k_minus(ba
     frames = frames if multiplex == "always" else frames[:, 0]
     filt = np.random.default_rng(1).normal(size=(4, 3, 3))
     offset = np.array([0.0, 0.1, -0.2, 0.3])
-    ex = FeatureExtractor.for_program(prog, PlaneToCamera.identity(CAMERA), CAMERA, dark=dark,
-                                      channel_gain=np.full(4, 7.0), channel_offset=offset, channel_filter=filt)
+    ex = FeatureExtractor.for_program(
+        prog,
+        PlaneToCamera.identity(CAMERA),
+        CAMERA,
+        dark=dark,
+        channel_gain=np.full(4, 7.0),
+        channel_offset=offset,
+        channel_filter=filt,
+    )
     got = ex(frames)
     plain = prog.simulate(imgs).double()
     ref = torch.nn.functional.conv2d(plain, torch.from_numpy(filt)[:, None], padding=1, groups=4)
@@ -161,13 +198,19 @@ def test_channel_filter_is_a_depthwise_correlation_after_k_plus_minus_k_minus(ba
     assert float((got.double() - ref).abs().max() / ref.abs().max()) < 1e-3
     delta = np.zeros((4, 1, 1))
     delta[:] = 1.0  # a 1×1 filter of ones is the plain extractor
-    same = FeatureExtractor.for_program(prog, PlaneToCamera.identity(CAMERA), CAMERA, dark=dark, channel_filter=delta)
-    base = FeatureExtractor.for_program(prog, PlaneToCamera.identity(CAMERA), CAMERA, dark=dark)(frames)
+    same = FeatureExtractor.for_program(
+        prog, PlaneToCamera.identity(CAMERA), CAMERA, dark=dark, channel_filter=delta
+    )
+    base = FeatureExtractor.for_program(prog, PlaneToCamera.identity(CAMERA), CAMERA, dark=dark)(
+        frames
+    )
     # float32 rounding of the 100-count dark (1000× the signal, cancelled after sampling) differs between the two
     # evaluation orders by ~1e-7 · 1000
     assert float((same(frames) - base).abs().max() / base.abs().max()) < 3e-4
     with pytest.raises(ConfigError, match="channel_filter"):
-        FeatureExtractor.for_program(prog, PlaneToCamera.identity(CAMERA), CAMERA, channel_filter=np.ones((4, 2, 2)))
+        FeatureExtractor.for_program(
+            prog, PlaneToCamera.identity(CAMERA), CAMERA, channel_filter=np.ones((4, 2, 2))
+        )
 
 
 @pytest.mark.parametrize("multiplex", ["never", "always"])
@@ -179,14 +222,17 @@ def test_per_tile_filters_act_on_each_tile_separately(bank: KernelBank, multiple
     """
     prog = program(bank, multiplex)
     clean = place_identity(planes(prog, images()), CAMERA)
-    dark = 0.5 + 0.1 * np.random.default_rng(0).random(CAMERA)  # a dark of the signal's order keeps float32's digits
+    dark = 0.5 + 0.1 * np.random.default_rng(0).random(
+        CAMERA
+    )  # a dark of the signal's order keeps float32's digits
     frames = (clean + dark).astype(np.float32)
     frames = frames if multiplex == "always" else frames[:, 0]
     ident = PlaneToCamera.identity(CAMERA)
 
     def extract(filt: np.ndarray | None, offset: np.ndarray | None = None) -> torch.Tensor:
-        return FeatureExtractor.for_program(prog, ident, CAMERA, dark=dark, channel_filter=filt,
-                                            channel_offset=offset)(frames).double()
+        return FeatureExtractor.for_program(
+            prog, ident, CAMERA, dark=dark, channel_filter=filt, channel_offset=offset
+        )(frames).double()
 
     delta = np.zeros((4, 2, 3, 3))
     delta[:, 0, 1, 1] = 1.0
@@ -195,7 +241,9 @@ def test_per_tile_filters_act_on_each_tile_separately(bank: KernelBank, multiple
     plain = extract(None)
     assert float((pos + neg - plain).abs().max() / plain.abs().max()) < 1e-5
     scale = float(plain.abs().max())
-    assert float(pos.min()) > -1e-5 * scale and float(neg.max()) < 1e-5 * scale  # k⁺ adds light, k⁻ subtracts it
+    assert (
+        float(pos.min()) > -1e-5 * scale and float(neg.max()) < 1e-5 * scale
+    )  # k⁺ adds light, k⁻ subtracts it
     assert float(neg.abs().max()) > 0.1 * float(pos.abs().max())  # both tiles carry signal
     filt = np.random.default_rng(3).normal(size=(4, 2, 5, 5))
     offset = np.array([0.0, 0.1, -0.2, 0.3])
@@ -208,6 +256,8 @@ def test_per_tile_filters_act_on_each_tile_separately(bank: KernelBank, multiple
 
 def test_tiles_partly_off_the_camera_are_refused(bank: KernelBank) -> None:
     prog = compile_bank(bank, 28, modulation="complex")
-    shifted = PlaneToCamera(np.eye(2), np.array([CAMERA[1] - 20.0, CAMERA[0] / 2]))  # axis near the right edge
+    shifted = PlaneToCamera(
+        np.eye(2), np.array([CAMERA[1] - 20.0, CAMERA[0] / 2])
+    )  # axis near the right edge
     with pytest.raises(ConfigError, match="outside the"):
         FeatureExtractor.for_program(prog, shifted, CAMERA)

@@ -22,8 +22,11 @@ def student(tmp_path_factory) -> Path:
 
     cfg = ModelConfig(kind="student", widths=(4, 8), detection="incoherent")
     torch.manual_seed(0)
-    return save_checkpoint(tmp_path_factory.mktemp("ck") / "student.pt", build_model(cfg),
-                           make_metadata(cfg, dataset={"name": "mnist5k", "split_seed": 0}))
+    return save_checkpoint(
+        tmp_path_factory.mktemp("ck") / "student.pt",
+        build_model(cfg),
+        make_metadata(cfg, dataset={"name": "mnist5k", "split_seed": 0}),
+    )
 
 
 def _json(capsys) -> dict:
@@ -35,14 +38,17 @@ def _disconnect_camera_after(bench, frames: int) -> None:
     camera.faults.disconnect_after_n = camera.frames_delivered + frames
 
 
-def test_run_stopped_by_a_camera_fault_exits_3_and_keeps_the_partial_run(student, tmp_path, monkeypatch,
-                                                                         capsys) -> None:
+def test_run_stopped_by_a_camera_fault_exits_3_and_keeps_the_partial_run(
+    student, tmp_path, monkeypatch, capsys
+) -> None:
     import lab4f.bench.run as run_module
 
     inner = run_module.run_dataset
 
     def faulty(setup, *args, **kwargs):
-        _disconnect_camera_after(setup.bench, 6)  # once the stream runs: some inputs processed, then the fault
+        _disconnect_camera_after(
+            setup.bench, 6
+        )  # once the stream runs: some inputs processed, then the fault
         return inner(setup, *args, **kwargs)
 
     monkeypatch.setattr(run_module, "run_dataset", faulty)
@@ -58,13 +64,16 @@ def test_run_stopped_by_a_camera_fault_exits_3_and_keeps_the_partial_run(student
     with h5py.File(out) as f:  # the partial run is readable
         assert len(f["labels"]) == payload["n"] == payload["processed"]
     # in words: the error on stderr names the device and the file
-    code = main(["run", "--checkpoint", str(student), "--limit", "40", "--out", str(tmp_path / "r2.h5")])
+    code = main(
+        ["run", "--checkpoint", str(student), "--limit", "40", "--out", str(tmp_path / "r2.h5")]
+    )
     err = capsys.readouterr().err
     assert code == 3 and "camera (sim-4f-camera)" in err and "r2.h5" in err
 
 
-def test_calibrate_stopped_by_a_device_fault_exits_3_and_keeps_the_previous_record(tmp_path, monkeypatch,
-                                                                                   capsys) -> None:
+def test_calibrate_stopped_by_a_device_fault_exits_3_and_keeps_the_previous_record(
+    tmp_path, monkeypatch, capsys
+) -> None:
     import lab4f.calibration.runner as runner
     from lab4f.calibration import latest_record, list_records
 
@@ -99,8 +108,22 @@ def test_finetune_stopped_by_a_device_fault_exits_3(student, tmp_path, monkeypat
 
     monkeypatch.setattr(hybrid, "capture_features", faulty)
     out = tmp_path / "back.pt"
-    code = main(["finetune", "--checkpoint", str(student), "--train-images", "16", "--limit", "16", "--epochs", "1",
-                 "--out", str(out), "--json"])
+    code = main(
+        [
+            "finetune",
+            "--checkpoint",
+            str(student),
+            "--train-images",
+            "16",
+            "--limit",
+            "16",
+            "--epochs",
+            "1",
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
     payload = _json(capsys)
     assert code == 3 and payload["ok"] is False and payload["stop_reason"] == "device_error"
     assert payload["error_role"] == "camera" and "nothing was saved" in payload["message"]

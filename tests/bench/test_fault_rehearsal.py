@@ -25,23 +25,36 @@ def student(tmp_path_factory) -> Path:
 
     cfg = ModelConfig(kind="student", widths=(4, 8), detection="incoherent")
     torch.manual_seed(0)
-    return save_checkpoint(tmp_path_factory.mktemp("ck") / "student.pt", build_model(cfg),
-                           make_metadata(cfg, dataset={"name": "mnist5k", "split_seed": 0}))
+    return save_checkpoint(
+        tmp_path_factory.mktemp("ck") / "student.pt",
+        build_model(cfg),
+        make_metadata(cfg, dataset={"name": "mnist5k", "split_seed": 0}),
+    )
 
 
 def _run(capsys, student: Path, out: Path, *extra: str) -> tuple[int, dict]:
-    code = main(["run", "--checkpoint", str(student), "--limit", "60", "--out", str(out), *extra, "--json"])
+    code = main(
+        ["run", "--checkpoint", str(student), "--limit", "60", "--out", str(out), *extra, "--json"]
+    )
     return code, json.loads(capsys.readouterr().out)
 
 
-def test_faults_table_in_the_config_arms_the_device(tmp_path: Path, student: Path, capsys, monkeypatch,
-                                                   instant_bench_toml: str) -> None:
+def test_faults_table_in_the_config_arms_the_device(
+    tmp_path: Path, student: Path, capsys, monkeypatch, instant_bench_toml: str
+) -> None:
     monkeypatch.delenv("LAB4F_FAULTS", raising=False)
-    config = tmp_path / "bench.toml"  # instant timing: every camera frame is an input's (no stale frames skipped)
-    config.write_text(instant_bench_toml
-                      + "[faults.camera]\ndisconnect_after_n = 30\n[faults.slm]\nslm_write_failure_after_n = 5\n")
+    config = (
+        tmp_path / "bench.toml"
+    )  # instant timing: every camera frame is an input's (no stale frames skipped)
+    config.write_text(
+        instant_bench_toml
+        + "[faults.camera]\ndisconnect_after_n = 30\n[faults.slm]\nslm_write_failure_after_n = 5\n"
+    )
     cfg = load_bench_config(config)
-    assert cfg.faults == {"camera": {"disconnect_after_n": 30}, "slm": {"slm_write_failure_after_n": 5}}
+    assert cfg.faults == {
+        "camera": {"disconnect_after_n": 30},
+        "slm": {"slm_write_failure_after_n": 5},
+    }
     with Bench(cfg) as bench:
         assert bench.devices["camera"].faults.disconnect_after_n == 30
         assert bench.devices["slm"].faults.slm_write_failure_after_n == 5
@@ -55,9 +68,13 @@ def test_faults_table_in_the_config_arms_the_device(tmp_path: Path, student: Pat
 
 
 def test_lab4f_faults_for_one_run(tmp_path: Path, student: Path, capsys, monkeypatch) -> None:
-    monkeypatch.setenv("LAB4F_FAULTS", "camera.disconnect_after_n=30,slm.slm_write_failure_after_n=2")
-    assert load_bench_config(None).faults == {"camera": {"disconnect_after_n": 30},
-                                              "slm": {"slm_write_failure_after_n": 2}}
+    monkeypatch.setenv(
+        "LAB4F_FAULTS", "camera.disconnect_after_n=30,slm.slm_write_failure_after_n=2"
+    )
+    assert load_bench_config(None).faults == {
+        "camera": {"disconnect_after_n": 30},
+        "slm": {"slm_write_failure_after_n": 2},
+    }
     code, payload = _run(capsys, student, tmp_path / "a.h5")
     assert code == 3 and payload["error_role"] == "camera" and payload["processed"] == 30
     # the SLM refuses its first write (the program's phase): the run cannot start, and says which device
@@ -69,29 +86,44 @@ def test_lab4f_faults_for_one_run(tmp_path: Path, student: Path, capsys, monkeyp
     # an instrument that stops answering (SCPI exchanges counted from connect)
     monkeypatch.setenv("LAB4F_FAULTS", "light_source.disconnect_after_n=2")
     code, payload = _run(capsys, student, tmp_path / "c.h5")
-    assert code == 3 and payload["error"] == "DeviceDisconnected" and payload["error_role"] == "light_source"
+    assert (
+        code == 3
+        and payload["error"] == "DeviceDisconnected"
+        and payload["error_role"] == "light_source"
+    )
     # the environment adds to the config's table, field by field
     config = tmp_path / "bench.toml"
     config.write_text("[faults.camera]\ndisconnect_after_n = 30\ndrop_every_n = 7\n")
     monkeypatch.setenv("LAB4F_FAULTS", "camera.disconnect_after_n=5")
-    assert load_bench_config(config).faults == {"camera": {"disconnect_after_n": 5, "drop_every_n": 7}}
+    assert load_bench_config(config).faults == {
+        "camera": {"disconnect_after_n": 5, "drop_every_n": 7}
+    }
 
 
-@pytest.mark.parametrize(("value", "says"), [
-    ("camera.disconect_after_n=3", "'disconect_after_n' is not a fault"),
-    ("camera.disconnect_after_n=soon", "valid integer"),
-    ("camera.drop_every_n=1", "drop_every_n=1 would drop every frame"),
-    ("kamera.disconnect=true", "'kamera' is not a bench role"),
-    ("camera=3", "is not role.field=value"),
-    ("shutter.drop_every_n=3", "do not apply to an SCPI instrument"),
-])
-def test_bad_lab4f_faults_is_a_config_error_naming_it(value: str, says: str, capsys, monkeypatch) -> None:
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("camera.disconect_after_n=3", "'disconect_after_n' is not a fault"),
+        ("camera.disconnect_after_n=soon", "valid integer"),
+        ("camera.drop_every_n=1", "drop_every_n=1 would drop every frame"),
+        ("kamera.disconnect=true", "'kamera' is not a bench role"),
+        ("camera=3", "is not role.field=value"),
+        ("shutter.drop_every_n=3", "do not apply to an SCPI instrument"),
+    ],
+)
+def test_bad_lab4f_faults_is_a_config_error_naming_it(
+    value: str, says: str, capsys, monkeypatch
+) -> None:
     with pytest.raises(ConfigError, match=says):
         faults_from_env(value)
     monkeypatch.setenv("LAB4F_FAULTS", value)
     assert main(["bench", "info", "--json"]) == 2
     payload = json.loads(capsys.readouterr().out)
-    assert payload["error"] == "ConfigError" and "LAB4F_FAULTS" in payload["message"] and says in payload["message"]
+    assert (
+        payload["error"] == "ConfigError"
+        and "LAB4F_FAULTS" in payload["message"]
+        and says in payload["message"]
+    )
 
 
 def test_bad_faults_table_names_the_config_and_the_key(tmp_path: Path, capsys, monkeypatch) -> None:
@@ -100,7 +132,11 @@ def test_bad_faults_table_names_the_config_and_the_key(tmp_path: Path, capsys, m
     config.write_text("[faults.camera]\ndisconnect_after = 30\n")
     assert main(["bench", "info", "--config", str(config), "--json"]) == 2
     msg = json.loads(capsys.readouterr().out)["message"]
-    assert str(config) in msg and "[faults.camera]" in msg and "'disconnect_after' is not a fault" in msg
+    assert (
+        str(config) in msg
+        and "[faults.camera]" in msg
+        and "'disconnect_after' is not a fault" in msg
+    )
 
 
 def test_faults_only_for_devices_that_can_inject_them() -> None:

@@ -18,10 +18,16 @@ def quiet_bench() -> Bench:
     saturation), a point on the display, the source at 1 mW and off, the shutter closed. The simulated instruments
     keep their state between connections within a process, as real ones do between sessions, so it is set here,
     not assumed."""
-    cfg = load_bench_config().with_settings(camera={"noise": False, "max_fps": None, "exposure_s": 2e-4})
+    cfg = load_bench_config().with_settings(
+        camera={"noise": False, "max_fps": None, "exposure_s": 2e-4}
+    )
     bench = Bench(cfg).connect()
     bench.display.show_point()
-    bench.light_source.output_on, bench.light_source.power_mw, bench.shutter.is_open = False, 1.0, False
+    bench.light_source.output_on, bench.light_source.power_mw, bench.shutter.is_open = (
+        False,
+        1.0,
+        False,
+    )
     return bench
 
 
@@ -48,7 +54,9 @@ def test_light_off_or_shutter_closed_is_dark_and_power_scales_the_signal() -> No
         assert bench.camera.light_level() == 0.0
 
 
-def test_the_source_safety_limit_still_applies_and_a_refused_setting_leaves_the_light_as_it_was() -> None:
+def test_the_source_safety_limit_still_applies_and_a_refused_setting_leaves_the_light_as_it_was() -> (
+    None
+):
     with quiet_bench() as bench:
         bench.illuminate()
         before = signal(bench)
@@ -70,8 +78,11 @@ def test_a_raw_command_is_read_back_not_assumed() -> None:
 
 
 def test_a_camera_without_source_or_shutter_sees_the_reference_flux() -> None:
-    cfg = BenchConfig(light_source=None, shutter=None,
-                      camera=DeviceConfig(driver="Simulated4fCamera", settings={"noise": False}))
+    cfg = BenchConfig(
+        light_source=None,
+        shutter=None,
+        camera=DeviceConfig(driver="Simulated4fCamera", settings={"noise": False}),
+    )
     with Bench(cfg) as bench:
         bench.display.show_point()
         assert bench.camera.light_level() == 1.0 and signal(bench) > 500
@@ -83,8 +94,12 @@ def test_bench_snap_switches_the_light_for_its_frame_and_restores_it(tmp_path, c
     lit, dark = tmp_path / "lit", tmp_path / "dark"
     assert main(["bench", "snap", "--out", str(lit), "--json"]) == 0
     assert main(["bench", "snap", "--out", str(dark), "--light", "off", "--json"]) == 0
-    out = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    assert out[0]["max"] > 1000 and out[1]["max"] < OFFSET + 50  # a dark frame: offset and read noise only
+    out = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")
+    ]
+    assert (
+        out[0]["max"] > 1000 and out[1]["max"] < OFFSET + 50
+    )  # a dark frame: offset and read noise only
     with h5py.File(dark.with_suffix(".h5")) as f:
         assert f.attrs["light"] == "off"
 
@@ -99,7 +114,9 @@ def test_a_source_connected_anew_drives_the_camera() -> None:
         old = bench.devices.pop("light_source")
         old.close()
         assert signal(bench) == pytest.approx(at_1mw)  # disconnected: the light stays as it was
-        new = bench.devices["light_source"] = build_device("light_source", bench.config.light_source, bench.devices)
+        new = bench.devices["light_source"] = build_device(
+            "light_source", bench.config.light_source, bench.devices
+        )
         bench.couple_light()
         new.power_mw = 2.0
         assert signal(bench) == pytest.approx(2 * at_1mw, rel=2e-3)
@@ -117,8 +134,10 @@ def test_closing_the_bench_puts_the_light_back_as_it_was_before_a_run() -> None:
     bench.illuminate()  # twice: the state to restore is the one before the first
     assert bench.light_source.output_on and bench.shutter.is_open
     bench.close()
-    with LightSource(LightSourceSettings(visa_library="@lab4f-sim")) as src, \
-            Shutter(ShutterSettings(visa_library="@lab4f-sim")) as sh:
+    with (
+        LightSource(LightSourceSettings(visa_library="@lab4f-sim")) as src,
+        Shutter(ShutterSettings(visa_library="@lab4f-sim")) as sh,
+    ):
         assert not src.output_on and not sh.is_open
         src.output_on, sh.is_open = True, True  # a source that was on before stays on
     with Bench(BenchConfig(on_exit="as_found")) as bench:
@@ -131,13 +150,17 @@ def test_closing_the_bench_makes_the_light_safe_by_default() -> None:
     """on_exit = "safe" (the default): shutter shut and source off on close, even if they were on before."""
     from lab4f.drivers.instruments import LightSource, LightSourceSettings, Shutter, ShutterSettings
 
-    with LightSource(LightSourceSettings(visa_library="@lab4f-sim")) as src, \
-            Shutter(ShutterSettings(visa_library="@lab4f-sim")) as sh:
+    with (
+        LightSource(LightSourceSettings(visa_library="@lab4f-sim")) as src,
+        Shutter(ShutterSettings(visa_library="@lab4f-sim")) as sh,
+    ):
         src.output_on, sh.is_open = True, True
     with Bench(BenchConfig()) as bench:
         bench.illuminate()
-    with LightSource(LightSourceSettings(visa_library="@lab4f-sim")) as src, \
-            Shutter(ShutterSettings(visa_library="@lab4f-sim")) as sh:
+    with (
+        LightSource(LightSourceSettings(visa_library="@lab4f-sim")) as src,
+        Shutter(ShutterSettings(visa_library="@lab4f-sim")) as sh,
+    ):
         assert not src.output_on and not sh.is_open
 
 
@@ -162,13 +185,15 @@ def test_sigterm_mid_run_leaves_the_light_safe(tmp_path) -> None:
         "        bench.camera.get_image()\n"
     )
     env = dict(os.environ, LAB4F_VISA_TRANSCRIPT=str(transcript))
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env
+    )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "lit"
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 128 + signal.SIGTERM
     sent = [line.split("\t")[1].strip() for line in transcript.read_text().splitlines()]
     lit = max(i for i, m in enumerate(sent) if m == "OUTP 1")
-    after = sent[lit + 1:]
+    after = sent[lit + 1 :]
     assert "SHUT 0" in after and "OUTP 0" in after
     assert after.index("SHUT 0") < after.index("OUTP 0")  # the shutter closes first
 

@@ -18,15 +18,21 @@ from lab4f.errors import ConfigError
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-def test_a_setting_that_no_constructor_takes_is_refused_before_any_device_opens(monkeypatch) -> None:
+def test_a_setting_that_no_constructor_takes_is_refused_before_any_device_opens(
+    monkeypatch,
+) -> None:
     """Meadowlark(verbose=False) reaches slmsuite's SLM.__init__, which rejects it — after the SDK loaded. The
     preflight walks the __init__ chain through **kwargs and refuses it first."""
     import slmsuite.hardware.slms.meadowlark as mdl
 
-    cfg = BenchConfig(slm=DeviceConfig(driver="Meadowlark", settings={"verbose": False, "wav_um": 0.633}))
+    cfg = BenchConfig(
+        slm=DeviceConfig(driver="Meadowlark", settings={"verbose": False, "wav_um": 0.633})
+    )
     findings = check_config(cfg)
     assert [f.role for f in findings if f.level == "error"] == ["slm"]
-    assert "verbose" in findings[0].message and "wav_um" not in findings[0].message.split("takes")[0]
+    assert (
+        "verbose" in findings[0].message and "wav_um" not in findings[0].message.split("takes")[0]
+    )
     calls = []
     monkeypatch.setattr(mdl.Meadowlark, "__init__", lambda self, *a, **k: calls.append(k))
     with pytest.raises(ConfigError, match="verbose"):
@@ -38,13 +44,18 @@ def test_accepted_keywords_walks_kwargs_to_the_base_class() -> None:
     from slmsuite.hardware.slms.meadowlark import Meadowlark
 
     names = accepted_keywords(Meadowlark)
-    assert names is not None and {"slm_number", "lut_path", "wav_um", "settle_time_s", "bitdepth"} <= names
+    assert (
+        names is not None
+        and {"slm_number", "lut_path", "wav_um", "settle_time_s", "bitdepth"} <= names
+    )
 
     class Anything:
         def __init__(self, **kwargs: object) -> None:
             pass
 
-    assert accepted_keywords(Anything) is None  # a chain ending in **kwargs accepts anything: not checkable
+    assert (
+        accepted_keywords(Anything) is None
+    )  # a chain ending in **kwargs accepts anything: not checkable
 
 
 def test_lab4f_drivers_are_checked_by_their_settings_models() -> None:
@@ -71,20 +82,29 @@ def test_external_driver_by_module_and_class(tmp_path, monkeypatch) -> None:
         "    def known(self, name):\n"
         "        return getattr(self, name)\n"
         "    def close(self):\n"
-        "        pass\n")
+        "        pass\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
-    cfg = BenchConfig(shutter=DeviceConfig(driver="mylab_drivers:BeamBlock", settings={"port": "COM7"}))
+    cfg = BenchConfig(
+        shutter=DeviceConfig(driver="mylab_drivers:BeamBlock", settings={"port": "COM7"})
+    )
     with Bench(cfg) as bench:
         assert bench.shutter.port == "COM7" and bench.shutter.connected
-    bad = BenchConfig(shutter=DeviceConfig(driver="mylab_drivers:BeamBlock", settings={"baud": 9600}))
+    bad = BenchConfig(
+        shutter=DeviceConfig(driver="mylab_drivers:BeamBlock", settings={"baud": 9600})
+    )
     assert "baud" in check_config(bad)[0].message
     with pytest.raises(ConfigError, match="cannot import"):
         Bench(BenchConfig(shutter=DeviceConfig(driver="nosuchpackage.mod:X"))).connect()
 
 
 def _cli(*args: str) -> tuple[int, dict]:
-    proc = subprocess.run([sys.executable, "-m", "lab4f.cli", *args], capture_output=True, text=True, timeout=300)
-    return proc.returncode, json.loads(proc.stdout.strip().splitlines()[-1], parse_constant=lambda c: 1 / 0)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lab4f.cli", *args], capture_output=True, text=True, timeout=300
+    )
+    return proc.returncode, json.loads(
+        proc.stdout.strip().splitlines()[-1], parse_constant=lambda c: 1 / 0
+    )
 
 
 def test_bench_check_on_the_lab_example_names_the_missing_sdk() -> None:
@@ -94,9 +114,15 @@ def test_bench_check_on_the_lab_example_names_the_missing_sdk() -> None:
     assert code != 0 and out["ok"] is False
     assert "SDK" in out["message"] and "setting" not in out["message"]
     code, out = _cli("bench", "check", "--json")
-    assert code == 0 and out["ok"] and set(out["devices"]) == {"slm", "display", "camera", "light_source", "shutter"}
+    assert (
+        code == 0
+        and out["ok"]
+        and set(out["devices"]) == {"slm", "display", "camera", "light_source", "shutter"}
+    )
     code, out = _cli("bench", "drivers", "--json")
-    assert code == 0 and any(d["driver"] == "HarvestersCamera" and d["importable"] for d in out["drivers"])
+    assert code == 0 and any(
+        d["driver"] == "HarvestersCamera" and d["importable"] for d in out["drivers"]
+    )
 
 
 def test_a_student_for_another_detection_is_refused_at_compile_and_run(tmp_path) -> None:
@@ -110,7 +136,9 @@ def test_a_student_for_another_detection_is_refused_at_compile_and_run(tmp_path)
     from lab4f.errors import MismatchError
     from lab4f.models import ModelConfig, build_model
 
-    cfg = ModelConfig(kind="student", widths=(4,), kernel_size=3, image_size=28, detection="coherent")
+    cfg = ModelConfig(
+        kind="student", widths=(4,), kernel_size=3, image_size=28, detection="coherent"
+    )
     path = tmp_path / "coherent.pt"
     torch.manual_seed(0)
     save_checkpoint(path, build_model(cfg), make_metadata(cfg))
@@ -129,12 +157,20 @@ def test_vendor_files_in_the_slm_settings_are_loaded_and_recorded(tmp_path) -> N
 
     path = tmp_path / "correction.png"
     Image.fromarray(np.zeros((512, 512), np.uint8)).save(path)
-    cfg = BenchConfig(slm=DeviceConfig(driver="SimulatedFourierSLM", settings={"phase_correction_path": str(path)}))
+    cfg = BenchConfig(
+        slm=DeviceConfig(
+            driver="SimulatedFourierSLM", settings={"phase_correction_path": str(path)}
+        )
+    )
     assert check_config(cfg) == []
     with Bench(cfg) as bench:
         snap = bench.info()["devices"]["slm"]["settings"]
     assert snap["phase_correction_path"] == str(path) and len(snap["phase_correction_sha256"]) == 64
-    missing = BenchConfig(slm=DeviceConfig(driver="SimulatedFourierSLM",
-                                           settings={"phase_correction_path": str(tmp_path / "nope.png")}))
+    missing = BenchConfig(
+        slm=DeviceConfig(
+            driver="SimulatedFourierSLM",
+            settings={"phase_correction_path": str(tmp_path / "nope.png")},
+        )
+    )
     with pytest.raises(ConfigError, match="phase_correction_path"):
         Bench(missing).connect()

@@ -19,8 +19,12 @@ from lab4f.storage import file_sha256
 
 
 def _record(path, sha=None, where=None):
-    return SimpleNamespace(program_path=str(path), program_sha256=sha or file_sha256(path), path=where,
-                           registration=PlaneToCamera.identity((512, 512)))
+    return SimpleNamespace(
+        program_path=str(path),
+        program_sha256=sha or file_sha256(path),
+        path=where,
+        registration=PlaneToCamera.identity((512, 512)),
+    )
 
 
 def test_record_program_finds_verifies_and_refuses(tmp_path):
@@ -38,29 +42,42 @@ def test_record_program_finds_verifies_and_refuses(tmp_path):
         record_program(_record(tmp_path / "gone.h5", sha="0" * 64))
 
 
-def test_run_without_program_uses_the_records_program_and_catches_another_checkpoint(trained_checkpoints, tmp_path):
+def test_run_without_program_uses_the_records_program_and_catches_another_checkpoint(
+    trained_checkpoints, tmp_path
+):
     # a stand-in record with a nominal (not measured) registration: no drift check at the start of the run
     with Bench(load_bench_config(None).model_copy(update={"drift_limit_px": None})) as bench:
-        program, path, _ = compile_checkpoint(trained_checkpoints["student"], bench, tmp_path / "s.program.h5",
-                                              progress=False)
+        program, path, _ = compile_checkpoint(
+            trained_checkpoints["student"], bench, tmp_path / "s.program.h5", progress=False
+        )
         setup = prepare(bench, trained_checkpoints["student"], record=_record(path))
         assert setup.program_path == path and setup.program.channels == program.channels
         # a record measured with a program compiled from other kernels (same shapes): refused, not silently used
-        other = compile_bank(KernelBank(torch.randn(program.channels, 1, program.kernel_size, program.kernel_size)),
-                             program.input_size, bench.geometry, camera_cells=bench.camera_cells())
+        other = compile_bank(
+            KernelBank(torch.randn(program.channels, 1, program.kernel_size, program.kernel_size)),
+            program.input_size,
+            bench.geometry,
+            camera_cells=bench.camera_cells(),
+        )
         other.save(tmp_path / "other.program.h5")
         with pytest.raises(MismatchError, match="kernel values"):
-            prepare(bench, trained_checkpoints["student"], record=_record(tmp_path / "other.program.h5"))
+            prepare(
+                bench, trained_checkpoints["student"], record=_record(tmp_path / "other.program.h5")
+            )
 
 
-def test_time_multiplexed_run_keeps_every_program_frame_of_its_samples(trained_checkpoints, mnist_splits):
+def test_time_multiplexed_run_keeps_every_program_frame_of_its_samples(
+    trained_checkpoints, mnist_splits
+):
     import numpy as np
 
     from lab4f.bench.run import run_dataset
 
     x, y = mnist_splits.test.tensors[:2]
     with Bench(load_bench_config(None)) as bench:
-        setup = prepare(bench, trained_checkpoints["student"], compile_kwargs={"multiplex": "always"})
+        setup = prepare(
+            bench, trained_checkpoints["student"], compile_kwargs={"multiplex": "always"}
+        )
         frames = len(setup.program.frames)
         assert frames > 1
         result = run_dataset(setup, x[:3], y[:3], samples=2)

@@ -41,21 +41,53 @@ def test_a_run_without_an_end_goes_round_its_feed(student, mnist_splits) -> None
     with Bench() as bench:
         setup = prepare(bench, student, compile_kwargs={"iterations": 5})
         assert setup.task is CLASSIFICATION
-        run = StreamRun(setup, x, y, policy="live", batch_size=4, capacity=8, samples=3, repeat=True,
-                        device_lock=lock, on_frame=frames.append, keep_results=100, digital_batch=2).start()
+        run = StreamRun(
+            setup,
+            x,
+            y,
+            policy="live",
+            batch_size=4,
+            capacity=8,
+            samples=3,
+            repeat=True,
+            device_lock=lock,
+            on_frame=frames.append,
+            keep_results=100,
+            digital_batch=2,
+        ).start()
         try:
             _wait(lambda: len(run.pipeline.results_since(0)[0]) >= 12)
         finally:
             run.stop()
         res = run.result()
     shown = [int(k) for k in res.indices]
-    assert len(shown) >= 12 and shown[:10] == [0, 1, 2, 3, 4, 0, 1, 2, 3, 4]  # round the feed, in order
-    assert len(frames) >= len(shown) and len(res.sample_frames) == 3 and res.sample_features.shape[0] == 3
+    assert len(shown) >= 12 and shown[:10] == [
+        0,
+        1,
+        2,
+        3,
+        4,
+        0,
+        1,
+        2,
+        3,
+        4,
+    ]  # round the feed, in order
+    assert (
+        len(frames) >= len(shown)
+        and len(res.sample_frames) == 3
+        and res.sample_features.shape[0] == 3
+    )
     with torch.no_grad():
         want = torch.softmax(setup.student(x), dim=1).numpy()
-    assert np.allclose(run.digital, want, atol=1e-6)  # the digital reference, once for the feed (in chunks)
+    assert np.allclose(
+        run.digital, want, atol=1e-6
+    )  # the digital reference, once for the feed (in chunks)
     assert np.allclose(res.digital_probs, want[res.indices], atol=1e-6)
-    assert res.labels.tolist() == y[res.indices].tolist() and res.optical_probs.shape == (len(shown), 10)
+    assert res.labels.tolist() == y[res.indices].tolist() and res.optical_probs.shape == (
+        len(shown),
+        10,
+    )
     assert res.metrics()["policy"] == "live"
 
 
@@ -65,7 +97,13 @@ def test_a_finite_run_ends_with_its_data(student, mnist_splits) -> None:  # noqa
     with Bench() as bench:
         setup = prepare(bench, student, compile_kwargs={"iterations": 5})
         res = run_dataset(setup, x, y, batch_size=4, samples=2)
-        assert res.indices.tolist() == list(range(6)) and res.summary.stats.stop_reason == "source_exhausted"
-        assert res.extra["sample_indices"] == [0, 1] and res.extra["sync"]["policy"] == setup.bench.sync.policy
+        assert (
+            res.indices.tolist() == list(range(6))
+            and res.summary.stats.stop_reason == "source_exhausted"
+        )
+        assert (
+            res.extra["sample_indices"] == [0, 1]
+            and res.extra["sync"]["policy"] == setup.bench.sync.policy
+        )
         with pytest.raises(ConfigError, match="at least one input"):
             StreamRun(setup, x[:0], y[:0], repeat=True)

@@ -21,8 +21,12 @@ REALISTIC = Path(__file__).resolve().parents[2] / "examples" / "realistic_timing
 
 
 def _camera(**settings) -> tuple[Simulated4fCamera, SimulatedDisplay]:
-    display = SimulatedDisplay(SimulatedDisplaySettings(refresh_hz=60.0, latency_frames=2, response_s=0.008))
-    cam = Simulated4fCamera(SimulatedFourierSLM(), display, SimulatedCameraSettings(noise=False, **settings))
+    display = SimulatedDisplay(
+        SimulatedDisplaySettings(refresh_hz=60.0, latency_frames=2, response_s=0.008)
+    )
+    cam = Simulated4fCamera(
+        SimulatedFourierSLM(), display, SimulatedCameraSettings(noise=False, **settings)
+    )
     return cam, display
 
 
@@ -37,11 +41,17 @@ def test_free_running_camera_queues_old_frames_oldest_first() -> None:
     time.sleep(0.1)  # 20 frame periods at 200 fps: three queue, the rest are lost
     t_pause_end = time.perf_counter()
     queued = [cam.read_frame() for _ in range(3)]
-    assert [f.frame_id for f in queued] == [first.frame_id + 1, first.frame_id + 2, first.frame_id + 3]
+    assert [f.frame_id for f in queued] == [
+        first.frame_id + 1,
+        first.frame_id + 2,
+        first.frame_id + 3,
+    ]
     assert all(f.end_s < t_pause_end - 0.05 for f in queued)  # exposed long before the fetch
     assert cam.frames_lost > 10
     fresh = cam.read_frame()
-    assert fresh.frame_id > queued[-1].frame_id + 10  # the gap: frames lost while the queue was full
+    assert (
+        fresh.frame_id > queued[-1].frame_id + 10
+    )  # the gap: frames lost while the queue was full
     time.sleep(0.05)
     t_drain = time.perf_counter()
     drained = cam.drain()
@@ -59,7 +69,9 @@ def test_newest_only_and_overwrite_keep_the_newest() -> None:
         time.sleep(0.1)
         t = time.perf_counter()
         frame = cam.read_frame()
-        assert frame.end_s > t - 0.02, handling  # one of the last few frames, not one from the pause's start
+        assert frame.end_s > t - 0.02, (
+            handling
+        )  # one of the last few frames, not one from the pause's start
 
 
 def test_display_shows_an_image_late_and_gradually() -> None:
@@ -91,7 +103,9 @@ def test_software_trigger_exposes_on_command_only() -> None:
 
 
 def test_incomplete_frames_are_flagged() -> None:
-    cam, _ = _camera(acquisition="free_running", incomplete_every_n=2, buffer_handling="OldestFirstOverwrite")
+    cam, _ = _camera(
+        acquisition="free_running", incomplete_every_n=2, buffer_handling="OldestFirstOverwrite"
+    )
     frames = [cam.read_frame() for _ in range(6)]
     assert any(not f.complete for f in frames) and cam.frames_incomplete >= 2
 
@@ -99,8 +113,13 @@ def test_incomplete_frames_are_flagged() -> None:
 def _step_bench(**camera) -> Bench:
     cfg = load_bench_config(REALISTIC)
     if camera:
-        cfg = cfg.model_copy(update={"camera": DeviceConfig(driver="Simulated4fCamera",
-                                                            settings=cfg.camera.settings | camera)})
+        cfg = cfg.model_copy(
+            update={
+                "camera": DeviceConfig(
+                    driver="Simulated4fCamera", settings=cfg.camera.settings | camera
+                )
+            }
+        )
     return Bench(cfg)
 
 
@@ -127,9 +146,16 @@ def test_the_built_in_bench_has_a_real_benchs_timing(realistic_default_bench) ->
     naive show -> next frame loop gets the previous image on it, and the settle policy does not."""
     with Bench() as bench:
         disp, cam, slm = bench.display, bench.devices["camera"], bench.devices["slm"]
-        assert (disp.settings.refresh_hz, disp.settings.latency_frames, disp.settings.response_s) == (60, 2, 0.008)
-        assert (cam.settings.acquisition, cam.settings.buffer_count, cam.settings.buffer_handling) == (
-            "free_running", 3, "OldestFirst")
+        assert (
+            disp.settings.refresh_hz,
+            disp.settings.latency_frames,
+            disp.settings.response_s,
+        ) == (60, 2, 0.008)
+        assert (
+            cam.settings.acquisition,
+            cam.settings.buffer_count,
+            cam.settings.buffer_handling,
+        ) == ("free_running", 3, "OldestFirst")
         assert (slm.settings.settle_s, slm.settings.settle_model) == (0.03, "exponential")
         assert bench.config.sync.policy == "settle"
         bench.illuminate()
@@ -193,7 +219,9 @@ def test_policy_none_counts_the_stale_frames_it_uses() -> None:
     with _step_bench() as bench:
         bench.set_sync_policy("none")
         bench.illuminate()
-        pairs = list(bench.sync.stream(10, lambda i: bench.show(np.full(bench.display.shape, 0.1 * i))))
+        pairs = list(
+            bench.sync.stream(10, lambda i: bench.show(np.full(bench.display.shape, 0.1 * i)))
+        )
         assert len(pairs) == 10 and bench.sync.counters.stale >= 8
 
 
@@ -214,7 +242,9 @@ def test_timing_step_measures_the_realistic_bench() -> None:
         camera_step(bench)
         r = timing_step(bench)
     v = r.values
-    assert 2 / 60 - 0.003 <= v["display_latency_min_s"] <= v["display_latency_max_s"] <= 3 / 60 + 0.006
+    assert (
+        2 / 60 - 0.003 <= v["display_latency_min_s"] <= v["display_latency_max_s"] <= 3 / 60 + 0.006
+    )
     assert 0.011 < v["display_response_s"] < 0.024
     assert 0.022 < v["slm_settle_s"] < 0.04
     assert r.quality["display_fit_rms"] < 0.05
@@ -230,7 +260,9 @@ def test_timing_step_refuses_an_unstable_display(monkeypatch) -> None:
         display = bench.devices["display"]
         rng = np.random.default_rng(0)
         on_time = display.on_time
-        monkeypatch.setattr(display, "on_time", lambda sent: on_time(sent) + rng.uniform(0, 0.08))  # a stuttering PC
+        monkeypatch.setattr(
+            display, "on_time", lambda sent: on_time(sent) + rng.uniform(0, 0.08)
+        )  # a stuttering PC
         with pytest.raises(CalibrationError, match="not stable"):
             timing_step(bench)
 
@@ -250,10 +282,16 @@ def test_realistic_timing_end_to_end(trained_checkpoints, mnist_splits, tmp_path
     test_x, test_y = test_x[:150], test_y[:150]
     results = {}
     with _step_bench() as bench:
-        _, program_path, _ = compile_checkpoint(trained_checkpoints["student"], bench, tmp_path / "p.h5",
-                                                progress=False)
-        record = run_calibration(bench, "all", program=OpticalProgram.load(program_path), program_path=program_path,
-                                 out_dir=tmp_path / "cal")
+        _, program_path, _ = compile_checkpoint(
+            trained_checkpoints["student"], bench, tmp_path / "p.h5", progress=False
+        )
+        record = run_calibration(
+            bench,
+            "all",
+            program=OpticalProgram.load(program_path),
+            program_path=program_path,
+            out_dir=tmp_path / "cal",
+        )
         assert record.timing is not None and record.timing["display_latency_min_s"] > 0.02
         setup = prepare(bench, trained_checkpoints["student"], record=record, program=program_path)
         for policy in ("none", "settle"):
@@ -264,8 +302,21 @@ def test_realistic_timing_end_to_end(trained_checkpoints, mnist_splits, tmp_path
         setup = prepare(bench, trained_checkpoints["student"], record=record, program=program_path)
         results["trigger"] = run_dataset(setup, test_x, test_y).metrics()
     for policy, m in results.items():
-        print(policy, {k: m[k] for k in ("optical_accuracy", "digital_accuracy", "agreement", "frames_per_s",
-                                         "stale", "unpaired", "skipped")})
+        print(
+            policy,
+            {
+                k: m[k]
+                for k in (
+                    "optical_accuracy",
+                    "digital_accuracy",
+                    "agreement",
+                    "frames_per_s",
+                    "stale",
+                    "unpaired",
+                    "skipped",
+                )
+            },
+        )
     none = results["none"]
     assert none["agreement"] < 0.5 and none["stale"] > 0.9 * len(test_y)
     for policy in ("settle", "trigger"):
@@ -279,7 +330,9 @@ def test_viky_camera_frame_after_show_is_newer_than_the_show() -> None:
     """Integration on the genicam wheel's viky.cti (free-running 20 fps, 3 OldestFirst buffers, no trigger, no
     timestamps: the driver's frame-ID clock): the naive fetch after a pause returns a frame exposed before the show;
     through the bench's sync, the frame's ID and mapped start prove it was exposed after the show."""
-    cfg = BenchConfig(camera=DeviceConfig(driver="HarvestersCamera"), light_source=None, shutter=None)
+    cfg = BenchConfig(
+        camera=DeviceConfig(driver="HarvestersCamera"), light_source=None, shutter=None
+    )
     with Bench(cfg) as bench:
         cam = bench.devices["camera"]
         cam.read_frame()
@@ -310,18 +363,38 @@ def test_marker_policy_end_to_end(trained_checkpoints, mnist_splits, tmp_path) -
     test_x, test_y = test_x[:150], test_y[:150]
     cfg = load_bench_config(REALISTIC.with_name("realistic_timing_marker.toml"))
     with Bench(cfg) as bench:
-        program, program_path, _ = compile_checkpoint(trained_checkpoints["student"], bench, tmp_path / "p.h5",
-                                                      progress=False)
+        program, program_path, _ = compile_checkpoint(
+            trained_checkpoints["student"], bench, tmp_path / "p.h5", progress=False
+        )
         lay = program.frames[0].layout
-        assert lay.pitch - (lay.input_size + lay.kernel_size - 1) > 2  # compiled with the code's gap
-        record = run_calibration(bench, "all", program=OpticalProgram.load(program_path), program_path=program_path,
-                                 out_dir=tmp_path / "cal")
+        assert (
+            lay.pitch - (lay.input_size + lay.kernel_size - 1) > 2
+        )  # compiled with the code's gap
+        record = run_calibration(
+            bench,
+            "all",
+            program=OpticalProgram.load(program_path),
+            program_path=program_path,
+            out_dir=tmp_path / "cal",
+        )
         setup = prepare(bench, trained_checkpoints["student"], record=record, program=program_path)
         m = run_dataset(setup, test_x, test_y).metrics()
         bench.set_sync_policy("none")
         naive = run_dataset(setup, test_x, test_y).metrics()
-    print({k: m[k] for k in ("optical_accuracy", "digital_accuracy", "agreement", "frames_per_s", "skipped")},
-          "none:", naive["agreement"])
+    print(
+        {
+            k: m[k]
+            for k in (
+                "optical_accuracy",
+                "digital_accuracy",
+                "agreement",
+                "frames_per_s",
+                "skipped",
+            )
+        },
+        "none:",
+        naive["agreement"],
+    )
     assert m["sync"]["policy"] == "marker" and m["processed"] == len(test_y)
     assert m["stale"] == 0 and m["unpaired"] == 0 and m["sync"]["paired"] == len(test_y)
     assert abs(m["optical_accuracy"] - m["digital_accuracy"]) <= 0.01, m
@@ -352,8 +425,11 @@ def test_hardware_trigger_lines_from_the_display_and_the_slm() -> None:
     with pytest.raises(Exception, match="no trigger"):
         cam.read_frame(0.05)  # nothing changed: no trigger, no frame
     slm = SimulatedFourierSLM()
-    cam2 = Simulated4fCamera(slm, SimulatedDisplay(), SimulatedCameraSettings(
-        noise=False, acquisition="triggered", trigger_source="slm"))
+    cam2 = Simulated4fCamera(
+        slm,
+        SimulatedDisplay(),
+        SimulatedCameraSettings(noise=False, acquisition="triggered", trigger_source="slm"),
+    )
     slm.set_phase(np.zeros(slm.shape), settle=False)
     assert cam2.read_frame().start_s == pytest.approx(slm.last_write_s)
 
@@ -383,5 +459,7 @@ def test_a_stream_left_early_still_accounts_for_every_delivered_frame() -> None:
             next(gen)
         gen.close()
         after = sync.counters.to_dict()
-        counted = sum(after[k] - before[k] for k in ("paired", "stale", "unpaired", "skipped", "incomplete"))
+        counted = sum(
+            after[k] - before[k] for k in ("paired", "stale", "unpaired", "skipped", "incomplete")
+        )
         assert after["paired"] - before["paired"] == 3 and counted == len(returned)

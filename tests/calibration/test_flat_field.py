@@ -21,18 +21,27 @@ from lab4f.optics import compile_bank
 from lab4f.optics.registration import PlaneToCamera
 from lab4f.spectral import KernelBank
 
-MISREGISTERED = {"affine_shift_px": (6.5, -4.25), "affine_rotation_deg": 3.0, "affine_scale": 1.04, "seed": 3}
+MISREGISTERED = {
+    "affine_shift_px": (6.5, -4.25),
+    "affine_rotation_deg": 3.0,
+    "affine_scale": 1.04,
+    "seed": 3,
+}
 PRNU = 0.02
 
 
 def make_bench(display: dict | None = None, **camera: object) -> Bench:
-    cfg = load_bench_config().with_settings(camera={**MISREGISTERED, **camera}, display=display or {})
+    cfg = load_bench_config().with_settings(
+        camera={**MISREGISTERED, **camera}, display=display or {}
+    )
     return Bench(cfg).connect()
 
 
 def make_program(bench: Bench):
     torch.manual_seed(0)
-    return compile_bank(KernelBank(torch.randn(4, 1, 5, 5)), 28, geometry=bench.geometry, iterations=30)
+    return compile_bank(
+        KernelBank(torch.randn(4, 1, 5, 5)), 28, geometry=bench.geometry, iterations=30
+    )
 
 
 def true_registration(bench: Bench) -> PlaneToCamera:
@@ -47,7 +56,9 @@ def tile_pixels(program, registration: PlaneToCamera, shape: tuple[int, int]) ->
         n = frame.layout.input_size
         j, i = np.meshgrid(np.arange(n) - n // 2, np.arange(n) - n // 2)
         for tile in frame.layout.tiles:
-            pts = registration.apply(np.stack([j.ravel() + tile.offset[1], i.ravel() + tile.offset[0]], axis=1))
+            pts = registration.apply(
+                np.stack([j.ravel() + tile.offset[1], i.ravel() + tile.offset[0]], axis=1)
+            )
             x0, y0 = np.floor(pts[:, 0]).astype(int), np.floor(pts[:, 1]).astype(int)
             for dy in (0, 1):
                 for dx in (0, 1):
@@ -72,18 +83,26 @@ def test_flat_recovers_the_sensor_prnu_under_every_tile(prnu_flat):
     measured = flat != 1.0
     # every pixel the tiles are read from (true registration, not the nominal one the step used) was measured
     tiles = tile_pixels(program, true_registration(bench), bench.camera.shape)
-    assert np.all(measured[tiles]), f"{np.count_nonzero(tiles & ~measured)} tile pixels have no flat"
+    assert np.all(measured[tiles]), (
+        f"{np.count_nonzero(tiles & ~measured)} tile pixels have no flat"
+    )
     assert q["flat_coverage"] == 1.0
     # ... and the flat there is the sensor's response map: measured 0.98 correlation, 0.40 % residual (32 frames)
     corr = np.corrcoef(flat[tiles], truth[tiles])[0, 1]
     residual = np.std(flat[tiles] / truth[tiles] * truth[tiles].mean() - 1.0)
-    print(f"flat vs true PRNU map under the tiles: corr {corr:.4f}, residual RMS {100 * residual:.2f} %, "
-          f"step's own error estimate {100 * q['flat_noise_rms']:.2f} %")
+    print(
+        f"flat vs true PRNU map under the tiles: corr {corr:.4f}, residual RMS {100 * residual:.2f} %, "
+        f"step's own error estimate {100 * q['flat_noise_rms']:.2f} %"
+    )
     assert corr > 0.95
     assert residual < 0.3 * PRNU
     assert 0.5 < residual / q["flat_noise_rms"] < 1.6  # the step's error estimate is honest
-    assert np.mean(flat[measured]) == pytest.approx(1.0, abs=1e-4)  # normalised to mean 1 where measured
-    assert q["flat_rms"] == pytest.approx(PRNU, rel=0.1) and q["flat_prnu_estimate"] == pytest.approx(PRNU, rel=0.1)
+    assert np.mean(flat[measured]) == pytest.approx(
+        1.0, abs=1e-4
+    )  # normalised to mean 1 where measured
+    assert q["flat_rms"] == pytest.approx(PRNU, rel=0.1) and q[
+        "flat_prnu_estimate"
+    ] == pytest.approx(PRNU, rel=0.1)
     assert 0.25 < q["flat_level_fraction"] < 0.5  # diffuse light exposed to ~half of full scale
     assert "flat RMS 2.0" in result.message
 
@@ -103,8 +122,13 @@ def test_flat_brings_features_back_to_a_uniform_sensor(prnu_flat):
         for img in images:
             b.show(img[0].numpy())
             frames.append(np.asarray(b.camera.get_image(), dtype=np.float32))
-        extractor = FeatureExtractor.for_program(program, true_registration(b), b.camera.shape,
-                                                 dark=b.camera.settings.dark_offset_adu, flat=flat)
+        extractor = FeatureExtractor.for_program(
+            program,
+            true_registration(b),
+            b.camera.shape,
+            dark=b.camera.settings.dark_offset_adu,
+            flat=flat,
+        )
         return extractor(np.stack(frames)).numpy()
 
     bench.camera.settings.noise = False
@@ -118,7 +142,9 @@ def test_flat_brings_features_back_to_a_uniform_sensor(prnu_flat):
     scale = np.sqrt(np.mean(reference**2))
     err_without = np.sqrt(np.mean((without - reference) ** 2)) / scale
     err_with = np.sqrt(np.mean((with_flat - reference) ** 2)) / scale
-    print(f"feature error vs a uniform sensor: {100 * err_without:.2f} % without the flat, {100 * err_with:.2f} % with")
+    print(
+        f"feature error vs a uniform sensor: {100 * err_without:.2f} % without the flat, {100 * err_with:.2f} % with"
+    )
     assert err_without > 0.02  # the PRNU matters
     assert err_with < 0.35 * err_without
 
@@ -129,7 +155,9 @@ def test_uniform_sensor_gives_a_flat_of_one_within_its_noise():
     flat, q = result.arrays["flat"], result.quality
     measured = flat != 1.0
     rms = float(np.std(flat[measured]))
-    print(f"uniform sensor: flat RMS {100 * rms:.3f} %, estimated noise {100 * q['flat_noise_rms']:.3f} %")
+    print(
+        f"uniform sensor: flat RMS {100 * rms:.3f} %, estimated noise {100 * q['flat_noise_rms']:.3f} %"
+    )
     assert rms < 0.007 and rms == pytest.approx(q["flat_noise_rms"], rel=0.25)
     assert q["flat_prnu_estimate"] < 0.003
 
@@ -157,7 +185,22 @@ def test_cli_flat_frames_with_json(tmp_path, capsys):
     cfg = tmp_path / "bench.toml"
     cfg.write_text('[camera]\ndriver = "Simulated4fCamera"\nsettings = { prnu = 0.02, seed = 3 }\n')
     out = tmp_path / "cals"
-    assert main(["calibrate", "camera", "--config", str(cfg), "--out", str(out), "--flat-frames", "16", "--json"]) == 0
+    assert (
+        main(
+            [
+                "calibrate",
+                "camera",
+                "--config",
+                str(cfg),
+                "--out",
+                str(out),
+                "--flat-frames",
+                "16",
+                "--json",
+            ]
+        )
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out)
     assert summary["ok"] and summary["flat"]["frames"] == 16
     assert summary["flat"]["rms"] == pytest.approx(0.02, rel=0.15)
@@ -193,7 +236,12 @@ def test_flat_field_refusals_leave_the_previous_record(tmp_path, camera, display
     with make_bench(display=display, prnu=PRNU, noise=True, **camera) as bench:
         program = make_program(bench)
         with pytest.raises(CalibrationError, match=match) as info:
-            run_calibration(bench, "camera", program=program, out_dir=tmp_path,
-                            step_options={"camera": {"flat_frames": 8}})
+            run_calibration(
+                bench,
+                "camera",
+                program=program,
+                out_dir=tmp_path,
+                step_options={"camera": {"flat_frames": 8}},
+            )
     assert "--flat-frames" in str(info.value) or "record is unchanged" in str(info.value)
     assert list_records(tmp_path) == []

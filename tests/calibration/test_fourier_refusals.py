@@ -10,7 +10,12 @@ from lab4f.bench.devices import Bench
 from lab4f.calibration import fourier_step
 from lab4f.errors import CalibrationError
 
-MISREGISTERED = {"affine_shift_px": (6.5, -4.25), "affine_rotation_deg": 3.0, "affine_scale": 1.04, "seed": 3}
+MISREGISTERED = {
+    "affine_shift_px": (6.5, -4.25),
+    "affine_rotation_deg": 3.0,
+    "affine_scale": 1.04,
+    "seed": 3,
+}
 ADVICE = "run `lab4f calibrate fourier`"
 #: the issue's hard bench: strong misregistration, 3× read noise, an uncalibrated, strongly nonlinear SLM
 HARSH_SLM = {"phase_max_2pi": 1.3, "phase_response_gamma": 2.0, "crosstalk_sigma_px": 0.8}
@@ -31,7 +36,9 @@ def test_grid_slmsuite_fits_but_puts_off_the_camera_is_refused_with_advice() -> 
         fourier_step(b, array_shape=13, array_pitch=40, retry=False)
     msg = str(err.value)
     assert "partly off the camera" in msg and ADVICE in msg
-    assert "\n" not in msg and len(msg) < 600  # slmsuite's dump of every spot coordinate is not repeated
+    assert (
+        "\n" not in msg and len(msg) < 600
+    )  # slmsuite's dump of every spot coordinate is not repeated
 
 
 def test_grid_off_the_slm_is_refused_readably() -> None:
@@ -60,7 +67,15 @@ def test_residual_and_found_spot_limits_are_enforced() -> None:
 def test_steps_left_stale_by_a_partial_rerun_are_named() -> None:
     from lab4f.calibration.runner import stale_steps
 
-    recorded = {"camera": 1, "display": 1, "fourier": 1, "phase": 1, "registration": 1, "tiles": 1, "gains": 1}
+    recorded = {
+        "camera": 1,
+        "display": 1,
+        "fourier": 1,
+        "phase": 1,
+        "registration": 1,
+        "tiles": 1,
+        "gains": 1,
+    }
     assert stale_steps(["fourier"], recorded) == ["registration", "tiles", "gains"]
     assert stale_steps(["fourier", "registration", "tiles", "gains"], recorded) == []
     assert stale_steps(["tiles"], recorded) == ["gains"]
@@ -99,8 +114,11 @@ def test_the_retry_rescues_first_attempts_a_harsh_bench_refuses() -> None:
         assert result.quality["rms_residual_px"] <= 0.5
         assert result.quality["spots_found"] >= 0.9 * result.quality["spots"]
         if "retried" in result.values:  # its first attempt, in the same call, was refused
-            assert result.values["retried"]["first_grid"] == {"array_shape": 9, "array_pitch": 30,
-                                                              "array_center": None}
+            assert result.values["retried"]["first_grid"] == {
+                "array_shape": 9,
+                "array_pitch": 30,
+                "array_center": None,
+            }
             assert result.values["array_pitch"] == 22
             retried += 1
         with harsh_bench(seed) as b:
@@ -109,7 +127,9 @@ def test_the_retry_rescues_first_attempts_a_harsh_bench_refuses() -> None:
             except CalibrationError as exc:
                 assert "Fourier calibration refused" in str(exc) and "--array-pitch" in str(exc)
                 refused_without += 1
-    assert retried >= 1 and refused_without >= 1, "the harsh bench refused no first attempt: it tests nothing"
+    assert retried >= 1 and refused_without >= 1, (
+        "the harsh bench refused no first attempt: it tests nothing"
+    )
 
 
 def test_calibrate_takes_the_grid_on_the_command_line(tmp_path, capsys) -> None:
@@ -121,11 +141,32 @@ def test_calibrate_takes_the_grid_on_the_command_line(tmp_path, capsys) -> None:
     out = tmp_path / "records"
     assert main(["calibrate", "camera", "--out", str(out), "--json"]) == 0
     capsys.readouterr()
-    assert main(["calibrate", "fourier", "--out", str(out), "--array-shape", "7", "--array-pitch", "24",
-                 "--array-center", "4,-3", "--no-fourier-retry", "--json"]) == 0
+    assert (
+        main(
+            [
+                "calibrate",
+                "fourier",
+                "--out",
+                str(out),
+                "--array-shape",
+                "7",
+                "--array-pitch",
+                "24",
+                "--array-center",
+                "4,-3",
+                "--no-fourier-retry",
+                "--json",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     values = latest_record(out).steps["fourier"].values
-    assert (values["array_shape"], values["array_pitch"], values["array_center"]) == (7, 24, [4.0, -3.0])
+    assert (values["array_shape"], values["array_pitch"], values["array_center"]) == (
+        7,
+        24,
+        [4.0, -3.0],
+    )
     assert main(["calibrate", "camera", "--out", str(out), "--array-pitch", "20", "--json"]) == 2
     assert "belong to the Fourier step" in json.loads(capsys.readouterr().out)["message"]
     assert main(["calibrate", "fourier", "--array-center", "1,2,3", "--json"]) == 2

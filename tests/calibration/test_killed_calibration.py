@@ -13,8 +13,12 @@ RUN = "from lab4f.cli import main; raise SystemExit(main({argv!r}))"
 
 
 def _cli(argv: list[str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", RUN.format(argv=argv)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", RUN.format(argv=argv)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_sigkill_mid_calibration_leaves_the_previous_record(tmp_path) -> None:

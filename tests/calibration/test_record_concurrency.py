@@ -21,7 +21,9 @@ SECOND = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 def _record(i: int) -> CalibrationRecord:
-    step = StepResult("camera", {"writer": float(i)}, {"dark": np.full((4, 4), i, np.float32)}, {"writer": i})
+    step = StepResult(
+        "camera", {"writer": float(i)}, {"dark": np.full((4, 4), i, np.float32)}, {"writer": i}
+    )
     return CalibrationRecord(bench_info={"name": f"writer {i}"}, steps={"camera": step})
 
 
@@ -53,11 +55,16 @@ def test_writers_at_the_same_second_each_keep_their_record(tmp_path: Path, monke
     assert all(isinstance(p, Path) for p in paths), paths
     assert len(set(paths)) == n  # every writer reported its own file
     assert sorted(p.name for p in paths) == sorted(
-        ["cal-20300102-030405.h5"] + [f"cal-20300102-030405-{k}.h5" for k in range(1, n)])
+        ["cal-20300102-030405.h5"] + [f"cal-20300102-030405-{k}.h5" for k in range(1, n)]
+    )
     assert len(list_records(tmp_path)) == n  # none lost
     for i, p in enumerate(paths):
-        assert CalibrationRecord.load(p).bench_info["name"] == f"writer {i}"  # and none holds another's data
-    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]  # no temporary file left behind
+        assert (
+            CalibrationRecord.load(p).bench_info["name"] == f"writer {i}"
+        )  # and none holds another's data
+    assert not [
+        p for p in os.listdir(tmp_path) if p.endswith(".tmp")
+    ]  # no temporary file left behind
 
 
 def test_save_to_a_taken_name_is_refused_even_when_taken_during_the_write(tmp_path: Path) -> None:

@@ -25,8 +25,12 @@ CFG = ModelConfig(kind="teacher", image_size=8, widths=(4, 8), hidden=(16,))
 def ckpt(tmp_path: Path) -> tuple[Path, torch.nn.Module]:
     torch.manual_seed(0)
     model = build_model(CFG).eval()
-    meta = make_metadata(CFG, dataset={"name": "digits8", "split_seed": 0, "image_size": [8, 8]}, seed=5,
-                         metrics={"test_accuracy": 0.5})
+    meta = make_metadata(
+        CFG,
+        dataset={"name": "digits8", "split_seed": 0, "image_size": [8, 8]},
+        seed=5,
+        metrics={"test_accuracy": 0.5},
+    )
     return save_checkpoint(tmp_path / "sub" / "m.pt", model, meta), model
 
 
@@ -35,8 +39,13 @@ def repo_head() -> str | None:
     (independently of lab4f.checkpoint.git_commit); None when lab4f is not run from a git checkout."""
     root = Path(lab4f.__file__).resolve().parent.parent
     try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--verify", "HEAD"], capture_output=True,
-                             text=True, timeout=30, check=False)
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--verify", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
     except OSError:
         return None
     if out.returncode != 0:
@@ -64,7 +73,9 @@ def test_round_trip_rebuilds_the_same_model(ckpt) -> None:
     assert meta["dataset"] == {"name": "digits8", "split_seed": 0, "image_size": [8, 8]}
     assert meta["model_config"] == CFG.to_dict()
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", meta["created"])
-    assert meta["git_commit"] == repo_head()  # the commit of the tree lab4f runs from, asked of git directly
+    assert (
+        meta["git_commit"] == repo_head()
+    )  # the commit of the tree lab4f runs from, asked of git directly
     assert _plain(meta)
     raw = torch.load(path, weights_only=True)  # the safe loader accepts the whole file
     assert raw["format"] == "lab4f-checkpoint" and set(raw["state_dict"]) == set(model.state_dict())
@@ -101,7 +112,9 @@ def test_load_state_accepts_a_matching_state() -> None:
     assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
 
 
-def test_missing_and_corrupt_files_raise_checkpoint_error_naming_the_file(ckpt, tmp_path: Path) -> None:
+def test_missing_and_corrupt_files_raise_checkpoint_error_naming_the_file(
+    ckpt, tmp_path: Path
+) -> None:
     path, _ = ckpt
     with pytest.raises(CheckpointError, match=r"nope\.pt not found"):
         load_checkpoint(tmp_path / "nope.pt")
@@ -121,15 +134,36 @@ def test_missing_and_corrupt_files_raise_checkpoint_error_naming_the_file(ckpt, 
 
 def test_train_then_evaluate_cli(tmp_path: Path, capsys) -> None:
     out = tmp_path / "t.pt"
-    args = ["train", "--dataset", "digits8", "--limit", "600", "--epochs", "3", "--lr", "0.05",
-            "--widths", "4,8", "--seed", "1", "--out", str(out), "--no-progress", "--json"]
+    args = [
+        "train",
+        "--dataset",
+        "digits8",
+        "--limit",
+        "600",
+        "--epochs",
+        "3",
+        "--lr",
+        "0.05",
+        "--widths",
+        "4,8",
+        "--seed",
+        "1",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--json",
+    ]
     assert main(args) == 0
     trained = json.loads(capsys.readouterr().out)
     assert trained["ok"] and trained["epochs_completed"] == 3 and len(trained["history"]) == 3
     assert main(["evaluate", str(out), "--json"]) == 0
     ev = json.loads(capsys.readouterr().out)
-    assert ev["dataset"] == "digits8" and ev["split"] == "test" and ev["n"] == 359  # full test split
-    assert ev["accuracy"] == pytest.approx(trained["test_accuracy"], abs=1e-12)  # same split, same weights
+    assert (
+        ev["dataset"] == "digits8" and ev["split"] == "test" and ev["n"] == 359
+    )  # full test split
+    assert ev["accuracy"] == pytest.approx(
+        trained["test_accuracy"], abs=1e-12
+    )  # same split, same weights
     assert 0.6 < ev["accuracy"] <= 1.0 and len(ev["per_class_accuracy"]) == 10
     assert main(["evaluate", str(tmp_path / "missing.pt"), "--json"]) == 2
     err = json.loads(capsys.readouterr().out)
@@ -146,7 +180,9 @@ class _Payload:
         return (os.mkdir, (str(self.marker),))
 
 
-def test_a_checkpoint_carrying_a_pickled_payload_is_refused_without_running_it(ckpt, tmp_path: Path) -> None:
+def test_a_checkpoint_carrying_a_pickled_payload_is_refused_without_running_it(
+    ckpt, tmp_path: Path
+) -> None:
     path, model = ckpt
     marker = tmp_path / "payload-ran"
     evil = tmp_path / "evil.pt"
@@ -160,7 +196,9 @@ def test_a_checkpoint_carrying_a_pickled_payload_is_refused_without_running_it(c
     torch.load(tmp_path / "control.pt", weights_only=False)
     assert control.is_dir()
 
-    with pytest.raises(CheckpointError, match=r"evil\.pt cannot be read.*not a lab4f checkpoint") as err:
+    with pytest.raises(
+        CheckpointError, match=r"evil\.pt cannot be read.*not a lab4f checkpoint"
+    ) as err:
         load_checkpoint(evil)
     assert not marker.exists()  # the payload did not run
     assert "retrain or restore it from a backup" in str(err.value)  # says what to do

@@ -34,8 +34,11 @@ def classifier(tmp_path: Path) -> Path:
     from lab4f.models import ModelConfig, build_model
 
     cfg = ModelConfig(kind="student", widths=(4, 8), detection="incoherent")
-    return save_checkpoint(tmp_path / "student.pt", build_model(cfg),
-                           make_metadata(cfg, dataset={"name": "mnist5k", "split_seed": 0}))
+    return save_checkpoint(
+        tmp_path / "student.pt",
+        build_model(cfg),
+        make_metadata(cfg, dataset={"name": "mnist5k", "split_seed": 0}),
+    )
 
 
 @pytest.fixture()
@@ -52,18 +55,28 @@ def seg_checkpoint(tmp_path: Path) -> Path:
 
 
 def test_json_given_to_a_group_is_not_overwritten_by_the_subcommand(capsys) -> None:
-    for argv in (["bench", "--json", "info"], ["--json", "bench", "info"], ["bench", "info", "--json"]):
+    for argv in (
+        ["bench", "--json", "info"],
+        ["--json", "bench", "info"],
+        ["bench", "info", "--json"],
+    ):
         assert main(argv) == 0
         payload = _json(capsys)
         assert payload["ok"] is True and "devices" in payload
 
 
 def test_json_given_to_every_group_gives_json_errors(capsys, tmp_path: Path) -> None:
-    assert "missing.h5" in _error(capsys, ["calibration", "--json", "show", str(tmp_path / "missing.h5")],
-                                  "CalibrationError")
-    assert "16,32,32" in _error(capsys, ["report", "--json", "efficiency", "--widths", "abc"], "ConfigError")
-    msg = _error(capsys, ["segment", "--json", "reproduce", "--widths", "abc", "--out", str(tmp_path / "s")],
-                 "ConfigError")
+    assert "missing.h5" in _error(
+        capsys, ["calibration", "--json", "show", str(tmp_path / "missing.h5")], "CalibrationError"
+    )
+    assert "16,32,32" in _error(
+        capsys, ["report", "--json", "efficiency", "--widths", "abc"], "ConfigError"
+    )
+    msg = _error(
+        capsys,
+        ["segment", "--json", "reproduce", "--widths", "abc", "--out", str(tmp_path / "s")],
+        "ConfigError",
+    )
     assert "abc" in msg
 
 
@@ -86,11 +99,16 @@ def test_every_parser_accepts_json_and_it_defaults_to_false() -> None:
 # 2. usage errors with --json: one JSON object, exit 2; without --json: argparse as usual
 
 
-@pytest.mark.parametrize("argv", [["calibrate", "--json", "bogus"],
-                                  ["evaluate", "--json", "CK.pt", "--split", "bogus"],
-                                  ["finetune", "--json"],
-                                  ["--json"],
-                                  ["bench", "info", "--json", "--no-such-option"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["calibrate", "--json", "bogus"],
+        ["evaluate", "--json", "CK.pt", "--split", "bogus"],
+        ["finetune", "--json"],
+        ["--json"],
+        ["bench", "info", "--json", "--no-such-option"],
+    ],
+)
 def test_usage_errors_with_json_print_one_json_object(capsys, argv: list[str]) -> None:
     msg = _error(capsys, argv, "UsageError")
     assert "--help" in msg
@@ -113,14 +131,19 @@ def test_bench_config_that_is_a_directory_is_a_config_error(capsys, tmp_path: Pa
     assert "is a directory" in msg and "bench.toml" in msg
 
 
-@pytest.mark.parametrize("argv", [["evaluate", "--json", "CK.pt", "--batch-size", "0"],
-                                  ["train", "--json", "--batch-size", "-1"],
-                                  ["train", "--json", "--epochs", "0"],
-                                  ["reproduce", "--json", "--batch-size", "0"],
-                                  ["reproduce", "--json", "--epochs", "0"],
-                                  ["report", "--json", "efficiency", "--epochs", "0"],
-                                  ["compile", "--json", "CK.pt", "--iterations", "0"],
-                                  ["train", "--json", "--lr", "-0.1"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["evaluate", "--json", "CK.pt", "--batch-size", "0"],
+        ["train", "--json", "--batch-size", "-1"],
+        ["train", "--json", "--epochs", "0"],
+        ["reproduce", "--json", "--batch-size", "0"],
+        ["reproduce", "--json", "--epochs", "0"],
+        ["report", "--json", "efficiency", "--epochs", "0"],
+        ["compile", "--json", "CK.pt", "--iterations", "0"],
+        ["train", "--json", "--lr", "-0.1"],
+    ],
+)
 def test_counts_and_sizes_must_be_positive(capsys, argv: list[str]) -> None:
     assert "must be a positive" in _error(capsys, argv, "UsageError")
 
@@ -138,8 +161,11 @@ def test_display_shapes_must_be_at_least_one_pixel(capsys, tmp_path: Path) -> No
         assert model(shape=(1, 1)).shape == (1, 1)
     config = tmp_path / "bench.toml"
     config.write_text('[display]\ndriver = "SimulatedDisplay"\nsettings = { shape = [0, 0] }\n')
-    msg = _error(capsys, ["bench", "snap", "--json", "--config", str(config), "--out", str(tmp_path / "s")],
-                 "ConfigError")
+    msg = _error(
+        capsys,
+        ["bench", "snap", "--json", "--config", str(config), "--out", str(tmp_path / "s")],
+        "ConfigError",
+    )
     assert "shape" in msg
 
 
@@ -156,15 +182,41 @@ def test_evaluate_a_segmentation_checkpoint_says_what_to_use(capsys, seg_checkpo
 
 
 def test_train_refuses_a_student_as_teacher(capsys, classifier: Path, tmp_path: Path) -> None:
-    msg = _error(capsys, ["train", "--json", "--kind", "student", "--teacher", str(classifier),
-                          "--out", str(tmp_path / "s.pt")], "ConfigError")
+    msg = _error(
+        capsys,
+        [
+            "train",
+            "--json",
+            "--kind",
+            "student",
+            "--teacher",
+            str(classifier),
+            "--out",
+            str(tmp_path / "s.pt"),
+        ],
+        "ConfigError",
+    )
     assert "not a teacher" in msg and "--kind teacher" in msg
     assert not (tmp_path / "s.pt").exists()
 
 
-def test_train_refuses_a_teacher_for_a_kind_that_does_not_use_one(capsys, classifier: Path, tmp_path: Path) -> None:
-    msg = _error(capsys, ["train", "--json", "--kind", "linear", "--teacher", str(classifier),
-                          "--out", str(tmp_path / "l.pt")], "ConfigError")
+def test_train_refuses_a_teacher_for_a_kind_that_does_not_use_one(
+    capsys, classifier: Path, tmp_path: Path
+) -> None:
+    msg = _error(
+        capsys,
+        [
+            "train",
+            "--json",
+            "--kind",
+            "linear",
+            "--teacher",
+            str(classifier),
+            "--out",
+            str(tmp_path / "l.pt"),
+        ],
+        "ConfigError",
+    )
     assert "--kind student" in msg
 
 
@@ -183,12 +235,40 @@ def _report(tmp_path: Path, seeds: list[int]) -> tuple[Path, dict]:
 
     rows = []
     for seed in seeds:
-        rows.append({"model": "teacher", "detection": "-", "seed": seed, "test_accuracy": 0.95 + 0.01 * seed})
-        rows.append({"model": "linear", "detection": "ideal", "seed": seed, "test_accuracy": 0.80 + 0.01 * seed})
-        rows.append({"model": "student", "detection": "ideal", "seed": seed, "test_accuracy": 0.90 + 0.01 * seed})
-    config = {"dataset": "digits8", "split_seed": 0, "seeds": seeds, "detections": ["ideal"], "epochs": 1,
-              "limit": None, "sizes": {"train": 10, "val": 10, "test": 10},
-              "train_config": {"lr": 0.02, "T": 10.0, "alpha": 0.5}}
+        rows.append(
+            {
+                "model": "teacher",
+                "detection": "-",
+                "seed": seed,
+                "test_accuracy": 0.95 + 0.01 * seed,
+            }
+        )
+        rows.append(
+            {
+                "model": "linear",
+                "detection": "ideal",
+                "seed": seed,
+                "test_accuracy": 0.80 + 0.01 * seed,
+            }
+        )
+        rows.append(
+            {
+                "model": "student",
+                "detection": "ideal",
+                "seed": seed,
+                "test_accuracy": 0.90 + 0.01 * seed,
+            }
+        )
+    config = {
+        "dataset": "digits8",
+        "split_seed": 0,
+        "seeds": seeds,
+        "detections": ["ideal"],
+        "epochs": 1,
+        "limit": None,
+        "sizes": {"train": 10, "val": 10, "test": 10},
+        "train_config": {"lr": 0.02, "T": 10.0, "alpha": 0.5},
+    }
     result = write_report(tmp_path, rows, config, 1.0)
     return tmp_path / "table.md", result.ordering["ideal"]
 
@@ -210,15 +290,28 @@ def test_reproduce_with_several_seeds_still_compares_to_the_spread(tmp_path: Pat
 # 7. reproduce --task segmentation: refuse classification-only flags, respect an explicit --out
 
 
-@pytest.mark.parametrize("flags", [["--dataset", "mnist5k"], ["--limit", "10"], ["--detections", "ideal"],
-                                   ["--widths", "4,8"], ["--lr", "0.1"], ["--batch-size", "8"], ["--threads", "1"],
-                                   ["--split-seed", "0"], ["--data-dir", "."]])
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--dataset", "mnist5k"],
+        ["--limit", "10"],
+        ["--detections", "ideal"],
+        ["--widths", "4,8"],
+        ["--lr", "0.1"],
+        ["--batch-size", "8"],
+        ["--threads", "1"],
+        ["--split-seed", "0"],
+        ["--data-dir", "."],
+    ],
+)
 def test_reproduce_segmentation_refuses_classification_flags(capsys, flags: list[str]) -> None:
     msg = _error(capsys, ["reproduce", "--task", "segmentation", "--json", *flags], "ConfigError")
     assert flags[0] in msg and "lab4f segment reproduce" in msg
 
 
-def test_reproduce_segmentation_forwards_seeds_epochs_and_an_explicit_out(capsys, monkeypatch) -> None:
+def test_reproduce_segmentation_forwards_seeds_epochs_and_an_explicit_out(
+    capsys, monkeypatch
+) -> None:
     import lab4f.commands.segment as segment
 
     seen: list[argparse.Namespace] = []
@@ -228,10 +321,27 @@ def test_reproduce_segmentation_forwards_seeds_epochs_and_an_explicit_out(capsys
         return {"fake": True}
 
     monkeypatch.setattr(segment, "_reproduce", fake)
-    assert main(["reproduce", "--task", "segmentation", "--seeds", "3", "--epochs", "2", "--out",
-                 "results/reproduce", "--json"]) == 0
+    assert (
+        main(
+            [
+                "reproduce",
+                "--task",
+                "segmentation",
+                "--seeds",
+                "3",
+                "--epochs",
+                "2",
+                "--out",
+                "results/reproduce",
+                "--json",
+            ]
+        )
+        == 0
+    )
     assert _json(capsys)["fake"] is True
-    assert seen[-1].out == Path("results/reproduce") and seen[-1].seeds == "3" and seen[-1].epochs == 2
+    assert (
+        seen[-1].out == Path("results/reproduce") and seen[-1].seeds == "3" and seen[-1].epochs == 2
+    )
     assert main(["reproduce", "--task", "segmentation", "--seeds", "3"]) == 0
     assert seen[-1].out == Path("results/segmentation") and seen[-1].json is False
 
@@ -249,7 +359,14 @@ def test_reproduce_classification_defaults_are_unchanged(monkeypatch) -> None:
 
     a = seen[-1]
     assert (a.dataset, a.split_seed, a.limit, a.epochs, a.lr, a.batch_size, a.out) == (
-        "mnist5k", 0, None, 10, TrainConfig().lr, TrainConfig().batch_size, Path("results/reproduce"))
+        "mnist5k",
+        0,
+        None,
+        10,
+        TrainConfig().lr,
+        TrainConfig().batch_size,
+        Path("results/reproduce"),
+    )
     assert a.detections == ",".join(DETECTION_MODELS) and a.given == set()
 
 
@@ -267,7 +384,9 @@ def test_images_that_is_a_file_says_so(tmp_path: Path) -> None:
         load_image_folder(tmp_path / "missing", 28)
 
 
-def test_evaluate_a_directory_lists_its_checkpoints(capsys, classifier: Path, tmp_path: Path) -> None:
+def test_evaluate_a_directory_lists_its_checkpoints(
+    capsys, classifier: Path, tmp_path: Path
+) -> None:
     msg = _error(capsys, ["evaluate", "--json", str(tmp_path)], "CheckpointError")
     assert "is a directory" in msg and str(classifier) in msg
     empty = tmp_path / "empty"
@@ -279,7 +398,9 @@ def test_evaluate_a_directory_lists_its_checkpoints(capsys, classifier: Path, tm
 # 9. --limit must be a positive integer everywhere
 
 
-@pytest.mark.parametrize("command", [["train"], ["evaluate", "CK.pt"], ["reproduce"], ["report", "efficiency"]])
+@pytest.mark.parametrize(
+    "command", [["train"], ["evaluate", "CK.pt"], ["reproduce"], ["report", "efficiency"]]
+)
 @pytest.mark.parametrize("limit", ["0", "-997"])
 def test_limit_must_be_positive(capsys, command: list[str], limit: str) -> None:
     msg = _error(capsys, [*command, "--json", "--limit", limit], "UsageError")
@@ -297,4 +418,3 @@ def test_positive_int_type() -> None:
     for bad in ("0", "-1", "nan", "inf", "x"):
         with pytest.raises(argparse.ArgumentTypeError):
             positive_float(bad)
-

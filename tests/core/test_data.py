@@ -30,7 +30,9 @@ IDX_CODES = {np.dtype(np.uint8): 0x08, np.dtype(">i4"): 0x0C}
 def write_idx(path: Path, array: np.ndarray, gz: bool) -> Path:
     """Write ``array`` in the IDX format of the MNIST files (big-endian header and data)."""
     dtype = np.dtype(">i4") if array.dtype.kind == "i" else np.dtype(np.uint8)
-    payload = bytes([0, 0, IDX_CODES[dtype], array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    payload = bytes([0, 0, IDX_CODES[dtype], array.ndim]) + struct.pack(
+        f">{array.ndim}I", *array.shape
+    )
     payload += array.astype(dtype).tobytes()
     path = path.with_name(path.name + ".gz") if gz else path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -42,7 +44,9 @@ def tiny_images(n: int, seed: int, h: int = 5, w: int = 6) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, size=(n, h, w), dtype=np.uint8)
 
 
-def write_mnist(folder: Path, gz: bool, n_train: int = 20, n_test: int = 7) -> dict[str, np.ndarray]:
+def write_mnist(
+    folder: Path, gz: bool, n_train: int = 20, n_test: int = 7
+) -> dict[str, np.ndarray]:
     """A tiny MNIST-format dataset with two of each label 0..9 in train; returns what was written."""
     arrays = {
         "train-images-idx3-ubyte": tiny_images(n_train, 1),
@@ -59,7 +63,7 @@ def write_mnist(folder: Path, gz: bool, n_train: int = 20, n_test: int = 7) -> d
 def test_read_idx_round_trip_uint8_and_int32(tmp_path: Path, gz: bool) -> None:
     images = tiny_images(3, 0)
     assert np.array_equal(read_idx(write_idx(tmp_path / "a-idx3-ubyte", images, gz)), images)
-    ints = np.array([[-5, 70000], [1, 2 ** 31 - 1]], dtype=np.int64)
+    ints = np.array([[-5, 70000], [1, 2**31 - 1]], dtype=np.int64)
     back = read_idx(write_idx(tmp_path / "b-idx2-int", ints, gz))
     assert back.dtype == np.int32 and back.tolist() == ints.tolist()
 
@@ -71,14 +75,18 @@ def test_mnist_loads_exact_pixels_and_labels(tmp_path: Path, subdir: str, gz: bo
     assert (len(splits.train), len(splits.val), len(splits.test)) == (10, 10, 7)
     assert splits.train.images.shape == (10, 1, 5, 6) and splits.train.images.dtype == torch.float32
     assert splits.train.labels.dtype == torch.int64
-    assert sorted(splits.train.labels.tolist()) == list(range(10))  # stratified: one of each of 2 per class
+    assert sorted(splits.train.labels.tolist()) == list(
+        range(10)
+    )  # stratified: one of each of 2 per class
     # official test split kept whole and in file order, pixels scaled by exactly 1/255
     expected_test = torch.from_numpy(written["t10k-images-idx3-ubyte"]).float()[:, None] / 255
     assert torch.equal(splits.test.images, expected_test)
     assert splits.test.labels.tolist() == [7, 2, 1, 0, 4, 1, 4]
     # every train/val image is a written train image with its own label
-    source = {written["train-images-idx3-ubyte"][i].tobytes(): int(written["train-labels-idx1-ubyte"][i])
-              for i in range(20)}
+    source = {
+        written["train-images-idx3-ubyte"][i].tobytes(): int(written["train-labels-idx1-ubyte"][i])
+        for i in range(20)
+    }
     for ds in (splits.train, splits.val):
         for img, lab in zip(ds.images, ds.labels, strict=True):
             assert source[(img[0] * 255).round().to(torch.uint8).numpy().tobytes()] == int(lab)
@@ -86,11 +94,15 @@ def test_mnist_loads_exact_pixels_and_labels(tmp_path: Path, subdir: str, gz: bo
     assert splits.source == str(tmp_path / subdir if subdir else tmp_path)
 
 
-def test_fashion_mnist_from_env_var_with_class_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fashion_mnist_from_env_var_with_class_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write_mnist(tmp_path / "FashionMNIST" / "raw", gz=True)
     monkeypatch.setenv("LAB4F_DATA", str(tmp_path))
     splits = load_dataset("fashion-mnist", val_fraction=0.1)
-    assert len(splits.train) + len(splits.val) == 20 and len(splits.val) == 0  # round(0.1 * 2) == 0 per class
+    assert (
+        len(splits.train) + len(splits.val) == 20 and len(splits.val) == 0
+    )  # round(0.1 * 2) == 0 per class
     assert splits.class_names[0] == "T-shirt/top" and splits.class_names[9] == "Ankle boot"
 
 
@@ -108,8 +120,11 @@ def test_bad_magic_names_the_file(tmp_path: Path, gz: bool) -> None:
     path = tmp_path / ("train-images-idx3-ubyte.gz" if gz else "train-images-idx3-ubyte")
     payload = b"\x1f\x8b\x08\x03" + b"\x00" * 100  # neither IDX (0x0000..) nor, decompressed, gzip
     path.write_bytes(gzip.compress(payload) if gz else payload)
-    with pytest.raises(DataError, match="train-images-idx3-ubyte.*bad IDX magic number 1f8b0803.*Get it from "
-                                         "https://yann.lecun.com"):
+    with pytest.raises(
+        DataError,
+        match="train-images-idx3-ubyte.*bad IDX magic number 1f8b0803.*Get it from "
+        "https://yann.lecun.com",
+    ):
         load_dataset("mnist", data_dir=tmp_path)
 
 
@@ -123,7 +138,9 @@ def test_truncated_file_names_the_file_and_the_expected_size(tmp_path: Path, gz:
         path = path.with_name(path.name + ".gz")
     path.write_bytes(gzip.compress(payload) if gz else payload)
     expected = 16 + 7 * 5 * 6
-    with pytest.raises(DataError, match=rf"t10k-images-idx3-ubyte.*{expected - 3} bytes.*needs {expected}.*Get it"):
+    with pytest.raises(
+        DataError, match=rf"t10k-images-idx3-ubyte.*{expected - 3} bytes.*needs {expected}.*Get it"
+    ):
         load_dataset("mnist", data_dir=tmp_path)
 
 
@@ -141,7 +158,10 @@ def test_missing_file_names_it_and_says_where_to_get_it(tmp_path: Path) -> None:
     with pytest.raises(DataError) as info:
         load_dataset("mnist", data_dir=tmp_path)
     message = str(info.value)
-    assert "train-labels-idx1-ubyte[.gz] not found" in message and str(tmp_path / "MNIST" / "raw") in message
+    assert (
+        "train-labels-idx1-ubyte[.gz] not found" in message
+        and str(tmp_path / "MNIST" / "raw") in message
+    )
     assert "yann.lecun.com" in message and "LAB4F_DATA" in message and "data_dir" in message
 
 
@@ -154,19 +174,37 @@ def test_label_count_mismatch_is_a_data_error(tmp_path: Path) -> None:
 
 def cifar_batch(n: int, seed: int) -> dict[bytes, object]:
     rng = np.random.default_rng(seed)
-    return {b"batch_label": b"tiny", b"labels": [int(v) for v in rng.integers(0, 10, n)],
-            b"data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
-            b"filenames": [b"x.png"] * n}
+    return {
+        b"batch_label": b"tiny",
+        b"labels": [int(v) for v in rng.integers(0, 10, n)],
+        b"data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
+        b"filenames": [b"x.png"] * n,
+    }
 
 
 def write_cifar(root: Path, n: int = 4) -> dict[str, dict[bytes, object]]:
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True)
-    batches = {f"data_batch_{i}": cifar_batch(n, i) for i in range(1, 6)} | {"test_batch": cifar_batch(n, 9)}
-    names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
+    batches = {f"data_batch_{i}": cifar_batch(n, i) for i in range(1, 6)} | {
+        "test_batch": cifar_batch(n, 9)
+    }
+    names = [
+        b"airplane",
+        b"automobile",
+        b"bird",
+        b"cat",
+        b"deer",
+        b"dog",
+        b"frog",
+        b"horse",
+        b"ship",
+        b"truck",
+    ]
     for name, batch in {**batches, "batches.meta": {b"label_names": names}}.items():
         # the real files come from numpy 1.x, whose arrays pickle via numpy.core.multiarray
-        payload = pickle.dumps(batch, protocol=2).replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+        payload = pickle.dumps(batch, protocol=2).replace(
+            b"numpy._core.multiarray", b"numpy.core.multiarray"
+        )
         (folder / name).write_bytes(payload)
     return batches
 
@@ -174,7 +212,11 @@ def write_cifar(root: Path, n: int = 4) -> dict[str, dict[bytes, object]]:
 def test_cifar10_reads_channel_planes_exactly(tmp_path: Path) -> None:
     batches = write_cifar(tmp_path)
     splits = load_dataset("cifar10", data_dir=tmp_path, val_fraction=0.0)
-    assert splits.in_channels == 3 and splits.image_size == (32, 32) and splits.class_names[1] == "automobile"
+    assert (
+        splits.in_channels == 3
+        and splits.image_size == (32, 32)
+        and splits.class_names[1] == "automobile"
+    )
     test = batches["test_batch"]
     row = test[b"data"][2]
     img = splits.test.images[2]
@@ -191,7 +233,9 @@ def test_cifar10_wrong_keys_and_foreign_pickles_are_data_errors(tmp_path: Path) 
     write_cifar(tmp_path)
     path = tmp_path / "cifar-10-batches-py" / "data_batch_3"
     path.write_bytes(pickle.dumps({b"pixels": np.zeros((1, 3072), np.uint8)}, protocol=2))
-    with pytest.raises(DataError, match="data_batch_3: expected keys 'data' and 'labels'.*cs.toronto.edu"):
+    with pytest.raises(
+        DataError, match="data_batch_3: expected keys 'data' and 'labels'.*cs.toronto.edu"
+    ):
         load_dataset("cifar10", data_dir=tmp_path)
     marker = tmp_path / "code-ran"
 
@@ -243,7 +287,11 @@ def test_stratified_split_covers_every_index_once() -> None:
     labels = torch.tensor([0] * 10 + [1] * 30 + [2] * 5)
     parts = stratified_split(labels, (0.2, 0.4), seed=1)
     assert sorted(torch.cat(parts).tolist()) == list(range(45))
-    assert [labels[p].bincount(minlength=3).tolist() for p in parts] == [[4, 12, 2], [2, 6, 1], [4, 12, 2]]
+    assert [labels[p].bincount(minlength=3).tolist() for p in parts] == [
+        [4, 12, 2],
+        [2, 6, 1],
+        [4, 12, 2],
+    ]
 
 
 def test_digits8_and_resize_and_limit() -> None:
@@ -271,9 +319,14 @@ def test_make_loaders_shuffle_is_seeded() -> None:
 
 
 def test_names_and_unknown_name() -> None:
-    assert available_datasets() == ["mnist5k", "digits8", "mnist", "fashion-mnist", "cifar10",
-                                    "clutter-digits"] == list(DATASETS)
-    with pytest.raises(ConfigError, match="unknown dataset 'imagenet'; available: mnist5k, digits8, mnist"):
+    assert (
+        available_datasets()
+        == ["mnist5k", "digits8", "mnist", "fashion-mnist", "cifar10", "clutter-digits"]
+        == list(DATASETS)
+    )
+    with pytest.raises(
+        ConfigError, match="unknown dataset 'imagenet'; available: mnist5k, digits8, mnist"
+    ):
         load_dataset("imagenet")
     with pytest.raises(ConfigError, match="val_fraction"):
         load_dataset("digits8", val_fraction=0.5, test_fraction=0.5)
@@ -290,10 +343,18 @@ def test_splits_without_duplicates_are_those_of_the_per_image_split() -> None:
     for cls in np.unique(y):
         idx = rng.permutation(np.flatnonzero(y == cls))
         counts = [int(round(f * len(idx))) for f in (0.1, 0.2)]
-        for part, chunk in zip(parts, np.split(idx, np.cumsum([len(idx) - sum(counts), *counts])[:-1]), strict=True):
+        for part, chunk in zip(
+            parts, np.split(idx, np.cumsum([len(idx) - sum(counts), *counts])[:-1]), strict=True
+        ):
             part.append(chunk)
     train, val, test = (rng.permutation(np.concatenate(p)) for p in parts)
-    assert torch.equal(splits.train.images, raw.images[train]) and torch.equal(splits.val.labels, raw.labels[val])
+    assert torch.equal(splits.train.images, raw.images[train]) and torch.equal(
+        splits.val.labels, raw.labels[val]
+    )
     assert torch.equal(splits.test.images, raw.images[test])
-    assert splits.identity["duplicates"] == {"copies": 0, "conflicting_label_groups": 0, "left_out_of_train": 0,
-                                             "left_out_of_val": 0}
+    assert splits.identity["duplicates"] == {
+        "copies": 0,
+        "conflicting_label_groups": 0,
+        "left_out_of_train": 0,
+        "left_out_of_val": 0,
+    }

@@ -10,7 +10,13 @@ import numpy as np
 from PIL import Image
 
 from lab4f.data import load_dataset
-from lab4f.data_identity import check_teacher_data, collect_data_warnings, compare, slug, warn_if_data_differ
+from lab4f.data_identity import (
+    check_teacher_data,
+    collect_data_warnings,
+    compare,
+    slug,
+    warn_if_data_differ,
+)
 from tests.core.test_dataset_own import make_folder
 
 
@@ -23,7 +29,10 @@ def test_identity_follows_the_pixels_and_the_split_not_the_encoding(tmp_path: Pa
     spec = f"folder:{tmp_path}"
     base = load_dataset(spec)
     assert load_dataset(spec).identity == base.identity
-    assert base.identity["sizes"] == {"train": 14, "val": 2, "test": 4} and base.identity["images"] == 20
+    assert (
+        base.identity["sizes"] == {"train": 14, "val": 2, "test": 4}
+        and base.identity["images"] == 20
+    )
     # the same pixels saved another way (PNG compression, and a TIFF instead) are the same data
     p = tmp_path / "a" / "3.png"
     arr = np.asarray(Image.open(p))
@@ -35,7 +44,10 @@ def test_identity_follows_the_pixels_and_the_split_not_the_encoding(tmp_path: Pa
     limited = load_dataset(spec, limit=3)
     assert limited.identity == base.identity and len(limited.train) == 3  # the split, not the cap
     reseeded = load_dataset(spec, split_seed=1)
-    assert reseeded.identity["data"] == base.identity["data"] and compare(base.identity, reseeded.identity) == "split"
+    assert (
+        reseeded.identity["data"] == base.identity["data"]
+        and compare(base.identity, reseeded.identity) == "split"
+    )
     assert compare(base.identity, load_dataset(spec, test_fraction=0.3).identity) == "split"
     Image.fromarray(arr[::-1].copy()).save(tmp_path / "a" / "new.png")
     assert compare(base.identity, load_dataset(spec).identity) == "data"
@@ -46,16 +58,26 @@ def test_builtin_sets_have_an_identity_too() -> None:
     a, b = load_dataset("digits8"), load_dataset("digits8", split_seed=5)
     assert a.identity["images"] == 1797 and a.identity["duplicates"]["copies"] == 0
     assert compare(a.identity, b.identity) == "split"
-    assert a.checkpoint_meta()["identity"] == a.identity and a.checkpoint_meta()["class_names"][9] == "9"
+    assert (
+        a.checkpoint_meta()["identity"] == a.identity
+        and a.checkpoint_meta()["class_names"][9] == "9"
+    )
 
 
-def test_warnings_for_other_data_another_split_its_teacher_and_class_names(tmp_path: Path, caplog) -> None:
+def test_warnings_for_other_data_another_split_its_teacher_and_class_names(
+    tmp_path: Path, caplog
+) -> None:
     make_folder(tmp_path, {"a": 10, "b": 10})
     spec = f"folder:{tmp_path}"
     trained = load_dataset(spec)
     assert warn_if_data_differ(meta_of(trained), load_dataset(spec), "s.pt") == []
-    assert warn_if_data_differ({"dataset": {"name": spec}}, trained, "old.pt") == []  # nothing recorded: no check
-    with caplog.at_level(logging.WARNING, logger="lab4f.data"), collect_data_warnings() as collected:
+    assert (
+        warn_if_data_differ({"dataset": {"name": spec}}, trained, "old.pt") == []
+    )  # nothing recorded: no check
+    with (
+        caplog.at_level(logging.WARNING, logger="lab4f.data"),
+        collect_data_warnings() as collected,
+    ):
         split = warn_if_data_differ(meta_of(trained), load_dataset(spec, split_seed=2), "s.pt")
     assert len(split) == 1 and "s.pt was trained on these images split another way" in split[0]
     assert "images it was trained on may be in this test split" in split[0]
@@ -70,18 +92,26 @@ def test_warnings_for_other_data_another_split_its_teacher_and_class_names(tmp_p
     assert "teacher t.pt was trained on these images split another way" in student.warnings[-1]
     assert student.identity["teacher"] == teacher.identity
     run = warn_if_data_differ(meta_of(student), student, "s.pt")
-    assert len(run) == 1 and "s.pt was distilled from a teacher trained on these images split another way" in run[0]
+    assert (
+        len(run) == 1
+        and "s.pt was distilled from a teacher trained on these images split another way" in run[0]
+    )
     renamed = meta_of(trained)
     renamed["dataset"]["class_names"] = ["x", "y"]
-    assert "s.pt names its classes ['x', 'y'], these data ['a', 'b']" in warn_if_data_differ(renamed, trained,
-                                                                                              "s.pt")[0]
+    assert (
+        "s.pt names its classes ['x', 'y'], these data ['a', 'b']"
+        in warn_if_data_differ(renamed, trained, "s.pt")[0]
+    )
 
 
 def test_same_teacher_data_is_quiet_and_recorded(tmp_path: Path) -> None:
     make_folder(tmp_path, {"a": 6, "b": 6})
     teacher = load_dataset(f"folder:{tmp_path}")
     student = check_teacher_data(meta_of(teacher), load_dataset(f"folder:{tmp_path}"), "t.pt")
-    assert student.warnings == teacher.warnings and student.identity["teacher"]["data"] == teacher.identity["data"]
+    assert (
+        student.warnings == teacher.warnings
+        and student.identity["teacher"]["data"] == teacher.identity["data"]
+    )
     assert warn_if_data_differ(meta_of(student), load_dataset(f"folder:{tmp_path}"), "s.pt") == []
 
 

@@ -49,7 +49,11 @@ def test_folder_reads_every_depth_exactly_with_the_folder_names(tmp_path: Path) 
     Image.fromarray(f).save(tmp_path / "1" / "d.tif")
     splits = load_dataset(f"folder:{tmp_path}", val_fraction=0.0, test_fraction=0.0)
     assert splits.class_names == ("1", "2", "10")  # integer names sort as numbers
-    assert splits.name == f"folder:{tmp_path.resolve()}" and splits.in_channels == 1 and splits.image_size == (8, 8)
+    assert (
+        splits.name == f"folder:{tmp_path.resolve()}"
+        and splits.in_channels == 1
+        and splits.image_size == (8, 8)
+    )
     got = {int(y): [] for y in splits.train.labels}
     for x, y in zip(splits.train.images, splits.train.labels, strict=True):
         got[int(y)].append(x[0].numpy())
@@ -69,7 +73,9 @@ def test_classes_json_fixes_the_order_and_refuses_unknown_subfolders(tmp_path: P
     assert any("['owl'] have no training images" in w for w in splits.warnings)
     assert sorted(splits.train.labels.tolist()) == [0] * 4 + [1] * 4
     (tmp_path / "classes.json").write_text(json.dumps(["dog"]))
-    with pytest.raises(DataError, match=r"subfolder\(s\) \['cat'\] are not classes in .*classes.json"):
+    with pytest.raises(
+        DataError, match=r"subfolder\(s\) \['cat'\] are not classes in .*classes.json"
+    ):
         load_dataset(f"folder:{tmp_path}")
     (tmp_path / "classes.json").write_text("{not json")
     with pytest.raises(DataError, match="classes.json: not a readable JSON file"):
@@ -79,12 +85,19 @@ def test_classes_json_fixes_the_order_and_refuses_unknown_subfolders(tmp_path: P
 def test_a_test_split_is_carved_seeded_and_stratified_instead_of_an_error(tmp_path: Path) -> None:
     make_folder(tmp_path, {"a": 20, "b": 10})
     one, again, other = (load_dataset(f"folder:{tmp_path}", split_seed=s) for s in (0, 0, 1))
-    assert [ds.labels.bincount(minlength=2).tolist() for ds in (one.train, one.val, one.test)] == \
-        [[14, 7], [2, 1], [4, 2]]
-    assert torch.equal(one.test.images, again.test.images) and not torch.equal(one.test.images, other.test.images)
+    assert [ds.labels.bincount(minlength=2).tolist() for ds in (one.train, one.val, one.test)] == [
+        [14, 7],
+        [2, 1],
+        [4, 2],
+    ]
+    assert torch.equal(one.test.images, again.test.images) and not torch.equal(
+        one.test.images, other.test.images
+    )
     assert one.identity["carved"] == {"val": 0.1, "test": 0.2}
     keys = split_keys(one)
-    assert sum(map(len, keys)) == 30 and not (keys[0] & keys[2] or keys[1] & keys[2] or keys[0] & keys[1])
+    assert sum(map(len, keys)) == 30 and not (
+        keys[0] & keys[2] or keys[1] & keys[2] or keys[0] & keys[1]
+    )
 
 
 def test_exact_duplicates_never_straddle_a_split(tmp_path: Path) -> None:
@@ -94,10 +107,15 @@ def test_exact_duplicates_never_straddle_a_split(tmp_path: Path) -> None:
             for k in range(5):
                 shutil.copy(tmp_path / cls / f"{i}.png", tmp_path / cls / f"{i}-copy{k}.png")
     for seed in range(4):
-        splits = load_dataset(f"folder:{tmp_path}", split_seed=seed, val_fraction=0.2, test_fraction=0.3)
+        splits = load_dataset(
+            f"folder:{tmp_path}", split_seed=seed, val_fraction=0.2, test_fraction=0.3
+        )
         keys = split_keys(splits)
         assert not (keys[0] & keys[1] or keys[0] & keys[2] or keys[1] & keys[2])
-        assert len(splits.train) + len(splits.val) + len(splits.test) == 144 and len(splits.test) % 6 == 0
+        assert (
+            len(splits.train) + len(splits.val) + len(splits.test) == 144
+            and len(splits.test) % 6 == 0
+        )
     assert splits.identity["duplicates"]["copies"] == 120
 
 
@@ -107,13 +125,22 @@ def test_a_given_test_split_is_kept_and_its_copies_leave_training(tmp_path: Path
     shutil.copy(tmp_path / "test" / "y" / "0.png", tmp_path / "train" / "y" / "leak.png")
     with caplog.at_level(logging.WARNING, logger="lab4f.data"):
         splits = load_dataset(f"folder:{tmp_path}", val_fraction=0.25)
-    assert len(splits.test) == 6 and splits.test.labels.tolist() == [0, 0, 0, 1, 1, 1]  # whole, in file order
+    assert len(splits.test) == 6 and splits.test.labels.tolist() == [
+        0,
+        0,
+        0,
+        1,
+        1,
+        1,
+    ]  # whole, in file order
     assert (len(splits.train), len(splits.val)) == (12, 4)  # 16 training files, the copy left out
     keys = split_keys(splits)
     assert not (keys[2] & (keys[0] | keys[1]))
     assert splits.identity["duplicates"]["left_out_of_train"] == 1
-    assert "1 training image(s) are exact copies of test images and were left out of training (e.g. train/y/leak.png)" \
+    assert (
+        "1 training image(s) are exact copies of test images and were left out of training (e.g. train/y/leak.png)"
         in caplog.text
+    )
 
 
 def test_images_of_other_sizes_are_resized_and_unreadable_ones_skipped(tmp_path: Path) -> None:
@@ -122,28 +149,39 @@ def test_images_of_other_sizes_are_resized_and_unreadable_ones_skipped(tmp_path:
     (tmp_path / "a" / "broken.png").write_bytes(b"not a png")
     splits = load_dataset(f"folder:{tmp_path}", val_fraction=0.0, test_fraction=0.0)
     assert splits.image_size == (10, 10) and len(splits.train) == 7
-    assert any("1 image(s) of other sizes than the most common 10x10 were resized" in w for w in splits.warnings)
+    assert any(
+        "1 image(s) of other sizes than the most common 10x10 were resized" in w
+        for w in splits.warnings
+    )
     assert any("1 unreadable image(s) skipped: a/broken.png" in w for w in splits.warnings)
 
 
 def test_folder_errors_say_what_to_do(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="a folder was not found at .*nope.*one subfolder of images per class"):
+    with pytest.raises(
+        DataError, match="a folder was not found at .*nope.*one subfolder of images per class"
+    ):
         load_dataset(f"folder:{tmp_path / 'nope'}")
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no class subfolders"):
         load_dataset(f"folder:{tmp_path / 'empty'}")
-    with pytest.raises(ConfigError, match="unknown dataset 'flder:x'.*or your own data: folder:PATH, idx:PATH"):
+    with pytest.raises(
+        ConfigError, match="unknown dataset 'flder:x'.*or your own data: folder:PATH, idx:PATH"
+    ):
         load_dataset("flder:x")
 
 
-def test_relative_folder_is_found_under_the_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_relative_folder_is_found_under_the_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     make_folder(tmp_path / "data" / "mine", {"a": 2, "b": 2})
     monkeypatch.chdir(tmp_path)
     assert load_dataset("folder:data/mine", val_fraction=0, test_fraction=0).num_classes == 2
     other = tmp_path / "elsewhere"
     other.mkdir()
     monkeypatch.chdir(other)
-    splits = load_dataset("folder:mine", data_dir=tmp_path / "data", val_fraction=0, test_fraction=0)
+    splits = load_dataset(
+        "folder:mine", data_dir=tmp_path / "data", val_fraction=0, test_fraction=0
+    )
     assert splits.source == str((tmp_path / "data" / "mine").resolve())
 
 
@@ -151,15 +189,25 @@ def test_idx_set_with_its_own_class_names_and_no_test_files(tmp_path: Path) -> N
     rng = np.random.default_rng(3)
     images = rng.integers(0, 256, (40, 6, 6), dtype=np.uint8)
     write_idx(tmp_path / "letters-train-images-idx3-ubyte", images, gz=True)
-    write_idx(tmp_path / "letters-train-labels-idx1-ubyte", (np.arange(40) % 4).astype(np.uint8), gz=True)
+    write_idx(
+        tmp_path / "letters-train-labels-idx1-ubyte", (np.arange(40) % 4).astype(np.uint8), gz=True
+    )
     (tmp_path / "classes.json").write_text(json.dumps(["A", "B", "C", "D"]))
     splits = load_dataset(f"idx:{tmp_path}")
     assert splits.class_names == ("A", "B", "C", "D")
-    assert (len(splits.train), len(splits.val), len(splits.test)) == (28, 4, 8)  # carved, per class 7/1/2
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (
+        28,
+        4,
+        8,
+    )  # carved, per class 7/1/2
     assert splits.test.labels.bincount().tolist() == [2, 2, 2, 2]
-    assert splits.identity["carved"] == {"val": 0.1, "test": 0.2} and splits.warnings == ()  # carving is no fault
+    assert (
+        splits.identity["carved"] == {"val": 0.1, "test": 0.2} and splits.warnings == ()
+    )  # carving is no fault
     (tmp_path / "classes.json").write_text(json.dumps(["A", "B"]))
-    with pytest.raises(DataError, match=r"label 3 but only 2 class names \('A'..'B', labels 0..1\); put a"):
+    with pytest.raises(
+        DataError, match=r"label 3 but only 2 class names \('A'..'B', labels 0..1\); put a"
+    ):
         load_dataset(f"idx:{tmp_path}")
 
 
@@ -167,11 +215,19 @@ def test_mnist_without_test_files_carves_a_test_split(tmp_path: Path) -> None:
     write_mnist(tmp_path, gz=False, n_train=50)
     for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
         (tmp_path / name).unlink()
-    splits = load_dataset("mnist", data_dir=tmp_path)  # was: "t10k-images-idx3-ubyte not found ... yann.lecun.com"
+    splits = load_dataset(
+        "mnist", data_dir=tmp_path
+    )  # was: "t10k-images-idx3-ubyte not found ... yann.lecun.com"
     assert (len(splits.train), len(splits.val), len(splits.test)) == (40, 0, 10)
-    assert splits.test.labels.bincount().tolist() == [1] * 10 and splits.identity["carved"]["test"] == 0.2
-    assert any("has no test files (t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte): the test split is carved" in w
-               for w in splits.warnings)  # MNIST comes with its test files: say that these were missing
+    assert (
+        splits.test.labels.bincount().tolist() == [1] * 10
+        and splits.identity["carved"]["test"] == 0.2
+    )
+    assert any(
+        "has no test files (t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte): the test split is carved"
+        in w
+        for w in splits.warnings
+    )  # MNIST comes with its test files: say that these were missing
     (tmp_path / "classes.json").write_text(json.dumps([f"k{i}" for i in range(10)]))
     assert load_dataset("mnist", data_dir=tmp_path).class_names[3] == "k3"
 
@@ -180,10 +236,20 @@ def test_npz_sets_channels_last_uint16_and_class_names(tmp_path: Path) -> None:
     rng = np.random.default_rng(4)
     x = rng.integers(0, 65536, (30, 7, 7, 1)).astype(np.uint16)
     xt = rng.integers(0, 65536, (6, 7, 7, 1)).astype(np.uint16)
-    np.savez(tmp_path / "set.npz", x_train=x, y_train=np.arange(30) % 3, x_test=xt, y_test=np.arange(6) % 3,
-             class_names=np.array(["zero", "one", "two"]))
+    np.savez(
+        tmp_path / "set.npz",
+        x_train=x,
+        y_train=np.arange(30) % 3,
+        x_test=xt,
+        y_test=np.arange(6) % 3,
+        class_names=np.array(["zero", "one", "two"]),
+    )
     splits = load_dataset(f"npz:{tmp_path / 'set.npz'}", val_fraction=0.2)
-    assert splits.class_names == ("zero", "one", "two") and splits.image_size == (7, 7) and splits.in_channels == 1
+    assert (
+        splits.class_names == ("zero", "one", "two")
+        and splits.image_size == (7, 7)
+        and splits.in_channels == 1
+    )
     np.testing.assert_allclose(splits.test.images[:, 0].numpy(), xt[..., 0] / 65535.0, atol=1e-7)
     assert (len(splits.train), len(splits.val), len(splits.test)) == (24, 6, 6)
     pool = rng.random((20, 5, 5)).astype(np.float32)
@@ -214,7 +280,9 @@ def test_grouped_split_is_the_per_image_split_without_duplicates_and_keeps_group
 def test_training_files_that_all_copy_the_test_split_are_an_error(tmp_path: Path) -> None:
     make_folder(tmp_path / "test", {"x": 2, "y": 2})
     shutil.copytree(tmp_path / "test", tmp_path / "train")
-    with pytest.raises(DataError, match="no training images are left: every one is an exact copy of a test image"):
+    with pytest.raises(
+        DataError, match="no training images are left: every one is an exact copy of a test image"
+    ):
         load_dataset(f"folder:{tmp_path}")
 
 
@@ -222,10 +290,16 @@ def test_given_train_val_and_test_splits_are_used_as_they_are(tmp_path: Path) ->
     make_folder(tmp_path / "train", {"x": 6, "y": 6}, seed=1)
     make_folder(tmp_path / "val", {"x": 2, "y": 2}, seed=2)
     make_folder(tmp_path / "test", {"x": 3, "y": 3}, seed=3)
-    shutil.copy(tmp_path / "test" / "x" / "1.png", tmp_path / "val" / "y" / "copy.png")  # a val copy of a test image
-    splits = load_dataset(f"folder:{tmp_path}", val_fraction=0.5, test_fraction=0.3)  # nothing left to carve
+    shutil.copy(
+        tmp_path / "test" / "x" / "1.png", tmp_path / "val" / "y" / "copy.png"
+    )  # a val copy of a test image
+    splits = load_dataset(
+        f"folder:{tmp_path}", val_fraction=0.5, test_fraction=0.3
+    )  # nothing left to carve
     assert (len(splits.train), len(splits.val), len(splits.test)) == (12, 4, 6)
     assert splits.identity["carved"] == {} and splits.identity["duplicates"]["left_out_of_val"] == 1
-    assert any("1 validation image(s) are exact copies of test images" in w for w in splits.warnings)
+    assert any(
+        "1 validation image(s) are exact copies of test images" in w for w in splits.warnings
+    )
     keys = split_keys(splits)
     assert not (keys[1] & keys[2])

@@ -24,4 +24,6 @@ def test_the_digit_is_drawn_where_its_strokes_are() -> None:
     img = clutter_digits(digits.repeat(8, 1, 1, 1), seed=3)
     centre = img[:, 0, 20:36, 20:36].mean()
     corners = torch.cat([img[:, 0, :8, :8], img[:, 0, -8:, -8:]]).mean()
-    assert centre > corners  # bright strokes near the centre (shift ±7 px), background at the corners
+    assert (
+        centre > corners
+    )  # bright strokes near the centre (shift ±7 px), background at the corners

@@ -35,16 +35,45 @@ def test_single_process_context_is_rank_zero_of_one() -> None:
 @pytest.mark.slow
 def test_two_gloo_ranks_end_with_identical_weights_and_buffers(tmp_path: Path) -> None:
     out = tmp_path / "ddp.pt"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-           "-m", "lab4f.cli", "train", "--ddp", "--dataset", "digits8", "--epochs", "1", "--lr", "0.05",
-           "--batch-size", "32", "--seed", "7", "--out", str(out), "--rank-state-dir", str(tmp_path),
-           "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "lab4f.cli",
+        "train",
+        "--ddp",
+        "--dataset",
+        "digits8",
+        "--epochs",
+        "1",
+        "--lr",
+        "0.05",
+        "--batch-size",
+        "32",
+        "--seed",
+        "7",
+        "--out",
+        str(out),
+        "--rank-state-dir",
+        str(tmp_path),
+        "--no-progress",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)  # a hang, not a slow machine
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=600, env=env
+    )  # a hang, not a slow machine
     assert proc.returncode == 0, proc.stderr[-3000:]
-    print(f"DDP run took {time.perf_counter() - t0:.1f} s")  # a time, not a test: benchmarks/ measure speed
+    print(
+        f"DDP run took {time.perf_counter() - t0:.1f} s"
+    )  # a time, not a test: benchmarks/ measure speed
     assert proc.stdout.count("world_size=2") == 1  # only rank 0 prints
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
@@ -61,12 +90,36 @@ def test_two_gloo_ranks_end_with_identical_weights_and_buffers(tmp_path: Path) -
 @pytest.mark.slow
 def test_cli_train_ddp_prints_one_json_object_from_rank_zero(tmp_path: Path) -> None:
     out = tmp_path / "cli.pt"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-           "-m", "lab4f.cli", "train", "--ddp", "--dataset", "digits8", "--limit", "200", "--epochs", "1",
-           "--widths", "4,8", "--out", str(out), "--no-progress", "--json"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "lab4f.cli",
+        "train",
+        "--ddp",
+        "--dataset",
+        "digits8",
+        "--limit",
+        "200",
+        "--epochs",
+        "1",
+        "--widths",
+        "4,8",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--json",
+    ]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stdout

@@ -17,29 +17,53 @@ def reference_kernel(layers: list[np.ndarray]) -> np.ndarray:
     eff = layers[0]
     for w in layers[1:]:
         c_out, c_mid = w.shape[:2]
-        eff = np.stack([
-            np.stack([sum(convolve2d(eff[m, i], w[o, m], mode="full") for m in range(c_mid))
-                      for i in range(eff.shape[1])])
-            for o in range(c_out)
-        ])
+        eff = np.stack(
+            [
+                np.stack(
+                    [
+                        sum(convolve2d(eff[m, i], w[o, m], mode="full") for m in range(c_mid))
+                        for i in range(eff.shape[1])
+                    ]
+                )
+                for o in range(c_out)
+            ]
+        )
     return eff
 
 
 def correlate_same(x: np.ndarray, k: np.ndarray) -> np.ndarray:
     """(B, C_in, H, W) input ⊛ (C_out, C_in, K, K) kernels, 'same' size, summed over input channels."""
-    return np.stack([
-        np.stack([sum(correlate2d(x[b, i], k[o, i], mode="same") for i in range(x.shape[1]))
-                  for o in range(k.shape[0])])
-        for b in range(x.shape[0])
-    ])
+    return np.stack(
+        [
+            np.stack(
+                [
+                    sum(correlate2d(x[b, i], k[o, i], mode="same") for i in range(x.shape[1]))
+                    for o in range(k.shape[0])
+                ]
+            )
+            for b in range(x.shape[0])
+        ]
+    )
 
 
 def model_and_input(detection: str, seed: int = 0) -> tuple[SCLC, torch.Tensor, np.ndarray]:
     torch.manual_seed(seed)
-    model = build_model(ModelConfig(kind="student", widths=(3, 5), kernel_size=3, image_size=20,
-                                    hidden=(8,), detection=detection))
-    assert isinstance(model, SCLC) and model.detection == detection  # the config reaches the front end
-    x = torch.rand(2, 1, 20, 20, generator=torch.Generator().manual_seed(seed + 1))  # intensities ≥ 0
+    model = build_model(
+        ModelConfig(
+            kind="student",
+            widths=(3, 5),
+            kernel_size=3,
+            image_size=20,
+            hidden=(8,),
+            detection=detection,
+        )
+    )
+    assert (
+        isinstance(model, SCLC) and model.detection == detection
+    )  # the config reaches the front end
+    x = torch.rand(
+        2, 1, 20, 20, generator=torch.Generator().manual_seed(seed + 1)
+    )  # intensities ≥ 0
     k = reference_kernel([w.detach().double().numpy() for w in model.layers])
     assert k.shape == (5, 1, 5, 5) and (k > 0).any() and (k < 0).any()  # both tiles are exercised
     return model, x, k
@@ -71,7 +95,9 @@ def test_incoherent_student_subtracts_the_negative_tile_from_the_positive_one() 
         got = model.features(x).double().numpy()
     xn = x.double().numpy()
     pos, neg = correlate_same(xn, np.maximum(k, 0)), correlate_same(xn, np.maximum(-k, 0))
-    assert (pos >= 0).all() and (neg >= 0).all()  # nonnegative intensity PSFs on a nonnegative input
+    assert (pos >= 0).all() and (
+        neg >= 0
+    ).all()  # nonnegative intensity PSFs on a nonnegative input
     assert rel(got, pos - neg) <= TOL
     # a swapped or dropped tile would be caught
     assert rel(got, neg - pos) > 1.5 and rel(got, pos) > 0.2 and rel(got, -neg) > 0.2
@@ -86,7 +112,9 @@ def test_incoherent_read_noise_is_added_to_each_tile_separately() -> None:
     x = torch.rand(4, 1, 20, 20, generator=torch.Generator().manual_seed(7))
     model.noise_std = sigma
     torch.manual_seed(11)
-    got = model.features(x).detach().double().numpy()  # grad enabled: the noise is applied while training
+    got = (
+        model.features(x).detach().double().numpy()
+    )  # grad enabled: the noise is applied while training
     xn = x.double().numpy()
     pos, neg = correlate_same(xn, np.maximum(k, 0)), correlate_same(xn, np.maximum(-k, 0))
     resid = got - (pos - neg)
@@ -95,7 +123,9 @@ def test_incoherent_read_noise_is_added_to_each_tile_separately() -> None:
     z = resid / two_tiles[..., None, None]
     # 4 × 5 maps × 400 pixels = 8,000 unit-variance samples: the std is known to ±0.8 % (1σ); ±6 % is > 7σ
     assert np.std(z) == pytest.approx(1.0, abs=0.06)
-    assert np.mean(z) == pytest.approx(0.0, abs=0.06)  # zero-mean noise: 0.06 is ~5σ of the mean of 8,000
+    assert np.mean(z) == pytest.approx(
+        0.0, abs=0.06
+    )  # zero-mean noise: 0.06 is ~5σ of the mean of 8,000
     # the alternative the test must tell apart is far outside that band
     assert np.median(one_tile / two_tiles) < 0.8
     with torch.no_grad():  # evaluation (no grad): no noise at all

@@ -35,7 +35,9 @@ def test_right_kind_and_schema_open_and_every_supported_version_is_accepted(tmp_
     for version in (1, 2, 3):
         path = write(tmp_path / f"v{version}.h5", "optical_program", version)
         with open_h5(path, "optical_program", 3) as f:
-            assert f.attrs["kind"] == "optical_program" and int(f.attrs["schema_version"]) == version
+            assert (
+                f.attrs["kind"] == "optical_program" and int(f.attrs["schema_version"]) == version
+            )
             assert list(f["data"][()]) == [0, 1, 2]
 
 
@@ -49,7 +51,9 @@ def test_wrong_kind_is_refused_with_a_typed_error_naming_both_kinds(tmp_path: Pa
     assert_closed(path)
 
 
-def test_future_and_missing_schema_versions_are_refused_with_the_supported_range(tmp_path: Path) -> None:
+def test_future_and_missing_schema_versions_are_refused_with_the_supported_range(
+    tmp_path: Path,
+) -> None:
     future = write(tmp_path / "future.h5", "optical_program", PROGRAM_SCHEMA + 1)
     with pytest.raises(StorageError) as err:
         open_h5(future, "optical_program", PROGRAM_SCHEMA)
@@ -80,21 +84,30 @@ def test_missing_and_non_hdf5_files_are_typed_errors(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def program_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     bank = KernelBank(torch.randn(2, 1, 3, 3, generator=torch.Generator().manual_seed(0)))
-    return compile_bank(bank, 8, modulation="complex").save(tmp_path_factory.mktemp("prog") / "p.program.h5")
+    return compile_bank(bank, 8, modulation="complex").save(
+        tmp_path_factory.mktemp("prog") / "p.program.h5"
+    )
 
 
-def test_optical_program_loader_refuses_a_newer_program_and_a_record(program_file: Path, tmp_path: Path) -> None:
+def test_optical_program_loader_refuses_a_newer_program_and_a_record(
+    program_file: Path, tmp_path: Path
+) -> None:
     program = OpticalProgram.load(program_file)  # the genuine file loads
     assert program.bank.shape == (2, 1, 3, 3)
     newer = tmp_path / "newer.program.h5"
     newer.write_bytes(program_file.read_bytes())
     with h5py.File(newer, "r+") as f:
         f.attrs["schema_version"] = PROGRAM_SCHEMA + 1
-    newer_says = rf"schema version {PROGRAM_SCHEMA + 1}.*optical_program versions 1\.\.1.*upgrade lab4f"
+    newer_says = (
+        rf"schema version {PROGRAM_SCHEMA + 1}.*optical_program versions 1\.\.1.*upgrade lab4f"
+    )
     with pytest.raises(StorageError, match=newer_says):
         OpticalProgram.load(newer)
     record = CalibrationRecord().save(tmp_path / "cal.h5")
-    with pytest.raises(StorageError, match="holds a 'calibration_record' file, not a 'optical_program' file; pass a "):
+    with pytest.raises(
+        StorageError,
+        match="holds a 'calibration_record' file, not a 'optical_program' file; pass a ",
+    ):
         OpticalProgram.load(record)
 
 
@@ -105,7 +118,10 @@ def test_calibration_record_loader_says_what_to_do(program_file: Path, tmp_path:
     newer.write_bytes(good.read_bytes())
     with h5py.File(newer, "r+") as f:
         f.attrs["schema_version"] = int(f.attrs["schema_version"]) + 1
-    for path, found in ((newer, "schema version 2"), (program_file, "holds a 'optical_program' file")):
+    for path, found in (
+        (newer, "schema version 2"),
+        (program_file, "holds a 'optical_program' file"),
+    ):
         with pytest.raises(CalibrationError) as err:
             CalibrationRecord.load(path)
         msg = str(err.value)

@@ -26,8 +26,11 @@ def test_fft_conv_equals_conv2d(k: int, dtype: torch.dtype) -> None:
 
 def test_collapsed_bank_equals_layer_by_layer_stack() -> None:
     g = torch.Generator().manual_seed(0)
-    layers = [torch.randn(8, 1, 3, 3, generator=g), torch.randn(16, 8, 3, 3, generator=g),
-              torch.randn(12, 16, 5, 5, generator=g)]
+    layers = [
+        torch.randn(8, 1, 3, 3, generator=g),
+        torch.randn(16, 8, 3, 3, generator=g),
+        torch.randn(12, 16, 5, 5, generator=g),
+    ]
     x = torch.rand(2, 1, 20, 20, generator=g)
     bank = KernelBank(collapse_kernels(layers))
     assert bank.weights.shape == (12, 1, 9, 9)
@@ -38,8 +41,13 @@ def test_collapsed_bank_equals_layer_by_layer_stack() -> None:
     collapsed32 = collapse_kernels(layers)
     assert collapsed32.dtype == torch.float32
     ref64 = direct_collapse([w.double() for w in layers])
-    assert rel(stack_full(x.double(), [w.double() for w in layers]),
-               F.conv2d(x.double(), ref64, padding=ref64.shape[-1] - 1)) <= 1e-12  # the reference is right
+    assert (
+        rel(
+            stack_full(x.double(), [w.double() for w in layers]),
+            F.conv2d(x.double(), ref64, padding=ref64.shape[-1] - 1),
+        )
+        <= 1e-12
+    )  # the reference is right
     # float32 eps is 1.2e-7; rfft/einsum/irfft stages over 9×9 grids with 8–16-channel sums accumulate a few eps
     # (measured 2.1e-7, as a direct float32 composition does: 3.0e-7) — 1e-5 leaves ~50× margin, while any real
     # defect (wrong size, a flipped kernel: 1.34, channel order) is O(1)
@@ -54,7 +62,9 @@ def direct_collapse(layers: list[torch.Tensor]) -> torch.Tensor:
         # true (flipped) convolution of every eff[m, i] with every w[o, m], summed over m, by conv2d:
         # treat C_in as batch, C_m as channels; conv2d correlates, so flip w to convolve
         inp = eff.permute(1, 0, 2, 3)  # (C_in, C_m, k, k)
-        out = F.conv2d(inp, torch.flip(w, dims=(-2, -1)), padding=kw - 1)  # (C_in, C_out, k+kw-1, ...)
+        out = F.conv2d(
+            inp, torch.flip(w, dims=(-2, -1)), padding=kw - 1
+        )  # (C_in, C_out, k+kw-1, ...)
         eff = out.permute(1, 0, 2, 3)
     return eff
 

@@ -18,7 +18,10 @@ from lab4f.task import CLASSIFICATION, SEGMENTATION, TASKS, task_of, task_of_che
 
 def test_the_one_rule_that_tells_the_tasks_apart() -> None:
     assert checkpoint_task({"task": "segmentation"}) == "segmentation"
-    assert checkpoint_task({"task": "classification", "model_config": {"widths": [8]}}) == "classification"
+    assert (
+        checkpoint_task({"task": "classification", "model_config": {"widths": [8]}})
+        == "classification"
+    )
     # written before lab4f recorded the task: a segmentation model's config has a decoder width
     assert checkpoint_task({"model_config": {"decoder_width": 12}}) == "segmentation"
     assert checkpoint_task({"model_config": {"widths": [8]}}) == "classification"
@@ -33,7 +36,9 @@ def test_the_task_is_read_from_the_checkpoint_file(tmp_path) -> None:  # noqa: A
     cfg = ModelConfig(kind="student", widths=(4, 4))
     model = build_model(cfg)
     plain = save_checkpoint(tmp_path / "c.pt", model, make_metadata(cfg))
-    tagged = save_checkpoint(tmp_path / "s.pt", model, make_metadata(cfg, extra={"task": "segmentation"}))
+    tagged = save_checkpoint(
+        tmp_path / "s.pt", model, make_metadata(cfg, extra={"task": "segmentation"})
+    )
     assert task_of_checkpoint(plain) is CLASSIFICATION
     assert task_of_checkpoint(tagged) is SEGMENTATION
 
@@ -59,13 +64,16 @@ def test_segmentation_loss_skips_unscored_pixels() -> None:
     assert SEGMENTATION.loss(logits, target) == pytest.approx(float(only), rel=1e-6)
     labels = torch.tensor([0, 2])
     assert CLASSIFICATION.loss(logits[:, :, 0, 0].repeat(2, 1), labels) == pytest.approx(
-        float(nn.functional.cross_entropy(logits[:, :, 0, 0].repeat(2, 1), labels)), rel=1e-6)
+        float(nn.functional.cross_entropy(logits[:, :, 0, 0].repeat(2, 1), labels)), rel=1e-6
+    )
 
 
 def test_scores_are_the_task_metric() -> None:
     back = nn.Identity()
     labels = torch.tensor([0, 1, 2, 1])
-    features = nn.functional.one_hot(torch.tensor([0, 1, 0, 1]), 3).float()  # three right, one wrong
+    features = nn.functional.one_hot(
+        torch.tensor([0, 1, 0, 1]), 3
+    ).float()  # three right, one wrong
     assert CLASSIFICATION.score(back, features, labels) == pytest.approx(0.75)
     masks = torch.tensor([[[0, 1], [1, 1]]])
     perfect = nn.functional.one_hot(masks, 2).permute(0, 3, 1, 2).float()
@@ -81,7 +89,11 @@ def test_running_tallies() -> None:
     t.add(1, image, eye[0], eye[2], 2)  # digital right, optical wrong, they disagree
     t.add(2, image, eye[2], eye[2], -1)  # unlabelled: agreement only
     m = t.metrics()
-    assert m["task"] == "classification" and m["optical_accuracy"] == 0.5 and m["digital_accuracy"] == 1.0
+    assert (
+        m["task"] == "classification"
+        and m["optical_accuracy"] == 0.5
+        and m["digital_accuracy"] == 1.0
+    )
     assert m["agreement"] == pytest.approx(2 / 3) and m["last"]["input"] == 2
     assert math.isnan(CLASSIFICATION.tally(3).metrics()["optical_accuracy"])
     s = SEGMENTATION.tally(2)
@@ -89,5 +101,7 @@ def test_running_tallies() -> None:
     s.add(0, image, truth.copy(), truth.copy(), truth)
     m = s.metrics()
     assert m["task"] == "segmentation" and m["agreement"] == 1.0
-    assert m["optical_mean_iou"] == pytest.approx(1.0) and m["digital_mean_iou"] == pytest.approx(1.0)
+    assert m["optical_mean_iou"] == pytest.approx(1.0) and m["digital_mean_iou"] == pytest.approx(
+        1.0
+    )
     assert m["last"]["num_classes"] == 2

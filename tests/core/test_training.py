@@ -34,6 +34,7 @@ def _same_state(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 
 # --- KD loss ---------------------------------------------------------------------------------------------
 
+
 def test_kd_loss_is_cross_entropy_at_alpha_zero() -> None:
     g = torch.Generator().manual_seed(0)
     zs, zt = torch.randn(16, 10, generator=g), torch.randn(16, 10, generator=g)
@@ -69,6 +70,7 @@ def test_kd_loss_gives_no_gradient_to_teacher() -> None:
 
 # --- the training loop -----------------------------------------------------------------------------------
 
+
 def test_same_seed_gives_identical_weights_and_training_learns(splits) -> None:
     mcfg = model_config_for(splits, "teacher", **SMALL)
     a = train_model(mcfg, splits, _cfg(), progress=False)
@@ -83,14 +85,18 @@ def test_same_seed_gives_identical_weights_and_training_learns(splits) -> None:
 
 
 def test_student_trains_by_kd_and_needs_teacher(splits) -> None:
-    teacher = train_model(model_config_for(splits, "teacher", **SMALL), splits, _cfg(), progress=False).model
+    teacher = train_model(
+        model_config_for(splits, "teacher", **SMALL), splits, _cfg(), progress=False
+    ).model
     scfg = model_config_for(splits, "student", detection="incoherent", **SMALL)
     with pytest.raises(ConfigError, match="teacher"):
         train_model(scfg, splits, _cfg(), progress=False)
     before = [p.detach().clone() for p in teacher.parameters()]
     res = train_model(scfg, splits, _cfg(), teacher=teacher, progress=False)
     assert res.stopped_reason == "completed" and math.isfinite(res.history[-1]["train_loss"])
-    assert all(torch.equal(p0, p1) for p0, p1 in zip(before, teacher.parameters(), strict=True))  # frozen
+    assert all(
+        torch.equal(p0, p1) for p0, p1 in zip(before, teacher.parameters(), strict=True)
+    )  # frozen
 
 
 def test_dataset_model_mismatch_is_a_config_error(splits) -> None:
@@ -111,8 +117,14 @@ def test_nonfinite_loss_stops_and_keeps_last_finite_checkpoint(splits, tmp_path:
             with torch.no_grad():
                 next(model.parameters()).fill_(float("inf"))
 
-    res = train_model(model_config_for(splits, "teacher", **SMALL), splits, _cfg(epochs=3),
-                      checkpoint_path=ckpt, progress=False, on_epoch_end=diverge)
+    res = train_model(
+        model_config_for(splits, "teacher", **SMALL),
+        splits,
+        _cfg(epochs=3),
+        checkpoint_path=ckpt,
+        progress=False,
+        on_epoch_end=diverge,
+    )
     assert res.stopped_reason == "nonfinite_loss"
     assert "epoch 2, step 1" in res.stop_detail
     assert res.epochs_completed == 1 and len(res.history) == 1
@@ -125,8 +137,13 @@ def test_nonfinite_loss_stops_and_keeps_last_finite_checkpoint(splits, tmp_path:
 
 def test_absurd_lr_stops_in_first_epoch_without_checkpoint(splits, tmp_path: Path) -> None:
     ckpt = tmp_path / "t.pt"
-    res = train_model(model_config_for(splits, "linear", **SMALL), splits, _cfg(lr=1e12),
-                      checkpoint_path=ckpt, progress=False)
+    res = train_model(
+        model_config_for(splits, "linear", **SMALL),
+        splits,
+        _cfg(lr=1e12),
+        checkpoint_path=ckpt,
+        progress=False,
+    )
     assert res.stopped_reason == "nonfinite_loss" and "epoch 1" in res.stop_detail
     assert res.epochs_completed == 0 and not ckpt.exists()
     assert all(torch.isfinite(p).all() for p in res.model.parameters())
@@ -134,7 +151,9 @@ def test_absurd_lr_stops_in_first_epoch_without_checkpoint(splits, tmp_path: Pat
 
 def test_resumed_run_equals_uninterrupted_run(splits, tmp_path: Path) -> None:
     mcfg = model_config_for(splits, "linear", detection="coherent", **SMALL)
-    full = train_model(mcfg, splits, _cfg(epochs=3), checkpoint_path=tmp_path / "full.pt", progress=False)
+    full = train_model(
+        mcfg, splits, _cfg(epochs=3), checkpoint_path=tmp_path / "full.pt", progress=False
+    )
 
     def interrupt(record, model):
         if record["epoch"] == 1:
@@ -142,10 +161,18 @@ def test_resumed_run_equals_uninterrupted_run(splits, tmp_path: Path) -> None:
 
     part = tmp_path / "part.pt"
     with pytest.raises(KeyboardInterrupt):
-        train_model(mcfg, splits, _cfg(epochs=3), checkpoint_path=part, progress=False,
-                    on_epoch_end=interrupt)
+        train_model(
+            mcfg,
+            splits,
+            _cfg(epochs=3),
+            checkpoint_path=part,
+            progress=False,
+            on_epoch_end=interrupt,
+        )
     assert read_checkpoint(part)["train_state"]["epoch"] == 1
-    resumed = train_model(mcfg, splits, _cfg(epochs=3), checkpoint_path=part, resume=True, progress=False)
+    resumed = train_model(
+        mcfg, splits, _cfg(epochs=3), checkpoint_path=part, resume=True, progress=False
+    )
     assert resumed.epochs_completed == 3
     assert _same_state(full.model, resumed.model)
     assert resumed.history == full.history
@@ -153,12 +180,16 @@ def test_resumed_run_equals_uninterrupted_run(splits, tmp_path: Path) -> None:
 
 
 def test_evaluate_reports_consistent_per_class_accuracy(splits) -> None:
-    res = train_model(model_config_for(splits, "teacher", **SMALL), splits, _cfg(epochs=1), progress=False)
+    res = train_model(
+        model_config_for(splits, "teacher", **SMALL), splits, _cfg(epochs=1), progress=False
+    )
     m = evaluate(res.model, splits.test, batch_size=50)
     y = splits.test.tensors[1]
     counts = torch.bincount(y, minlength=10).double()
     assert m["n"] == len(y) == 359
-    weighted = sum(a * float(c) for a, c in zip(m["per_class_accuracy"], counts, strict=True)) / len(y)
+    weighted = sum(
+        a * float(c) for a, c in zip(m["per_class_accuracy"], counts, strict=True)
+    ) / len(y)
     assert m["accuracy"] == pytest.approx(weighted, abs=1e-6)
     with torch.no_grad():
         logits = res.model.eval()(splits.test.tensors[0])
@@ -168,25 +199,34 @@ def test_evaluate_reports_consistent_per_class_accuracy(splits) -> None:
 
 # --- the one loop: plateau, frozen front, device, AMP, threads ------------------------------------------------
 
+
 def test_patience_stops_at_the_plateau_and_keeps_the_best_val_epoch(splits) -> None:
     cfg = model_config_for(splits, "linear", **SMALL)
     # a constant, tiny lr plateaus almost at once; the cap of 30 epochs is never reached
-    res = train_model(cfg, splits, _cfg(epochs=30, lr=1e-6, schedule="constant", patience=2), progress=False)
+    res = train_model(
+        cfg, splits, _cfg(epochs=30, lr=1e-6, schedule="constant", patience=2), progress=False
+    )
     assert res.stopped_reason == "plateau" and res.epochs_completed < 30
     assert res.epochs_completed - res.best_epoch == 2
     best = max(h["val_accuracy"] for h in res.history)
     assert res.best_val_accuracy == best
-    assert evaluate(res.model, splits.val)["accuracy"] == pytest.approx(best)  # the best epoch's weights
+    assert evaluate(res.model, splits.val)["accuracy"] == pytest.approx(
+        best
+    )  # the best epoch's weights
 
 
 def test_frozen_front_trains_only_the_back_end_from_the_given_weights(splits) -> None:
     cfg = model_config_for(splits, "linear", **SMALL)
     pre = train_model(cfg, splits, _cfg(epochs=1), progress=False)
     init = {k: v.clone() for k, v in pre.model.state_dict().items()}
-    res = train_model(cfg, splits, _cfg(epochs=1, seed=9), progress=False, init_state=init, frozen_front=True)
+    res = train_model(
+        cfg, splits, _cfg(epochs=1, seed=9), progress=False, init_state=init, frozen_front=True
+    )
     after = res.model.state_dict()
     assert all(torch.equal(after[k], init[k]) for k in init if k.startswith("layers."))
-    assert not all(torch.equal(after[k], init[k]) for k in init if k.startswith("back.") and "weight" in k)
+    assert not all(
+        torch.equal(after[k], init[k]) for k in init if k.startswith("back.") and "weight" in k
+    )
 
 
 def test_segmentation_and_classification_share_the_loop() -> None:
@@ -201,10 +241,17 @@ def test_amp_on_cpu_trains_in_bfloat16_and_stays_finite(splits, kind) -> None:
     if kind == "student":
         tcfg = model_config_for(splits, "teacher", **SMALL)
         teacher = train_model(tcfg, splits, _cfg(epochs=1), progress=False).model
-    res = train_model(model_config_for(splits, kind, **SMALL), splits, _cfg(epochs=1, amp=True), teacher=teacher,
-                      progress=False)
+    res = train_model(
+        model_config_for(splits, kind, **SMALL),
+        splits,
+        _cfg(epochs=1, amp=True),
+        teacher=teacher,
+        progress=False,
+    )
     assert res.stopped_reason == "completed" and math.isfinite(res.history[-1]["train_loss"])
-    assert all(p.dtype == torch.float32 for p in res.model.parameters())  # autocast, not a half model
+    assert all(
+        p.dtype == torch.float32 for p in res.model.parameters()
+    )  # autocast, not a half model
 
 
 def test_device_names_resolve_and_a_missing_gpu_is_a_config_error() -> None:
@@ -222,8 +269,12 @@ def test_device_names_resolve_and_a_missing_gpu_is_a_config_error() -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
 @pytest.mark.parametrize("amp", [False, True])
 def test_training_on_cuda_with_and_without_amp(splits, amp) -> None:
-    res = train_model(model_config_for(splits, "linear", **SMALL), splits, _cfg(epochs=1, device="cuda", amp=amp),
-                      progress=False)
+    res = train_model(
+        model_config_for(splits, "linear", **SMALL),
+        splits,
+        _cfg(epochs=1, device="cuda", amp=amp),
+        progress=False,
+    )
     assert res.stopped_reason == "completed" and next(res.model.parameters()).is_cuda
     assert res.test["accuracy"] > 0.1
 
@@ -258,9 +309,30 @@ def test_cli_train_takes_device_amp_and_patience(tmp_path: Path, capsys) -> None
 
     from lab4f.cli import main
 
-    args = ["train", "--kind", "linear", "--dataset", "digits8", "--limit", "200", "--widths", "4", "--epochs", "3",
-            "--device", "auto", "--amp", "--patience", "1", "--threads", "1", "--out", str(tmp_path / "l.pt"),
-            "--no-progress", "--json"]
+    args = [
+        "train",
+        "--kind",
+        "linear",
+        "--dataset",
+        "digits8",
+        "--limit",
+        "200",
+        "--widths",
+        "4",
+        "--epochs",
+        "3",
+        "--device",
+        "auto",
+        "--amp",
+        "--patience",
+        "1",
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path / "l.pt"),
+        "--no-progress",
+        "--json",
+    ]
     assert main(args) == 0
     out = json.loads(capsys.readouterr().out)
     cfg = read_checkpoint(tmp_path / "l.pt")["metadata"]["train_config"]

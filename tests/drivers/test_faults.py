@@ -33,7 +33,9 @@ def test_drop_schedule_and_validation() -> None:
 
 
 def test_each_fault_raises_its_typed_error_with_advice() -> None:
-    plan = FaultPlan(disconnect=True, frame_timeout=True, slm_write_failure=True, timeout_wait_s=0.05)
+    plan = FaultPlan(
+        disconnect=True, frame_timeout=True, slm_write_failure=True, timeout_wait_s=0.05
+    )
     with pytest.raises(DeviceDisconnected, match="reconnect the device") as info:
         check_connected(plan, 0, "cam")
     assert info.value.device == "cam"  # the failing device travels with the error
@@ -48,7 +50,9 @@ def test_each_fault_raises_its_typed_error_with_advice() -> None:
 
 
 def test_clear_disarms_everything() -> None:
-    plan = FaultPlan(disconnect=True, drop_every_n=5, slm_write_failure_after_n=0, timeout_wait_s=1.0)
+    plan = FaultPlan(
+        disconnect=True, drop_every_n=5, slm_write_failure_after_n=0, timeout_wait_s=1.0
+    )
     plan.clear()
     assert plan == FaultPlan()
 

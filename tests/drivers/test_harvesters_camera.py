@@ -41,7 +41,9 @@ def test_frames_have_right_shape_dtype_and_move(camera):
     frames = [camera.get_image() for _ in range(4)]
     for frame in frames:
         assert frame.shape == (400, 400) and frame.dtype == np.uint8
-        assert 0 < frame.mean() < 255  # a ball on a white field: neither blank nor saturated everywhere
+        assert (
+            0 < frame.mean() < 255
+        )  # a ball on a white field: neither blank nor saturated everywhere
     # viky's ball bounces: consecutive frames differ in a few dozen pixels at least.
     changed = [int(np.count_nonzero(a != b)) for a, b in zip(frames, frames[1:], strict=False)]
     assert min(changed) >= 10, changed
@@ -52,13 +54,16 @@ def test_missing_exposure_node_is_kept_in_software(camera):
     assert camera.exposure_s == pytest.approx(0.01)
     assert camera.set_exposure(0.02) == pytest.approx(0.02)
     snap = camera.settings_snapshot()
-    assert snap["exposure_source"] == "software" and snap["actual_exposure_s"] == pytest.approx(0.02)
+    assert snap["exposure_source"] == "software" and snap["actual_exposure_s"] == pytest.approx(
+        0.02
+    )
     assert snap["serial"] == "1" and snap["actual_width"] == 400
 
 
 def test_roi_frame_rate_and_color_format():
-    settings = HarvestersCameraSettings(roi=(0, 0, 320, 240), pixel_format="RGBa8", frame_rate_hz=100.0,
-                                        gain_db=3.0)
+    settings = HarvestersCameraSettings(
+        roi=(0, 0, 320, 240), pixel_format="RGBa8", frame_rate_hz=100.0, gain_db=3.0
+    )
     with HarvestersCamera(settings) as cam:
         assert cam.configured_frame_rate_hz == pytest.approx(100.0)
         assert cam.identity.serial == "0"  # first device when no serial is given

@@ -46,17 +46,32 @@ def _pause(cam: HarvestersCamera) -> tuple[int, float, float]:
 
 def test_viky_facts(camera):
     nodes = camera._ia.remote_device.node_map
-    for name in ("TriggerMode", "TriggerSoftware", "TriggerSource", "TimestampLatch", "TimestampLatchValue",
-                 "GevTimestampControlLatch", "GevTimestampValue", "TimestampTickFrequency",
-                 "GevTimestampTickFrequency", "ExposureTime"):
+    for name in (
+        "TriggerMode",
+        "TriggerSoftware",
+        "TriggerSource",
+        "TimestampLatch",
+        "TimestampLatchValue",
+        "GevTimestampControlLatch",
+        "GevTimestampValue",
+        "TimestampTickFrequency",
+        "GevTimestampTickFrequency",
+        "ExposureTime",
+    ):
         assert not hasattr(nodes, name), name
     stream = camera._ia.data_streams[0].node_map.StreamBufferHandlingMode
     assert list(stream.symbolics) == ["OldestFirst", "OldestFirstOverwrite", "NewestOnly"]
     assert camera.buffer_handling_in_use == "OldestFirst" and camera.buffer_count_in_use == 3
-    assert camera.configured_frame_rate_hz == pytest.approx(20.0) and camera.frame_period_s == pytest.approx(0.05)
+    assert camera.configured_frame_rate_hz == pytest.approx(
+        20.0
+    ) and camera.frame_period_s == pytest.approx(0.05)
     assert camera.trigger_mode == "off" and isinstance(camera, FrameSource)
     # frame IDs from the buffer, no timestamps: the device clock is frame_id / frame rate, mapped from fetches
-    assert (camera.frame_id_source, camera.timestamp_source, camera.clock_sync) == ("buffer", "frame_id", "fetch")
+    assert (camera.frame_id_source, camera.timestamp_source, camera.clock_sync) == (
+        "buffer",
+        "frame_id",
+        "fetch",
+    )
     assert camera.clock_uncertainty_s == pytest.approx(camera.frame_period_s + 0.002)
     frame = camera.read_frame()
     assert isinstance(frame, Frame) and frame.timestamp_s is None and frame.complete
@@ -70,13 +85,21 @@ def test_naive_flush_then_get_image_returns_a_frame_from_before_the_pause(camera
     Camera.flush(camera)  # slmsuite's own flush: _flush_iterations = 2 fetches
     camera.get_image()
     stale = camera.last_frame
-    assert stale.frame_id == camera.last_frame_index == last + camera.buffer_count_in_use  # the 3rd queued frame
+    assert (
+        stale.frame_id == camera.last_frame_index == last + camera.buffer_count_in_use
+    )  # the 3rd queued frame
     # exposed right after the pause began, long before it ended, and the clock mapping says so
-    assert stale.start_s - camera.clock_uncertainty_s < pause_start + camera.buffer_count_in_use * camera.frame_period_s
+    assert (
+        stale.start_s - camera.clock_uncertainty_s
+        < pause_start + camera.buffer_count_in_use * camera.frame_period_s
+    )
     assert stale.end_s + camera.clock_uncertainty_s < pause_end
     # the frames exposed after the queue was full were lost: the next ID jumps
     fresh = camera.read_frame()
-    assert fresh.frame_id > stale.frame_id + 1 and camera.frames_lost >= fresh.frame_id - stale.frame_id - 1
+    assert (
+        fresh.frame_id > stale.frame_id + 1
+        and camera.frames_lost >= fresh.frame_id - stale.frame_id - 1
+    )
 
 
 def test_drain_empties_the_queue_and_the_next_frame_is_fresh(camera):
@@ -84,12 +107,20 @@ def test_drain_empties_the_queue_and_the_next_frame_is_fresh(camera):
     drained = camera.drain()
     drained_at = time.perf_counter()
     ids = [f.frame_id for f in drained]
-    assert ids[: camera.buffer_count_in_use] == [last + 1, last + 2, last + 3]  # the queue, oldest first
-    assert all(f.start_s - camera.clock_uncertainty_s < pause_end for f in drained[:3])  # stale ones
+    assert ids[: camera.buffer_count_in_use] == [
+        last + 1,
+        last + 2,
+        last + 3,
+    ]  # the queue, oldest first
+    assert all(
+        f.start_s - camera.clock_uncertainty_s < pause_end for f in drained[:3]
+    )  # stale ones
     frame = camera.read_frame()
     assert frame.frame_id > max(ids)
     assert frame.start_s > drained_at - camera.frame_period_s - camera.clock_uncertainty_s
-    assert len(camera.drain()) <= 1  # the queue stays empty (a frame may arrive while drain() waits)
+    assert (
+        len(camera.drain()) <= 1
+    )  # the queue stays empty (a frame may arrive while drain() waits)
 
 
 def test_flush_is_drain_so_get_image_after_flush_is_fresh(camera):
@@ -98,7 +129,9 @@ def test_flush_is_drain_so_get_image_after_flush_is_fresh(camera):
     flushed_at = time.perf_counter()
     camera.get_image()
     assert camera.last_frame_index > last + camera.buffer_count_in_use
-    assert camera.last_frame.start_s > flushed_at - camera.frame_period_s - camera.clock_uncertainty_s
+    assert (
+        camera.last_frame.start_s > flushed_at - camera.frame_period_s - camera.clock_uncertainty_s
+    )
 
 
 def test_frame_ids_and_start_times_increase_and_map_onto_the_host_clock(camera):
@@ -113,7 +146,9 @@ def test_frame_ids_and_start_times_increase_and_map_onto_the_host_clock(camera):
     ids = [f.frame_id for f in frames]
     starts = [f.start_s for f in frames]
     assert ids == sorted(set(ids)) and starts == sorted(set(starts))
-    for frame, (before, after) in zip(frames, bounds, strict=False):  # each arrived while read_frame waited
+    for frame, (before, after) in zip(
+        frames, bounds, strict=False
+    ):  # each arrived while read_frame waited
         assert frame.end_s <= after  # its exposure ended before the fetch returned
         assert frame.start_s >= before - frame.exposure_s - camera.clock_uncertainty_s
     # the clock runs with the frame IDs at the frame period
@@ -122,11 +157,21 @@ def test_frame_ids_and_start_times_increase_and_map_onto_the_host_clock(camera):
 
 
 def test_software_trigger_on_viky_names_the_missing_nodes():
-    with pytest.raises(ConfigError, match=r"no TriggerMode / TriggerSource / TriggerSoftware node.*trigger_mode='off'"
-                       r".*settle or marker sync policy"):
+    with pytest.raises(
+        ConfigError,
+        match=r"no TriggerMode / TriggerSource / TriggerSoftware node.*trigger_mode='off'"
+        r".*settle or marker sync policy",
+    ):
         _open(trigger_mode="software")
-    with pytest.raises(ConfigError, match=r"no TriggerMode / TriggerSource node.*trigger_mode='hardware'"):
-        _open(trigger_mode="hardware", trigger_line="Line1", trigger_activation="RisingEdge", trigger_delay_s=1e-4)
+    with pytest.raises(
+        ConfigError, match=r"no TriggerMode / TriggerSource node.*trigger_mode='hardware'"
+    ):
+        _open(
+            trigger_mode="hardware",
+            trigger_line="Line1",
+            trigger_activation="RisingEdge",
+            trigger_delay_s=1e-4,
+        )
     with pytest.raises(ConfigError, match="only used with trigger_mode='hardware'"):
         _open(trigger_line="Line1")
 
@@ -142,12 +187,16 @@ def test_newest_only_gives_a_fresh_frame_after_a_pause():
         assert cam.settings_snapshot()["actual_buffer_handling"] == "NewestOnly"
         last, _, pause_end = _pause(cam)
         frame = cam.read_frame()
-        assert frame.frame_id > last + cam.buffer_count_in_use  # not one OldestFirst would have kept
+        assert (
+            frame.frame_id > last + cam.buffer_count_in_use
+        )  # not one OldestFirst would have kept
         assert frame.start_s > pause_end - 2 * cam.frame_period_s - cam.clock_uncertainty_s
 
 
 def test_unknown_buffer_handling_lists_the_offered_modes():
-    with pytest.raises(ConfigError, match=r"'Newest'.*\['OldestFirst', 'OldestFirstOverwrite', 'NewestOnly'\]"):
+    with pytest.raises(
+        ConfigError, match=r"'Newest'.*\['OldestFirst', 'OldestFirstOverwrite', 'NewestOnly'\]"
+    ):
         _open(buffer_handling="Newest")
 
 
@@ -163,7 +212,9 @@ def test_restart_keeps_frame_ids_increasing(camera):
     before = camera.read_frame().frame_id
     lost = camera.frames_lost
     camera.stop_acquisition()
-    assert camera.drain() == []  # nothing is queued on a stopped camera, and drain does not wait for it
+    assert (
+        camera.drain() == []
+    )  # nothing is queued on a stopped camera, and drain does not wait for it
     camera.start_acquisition()  # viky restarts its counter at 1: rebased, not counted as lost
     frames = [camera.read_frame() for _ in range(2)]
     assert before < frames[0].frame_id < frames[1].frame_id and camera.frames_lost == lost
@@ -203,26 +254,40 @@ class _Buffer:
 def test_short_buffers_are_incomplete_and_id_gaps_are_lost(camera, monkeypatch):
     base = camera.read_frame()
     raw = camera._last_raw_id
-    buffers = [_Buffer(raw + 1, 200 * 160), _Buffer(raw + 4, 1000)]  # then two lost, then a short one
+    buffers = [
+        _Buffer(raw + 1, 200 * 160),
+        _Buffer(raw + 4, 1000),
+    ]  # then two lost, then a short one
     monkeypatch.setattr(camera._ia, "fetch", lambda timeout: buffers.pop(0))
     whole = camera.read_frame()
     short = camera.read_frame()
     assert whole.complete and whole.frame_id == base.frame_id + 1
     assert not short.complete and short.frame_id == base.frame_id + 4 == camera.last_frame_index
-    assert short.image.shape == (160, 200) and short.image.ravel()[999] == 7 and short.image.ravel()[1000] == 0
+    assert (
+        short.image.shape == (160, 200)
+        and short.image.ravel()[999] == 7
+        and short.image.ravel()[1000] == 0
+    )
     assert camera.frames_incomplete == 1 and camera.frames_lost == 2
     monkeypatch.setattr(camera._ia, "fetch", lambda timeout: _Buffer(raw + 5, 10))
     with pytest.raises(DeviceError, match=r"Incomplete frame .*packet size"):
-        camera._get_image_hw(timeout_s=0.5)  # slmsuite's path refuses incomplete frames (and retries them)
+        camera._get_image_hw(
+            timeout_s=0.5
+        )  # slmsuite's path refuses incomplete frames (and retries them)
     # harvesters discards buffers GenTL flags incomplete inside fetch(); its callback counts them
     camera._ia._emit_callbacks(ImageAcquirer.Events.INCOMPLETE_BUFFER)
     assert camera.frames_incomplete == 3
 
 
-@pytest.mark.parametrize(("exc", "kind"), [(gentl.IoException("link down"), DeviceDisconnected),
-                                           (gentl.InvalidHandleException("gone"), DeviceDisconnected),
-                                           (gentl.NotAvailableException("no"), DeviceError),
-                                           (AttributeError(), DeviceError)])
+@pytest.mark.parametrize(
+    ("exc", "kind"),
+    [
+        (gentl.IoException("link down"), DeviceDisconnected),
+        (gentl.InvalidHandleException("gone"), DeviceDisconnected),
+        (gentl.NotAvailableException("no"), DeviceError),
+        (AttributeError(), DeviceError),
+    ],
+)
 def test_genicam_and_harvesters_errors_become_device_errors(camera, monkeypatch, exc, kind):
     def fetch(timeout):
         raise exc
@@ -232,7 +297,9 @@ def test_genicam_and_harvesters_errors_become_device_errors(camera, monkeypatch,
         camera.get_image()
     assert info.value.device == camera.name == "Viky-1"
     if kind is DeviceError:
-        assert not isinstance(info.value, DeviceDisconnected) and "restart acquisition" in str(info.value)
+        assert not isinstance(info.value, DeviceDisconnected) and "restart acquisition" in str(
+            info.value
+        )
 
 
 def test_timeouts(camera):
@@ -250,14 +317,18 @@ def test_host_clock_dates_only_frames_it_can_bound():
         _pause(cam)
         drained = cam.drain()
         drained_at = time.perf_counter()
-        assert len(drained) >= 3 and all(f.start_s == -math.inf for f in drained[:3])  # queued: age unknown
+        assert len(drained) >= 3 and all(
+            f.start_s == -math.inf for f in drained[:3]
+        )  # queued: age unknown
         frame = cam.read_frame()
         after = time.perf_counter()
         assert drained_at - frame.exposure_s <= frame.start_s and frame.end_s <= after
 
 
 def _raw(cam, raw_id: int, device_s: float, t_return: float, prompt: bool) -> _RawFrame:
-    return _RawFrame(np.zeros((2, 2), np.uint8), True, raw_id, device_s, t_return - 0.05, t_return, prompt)
+    return _RawFrame(
+        np.zeros((2, 2), np.uint8), True, raw_id, device_s, t_return - 0.05, t_return, prompt
+    )
 
 
 def test_fetch_clock_estimate_is_one_sided(camera):
@@ -272,8 +343,9 @@ def test_fetch_clock_estimate_is_one_sided(camera):
         nonlocal raw_id
         raw_id += 1
         device = raw_id * period
-        return camera._make_frame(_raw(camera, raw_id, device, device + offset + exposure + transfer + delay,
-                                       prompt)), device + offset
+        return camera._make_frame(
+            _raw(camera, raw_id, device, device + offset + exposure + transfer + delay, prompt)
+        ), device + offset
 
     checked = [frame(0.0005, True) for _ in range(3)] + [frame(0.3, False) for _ in range(40)]
     checked += [frame(0.0005, True)]
@@ -293,10 +365,17 @@ class _Node:
 def test_latch_maps_device_time_and_refuses_timestamps_on_another_clock(camera, monkeypatch):
     offset = 500.0  # host = device + offset
     value = _Node()
-    latch = _Node(on_execute=lambda: setattr(value, "value", int((time.perf_counter() - offset) * 1e9)))
+    latch = _Node(
+        on_execute=lambda: setattr(value, "value", int((time.perf_counter() - offset) * 1e9))
+    )
     real = HarvestersCamera._node
-    monkeypatch.setattr(camera, "_node", lambda name: {"TimestampLatch": latch, "TimestampLatchValue": value}.get(
-        name) or real(camera, name))
+    monkeypatch.setattr(
+        camera,
+        "_node",
+        lambda name: (
+            {"TimestampLatch": latch, "TimestampLatchValue": value}.get(name) or real(camera, name)
+        ),
+    )
     camera._latch = ("TimestampLatch", "TimestampLatchValue")
     camera._reset_acquisition_state()
     camera._resync()

@@ -14,7 +14,9 @@ def simulated() -> SimulatedDisplay:
 
 
 def slm_display() -> SLMDisplay:
-    return SLMDisplay(SLMDisplaySettings(slm="SimulatedSLM", slm_settings={"resolution": (16, 12)}, shape=(4, 6)))
+    return SLMDisplay(
+        SLMDisplaySettings(slm="SimulatedSLM", slm_settings={"resolution": (16, 12)}, shape=(4, 6))
+    )
 
 
 def sent(display: Display) -> np.ndarray:
@@ -25,13 +27,20 @@ def sent(display: Display) -> np.ndarray:
     return display.image.copy()
 
 
-DISPLAYS = pytest.mark.parametrize("make", [simulated, slm_display], ids=["SimulatedDisplay", "SLMDisplay"])
+DISPLAYS = pytest.mark.parametrize(
+    "make", [simulated, slm_display], ids=["SimulatedDisplay", "SLMDisplay"]
+)
 
 
 @DISPLAYS
-@pytest.mark.parametrize("bad, advice", [(1.5, r"\[0, 1\].*spans \[0, 1.5\].*normalise"),
-                                         (-0.25, r"\[0, 1\].*spans \[-0.25, 1\].*normalise"),
-                                         (np.nan, "NaN")])
+@pytest.mark.parametrize(
+    "bad, advice",
+    [
+        (1.5, r"\[0, 1\].*spans \[0, 1.5\].*normalise"),
+        (-0.25, r"\[0, 1\].*spans \[-0.25, 1\].*normalise"),
+        (np.nan, "NaN"),
+    ],
+)
 def test_values_outside_0_1_are_refused_and_nothing_is_sent(make, bad, advice) -> None:
     display = make()
     ramp = np.linspace(0, 1, 24).reshape(4, 6)

@@ -20,7 +20,13 @@ from lab4f.drivers.instruments import (
     sim_instruments_path,
     sim_resource_manager,
 )
-from lab4f.errors import ConfigError, DeviceDisconnected, DeviceError, DeviceTimeout, SafetyLimitError
+from lab4f.errors import (
+    ConfigError,
+    DeviceDisconnected,
+    DeviceError,
+    DeviceTimeout,
+    SafetyLimitError,
+)
 
 NO_ERROR = '0,"No error"'
 
@@ -42,13 +48,21 @@ def source(sim_library: str):
 
 def test_sim_resource_manager_lists_the_simulated_instruments():
     rm = sim_resource_manager()  # source, SCPI shutter, SC10, SC10 with its interlock tripped
-    assert set(rm.list_resources()) == {"ASRL1::INSTR", "ASRL2::INSTR", "ASRL3::INSTR", "ASRL4::INSTR"}
+    assert set(rm.list_resources()) == {
+        "ASRL1::INSTR",
+        "ASRL2::INSTR",
+        "ASRL3::INSTR",
+        "ASRL4::INSTR",
+    }
 
 
 def test_connect_reads_identity_then_drains_error_queue(sim_library):
     ls = LightSource(LightSourceSettings(visa_library=sim_library)).connect()
     try:
-        assert ls.session.exchanges == [("*IDN?", "LAB4F-SIM,LS-450,SIM0001,1.2.0"), ("SYST:ERR?", NO_ERROR)]
+        assert ls.session.exchanges == [
+            ("*IDN?", "LAB4F-SIM,LS-450,SIM0001,1.2.0"),
+            ("SYST:ERR?", NO_ERROR),
+        ]
         assert ls.identity.model == "LS-450" and ls.identity.serial == "SIM0001"
     finally:
         ls.close()
@@ -92,7 +106,14 @@ def test_safety_limit_refused_before_anything_is_written(source, power_mw):
 
 
 @pytest.mark.parametrize(
-    "raw", ["SOUR:POW 0.0051", "source:power 0.02", ":SOUR1:POW:LEV:IMM:AMPL 0.01", "SOUR:POW MAX", "*CLS;SOUR:POW 1"]
+    "raw",
+    [
+        "SOUR:POW 0.0051",
+        "source:power 0.02",
+        ":SOUR1:POW:LEV:IMM:AMPL 0.01",
+        "SOUR:POW MAX",
+        "*CLS;SOUR:POW 1",
+    ],
 )
 def test_safety_limit_covers_raw_commands_in_any_spelling(source, raw):
     with pytest.raises(SafetyLimitError, match="nothing was sent"):
@@ -114,13 +135,22 @@ def test_enabling_output_refused_when_device_setpoint_exceeds_limit(sim_library)
         assert ls.output_on is False
 
 
-@pytest.mark.parametrize(("field", "limit", "numbers"), [("max_power_mw", 100.0, ("100 mW", "50 mW")),
-                                                          ("max_current_ma", 250.0, ("250 mA", "200 mA"))])
-def test_a_limit_above_the_device_range_is_refused_at_construction(sim_library, field, limit, numbers):
-    with pytest.raises(ConfigError, match=rf"{field} = {numbers[0]} is above .*LightSource can deliver "
-                                          rf"\({numbers[1]}\).*at most"):
+@pytest.mark.parametrize(
+    ("field", "limit", "numbers"),
+    [("max_power_mw", 100.0, ("100 mW", "50 mW")), ("max_current_ma", 250.0, ("250 mA", "200 mA"))],
+)
+def test_a_limit_above_the_device_range_is_refused_at_construction(
+    sim_library, field, limit, numbers
+):
+    with pytest.raises(
+        ConfigError,
+        match=rf"{field} = {numbers[0]} is above .*LightSource can deliver "
+        rf"\({numbers[1]}\).*at most",
+    ):
         LightSource(LightSourceSettings(visa_library=sim_library, **{field: limit}))
-    LightSource(LightSourceSettings(visa_library=sim_library, **{field: limit / 2}))  # within range: accepted
+    LightSource(
+        LightSourceSettings(visa_library=sim_library, **{field: limit / 2})
+    )  # within range: accepted
 
 
 def test_device_range_validated_before_writing(sim_library):
@@ -139,7 +169,9 @@ def test_device_error_is_read_back_and_next_query_is_clean(source):
     source.power_mw = 2.0
     with pytest.raises(DeviceError, match=r"refused 'SOUR:POW -0\.001': -222,Data out of range"):
         source.command("SOUR:POW -0.001")
-    assert source.power_mw == pytest.approx(2.0, abs=1e-9)  # unchanged, and the query is not corrupted
+    assert source.power_mw == pytest.approx(
+        2.0, abs=1e-9
+    )  # unchanged, and the query is not corrupted
     assert source.session.exchanges[-3:] == [
         ("SYST:ERR?", '-222,"Data out of range or undefined header"'),
         ("SYST:ERR?", NO_ERROR),
@@ -158,7 +190,9 @@ def test_missing_resource_names_wanted_and_listed(sim_library):
 def test_unanswered_query_becomes_device_timeout(sim_library):
     # A setter sent as a query: the device answers nothing, so the read must time out.
     rm = pyvisa.ResourceManager(sim_library)
-    resource = rm.open_resource("ASRL1::INSTR", timeout=50, read_termination="\n", write_termination="\n")
+    resource = rm.open_resource(
+        "ASRL1::INSTR", timeout=50, read_termination="\n", write_termination="\n"
+    )
     session = ScpiSession(resource, "ASRL1::INSTR")
     start = time.perf_counter()
     with pytest.raises(DeviceTimeout, match=r"ASRL1::INSTR did not answer 'OUTP 0' within 50 ms"):
@@ -176,9 +210,13 @@ def test_shutter_open_close_state(sim_library):
         sh.close_shutter()
         assert sh.state == "closed"
         assert sh.session.exchanges == [
-            ("SHUT 1", None), ("SYST:ERR?", NO_ERROR), ("SHUT?", "1"),  # the move, its errors, its position
+            ("SHUT 1", None),
+            ("SYST:ERR?", NO_ERROR),
+            ("SHUT?", "1"),  # the move, its errors, its position
             ("SHUT?", "1"),  # state
-            ("SHUT 0", None), ("SYST:ERR?", NO_ERROR), ("SHUT?", "0"),
+            ("SHUT 0", None),
+            ("SYST:ERR?", NO_ERROR),
+            ("SHUT?", "0"),
             ("SHUT?", "0"),
         ]
         assert sh.settings_snapshot()["shutter_open"] is False
@@ -213,15 +251,22 @@ resources:
 def test_a_shutter_whose_position_does_not_follow_is_a_device_error(tmp_path):
     path = tmp_path / "jammed.yaml"
     path.write_text(JAMMED)
-    settings = ShutterSettings(resource="ASRL9::INSTR", visa_library=f"{path}@sim", move_timeout_s=0.05)
+    settings = ShutterSettings(
+        resource="ASRL9::INSTR", visa_library=f"{path}@sim", move_timeout_s=0.05
+    )
     with Shutter(settings) as sh:
         start = time.perf_counter()
-        with pytest.raises(DeviceError, match=r"accepted 'SHUT 0' but SHUT\? still reads True after 0\.05 s: the "
-                                              r"shutter did not close, so light may still pass"):
+        with pytest.raises(
+            DeviceError,
+            match=r"accepted 'SHUT 0' but SHUT\? still reads True after 0\.05 s: the "
+            r"shutter did not close, so light may still pass",
+        ):
             sh.close_shutter()
         assert 0.05 <= time.perf_counter() - start < 1.0
         polls = [e for e in sh.session.exchanges if e[0] == "SHUT?"]
-        assert len(polls) >= 3 and all(reply == "1" for _, reply in polls)  # polled until the timeout
+        assert len(polls) >= 3 and all(
+            reply == "1" for _, reply in polls
+        )  # polled until the timeout
         assert sh.known("is_open") is True  # what the device reports, not what was asked
 
 
@@ -284,4 +329,6 @@ def test_settings_and_status_reads_from_two_threads_do_not_swap_replies(sim_libr
         for t in threads:
             t.join(timeout=60)
         assert not errors, errors[:3]
-        assert sh.known("is_open") is True and sh.is_open is True  # the last set (i = 599) opened it
+        assert (
+            sh.known("is_open") is True and sh.is_open is True
+        )  # the last set (i = 599) opened it

@@ -76,10 +76,17 @@ def fake_pylablib(monkeypatch):
     interface = types.ModuleType("pylablib.devices.interface")
     camera = types.ModuleType("pylablib.devices.interface.camera")
     camera.ICamera = FakeICamera
-    for name, mod in [("pylablib", pll), ("pylablib.devices", devices), ("pylablib.devices.Andor", andor),
-                      ("pylablib.devices.interface", interface), ("pylablib.devices.interface.camera", camera)]:
+    for name, mod in [
+        ("pylablib", pll),
+        ("pylablib.devices", devices),
+        ("pylablib.devices.Andor", andor),
+        ("pylablib.devices.interface", interface),
+        ("pylablib.devices.interface.camera", camera),
+    ]:
         monkeypatch.setitem(sys.modules, name, mod)
-    monkeypatch.setattr(slm_pll, "ICamera", None)  # restored after the test, whatever the driver set
+    monkeypatch.setattr(
+        slm_pll, "ICamera", None
+    )  # restored after the test, whatever the driver set
     FakeAndorSDK3Camera.opened = []
     return pll
 
@@ -87,19 +94,30 @@ def fake_pylablib(monkeypatch):
 def test_settings_validate_without_pylablib():
     s = PyLabLibCameraSettings(**ANDOR)
     assert s.device == "Andor.AndorSDK3Camera" and s.pitch_um == (6.5, 6.5) and s.bitdepth is None
-    for bad in ({"device": "AndorSDK3Camera"}, {"device": "Andor.AndorSDK3Camera()"}, {**ANDOR, "exposure": 1},
-                {**ANDOR, "bitdepth": 0}):
+    for bad in (
+        {"device": "AndorSDK3Camera"},
+        {"device": "Andor.AndorSDK3Camera()"},
+        {**ANDOR, "exposure": 1},
+        {**ANDOR, "bitdepth": 0},
+    ):
         with pytest.raises(ValueError):
             PyLabLibCameraSettings(**bad)
-    assert check_device("camera", DeviceConfig(driver="PyLabLibCamera", settings=ANDOR), DRIVERS) == []
-    [finding] = check_device("camera", DeviceConfig(driver="PyLabLibCamera", settings={"device": "Andor"}), DRIVERS)
+    assert (
+        check_device("camera", DeviceConfig(driver="PyLabLibCamera", settings=ANDOR), DRIVERS) == []
+    )
+    [finding] = check_device(
+        "camera", DeviceConfig(driver="PyLabLibCamera", settings={"device": "Andor"}), DRIVERS
+    )
     assert finding.level == "error" and "device" in finding.message
 
 
 def test_missing_pylablib_is_a_config_error_naming_the_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "pylablib", None)  # import fails as when it is not installed
-    with pytest.raises(ConfigError, match=r"PyLabLibCamera needs pylablib, which is not installed here: pip install "
-                                          r"pylablib"):
+    with pytest.raises(
+        ConfigError,
+        match=r"PyLabLibCamera needs pylablib, which is not installed here: pip install "
+        r"pylablib",
+    ):
         build_device("camera", DeviceConfig(driver="PyLabLibCamera", settings=ANDOR), {})
 
 
@@ -108,11 +126,22 @@ def test_built_from_the_config_and_wrapped_in_slmsuites_pylablib(fake_pylablib):
 
     PyLabLib = sys.modules["slmsuite.hardware.cameras.pylablib"].PyLabLib  # noqa: N806
 
-    cam = build_device("camera", DeviceConfig(driver="PyLabLibCamera", settings={
-        **ANDOR, "bitdepth": 16, "dlls": {"andor_sdk3": "C:/Andor"}}), {})
+    cam = build_device(
+        "camera",
+        DeviceConfig(
+            driver="PyLabLibCamera",
+            settings={**ANDOR, "bitdepth": 16, "dlls": {"andor_sdk3": "C:/Andor"}},
+        ),
+        {},
+    )
     try:
         [device] = FakeAndorSDK3Camera.opened
-        assert isinstance(cam, PyLabLib) and isinstance(cam, Camera) and cam.cam is device and device.idx == 1
+        assert (
+            isinstance(cam, PyLabLib)
+            and isinstance(cam, Camera)
+            and cam.cam is device
+            and device.idx == 1
+        )
         assert fake_pylablib.par == {"devices/dlls/andor_sdk3": "C:/Andor"}
         assert cam.shape == (48, 64) and cam.bitdepth == 16 and tuple(cam.pitch_um) == (6.5, 6.5)
         assert cam.name == "Zyla_VSC-01234"
@@ -121,7 +150,9 @@ def test_built_from_the_config_and_wrapped_in_slmsuites_pylablib(fake_pylablib):
         assert device.exposure_s == pytest.approx(0.02)
         snap = cam.settings_snapshot()
         assert snap["driver"] == "PyLabLibCamera" and snap["device"] == "Andor.AndorSDK3Camera"
-        assert snap["device_settings"] == "{'idx': 1}" and snap["actual_exposure_s"] == pytest.approx(0.02)
+        assert snap["device_settings"] == "{'idx': 1}" and snap[
+            "actual_exposure_s"
+        ] == pytest.approx(0.02)
         assert snap["actual_pitch_um"] == (6.5, 6.5) and snap["actual_width"] == 64
     finally:
         cam.close()
@@ -129,14 +160,25 @@ def test_built_from_the_config_and_wrapped_in_slmsuites_pylablib(fake_pylablib):
 
 
 def test_a_wrong_class_settings_or_missing_sdk_say_which(fake_pylablib):
-    with pytest.raises(ConfigError, match=r"pylablib.devices.Andor has no class 'AndorSDK2Camera'; it offers "
-                                          r"\['AndorSDK3Camera'\]"):
+    with pytest.raises(
+        ConfigError,
+        match=r"pylablib.devices.Andor has no class 'AndorSDK2Camera'; it offers "
+        r"\['AndorSDK3Camera'\]",
+    ):
         PyLabLibCamera(PyLabLibCameraSettings(device="Andor.AndorSDK2Camera"))
     with pytest.raises(ConfigError, match=r"pylablib has no device module 'PCO'"):
         PyLabLibCamera(PyLabLibCameraSettings(device="PCO.PCOSC2Camera"))
-    with pytest.raises(ConfigError, match=r"device_settings \['serial'\] do not fit pylablib.devices.Andor"):
-        PyLabLibCamera(PyLabLibCameraSettings(device="Andor.AndorSDK3Camera", device_settings={"serial": "x"}))
-    with pytest.raises(DeviceError, match=r"failed to open \(OSError: atcore.dll not found\).*vendor SDK"):
-        PyLabLibCamera(PyLabLibCameraSettings(device="Andor.AndorSDK3Camera", device_settings={"fail": True}))
+    with pytest.raises(
+        ConfigError, match=r"device_settings \['serial'\] do not fit pylablib.devices.Andor"
+    ):
+        PyLabLibCamera(
+            PyLabLibCameraSettings(device="Andor.AndorSDK3Camera", device_settings={"serial": "x"})
+        )
+    with pytest.raises(
+        DeviceError, match=r"failed to open \(OSError: atcore.dll not found\).*vendor SDK"
+    ):
+        PyLabLibCamera(
+            PyLabLibCameraSettings(device="Andor.AndorSDK3Camera", device_settings={"fail": True})
+        )
     with pytest.raises(ConfigError, match="needs settings naming the pylablib class"):
         PyLabLibCamera()

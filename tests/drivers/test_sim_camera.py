@@ -25,14 +25,18 @@ INSTANT_DISPLAY = dict(refresh_hz=None, latency_frames=0, response_s=0.0)
 def bench(n: int = 128, display: dict | None = None, **cam) -> tuple:
     slm = SimulatedFourierSLM(SimulatedSLMSettings(resolution=(n, n), settle_s=0.0))
     disp = SimulatedDisplay(SimulatedDisplaySettings(**{**INSTANT_DISPLAY, **(display or {})}))
-    camera = Simulated4fCamera(slm, disp, SimulatedCameraSettings(**{"resolution": (n, n), **QUIET, **cam}))
+    camera = Simulated4fCamera(
+        slm, disp, SimulatedCameraSettings(**{"resolution": (n, n), **QUIET, **cam})
+    )
     return slm, disp, camera
 
 
 def blaze_to(slm: SimulatedFourierSLM, dx_cells: float, dy_cells: float) -> None:
     """Steer the light (dx, dy) far-field cells off the axis."""
     ny, nx = slm.shape
-    vector = toolbox.convert_vector((nx / 2 + dx_cells, ny / 2 + dy_cells), "knm", "kxy", slm, shape=slm.shape)
+    vector = toolbox.convert_vector(
+        (nx / 2 + dx_cells, ny / 2 + dy_cells), "knm", "kxy", slm, shape=slm.shape
+    )
     slm.set_phase(toolbox.phase.blaze(slm, vector=vector))
 
 
@@ -49,10 +53,14 @@ def test_point_input_equals_slmsuite_far_field_for_a_pixel_aligned_affine() -> N
     cells_per_k = np.diag([slm.shape[1] * slm.pitch[0], slm.shape[0] * slm.pitch[1]])
     for b in ((256.0, 256.0), (259.0, 251.0)):
         cam.set_affine(cells_per_k, np.array(b))
-        reference = SimulatedCamera(slm, resolution=(512, 512), M=cells_per_k, b=np.array(b).reshape(2, 1))
+        reference = SimulatedCamera(
+            slm, resolution=(512, 512), M=cells_per_k, b=np.array(b).reshape(2, 1)
+        )
         # slmsuite renders zero beyond the SLM's first diffraction zone; ours is periodic (higher orders)
         inside = np.zeros(cam.shape, dtype=bool)
-        inside[max(0, int(b[1]) - 256) : int(b[1]) + 256, max(0, int(b[0]) - 256) : int(b[0]) + 256] = True
+        inside[
+            max(0, int(b[1]) - 256) : int(b[1]) + 256, max(0, int(b[0]) - 256) : int(b[0]) + 256
+        ] = True
         for dx, dy in ((0, 0), (37, -21)):
             blaze_to(slm, dx, dy)
             ours, theirs = cam.render() * inside, reference.render()
@@ -76,8 +84,10 @@ def test_misaligned_affine_spots_agree_with_slmsuite_and_the_affine() -> None:
 
 def test_a_displayed_point_lands_where_the_affine_says() -> None:
     # 5e6 e-/s per unit at the 2 ms default: the point peaks below the full well (clipping would bias the centroid)
-    slm, disp, cam = bench(display=dict(shape=(28, 28), position_px=(10.0, -7.0), black_level=0.0),
-                           photons_per_unit=5e6)
+    slm, disp, cam = bench(
+        display=dict(shape=(28, 28), position_px=(10.0, -7.0), black_level=0.0),
+        photons_per_unit=5e6,
+    )
     slm.set_phase(None)  # flat phase: the PSF is one cell on the axis
     for y, x in ((14, 14), (3, 25), (20, 2)):
         disp.show_point(y, x)
@@ -108,8 +118,11 @@ def test_incoherent_output_is_the_fft_convolution_of_image_and_psf() -> None:
 
 def test_coherent_mode_is_square_law_of_the_amplitude_convolution() -> None:
     # a small pupil makes the PSF a few cells wide, so neighbouring input pixels interfere
-    slm, disp, cam = bench(display=dict(shape=(8, 8), black_level=0.0), mode="coherent",
-                           fourier_aperture_radius_px=16.0)
+    slm, disp, cam = bench(
+        display=dict(shape=(8, 8), black_level=0.0),
+        mode="coherent",
+        fourier_aperture_radius_px=16.0,
+    )
     rng = np.random.default_rng(2)
     slm.set_phase(rng.uniform(0, 0.5, slm.shape))
     image = np.zeros(disp.shape)
@@ -122,7 +135,9 @@ def test_coherent_mode_is_square_law_of_the_amplitude_convolution() -> None:
     field = np.fft.ifft2(np.fft.fft2(a) * np.fft.fft2(np.fft.ifftshift(h)))
     coherent = cam.render_ideal()
     assert np.abs(coherent - np.abs(field) ** 2).max() / coherent.max() < 1e-4
-    incoherent = np.real(np.fft.ifft2(np.fft.fft2(a**2) * np.fft.fft2(np.fft.ifftshift(np.abs(h) ** 2))))
+    incoherent = np.real(
+        np.fft.ifft2(np.fft.fft2(a**2) * np.fft.fft2(np.fft.ifftshift(np.abs(h) ** 2)))
+    )
     # in-phase neighbours interfere constructively: the peak far exceeds the incoherent one
     assert coherent.max() / incoherent.max() > 1.5
     # the camera frame carries the same square law (pixel-aligned affine: exact shift)
@@ -132,7 +147,9 @@ def test_coherent_mode_is_square_law_of_the_amplitude_convolution() -> None:
 
 def test_shot_noise_variance_grows_linearly_with_signal_at_the_gain() -> None:
     # a dimmer source than the default so the exposures below span the sensor's range without reaching the full well
-    slm, disp, cam = bench(display=dict(shape=(28, 28), black_level=0.0), noise=True, seed=3, photons_per_unit=1e6)
+    slm, disp, cam = bench(
+        display=dict(shape=(28, 28), black_level=0.0), noise=True, seed=3, photons_per_unit=1e6
+    )
     slm.set_phase(None)
     disp.show(np.ones(disp.shape))
     means, variances = [], []
@@ -146,14 +163,18 @@ def test_shot_noise_variance_grows_linearly_with_signal_at_the_gain() -> None:
     fit = np.polyval([slope, intercept], means)
     r2 = 1 - np.sum((variances - fit) ** 2) / np.sum((variances - np.mean(variances)) ** 2)
     assert r2 > 0.99
-    assert slope == pytest.approx(cam.settings.gain, rel=0.05)  # var_adu = gain * mean_adu + (gain read)^2
+    assert slope == pytest.approx(
+        cam.settings.gain, rel=0.05
+    )  # var_adu = gain * mean_adu + (gain read)^2
 
 
 def test_saturation_clips_at_full_well_and_quantisation_is_integer_adu() -> None:
     slm, disp, cam = bench(display=dict(black_level=0.0), gain=0.2, noise=True, seed=4)
     slm.set_phase(None)
     disp.show_point()
-    cam.set_exposure(0.05)  # 2e7 e-/s × 0.05 s = 1e6 e- into a full well of 1e4 (a frame takes its 50 ms exposure)
+    cam.set_exposure(
+        0.05
+    )  # 2e7 e-/s × 0.05 s = 1e6 e- into a full well of 1e4 (a frame takes its 50 ms exposure)
     frame = cam.get_image()
     assert frame.dtype == np.uint16
     full = round(cam.settings.full_well_e * 0.2 + cam.settings.dark_offset_adu)
@@ -162,7 +183,9 @@ def test_saturation_clips_at_full_well_and_quantisation_is_integer_adu() -> None
     assert cam.get_image().max() == 4095
     cam.settings.noise = False
     cam.set_exposure(0.002)
-    expected = np.clip(np.rint(cam.render() * cam.settings.photons_per_unit * 0.002 * 1.0 + 100.0), 0, 4095)
+    expected = np.clip(
+        np.rint(cam.render() * cam.settings.photons_per_unit * 0.002 * 1.0 + 100.0), 0, 4095
+    )
     assert np.array_equal(cam.get_image(), expected.astype(np.uint16))
 
 
@@ -174,17 +197,23 @@ def test_frame_rate_limit() -> None:
     t0 = time.perf_counter()
     for _ in range(6):
         cam.get_image()
-    assert time.perf_counter() - t0 >= 5 / 50  # the five frames after the first waited for their slots
+    assert (
+        time.perf_counter() - t0 >= 5 / 50
+    )  # the five frames after the first waited for their slots
 
 
 def test_a_frame_takes_at_least_its_exposure() -> None:
-    _, _, cam = bench(max_fps=200.0, exposure_s=0.04)  # exposure-limited: 25 frames/s, not the 200 readout allows
+    _, _, cam = bench(
+        max_fps=200.0, exposure_s=0.04
+    )  # exposure-limited: 25 frames/s, not the 200 readout allows
     assert cam.frame_period_s == pytest.approx(0.04)
     cam.get_image()
     t0 = time.perf_counter()
     for _ in range(5):
         cam.get_image()
-    assert time.perf_counter() - t0 >= 5 * 0.04 - 0.01  # periods run from frame starts: less one render
+    assert (
+        time.perf_counter() - t0 >= 5 * 0.04 - 0.01
+    )  # periods run from frame starts: less one render
     cam.set_exposure(0.001)  # now the readout limit rules: 5 ms per frame
     assert cam.frame_period_s == pytest.approx(1 / 200)
     cam.get_image()
@@ -200,7 +229,9 @@ def test_camera_sees_the_old_pattern_while_the_slm_settles() -> None:
     time.sleep(0.16)
     blaze_to(slm, 20, 0)
     x0, y0 = np.rint(cam.b.ravel()).astype(int)  # the axis
-    x1, y1 = np.rint(cam.A @ np.array([20.0, 0.0]) + cam.b.ravel()).astype(int)  # where the blaze steers
+    x1, y1 = np.rint(cam.A @ np.array([20.0, 0.0]) + cam.b.ravel()).astype(
+        int
+    )  # where the blaze steers
     early = cam.render()
     assert early[y0, x0] > 10 * early[y1, x1]
     time.sleep(0.16)
@@ -240,8 +271,11 @@ def test_slmsuite_fourier_calibration_recovers_the_misalignment() -> None:
     slm = SimulatedFourierSLM(SimulatedSLMSettings(settle_s=0.0))
     disp = SimulatedDisplay(SimulatedDisplaySettings(**INSTANT_DISPLAY))
     disp.show_point()  # one bright pixel on the axis: the camera shows the SLM's far field
-    cam = Simulated4fCamera(slm, disp, SimulatedCameraSettings(max_fps=None, exposure_s=0.005, seed=5,
-                                                               acquisition="instant"))
+    cam = Simulated4fCamera(
+        slm,
+        disp,
+        SimulatedCameraSettings(max_fps=None, exposure_s=0.005, seed=5, acquisition="instant"),
+    )
     cal = FourierSLM(cam, slm).fourier_calibrate(array_shape=9, array_pitch=20)
     assert np.abs(cal["M"] - cam.M).max() / np.abs(cam.M).max() < 5e-3
     # slmsuite's blob_array_detect locks spots to about a pixel: b is recovered to ~1.5 px

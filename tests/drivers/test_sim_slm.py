@@ -66,7 +66,9 @@ def test_realised_field_is_cached_until_the_next_write() -> None:
     field = slm.realised_field()
     assert field.dtype == np.complex64 and field.shape == slm.shape
     np.testing.assert_allclose(np.abs(field), 1.0, atol=1e-6)
-    np.testing.assert_allclose(np.angle(field), np.angle(np.exp(-1j * slm.gray_to_phase_rad(100))), atol=1e-5)
+    np.testing.assert_allclose(
+        np.angle(field), np.angle(np.exp(-1j * slm.gray_to_phase_rad(100))), atol=1e-5
+    )
     assert slm.realised_field() is field
     slm.set_phase(np.full(slm.shape, 200, dtype=np.uint8))
     assert slm.realised_field() is not field
@@ -82,7 +84,9 @@ def test_settle_time_shows_the_old_pattern_until_settled() -> None:
     np.testing.assert_allclose(np.angle(slm.visible_field()), -0.1 * np.pi, atol=1e-5)
     time.sleep(0.2)
     assert slm.visible_write_index == first + 1
-    slm.set_phase(np.full(slm.shape, 60, dtype=np.uint8), settle=True)  # slmsuite waits settle_time_s
+    slm.set_phase(
+        np.full(slm.shape, 60, dtype=np.uint8), settle=True
+    )  # slmsuite waits settle_time_s
     assert slm.visible_write_index == first + 2
 
 
@@ -101,7 +105,9 @@ def test_write_failure_raises_and_keeps_the_previous_pattern() -> None:
 
 
 def test_write_failure_after_n_writes() -> None:
-    slm = SimulatedFourierSLM(SimulatedSLMSettings(**SMALL), faults=FaultPlan(slm_write_failure_after_n=2))
+    slm = SimulatedFourierSLM(
+        SimulatedSLMSettings(**SMALL), faults=FaultPlan(slm_write_failure_after_n=2)
+    )
     slm.set_phase(None)
     slm.set_phase(None)
     assert slm.write_count == 2

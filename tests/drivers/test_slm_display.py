@@ -10,8 +10,14 @@ from lab4f.errors import ConfigError
 
 
 def make(shape=(4, 6), position=(0.0, 0.0)) -> SLMDisplay:
-    return SLMDisplay(SLMDisplaySettings(slm="SimulatedSLM", slm_settings={"resolution": (16, 12)},
-                                         shape=shape, position_px=position))
+    return SLMDisplay(
+        SLMDisplaySettings(
+            slm="SimulatedSLM",
+            slm_settings={"resolution": (16, 12)},
+            shape=shape,
+            position_px=position,
+        )
+    )
 
 
 def test_intensity_becomes_gray_levels_centred_on_the_device() -> None:
@@ -29,8 +35,18 @@ def test_intensity_becomes_gray_levels_centred_on_the_device() -> None:
 
 
 def test_through_the_bench_registry_and_errors() -> None:
-    dev = build_device("display", DeviceConfig(driver="SLMDisplay", settings={
-        "slm": "SimulatedSLM", "slm_settings": {"resolution": (32, 32)}, "shape": (8, 8)}), {})
+    dev = build_device(
+        "display",
+        DeviceConfig(
+            driver="SLMDisplay",
+            settings={
+                "slm": "SimulatedSLM",
+                "slm_settings": {"resolution": (32, 32)},
+                "shape": (8, 8),
+            },
+        ),
+        {},
+    )
     assert isinstance(dev, SLMDisplay) and dev.shape == (8, 8)
     with pytest.raises(ConfigError, match="ScreenMirrored"):
         SLMDisplay(SLMDisplaySettings(slm="Projector"))

@@ -64,7 +64,9 @@ def screenshot(tmp_path_factory):  # noqa: ANN001, ANN201
     import os
 
     wanted = os.environ.get(SCREENSHOTS_ENV)
-    repo = Path(__file__).resolve().parents[2]  # tests chdir into tmp_path: relative paths mean the repository's
+    repo = (
+        Path(__file__).resolve().parents[2]
+    )  # tests chdir into tmp_path: relative paths mean the repository's
     folder = (repo / wanted) if wanted else tmp_path_factory.mktemp("screenshots")
 
     def save(widget, name: str) -> Path:  # noqa: ANN001
@@ -77,14 +79,15 @@ def screenshot(tmp_path_factory):  # noqa: ANN001, ANN201
     return save
 
 
-
 @pytest.fixture
 def connected_window(qtbot):  # noqa: ANN001, ANN201
     """open(config=None) → a shown MainWindow (settings not restored) with every device of the bench connected;
     ``config`` is a bench config file (default: the built-in simulated bench)."""
     from lab4f.gui.main_window import MainWindow
 
-    opened: list[MainWindow] = []  # held (qtbot keeps only a weak reference) and closed at the end: a window
+    opened: list[
+        MainWindow
+    ] = []  # held (qtbot keeps only a weak reference) and closed at the end: a window
     # collected with its worker threads still running would abort the process ("QThread: Destroyed while …")
 
     def open_(config: str | None = None) -> MainWindow:
@@ -96,8 +99,10 @@ def connected_window(qtbot):  # noqa: ANN001, ANN201
             win.bench_panel.open_config(config)
         win.bench_panel.connect_all()
         devices = lambda: win.bench_panel.last_state.get("devices", {})  # noqa: E731
-        qtbot.waitUntil(lambda: len(devices()) == 5 and all(d["connected"] for d in devices().values()),
-                        timeout=20_000)
+        qtbot.waitUntil(
+            lambda: len(devices()) == 5 and all(d["connected"] for d in devices().values()),
+            timeout=20_000,
+        )
         return win
 
     yield open_

@@ -25,22 +25,40 @@ def toy_step(ctx: StepContext) -> StepResult:
     RUNS.append("toy")
     exposure = float(ctx.bench.camera.get_exposure())
     ctl.report(0.5, "measuring")
-    return ctl.finish(StepResult("toy", {"exposure_s": exposure}, {"level": np.full(3, exposure)},
-                                 {"exposure_s": exposure}, message=f"exposure {exposure:.4f} s"))
+    return ctl.finish(
+        StepResult(
+            "toy",
+            {"exposure_s": exposure},
+            {"level": np.full(3, exposure)},
+            {"exposure_s": exposure},
+            message=f"exposure {exposure:.4f} s",
+        )
+    )
 
 
 @pytest.fixture
 def toy() -> Iterator[Step]:
     RUNS.clear()
-    step = registry.register(Step("toy", "Toy step: the exposure, as a test", toy_step, invalidates=("gains",),
-                                  schema=StepSchema(2, {"level": "the exposure, thrice"}, {"exposure_s": ""})),
-                             after="timing")
+    step = registry.register(
+        Step(
+            "toy",
+            "Toy step: the exposure, as a test",
+            toy_step,
+            invalidates=("gains",),
+            schema=StepSchema(2, {"level": "the exposure, thrice"}, {"exposure_s": ""}),
+        ),
+        after="timing",
+    )
     yield step
     registry.unregister("toy")
 
 
-def test_a_registered_step_is_in_the_runner_the_cli_the_record_and_the_panel(toy: Step, qtbot, tmp_path: Path,  # noqa: ANN001
-                                                                             capsys) -> None:  # noqa: ANN001
+def test_a_registered_step_is_in_the_runner_the_cli_the_record_and_the_panel(
+    toy: Step,
+    qtbot,
+    tmp_path: Path,  # noqa: ANN001
+    capsys,
+) -> None:  # noqa: ANN001
     from lab4f.calibration import BENCH_ORDER, STEP_ORDER
     from lab4f.cli import build_parser, main
 
@@ -57,7 +75,9 @@ def test_a_registered_step_is_in_the_runner_the_cli_the_record_and_the_panel(toy
     assert RUNS == ["toy"] and "toy" in reply["steps"]
     rec = latest_record(out)
     assert rec.value("toy", "exposure_s") > 0 and rec.steps["toy"].provenance is not None
-    np.testing.assert_array_equal(rec._array("toy", "level"), np.full(3, rec.value("toy", "exposure_s")))
+    np.testing.assert_array_equal(
+        rec._array("toy", "level"), np.full(3, rec.value("toy", "exposure_s"))
+    )
     with pytest.raises(KeyError, match="declares no array 'nope'"):
         rec._array("toy", "nope")
     import h5py
@@ -77,12 +97,18 @@ def test_a_registered_step_is_in_the_runner_the_cli_the_record_and_the_panel(toy
         titles = [w.text() for w in panel.findChildren(QtWidgets.QLabel)]
         assert "Toy step: the exposure, as a test" in titles
         win.bench_panel.connect_all()
-        qtbot.waitUntil(lambda: win.bench_panel.last_state.get("devices", {}).get("camera", {}).get("connected"),
-                        timeout=20_000)
+        qtbot.waitUntil(
+            lambda: (
+                win.bench_panel.last_state.get("devices", {}).get("camera", {}).get("connected")
+            ),
+            timeout=20_000,
+        )
         panel.folder = tmp_path / "gui-records"
         panel.run_btns["toy"].click()
         qtbot.waitUntil(lambda: not panel.running, timeout=30_000)
-        assert win.state.calibration is not None and "toy" in win.state.calibration.steps, panel.summary.toPlainText()
+        assert win.state.calibration is not None and "toy" in win.state.calibration.steps, (
+            panel.summary.toPlainText()
+        )
         assert panel.bars["toy"].value() == 1000 and RUNS == ["toy", "toy"]
     finally:
         win.close()
@@ -100,5 +126,7 @@ def test_a_record_step_of_a_newer_schema_is_refused(toy: Step, tmp_path: Path) -
         rec = run_calibration(b, ["toy"], out_dir=tmp_path)
     with h5py.File(rec.path, "r+") as f:
         f["steps/toy"].attrs["schema_version"] = 3
-    with pytest.raises(CalibrationError, match="its toy step has schema version 3, this lab4f reads up to 2"):
+    with pytest.raises(
+        CalibrationError, match="its toy step has schema version 3, this lab4f reads up to 2"
+    ):
         CalibrationRecord.load(rec.path)

@@ -22,11 +22,15 @@ def window(qtbot, tmp_path: Path):  # noqa: ANN001, ANN201
     assert all(t.isFinished() for t in win.threads)
 
 
-def test_cancel_saves_nothing_and_a_saved_record_loads_back(qtbot, window: MainWindow, tmp_path: Path) -> None:  # noqa: ANN001
+def test_cancel_saves_nothing_and_a_saved_record_loads_back(
+    qtbot, window: MainWindow, tmp_path: Path
+) -> None:  # noqa: ANN001
     panel, bench = window.calibration_panel, window.bench_worker
     window.bench_panel.connect_all()
-    qtbot.waitUntil(lambda: window.bench_panel.last_state.get("devices", {}).get("camera", {}).get("connected"),
-                    timeout=20_000)
+    qtbot.waitUntil(
+        lambda: window.bench_panel.last_state.get("devices", {}).get("camera", {}).get("connected"),
+        timeout=20_000,
+    )
     panel.run(["camera", "fourier", "registration"])
     qtbot.waitUntil(lambda: not panel.running, timeout=30_000)
     first = window.state.calibration
@@ -38,19 +42,31 @@ def test_cancel_saves_nothing_and_a_saved_record_loads_back(qtbot, window: MainW
     qtbot.waitUntil(lambda: panel.bars["phase"].value() > 0, timeout=20_000)
     panel.cancel()
     qtbot.waitUntil(lambda: not panel.running, timeout=10_000)
-    assert "cancelled" in panel.summary.toPlainText() and "nothing was saved" in panel.summary.toPlainText()
-    assert 0 < panel.bars["phase"].value() < 1000 and panel.bars["phase"].format().startswith("stopped")
+    assert (
+        "cancelled" in panel.summary.toPlainText()
+        and "nothing was saved" in panel.summary.toPlainText()
+    )
+    assert 0 < panel.bars["phase"].value() < 1000 and panel.bars["phase"].format().startswith(
+        "stopped"
+    )
     assert window.state.calibration is first and list_records(panel.folder) == [first.path]
 
     bench.submit(lambda: bench.set_exposure(0.002), where="camera")
-    qtbot.waitUntil(lambda: abs(window.bench_panel.last_state["camera"]["exposure_s"] - 0.002) < 1e-9, timeout=5_000)
+    qtbot.waitUntil(
+        lambda: abs(window.bench_panel.last_state["camera"]["exposure_s"] - 0.002) < 1e-9,
+        timeout=5_000,
+    )
     window.state.calibration = None
     panel.load(first.path)
     qtbot.waitUntil(lambda: window.state.calibration is not None, timeout=10_000)
     assert window.state.calibration.path == first.path
     # loading applies the record: the camera is back at the calibrated exposure
-    qtbot.waitUntil(lambda: abs(window.bench_panel.last_state["camera"]["exposure_s"] - first.exposure_s) < 1e-9,
-                    timeout=5_000)
+    qtbot.waitUntil(
+        lambda: (
+            abs(window.bench_panel.last_state["camera"]["exposure_s"] - first.exposure_s) < 1e-9
+        ),
+        timeout=5_000,
+    )
 
 
 def test_damaged_record_is_refused_and_the_current_one_kept(qtbot, window: MainWindow) -> None:  # noqa: ANN001
@@ -69,8 +85,10 @@ def test_damaged_record_is_refused_and_the_current_one_kept(qtbot, window: MainW
 def test_flat_frames_reach_the_camera_step(qtbot, window: MainWindow) -> None:  # noqa: ANN001
     panel = window.calibration_panel
     window.bench_panel.connect_all()
-    qtbot.waitUntil(lambda: window.bench_panel.last_state.get("devices", {}).get("camera", {}).get("connected"),
-                    timeout=20_000)
+    qtbot.waitUntil(
+        lambda: window.bench_panel.last_state.get("devices", {}).get("camera", {}).get("connected"),
+        timeout=20_000,
+    )
     panel.flat_frames.setValue(8)
     panel.run(["camera"])
     qtbot.waitUntil(lambda: not panel.running, timeout=60_000)
@@ -89,16 +107,22 @@ def test_flat_frames_reach_the_camera_step(qtbot, window: MainWindow) -> None:  
     panel.run(["camera"])
     qtbot.waitUntil(lambda: not panel.running, timeout=60_000)
     assert window.state.calibration.steps["camera"].quality.get("flat_frames", 0) == 0
-    assert "unity" in panel.flat_plot.getPlotItem().titleLabel.text and panel.flat_image.image is None
+    assert (
+        "unity" in panel.flat_plot.getPlotItem().titleLabel.text and panel.flat_image.image is None
+    )
 
 
-def test_fourier_grid_and_gains_settings_reach_their_steps(qtbot, window: MainWindow, monkeypatch) -> None:  # noqa: ANN001
+def test_fourier_grid_and_gains_settings_reach_their_steps(
+    qtbot, window: MainWindow, monkeypatch
+) -> None:  # noqa: ANN001
     """The panel's step settings are `lab4f calibrate`'s --array-* and --gains-* options: units and tooltips shown,
     only the values changed from the step's defaults passed, and the Fourier grid used as set."""
     from lab4f.errors import CalibrationCancelled
 
     panel = window.calibration_panel
-    assert panel.step_options() == {}  # the defaults: nothing passed, the step functions' own values apply
+    assert (
+        panel.step_options() == {}
+    )  # the defaults: nothing passed, the step functions' own values apply
     assert panel.array_pitch.suffix() == " knm" and "k-space" in panel.array_pitch.toolTip()
     assert panel.gains_frames.suffix() == " frames" and "averaged" in panel.gains_frames.toolTip()
     assert all("knm" in w.suffix() and w.toolTip() for w in panel.array_center)
@@ -120,18 +144,30 @@ def test_fourier_grid_and_gains_settings_reach_their_steps(qtbot, window: MainWi
     panel.gains_filter.setValue(5)
 
     window.bench_panel.connect_all()
-    qtbot.waitUntil(lambda: window.bench_panel.last_state.get("devices", {}).get("camera", {}).get("connected"),
-                    timeout=20_000)
+    qtbot.waitUntil(
+        lambda: window.bench_panel.last_state.get("devices", {}).get("camera", {}).get("connected"),
+        timeout=20_000,
+    )
     panel.array_shape.setValue(7)
     panel.array_pitch.setValue(24)
     panel.array_center[0].setValue(4.0)
     panel.array_center[1].setValue(-3.0)
     panel.fourier_retry.setChecked(False)
-    assert panel.step_options() == {"fourier": {"array_shape": 7, "array_pitch": 24, "retry": False,
-                                                "array_center": (4.0, -3.0)}}
+    assert panel.step_options() == {
+        "fourier": {
+            "array_shape": 7,
+            "array_pitch": 24,
+            "retry": False,
+            "array_center": (4.0, -3.0),
+        }
+    }
     panel.run(["camera", "fourier"])
     qtbot.waitUntil(lambda: not panel.running, timeout=90_000)
     rec = window.state.calibration
     assert rec is not None and "fourier" in rec.steps, panel.summary.toPlainText()
     values = rec.steps["fourier"].values
-    assert (values["array_shape"], values["array_pitch"], tuple(values["array_center"])) == (7, 24, (4.0, -3.0))
+    assert (values["array_shape"], values["array_pitch"], tuple(values["array_center"])) == (
+        7,
+        24,
+        (4.0, -3.0),
+    )

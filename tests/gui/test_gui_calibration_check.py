@@ -28,11 +28,17 @@ def test_missing_foreign_and_stale_steps(tmp_path: Path) -> None:
     program.write_bytes(b"program A")
     other.write_bytes(b"program B")
     partial = record("camera", "fourier", "registration")
-    assert check_calibration(partial, None).ok  # no program uploaded: nothing program-dependent is expected
+    assert check_calibration(
+        partial, None
+    ).ok  # no program uploaded: nothing program-dependent is expected
     check = check_calibration(partial, program)
     assert check.missing == ["tiles", "gains"] and check.steps_to_run() == ["tiles", "gains"]
     assert "Missing for the uploaded program: tiles, gains" in check.text()
-    assert check_calibration(record("camera"), program).steps_to_run() == ["registration", "tiles", "gains"]
+    assert check_calibration(record("camera"), program).steps_to_run() == [
+        "registration",
+        "tiles",
+        "gains",
+    ]
     full = record("camera", "fourier", "registration", "tiles", "gains", sha=file_sha256(program))
     assert check_calibration(full, program).ok
     foreign = check_calibration(full, other)
@@ -42,7 +48,11 @@ def test_missing_foreign_and_stale_steps(tmp_path: Path) -> None:
     stale = stale_after(full, rerun)
     assert stale == {"tiles": ["registration"], "gains": ["registration"]}
     check = check_calibration(rerun, program, stale)
-    assert not check.ok and check.steps_to_run() == ["tiles", "gains"] and "Stale: tiles" in check.text()
+    assert (
+        not check.ok
+        and check.steps_to_run() == ["tiles", "gains"]
+        and "Stale: tiles" in check.text()
+    )
     # re-running the tiles leaves the gains stale (now after both); re-running the gains too clears it
     after_tiles = rerun.merged_with(record("tiles"))
     assert stale_after(rerun, after_tiles, stale) == {"gains": ["registration", "tiles"]}
@@ -59,8 +69,13 @@ def loaded(qtbot, win, checkpoint: Path) -> None:  # noqa: ANN001
     qtbot.waitUntil(lambda: win.state.program is not None, timeout=60_000)
 
 
-def test_start_after_calibrating_without_a_program_warns(qtbot, connected_window, tiny_checkpoint: Path,  # noqa: ANN001
-                                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_start_after_calibrating_without_a_program_warns(
+    qtbot,
+    connected_window,
+    tiny_checkpoint: Path,  # noqa: ANN001
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     win = connected_window()
     cal, inf = win.calibration_panel, win.inference_panel
     cal.run(["camera", "registration"])  # no program uploaded yet: no tiles, no gains
@@ -69,12 +84,19 @@ def test_start_after_calibrating_without_a_program_warns(qtbot, connected_window
     assert cal.check_box.isHidden()
     loaded(qtbot, win, tiny_checkpoint)  # then a program is uploaded
     assert not cal.check_box.isHidden() and "tiles, gains" in cal.check_label.text()
-    assert cal.bars["gains"].format() == "missing" and "uploaded program" in cal.bars["gains"].toolTip()
+    assert (
+        cal.bars["gains"].format() == "missing"
+        and "uploaded program" in cal.bars["gains"].toolTip()
+    )
     assert "⚠" in inf.calibration_label.text()
 
     asked: list[str] = []
     answer = ["cancel"]
-    monkeypatch.setattr(inference_panel, "confirm_calibration", lambda _parent, text: asked.append(text) or answer[0])
+    monkeypatch.setattr(
+        inference_panel,
+        "confirm_calibration",
+        lambda _parent, text: asked.append(text) or answer[0],
+    )
     inf.start()
     assert len(asked) == 1 and "Missing for the uploaded program: tiles, gains" in asked[0]
     assert inf.run is None and not inf.starting and "Not started" in inf.counters.text()
@@ -84,9 +106,13 @@ def test_start_after_calibrating_without_a_program_warns(qtbot, connected_window
     inf.record.setChecked(True)
     inf.record_path.setText(str(tmp_path / "run.h5"))
     inf.start()
-    qtbot.waitUntil(lambda: inf.run is not None and inf.latest.get("processed", 0) >= 5, timeout=30_000)
+    qtbot.waitUntil(
+        lambda: inf.run is not None and inf.latest.get("processed", 0) >= 5, timeout=30_000
+    )
     inf.stop()
-    qtbot.waitUntil(lambda: (tmp_path / "run.h5").exists() and inf.start_btn.isEnabled(), timeout=15_000)
+    qtbot.waitUntil(
+        lambda: (tmp_path / "run.h5").exists() and inf.start_btn.isEnabled(), timeout=15_000
+    )
     with h5py.File(tmp_path / "run.h5") as f:
         metrics = json.loads(f.attrs["metrics"])
     assert metrics["calibration_warning_acknowledged"] == asked[1]
@@ -100,7 +126,9 @@ def test_start_after_calibrating_without_a_program_warns(qtbot, connected_window
     qtbot.waitUntil(lambda: inf.run is not None, timeout=150_000)
     rec = win.state.calibration
     assert rec is not first and {"camera", "registration", "tiles", "gains"} <= set(rec.steps)
-    assert win.state.calibration_check().ok and cal.check_box.isHidden() and len(asked) == 3  # no second warning
+    assert (
+        win.state.calibration_check().ok and cal.check_box.isHidden() and len(asked) == 3
+    )  # no second warning
     inf.stop()
     qtbot.waitUntil(lambda: inf.run is None and inf.start_btn.isEnabled(), timeout=15_000)
 
@@ -109,19 +137,26 @@ def test_start_after_calibrating_without_a_program_warns(qtbot, connected_window
     qtbot.waitUntil(lambda: not cal.running, timeout=60_000)
     assert win.state.stale_steps == {"tiles": ["registration"], "gains": ["registration"]}
     assert not cal.check_box.isHidden() and "Stale: tiles" in cal.check_label.text()
-    assert cal.bars["tiles"].format() == "stale" and "registration was re-run" in cal.bars["tiles"].toolTip()
+    assert (
+        cal.bars["tiles"].format() == "stale"
+        and "registration was re-run" in cal.bars["tiles"].toolTip()
+    )
     cal.fix_btn.click()
     assert cal.running
     qtbot.waitUntil(lambda: not cal.running, timeout=150_000)
     assert win.state.stale_steps == {} and cal.check_box.isHidden(), cal.summary.toPlainText()
 
 
-def test_a_program_compiled_after_calibrating_is_flagged(qtbot, connected_window, tiny_checkpoint: Path) -> None:  # noqa: ANN001
+def test_a_program_compiled_after_calibrating_is_flagged(
+    qtbot, connected_window, tiny_checkpoint: Path
+) -> None:  # noqa: ANN001
     """tiles/gains measured for one program; a recompile (another phase) is another program file."""
     win = connected_window()
     cal = win.calibration_panel
     loaded(qtbot, win, tiny_checkpoint)
-    record_ = record("camera", "registration", "tiles", "gains", sha="0" * 64)  # measured for another program
+    record_ = record(
+        "camera", "registration", "tiles", "gains", sha="0" * 64
+    )  # measured for another program
     cal.use(record_, "a record of another program")
     assert win.state.calibration_check().foreign == ["tiles", "gains"]
     assert not cal.check_box.isHidden() and "another program" in cal.check_label.text()
@@ -129,7 +164,8 @@ def test_a_program_compiled_after_calibrating_is_flagged(qtbot, connected_window
 
 
 def test_a_stale_record_loaded_from_disk_is_flagged_in_the_panel_and_at_start(  # noqa: ANN001
-        qtbot, connected_window, tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    qtbot, connected_window, tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The registration was re-measured after the tiles and gains (saved by another session): loaded into a fresh
     window, its per-step provenance says tiles and gains are stale — the session knows nothing of the re-run."""
     from lab4f.calibration.base import Provenance
@@ -140,23 +176,46 @@ def test_a_stale_record_loaded_from_disk_is_flagged_in_the_panel_and_at_start(  
     loaded(qtbot, win, tiny_checkpoint)
     sha = file_sha256(win.state.program_path)
     t = [f"2026-01-01T00:00:0{i}.000000+00:00" for i in range(5)]
-    steps = {"camera": StepResult("camera", provenance=Provenance(t[0])),
-             "registration": StepResult("registration", provenance=Provenance(t[4], {"fourier": None,
-                                                                                     "wavefront": None})),
-             "tiles": StepResult("tiles", provenance=Provenance(t[1], {"registration": t[0], "fourier": None,
-                                                                       "phase": None, "wavefront": None}, sha)),
-             "gains": StepResult("gains", provenance=Provenance(t[2], {"camera": t[0], "registration": t[0],
-                                                                       "tiles": t[1]}, sha))}
-    path = CalibrationRecord(steps=steps, program_sha256=sha).save(tmp_path / "cal-20260101-000005.h5")
+    steps = {
+        "camera": StepResult("camera", provenance=Provenance(t[0])),
+        "registration": StepResult(
+            "registration", provenance=Provenance(t[4], {"fourier": None, "wavefront": None})
+        ),
+        "tiles": StepResult(
+            "tiles",
+            provenance=Provenance(
+                t[1], {"registration": t[0], "fourier": None, "phase": None, "wavefront": None}, sha
+            ),
+        ),
+        "gains": StepResult(
+            "gains",
+            provenance=Provenance(t[2], {"camera": t[0], "registration": t[0], "tiles": t[1]}, sha),
+        ),
+    }
+    path = CalibrationRecord(steps=steps, program_sha256=sha).save(
+        tmp_path / "cal-20260101-000005.h5"
+    )
     assert win.state.stale_steps == {}
     cal.load(path)
-    qtbot.waitUntil(lambda: win.state.calibration is not None and win.state.calibration.path == path, timeout=10_000)
+    qtbot.waitUntil(
+        lambda: win.state.calibration is not None and win.state.calibration.path == path,
+        timeout=10_000,
+    )
     check = win.state.calibration_check()
     assert check.stale == {"tiles": ["registration"], "gains": ["registration"]}
     assert check.steps_to_run() == ["tiles", "gains"]
-    assert not cal.check_box.isHidden() and "Stale: tiles was measured before registration" in cal.check_label.text()
+    assert (
+        not cal.check_box.isHidden()
+        and "Stale: tiles was measured before registration" in cal.check_label.text()
+    )
     assert cal.bars["gains"].format() == "stale"
     asked: list[str] = []
-    monkeypatch.setattr(inference_panel, "confirm_calibration", lambda _parent, text: asked.append(text) or "cancel")
+    monkeypatch.setattr(
+        inference_panel, "confirm_calibration", lambda _parent, text: asked.append(text) or "cancel"
+    )
     inf.start()
-    assert len(asked) == 1 and "Stale: gains was measured before registration" in asked[0] and inf.run is None
+    assert (
+        len(asked) == 1
+        and "Stale: gains was measured before registration" in asked[0]
+        and inf.run is None
+    )

@@ -24,13 +24,19 @@ def loaded(qtbot, win, checkpoint: Path, compile_: bool = True):  # noqa: ANN001
 
 
 # -- 1. a long compile: progress, Cancel, and closing the window cancels it ----------------------------------
-def test_close_during_a_long_compile_cancels_it_and_returns(qtbot, connected_window, tiny_checkpoint) -> None:  # noqa: ANN001
+def test_close_during_a_long_compile_cancels_it_and_returns(
+    qtbot, connected_window, tiny_checkpoint
+) -> None:  # noqa: ANN001
     win = loaded(qtbot, connected_window(), tiny_checkpoint, compile_=False)
     k = win.kernels_panel
     k.iterations.setValue(1000)  # ~25 s of phase retrieval
     k.compile()
     qtbot.waitUntil(lambda: 0 < k.progress.value() < 1000, timeout=20_000)  # per-iteration progress
-    assert "iteration" in k.progress.format() and k.cancel_btn.isEnabled() and not k.compile_btn.isEnabled()
+    assert (
+        "iteration" in k.progress.format()
+        and k.cancel_btn.isEnabled()
+        and not k.compile_btn.isEnabled()
+    )
     t0 = time.perf_counter()
     win.close()
     assert time.perf_counter() - t0 < 5.0
@@ -38,7 +44,9 @@ def test_close_during_a_long_compile_cancels_it_and_returns(qtbot, connected_win
     assert not any("did not stop" in n for n in win.notes)
 
 
-def test_cancel_stops_a_compile_and_uploads_nothing(qtbot, connected_window, tiny_checkpoint) -> None:  # noqa: ANN001
+def test_cancel_stops_a_compile_and_uploads_nothing(
+    qtbot, connected_window, tiny_checkpoint
+) -> None:  # noqa: ANN001
     win = loaded(qtbot, connected_window(), tiny_checkpoint, compile_=False)
     k = win.kernels_panel
     k.iterations.setValue(1000)
@@ -63,15 +71,25 @@ def test_cancel_discards_a_checkpoint_load(qtbot, connected_window, tiny_checkpo
     k.load_checkpoint(str(tiny_checkpoint))
     assert k.cancel_btn.isEnabled() and not k.load_btn.isEnabled()
     k.cancel_btn.click()
-    assert not k.loading and k.load_btn.isEnabled() and "Loading cancelled; no checkpoint loaded" in k.info.text()
-    qtbot.waitUntil(lambda: "checkpoint" in finished, timeout=30_000)  # the load ran to its end in its thread ...
+    assert (
+        not k.loading
+        and k.load_btn.isEnabled()
+        and "Loading cancelled; no checkpoint loaded" in k.info.text()
+    )
+    qtbot.waitUntil(
+        lambda: "checkpoint" in finished, timeout=30_000
+    )  # the load ran to its end in its thread ...
     qtbot.wait(300)  # the panel's queued handler of that result has run
-    assert win.state.checkpoint is None and "cancelled" in k.info.text()  # ... and its result was discarded
+    assert (
+        win.state.checkpoint is None and "cancelled" in k.info.text()
+    )  # ... and its result was discarded
     k.load_checkpoint(str(tiny_checkpoint))  # a later load is applied
     qtbot.waitUntil(lambda: win.state.checkpoint is not None, timeout=30_000)
 
 
-def test_a_compile_blocks_calibration_until_it_ends(qtbot, connected_window, tiny_checkpoint) -> None:  # noqa: ANN001
+def test_a_compile_blocks_calibration_until_it_ends(
+    qtbot, connected_window, tiny_checkpoint
+) -> None:  # noqa: ANN001
     win = loaded(qtbot, connected_window(), tiny_checkpoint, compile_=False)
     k, cal = win.kernels_panel, win.calibration_panel
     assert cal.run_all_btn.isEnabled()
@@ -84,23 +102,42 @@ def test_a_compile_blocks_calibration_until_it_ends(qtbot, connected_window, tin
     qtbot.waitUntil(lambda: 0 < k.progress.value(), timeout=20_000)
     k.cancel_btn.click()
     qtbot.waitUntil(lambda: not k.compiling, timeout=5_000)
-    assert not win.state.compiling and all(b.isEnabled() for b in (*cal.run_btns.values(), cal.run_all_btn))
+    assert not win.state.compiling and all(
+        b.isEnabled() for b in (*cal.run_btns.values(), cal.run_all_btn)
+    )
 
 
 # -- 2. a calibration blocks Start, Compile and the bench controls; a run uses the record in use at its start --
-def test_calibration_disables_start_compile_and_bench_controls(qtbot, connected_window, tiny_checkpoint,  # noqa: ANN001
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_calibration_disables_start_compile_and_bench_controls(
+    qtbot,
+    connected_window,
+    tiny_checkpoint,  # noqa: ANN001
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from lab4f.gui.panels import inference_panel
 
     # the record below has no tiles and gains for the uploaded program: Start asks, and is told to start anyway
     monkeypatch.setattr(inference_panel, "confirm_calibration", lambda _parent, _text: "start")
     win = loaded(qtbot, connected_window(), tiny_checkpoint)
-    cal, inf, k, bench = win.calibration_panel, win.inference_panel, win.kernels_panel, win.bench_panel
+    cal, inf, k, bench = (
+        win.calibration_panel,
+        win.inference_panel,
+        win.kernels_panel,
+        win.bench_panel,
+    )
     assert inf.start_btn.isEnabled() and k.compile_btn.isEnabled() and bench.exposure_ms.isEnabled()
     cal.run(["camera", "fourier", "registration"])
     assert win.state.calibrating
-    controls = (inf.start_btn, k.compile_btn, bench.exposure_ms, bench.power_mw, bench.power_btn, bench.light_on,
-                bench.connect_all_btn, *bench.toggle.values())
+    controls = (
+        inf.start_btn,
+        k.compile_btn,
+        bench.exposure_ms,
+        bench.power_mw,
+        bench.power_btn,
+        bench.light_on,
+        bench.connect_all_btn,
+        *bench.toggle.values(),
+    )
     assert not any(w.isEnabled() for w in controls)
     inf.start()  # a script's call is refused too, not queued behind the calibration
     assert inf.run is None and "calibration is running" in inf.counters.text()
@@ -114,14 +151,21 @@ def test_calibration_disables_start_compile_and_bench_controls(qtbot, connected_
     qtbot.waitUntil(lambda: inf.start_btn.isEnabled(), timeout=10_000)
 
 
-def test_a_run_queued_behind_a_calibration_uses_the_new_record(qtbot, connected_window, tiny_checkpoint) -> None:  # noqa: ANN001
+def test_a_run_queued_behind_a_calibration_uses_the_new_record(
+    qtbot, connected_window, tiny_checkpoint
+) -> None:  # noqa: ANN001
     win = loaded(qtbot, connected_window(), tiny_checkpoint)
     w, st, inf = win.bench_worker, win.state, win.inference_panel
     assert st.calibration is None
     win.calibration_panel.run(["camera", "fourier", "registration"])
-    ck = st.checkpoint  # a start request queued behind the calibration (the device thread runs one job at a time)
-    w.submit(lambda: w.start_run(ck.path, st.program_path, "current", ck.images, ck.labels),
-             name="run_started", where="inference")
+    ck = (
+        st.checkpoint
+    )  # a start request queued behind the calibration (the device thread runs one job at a time)
+    w.submit(
+        lambda: w.start_run(ck.path, st.program_path, "current", ck.images, ck.labels),
+        name="run_started",
+        where="inference",
+    )
     qtbot.waitUntil(lambda: inf.run is not None, timeout=60_000)
     assert st.calibration is not None and inf.run.setup.calibration_path == st.calibration.path
     inf.stop()
@@ -129,8 +173,12 @@ def test_a_run_queued_behind_a_calibration_uses_the_new_record(qtbot, connected_
 
 
 # -- 3. recording: a time-stamped default in runs/, never an overwrite ----------------------------------------
-def test_recording_defaults_to_runs_folder_and_never_overwrites(qtbot, connected_window, tiny_checkpoint,  # noqa: ANN001
-                                                                 tmp_path: Path) -> None:
+def test_recording_defaults_to_runs_folder_and_never_overwrites(
+    qtbot,
+    connected_window,
+    tiny_checkpoint,  # noqa: ANN001
+    tmp_path: Path,
+) -> None:
     win = loaded(qtbot, connected_window(), tiny_checkpoint)
     inf = win.inference_panel
     inf.record.setChecked(True)
@@ -139,14 +187,26 @@ def test_recording_defaults_to_runs_folder_and_never_overwrites(qtbot, connected
     def record_once() -> str:
         before = win.status_line.text()
         inf.start()
-        qtbot.waitUntil(lambda: inf.latest.get("processed", 0) >= 5 and inf.run is not None, timeout=30_000)
+        qtbot.waitUntil(
+            lambda: inf.latest.get("processed", 0) >= 5 and inf.run is not None, timeout=30_000
+        )
         inf.stop()
-        qtbot.waitUntil(lambda: inf.run is None and win.status_line.text() != before
-                        and "recorded to" in win.status_line.text(), timeout=15_000)
+        qtbot.waitUntil(
+            lambda: (
+                inf.run is None
+                and win.status_line.text() != before
+                and "recorded to" in win.status_line.text()
+            ),
+            timeout=15_000,
+        )
         return win.status_line.text().split("recorded to ", 1)[1].split(" (", 1)[0]
 
     first = Path(record_once())
-    assert first.parent == tmp_path / "runs" and first.name.startswith("run-") and first.suffix == ".h5"
+    assert (
+        first.parent == tmp_path / "runs"
+        and first.name.startswith("run-")
+        and first.suffix == ".h5"
+    )
     target = tmp_path / "mine.h5"
     target.write_bytes(b"precious")
     inf.record_path.setText(str(target))
@@ -158,14 +218,21 @@ def test_recording_defaults_to_runs_folder_and_never_overwrites(qtbot, connected
 
 
 # -- 4. misleading state and text ------------------------------------------------------------------------
-def test_failed_checkpoint_load_and_failed_compile_are_shown(qtbot, connected_window, tiny_checkpoint,  # noqa: ANN001
-                                                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_checkpoint_load_and_failed_compile_are_shown(
+    qtbot,
+    connected_window,
+    tiny_checkpoint,  # noqa: ANN001
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     win = connected_window()
     k = win.kernels_panel
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     k.load_checkpoint(str(bad))
-    qtbot.waitUntil(lambda: k.info.text().startswith("Loading the checkpoint failed"), timeout=10_000)
+    qtbot.waitUntil(
+        lambda: k.info.text().startswith("Loading the checkpoint failed"), timeout=10_000
+    )
     assert k.load_btn.isEnabled() and not k.loading
     loaded(qtbot, win, tiny_checkpoint, compile_=False)
     from lab4f.bench import compile as compile_cmd
@@ -193,7 +260,9 @@ def test_declined_upload_shows_what_is_on_the_slm(qtbot, connected_window, tiny_
     qtbot.waitUntil(lambda: not k.compiling, timeout=60_000)
     assert "NOT UPLOADED" in k.info.text() and "Changes" not in k.info.text()
     assert win.state.program is on_slm
-    assert np.array_equal(k.views["SLM phase"].image, shown)  # the views show the SLM's program again
+    assert np.array_equal(
+        k.views["SLM phase"].image, shown
+    )  # the views show the SLM's program again
     assert np.allclose(win.bench_worker.uploaded_phase, on_slm.frames[0].phase)
 
 
@@ -218,7 +287,10 @@ def test_cancelled_calibration_is_not_an_error(qtbot, connected_window) -> None:
     qtbot.waitUntil(lambda: not cal.running, timeout=10_000)
     assert "cancelled" in win.status_line.text() and "⚠" not in win.status_line.text()
     assert win.status_line.styleSheet() == ""
-    assert "nothing was saved" in cal.summary.toPlainText() and "Calibration stopped" not in cal.summary.toPlainText()
+    assert (
+        "nothing was saved" in cal.summary.toPlainText()
+        and "Calibration stopped" not in cal.summary.toPlainText()
+    )
     assert not win.state.calibrating
 
 
@@ -233,8 +305,10 @@ def test_live_start_button_follows_a_failed_start(qtbot) -> None:  # noqa: ANN00
     qtbot.waitUntil(lambda: not live.start_btn.isChecked(), timeout=5_000)
     assert live.start_btn.text() == "Start"
     win.bench_panel.connect_all()
-    qtbot.waitUntil(lambda: win.bench_panel.last_state.get("devices", {}).get("camera", {}).get("connected"),
-                    timeout=20_000)
+    qtbot.waitUntil(
+        lambda: win.bench_panel.last_state.get("devices", {}).get("camera", {}).get("connected"),
+        timeout=20_000,
+    )
     live.start_btn.click()  # the first click after connecting starts the stream
     qtbot.waitUntil(lambda: win.bench_worker.latest.count > 2, timeout=10_000)
     assert live.start_btn.isChecked() and live.start_btn.text() == "Stop"
@@ -249,18 +323,39 @@ def test_counters_show_dashes_not_nan_or_stopped_twice(qtbot) -> None:  # noqa: 
     win = MainWindow(restore=False)
     qtbot.addWidget(win)
     nan = math.nan
-    u = {"optical_accuracy": nan, "digital_accuracy": nan, "agreement": nan, "processed": 0, "fps": 0.0,
-         "latency_p50_ms": nan, "latency_p95_ms": nan, "acquired": 0, "dropped": 0, "dropped_overflow": 0,
-         "dropped_camera": 0, "queue_depth": 0, "running": False, "stop_reason": "stopped", "t_s": 0.0}
+    u = {
+        "optical_accuracy": nan,
+        "digital_accuracy": nan,
+        "agreement": nan,
+        "processed": 0,
+        "fps": 0.0,
+        "latency_p50_ms": nan,
+        "latency_p95_ms": nan,
+        "acquired": 0,
+        "dropped": 0,
+        "dropped_overflow": 0,
+        "dropped_camera": 0,
+        "queue_depth": 0,
+        "running": False,
+        "stop_reason": "stopped",
+        "t_s": 0.0,
+    }
     win.inference_panel.on_update(u)
     text = win.inference_panel.rates.text()
-    assert "nan" not in text and "p50 –" in text and "stopped: stopped" not in text and text.endswith("| stopped")
+    assert (
+        "nan" not in text
+        and "p50 –" in text
+        and "stopped: stopped" not in text
+        and text.endswith("| stopped")
+    )
     win.inference_panel.on_update(u | {"stop_reason": "device_error"})
     assert win.inference_panel.rates.text().endswith("| stopped: device_error")
     win.close()
 
 
-def test_disconnected_fields_are_blank_and_calibration_state_is_visible(qtbot, connected_window) -> None:  # noqa: ANN001
+def test_disconnected_fields_are_blank_and_calibration_state_is_visible(
+    qtbot, connected_window
+) -> None:  # noqa: ANN001
     from lab4f.gui.main_window import MainWindow
 
     fresh = MainWindow(restore=False)
@@ -281,11 +376,15 @@ def test_disconnected_fields_are_blank_and_calibration_state_is_visible(qtbot, c
 
 
 # -- 5. faults name the device that failed, with the button to press ------------------------------------
-def test_display_fault_during_a_run_blames_the_display(qtbot, connected_window, tiny_checkpoint) -> None:  # noqa: ANN001
+def test_display_fault_during_a_run_blames_the_display(
+    qtbot, connected_window, tiny_checkpoint
+) -> None:  # noqa: ANN001
     win = loaded(qtbot, connected_window(), tiny_checkpoint)
     inf = win.inference_panel
     inf.start()
-    qtbot.waitUntil(lambda: inf.run is not None and inf.latest.get("processed", 0) >= 5, timeout=30_000)
+    qtbot.waitUntil(
+        lambda: inf.run is not None and inf.latest.get("processed", 0) >= 5, timeout=30_000
+    )
     win.bench_worker.bench.display.faults.disconnect = True
     qtbot.waitUntil(lambda: "DeviceDisconnected" in win.status_line.text(), timeout=10_000)
     text = win.status_line.text()
@@ -295,14 +394,19 @@ def test_display_fault_during_a_run_blames_the_display(qtbot, connected_window, 
     qtbot.waitUntil(lambda: inf.start_btn.isEnabled(), timeout=5_000)
 
 
-def test_a_fault_is_attributed_by_the_device_the_error_carries_not_its_text(qtbot, connected_window) -> None:  # noqa: ANN001
+def test_a_fault_is_attributed_by_the_device_the_error_carries_not_its_text(
+    qtbot, connected_window
+) -> None:  # noqa: ANN001
     from lab4f.errors import DeviceTimeout
 
     win = connected_window()
     worker = win.bench_worker
     display_name = worker.bench.display.name
     # the message names the camera, the error carries the display: the display is blamed
-    assert worker.faulty_role(DeviceTimeout("camera-like text", device=display_name).device) == "display"
+    assert (
+        worker.faulty_role(DeviceTimeout("camera-like text", device=display_name).device)
+        == "display"
+    )
     assert worker.faulty_role("slm") == "slm"  # a role (the bench's own refusals) works too
     worker.disconnect_device("shutter")
     assert worker.faulty_role("shutter") == "shutter"  # ... also for a device that is not connected

@@ -30,13 +30,17 @@ def test_main_window_fits_a_laptop_screen(qtbot, window: MainWindow, size: tuple
     window.show_status("a long message " * 40)  # elided, not widening the window
     window.kernels_panel.info.setText("/a/long/path/" * 30)
     least = window.minimumSizeHint().expandedTo(window.minimumSize())
-    assert least.width() <= w and least.height() <= h - 60, least  # 60 px left for a taskbar and a title bar
+    assert least.width() <= w and least.height() <= h - 60, (
+        least
+    )  # 60 px left for a taskbar and a title bar
     window.resize(w, h)
     window.show()
     qtbot.waitUntil(lambda: window.size() == QtCore.QSize(w, h), timeout=5_000)
     qtbot.wait(50)
     assert inside(window, window.statusBar()) and inside(window, window.menuBar())
-    tab_bars = [t for t in window.findChildren(QtWidgets.QTabBar) if t.isVisible() and t.count() > 1]
+    tab_bars = [
+        t for t in window.findChildren(QtWidgets.QTabBar) if t.isVisible() and t.count() > 1
+    ]
     assert tab_bars, "the workflow panels are tabs of one dock area"
     for bar in tab_bars:
         assert inside(window, bar), bar.geometry()
@@ -53,8 +57,11 @@ def test_main_window_fits_a_laptop_screen(qtbot, window: MainWindow, size: tuple
             dock.raise_()
             qtbot.wait(20)
             panel = area.widget()
-            assert panel.minimumSizeHint().width() <= area.viewport().width(), (name, panel.minimumSizeHint(),
-                                                                                area.viewport().size())
+            assert panel.minimumSizeHint().width() <= area.viewport().width(), (
+                name,
+                panel.minimumSizeHint(),
+                area.viewport().size(),
+            )
             assert not area.horizontalScrollBar().isVisible(), name
             assert panel.height() >= area.viewport().height()  # it fills the dock, or scrolls
 

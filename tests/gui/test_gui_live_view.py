@@ -16,7 +16,9 @@ def test_frame_averager_keeps_the_mean_of_the_last_n_frames() -> None:
     means = [avg.add(f) for f in frames]
     assert means[0].mean() == 1 and means[2].mean() == 2 and means[3].mean() == pytest.approx(5.0)
     assert avg.count == 3
-    assert avg.add(np.zeros((2, 2))).shape == (2, 2) and avg.count == 1  # another shape starts again
+    assert (
+        avg.add(np.zeros((2, 2))).shape == (2, 2) and avg.count == 1
+    )  # another shape starts again
     assert FrameAverager(1).add(frames[0]) is frames[0]  # no averaging: the frame itself, no copy
 
 
@@ -67,12 +69,19 @@ def test_live_view_aligns(qtbot, connected_window) -> None:  # noqa: ANN001
     # exposure beside the image: the camera and the Bench panel follow
     live.exposure_ms.setValue(40.0)
     live.exposure_ms.editingFinished.emit()
-    qtbot.waitUntil(lambda: abs(win.bench_panel.last_state["camera"]["exposure_s"] - 0.040) < 1e-9, timeout=5_000)
+    qtbot.waitUntil(
+        lambda: abs(win.bench_panel.last_state["camera"]["exposure_s"] - 0.040) < 1e-9,
+        timeout=5_000,
+    )
     assert win.bench_panel.exposure_ms.value() == pytest.approx(40.0)
-    assert live.gain.isEnabled() and live.gain.value() == pytest.approx(win.bench_panel.gain.value())
+    assert live.gain.isEnabled() and live.gain.value() == pytest.approx(
+        win.bench_panel.gain.value()
+    )
 
     # a frame with saturated pixels (a spot at full scale): counted and painted red
-    with qtbot.waitSignal(w.streaming, timeout=5_000):  # emitted once the acquisition thread has ended
+    with qtbot.waitSignal(
+        w.streaming, timeout=5_000
+    ):  # emitted once the acquisition thread has ended
         live.start_btn.setChecked(False)
     frame = np.full((512, 512), 100, np.uint16)
     frame[200:210, 300:305] = 4095
@@ -89,6 +98,8 @@ def test_live_view_aligns(qtbot, connected_window) -> None:  # noqa: ANN001
     live.hist.item.region.setRegion([10.0, 500.0])  # what a drag does
     assert not live.auto_levels.isChecked()
     live.start_btn.setChecked(True)
-    drawn_after(qtbot, live, 40)  # more than LEVELS_EVERY frames: automatic levels would have moved them
+    drawn_after(
+        qtbot, live, 40
+    )  # more than LEVELS_EVERY frames: automatic levels would have moved them
     assert tuple(np.asarray(live.image.levels, float)) == (10.0, 500.0)
     live.start_btn.setChecked(False)

@@ -13,23 +13,37 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_core_advice_is_said_in_gui_terms() -> None:
-    runner = ("steps 'tiles' and 'gains' need a compiled optical program: pass --program FILE (make one with "
-              "`lab4f compile`)")
-    assert in_gui_terms(runner).endswith("upload a program in the Kernels tab (Load checkpoint, then Compile and "
-                                         "upload)")
-    hybrid = ("checkpoint, optical program and calibration do not belong together: kernel values. Recompile the "
-              "checkpoint (lab4f compile) and recalibrate with --program (lab4f calibrate tiles/gains).")
+    runner = (
+        "steps 'tiles' and 'gains' need a compiled optical program: pass --program FILE (make one with "
+        "`lab4f compile`)"
+    )
+    assert in_gui_terms(runner).endswith(
+        "upload a program in the Kernels tab (Load checkpoint, then Compile and upload)"
+    )
+    hybrid = (
+        "checkpoint, optical program and calibration do not belong together: kernel values. Recompile the "
+        "checkpoint (lab4f compile) and recalibrate with --program (lab4f calibrate tiles/gains)."
+    )
     text = in_gui_terms(hybrid)
     assert "--program" not in text and "lab4f" not in text
-    assert "Compile and upload the checkpoint (Kernels panel)" in text and "Tile registration" in text
-    sync = ("sync: the display delays are the devices' nominal values, not measured; run `lab4f calibrate timing` so "
-            "frames are paired by what the bench really does")
+    assert (
+        "Compile and upload the checkpoint (Kernels panel)" in text and "Tile registration" in text
+    )
+    sync = (
+        "sync: the display delays are the devices' nominal values, not measured; run `lab4f calibrate timing` so "
+        "frames are paired by what the bench really does"
+    )
     assert "; press Run on the Timing row of the Calibration panel so frames" in in_gui_terms(sync)
     drift = "it: `lab4f calibrate registration`, then `tiles` and `gains` with --program (or `lab4f calibrate all`)"
     text = in_gui_terms(drift)
-    assert "`" not in text and "--program" not in text and "(or Run all in the Calibration panel)" in text
+    assert (
+        "`" not in text
+        and "--program" not in text
+        and "(or Run all in the Calibration panel)" in text
+    )
     assert in_gui_terms("re-run them too, e.g. `lab4f calibrate all --program P`").endswith(
-        "Run all in the Calibration panel with a program uploaded (Kernels panel: Compile and upload)")
+        "Run all in the Calibration panel with a program uploaded (Kernels panel: Compile and upload)"
+    )
 
 
 def test_log_dock_shows_a_core_warning_from_the_acquisition_thread(qtbot, connected_window) -> None:  # noqa: ANN001
@@ -38,10 +52,14 @@ def test_log_dock_shows_a_core_warning_from_the_acquisition_thread(qtbot, connec
     log = win.log_panel
     assert log.entries() == [] and win.docks["Log"].windowTitle() == "Log"
     win.live_panel.start_btn.setChecked(True)
-    qtbot.waitUntil(lambda: any("nominal values, not measured" in e for e in log.entries()), timeout=20_000)
+    qtbot.waitUntil(
+        lambda: any("nominal values, not measured" in e for e in log.entries()), timeout=20_000
+    )
     entry = next(e for e in log.entries() if "nominal values" in e)
     assert "warning  sync:" in entry and "Run on the Timing row of the Calibration panel" in entry
-    assert "`lab4f calibrate timing`" in log.list.item(log.entries().index(entry)).toolTip()  # the original
+    assert (
+        "`lab4f calibrate timing`" in log.list.item(log.entries().index(entry)).toolTip()
+    )  # the original
     assert win.docks["Log"].windowTitle().startswith("Log (") and "1 warning" in log.summary.text()
     win.live_panel.start_btn.setChecked(False)
 
@@ -52,8 +70,12 @@ def test_log_handler_is_thread_safe_and_detached_on_close(qtbot) -> None:  # noq
     win = MainWindow(restore=False)
     qtbot.addWidget(win)
     core = logging.getLogger("lab4f.calibration.runner")
-    threads = [threading.Thread(target=lambda i=i: [core.warning("warning %d.%d", i, k) for k in range(25)])
-               for i in range(4)]
+    threads = [
+        threading.Thread(
+            target=lambda i=i: [core.warning("warning %d.%d", i, k) for k in range(25)]
+        )
+        for i in range(4)
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -14,8 +14,13 @@ from lab4f.gui.menus import about_text, versions
 from lab4f.gui.views import export_plot
 from lab4f.gui.workers import start_folder
 
-CONTROLS = (QtWidgets.QAbstractButton, QtWidgets.QComboBox, QtWidgets.QAbstractSpinBox, QtWidgets.QLineEdit,
-            QtWidgets.QCheckBox)
+CONTROLS = (
+    QtWidgets.QAbstractButton,
+    QtWidgets.QComboBox,
+    QtWidgets.QAbstractSpinBox,
+    QtWidgets.QLineEdit,
+    QtWidgets.QCheckBox,
+)
 
 
 @pytest.fixture
@@ -33,7 +38,9 @@ def controls_without_tooltip(win: QtWidgets.QWidget) -> list[str]:
     for w in win.findChildren(QtWidgets.QWidget):
         if not isinstance(w, CONTROLS) or w.window() is not win:  # dialogs have their own buttons
             continue
-        if w.objectName().startswith("qt_") or isinstance(w.parent(), (QtWidgets.QAbstractSpinBox, QtWidgets.QTabBar)):
+        if w.objectName().startswith("qt_") or isinstance(
+            w.parent(), (QtWidgets.QAbstractSpinBox, QtWidgets.QTabBar)
+        ):
             continue  # Qt's own parts: a dock's float/close buttons, a spin box's line edit, tab scroll arrows
         if not w.toolTip().strip():
             text = w.text() if hasattr(w, "text") else ""
@@ -54,12 +61,26 @@ def test_menus_and_shortcuts(qtbot, window: MainWindow) -> None:  # noqa: ANN001
     titles = [a.text() for a in window.menuBar().actions()]
     assert titles == ["&File", "&Run", "&View", "&Help"]
     a = window.menus.actions
-    shortcuts = {k: a[k].shortcut().toString() for k in ("start", "stop", "stream", "snapshot", "open_checkpoint")}
-    assert shortcuts == {"start": "F5", "stop": "Shift+F5", "stream": "F6", "snapshot": "F8",
-                         "open_checkpoint": "Ctrl+O"}
+    shortcuts = {
+        k: a[k].shortcut().toString()
+        for k in ("start", "stop", "stream", "snapshot", "open_checkpoint")
+    }
+    assert shortcuts == {
+        "start": "F5",
+        "stop": "Shift+F5",
+        "stream": "F6",
+        "snapshot": "F8",
+        "open_checkpoint": "Ctrl+O",
+    }
     view = next(m for m in window.menuBar().findChildren(QtWidgets.QMenu) if m.title() == "&View")
-    assert {act.text() for act in view.actions()} >= {"Bench", "Kernels", "Calibration", "Inference", "Log",
-                                                       "Reset layout"}
+    assert {act.text() for act in view.actions()} >= {
+        "Bench",
+        "Kernels",
+        "Calibration",
+        "Inference",
+        "Log",
+        "Reset layout",
+    }
     # View ▸ Reset layout brings a closed and a floated panel back, the Kernels tab in front
     window.docks["Log"].close()
     window.docks["Calibration"].setFloating(True)
@@ -76,22 +97,37 @@ def test_docs_and_about(qtbot, window: MainWindow, monkeypatch: pytest.MonkeyPat
     window.menus.actions["docs"].trigger()
     assert len(opened) == 1 and opened[0].toLocalFile().endswith("docs/index.md")
     v = versions()
-    assert {"lab4f", "slmsuite", "torch", "Qt", "PySide6"} <= set(v) and v["Qt"] == QtCore.qVersion()
+    assert {"lab4f", "slmsuite", "torch", "Qt", "PySide6"} <= set(v) and v[
+        "Qt"
+    ] == QtCore.qVersion()
     shown: list[str] = []
-    monkeypatch.setattr(QtWidgets.QMessageBox, "about", lambda _parent, _title, text: shown.append(text))
+    monkeypatch.setattr(
+        QtWidgets.QMessageBox, "about", lambda _parent, _title, text: shown.append(text)
+    )
     window.menus.actions["about"].trigger()
     assert shown == [about_text()] and v["torch"] in shown[0] and v["slmsuite"] in shown[0]
 
 
-def test_every_plot_exports(qtbot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+def test_every_plot_exports(
+    qtbot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # noqa: ANN001
     plots = window.menus.plots()
-    assert {"live: camera", "calibration: timing", "inference: class probabilities", "kernels: SLM phase"} <= set(plots)
+    assert {
+        "live: camera",
+        "calibration: timing",
+        "inference: class probabilities",
+        "kernels: SLM phase",
+    } <= set(plots)
     window.calibration_panel.phase_curve.setData([0, 128, 255], [0.0, 0.5, 1.0])
     for k, (name, plot) in enumerate(plots.items()):
         path = export_plot(plot, tmp_path / f"plot{k}.png")
         assert path.stat().st_size > 500, name
-    assert "<svg" in export_plot(plots["calibration: timing"], tmp_path / "t.svg").read_text()[:2000]
-    csv = export_plot(plots["calibration: phase and display response"], tmp_path / "p.csv").read_text()
+    assert (
+        "<svg" in export_plot(plots["calibration: timing"], tmp_path / "t.svg").read_text()[:2000]
+    )
+    csv = export_plot(
+        plots["calibration: phase and display response"], tmp_path / "p.csv"
+    ).read_text()
     assert "128" in csv and "0.5" in csv
     # File ▸ Export plot: the dialog starts in runs/ beside the calibration folder
     (tmp_path / "runs").mkdir()
@@ -103,40 +139,59 @@ def test_every_plot_exports(qtbot, window: MainWindow, tmp_path: Path, monkeypat
 
     monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName", save_as)
     window.menus.export("live: camera", plots["live: camera"])
-    assert Path(asked[0]).parent == tmp_path / "runs" and (tmp_path / "runs" / "camera.png").exists()
+    assert (
+        Path(asked[0]).parent == tmp_path / "runs" and (tmp_path / "runs" / "camera.png").exists()
+    )
     assert "exported" in window.status_line.text()
 
 
-def test_file_dialogs_start_where_the_files_are(qtbot, window: MainWindow, tmp_path: Path,  # noqa: ANN001
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_file_dialogs_start_where_the_files_are(
+    qtbot,
+    window: MainWindow,
+    tmp_path: Path,  # noqa: ANN001
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     w = window.bench_worker
     assert start_folder("run", w) == str(tmp_path)  # nothing there yet: the working folder
     for folder in ("runs", "calibrations", ".lab4f_cache", "examples"):
         (tmp_path / folder).mkdir()
     assert start_folder("run", w) == str(tmp_path / "runs") == start_folder("snapshot", w)
     assert start_folder("record", w) == str(tmp_path / "calibrations")
-    assert start_folder("checkpoint", w) == str(tmp_path / ".lab4f_cache")  # where the demo caches them
+    assert start_folder("checkpoint", w) == str(
+        tmp_path / ".lab4f_cache"
+    )  # where the demo caches them
     assert start_folder("config", w) == str(tmp_path / "examples")
     other = tmp_path / "mine"
     other.mkdir()
     assert start_folder("checkpoint", w, recent=other / "x.pt") == str(other)
     asked: list[str] = []
-    monkeypatch.setattr(QtWidgets.QFileDialog, "getOpenFileName",
-                        lambda _p, _t, start, _f: asked.append(start) or ("", ""))
+    monkeypatch.setattr(
+        QtWidgets.QFileDialog,
+        "getOpenFileName",
+        lambda _p, _t, start, _f: asked.append(start) or ("", ""),
+    )
     window.menus.actions["open_checkpoint"].trigger()
     window.menus.actions["open_record"].trigger()
     assert asked == [str(tmp_path / ".lab4f_cache"), str(tmp_path / "calibrations")]
 
 
-def test_save_run_without_a_run_says_so(qtbot, window: MainWindow, tmp_path: Path,  # noqa: ANN001
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName", lambda *_a: (str(tmp_path / "run.h5"), ""))
+def test_save_run_without_a_run_says_so(
+    qtbot,
+    window: MainWindow,
+    tmp_path: Path,  # noqa: ANN001
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(
+        QtWidgets.QFileDialog, "getSaveFileName", lambda *_a: (str(tmp_path / "run.h5"), "")
+    )
     window.menus.actions["save_run"].trigger()
     qtbot.waitUntil(lambda: "no run to save" in window.status_line.text(), timeout=5_000)
     assert "Inference panel" in window.status_line.text() and not (tmp_path / "run.h5").exists()
 
 
-def test_recent_files_are_remembered_and_reopened(qtbot, tiny_checkpoint: Path, tmp_path: Path) -> None:  # noqa: ANN001
+def test_recent_files_are_remembered_and_reopened(
+    qtbot, tiny_checkpoint: Path, tmp_path: Path
+) -> None:  # noqa: ANN001
     win = MainWindow(restore=False)
     qtbot.addWidget(win)
     win.kernels_panel.load_checkpoint(str(tiny_checkpoint))
@@ -146,7 +201,9 @@ def test_recent_files_are_remembered_and_reopened(qtbot, tiny_checkpoint: Path, 
     again = MainWindow()  # restores the settings saved on close
     qtbot.addWidget(again)
     assert again.menus.recent == [str(tiny_checkpoint)]
-    qtbot.waitUntil(lambda: again.state.checkpoint is not None, timeout=30_000)  # restored, as the last checkpoint
+    qtbot.waitUntil(
+        lambda: again.state.checkpoint is not None, timeout=30_000
+    )  # restored, as the last checkpoint
     again.state.checkpoint = None
     again.menus.open_recent(str(tiny_checkpoint))
     assert again.kernels_panel.loading

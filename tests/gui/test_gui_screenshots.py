@@ -19,7 +19,9 @@ def composed(win, dialog):  # noqa: ANN001, ANN201
     picture = win.grab()
     shot = dialog.grab()
     painter = QtGui.QPainter(picture)
-    painter.drawPixmap((picture.width() - shot.width()) // 2, (picture.height() - shot.height()) // 3, shot)
+    painter.drawPixmap(
+        (picture.width() - shot.width()) // 2, (picture.height() - shot.height()) // 3, shot
+    )
     painter.end()
     return Picture(picture)
 
@@ -36,20 +38,33 @@ class Picture:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("size", [(1366, 768), (1600, 1000)])
-def test_screenshots_at_laptop_and_desktop_size(qtbot, screenshot, connected_window, tiny_checkpoint: Path,  # noqa: ANN001
-                                                monkeypatch: pytest.MonkeyPatch, size: tuple[int, int]) -> None:
+def test_screenshots_at_laptop_and_desktop_size(
+    qtbot,
+    screenshot,
+    connected_window,
+    tiny_checkpoint: Path,  # noqa: ANN001
+    monkeypatch: pytest.MonkeyPatch,
+    size: tuple[int, int],
+) -> None:
     w, h = size
     tag = f"{w}x{h}"
     win = connected_window()
     win.resize(w, h)
-    bench, live, cal, inf = win.bench_worker, win.live_panel, win.calibration_panel, win.inference_panel
+    bench, live, cal, inf = (
+        win.bench_worker,
+        win.live_panel,
+        win.calibration_panel,
+        win.inference_panel,
+    )
     win.kernels_panel.auto_confirm = True
     win.kernels_panel.load_checkpoint(str(tiny_checkpoint))
     qtbot.waitUntil(lambda: win.state.checkpoint is not None, timeout=30_000)
     win.kernels_panel.iterations.setValue(5)
     win.kernels_panel.compile()
     qtbot.waitUntil(lambda: win.state.program is not None, timeout=60_000)
-    cal.run(["camera", "registration"])  # the tiles and gains of the uploaded program are not measured
+    cal.run(
+        ["camera", "registration"]
+    )  # the tiles and gains of the uploaded program are not measured
     qtbot.waitUntil(lambda: not cal.running, timeout=60_000)
     assert win.state.calibration is not None, cal.summary.toPlainText()
 
@@ -82,7 +97,9 @@ def test_screenshots_at_laptop_and_desktop_size(qtbot, screenshot, connected_win
     win.docks["Calibration"].raise_()
     qtbot.wait(200)
     assert not cal.check_box.isHidden() and "tiles, gains" in cal.check_label.text()
-    box, _buttons = inference_panel.calibration_warning_box(win, win.state.calibration_check().text())
+    box, _buttons = inference_panel.calibration_warning_box(
+        win, win.state.calibration_check().text()
+    )
     box.show()
     qtbot.wait(100)
     path = screenshot(composed(win, box), f"stale_calibration_warning_{tag}")
@@ -94,7 +111,9 @@ def test_screenshots_at_laptop_and_desktop_size(qtbot, screenshot, connected_win
     win.docks["Inference"].raise_()
     inf.start()
     qtbot.waitUntil(lambda: inf.latest.get("processed", 0) >= 20, timeout=30_000)
-    qtbot.waitUntil(lambda: any("no display step" in e for e in win.log_panel.entries()), timeout=5_000)
+    qtbot.waitUntil(
+        lambda: any("no display step" in e for e in win.log_panel.entries()), timeout=5_000
+    )
     assert any("does not fit the program" in e for e in win.log_panel.entries())
     win.resizeDocks([win.docks["Log"]], [170], QtCore.Qt.Orientation.Vertical)
     qtbot.wait(300)

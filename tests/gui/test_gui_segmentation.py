@@ -29,17 +29,30 @@ def seg_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from lab4f.segmentation import SegConfig, SegTrainConfig, generated_splits, train_segmentation
 
     data = generated_splits("shapes", n_train=200, n_val=20, n_test=20, canvas_size=CANVAS, seed=0)
-    cfg = SegConfig(kind="linear", detection="incoherent", in_channels=1, num_classes=data.train.num_classes,
-                    widths=(4, 4), decoder_width=8)
+    cfg = SegConfig(
+        kind="linear",
+        detection="incoherent",
+        in_channels=1,
+        num_classes=data.train.num_classes,
+        widths=(4, 4),
+        decoder_width=8,
+    )
     path = tmp_path_factory.mktemp("segckpt") / "seg.pt"
     torch.manual_seed(0)
-    train_segmentation(cfg, data.train, data.val, data.test, SegTrainConfig(epochs=2, seed=0), checkpoint_path=path)
+    train_segmentation(
+        cfg, data.train, data.val, data.test, SegTrainConfig(epochs=2, seed=0), checkpoint_path=path
+    )
     return path
 
 
 @pytest.mark.slow
-def test_segmentation_student_runs_live_in_the_gui(qtbot, screenshot, connected_window, seg_checkpoint: Path,  # noqa: ANN001
-                                                   tmp_path: Path) -> None:
+def test_segmentation_student_runs_live_in_the_gui(
+    qtbot,
+    screenshot,
+    connected_window,
+    seg_checkpoint: Path,  # noqa: ANN001
+    tmp_path: Path,
+) -> None:
     config = tmp_path / "bench48.toml"
     config.write_text(BENCH48)
     win = connected_window(str(config))
@@ -50,7 +63,11 @@ def test_segmentation_student_runs_live_in_the_gui(qtbot, screenshot, connected_
     win.kernels_panel.load_checkpoint(str(seg_checkpoint))
     qtbot.waitUntil(lambda: win.state.checkpoint is not None, timeout=30_000)
     ck = win.state.checkpoint
-    assert ck.segmentation and ck.images.shape[1:] == (CANVAS, CANVAS) and ck.labels.shape == ck.images.shape
+    assert (
+        ck.segmentation
+        and ck.images.shape[1:] == (CANVAS, CANVAS)
+        and ck.labels.shape == ck.images.shape
+    )
     assert ck.class_names == ("background", "square", "disc", "triangle")
     win.kernels_panel.compile()
     qtbot.waitUntil(lambda: win.state.program is not None, timeout=60_000)
@@ -58,7 +75,9 @@ def test_segmentation_student_runs_live_in_the_gui(qtbot, screenshot, connected_
     cal.run("all")
     qtbot.waitUntil(lambda: cal.running, timeout=5_000)
     qtbot.waitUntil(lambda: not cal.running, timeout=150_000)
-    assert win.state.calibration is not None and "gains" in win.state.calibration.steps, cal.summary.toPlainText()
+    assert win.state.calibration is not None and "gains" in win.state.calibration.steps, (
+        cal.summary.toPlainText()
+    )
 
     panel = win.inference_panel
     panel.record.setChecked(True)
@@ -68,8 +87,10 @@ def test_segmentation_student_runs_live_in_the_gui(qtbot, screenshot, connected_
     u = panel.latest
     assert u["task"] == "segmentation" and u["running"], u
     assert not math.isnan(u["optical_mean_iou"]) and not math.isnan(u["digital_mean_iou"])
-    print(f"segmentation live: pixel agreement {u['agreement']:.4f}, mean IoU optical {u['optical_mean_iou']:.4f} "
-          f"vs digital {u['digital_mean_iou']:.4f} over {u['processed']} scenes")
+    print(
+        f"segmentation live: pixel agreement {u['agreement']:.4f}, mean IoU optical {u['optical_mean_iou']:.4f} "
+        f"vs digital {u['digital_mean_iou']:.4f} over {u['processed']} scenes"
+    )
     # Calibrated optics give (nearly) the digital network's masks. Measured over 8 runs: pixel agreement
     # 0.9927–0.9939 live (25–31 scenes), |ΔIoU| ≤ 0.0006. The network predicts background on ~92 % of the pixels,
     # so an all-background failure still agrees on 0.917; measured defects on the same bench: a one-pixel
@@ -82,7 +103,11 @@ def test_segmentation_student_runs_live_in_the_gui(qtbot, screenshot, connected_
     assert "mean IoU" in panel.counters.text()
     assert panel.masks_plot.isVisible() and not panel.probs.isVisible()
     drawn = panel.masks_image.image
-    assert drawn is not None and drawn.shape == (CANVAS, 2 * CANVAS + 2, 3)  # optical | digital overlays
+    assert drawn is not None and drawn.shape == (
+        CANVAS,
+        2 * CANVAS + 2,
+        3,
+    )  # optical | digital overlays
     dock = win.docks["Inference"]  # floated and enlarged so the screenshot shows both mask overlays
     dock.setFloating(True)
     dock.resize(900, 620)
@@ -90,7 +115,9 @@ def test_segmentation_student_runs_live_in_the_gui(qtbot, screenshot, connected_
     screenshot(panel, "inference_segmentation")
     dock.setFloating(False)
     panel.stop()
-    qtbot.waitUntil(lambda: (tmp_path / "seg_run.h5").exists() and panel.start_btn.isEnabled(), timeout=10_000)
+    qtbot.waitUntil(
+        lambda: (tmp_path / "seg_run.h5").exists() and panel.start_btn.isEnabled(), timeout=10_000
+    )
     with h5py.File(tmp_path / "seg_run.h5") as f:
         assert f.attrs["kind"] == "segmentation_run"
         n = len(f["indices"])

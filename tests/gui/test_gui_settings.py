@@ -52,7 +52,9 @@ def test_power_above_the_safety_maximum_is_refused_and_shown(qtbot) -> None:  # 
     panel.connect_all()
     qtbot.waitUntil(lambda: "light_source" in panel.last_state, timeout=20_000)
     panel.set_power(2.0)
-    qtbot.waitUntil(lambda: abs(panel.last_state["light_source"]["power_mw"] - 2.0) < 1e-6, timeout=5_000)
+    qtbot.waitUntil(
+        lambda: abs(panel.last_state["light_source"]["power_mw"] - 2.0) < 1e-6, timeout=5_000
+    )
     panel.set_power(7.5)  # the default simulated bench allows at most 5 mW
     qtbot.waitUntil(lambda: panel.message.text().startswith("Refused"), timeout=5_000)
     assert "max_power_mw=5" in panel.message.text() and "nothing was sent" in panel.message.text()

@@ -31,8 +31,12 @@ def test_a_record_without_gains_clears_r2_and_residuals(qtbot) -> None:  # noqa:
     win.close()
 
 
-def test_another_checkpoint_resets_the_kernels_progress(qtbot, connected_window, tiny_checkpoint: Path,  # noqa: ANN001
-                                                       tmp_path: Path) -> None:
+def test_another_checkpoint_resets_the_kernels_progress(
+    qtbot,
+    connected_window,
+    tiny_checkpoint: Path,  # noqa: ANN001
+    tmp_path: Path,
+) -> None:
     win = connected_window()
     k = win.kernels_panel
     k.auto_confirm = True
@@ -61,15 +65,21 @@ def test_the_last_frame_of_a_disconnected_camera_is_marked_stale(qtbot, connecte
     assert "STALE: camera disconnected" in live.stale_label.text()
     assert live.image.image is not None  # the last frame stays, marked
     bench.submit(lambda: bench.connect_device("camera"), where="camera")
-    qtbot.waitUntil(lambda: win.bench_panel.last_state["devices"]["camera"]["connected"], timeout=10_000)
+    qtbot.waitUntil(
+        lambda: win.bench_panel.last_state["devices"]["camera"]["connected"], timeout=10_000
+    )
     drawn = live.drawn
     live.start_btn.setChecked(True)
     qtbot.waitUntil(lambda: live.drawn > drawn + 2, timeout=10_000)
     assert live.stale_label.isHidden()  # live again
 
 
-def test_a_failed_start_leaves_the_live_view_streaming(qtbot, connected_window, monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
-                                                       tmp_path: Path) -> None:
+def test_a_failed_start_leaves_the_live_view_streaming(
+    qtbot,
+    connected_window,
+    monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
+    tmp_path: Path,
+) -> None:
     from lab4f.bench import hybrid
     from lab4f.errors import MismatchError
 
@@ -81,12 +91,21 @@ def test_a_failed_start_leaves_the_live_view_streaming(qtbot, connected_window, 
     live, bench, inf, st = win.live_panel, win.bench_worker, win.inference_panel, win.state
     live.start_btn.setChecked(True)
     qtbot.waitUntil(lambda: bench.latest.count > 3, timeout=10_000)
-    st.checkpoint = Loaded(str(tmp_path / "ck.pt"), None, None, {}, np.zeros((1, 1, 3, 3)),
-                           np.zeros((2, 8, 8), np.float32), np.zeros(2, np.int64))
+    st.checkpoint = Loaded(
+        str(tmp_path / "ck.pt"),
+        None,
+        None,
+        {},
+        np.zeros((1, 1, 3, 3)),
+        np.zeros((2, 8, 8), np.float32),
+        np.zeros(2, np.int64),
+    )
     st.program, st.program_path = object(), str(tmp_path / "program.npz")
     inf.start()
     qtbot.waitUntil(lambda: "MismatchError" in win.status_line.text(), timeout=10_000)
     qtbot.waitUntil(lambda: inf.start_btn.isEnabled(), timeout=5_000)
     count = bench.latest.count
-    qtbot.waitUntil(lambda: bench.latest.count > count + 3, timeout=10_000)  # the camera streams again
+    qtbot.waitUntil(
+        lambda: bench.latest.count > count + 3, timeout=10_000
+    )  # the camera streams again
     assert bench.view is not None and live.start_btn.isChecked() and live.start_btn.text() == "Stop"

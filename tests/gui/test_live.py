@@ -37,8 +37,12 @@ def test_pacer_holds_the_rate_and_does_not_burst_after_a_stall(clock: FakeClock)
     for _ in range(41):
         pacer.wait()
         starts.append(clock.now)
-    assert len(clock.sleeps) == 40  # the first call is due at once, each of the others waits for its slot
-    assert [round(b - a, 9) for a, b in zip(starts, starts[1:], strict=False)] == [0.005] * 40  # one slot each
+    assert (
+        len(clock.sleeps) == 40
+    )  # the first call is due at once, each of the others waits for its slot
+    assert [round(b - a, 9) for a, b in zip(starts, starts[1:], strict=False)] == [
+        0.005
+    ] * 40  # one slot each
     clock.now += 0.1  # a stall of 20 intervals
     before = len(clock.sleeps)
     starts = []

@@ -22,14 +22,20 @@ def signed_bank(c: int = 64, k: int = 6, seed: int = 0) -> np.ndarray:
 class Net(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(1, 8, 6, padding="same"), nn.ReLU(), nn.Conv2d(8, 16, 3))
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 8, 6, padding="same"), nn.ReLU(), nn.Conv2d(8, 16, 3)
+        )
         self.head = nn.Linear(16, 10)
 
 
 def test_arrays_of_every_accepted_shape(tmp_path) -> None:
     w = signed_bank(5, 4)
-    for arr, shape in ((w, (5, 1, 4, 4)), (w[:, 0], (5, 1, 4, 4)), (w[0, 0], (1, 1, 4, 4)), (w[:, :, :1, :1],
-                                                                                            (5, 1, 1, 1))):
+    for arr, shape in (
+        (w, (5, 1, 4, 4)),
+        (w[:, 0], (5, 1, 4, 4)),
+        (w[0, 0], (1, 1, 4, 4)),
+        (w[:, :, :1, :1], (5, 1, 1, 1)),
+    ):
         np.save(tmp_path / "b.npy", arr)
         loaded = load_bank(tmp_path / "b.npy")
         assert loaded.weights.shape == shape and loaded.weights.dtype == np.float64
@@ -50,13 +56,22 @@ def test_a_state_dicts_first_conv_is_found(tmp_path) -> None:
     assert loaded.source["format"] == "state_dict" and loaded.source["layer"] == "features.0.weight"
     np.testing.assert_allclose(loaded.weights, net.features[0].weight.detach().double().numpy())
     # nested (a training checkpoint), and DataParallel's "module." prefix; --layer by module or parameter name
-    torch.save({"epoch": 3, "model_state_dict": {f"module.{k}": v for k, v in net.state_dict().items()}},
-               tmp_path / "nested.pt")
-    assert load_bank(tmp_path / "nested.pt").source["layer"] == "model_state_dict.module.features.0.weight"
+    torch.save(
+        {"epoch": 3, "model_state_dict": {f"module.{k}": v for k, v in net.state_dict().items()}},
+        tmp_path / "nested.pt",
+    )
+    assert (
+        load_bank(tmp_path / "nested.pt").source["layer"]
+        == "model_state_dict.module.features.0.weight"
+    )
     assert load_bank(tmp_path / "nested.pt", layer="features.0").weights.shape == (8, 1, 6, 6)
     with pytest.raises(CompileError, match="8 input channels"):
-        load_bank(tmp_path / "sd.pt", layer="features.2.weight")  # the second conv has 8 input channels
-    with pytest.raises(CompileError, match="no layer 'conv9'.*features.0.weight, features.2.weight"):
+        load_bank(
+            tmp_path / "sd.pt", layer="features.2.weight"
+        )  # the second conv has 8 input channels
+    with pytest.raises(
+        CompileError, match="no layer 'conv9'.*features.0.weight, features.2.weight"
+    ):
         load_bank(tmp_path / "sd.pt", layer="conv9")
     torch.save(torch.from_numpy(signed_bank(3, 5)), tmp_path / "t.pt")
     assert load_bank(tmp_path / "t.pt").source["format"] == "tensor"
@@ -103,11 +118,32 @@ def test_unsupported_content_is_named(tmp_path) -> None:
 def test_cli_compiles_a_signed_6x6_bank_of_64_from_npy(tmp_path, capsys) -> None:
     np.save(tmp_path / "k.npy", signed_bank())
     out = tmp_path / "k.program.h5"
-    assert main(["compile", str(tmp_path / "k.npy"), "--out", str(out), "--iterations", "10",
-                 "--kernels-per-frame", "16", "--json"]) == 0
+    assert (
+        main(
+            [
+                "compile",
+                str(tmp_path / "k.npy"),
+                "--out",
+                str(out),
+                "--iterations",
+                "10",
+                "--kernels-per-frame",
+                "16",
+                "--json",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
-    payload = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
-    assert payload["ok"] and payload["channels"] == 64 and payload["kernel_size"] == 6 and payload["frames"] == 4
+    payload = json.loads(
+        text, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}")
+    )
+    assert (
+        payload["ok"]
+        and payload["channels"] == 64
+        and payload["kernel_size"] == 6
+        and payload["frames"] == 4
+    )
     assert payload["input_size"] == 28 and payload["source"]["input_size_from"] == "display"
     fc = payload["forecast"]  # the fidelity forecast on this bench, per channel
     assert len(fc["snr"]) == 64 and fc["min_snr"] > 0 and 0 < fc["exposure_s"] < 0.05
@@ -126,8 +162,27 @@ def test_cli_compiles_a_signed_6x6_bank_of_64_from_npy(tmp_path, capsys) -> None
 def test_cli_state_dict_with_input_size_and_layer(tmp_path, capsys) -> None:
     torch.manual_seed(0)
     torch.save(Net().state_dict(), tmp_path / "sd.pt")
-    assert main(["compile", str(tmp_path / "sd.pt"), "--layer", "features.0", "--input-size", "20",
-                 "--iterations", "5", "--out", str(tmp_path / "p.h5"), "--json"]) == 0
+    assert (
+        main(
+            [
+                "compile",
+                str(tmp_path / "sd.pt"),
+                "--layer",
+                "features.0",
+                "--input-size",
+                "20",
+                "--iterations",
+                "5",
+                "--out",
+                str(tmp_path / "p.h5"),
+                "--json",
+            ]
+        )
+        == 0
+    )
     payload = json.loads(capsys.readouterr().out)
-    assert payload["channels"] == 8 and payload["input_size"] == 20 and payload["source"]["layer"] == \
-        "features.0.weight"
+    assert (
+        payload["channels"] == 8
+        and payload["input_size"] == 20
+        and payload["source"]["layer"] == "features.0.weight"
+    )

@@ -17,8 +17,14 @@ def test_on_iteration_is_called_every_iteration_and_can_abort() -> None:
     bank = KernelBank(torch.randn(2, 1, 3, 3, generator=torch.Generator().manual_seed(0)))
     geometry = FourfGeometry(slm_shape=(64, 64))
     calls = []
-    compile_bank(bank, 8, geometry, iterations=7, multiplex="never",
-                 on_iteration=lambda done, total: calls.append((done, total)))
+    compile_bank(
+        bank,
+        8,
+        geometry,
+        iterations=7,
+        multiplex="never",
+        on_iteration=lambda done, total: calls.append((done, total)),
+    )
     assert len(calls) == 7
     assert calls[-1] == (7, 7)
 
@@ -36,7 +42,13 @@ def test_on_iteration_is_called_every_iteration_and_can_abort() -> None:
 def test_iterations_are_counted_over_every_frame_of_a_multiplexed_program() -> None:
     bank = KernelBank(torch.randn(2, 1, 3, 3, generator=torch.Generator().manual_seed(0)))
     calls = []
-    program = compile_bank(bank, 8, FourfGeometry(slm_shape=(64, 64)), iterations=4, multiplex="always",
-                           on_iteration=lambda done, total: calls.append((done, total)))
+    program = compile_bank(
+        bank,
+        8,
+        FourfGeometry(slm_shape=(64, 64)),
+        iterations=4,
+        multiplex="always",
+        on_iteration=lambda done, total: calls.append((done, total)),
+    )
     n = 4 * len(program.frames)
     assert len(program.frames) == 2 and calls == [(k, n) for k in range(1, n + 1)]

@@ -24,11 +24,15 @@ def reference(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
 
 def bank(k: int, channels: int = 6, seed: int = 0) -> torch.Tensor:
-    return torch.randn(channels, 1, k, k, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return torch.randn(
+        channels, 1, k, k, generator=torch.Generator().manual_seed(seed), dtype=torch.float64
+    )
 
 
 def images(n: int = 20, count: int = 3, seed: int = 1) -> torch.Tensor:
-    return torch.rand(count, 1, n, n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return torch.rand(
+        count, 1, n, n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64
+    )
 
 
 def test_same_padding_is_pytorchs() -> None:
@@ -37,15 +41,21 @@ def test_same_padding_is_pytorchs() -> None:
     for k in range(1, 8):
         w = bank(k, 1)
         lo, hi = same_padding(k)
-        torch.testing.assert_close(F.conv2d(F.pad(x, (lo, hi, lo, hi)), w), reference(x, w), rtol=0, atol=1e-12)
+        torch.testing.assert_close(
+            F.conv2d(F.pad(x, (lo, hi, lo, hi)), w), reference(x, w), rtol=0, atol=1e-12
+        )
 
 
 @pytest.mark.parametrize("k", [5, 6, 1, 2])
 def test_digital_references_match_conv2d_same(k: int) -> None:
     w, x = bank(k), images()
     ref = reference(x, w)
-    for name, y in (("KernelBank.apply", KernelBank(w).apply(x)), ("fft_conv2d", fft_conv2d(x, w, "same")),
-                    ("detect ideal", detect(x, w, "ideal")), ("detect incoherent", detect(x, w, "incoherent"))):
+    for name, y in (
+        ("KernelBank.apply", KernelBank(w).apply(x)),
+        ("fft_conv2d", fft_conv2d(x, w, "same")),
+        ("detect ideal", detect(x, w, "ideal")),
+        ("detect incoherent", detect(x, w, "incoherent")),
+    ):
         assert y.shape == ref.shape == (3, 6, 20, 20), name
         assert float((y - ref).abs().max()) < 1e-6, name
     torch.testing.assert_close(detect(x, w, "coherent"), ref**2)
@@ -59,7 +69,9 @@ def test_digital_references_match_conv2d_same(k: int) -> None:
 def test_the_forward_model_computes_conv2d_same(k: int, n: int) -> None:
     """An ideal (complex) modulator: the tiles, the 4f forward model and the tile cut give F.conv2d "same"."""
     w, x = bank(k), images(n)
-    program = compile_bank(KernelBank(w), n, FourfGeometry(slm_shape=(160, 160)), modulation="complex")
+    program = compile_bank(
+        KernelBank(w), n, FourfGeometry(slm_shape=(160, 160)), modulation="complex"
+    )
     ref = reference(x, w)
     sim = program.simulate(x)
     assert sim.shape == ref.shape

@@ -9,7 +9,12 @@ import pytest
 import torch
 
 from lab4f.optics import FourfGeometry, compile_bank
-from lab4f.optics.forecast import SensorModel, camera_mtf2, forecast_program, high_frequency_fraction
+from lab4f.optics.forecast import (
+    SensorModel,
+    camera_mtf2,
+    forecast_program,
+    high_frequency_fraction,
+)
 from lab4f.spectral import KernelBank
 
 
@@ -24,13 +29,17 @@ def bank() -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def program():
-    return compile_bank(KernelBank(bank()), 16, FourfGeometry(slm_shape=(128, 128)), modulation="complex")
+    return compile_bank(
+        KernelBank(bank()), 16, FourfGeometry(slm_shape=(128, 128)), modulation="complex"
+    )
 
 
 @pytest.fixture(scope="module")
 def images() -> torch.Tensor:
     coarse = torch.rand(6, 1, 4, 4, generator=torch.Generator().manual_seed(1)).double()
-    return torch.nn.functional.interpolate(coarse, size=(16, 16), mode="bilinear", align_corners=False)  # smooth
+    return torch.nn.functional.interpolate(
+        coarse, size=(16, 16), mode="bilinear", align_corners=False
+    )  # smooth
 
 
 def test_forecast_ranks_cancelling_and_high_frequency_channels_low(program, images) -> None:
@@ -45,12 +54,16 @@ def test_forecast_ranks_cancelling_and_high_frequency_channels_low(program, imag
     assert camera_mtf2(16)[0, 0] == pytest.approx(1.0) and camera_mtf2(16).min() > 0
     d = fc.to_dict()
     json.dumps(d, allow_nan=False)  # strict JSON
-    assert d["min_snr"] == pytest.approx(min(fc.snr)) and d["predicted_r2"][0] == pytest.approx(smooth / (1 + smooth))
+    assert d["min_snr"] == pytest.approx(min(fc.snr)) and d["predicted_r2"][0] == pytest.approx(
+        smooth / (1 + smooth)
+    )
 
 
 def test_light_noise_and_averaging_scale_the_snr(program, images) -> None:
     base = forecast_program(program, images=images, sensor=SensorModel())
-    more_light = forecast_program(program, images=images, sensor=SensorModel(full_well_e=40_000, gain_adu_per_e=0.1))
+    more_light = forecast_program(
+        program, images=images, sensor=SensorModel(full_well_e=40_000, gain_adu_per_e=0.1)
+    )
     averaged = forecast_program(program, images=images, average=4)
     noisy = forecast_program(program, images=images, sensor=SensorModel(read_noise_e=50.0))
     assert np.all(np.asarray(more_light.snr) > 3 * np.asarray(base.snr))
@@ -65,7 +78,9 @@ def test_light_noise_and_averaging_scale_the_snr(program, images) -> None:
 
 
 def test_a_weak_channel_is_warned_with_suggestions(program, images) -> None:
-    fc = forecast_program(program, images=images, sensor=SensorModel(rate_e_per_unit_s=1e5), threshold_snr=1e6)
+    fc = forecast_program(
+        program, images=images, sensor=SensorModel(rate_e_per_unit_s=1e5), threshold_snr=1e6
+    )
     assert fc.warnings and "below SNR" in fc.warnings[0]
     text = " ".join(fc.suggestions)
     assert "--kernels-per-frame" in text and "--average" in text

@@ -24,8 +24,13 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def test_geometry_units_match_the_dft_grid() -> None:
-    g = FourfGeometry(slm_shape=(512, 512), slm_pitch_um=8.0, wavelength_nm=633.0,
-                      focal_length_1_mm=100.0, focal_length_2_mm=200.0)
+    g = FourfGeometry(
+        slm_shape=(512, 512),
+        slm_pitch_um=8.0,
+        wavelength_nm=633.0,
+        focal_length_1_mm=100.0,
+        focal_length_2_mm=200.0,
+    )
     # λ f / (M p) = 0.633 µm · 100 mm / (512 · 8 µm)
     assert g.input_pitch_um == pytest.approx(15.454, rel=1e-3)
     assert g.output_pitch_um == pytest.approx(2 * g.input_pitch_um)
@@ -49,7 +54,9 @@ def test_point_input_images_the_psf_and_modes_differ_as_physics_says() -> None:
     assert float(psf.sum()) == pytest.approx(1.0, rel=1e-9)
     two = torch.rand(2, 5, 5, generator=g, dtype=torch.float64)
     inc = fourf_output(two, t, "incoherent")
-    assert rel(fourf_output(two.sum(0, keepdim=True), t, "incoherent")[0], inc.sum(0)) < 1e-9  # linear in I
+    assert (
+        rel(fourf_output(two.sum(0, keepdim=True), t, "incoherent")[0], inc.sum(0)) < 1e-9
+    )  # linear in I
     coh = fourf_output(two, t, "coherent")
     assert rel(fourf_output(2 * two, t, "coherent"), 4 * coh) < 1e-9  # square law in amplitude
 
@@ -117,11 +124,17 @@ def test_auto_multiplexing_splits_for_the_camera_not_only_the_slm() -> None:
     """A bank that fits the SLM's far field but not what the camera sees is split into frames, not refused."""
     torch.manual_seed(3)
     bank = KernelBank(torch.randn(8, 1, 5, 5))
-    geom = FourfGeometry(slm_shape=(256, 256))  # 7×7 slots of 34 cells: all 8 kernels fit one SLM frame
+    geom = FourfGeometry(
+        slm_shape=(256, 256)
+    )  # 7×7 slots of 34 cells: all 8 kernels fit one SLM frame
     assert len(compile_bank(bank, 28, geom, modulation="complex").frames) == 1
     with pytest.raises(CompileError, match="camera sees only"):
-        compile_bank(bank, 28, geom, modulation="complex", multiplex="never", camera_cells=(110, 130))
-    program = compile_bank(bank, 28, geom, modulation="complex", camera_cells=(110, 130))  # 3×3 slots: 4 per frame
+        compile_bank(
+            bank, 28, geom, modulation="complex", multiplex="never", camera_cells=(110, 130)
+        )
+    program = compile_bank(
+        bank, 28, geom, modulation="complex", camera_cells=(110, 130)
+    )  # 3×3 slots: 4 per frame
     assert len(program.frames) == 2
     assert all(2 * f.layout.extent() <= 110 for f in program.frames)
     x = torch.rand(2, 1, 28, 28, dtype=torch.float64)

@@ -59,8 +59,15 @@ def test_digit_scenes_use_real_digits_with_thresholded_masks() -> None:
     digits = torch.zeros(2, 1, 28, 28)
     digits[0, 0, 4:24, 10:18] = 1.0  # a bar labelled 7
     digits[1, 0, 6:22, 6:22] = 0.8  # a block labelled 2
-    s = generate_scenes(10, 64, seed=1, kind="digits", noise_std=0.0, digit_images=digits,
-                        digit_labels=torch.tensor([7, 2]))
+    s = generate_scenes(
+        10,
+        64,
+        seed=1,
+        kind="digits",
+        noise_std=0.0,
+        digit_images=digits,
+        digit_labels=torch.tensor([7, 2]),
+    )
     assert set(s.masks.unique().tolist()) <= {0, 3, 8} and len(s.class_names) == 11
     assert torch.all(s.images[:, 0][s.masks > 0] > DIGIT_THRESHOLD)
     assert torch.all(s.images[:, 0][s.images[:, 0] > 0.95] > 0)
@@ -141,7 +148,9 @@ def test_voc_missing_files_raise_data_error(tmp_path: Path) -> None:
 
 
 # -- seeded splits of folder data sets --------------------------------------------------------------------------
-def _carvana_cars(root: Path, cars: int = 10, views: int = 2, split: str = "train", first: int = 0) -> list[int]:
+def _carvana_cars(
+    root: Path, cars: int = 10, views: int = 2, split: str = "train", first: int = 0
+) -> list[int]:
     """``cars`` × ``views`` PNGs ``car<k>_<v>.png``, each a flat gray whose level (5 per image) names it, with a
     white 4×6 car matching its mask. Returns the levels written."""
     (root / split).mkdir(parents=True, exist_ok=True)
@@ -166,14 +175,24 @@ def _levels(s) -> list[int]:  # noqa: ANN001 — which written images a loaded s
 
 def test_carvana_splits_80_10_10_by_car_seeded_and_capped_by_prefix(tmp_path: Path) -> None:
     _carvana_cars(tmp_path / "carvana")
-    sp = folder_splits("carvana", tmp_path, image_size=16, seed=0)  # found in the carvana/ subfolder
+    sp = folder_splits(
+        "carvana", tmp_path, image_size=16, seed=0
+    )  # found in the carvana/ subfolder
     assert (len(sp.train), len(sp.val), len(sp.test)) == (16, 2, 2) and sp.available == (16, 2, 2)
     assert sp.root == (tmp_path / "carvana").resolve()
-    assert sp.train.images.shape == (16, 1, 16, 16) and set(sp.train.masks.unique().tolist()) == {0, 1}
+    assert sp.train.images.shape == (16, 1, 16, 16) and set(sp.train.masks.unique().tolist()) == {
+        0,
+        1,
+    }
     cars = {k: {(lv - 5) // 10 for lv in _levels(getattr(sp, k))} for k in ("train", "val", "test")}
     assert (len(cars["val"]), len(cars["test"])) == (1, 1)  # both views of one car
-    assert not (cars["train"] & cars["val"] or cars["train"] & cars["test"] or cars["val"] & cars["test"])
-    again, other = folder_splits("carvana", tmp_path, 16, 0), folder_splits("carvana", tmp_path, 16, 5)
+    assert not (
+        cars["train"] & cars["val"] or cars["train"] & cars["test"] or cars["val"] & cars["test"]
+    )
+    again, other = (
+        folder_splits("carvana", tmp_path, 16, 0),
+        folder_splits("carvana", tmp_path, 16, 5),
+    )
     assert _levels(again.test) == _levels(sp.test) and _levels(again.train) == _levels(sp.train)
     assert _levels(other.train) != _levels(sp.train)
     capped = folder_splits("carvana", tmp_path, 16, 0, limit=(5, 0, 1))
@@ -201,9 +220,12 @@ def test_voc_splits_hold_out_val_from_train_and_test_on_val_txt(tmp_path: Path) 
     (root / "ImageSets/Segmentation/train.txt").write_text("\n".join(ids[:20]) + "\n")
     (root / "ImageSets/Segmentation/val.txt").write_text("\n".join(ids[20:]) + "\n")
     for k, i in enumerate(ids):
-        Image.fromarray(np.full((10, 12), 5 + 5 * k, np.uint8)).save(root / "JPEGImages" / f"{i}.jpg", quality=100)
+        Image.fromarray(np.full((10, 12), 5 + 5 * k, np.uint8)).save(
+            root / "JPEGImages" / f"{i}.jpg", quality=100
+        )
         Image.fromarray(np.full((10, 12), k % 21, np.uint8), mode="L").convert("P").save(
-            root / "SegmentationClass" / f"{i}.png")
+            root / "SegmentationClass" / f"{i}.png"
+        )
     sp = folder_splits("voc2012", tmp_path, 8, seed=0)  # found in VOCdevkit/VOC2012
     assert (len(sp.train), len(sp.val), len(sp.test)) == (18, 2, 5) and sp.train.num_classes == 21
     mask_ids = {k: set(getattr(sp, k).masks[:, 0, 0].tolist()) for k in ("train", "val", "test")}
@@ -215,7 +237,9 @@ def test_folder_data_dir_follows_lab4f_data_and_names_the_fix(tmp_path: Path, mo
     _carvana_cars(tmp_path / "env" / "carvana", cars=4, views=1)
     monkeypatch.setenv("LAB4F_DATA", str(tmp_path / "env"))
     assert len(folder_splits("carvana", None, 8).train) == 2
-    with pytest.raises(DataError, match=r"voc2012 data set not found .*\$LAB4F_DATA\).*--data-dir DIR"):
+    with pytest.raises(
+        DataError, match=r"voc2012 data set not found .*\$LAB4F_DATA\).*--data-dir DIR"
+    ):
         folder_splits("voc2012", None, 8)
     with pytest.raises(DataError, match=r"\(--data-dir\).*train_masks/"):
         folder_splits("carvana", tmp_path / "nowhere", 8)

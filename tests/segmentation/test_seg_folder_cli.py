@@ -15,7 +15,18 @@ from PIL import Image
 from lab4f.cli import main
 from lab4f.segmentation.data import folder_splits, generated_splits
 
-TINY = ["--canvas", "32", "--epochs", "1", "--widths", "4", "--decoder-width", "4", "--batch-size", "8"]
+TINY = [
+    "--canvas",
+    "32",
+    "--epochs",
+    "1",
+    "--widths",
+    "4",
+    "--decoder-width",
+    "4",
+    "--batch-size",
+    "8",
+]
 
 
 def write_carvana(root: Path, cars: int = 10, views: int = 2) -> Path:
@@ -65,38 +76,90 @@ def _json(capsys) -> dict:  # noqa: ANN001
 def test_segment_train_on_carvana_folder(tmp_path: Path, capsys) -> None:
     root = write_carvana(tmp_path / "data" / "carvana")
     ckpt = tmp_path / "teacher.pt"
-    argv = ["segment", "train", "--dataset", "carvana", "--data-dir", str(tmp_path / "data"), *TINY,
-            "--out", str(ckpt), "--json"]
+    argv = [
+        "segment",
+        "train",
+        "--dataset",
+        "carvana",
+        "--data-dir",
+        str(tmp_path / "data"),
+        *TINY,
+        "--out",
+        str(ckpt),
+        "--json",
+    ]
     assert main(argv) == 0
     out = _json(capsys)
     ds = out["dataset"]
     assert out["ok"] and ds["name"] == "carvana" and ds["root"] == str(root.resolve())
     assert ds["source"] == f"carvana folder {root.resolve()}, 32x32 grayscale, split seed 0 (train)"
     assert ds["sizes"] == {"train": 16, "val": 2, "test": 2}  # 10 cars × 2 views: 8 / 1 / 1 cars
-    assert 0.0 <= out["test"]["mean_iou"] <= 1.0 and len(out["test"]["iou"]) == 2 and out["test"]["n"] == 2
+    assert (
+        0.0 <= out["test"]["mean_iou"] <= 1.0
+        and len(out["test"]["iou"]) == 2
+        and out["test"]["n"] == 2
+    )
     from lab4f.segmentation.train import load_seg_checkpoint
 
     _, cfg, meta = load_seg_checkpoint(ckpt)
-    assert meta["dataset"]["source"] == ds["source"] and (cfg.in_channels, cfg.num_classes) == (1, 2)
+    assert meta["dataset"]["source"] == ds["source"] and (cfg.in_channels, cfg.num_classes) == (
+        1,
+        2,
+    )
     # a student must use the teacher's data: another split seed is refused, naming the flags
-    student = ["segment", "train", "--kind", "student", "--teacher", str(ckpt), "--dataset", "carvana",
-               "--data-dir", str(root), *TINY, "--out", str(tmp_path / "student.pt"), "--json"]
+    student = [
+        "segment",
+        "train",
+        "--kind",
+        "student",
+        "--teacher",
+        str(ckpt),
+        "--dataset",
+        "carvana",
+        "--data-dir",
+        str(root),
+        *TINY,
+        "--out",
+        str(tmp_path / "student.pt"),
+        "--json",
+    ]
     assert main([*student, "--data-seed", "1"]) == 2
     assert "--dataset/--data-dir/--canvas/--data-seed" in _json(capsys)["message"]
-    assert main(student) == 0  # the folder itself as --data-dir: the same resolved root, the same data
+    assert (
+        main(student) == 0
+    )  # the folder itself as --data-dir: the same resolved root, the same data
     assert _json(capsys)["dataset"]["source"] == ds["source"]
 
 
 def test_segment_train_on_voc_folder_with_caps(tmp_path: Path, capsys, monkeypatch) -> None:
     devkit = write_voc(tmp_path / "VOCdevkit")
-    monkeypatch.setenv("LAB4F_DATA", str(devkit))  # no --data-dir: $LAB4F_DATA, as for classification
-    argv = ["segment", "train", "--dataset", "voc2012", *TINY, "--out", str(tmp_path / "voc.pt"), "--json"]
+    monkeypatch.setenv(
+        "LAB4F_DATA", str(devkit)
+    )  # no --data-dir: $LAB4F_DATA, as for classification
+    argv = [
+        "segment",
+        "train",
+        "--dataset",
+        "voc2012",
+        *TINY,
+        "--out",
+        str(tmp_path / "voc.pt"),
+        "--json",
+    ]
     assert main(argv) == 0
     ds = _json(capsys)["dataset"]
-    assert ds["name"] == "voc2012" and ds["source"].startswith(f"voc2012 folder {(devkit / 'VOC2012').resolve()}")
-    assert ds["sizes"] == {"train": 18, "val": 2, "test": 5}  # train.txt 20 − 10 % val; val.txt → test
+    assert ds["name"] == "voc2012" and ds["source"].startswith(
+        f"voc2012 folder {(devkit / 'VOC2012').resolve()}"
+    )
+    assert ds["sizes"] == {
+        "train": 18,
+        "val": 2,
+        "test": 5,
+    }  # train.txt 20 − 10 % val; val.txt → test
     assert "val.txt as test" in ds["scheme"]
-    assert main([*argv[:-1], "--n-train", "6", "--n-test", "0", "--json"]) == 0  # caps; 0 = the whole split
+    assert (
+        main([*argv[:-1], "--n-train", "6", "--n-test", "0", "--json"]) == 0
+    )  # caps; 0 = the whole split
     out = _json(capsys)
     assert out["dataset"]["sizes"] == {"train": 6, "val": 2, "test": 5}
     assert len(out["test"]["iou"]) == 21 and math.isfinite(out["test"]["mean_iou"])
@@ -105,26 +168,70 @@ def test_segment_train_on_voc_folder_with_caps(tmp_path: Path, capsys, monkeypat
 def test_segment_reproduce_on_carvana_folder(tmp_path: Path, capsys) -> None:
     root = write_carvana(tmp_path / "carvana")
     out_dir = tmp_path / "res"
-    assert main(["segment", "reproduce", "--dataset", "carvana", "--data-dir", str(root), *TINY, "--seeds", "0",
-                 "--out", str(out_dir), "--json"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                "reproduce",
+                "--dataset",
+                "carvana",
+                "--data-dir",
+                str(root),
+                *TINY,
+                "--seeds",
+                "0",
+                "--out",
+                str(out_dir),
+                "--json",
+            ]
+        )
+        == 0
+    )
     out = _json(capsys)
-    assert out["dataset"]["name"] == "carvana" and out["dataset"]["sizes"] == {"train": 16, "val": 2, "test": 2}
+    assert out["dataset"]["name"] == "carvana" and out["dataset"]["sizes"] == {
+        "train": 16,
+        "val": 2,
+        "test": 2,
+    }
     assert sorted(r["model"] for r in out["rows"]) == ["linear", "student", "teacher"]
     assert all(0.0 <= r["mean_iou"] <= 1.0 for r in out["rows"])
     table = (out_dir / "table.md").read_text()
     assert f"carvana from {root.resolve()}" in table and "16 train / 2 val / 2 test" in table
     summary = json.loads((out_dir / "summary.json").read_text())
-    assert summary["config"]["dataset"] == "carvana" and summary["dataset"]["source"] == out["dataset"]["source"]
+    assert (
+        summary["config"]["dataset"] == "carvana"
+        and summary["dataset"]["source"] == out["dataset"]["source"]
+    )
 
 
-def test_missing_folder_and_scenes_with_a_folder_dataset_are_refused(tmp_path: Path, capsys, monkeypatch) -> None:
+def test_missing_folder_and_scenes_with_a_folder_dataset_are_refused(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
     monkeypatch.delenv("LAB4F_DATA", raising=False)
     base = ["segment", "train", "--dataset", "carvana", *TINY, "--json"]
     assert main([*base, "--data-dir", str(tmp_path / "nothing")]) == 2
     err = _json(capsys)
     assert err["ok"] is False and err["error"] == "DataError"
-    assert "train_masks" in err["message"] and "--data-dir" in err["message"] and "$LAB4F_DATA" in err["message"]
-    assert main(["segment", "reproduce", "--dataset", "voc2012", "--data-dir", str(tmp_path), *TINY, "--json"]) == 2
+    assert (
+        "train_masks" in err["message"]
+        and "--data-dir" in err["message"]
+        and "$LAB4F_DATA" in err["message"]
+    )
+    assert (
+        main(
+            [
+                "segment",
+                "reproduce",
+                "--dataset",
+                "voc2012",
+                "--data-dir",
+                str(tmp_path),
+                *TINY,
+                "--json",
+            ]
+        )
+        == 2
+    )
     assert "ImageSets/Segmentation/train.txt" in _json(capsys)["message"]
     write_carvana(tmp_path / "c")
     assert main([*base, "--data-dir", str(tmp_path / "c"), "--scenes", "digits"]) == 2
@@ -136,12 +243,34 @@ def test_missing_folder_and_scenes_with_a_folder_dataset_are_refused(tmp_path: P
 def test_generated_default_is_unchanged(tmp_path: Path, capsys, monkeypatch) -> None:
     monkeypatch.setenv("LAB4F_DATA", str(tmp_path / "not-used"))  # generated scenes never read it
     ckpt = tmp_path / "g.pt"
-    assert main(["segment", "train", *TINY, "--n-train", "8", "--n-val", "4", "--n-test", "4", "--out", str(ckpt),
-                 "--json"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                "train",
+                *TINY,
+                "--n-train",
+                "8",
+                "--n-val",
+                "4",
+                "--n-test",
+                "4",
+                "--out",
+                str(ckpt),
+                "--json",
+            ]
+        )
+        == 0
+    )
     out = _json(capsys)
     expected = generated_splits("shapes", 8, 4, 4, 32, seed=0)
-    assert out["dataset"]["name"] == "generated" and out["dataset"]["source"] == expected.train.source
-    assert out["dataset"]["sizes"] == {"train": 8, "val": 4, "test": 4} and len(out["test"]["iou"]) == 4
+    assert (
+        out["dataset"]["name"] == "generated" and out["dataset"]["source"] == expected.train.source
+    )
+    assert (
+        out["dataset"]["sizes"] == {"train": 8, "val": 4, "test": 4}
+        and len(out["test"]["iou"]) == 4
+    )
     from lab4f.bench.segrun import load_seg_for_bench
 
     _, cfg, _ = load_seg_for_bench(ckpt)
@@ -156,15 +285,39 @@ def test_folder_trained_student_on_the_bench(tmp_path: Path, capsys, monkeypatch
     teacher, student = tmp_path / "t.pt", tmp_path / "s.pt"
     common = ["--dataset", "carvana", "--data-dir", str(root), *TINY]
     assert main(["segment", "train", *common, "--out", str(teacher), "--json"]) == 0
-    assert main(["segment", "train", "--kind", "student", "--teacher", str(teacher), "--detection", "incoherent",
-                 *common, "--out", str(student), "--json"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                "train",
+                "--kind",
+                "student",
+                "--teacher",
+                str(teacher),
+                "--detection",
+                "incoherent",
+                *common,
+                "--out",
+                str(student),
+                "--json",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     _, cfg, _ = load_seg_for_bench(student)
     assert (cfg.dataset, cfg.data_root, cfg.image_size, cfg.data_seed, cfg.scenes) == (
-        "carvana", str(root.resolve()), 32, 0, None)
+        "carvana",
+        str(root.resolve()),
+        32,
+        0,
+        None,
+    )
     trained_on = folder_splits("carvana", root, 32, 0)
     got = bench_scenes(cfg, "test")
-    assert torch.equal(got.images, trained_on.test.images) and torch.equal(got.masks, trained_on.test.masks)
+    assert torch.equal(got.images, trained_on.test.images) and torch.equal(
+        got.masks, trained_on.test.masks
+    )
     assert torch.equal(bench_scenes(cfg, "train", limit=3).images, trained_on.train.images[:3])
     with pytest.raises(ConfigError, match="drop --scenes"):
         bench_scenes(cfg, "test", scenes="shapes")
@@ -178,9 +331,25 @@ def test_folder_trained_student_on_the_bench(tmp_path: Path, capsys, monkeypatch
     assert torch.equal(bench_scenes(cfg, "test").masks, trained_on.test.masks)
     # the whole `lab4f run` on a simulated 32×32 bench (no calibration: only that it runs the folder's test split)
     toml = tmp_path / "bench32.toml"
-    toml.write_text('[display]\ndriver = "SimulatedDisplay"\nsettings = { shape = [32, 32], black_level = 1e-4 }\n')
+    toml.write_text(
+        '[display]\ndriver = "SimulatedDisplay"\nsettings = { shape = [32, 32], black_level = 1e-4 }\n'
+    )
     run = tmp_path / "run.h5"
-    assert main(["run", "--checkpoint", str(student), "--config", str(toml), "--out", str(run), "--json"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--checkpoint",
+                str(student),
+                "--config",
+                str(toml),
+                "--out",
+                str(run),
+                "--json",
+            ]
+        )
+        == 0
+    )
     m = _json(capsys)
     assert m["task"] == "segmentation" and m["n"] == 2 and m["scenes"].startswith("carvana folder ")
     assert m["scenes"].endswith("split seed 0 (test)") and run.is_file()

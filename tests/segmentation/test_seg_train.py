@@ -83,8 +83,14 @@ def test_student_needs_teacher_and_checkpoint_round_trip(tmp_path: Path) -> None
     with pytest.raises(ConfigError, match="teacher"):
         train_segmentation(SegConfig(kind="student"), sp.train, sp.val, sp.test)
     tc = SegTrainConfig(epochs=1, batch_size=8)
-    res = train_segmentation(SegConfig(kind="linear", widths=(4,), decoder_width=4), sp.train, sp.val, sp.test,
-                             tc, checkpoint_path=tmp_path / "lin.pt")
+    res = train_segmentation(
+        SegConfig(kind="linear", widths=(4,), decoder_width=4),
+        sp.train,
+        sp.val,
+        sp.test,
+        tc,
+        checkpoint_path=tmp_path / "lin.pt",
+    )
     model, cfg, meta = load_seg_checkpoint(tmp_path / "lin.pt")
     assert cfg.kind == "linear" and meta["task"] == "segmentation"
     assert meta["metrics"]["test_mean_iou"] == pytest.approx(res.test["mean_iou"])
@@ -97,20 +103,30 @@ def test_student_needs_teacher_and_checkpoint_round_trip(tmp_path: Path) -> None
 
 
 def test_ordering_statement_says_what_was_found() -> None:
-    aggs = [{"model": "teacher", "mean_iou": 0.9}, {"model": "student", "mean_iou": 0.5},
-            {"model": "linear", "mean_iou": 0.7}]
+    aggs = [
+        {"model": "teacher", "mean_iou": 0.9},
+        {"model": "student", "mean_iou": 0.5},
+        {"model": "linear", "mean_iou": 0.7},
+    ]
     o = ordering_statement(aggs)
     assert not o["holds"] and o["found"] == ["teacher", "linear", "student"]
     assert "does NOT hold" in o["statement"]
 
 
 def test_tiny_reproduce_writes_all_files(tmp_path: Path) -> None:
-    cfg = SegReproduceConfig(canvas_size=32, n_train=16, n_val=8, n_test=8, widths=(4,), decoder_width=4)
-    res = reproduce((0, 1, 2), tmp_path, cfg, SegTrainConfig(epochs=1, batch_size=8), log=lambda m: None)
+    cfg = SegReproduceConfig(
+        canvas_size=32, n_train=16, n_val=8, n_test=8, widths=(4,), decoder_width=4
+    )
+    res = reproduce(
+        (0, 1, 2), tmp_path, cfg, SegTrainConfig(epochs=1, batch_size=8), log=lambda m: None
+    )
     for key in ("table_md", "table_csv", "plot", "summary"):
         assert Path(res.files[key]).is_file()
     assert sorted(p.name for p in (tmp_path / "overlays").glob("*.png")) == [
-        "linear-seed0.png", "student-seed0.png", "teacher-seed0.png"]
+        "linear-seed0.png",
+        "student-seed0.png",
+        "teacher-seed0.png",
+    ]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert len(summary["rows"]) == 9 and "lab4f run" in summary["bench"]
     rows = list(csv.DictReader((tmp_path / "table.csv").open()))
@@ -122,11 +138,19 @@ def test_tiny_reproduce_writes_all_files(tmp_path: Path) -> None:
 
 
 def test_tiny_reproduce_reports_the_paired_test_of_kd_vs_linear(tmp_path: Path) -> None:
-    cfg = SegReproduceConfig(canvas_size=32, n_train=16, n_val=8, n_test=8, widths=(4,), decoder_width=4)
-    res = reproduce((0, 1, 2), tmp_path, cfg, SegTrainConfig(epochs=1, batch_size=8), log=lambda m: None)
+    cfg = SegReproduceConfig(
+        canvas_size=32, n_train=16, n_val=8, n_test=8, widths=(4,), decoder_width=4
+    )
+    res = reproduce(
+        (0, 1, 2), tmp_path, cfg, SegTrainConfig(epochs=1, batch_size=8), log=lambda m: None
+    )
     (t,) = res.tests
-    kd = [r["mean_iou"] for r in sorted(res.rows, key=lambda r: r["seed"]) if r["model"] == "student"]
-    lin = [r["mean_iou"] for r in sorted(res.rows, key=lambda r: r["seed"]) if r["model"] == "linear"]
+    kd = [
+        r["mean_iou"] for r in sorted(res.rows, key=lambda r: r["seed"]) if r["model"] == "student"
+    ]
+    lin = [
+        r["mean_iou"] for r in sorted(res.rows, key=lambda r: r["seed"]) if r["model"] == "linear"
+    ]
     assert t["seeds"] == [0, 1, 2] and t["mean_diff"] == pytest.approx(sum(kd) / 3 - sum(lin) / 3)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["paired_tests"][0]["verdict"] == t["verdict"]
@@ -136,21 +160,48 @@ def test_tiny_reproduce_reports_the_paired_test_of_kd_vs_linear(tmp_path: Path) 
 def test_segmentation_resumes_and_trains_to_plateau_through_the_one_loop(tmp_path: Path) -> None:
     sp = generated_splits("shapes", 16, 8, 8, 32, seed=0)
     cfg = SegConfig(kind="linear", widths=(4,), decoder_width=4)
-    full = train_segmentation(cfg, sp.train, sp.val, sp.test, SegTrainConfig(epochs=2, batch_size=8),
-                              checkpoint_path=tmp_path / "full.pt")
+    full = train_segmentation(
+        cfg,
+        sp.train,
+        sp.val,
+        sp.test,
+        SegTrainConfig(epochs=2, batch_size=8),
+        checkpoint_path=tmp_path / "full.pt",
+    )
 
     def interrupt(msg: str) -> None:  # the per-epoch log line comes after the epoch's checkpoint
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_segmentation(cfg, sp.train, sp.val, sp.test, SegTrainConfig(epochs=2, batch_size=8),
-                           checkpoint_path=tmp_path / "part.pt", log=interrupt)
-    resumed = train_segmentation(cfg, sp.train, sp.val, sp.test, SegTrainConfig(epochs=2, batch_size=8),
-                                 checkpoint_path=tmp_path / "part.pt", resume=True)
+        train_segmentation(
+            cfg,
+            sp.train,
+            sp.val,
+            sp.test,
+            SegTrainConfig(epochs=2, batch_size=8),
+            checkpoint_path=tmp_path / "part.pt",
+            log=interrupt,
+        )
+    resumed = train_segmentation(
+        cfg,
+        sp.train,
+        sp.val,
+        sp.test,
+        SegTrainConfig(epochs=2, batch_size=8),
+        checkpoint_path=tmp_path / "part.pt",
+        resume=True,
+    )
     assert [h["epoch"] for h in resumed.history] == [1, 2]
-    assert resumed.history[-1]["train_loss"] == pytest.approx(full.history[-1]["train_loss"], rel=1e-5)
-    plateau = train_segmentation(cfg, sp.train, sp.val, sp.test,
-                                 SegTrainConfig(epochs=40, batch_size=8, lr=1e-7, schedule="constant", patience=2))
+    assert resumed.history[-1]["train_loss"] == pytest.approx(
+        full.history[-1]["train_loss"], rel=1e-5
+    )
+    plateau = train_segmentation(
+        cfg,
+        sp.train,
+        sp.val,
+        sp.test,
+        SegTrainConfig(epochs=40, batch_size=8, lr=1e-7, schedule="constant", patience=2),
+    )
     assert plateau.stopped_reason == "plateau" and plateau.epochs_completed < 40
 
 
@@ -160,7 +211,9 @@ def test_balanced_pixel_kd_weights_every_present_class_equally() -> None:
     masks = torch.zeros(2, 4, 4, dtype=torch.long)
     masks[0, 0, 0] = 1  # one foreground pixel of class 1 among 31 background pixels
     hard = pixel_kd_loss(s, t, masks, T=2.0, alpha=0.0, balanced=True)
-    assert hard == pytest.approx(float(pixel_kd_loss(s, t, masks, T=2.0, alpha=0.0)))  # CE term unchanged
+    assert hard == pytest.approx(
+        float(pixel_kd_loss(s, t, masks, T=2.0, alpha=0.0))
+    )  # CE term unchanged
     soft = pixel_kd_loss(s, t, masks, T=2.0, alpha=1.0, balanced=True)
     ls, lt = F.log_softmax(s / 2, 1), F.log_softmax(t / 2, 1)
     kl = (lt.exp() * (lt - ls)).sum(1)  # (2, 4, 4)
