@@ -27,6 +27,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python tools/typecheck.py --ratchet  # mypy errors: no more than tools/mypy_baseline.txt (goal 0)
 
 docs: $(STAMP)  # the CLI reference from the parsers, then the site (into build/site)
