@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -86,3 +87,76 @@ def finetune_backend(
     model.load_state_dict(best_state)
     model.eval()
     return FinetuneResult(model, before, best, history, task.metric)
+
+
+# -- a back end for a foreign kernel bank, trained from `lab4f capture` files alone ----------------------------
+FOREIGN_BACK_FORMAT = "lab4f-foreign-back"
+
+
+def read_captures(paths: list[str]) -> dict[str, Any]:
+    """Features, labels and provenance of one or more capture files (kind ``capture``) of the same program."""
+    import json
+
+    import h5py
+    import numpy as np
+
+    from lab4f.errors import ConfigError
+
+    feats, labels, program_sha, bank_h, bank, inputs = [], [], None, None, None, {}
+    for p in paths:
+        try:
+            with h5py.File(p, "r") as f:
+                if f.attrs.get("kind") != "capture" or "features" not in f:
+                    raise ConfigError(f"--captures {p} is not a capture file; make one with `lab4f capture --program "
+                                      "P --calibration R --dataset D --split train --out FILE`")
+                sha = str(f.attrs.get("program_sha256", ""))
+                b = np.asarray(f["bank"])
+                feats.append(torch.from_numpy(np.asarray(f["features"], np.float32)))
+                labels.append(torch.from_numpy(np.asarray(f["labels"], np.int64)))
+                inputs = json.loads(f.attrs.get("inputs", "{}")) or inputs
+        except OSError as exc:
+            raise ConfigError(f"--captures {p} cannot be read as HDF5 ({exc})") from exc
+        from lab4f.bench.hybrid import bank_hash
+
+        h = bank_hash(b)
+        if bank_h is not None and h != bank_h:
+            raise ConfigError(f"--captures {p} was captured with another kernel bank than {paths[0]}")
+        program_sha, bank_h, bank = program_sha or sha, h, b
+    x, y = torch.cat(feats), torch.cat(labels)
+    keep = y >= 0
+    if int(keep.sum()) < 4:
+        raise ConfigError("the captures hold fewer than 4 labelled inputs; capture a labelled data set or a folder "
+                          "with class subfolders")
+    return {"features": x[keep], "labels": y[keep], "program_sha256": program_sha, "bank_hash": bank_h,
+            "bank": bank, "inputs": inputs}
+
+
+def foreign_back(channels: int, num_classes: int) -> nn.Module:
+    """The paper's back end (:class:`lab4f.models.BackEnd`: BN → 6×6 adaptive pool → MLP 512/256 → classes)."""
+    from lab4f.models import BackEnd, ModelConfig
+
+    return BackEnd(channels, ModelConfig(kind="student", num_classes=num_classes))
+
+
+def save_foreign_back(path: Any, back: nn.Module, meta: dict[str, Any]) -> None:
+    torch.save({"format": FOREIGN_BACK_FORMAT, "state_dict": back.state_dict(), **meta}, path)
+
+
+def load_foreign_back(path: Any) -> tuple[nn.Module, dict[str, Any]]:
+    """(back end, its metadata) from a file `lab4f finetune --captures` wrote."""
+    from lab4f.errors import CheckpointError
+
+    try:
+        payload = torch.load(path, weights_only=True, map_location="cpu")
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"--back {path} does not exist; make it with `lab4f finetune --captures TRAIN.h5 "
+                              f"--out {path}`") from exc
+    except Exception as exc:
+        raise CheckpointError(f"--back {path} is not a back end saved by `lab4f finetune` ({exc})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FOREIGN_BACK_FORMAT:
+        raise CheckpointError(f"--back {path} is not a back end for a kernel bank (from `lab4f finetune --captures`);"
+                              " a back end fine-tuned for a checkpoint is run with --checkpoint")
+    back = foreign_back(int(payload["channels"]), int(payload["num_classes"]))
+    back.load_state_dict(payload.pop("state_dict"))
+    back.eval()
+    return back, payload

@@ -33,7 +33,7 @@ class RunResult:
     indices: np.ndarray  # which inputs were processed (a faulted run keeps what it did)
     labels: np.ndarray
     optical_probs: np.ndarray  # (n, classes)
-    digital_probs: np.ndarray
+    digital_probs: np.ndarray | None  # None: no digital model (a foreign kernel bank)
     summary: RunSummary
     sample_frames: np.ndarray  # a few raw camera frames
     sample_features: np.ndarray  # their feature maps (B, C, N, N)
@@ -50,13 +50,14 @@ class RunResult:
 
     @property
     def digital_accuracy(self) -> float | None:
-        return self._accuracy(self.digital_probs)
+        return None if self.digital_probs is None else self._accuracy(self.digital_probs)
 
     @property
     def agreement(self) -> float | None:
         """Fraction of inputs where optics and digital agree; None for a run that processed none."""
-        return float((self.optical_probs.argmax(1) == self.digital_probs.argmax(1)).mean()) if len(self.labels) \
-            else None
+        if self.digital_probs is None or not len(self.labels):
+            return None
+        return float((self.optical_probs.argmax(1) == self.digital_probs.argmax(1)).mean())
 
     def metrics(self) -> dict[str, Any]:
         s = self.summary.stats
@@ -130,11 +131,14 @@ class StreamRun:
                         if self.single and not repeat else None)
         self._count = itertools.count()
         self._position = 0  # inputs shown so far (a run without an end goes round the feed)
-        with torch.no_grad():
-            student = setup.student.eval()
-            chunk = digital_batch or max(n, 1)
-            outs = [self.task.outputs(student(images[i : i + chunk])) for i in range(0, n, chunk)]
-        self.digital = np.concatenate(outs) if outs else np.zeros((0, 1), np.float32)
+        # a foreign kernel bank (a program with no checkpoint) has no digital model: digital is None
+        self.digital: np.ndarray | None = None
+        if setup.student is not None:
+            with torch.no_grad():
+                student = setup.student.eval()
+                chunk = digital_batch or max(n, 1)
+                outs = [self.task.outputs(student(images[i : i + chunk])) for i in range(0, n, chunk)]
+            self.digital = np.concatenate(outs) if outs else np.zeros((0, 1), np.float32)
         setup.fused_head(self.back)  # built before the stream starts, not in its first batch
         self._batches_before = dict(setup.batches)
         self.pipeline = Pipeline(self.acquire, self.process, policy=policy, capacity=capacity,
@@ -195,7 +199,7 @@ class StreamRun:
         summary = summary or self.pipeline.summary()
         done = np.array([payload for _, payload, _ in summary.results], dtype=np.int64)
         optical = np.stack([out for _, _, out in summary.results]) if len(done) else np.zeros((0, 1))
-        digital = self.digital[done] if len(done) else np.zeros((0, 1))
+        digital = None if self.digital is None else self.digital[done] if len(done) else np.zeros((0, 1))
         sample_idx = np.asarray(self.sample_inputs, dtype=np.int64)
         stacked = np.stack(self.sample_frames) if self.sample_frames else np.zeros((0,))
         with torch.no_grad():
@@ -248,7 +252,8 @@ def save_run(path: str | os.PathLike[str], result: RunResult, setup: HybridSetup
         f.create_dataset("indices", data=result.indices)
         f.create_dataset("labels", data=result.labels)
         f.create_dataset("optical_probs", data=result.optical_probs.astype(np.float32))
-        f.create_dataset("digital_probs", data=result.digital_probs.astype(np.float32))
+        if result.digital_probs is not None:  # a foreign kernel bank has no digital model
+            f.create_dataset("digital_probs", data=result.digital_probs.astype(np.float32))
         f.create_dataset("sample_frames", data=result.sample_frames, compression="gzip")
         f.create_dataset("sample_features", data=result.sample_features.astype(np.float32), compression="gzip")
         write_json_attr(f, "metrics", result.metrics())

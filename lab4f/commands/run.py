@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="SCLC student checkpoint")
+    p.add_argument("--checkpoint", default=None,
+                   help="SCLC student checkpoint (omit for a kernel bank with no checkpoint: run takes --program and "
+                        "--back from `lab4f finetune --captures`, finetune takes --captures)")
     p.add_argument("--calibration", help="calibration record (.h5) or folder (latest record); default: none")
     p.add_argument("--program", help="compiled optical program (.h5); default: compile the checkpoint now")
     p.add_argument("--force", action="store_true",
@@ -54,6 +56,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     f = sub.add_parser("finetune", help="retrain the back end on features captured through the optics",
                        parents=[common])
     _common(f)
+    f.add_argument("--captures", nargs="+", default=None, metavar="FILE",
+                   help="without --checkpoint: train the paper's back end from these `lab4f capture` files alone "
+                        "(a kernel bank with no lab4f checkpoint; 20 %% of the inputs held out to keep the best epoch)")
     f.add_argument("--train-images", type=positive_int, default=1500,
                    help="training images captured through the optics")
     f.add_argument("--epochs", type=positive_int, default=15)
@@ -189,6 +194,8 @@ def _load_back(path: Path, back: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
+    if args.checkpoint is None:
+        return _run_foreign(args)
     from lab4f.bench.config import load_bench_config
     from lab4f.bench.devices import Bench
     from lab4f.bench.faults import device_fault_context
@@ -255,6 +262,11 @@ def _finetune_data(args: argparse.Namespace, setup: HybridSetup) -> dict[str, tu
 
 
 def cmd_finetune(args: argparse.Namespace) -> dict[str, Any]:
+    if args.checkpoint is None:
+        return _finetune_foreign(args)
+    if args.captures:
+        raise ConfigError("--captures trains a back end for a kernel bank with no checkpoint; drop --checkpoint, or "
+                          "drop --captures to capture through the bench for the checkpoint")
     import torch
 
     from lab4f.bench.config import load_bench_config
@@ -294,3 +306,124 @@ def cmd_finetune(args: argparse.Namespace) -> dict[str, Any]:
               f"{summary[f'test_{metric}_after']:.4f} after fine-tuning the back end on {len(tr_f)} captured images "
               f"→ {out} (use it with lab4f run --back {out})")
     return summary
+
+
+# -- a kernel bank with no lab4f checkpoint: back end from capture files, run with --program and --back ----------
+def _finetune_foreign(args: argparse.Namespace) -> dict[str, Any]:
+    """Train the paper's back end (lab4f.models.BackEnd) from `lab4f capture` files alone; no bench needed."""
+    import torch
+
+    from lab4f.bench.finetune import finetune_backend, foreign_back, read_captures, save_foreign_back
+    from lab4f.storage import atomic_write
+    from lab4f.task import CLASSIFICATION
+
+    if not args.captures:
+        raise ConfigError("pass --checkpoint CKPT, or --captures FILE... (from `lab4f capture --program P "
+                          "--calibration R --split train`) to train a back end for a kernel bank")
+    cap = read_captures(args.captures)
+    x, y = cap["features"], cap["labels"]
+    if args.limit:
+        x, y = x[: args.limit], y[: args.limit]
+    inputs = cap["inputs"]
+    names = inputs.get("class_names")
+    if not names and inputs.get("dataset"):
+        from lab4f.data import load_dataset
+
+        names = list(load_dataset(inputs["dataset"], data_dir=args.data_dir, split_seed=0,
+                                  image_size=int(x.shape[-1])).class_names)
+    num_classes = len(names) if names else int(y.max()) + 1
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    n_val = max(2, len(x) // 5)
+    va, tr = order[:n_val], order[n_val:]
+    wanted, unique = output_path(args, "back", ".pt")
+    back = foreign_back(int(x.shape[1]), num_classes)
+    result = finetune_backend(back, x[tr], y[tr], x[va], y[va], epochs=args.epochs, progress=not args.json,
+                              task=CLASSIFICATION)
+    meta = {"program_sha256": cap["program_sha256"], "bank_hash": cap["bank_hash"], "channels": int(x.shape[1]),
+            "num_classes": num_classes, "input_size": int(x.shape[-1]), "class_names": list(names or []),
+            "dataset": inputs.get("dataset"), "captures": [str(Path(p).resolve()) for p in args.captures]}
+    with atomic_write(wanted, overwrite=not unique, unique=unique) as target:
+        save_foreign_back(target.tmp, result.back, meta)
+    assert target.path is not None
+    out = target.path
+    say_if_renamed(args, wanted, out)
+    summary = {"metric": "accuracy", "train_images": len(tr), "val_images": len(va),
+               "val_accuracy_before": result.score_before, "val_accuracy_after": result.score_after,
+               "epochs": args.epochs, "back_end": str(out), "program_sha256": cap["program_sha256"],
+               "bank_hash": cap["bank_hash"], "num_classes": num_classes, "history": result.history,
+               "digital_model": None,
+               "note": "a kernel bank with no lab4f checkpoint: the back end is trained on the optical features alone"}
+    if not args.json:
+        print(f"back end trained on {len(tr)} captured inputs: held-out (validation) accuracy "
+              f"{result.score_after:.4f} → {out} (use it with lab4f run --program P --back {out})")
+    return summary
+
+
+def _run_foreign(args: argparse.Namespace) -> dict[str, Any]:
+    """`lab4f run --program P --back B`: a kernel bank's program through the optics and a back end from
+    `lab4f finetune --captures`; refused if the back end was trained for another program."""
+    from lab4f.bench.config import load_bench_config
+    from lab4f.bench.devices import Bench
+    from lab4f.bench.faults import device_fault_context
+    from lab4f.bench.finetune import load_foreign_back
+    from lab4f.bench.hybrid import bank_hash, prepare
+    from lab4f.errors import MismatchError
+    from lab4f.storage import file_sha256
+    from lab4f.task import TaskData
+
+    if not args.program or not args.back:
+        raise ConfigError("pass --checkpoint CKPT, or --program P with --back B (a kernel bank with no checkpoint: "
+                          "B from `lab4f finetune --captures`)")
+    back, meta = load_foreign_back(args.back)
+    from lab4f.optics.program import OpticalProgram
+
+    program = OpticalProgram.load(args.program)
+    if bank_hash(program.bank) != meta["bank_hash"]:
+        raise MismatchError(f"--back {args.back} was trained for another program (bank {meta['bank_hash']}, program "
+                            f"SHA-256 {str(meta['program_sha256'])[:16]}…), not {args.program} (bank "
+                            f"{bank_hash(program.bank)}): pass the program its captures were made with, or capture "
+                            f"with this program (`lab4f capture --program {args.program} --calibration R "
+                            "--split train`)"
+                            " and train a back end for it (`lab4f finetune --captures ...`)")
+    if meta.get("program_sha256") and file_sha256(args.program) != meta["program_sha256"]:
+        print(f"warning: {args.program} is not the file the back end's captures were made with, but compiles the "
+              "same kernel bank", file=sys.stderr)
+    out, unique = output_path(args, "run", ".h5")
+    with Bench(load_bench_config(args.config, sync=args.sync)) as bench, \
+            device_fault_context(bench.devices, "the run could not start; nothing was saved"):
+        record = _load_record(args.calibration, bench, force=args.force)
+        if record is None:
+            print("warning: no calibration record (--calibration): tiles are cut at the nominal positions",
+                  file=sys.stderr)
+        setup = prepare(bench, None, record=record, program=program)
+        setup.program_path = Path(args.program)
+        setup.calibration_path = getattr(record, "path", None)
+        task = setup.task
+        n = program.input_size
+        names = meta.get("class_names") or None
+        if args.images:
+            from lab4f.imagefolder import read_image_folder
+
+            read = read_image_folder(args.images, n, names, strict=args.strict_images)
+            data = TaskData(read.images, read.labels, (), str(args.images)).head(args.limit)
+        else:
+            from lab4f.data import load_dataset
+
+            name = args.dataset or meta.get("dataset") or "mnist5k"
+            splits = load_dataset(name, data_dir=args.data_dir, split_seed=0, image_size=n)
+            xs, ys = getattr(splits, args.split).tensors
+            data = TaskData(xs, ys, tuple(splits.class_names), f"{name} ({args.split})").head(args.limit)
+        result = task.run(setup, data, policy=args.policy, back=back)
+        result.extra["digital_model"] = None
+        result.extra["note"] = ("a kernel bank with no lab4f checkpoint has no digital model: optical accuracy only "
+                                "(digital_accuracy and agreement are null)")
+        result.extra["back_end"] = str(Path(args.back).resolve())
+        path, files = task.save(out, result, setup, None, overwrite=not unique, unique=unique)
+        m = result.metrics() | {"run_file": str(path)} | files
+        stopped_early(m, bench.devices, task.items)
+    say_if_renamed(args, out, path)
+    if not args.json:
+        print(task.describe(m) + " (no digital model for this kernel bank: optical accuracy only)")
+        if m.get("message"):
+            print(f"error: {m['message']}", file=sys.stderr)
+    return m
