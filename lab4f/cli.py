@@ -111,6 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        # a command's own check of option combinations argparse cannot express (before heavy imports)
+        check = getattr(args, "check_args", None)
+        if check is not None and (problem := check(args)):
+            args.command_parser.error(problem)
     except UsageError as exc:
         if "--json" in argv:  # a usage error still prints one JSON object on stdout
             print(dumps({"ok": False, "error": "UsageError", "message": str(exc)}))
