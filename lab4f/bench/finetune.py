@@ -37,7 +37,9 @@ def mean_iou(back: nn.Module, features: torch.Tensor, masks: torch.Tensor) -> fl
     return SEGMENTATION.score(back, features, masks)
 
 
-def score(back: nn.Module, features: torch.Tensor, targets: torch.Tensor, task: Task = CLASSIFICATION) -> float:
+def score(
+    back: nn.Module, features: torch.Tensor, targets: torch.Tensor, task: Task = CLASSIFICATION
+) -> float:
     """The task's metric of ``back`` on captured features."""
     return task.score(back, features, targets)
 
@@ -81,7 +83,9 @@ def finetune_backend(
             opt.step()
             total += float(loss.detach()) * len(idx)
         value = task.score(model, val_features, val_labels)
-        history.append({"epoch": epoch + 1, "loss": total / len(order), f"val_{task.metric}": value})
+        history.append(
+            {"epoch": epoch + 1, "loss": total / len(order), f"val_{task.metric}": value}
+        )
         if value > best:
             best, best_state = value, copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
@@ -102,13 +106,16 @@ def read_captures(paths: list[str]) -> dict[str, Any]:
 
     from lab4f.errors import ConfigError
 
-    feats, labels, program_sha, bank_h, bank, inputs = [], [], None, None, None, {}
+    feats, labels, program_sha, bank_h, bank = [], [], None, None, None
+    inputs: dict[str, Any] = {}
     for p in paths:
         try:
             with h5py.File(p, "r") as f:
                 if f.attrs.get("kind") != "capture" or "features" not in f:
-                    raise ConfigError(f"--captures {p} is not a capture file; make one with `lab4f capture --program "
-                                      "P --calibration R --dataset D --split train --out FILE`")
+                    raise ConfigError(
+                        f"--captures {p} is not a capture file; make one with `lab4f capture --program "
+                        "P --calibration R --dataset D --split train --out FILE`"
+                    )
                 sha = str(f.attrs.get("program_sha256", ""))
                 b = np.asarray(f["bank"])
                 feats.append(torch.from_numpy(np.asarray(f["features"], np.float32)))
@@ -120,15 +127,25 @@ def read_captures(paths: list[str]) -> dict[str, Any]:
 
         h = bank_hash(b)
         if bank_h is not None and h != bank_h:
-            raise ConfigError(f"--captures {p} was captured with another kernel bank than {paths[0]}")
+            raise ConfigError(
+                f"--captures {p} was captured with another kernel bank than {paths[0]}"
+            )
         program_sha, bank_h, bank = program_sha or sha, h, b
     x, y = torch.cat(feats), torch.cat(labels)
     keep = y >= 0
     if int(keep.sum()) < 4:
-        raise ConfigError("the captures hold fewer than 4 labelled inputs; capture a labelled data set or a folder "
-                          "with class subfolders")
-    return {"features": x[keep], "labels": y[keep], "program_sha256": program_sha, "bank_hash": bank_h,
-            "bank": bank, "inputs": inputs}
+        raise ConfigError(
+            "the captures hold fewer than 4 labelled inputs; capture a labelled data set or a folder "
+            "with class subfolders"
+        )
+    return {
+        "features": x[keep],
+        "labels": y[keep],
+        "program_sha256": program_sha,
+        "bank_hash": bank_h,
+        "bank": bank,
+        "inputs": inputs,
+    }
 
 
 def foreign_back(channels: int, num_classes: int) -> nn.Module:
@@ -149,13 +166,19 @@ def load_foreign_back(path: Any) -> tuple[nn.Module, dict[str, Any]]:
     try:
         payload = torch.load(path, weights_only=True, map_location="cpu")
     except FileNotFoundError as exc:
-        raise CheckpointError(f"--back {path} does not exist; make it with `lab4f finetune --captures TRAIN.h5 "
-                              f"--out {path}`") from exc
+        raise CheckpointError(
+            f"--back {path} does not exist; make it with `lab4f finetune --captures TRAIN.h5 "
+            f"--out {path}`"
+        ) from exc
     except Exception as exc:
-        raise CheckpointError(f"--back {path} is not a back end saved by `lab4f finetune` ({exc})") from exc
+        raise CheckpointError(
+            f"--back {path} is not a back end saved by `lab4f finetune` ({exc})"
+        ) from exc
     if not isinstance(payload, dict) or payload.get("format") != FOREIGN_BACK_FORMAT:
-        raise CheckpointError(f"--back {path} is not a back end for a kernel bank (from `lab4f finetune --captures`);"
-                              " a back end fine-tuned for a checkpoint is run with --checkpoint")
+        raise CheckpointError(
+            f"--back {path} is not a back end for a kernel bank (from `lab4f finetune --captures`);"
+            " a back end fine-tuned for a checkpoint is run with --checkpoint"
+        )
     back = foreign_back(int(payload["channels"]), int(payload["num_classes"]))
     back.load_state_dict(payload.pop("state_dict"))
     back.eval()

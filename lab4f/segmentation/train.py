@@ -13,6 +13,7 @@ stop on validation mean IoU (``patience``), ``device`` and ``amp`` as for classi
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -297,7 +298,9 @@ def train_segmentation(
     return result
 
 
-def load_seg_checkpoint(path: str | Path) -> tuple[nn.Module, SegConfig, dict[str, Any]]:
+def load_seg_checkpoint(
+    path: str | os.PathLike[str],
+) -> tuple[nn.Module, SegConfig, dict[str, Any]]:
     """Rebuild a segmentation model saved by :func:`train_segmentation`: (model in eval mode, config, metadata)."""
     payload = read_checkpoint(path)
     meta = payload["metadata"]
