@@ -489,11 +489,6 @@ def _finetune_foreign(args: argparse.Namespace) -> dict[str, Any]:
     from lab4f.storage import atomic_write
     from lab4f.task import CLASSIFICATION
 
-    if not args.captures:
-        raise ConfigError(
-            "pass --checkpoint CKPT, or --captures FILE... (from `lab4f capture --program P "
-            "--calibration R --split train`) to train a back end for a kernel bank"
-        )
     cap = read_captures(args.captures)
     x, y = cap["features"], cap["labels"]
     if args.limit:
@@ -574,11 +569,6 @@ def _run_foreign(args: argparse.Namespace) -> dict[str, Any]:
     from lab4f.storage import file_sha256
     from lab4f.task import TaskData
 
-    if not args.program or not args.back:
-        raise ConfigError(
-            "pass --checkpoint CKPT, or --program P with --back B (a kernel bank with no checkpoint: "
-            "B from `lab4f finetune --captures`)"
-        )
     back, meta = load_foreign_back(args.back)
     from lab4f.optics.program import OpticalProgram
 
