@@ -130,8 +130,7 @@ def seeded(bench_config: BenchConfig | None, seed: int) -> BenchConfig:
     cam = config.camera
     if cam.driver != "Simulated4fCamera" or cam.settings.get("seed") is not None:
         return config
-    camera = cam.model_copy(update={"settings": {**cam.settings, "seed": seed}})
-    return config.model_copy(update={"camera": camera})
+    return config.with_settings(camera={"seed": seed})
 
 
 def run_demo(
